@@ -1,0 +1,410 @@
+//! Command-line interface: argument definitions and the printing of each
+//! operation's outcome, for humans and (with `--json`) for scripts.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{self, HostEnv, LogFormat};
+use crate::environment;
+use crate::logging;
+use crate::ops::{self, Ctx, OpError, SnapshotOutcome, SnapshotRequest};
+
+#[derive(Debug, Parser)]
+#[command(name = "ducksnap", version, about = "Point-in-time snapshots of a local DuckDB database")]
+pub struct Cli {
+    /// Config file (default: $DUCKSNAP_CONFIG, ./ducksnap.toml, $XDG_CONFIG_HOME/ducksnap/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Log level (error, warn, info, debug, trace); default warn for commands, the config's for the daemon.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take a snapshot of the database now.
+    Snapshot {
+        /// Why: manual, pre-delete, scheduled, ... (letters, digits, - _ .).
+        #[arg(long, default_value = "manual")]
+        reason: String,
+        /// Free text shown in listings.
+        #[arg(long)]
+        label: Option<String>,
+        /// Keep this snapshot whatever the retention policy says.
+        #[arg(long)]
+        pin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List snapshots, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one snapshot's manifest.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a snapshot back: over the configured database (after a pinned
+    /// pre-restore safety snapshot), or as a standalone file with --to.
+    Restore {
+        id: String,
+        /// Write the snapshot to this path instead of replacing the database.
+        #[arg(long, value_name = "PATH")]
+        to: Option<PathBuf>,
+        /// With --to: overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation (needed when not on a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that snapshots are intact: every chunk re-hashed; --deep also
+    /// opens each with DuckDB and reads every column.
+    Verify {
+        /// One snapshot (default: all).
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long)]
+        deep: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the retention policy and delete chunks no snapshot needs.
+    Prune {
+        /// Show what would be removed, and why, without removing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a snapshot whatever the retention policy says.
+    Pin {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let retention remove a snapshot again.
+    Unpin {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Show the environment detection: the mode and every signal.
+    Env {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the config; print the effective config with paths resolved.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Runs the parsed command. Returns the exit code on success.
+pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
+    let config = config::load(cli.config.as_deref(), &env).map_err(OpError::from)?;
+    let format = match cli.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Human) => LogFormat::Human,
+        None => config.log.format,
+    };
+    let level = cli.log_level.clone().unwrap_or_else(|| "warn".to_string());
+    logging::init(format, &level, env.var("DUCKSNAP_LOG"))
+        .map_err(|reason| OpError::InvalidArgument { what: "--log-level", reason })?;
+    let detection = environment::detect(&env, &config.database.path, config.database.mode);
+    tracing::debug!(event = "env.detected", mode = ?detection.mode, reason = %detection.reason, "environment detected");
+    let ctx = Ctx { config, detection };
+
+    match cli.command {
+        Command::Config { command: ConfigCommand::Check { json } } => {
+            if json {
+                print_json(&ctx.config)?;
+            } else {
+                let src = ctx
+                    .config
+                    .source
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "built-in defaults (no config file found)".into());
+                println!("# config OK: {src}");
+                print!("{}", toml::to_string_pretty(&ctx.config).context("rendering the config")?);
+            }
+            Ok(0)
+        }
+        Command::Env { json } => {
+            let d = &ctx.detection;
+            if json {
+                print_json(d)?;
+            } else {
+                println!("mode: {:?} ({})", d.mode, d.reason);
+                println!("setting: database.mode = {:?}", d.setting);
+                for s in &d.signals {
+                    println!(
+                        "  [{}] {:<26} {} = {}",
+                        if s.fired { "x" } else { " " },
+                        s.name,
+                        s.rule,
+                        s.value.as_deref().map(|v| format!("{v:?}")).unwrap_or_else(|| "(unset)".into())
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Snapshot { reason, label, pin, json } => {
+            let req = SnapshotRequest { reason, label, pin };
+            match ops::snapshot(&ctx, &req)? {
+                SnapshotOutcome::Disabled { reason } => {
+                    if json {
+                        print_json(&json!({"snapshot": null, "disabled": true, "reason": reason}))?;
+                    } else {
+                        println!("{reason}");
+                    }
+                }
+                SnapshotOutcome::Created(m) => {
+                    if json {
+                        print_json(&json!({"snapshot": m, "disabled": false}))?;
+                    } else {
+                        println!(
+                            "snapshot {} created: {} database bytes, {} new bytes stored, {} capture in {} ms, {}",
+                            m.id,
+                            m.db_size(),
+                            m.bytes_new,
+                            format!("{:?}", m.capture.method).to_lowercase(),
+                            m.capture.duration_ms,
+                            m.check.reason.clone().unwrap_or_else(|| format!("verified ({} tables)", m.check.tables.len()))
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::List { json } => {
+            let listing = ops::list(&ctx)?;
+            if json {
+                print_json(&listing.snapshots)?;
+            } else if listing.disabled {
+                println!("{}", environment::disabled_message(&ctx.detection));
+            } else if listing.snapshots.is_empty() && listing.unreadable.is_empty() {
+                println!("no snapshots in {}", ctx.config.store.dir.display());
+            } else {
+                println!(
+                    "{:<22} {:<20} {:<12} {:>12} {:>12} {:<8} label",
+                    "id", "time (UTC)", "reason", "db bytes", "new bytes", "verified"
+                );
+                for e in &listing.snapshots {
+                    let s = &e.summary;
+                    let mut flags = String::new();
+                    if s.pinned {
+                        flags.push_str(" [pinned]");
+                    }
+                    if e.missing_chunks > 0 {
+                        flags.push_str(&format!(" [DAMAGED: {} chunk(s) missing]", e.missing_chunks));
+                    }
+                    println!(
+                        "{:<22} {:<20} {:<12} {:>12} {:>12} {:<8} {}{}",
+                        s.id,
+                        s.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        s.reason,
+                        s.db_size,
+                        s.bytes_new,
+                        if s.verified { "yes" } else { "no" },
+                        s.label.as_deref().unwrap_or(""),
+                        flags
+                    );
+                }
+            }
+            for b in &listing.unreadable {
+                eprintln!("warning: unreadable manifest {}: {}", b.file, b.reason);
+            }
+            Ok(0)
+        }
+        Command::Restore { id, to, force, yes, json } => {
+            let req = ops::RestoreRequest { id: id.clone(), to: to.clone(), force };
+            if !yes {
+                confirm(&ctx, &id, to.as_deref())?;
+            }
+            let r = ops::restore(&ctx, &req)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("restored snapshot {} to {}{}", r.id, r.path.display(), if r.wal { " (with its WAL)" } else { "" });
+                if let Some(p) = &r.pre_restore {
+                    println!("the previous database is kept as pinned snapshot {p} (restore it to undo)");
+                }
+                if !r.verified {
+                    println!("note: the bundled DuckDB cannot read this storage version; only the file hash was checked");
+                }
+            }
+            Ok(0)
+        }
+        Command::Verify { id, all: _, deep, json } => {
+            let report = ops::verify(&ctx, id.as_deref(), deep)?;
+            if json {
+                print_json(&report)?;
+            } else if report.disabled {
+                println!("{}", environment::disabled_message(&ctx.detection));
+            } else {
+                for r in &report.snapshots {
+                    if r.ok {
+                        println!("ok      {} ({} chunks){}", r.id, r.chunks, r.deep.as_deref().map(|d| format!(", {d}")).unwrap_or_default());
+                    } else {
+                        println!("FAILED  {}", r.id);
+                        for h in &r.missing_chunks {
+                            println!("        missing chunk {h}");
+                        }
+                        for h in &r.corrupt_chunks {
+                            println!("        corrupt chunk {h}");
+                        }
+                        if let Some(e) = &r.error {
+                            println!("        {e}");
+                        }
+                    }
+                }
+                println!("{} snapshot(s) checked, {} ok, {} with problems", report.checked, report.checked - report.problems, report.problems);
+            }
+            if report.problems > 0 {
+                return Err(OpError::VerifyFailed { checked: report.checked, problems: report.problems }.into());
+            }
+            Ok(0)
+        }
+        Command::Prune { dry_run, json } => {
+            let r = ops::prune(&ctx, dry_run)?;
+            if json {
+                print_json(&r)?;
+            } else if r.disabled {
+                println!("{}", environment::disabled_message(&ctx.detection));
+                println!("0 snapshots removed");
+            } else {
+                if let Some(plan) = &r.plan {
+                    for d in &plan.decisions {
+                        println!("{} {} {}", if d.keep { "keep  " } else { "remove" }, d.id, d.reasons.join("; "));
+                    }
+                }
+                if dry_run {
+                    let n = r.plan.as_ref().map(|p| p.forgotten().count()).unwrap_or(0);
+                    println!("dry run: {n} snapshot(s) would be removed");
+                } else {
+                    println!("{} snapshot(s) removed, {} chunk(s) deleted, {} bytes freed", r.removed, r.chunks_deleted, r.bytes_freed);
+                }
+            }
+            Ok(0)
+        }
+        Command::Pin { id, json } => pin(&ctx, &id, true, json),
+        Command::Unpin { id, json } => pin(&ctx, &id, false, json),
+        Command::Show { id, json } => {
+            let shown = ops::show(&ctx, &id)?;
+            if json {
+                print_json(&shown)?;
+            } else {
+                let m = &shown.manifest;
+                println!("id:          {}", m.id);
+                println!("created:     {}", m.created_at.to_rfc3339());
+                println!("reason:      {}", m.reason);
+                println!("label:       {}", m.label.as_deref().unwrap_or("-"));
+                println!("pinned:      {}", m.pinned);
+                println!("database:    {} ({} bytes)", m.database.path, m.db_size());
+                println!(
+                    "storage:     version {}, block size {}, {} blocks, header iteration {}",
+                    m.database.storage_version, m.database.block_size, m.database.block_count, m.database.iteration
+                );
+                for f in &m.files {
+                    println!("file {:<6} {} bytes, {} chunks, blake3 {}", f.role, f.size, f.chunks.len(), f.hash);
+                }
+                println!(
+                    "capture:     {:?}, {} attempt(s), {} ms, {} new bytes stored",
+                    m.capture.method, m.capture.attempts, m.capture.duration_ms, m.bytes_new
+                );
+                println!(
+                    "check:       {:?}{} (DuckDB {})",
+                    m.check.status,
+                    m.check.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+                    m.check.duckdb_version
+                );
+                for t in &m.check.tables {
+                    println!("  {}.{}: {} rows", t.schema, t.name, t.rows);
+                }
+            }
+            if !shown.missing_chunks.is_empty() {
+                for h in &shown.missing_chunks {
+                    eprintln!("missing chunk: {h}");
+                }
+                return Err(OpError::Damaged { id: shown.manifest.id.clone(), missing: shown.missing_chunks.len() }.into());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Asks on the terminal before replacing the database; refuses without one.
+fn confirm(ctx: &Ctx, id: &str, to: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if ctx.detection.is_cloud() {
+        return Ok(()); // restore answers with the disabled error itself
+    }
+    let target = to.map(|p| p.display().to_string()).unwrap_or_else(|| ctx.config.database.path.display().to_string());
+    if !std::io::stdin().is_terminal() {
+        return Err(OpError::NotConfirmed(format!(
+            "restoring {id} to {target} needs confirmation; pass --yes when not on a terminal"
+        ))
+        .into());
+    }
+    eprint!(
+        "Restore snapshot {id} to {target}?{} [y/N] ",
+        if to.is_none() { " The current database is first saved as a pinned pre-restore snapshot." } else { "" }
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(OpError::NotConfirmed("restore cancelled".into()).into())
+    }
+}
+
+fn pin(ctx: &Ctx, id: &str, pinned: bool, json: bool) -> anyhow::Result<u8> {
+    let s = ops::pin(ctx, id, pinned)?;
+    if json {
+        print_json(&s)?;
+    } else {
+        println!("snapshot {} is {}", s.id, if s.pinned { "pinned" } else { "not pinned" });
+    }
+    Ok(0)
+}

@@ -1,0 +1,668 @@
+//! Configuration: where it is found, how it is parsed, and the checked type the
+//! rest of the program uses.
+//!
+//! The TOML file is parsed into `Raw*` structs with `deny_unknown_fields`, with
+//! durations, sizes and cron expressions checked *while* parsing so that every
+//! error carries the file, line, column and key. The raw form is then validated
+//! into [`Config`], in which every relative path is resolved against the
+//! config file's directory (systemd runs us with cwd `/`).
+//!
+//! Lookup order: `--config`, `$DUCKSNAP_CONFIG`, `./ducksnap.toml`,
+//! `$XDG_CONFIG_HOME/ducksnap/config.toml` (or `~/.config/...`); when none
+//! exists the built-in defaults apply, relative to the working directory.
+//! Lookup reads an injected [`HostEnv`], never the process environment
+//! directly, so tests can describe any host.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Variables and the working directory of the host, captured once and passed
+/// around instead of reading the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct HostEnv {
+    pub vars: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+}
+
+impl HostEnv {
+    /// Snapshot of the real process environment (used by `main` only).
+    pub fn from_process() -> Self {
+        HostEnv {
+            vars: std::env::vars().collect(),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+        }
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// A variable that is set and not empty.
+    pub fn nonempty(&self, name: &str) -> Option<&str> {
+        self.var(name).filter(|v| !v.is_empty())
+    }
+}
+
+/// Errors from locating, reading, parsing or validating a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("config file {path} given by {origin} does not exist")]
+    Missing { path: PathBuf, origin: &'static str },
+}
+
+/// A length of time written as `500ms`, `30s`, `5m`, `2h`, `7d` or `2w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("invalid duration {s:?}: missing unit (ms, s, m, h, d, w)"))?;
+        let (num, unit) = t.split_at(split);
+        if num.is_empty() {
+            return Err(format!("invalid duration {s:?}: expected a number then a unit, e.g. \"30s\""));
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        let ms_per: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" | "min" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h, d or w)"
+                ));
+            }
+        };
+        let ms = n
+            .checked_mul(ms_per)
+            .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
+        Ok(HumanDuration(Duration::from_millis(ms)))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis() as u64;
+        let units = [(604_800_000, "w"), (86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+        for (per, u) in units {
+            if ms >= per && ms % per == 0 {
+                return write!(f, "{}{u}", ms / per);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl From<HumanDuration> for String {
+    fn from(d: HumanDuration) -> String {
+        d.to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A number of bytes written as `330MB`, `1GiB`, `512KiB` or a plain integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.is_empty() {
+            return Err(format!("invalid size {s:?}: expected a number then a unit, e.g. \"330MB\""));
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size {s:?}: number too large"))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            u => {
+                return Err(format!(
+                    "invalid size {s:?}: unknown unit {u:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("invalid size {s:?}: too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl From<ByteSize> for String {
+    fn from(b: ByteSize) -> String {
+        b.to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Int(u64),
+            Str(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Int(n) => Ok(ByteSize(n)),
+            Either::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A cron expression checked when parsed: 5 fields (minute first), 6 fields
+/// (seconds first), or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct CronExpr(pub String);
+
+impl CronExpr {
+    pub fn parse_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err("invalid cron expression \"\": empty".into());
+        }
+        let fields = t.split_whitespace().count();
+        if !t.starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(format!(
+                "invalid cron expression {s:?}: expected 5 fields (minute hour day month weekday), \
+                 6 fields (with seconds first) or @hourly/@daily, found {fields} fields"
+            ));
+        }
+        Self::parser()
+            .parse(t)
+            .map_err(|e| format!("invalid cron expression {s:?}: {e}"))?;
+        Ok(CronExpr(t.to_string()))
+    }
+
+    fn parser() -> croner::parser::CronParser {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .year(croner::parser::Year::Disallowed)
+            .build()
+    }
+
+    /// The parsed schedule.
+    pub fn cron(&self) -> croner::Cron {
+        Self::parser()
+            .parse(&self.0)
+            .expect("CronExpr is validated when constructed")
+    }
+}
+
+impl From<CronExpr> for String {
+    fn from(c: CronExpr) -> String {
+        c.0
+    }
+}
+
+impl<'de> Deserialize<'de> for CronExpr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CronExpr::parse_str(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `auto` detects the environment; `local` and `cloud` force a mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeSetting {
+    #[default]
+    Auto,
+    Local,
+    Cloud,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    watch: RawWatch,
+    #[serde(default)]
+    socket: RawSocket,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    path: Option<String>,
+    #[serde(default)]
+    mode: ModeSetting,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    dir: Option<String>,
+    compression_level: Option<i32>,
+    min_free_space: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    attempts: Option<u32>,
+    backoff: Option<HumanDuration>,
+    timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(CronExpr),
+    Many(Vec<CronExpr>),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    enabled: Option<bool>,
+    cron: Option<OneOrMany>,
+    timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_last: Option<u32>,
+    keep_hourly: Option<u32>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
+    keep_monthly: Option<u32>,
+    keep_within: Option<HumanDuration>,
+    max_total_size: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    enabled: Option<bool>,
+    debounce: Option<HumanDuration>,
+    snapshot_on_change: Option<bool>,
+    quiet_period: Option<HumanDuration>,
+    min_interval: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSocket {
+    path: Option<String>,
+    max_line: Option<ByteSize>,
+    idle_timeout: Option<HumanDuration>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<LogFormat>,
+}
+
+/// Checked configuration with every path absolute.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The file this came from, or `None` for the built-in defaults.
+    pub source: Option<PathBuf>,
+    pub database: DatabaseConfig,
+    pub store: StoreConfig,
+    pub capture: CaptureConfig,
+    pub schedule: ScheduleConfig,
+    pub retention: RetentionConfig,
+    pub watch: WatchConfig,
+    pub socket: SocketConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseConfig {
+    /// Absolute path of the database file, or a remote name such as `md:app`.
+    pub path: PathBuf,
+    pub mode: ModeSetting,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    /// zstd level for chunks (1–19).
+    pub compression_level: i32,
+    /// A snapshot refuses to start when the store's file system has less free.
+    pub min_free_space: ByteSize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureConfig {
+    pub attempts: u32,
+    pub backoff: HumanDuration,
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleConfig {
+    pub enabled: bool,
+    pub cron: Vec<CronExpr>,
+    /// `UTC` or an IANA time zone name.
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RetentionConfig {
+    pub keep_last: u32,
+    pub keep_hourly: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub keep_within: Option<HumanDuration>,
+    pub max_total_size: Option<ByteSize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WatchConfig {
+    pub enabled: bool,
+    pub debounce: HumanDuration,
+    pub snapshot_on_change: bool,
+    pub quiet_period: HumanDuration,
+    pub min_interval: HumanDuration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketConfig {
+    pub path: PathBuf,
+    pub max_line: ByteSize,
+    pub idle_timeout: HumanDuration,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+pub const DEFAULT_DATABASE: &str = "data/app.duckdb";
+pub const DEFAULT_STORE: &str = "data/backups";
+pub const DEFAULT_KEEP_LAST: u32 = 10;
+
+fn ms(n: u64) -> HumanDuration {
+    HumanDuration(Duration::from_millis(n))
+}
+
+/// Where the config came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    File { path: PathBuf, origin: &'static str },
+    Defaults,
+}
+
+/// Finds the config file: `--config`, `$DUCKSNAP_CONFIG`, `./ducksnap.toml`,
+/// `$XDG_CONFIG_HOME/ducksnap/config.toml`. An explicitly named file that
+/// does not exist is an error; the implicit places are simply skipped.
+pub fn locate(cli: Option<&Path>, env: &HostEnv) -> Result<Located, ConfigError> {
+    let explicit = cli
+        .map(|p| (env.cwd.join(p), "--config"))
+        .or_else(|| env.nonempty("DUCKSNAP_CONFIG").map(|p| (env.cwd.join(p), "$DUCKSNAP_CONFIG")));
+    if let Some((path, origin)) = explicit {
+        if !path.exists() {
+            return Err(ConfigError::Missing { path, origin });
+        }
+        return Ok(Located::File { path, origin });
+    }
+    let local = env.cwd.join("ducksnap.toml");
+    if local.is_file() {
+        return Ok(Located::File { path: local, origin: "./ducksnap.toml" });
+    }
+    let xdg = env
+        .nonempty("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.nonempty("HOME").map(|h| Path::new(h).join(".config")));
+    if let Some(dir) = xdg {
+        let p = dir.join("ducksnap").join("config.toml");
+        if p.is_file() {
+            return Ok(Located::File { path: p, origin: "$XDG_CONFIG_HOME/ducksnap/config.toml" });
+        }
+    }
+    Ok(Located::Defaults)
+}
+
+/// Locates and loads the config.
+pub fn load(cli: Option<&Path>, env: &HostEnv) -> Result<Config, ConfigError> {
+    match locate(cli, env)? {
+        Located::File { path, .. } => load_file(&path, env),
+        Located::Defaults => from_str_at("", None, &env.cwd, env),
+    }
+}
+
+/// Loads one file.
+pub fn load_file(path: &Path, env: &HostEnv) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    from_str_at(&text, Some(&path), &base, env)
+}
+
+/// Parses `text` as if read from `source`, resolving relative paths against `base`.
+pub fn from_str_at(
+    text: &str,
+    source: Option<&Path>,
+    base: &Path,
+    env: &HostEnv,
+) -> Result<Config, ConfigError> {
+    let shown = source
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("<built-in defaults>"));
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: shown.clone(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        path: shown.clone(),
+        key: key.to_string(),
+        message,
+    };
+    let resolve = |p: &str| -> PathBuf {
+        let p = expand_home(p, env);
+        if p.is_absolute() { p } else { base.join(p) }
+    };
+
+    let db_raw = raw.database.path.unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    if db_raw.trim().is_empty() {
+        return Err(invalid("database.path", "must not be empty".into()));
+    }
+    // A MotherDuck name is kept verbatim: there is no file to resolve.
+    let db_path = if db_raw.starts_with("md:") { PathBuf::from(&db_raw) } else { resolve(&db_raw) };
+
+    let store_raw = raw.store.dir.unwrap_or_else(|| DEFAULT_STORE.to_string());
+    if store_raw.trim().is_empty() {
+        return Err(invalid("store.dir", "must not be empty".into()));
+    }
+    let store_dir = resolve(&store_raw);
+    if store_dir == db_path {
+        return Err(invalid("store.dir", "must not be the database file itself".into()));
+    }
+    let level = raw.store.compression_level.unwrap_or(3);
+    if !(1..=19).contains(&level) {
+        return Err(invalid("store.compression_level", format!("{level} is out of range 1..=19")));
+    }
+
+    let attempts = raw.capture.attempts.unwrap_or(8);
+    if attempts == 0 || attempts > 1000 {
+        return Err(invalid("capture.attempts", format!("{attempts} is out of range 1..=1000")));
+    }
+    let backoff = raw.capture.backoff.unwrap_or(ms(50));
+    let timeout = raw.capture.timeout.unwrap_or(ms(60_000));
+    if timeout.0.is_zero() {
+        return Err(invalid("capture.timeout", "must be greater than 0".into()));
+    }
+
+    let cron = match raw.schedule.cron {
+        None => vec![CronExpr::parse_str("@hourly").expect("valid")],
+        Some(OneOrMany::One(c)) => vec![c],
+        Some(OneOrMany::Many(v)) => v,
+    };
+    let timezone = raw.schedule.timezone.unwrap_or_else(|| "UTC".to_string());
+    if timezone != "UTC" && timezone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(invalid(
+            "schedule.timezone",
+            format!("unknown time zone {timezone:?} (use \"UTC\" or an IANA name such as \"Europe/Berlin\")"),
+        ));
+    }
+
+    let r = raw.retention;
+    let retention = RetentionConfig {
+        keep_last: r.keep_last.unwrap_or(DEFAULT_KEEP_LAST),
+        keep_hourly: r.keep_hourly.unwrap_or(0),
+        keep_daily: r.keep_daily.unwrap_or(0),
+        keep_weekly: r.keep_weekly.unwrap_or(0),
+        keep_monthly: r.keep_monthly.unwrap_or(0),
+        keep_within: r.keep_within,
+        max_total_size: r.max_total_size,
+    };
+
+    let w = raw.watch;
+    let watch = WatchConfig {
+        enabled: w.enabled.unwrap_or(true),
+        debounce: w.debounce.unwrap_or(ms(1_000)),
+        snapshot_on_change: w.snapshot_on_change.unwrap_or(false),
+        quiet_period: w.quiet_period.unwrap_or(ms(30_000)),
+        min_interval: w.min_interval.unwrap_or(ms(300_000)),
+    };
+
+    let s = raw.socket;
+    let socket_path = match s.path {
+        Some(p) if p.trim().is_empty() => return Err(invalid("socket.path", "must not be empty".into())),
+        Some(p) => resolve(&p),
+        None => default_socket_path(env),
+    };
+    let max_line = s.max_line.unwrap_or(ByteSize(64 * 1024));
+    if max_line.0 < 1024 || max_line.0 > 16 * 1024 * 1024 {
+        return Err(invalid("socket.max_line", format!("{} is out of range 1KiB..=16MiB", max_line.0)));
+    }
+    let max_connections = s.max_connections.unwrap_or(64);
+    if max_connections == 0 {
+        return Err(invalid("socket.max_connections", "must be at least 1".into()));
+    }
+
+    let level_s = raw.log.level.unwrap_or_else(|| "info".to_string());
+    if !["error", "warn", "info", "debug", "trace"].contains(&level_s.as_str()) {
+        return Err(invalid(
+            "log.level",
+            format!("{level_s:?} is not one of error, warn, info, debug, trace"),
+        ));
+    }
+
+    Ok(Config {
+        source: source.map(Path::to_path_buf),
+        database: DatabaseConfig { path: db_path, mode: raw.database.mode },
+        store: StoreConfig {
+            dir: store_dir,
+            compression_level: level,
+            min_free_space: raw.store.min_free_space.unwrap_or(ByteSize(64 * 1024 * 1024)),
+        },
+        capture: CaptureConfig { attempts, backoff, timeout },
+        schedule: ScheduleConfig {
+            enabled: raw.schedule.enabled.unwrap_or(true),
+            cron,
+            timezone,
+        },
+        retention,
+        watch,
+        socket: SocketConfig {
+            path: socket_path,
+            max_line,
+            idle_timeout: s.idle_timeout.unwrap_or(ms(30_000)),
+            max_connections,
+        },
+        log: LogConfig { level: level_s, format: raw.log.format.unwrap_or_default() },
+    })
+}
+
+fn expand_home(p: &str, env: &HostEnv) -> PathBuf {
+    match (p.strip_prefix("~/"), env.nonempty("HOME")) {
+        (Some(rest), Some(home)) => Path::new(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/ducksnap.sock`, else `/tmp/ducksnap-<uid>/ducksnap.sock`.
+pub fn default_socket_path(env: &HostEnv) -> PathBuf {
+    match env.nonempty("XDG_RUNTIME_DIR") {
+        Some(dir) => Path::new(dir).join("ducksnap.sock"),
+        None => PathBuf::from(format!("/tmp/ducksnap-{}", nix::unistd::getuid())).join("ducksnap.sock"),
+    }
+}

@@ -1,0 +1,35 @@
+//! The `ducksnap` binary: parse arguments, run, print any error once with its
+//! chain, exit with the documented code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ducksnap::cli::{self, Cli};
+use ducksnap::config::HostEnv;
+use ducksnap::ops::OpError;
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    match cli::run(args, HostEnv::from_process()) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("ducksnap: error: {}", render_chain(&err));
+            let code = err.downcast_ref::<OpError>().map(OpError::exit_code).unwrap_or(1);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error and its causes, skipping causes whose text the message above
+/// already contains.
+fn render_chain(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}

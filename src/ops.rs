@@ -1,0 +1,793 @@
+//! The operations behind the subcommands, as plain functions named like them:
+//! [`snapshot`], [`list`], [`show`]. The CLI (and later the daemon) call these;
+//! they never print. Each returns a typed outcome, with the documented
+//! "disabled" result in cloud mode.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::capture::{self, CaptureError, CaptureOptions, Captured};
+use crate::check;
+use crate::config::{Config, ConfigError};
+use crate::duckfile::Header;
+use crate::environment::{self, Detection};
+use crate::id::{InvalidId, SnapshotId};
+use crate::oslock::{self, LockKind};
+use crate::restore::{self, RecoverError};
+use crate::retention::{self, Candidate, Plan};
+use crate::store::{
+    BadEntry, CheckStatus, DatabaseInfo, MANIFEST_FORMAT, Manifest, Store, StoreError, StoreLock, Summary,
+};
+
+/// Everything an operation needs: the checked config and the environment decision.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub config: Config,
+    pub detection: Detection,
+}
+
+/// Errors of an operation, each mapped to a documented exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument { what: &'static str, reason: String },
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "not enough free space in {path}: {available} bytes available, {needed} needed \
+         (a staging copy of the database plus store.min_free_space)"
+    )]
+    NoSpace { path: PathBuf, available: u64, needed: u64 },
+    #[error("snapshot {id} is damaged: {missing} chunk(s) missing from the store")]
+    Damaged { id: SnapshotId, missing: usize },
+    #[error("{reason}")]
+    Disabled { reason: String },
+    #[error("{path} exists; pass --force to overwrite it")]
+    Exists { path: PathBuf },
+    #[error(
+        "{path} is in use{}: close the application's DuckDB connection (or stop the app) and try again",
+        pid.map(|p| format!(" by process {p} (it holds DuckDB's lock)")).unwrap_or_else(|| " (another process holds a lock on it)".into())
+    )]
+    InUse { path: PathBuf, pid: Option<i32> },
+    #[error("restore failed: {reason}")]
+    RestoreFailed { reason: String },
+    #[error(transparent)]
+    Recover(#[from] RecoverError),
+    #[error("not confirmed: {0}")]
+    NotConfirmed(String),
+    #[error("verification found problems in {problems} of {checked} snapshot(s)")]
+    VerifyFailed { checked: usize, problems: usize },
+}
+
+impl OpError {
+    /// The process exit code for this error (see README, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            OpError::Config(_) | OpError::InvalidId(_) | OpError::InvalidArgument { .. } => 2,
+            OpError::Capture(CaptureError::Missing { .. })
+            | OpError::Capture(CaptureError::NotAFile { .. })
+            | OpError::Capture(CaptureError::Header(_)) => 3,
+            OpError::Capture(CaptureError::Inconsistent { .. }) => 4,
+            OpError::Store(StoreError::NotFound { .. }) | OpError::Store(StoreError::InvalidId(_)) => 5,
+            OpError::Damaged { .. } | OpError::VerifyFailed { .. } => 6,
+            OpError::Disabled { .. } => 7,
+            OpError::InUse { .. } => 8,
+            OpError::Exists { .. } | OpError::NotConfirmed(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What `snapshot` was asked for.
+#[derive(Debug, Clone)]
+pub struct SnapshotRequest {
+    pub reason: String,
+    pub label: Option<String>,
+    pub pin: bool,
+}
+
+impl SnapshotRequest {
+    /// Checks reason and label (they come from outside).
+    pub fn validate(&self) -> Result<(), OpError> {
+        let r = &self.reason;
+        if r.is_empty()
+            || r.len() > 64
+            || !r.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        {
+            return Err(OpError::InvalidArgument {
+                what: "reason",
+                reason: format!("{r:?}: use 1 to 64 characters of letters, digits, '-', '_' or '.'"),
+            });
+        }
+        if let Some(l) = &self.label {
+            if l.chars().count() > 256 || l.chars().any(char::is_control) {
+                return Err(OpError::InvalidArgument {
+                    what: "label",
+                    reason: "at most 256 characters, no control characters".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Result of `snapshot`.
+#[derive(Debug, Clone)]
+pub enum SnapshotOutcome {
+    /// Cloud mode: no snapshot, and why.
+    Disabled { reason: String },
+    Created(Box<Manifest>),
+}
+
+fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
+    // A restore that a crash interrupted is undone before anything else
+    // looks at the database.
+    restore::recover(&ctx.config.database.path)?;
+    Ok(Store::open(&ctx.config.store.dir, create, ctx.config.store.compression_level)?)
+}
+
+/// Takes a snapshot of the configured database.
+pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
+    req.validate()?;
+    if ctx.detection.is_cloud() {
+        tracing::debug!(event = "snapshot.disabled", reason = %ctx.detection.reason, "snapshot skipped: cloud mode");
+        return Ok(SnapshotOutcome::Disabled { reason: environment::disabled_message(&ctx.detection) });
+    }
+    let db = &ctx.config.database.path;
+    restore::recover(db)?;
+    // Check the database before the store is created or locked, so that a
+    // wrong path leaves the store untouched.
+    let meta = match fs::metadata(db) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(CaptureError::Missing { path: db.clone() }.into());
+        }
+        Err(source) => return Err(CaptureError::Io { op: "stat", path: db.clone(), source }.into()),
+    };
+    if !meta.is_file() {
+        return Err(CaptureError::NotAFile { path: db.clone() }.into());
+    }
+    Header::read_path(db).map_err(CaptureError::from)?;
+
+    let store = open_store(ctx, true)?;
+    let lock = store.lock()?;
+    let wal_len = fs::metadata(capture::wal_path(db)).map(|m| m.len()).unwrap_or(0);
+    check_space_at(store.root(), meta.len() + wal_len + ctx.config.store.min_free_space.0)?;
+
+    let started = Instant::now();
+    let created_at = Utc::now();
+    let staging = store.staging_dir(&lock, "snapshot")?;
+    let opts = CaptureOptions {
+        attempts: ctx.config.capture.attempts,
+        backoff: ctx.config.capture.backoff.0,
+        timeout: ctx.config.capture.timeout.0,
+    };
+    let result = capture::capture(&store, &lock, db, &opts, &staging);
+    let _ = fs::remove_dir_all(&staging);
+    let cap = match result {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(event = "snapshot.failed", database = %db.display(), error = %e, "snapshot failed");
+            return Err(e.into());
+        }
+    };
+
+    let manifest = commit_capture(&store, &lock, db, cap, req, created_at, started)?;
+    Ok(SnapshotOutcome::Created(Box::new(manifest)))
+}
+
+/// Turns a successful capture into a committed snapshot.
+pub(crate) fn commit_capture(
+    store: &Store,
+    lock: &StoreLock,
+    db: &Path,
+    cap: Captured,
+    req: &SnapshotRequest,
+    created_at: DateTime<Utc>,
+    started: Instant,
+) -> Result<Manifest, OpError> {
+    let mut id = SnapshotId::generate(created_at);
+    while store.load_manifest(&id).is_ok() {
+        id = SnapshotId::generate(created_at);
+    }
+    let mut counted = HashSet::new();
+    let bytes_new = cap
+        .files
+        .iter()
+        .flat_map(|f| f.chunks.iter())
+        .filter(|c| counted.insert(c.hash.as_str()))
+        .filter_map(|c| cap.new_chunks.get(&c.hash))
+        .sum();
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        id: id.clone(),
+        created_at,
+        reason: req.reason.clone(),
+        label: req.label.clone(),
+        pinned: req.pin,
+        database: DatabaseInfo {
+            path: db.display().to_string(),
+            header_version: cap.header.header_version,
+            storage_version: cap.header.storage_version,
+            block_size: cap.header.block_size,
+            block_count: cap.header.block_count,
+            iteration: cap.header.iteration,
+        },
+        files: cap.files,
+        capture: crate::store::CaptureInfo {
+            method: cap.method,
+            attempts: cap.attempts,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+        check: cap.check,
+        bytes_new,
+        ducksnap_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    store.commit_manifest(lock, &manifest)?;
+    tracing::info!(
+        event = "snapshot.created",
+        id = %manifest.id,
+        reason = %manifest.reason,
+        method = ?manifest.capture.method,
+        attempts = manifest.capture.attempts,
+        db_bytes = manifest.db_size(),
+        bytes_new = manifest.bytes_new,
+        duration_ms = manifest.capture.duration_ms,
+        "snapshot created"
+    );
+    Ok(manifest)
+}
+
+/// One row of `list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListEntry {
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Chunks the manifest names that the store does not have.
+    pub missing_chunks: usize,
+}
+
+/// Result of `list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    pub disabled: bool,
+    /// Newest first.
+    pub snapshots: Vec<ListEntry>,
+    /// Manifest files that could not be read.
+    pub unreadable: Vec<BadEntry>,
+}
+
+/// Lists the snapshots, newest first, each checked for missing chunks.
+pub fn list(ctx: &Ctx) -> Result<Listing, OpError> {
+    if ctx.detection.is_cloud() {
+        return Ok(Listing { disabled: true, snapshots: Vec::new(), unreadable: Vec::new() });
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Ok(Listing { disabled: false, snapshots: Vec::new(), unreadable: Vec::new() });
+    }
+    let store = open_store(ctx, false)?;
+    let summaries = store.catalog()?;
+    let (manifests, unreadable) = store.manifests()?;
+    let present = store.chunk_set()?;
+    let snapshots = summaries
+        .into_iter()
+        .map(|summary| {
+            let missing_chunks = manifests
+                .iter()
+                .find(|m| m.id == summary.id)
+                .map(|m| Store::missing_chunks(m, &present).len())
+                .unwrap_or(0);
+            ListEntry { summary, missing_chunks }
+        })
+        .collect();
+    Ok(Listing { disabled: false, snapshots, unreadable })
+}
+
+/// Result of `show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    pub manifest: Manifest,
+    pub missing_chunks: Vec<String>,
+}
+
+/// One snapshot's manifest, with the chunks it names that are missing.
+pub fn show(ctx: &Ctx, id: &str) -> Result<Shown, OpError> {
+    let id = SnapshotId::parse(id)?;
+    if ctx.detection.is_cloud() {
+        return Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into());
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into());
+    }
+    let store = open_store(ctx, false)?;
+    let manifest = store.load_manifest(&id)?;
+    let present = store.chunk_set()?;
+    let missing_chunks = Store::missing_chunks(&manifest, &present);
+    Ok(Shown { manifest, missing_chunks })
+}
+
+/// What `restore` was asked for.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub id: String,
+    /// Write a standalone copy here instead of replacing the database.
+    pub to: Option<PathBuf>,
+    /// With `to`: overwrite an existing file.
+    pub force: bool,
+}
+
+/// Result of `restore`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub id: SnapshotId,
+    pub path: PathBuf,
+    /// The pinned safety snapshot of the database as it was (in-place restore
+    /// of an existing database only).
+    pub pre_restore: Option<SnapshotId>,
+    /// Whether DuckDB opened the restored file and found the manifest's tables
+    /// and row counts (false only for a storage version the bundled DuckDB
+    /// cannot read; the whole-file hash was checked regardless).
+    pub verified: bool,
+    pub wal: bool,
+}
+
+fn compare_tables(expected: &Manifest, got: &crate::store::CheckInfo) -> Result<(), String> {
+    if expected.check.status != CheckStatus::Verified || got.status != CheckStatus::Verified {
+        return Ok(());
+    }
+    if expected.check.tables != got.tables {
+        return Err(format!(
+            "tables and row counts differ from the snapshot's: expected {:?}, found {:?}",
+            expected.check.tables, got.tables
+        ));
+    }
+    Ok(())
+}
+
+/// Reassembles `m` as `dest` (+ `dest.wal`), fsyncs, checks it with DuckDB and
+/// compares it with the manifest. Returns whether DuckDB verified it.
+fn stage_restore(store: &Store, m: &Manifest, dest: &Path) -> Result<bool, OpError> {
+    let dir = restore::dir_of(dest);
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    store.reassemble(m, dir, &name)?;
+    for p in [dest.to_path_buf(), capture::wal_path(dest)] {
+        if p.exists() {
+            File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|source| StoreError::Io { op: "fsync", path: p.clone(), source })?;
+        }
+    }
+    let header = Header::read_path(dest).map_err(CaptureError::from)?;
+    let got = check::check_copy(dest, &header, false).map_err(|e| OpError::RestoreFailed {
+        reason: format!("the reassembled snapshot does not open: {e}"),
+    })?;
+    compare_tables(m, &got).map_err(|reason| OpError::RestoreFailed { reason })?;
+    Ok(got.status == CheckStatus::Verified)
+}
+
+/// Restores snapshot `id` over the configured database (or to `--to PATH`).
+pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
+    let id = SnapshotId::parse(&req.id)?;
+    if ctx.detection.is_cloud() {
+        return Err(OpError::Disabled { reason: environment::disabled_message(&ctx.detection) });
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into());
+    }
+    let store = open_store(ctx, false)?;
+    let lock = store.lock()?;
+    let m = store.load_manifest(&id)?;
+    let wal_size = m.file("wal").map(|f| f.size).unwrap_or(0);
+    let db = ctx.config.database.path.clone();
+
+    if let Some(to) = &req.to {
+        let to = std::path::absolute(to).unwrap_or_else(|_| to.clone());
+        if to == db {
+            return Err(OpError::InvalidArgument {
+                what: "--to",
+                reason: "that is the configured database; restore without --to to replace it".into(),
+            });
+        }
+        for p in [to.clone(), capture::wal_path(&to)] {
+            if p.exists() && !req.force {
+                return Err(OpError::Exists { path: p });
+            }
+        }
+        if let Ok(f) = File::open(&to) {
+            if let Some(h) = oslock::conflicting(&f, LockKind::Write).map_err(|source| StoreError::Io {
+                op: "query locks on",
+                path: to.clone(),
+                source,
+            })? {
+                return Err(OpError::InUse { path: to, pid: h.pid });
+            }
+        }
+        check_space_at(restore::dir_of(&to), m.db_size() + wal_size)?;
+        let staged = restore::sibling(&to, &format!("ducksnap-staged-{}", std::process::id()));
+        let result = stage_restore(&store, &m, &staged).and_then(|verified| {
+            let rename = |from: &Path, to: &Path| {
+                fs::rename(from, to).map_err(|source| StoreError::Io { op: "rename into", path: to.to_path_buf(), source })
+            };
+            let to_wal = capture::wal_path(&to);
+            if to_wal.exists() {
+                fs::remove_file(&to_wal).map_err(|source| StoreError::Io { op: "remove", path: to_wal.clone(), source })?;
+            }
+            rename(&staged, &to)?;
+            if m.file("wal").is_some() {
+                rename(&capture::wal_path(&staged), &to_wal)?;
+            }
+            crate::store::fsync_dir(restore::dir_of(&to))?;
+            Ok(verified)
+        });
+        let _ = fs::remove_file(&staged);
+        let _ = fs::remove_file(capture::wal_path(&staged));
+        let verified = result?;
+        tracing::info!(event = "restore.copied", id = %id, path = %to.display(), "snapshot written to a standalone file");
+        return Ok(Restored { id, path: to, pre_restore: None, verified, wal: wal_size > 0 });
+    }
+
+    restore_in_place(ctx, &store, &lock, &m, &db)
+}
+
+fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db: &Path) -> Result<Restored, OpError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source: io::Error| OpError::Store(StoreError::Io { op, path, source })
+    };
+    let dir = restore::dir_of(db).to_path_buf();
+    if !dir.is_dir() {
+        return Err(OpError::InvalidArgument {
+            what: "database.path",
+            reason: format!("directory {} does not exist", dir.display()),
+        });
+    }
+    // Keep the app out for the whole restore: refuse if anyone holds the
+    // database, then hold an OFD write lock on it.
+    let old = match File::open(db) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io("open", db)(e)),
+    };
+    if let Some(f) = &old {
+        if let Some(h) = oslock::conflicting(f, LockKind::Write).map_err(io("query locks on", db))? {
+            return Err(OpError::InUse { path: db.to_path_buf(), pid: h.pid });
+        }
+        if !oslock::try_lock(f, LockKind::Write).map_err(io("lock", db))? {
+            return Err(OpError::InUse { path: db.to_path_buf(), pid: None });
+        }
+        Header::read_at(f, db).map_err(CaptureError::from)?;
+    }
+    let wal_size = m.file("wal").map(|f| f.size).unwrap_or(0);
+    check_space_at(&dir, m.db_size() + wal_size + ctx.config.store.min_free_space.0)?;
+
+    // Safety snapshot of the current database, pinned.
+    let pre_restore = match &old {
+        Some(f) => {
+            let started = Instant::now();
+            let created_at = Utc::now();
+            let staging = store.staging_dir(lock, "pre-restore")?;
+            let cap = capture::capture_locked(store, lock, db, f, &staging);
+            let _ = fs::remove_dir_all(&staging);
+            let req = SnapshotRequest {
+                reason: "pre-restore".into(),
+                label: Some(format!("before restoring {}", m.id)),
+                pin: true,
+            };
+            Some(commit_capture(store, lock, db, cap?, &req, created_at, started)?.id)
+        }
+        None => None,
+    };
+
+    let staged = restore::sibling(db, &format!("ducksnap-staged-{}", std::process::id()));
+    let staged_wal = capture::wal_path(&staged);
+    let verified = match stage_restore(store, m, &staged) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&staged);
+            let _ = fs::remove_file(&staged_wal);
+            return Err(e);
+        }
+    };
+    let new_file = File::open(&staged).map_err(io("open", &staged))?;
+    if !oslock::try_lock(&new_file, LockKind::Write).map_err(io("lock", &staged))? {
+        return Err(OpError::InUse { path: staged.clone(), pid: None });
+    }
+    let meta_ino = |p: &Path| fs::metadata(p).map(|m| m.ino());
+    let has_wal = m.file("wal").is_some();
+    let mut journal = restore::Journal {
+        state: restore::JournalState::Swapping,
+        db: db.to_path_buf(),
+        old_ino: old.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino()),
+        old_link: old.as_ref().map(|_| restore::sibling(db, &format!("ducksnap-old-{}", std::process::id()))),
+        old_wal_aside: capture::wal_path(db)
+            .exists()
+            .then(|| restore::sibling(db, &format!("ducksnap-old-{}.wal", std::process::id()))),
+        old_ckpt_aside: capture::wal_checkpoint_path(db)
+            .exists()
+            .then(|| restore::sibling(db, &format!("ducksnap-old-{}.wal.checkpoint", std::process::id()))),
+        new_ino: meta_ino(&staged).map_err(io("stat", &staged))?,
+        new_db_staged: staged.clone(),
+        new_wal_ino: if has_wal { Some(meta_ino(&staged_wal).map_err(io("stat", &staged_wal))?) } else { None },
+        new_wal_staged: has_wal.then(|| staged_wal.clone()),
+    };
+    restore::write_journal(&journal)?;
+
+    let swap = || -> Result<(), OpError> {
+        if let Some(link) = &journal.old_link {
+            let _ = fs::remove_file(link);
+            fs::hard_link(db, link).map_err(io("keep a rollback link of", db))?;
+        }
+        if let Some(aside) = &journal.old_wal_aside {
+            fs::rename(capture::wal_path(db), aside).map_err(io("move aside", &capture::wal_path(db)))?;
+        }
+        if let Some(aside) = &journal.old_ckpt_aside {
+            fs::rename(capture::wal_checkpoint_path(db), aside)
+                .map_err(io("move aside", &capture::wal_checkpoint_path(db)))?;
+        }
+        fs::rename(&staged, db).map_err(io("rename the restored database to", db))?;
+        if has_wal {
+            fs::rename(&staged_wal, capture::wal_path(db)).map_err(io("rename the restored WAL to", db))?;
+        }
+        crate::store::fsync_dir(&dir)?;
+        // Let DuckDB open it read-only for the final check; writers stay out.
+        oslock::try_lock(&new_file, LockKind::Read).map_err(io("downgrade lock on", db))?;
+        let header = Header::read_path(db).map_err(CaptureError::from)?;
+        let got = check::check_copy(db, &header, false).map_err(|e| OpError::RestoreFailed {
+            reason: format!("the restored database does not open at {}: {e}", db.display()),
+        })?;
+        compare_tables(m, &got).map_err(|reason| OpError::RestoreFailed { reason })
+    };
+    if let Err(e) = swap() {
+        tracing::error!(event = "restore.failed", id = %m.id, error = %e, "restore failed; rolling back");
+        return match restore::roll_back(&journal) {
+            Ok(()) => {
+                let _ = fs::remove_file(restore::journal_path(db));
+                Err(OpError::RestoreFailed { reason: format!("{e}; the previous database was put back") })
+            }
+            Err(rb) => Err(OpError::RestoreFailed {
+                reason: format!(
+                    "{e}; rolling back ALSO failed: {rb}; the journal {} describes the files",
+                    restore::journal_path(db).display()
+                ),
+            }),
+        };
+    }
+    journal.state = restore::JournalState::Committed;
+    restore::write_journal(&journal)?;
+    restore::clean_up(&journal)?;
+    drop(new_file);
+    drop(old);
+    tracing::info!(event = "restore.completed", id = %m.id, database = %db.display(), pre_restore = ?pre_restore.as_ref().map(|i| i.to_string()), "database restored");
+    Ok(Restored { id: m.id.clone(), path: db.to_path_buf(), pre_restore, verified, wal: has_wal })
+}
+
+fn check_space_at(dir: &Path, needed: u64) -> Result<(), OpError> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
+        OpError::Store(StoreError::Io { op: "query free space of", path: dir.to_path_buf(), source: e.into() })
+    })?;
+    let available = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if available < needed {
+        return Err(OpError::NoSpace { path: dir.to_path_buf(), available, needed });
+    }
+    Ok(())
+}
+
+/// One snapshot's verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotCheck {
+    pub id: String,
+    pub ok: bool,
+    pub chunks: usize,
+    pub missing_chunks: Vec<String>,
+    pub corrupt_chunks: Vec<String>,
+    /// `--deep`: the reassembled file opened with DuckDB, every column read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deep: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Result of `verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub disabled: bool,
+    pub checked: usize,
+    pub problems: usize,
+    pub snapshots: Vec<SnapshotCheck>,
+}
+
+/// Re-hashes every chunk of one snapshot (`id`) or of all; `deep` also
+/// reassembles each and reads every column with DuckDB.
+pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, OpError> {
+    let id = id.map(SnapshotId::parse).transpose()?;
+    if ctx.detection.is_cloud() {
+        return Ok(VerifyReport { disabled: true, checked: 0, problems: 0, snapshots: Vec::new() });
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return match id {
+            Some(id) => Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into()),
+            None => Ok(VerifyReport { disabled: false, checked: 0, problems: 0, snapshots: Vec::new() }),
+        };
+    }
+    let store = open_store(ctx, false)?;
+    let mut results = Vec::new();
+    let manifests = match &id {
+        Some(id) => vec![store.load_manifest(id)?],
+        None => {
+            let (ms, bad) = store.manifests()?;
+            for b in bad {
+                results.push(SnapshotCheck {
+                    id: b.file.trim_end_matches(".json").to_string(),
+                    ok: false,
+                    chunks: 0,
+                    missing_chunks: Vec::new(),
+                    corrupt_chunks: Vec::new(),
+                    deep: None,
+                    error: Some(b.reason),
+                });
+            }
+            ms
+        }
+    };
+    let lock = if deep { Some(store.lock()?) } else { None };
+    // A chunk shared by many snapshots is read once.
+    let mut seen: HashMap<String, Result<(), bool>> = HashMap::new();
+    for m in &manifests {
+        let mut r = SnapshotCheck {
+            id: m.id.to_string(),
+            ok: true,
+            chunks: 0,
+            missing_chunks: Vec::new(),
+            corrupt_chunks: Vec::new(),
+            deep: None,
+            error: None,
+        };
+        for f in &m.files {
+            for c in &f.chunks {
+                r.chunks += 1;
+                let res = seen.entry(c.hash.clone()).or_insert_with(|| match store.read_chunk(c) {
+                    Ok(_) => Ok(()),
+                    Err(StoreError::ChunkMissing { .. }) => Err(true),
+                    Err(_) => Err(false),
+                });
+                match res {
+                    Ok(()) => {}
+                    Err(true) if !r.missing_chunks.contains(&c.hash) => r.missing_chunks.push(c.hash.clone()),
+                    Err(false) if !r.corrupt_chunks.contains(&c.hash) => r.corrupt_chunks.push(c.hash.clone()),
+                    Err(_) => {}
+                }
+            }
+        }
+        r.ok = r.missing_chunks.is_empty() && r.corrupt_chunks.is_empty();
+        if deep && r.ok {
+            let lock = lock.as_ref().expect("deep verify holds the lock");
+            let dir = store.staging_dir(lock, "verify")?;
+            let outcome = (|| -> Result<String, String> {
+                let db = store.reassemble(m, &dir, "db.duckdb").map_err(|e| e.to_string())?;
+                let header = Header::read_path(&db).map_err(|e| e.to_string())?;
+                let got = check::check_copy(&db, &header, true).map_err(|e| e.to_string())?;
+                compare_tables(m, &got)?;
+                Ok(match got.status {
+                    CheckStatus::Verified => format!("opened and read every column of {} table(s)", got.tables.len()),
+                    CheckStatus::NotVerified => got.reason.unwrap_or_default(),
+                })
+            })();
+            let _ = fs::remove_dir_all(&dir);
+            match outcome {
+                Ok(msg) => r.deep = Some(msg),
+                Err(e) => {
+                    r.ok = false;
+                    r.error = Some(e);
+                }
+            }
+        }
+        results.push(r);
+    }
+    let problems = results.iter().filter(|r| !r.ok).count();
+    for r in results.iter().filter(|r| !r.ok) {
+        tracing::error!(event = "verify.problem", id = %r.id, missing = r.missing_chunks.len(), corrupt = r.corrupt_chunks.len(), error = ?r.error, "snapshot failed verification");
+    }
+    Ok(VerifyReport { disabled: false, checked: results.len(), problems, snapshots: results })
+}
+
+/// Result of `prune`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub disabled: bool,
+    pub dry_run: bool,
+    pub plan: Option<Plan>,
+    pub removed: usize,
+    /// Chunk files deleted and their bytes on disk.
+    pub chunks_deleted: usize,
+    pub bytes_freed: u64,
+}
+
+fn candidates(store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    manifests
+        .iter()
+        .map(|m| Candidate {
+            id: m.id.clone(),
+            created_at: m.created_at,
+            pinned: m.pinned,
+            verified: m.check.status == CheckStatus::Verified,
+            chunks: m
+                .chunk_hashes()
+                .map(|h| {
+                    let size = *sizes
+                        .entry(h.to_string())
+                        .or_insert_with(|| fs::metadata(store.chunk_path(h)).map(|m| m.len()).unwrap_or(0));
+                    (h.to_string(), size)
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Applies retention, then deletes chunks no manifest names.
+pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
+    let empty = |disabled| PruneReport { disabled, dry_run, plan: None, removed: 0, chunks_deleted: 0, bytes_freed: 0 };
+    if ctx.detection.is_cloud() {
+        return Ok(empty(true));
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Ok(empty(false));
+    }
+    let store = open_store(ctx, false)?;
+    let lock = store.lock()?;
+    let (manifests, bad) = store.manifests()?;
+    let plan = retention::plan(&candidates(&store, &manifests), &ctx.config.retention, Utc::now());
+    if dry_run {
+        return Ok(PruneReport { plan: Some(plan), ..empty(false) });
+    }
+    let mut removed = 0;
+    for d in plan.forgotten() {
+        let path = store.root().join("snapshots").join(format!("{}.json", d.id));
+        fs::remove_file(&path).map_err(|source| StoreError::Io { op: "remove manifest", path: path.clone(), source })?;
+        removed += 1;
+        tracing::info!(event = "prune.removed", id = %d.id, reason = %d.reasons.join("; "), "snapshot removed by retention");
+    }
+    crate::store::fsync_dir(&store.root().join("snapshots"))?;
+    store.rebuild_catalog()?;
+    if !bad.is_empty() {
+        // Chunks an unreadable manifest names cannot be told apart from
+        // garbage: keep them all rather than risk a snapshot.
+        tracing::error!(event = "prune.gc_skipped", unreadable = bad.len(), "garbage collection skipped: unreadable manifests in the store (see `ducksnap list`)");
+        return Ok(PruneReport { plan: Some(plan), removed, ..empty(false) });
+    }
+    let (chunks_deleted, bytes_freed) = store.collect_garbage(&lock)?;
+    tracing::info!(event = "prune.completed", removed, chunks_deleted, bytes_freed, "prune completed");
+    Ok(PruneReport { disabled: false, dry_run, plan: Some(plan), removed, chunks_deleted, bytes_freed })
+}
+
+/// Sets or clears a snapshot's pin.
+pub fn pin(ctx: &Ctx, id: &str, pinned: bool) -> Result<Summary, OpError> {
+    let id = SnapshotId::parse(id)?;
+    if ctx.detection.is_cloud() {
+        return Err(OpError::Disabled { reason: environment::disabled_message(&ctx.detection) });
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into());
+    }
+    let store = open_store(ctx, false)?;
+    let lock = store.lock()?;
+    let mut m = store.load_manifest(&id)?;
+    if m.pinned != pinned {
+        m.pinned = pinned;
+        store.commit_manifest(&lock, &m)?;
+    }
+    Ok(Summary::from(&m))
+}

@@ -1,0 +1,220 @@
+//! Putting a snapshot back in place of the live database, crash-safely.
+//!
+//! The swap is a short sequence of renames in the database's directory,
+//! ordered so that at every instant the database path holds either the old
+//! database (with its own WAL, or with none) or the restored one (with its
+//! own WAL, or with none), never one database with the other's WAL:
+//!
+//! 1. hard-link the old database to `.<name>.ducksnap-old-<n>` (rollback copy);
+//! 2. move the old `.wal` / `.wal.checkpoint` aside;
+//! 3. rename the staged database over the database path;
+//! 4. rename the staged WAL (if the snapshot has one) to `<db>.wal`.
+//!
+//! A journal (`.<name>.ducksnap-restore.json`, written and fsynced before
+//! step 1) records the paths and inodes. If the process dies before the
+//! restore is confirmed, [`recover`] (run at the start of every local
+//! operation) rolls back to the old database. Rolling back never touches a
+//! database file that neither of the two inodes explains.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::{wal_checkpoint_path, wal_path};
+use crate::store::fsync_dir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("restore recovery: cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("restore journal {path} is unreadable ({reason}); inspect the files beside it and remove it by hand")]
+    BadJournal { path: PathBuf, reason: String },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RecoverError + 'a {
+    move |source| RecoverError::Io { op, path: path.to_path_buf(), source }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalState {
+    /// Files may be partly swapped; roll back.
+    Swapping,
+    /// The restore was verified at the final path; only clean-up remains.
+    Committed,
+}
+
+/// What an in-progress restore has done, for recovery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub state: JournalState,
+    pub db: PathBuf,
+    /// Inode of the old database (if there was one) and its hard link.
+    pub old_ino: Option<u64>,
+    pub old_link: Option<PathBuf>,
+    /// Where the old WAL and WAL checkpoint file were moved.
+    pub old_wal_aside: Option<PathBuf>,
+    pub old_ckpt_aside: Option<PathBuf>,
+    /// Inodes and staging paths of the restored files.
+    pub new_ino: u64,
+    pub new_db_staged: PathBuf,
+    pub new_wal_ino: Option<u64>,
+    pub new_wal_staged: Option<PathBuf>,
+}
+
+/// `<dir>/.<name>.ducksnap-restore.json`
+pub fn journal_path(db: &Path) -> PathBuf {
+    sibling(db, "ducksnap-restore.json")
+}
+
+/// `<dir>/.<name>.<suffix>`
+pub fn sibling(db: &Path, suffix: &str) -> PathBuf {
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    db.with_file_name(format!(".{name}.{suffix}"))
+}
+
+pub fn dir_of(db: &Path) -> &Path {
+    db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+fn ino(p: &Path) -> Option<u64> {
+    fs::symlink_metadata(p).ok().map(|m| m.ino())
+}
+
+/// Writes the journal durably.
+pub fn write_journal(j: &Journal) -> Result<(), RecoverError> {
+    let path = journal_path(&j.db);
+    let tmp = sibling(&j.db, "ducksnap-restore.json.tmp");
+    {
+        let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        serde_json::to_writer_pretty(&f, j).map_err(|e| io_err("write", &tmp)(e.into()))?;
+        f.sync_all().map_err(io_err("fsync", &tmp))?;
+    }
+    fs::rename(&tmp, &path).map_err(io_err("rename into", &path))?;
+    fsync(dir_of(&j.db))
+}
+
+fn fsync(dir: &Path) -> Result<(), RecoverError> {
+    fsync_dir(dir).map_err(|e| RecoverError::Io {
+        op: "fsync directory",
+        path: dir.to_path_buf(),
+        source: io::Error::other(e.to_string()),
+    })
+}
+
+fn remove_if_exists(p: &Path) -> Result<(), RecoverError> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", p)(e)),
+    }
+}
+
+/// Undoes a partly done swap: puts the old database and its WAL back.
+/// Idempotent: safe to run again after a crash in the middle of it.
+pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
+    let db = &j.db;
+    let wal = wal_path(db);
+    // The restored WAL goes first, so the old database never sees it.
+    if j.new_wal_ino.is_some() && ino(&wal) == j.new_wal_ino {
+        remove_if_exists(&wal)?;
+    }
+    match (&j.old_link, ino(db)) {
+        (Some(link), cur) if cur == Some(j.new_ino) || cur.is_none() => {
+            if link.exists() {
+                fs::rename(link, db).map_err(io_err("put back the old database at", db))?;
+            }
+        }
+        (None, cur) if cur == Some(j.new_ino) => {
+            // There was no database before the restore.
+            remove_if_exists(db)?;
+        }
+        _ => {}
+    }
+    let db_is_old = j.old_ino.is_some() && ino(db) == j.old_ino;
+    for (aside, orig) in [(&j.old_wal_aside, wal.clone()), (&j.old_ckpt_aside, wal_checkpoint_path(db))] {
+        if let Some(aside) = aside {
+            if aside.exists() && db_is_old && !orig.exists() {
+                fs::rename(aside, &orig).map_err(io_err("put back", &orig))?;
+            }
+        }
+    }
+    fsync(dir_of(db))?;
+    for p in [Some(&j.new_db_staged), j.new_wal_staged.as_ref()].into_iter().flatten() {
+        remove_if_exists(p)?;
+    }
+    if let Some(link) = &j.old_link {
+        if db_is_old {
+            remove_if_exists(link)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the rollback copies after a restore was confirmed.
+pub fn clean_up(j: &Journal) -> Result<(), RecoverError> {
+    for p in [j.old_link.as_ref(), j.old_wal_aside.as_ref(), j.old_ckpt_aside.as_ref(), Some(&j.new_db_staged), j.new_wal_staged.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        remove_if_exists(p)?;
+    }
+    remove_if_exists(&journal_path(&j.db))?;
+    fsync(dir_of(&j.db))
+}
+
+/// Finishes or undoes a restore that a crash interrupted. Returns a message
+/// when there was something to do.
+pub fn recover(db: &Path) -> Result<Option<String>, RecoverError> {
+    let path = journal_path(db);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let j: Journal = serde_json::from_slice(&text)
+        .map_err(|e| RecoverError::BadJournal { path: path.clone(), reason: e.to_string() })?;
+    if j.db != db {
+        return Err(RecoverError::BadJournal { path, reason: format!("it names {}", j.db.display()) });
+    }
+    let msg = match j.state {
+        JournalState::Swapping => {
+            roll_back(&j)?;
+            let left: Vec<String> = [j.old_link.as_ref(), j.old_wal_aside.as_ref(), j.old_ckpt_aside.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter(|p| p.exists())
+                .map(|p| p.display().to_string())
+                .collect();
+            remove_if_exists(&path)?;
+            fsync(dir_of(db))?;
+            if left.is_empty() {
+                format!(
+                    "an interrupted restore of {} was rolled back: the previous database is in place; run the restore again",
+                    db.display()
+                )
+            } else {
+                format!(
+                    "an interrupted restore of {} was rolled back, but the database was changed meanwhile; \
+                     the previous files were kept beside it: {}",
+                    db.display(),
+                    left.join(", ")
+                )
+            }
+        }
+        JournalState::Committed => {
+            clean_up(&j)?;
+            format!("finished cleaning up after the restore of {}", db.display())
+        }
+    };
+    tracing::warn!(event = "restore.recovered", database = %db.display(), state = ?j.state, "{msg}");
+    Ok(Some(msg))
+}

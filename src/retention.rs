@@ -1,0 +1,173 @@
+//! Retention: which snapshots to keep and which to forget, and why.
+//!
+//! [`plan`] is a pure function of the snapshots, the policy and the current
+//! time. Snapshots are ordered newest first (ties broken by id) before any
+//! rule runs, so the result does not depend on input order. Rules:
+//!
+//! * `keep_last N`: the N newest.
+//! * `keep_hourly/daily/weekly/monthly N`: the newest snapshot of each of the
+//!   N most recent hours/days/ISO weeks/months (UTC) *that have snapshots* —
+//!   a machine switched off for two weeks keeps its history.
+//! * `keep_within D`: everything created after `now - D`.
+//! * pinned snapshots and the newest good (verified) snapshot — or the
+//!   newest at all when none is verified — are always kept.
+//! * `max_total_size B`: while the unique stored bytes of the kept set exceed
+//!   B, the oldest kept snapshot that no protection covers is forgotten.
+//!
+//! Planning the kept set again forgets nothing.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::Serialize;
+
+use crate::config::RetentionConfig;
+use crate::id::SnapshotId;
+
+/// What the planner needs to know about a snapshot.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: SnapshotId,
+    pub created_at: DateTime<Utc>,
+    pub pinned: bool,
+    pub verified: bool,
+    /// Chunks it references, by hash, with their stored size.
+    pub chunks: Vec<(String, u64)>,
+}
+
+/// Keep or forget one snapshot, with every reason that applied.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Decision {
+    pub id: SnapshotId,
+    pub created_at: DateTime<Utc>,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// The plan, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub decisions: Vec<Decision>,
+    /// Unique stored bytes referenced by the kept snapshots.
+    pub kept_bytes: u64,
+}
+
+impl Plan {
+    pub fn kept(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| d.keep)
+    }
+    pub fn forgotten(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| !d.keep)
+    }
+}
+
+fn bucket(kind: &str, t: DateTime<Utc>) -> String {
+    match kind {
+        "hourly" => format!("{:04}-{:02}-{:02}T{:02}", t.year(), t.month(), t.day(), t.hour()),
+        "daily" => format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day()),
+        "weekly" => {
+            let w = t.iso_week();
+            format!("{:04}-W{:02}", w.year(), w.week())
+        }
+        _ => format!("{:04}-{:02}", t.year(), t.month()),
+    }
+}
+
+fn unique_bytes<'a>(set: impl Iterator<Item = &'a Candidate>) -> u64 {
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for c in set {
+        for (h, size) in &c.chunks {
+            if seen.insert(h.as_str()) {
+                total += size;
+            }
+        }
+    }
+    total
+}
+
+/// Plans retention for `snapshots` under `policy` at time `now`.
+pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc>) -> Plan {
+    let mut snaps: Vec<&Candidate> = snapshots.iter().collect();
+    snaps.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); snaps.len()];
+    // Protected snapshots survive even the size budget.
+    let mut protected = vec![false; snaps.len()];
+
+    for (i, s) in snaps.iter().enumerate() {
+        if (i as u64) < u64::from(policy.keep_last) {
+            reasons[i].push(format!("keep_last {}", policy.keep_last));
+        }
+        if s.pinned {
+            reasons[i].push("pinned".into());
+            protected[i] = true;
+        }
+        if let Some(d) = policy.keep_within {
+            let age = now.signed_duration_since(s.created_at);
+            if age.to_std().map(|a| a <= d.0).unwrap_or(true) {
+                reasons[i].push(format!("keep_within {d}"));
+            }
+        }
+    }
+    for (kind, n) in [
+        ("hourly", policy.keep_hourly),
+        ("daily", policy.keep_daily),
+        ("weekly", policy.keep_weekly),
+        ("monthly", policy.keep_monthly),
+    ] {
+        if n == 0 {
+            continue;
+        }
+        let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+        for (i, s) in snaps.iter().enumerate() {
+            let b = bucket(kind, s.created_at);
+            if seen.contains_key(&b) {
+                continue;
+            }
+            if seen.len() as u32 >= n {
+                break;
+            }
+            seen.insert(b.clone(), ());
+            reasons[i].push(format!("keep_{kind} {n} ({b})"));
+        }
+    }
+    let newest_good = snaps.iter().position(|s| s.verified).or(if snaps.is_empty() { None } else { Some(0) });
+    if let Some(i) = newest_good {
+        reasons[i].push(if snaps[i].verified { "newest good snapshot".into() } else { "newest snapshot (none is verified)".into() });
+        protected[i] = true;
+    }
+
+    let mut keep: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
+    let mut forget_reason: Vec<Option<String>> = vec![None; snaps.len()];
+    if let Some(budget) = policy.max_total_size {
+        loop {
+            let total = unique_bytes(snaps.iter().zip(&keep).filter(|(_, k)| **k).map(|(s, _)| *s));
+            if total <= budget.0 {
+                break;
+            }
+            // Oldest kept, unprotected snapshot.
+            let Some(i) = (0..snaps.len()).rev().find(|&i| keep[i] && !protected[i]) else {
+                break;
+            };
+            keep[i] = false;
+            forget_reason[i] = Some(format!(
+                "max_total_size {}: kept snapshots hold {total} bytes",
+                budget.0
+            ));
+        }
+    }
+
+    let kept_bytes = unique_bytes(snaps.iter().zip(&keep).filter(|(_, k)| **k).map(|(s, _)| *s));
+    let decisions = snaps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut r = std::mem::take(&mut reasons[i]);
+            if !keep[i] {
+                r = vec![forget_reason[i].take().unwrap_or_else(|| "no rule keeps it".into())];
+            }
+            Decision { id: s.id.clone(), created_at: s.created_at, keep: keep[i], reasons: r }
+        })
+        .collect();
+    Plan { decisions, kept_bytes }
+}

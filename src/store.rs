@@ -1,0 +1,693 @@
+//! The on-disk snapshot store: content-addressed chunks, manifests as the
+//! commit point, a derived catalog, a kernel lock for mutation and a staging
+//! area.
+//!
+//! ```text
+//! <dir>/STORE                  format marker ("ducksnap-store 1")
+//! <dir>/lock                   OFD write lock held while mutating
+//! <dir>/chunks/ab/<blake3>     one chunk: tag byte (0 raw, 1 zstd) + payload
+//! <dir>/snapshots/<id>.json    manifest, written last (tmp, fsync, rename, dir fsync)
+//! <dir>/snapshot_metadata.json catalog derived from the manifests
+//! <dir>/staging/               temporary files, removed at open
+//! ```
+//!
+//! Commit protocol: every chunk is written to staging, fsynced and renamed
+//! into place, and its directory fsynced, before a manifest names it; the
+//! manifest rename is the commit. A crash at any instant therefore leaves
+//! only complete snapshots listed, plus unreferenced chunks (removed by
+//! garbage collection) and staging leftovers (removed at the next open).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::{InvalidId, SnapshotId};
+use crate::oslock::{self, LockKind};
+
+const MARKER: &str = "ducksnap-store 1\n";
+const CATALOG: &str = "snapshot_metadata.json";
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Errors at the store boundary; each names the path and what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a ducksnap store (or an unsupported format): {reason}")]
+    Format { path: PathBuf, reason: String },
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    #[error("no snapshot {id} in store {store}")]
+    NotFound { id: SnapshotId, store: PathBuf },
+    #[error("manifest {path} is unreadable: {reason}")]
+    BadManifest { path: PathBuf, reason: String },
+    #[error("chunk {hash} is missing from the store")]
+    ChunkMissing { hash: String },
+    #[error("chunk {hash} is corrupt: {reason}")]
+    ChunkCorrupt { hash: String, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// One chunk of a file, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// BLAKE3 of the plain bytes, lowercase hex.
+    pub hash: String,
+    /// Plain length in bytes.
+    pub len: u64,
+}
+
+/// A file captured in a snapshot, as the ordered list of its chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// `db` or `wal`.
+    pub role: String,
+    pub size: u64,
+    /// BLAKE3 of the whole file.
+    pub hash: String,
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// How a capture was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMethod {
+    /// No writer held the database; an OFD read lock kept one out meanwhile.
+    Quiescent,
+    /// A writer held DuckDB's lock; header and file checks bracketed the copy.
+    Online,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureInfo {
+    pub method: CaptureMethod,
+    pub attempts: u32,
+    pub duration_ms: u64,
+}
+
+/// The database as captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    pub path: String,
+    pub header_version: u64,
+    pub storage_version: u64,
+    pub block_size: u64,
+    pub block_count: u64,
+    pub iteration: u64,
+}
+
+/// Outcome of opening the captured copy with the bundled DuckDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Opened read-only, every table listed and counted.
+    Verified,
+    /// Not opened, e.g. a storage version newer than the bundled DuckDB reads.
+    NotVerified,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    pub schema: String,
+    pub name: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInfo {
+    pub status: CheckStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Version of the DuckDB library that checked it.
+    pub duckdb_version: String,
+    pub tables: Vec<TableCount>,
+}
+
+/// A snapshot's manifest: everything needed to reassemble and judge it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: SnapshotId,
+    pub created_at: DateTime<Utc>,
+    pub reason: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub pinned: bool,
+    pub database: DatabaseInfo,
+    pub files: Vec<FileEntry>,
+    pub capture: CaptureInfo,
+    pub check: CheckInfo,
+    /// Stored (compressed) bytes of the chunks this snapshot added to the store.
+    pub bytes_new: u64,
+    pub ducksnap_version: String,
+}
+
+impl Manifest {
+    pub fn file(&self, role: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.role == role)
+    }
+
+    /// Size of the database file captured.
+    pub fn db_size(&self) -> u64 {
+        self.file("db").map(|f| f.size).unwrap_or(0)
+    }
+
+    pub fn chunk_hashes(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.hash.as_str()))
+    }
+}
+
+/// One line of the catalog and of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: SnapshotId,
+    pub created_at: DateTime<Utc>,
+    pub reason: String,
+    pub label: Option<String>,
+    pub pinned: bool,
+    pub db_size: u64,
+    pub wal_size: u64,
+    pub bytes_new: u64,
+    pub verified: bool,
+    pub method: CaptureMethod,
+}
+
+impl From<&Manifest> for Summary {
+    fn from(m: &Manifest) -> Summary {
+        Summary {
+            id: m.id.clone(),
+            created_at: m.created_at,
+            reason: m.reason.clone(),
+            label: m.label.clone(),
+            pinned: m.pinned,
+            db_size: m.db_size(),
+            wal_size: m.file("wal").map(|f| f.size).unwrap_or(0),
+            bytes_new: m.bytes_new,
+            verified: m.check.status == CheckStatus::Verified,
+            method: m.capture.method,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Catalog {
+    format: u32,
+    snapshots: Vec<Summary>,
+}
+
+/// A manifest file that could not be read, reported rather than fatal.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadEntry {
+    pub file: String,
+    pub reason: String,
+}
+
+/// Held while mutating the store; released on drop or process death.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+/// Result of storing a chunk.
+#[derive(Debug, Clone)]
+pub struct PutChunk {
+    pub chunk: ChunkRef,
+    /// Whether the chunk was new to the store.
+    pub new: bool,
+    /// Bytes written to disk (0 when it already existed).
+    pub stored: u64,
+}
+
+/// A handle on an opened store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    level: i32,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens the store at `dir`, creating it when `create` is set and it does
+    /// not exist. Checks the format marker; removes staging leftovers when no
+    /// other process is mutating the store.
+    pub fn open(dir: &Path, create: bool, level: i32) -> Result<Store> {
+        let marker = dir.join("STORE");
+        if !marker.exists() {
+            let empty = match fs::read_dir(dir) {
+                Ok(mut it) => it.next().is_none(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                Err(e) => return Err(io_err("read directory", dir)(e)),
+            };
+            if !create {
+                return Err(StoreError::Format {
+                    path: dir.to_path_buf(),
+                    reason: "no STORE marker (no snapshot has been taken yet?)".into(),
+                });
+            }
+            if !empty {
+                return Err(StoreError::Format {
+                    path: dir.to_path_buf(),
+                    reason: "directory exists, is not empty and has no STORE marker; refusing to write into it"
+                        .into(),
+                });
+            }
+            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            let store = Store { root: dir.to_path_buf(), level };
+            for sub in ["chunks", "snapshots", "staging"] {
+                let p = dir.join(sub);
+                fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+            }
+            store.write_atomic(&marker, MARKER.as_bytes())?;
+        }
+        let found = fs::read_to_string(&marker).map_err(io_err("read", &marker))?;
+        if found != MARKER {
+            return Err(StoreError::Format {
+                path: dir.to_path_buf(),
+                reason: format!("STORE marker says {:?}, expected {:?}", found.trim(), MARKER.trim()),
+            });
+        }
+        let store = Store { root: dir.to_path_buf(), level };
+        for sub in ["chunks", "snapshots", "staging"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+        }
+        if let Some(lock) = store.try_lock()? {
+            store.clean_staging(&lock)?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn staging(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+
+    fn lock_file(&self) -> Result<File> {
+        let p = self.root.join("lock");
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .map_err(io_err("open", &p))
+    }
+
+    /// Takes the mutation lock, waiting for another holder to finish.
+    pub fn lock(&self) -> Result<StoreLock> {
+        let f = self.lock_file()?;
+        let p = self.root.join("lock");
+        oslock::lock_wait(&f, LockKind::Write).map_err(io_err("lock", &p))?;
+        Ok(StoreLock { _file: f })
+    }
+
+    /// Takes the mutation lock if free.
+    pub fn try_lock(&self) -> Result<Option<StoreLock>> {
+        let f = self.lock_file()?;
+        let p = self.root.join("lock");
+        Ok(oslock::try_lock(&f, LockKind::Write)
+            .map_err(io_err("lock", &p))?
+            .then_some(StoreLock { _file: f }))
+    }
+
+    /// Removes everything in staging. Needs the lock: staging belongs to the
+    /// holder while it works.
+    pub fn clean_staging(&self, _lock: &StoreLock) -> Result<usize> {
+        let dir = self.staging();
+        let mut n = 0;
+        for e in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            let e = e.map_err(io_err("read directory", &dir))?;
+            let p = e.path();
+            let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            r.map_err(io_err("remove staging leftover", &p))?;
+            n += 1;
+        }
+        if n > 0 {
+            tracing::info!(event = "store.staging_cleaned", entries = n, "removed staging leftovers");
+        }
+        Ok(n)
+    }
+
+    /// A fresh private directory in staging.
+    pub fn staging_dir(&self, _lock: &StoreLock, name: &str) -> Result<PathBuf> {
+        let p = self.staging().join(format!("{name}-{}", tmp_suffix()));
+        fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+        Ok(p)
+    }
+
+    pub fn chunk_path(&self, hash: &str) -> PathBuf {
+        self.root.join("chunks").join(&hash[..2]).join(hash)
+    }
+
+    /// Stores `data` as a chunk (if not already present) and fsyncs it and its
+    /// directory. Returns the reference to put in a manifest.
+    pub fn put_chunk(&self, _lock: &StoreLock, data: &[u8]) -> Result<PutChunk> {
+        let hash = blake3::hash(data).to_hex().to_string();
+        let chunk = ChunkRef { hash: hash.clone(), len: data.len() as u64 };
+        let path = self.chunk_path(&hash);
+        if path.exists() {
+            return Ok(PutChunk { chunk, new: false, stored: 0 });
+        }
+        let compressed = zstd::bulk::compress(data, self.level)
+            .map_err(io_err("compress chunk for", &path))?;
+        let (tag, payload): (u8, &[u8]) = if (compressed.len() as u64) * 10 < (data.len() as u64) * 9 {
+            (1, &compressed)
+        } else {
+            (0, data)
+        };
+        let dir = path.parent().expect("chunk has a parent");
+        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        let tmp = self.staging().join(format!("chunk-{}-{}", &hash[..16], tmp_suffix()));
+        {
+            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(&[tag]).map_err(io_err("write", &tmp))?;
+            f.write_all(payload).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err("rename chunk into", &path))?;
+        fsync_dir(dir)?;
+        Ok(PutChunk { chunk, new: true, stored: payload.len() as u64 + 1 })
+    }
+
+    /// Reads a chunk and checks its hash.
+    pub fn read_chunk(&self, c: &ChunkRef) -> Result<Vec<u8>> {
+        let path = self.chunk_path(&c.hash);
+        let raw = match fs::read(&path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::ChunkMissing { hash: c.hash.clone() });
+            }
+            Err(e) => return Err(io_err("read chunk", &path)(e)),
+        };
+        let corrupt = |reason: String| StoreError::ChunkCorrupt { hash: c.hash.clone(), reason };
+        let plain = match raw.split_first() {
+            Some((0, rest)) => rest.to_vec(),
+            Some((1, rest)) => zstd::bulk::decompress(rest, c.len as usize)
+                .map_err(|e| corrupt(format!("cannot decompress: {e}")))?,
+            Some((t, _)) => return Err(corrupt(format!("unknown tag byte {t}"))),
+            None => return Err(corrupt("empty file".into())),
+        };
+        if plain.len() as u64 != c.len {
+            return Err(corrupt(format!("length {} instead of {}", plain.len(), c.len)));
+        }
+        if blake3::hash(&plain).to_hex().as_str() != c.hash {
+            return Err(corrupt("content does not match its hash".into()));
+        }
+        Ok(plain)
+    }
+
+    /// Every chunk file present, by hash.
+    pub fn chunk_set(&self) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        let dir = self.root.join("chunks");
+        for sub in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            let sub = sub.map_err(io_err("read directory", &dir))?.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            for e in fs::read_dir(&sub).map_err(io_err("read directory", &sub))? {
+                let e = e.map_err(io_err("read directory", &sub))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                // Only files named like chunks count (and may be collected).
+                if is_hash(&name) {
+                    out.insert(name);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn manifest_path(&self, id: &SnapshotId) -> PathBuf {
+        self.root.join("snapshots").join(format!("{id}.json"))
+    }
+
+    /// Writes a manifest: the commit point of a snapshot. Then refreshes the
+    /// catalog (derived data; a failure there is logged, not fatal).
+    pub fn commit_manifest(&self, _lock: &StoreLock, m: &Manifest) -> Result<()> {
+        let path = self.manifest_path(&m.id);
+        let body = serde_json::to_vec_pretty(m).expect("manifest serializes");
+        self.write_atomic(&path, &body)?;
+        if let Err(e) = self.rebuild_catalog() {
+            tracing::warn!(event = "store.catalog_failed", error = %e, "could not rewrite the catalog; it will be rebuilt on next read");
+        }
+        Ok(())
+    }
+
+    /// Writes `data` to `path` via a staging file: write, fsync, rename, fsync dir.
+    pub fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let staging = self.staging();
+        let tmp_dir = if staging.is_dir() { staging } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let tmp = tmp_dir.join(format!(".{name}.{}.tmp", tmp_suffix()));
+        {
+            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(data).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
+        fs::rename(&tmp, path).map_err(io_err("rename into", path))?;
+        fsync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Ids of the manifest files present (names that are not valid ids are
+    /// reported in the second list).
+    fn manifest_ids(&self) -> Result<(BTreeSet<SnapshotId>, Vec<BadEntry>)> {
+        let dir = self.root.join("snapshots");
+        let mut ids = BTreeSet::new();
+        let mut bad = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            let e = e.map_err(io_err("read directory", &dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            match name.strip_suffix(".json").map(SnapshotId::parse) {
+                Some(Ok(id)) => {
+                    ids.insert(id);
+                }
+                Some(Err(err)) => bad.push(BadEntry { file: name, reason: err.to_string() }),
+                None => bad.push(BadEntry { file: name, reason: "not a manifest (.json) file".into() }),
+            }
+        }
+        Ok((ids, bad))
+    }
+
+    /// Loads and checks one manifest.
+    pub fn load_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
+        let path = self.manifest_path(id);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { id: id.clone(), store: self.root.clone() });
+            }
+            Err(e) => return Err(io_err("read manifest", &path)(e)),
+        };
+        let bad = |reason: String| StoreError::BadManifest { path: path.clone(), reason };
+        let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(bad(format!("format {} is not supported (expected {MANIFEST_FORMAT})", m.format)));
+        }
+        if &m.id != id {
+            return Err(bad(format!("names id {} but the file is {id}.json", m.id)));
+        }
+        for f in &m.files {
+            let total: u64 = f.chunks.iter().map(|c| c.len).sum();
+            if total != f.size {
+                return Err(bad(format!("file {} has chunks totalling {total} bytes, not {}", f.role, f.size)));
+            }
+            if let Some(c) = f.chunks.iter().find(|c| !is_hash(&c.hash)) {
+                return Err(bad(format!("chunk name {:?} is not a BLAKE3 hex hash", c.hash)));
+            }
+        }
+        if m.file("db").is_none() {
+            return Err(bad("no db file entry".into()));
+        }
+        Ok(m)
+    }
+
+    /// Every readable manifest, newest first, and the files that could not be read.
+    pub fn manifests(&self) -> Result<(Vec<Manifest>, Vec<BadEntry>)> {
+        let (ids, mut bad) = self.manifest_ids()?;
+        let mut out = Vec::new();
+        for id in ids {
+            match self.load_manifest(&id) {
+                Ok(m) => out.push(m),
+                Err(StoreError::NotFound { .. }) => {} // removed meanwhile
+                Err(e) => bad.push(BadEntry { file: format!("{id}.json"), reason: e.to_string() }),
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        Ok((out, bad))
+    }
+
+    /// Rewrites the catalog from the manifests.
+    pub fn rebuild_catalog(&self) -> Result<Vec<Summary>> {
+        let (ms, _) = self.manifests()?;
+        let snapshots: Vec<Summary> = ms.iter().map(Summary::from).collect();
+        let cat = Catalog { format: MANIFEST_FORMAT, snapshots: snapshots.clone() };
+        let body = serde_json::to_vec_pretty(&cat).expect("catalog serializes");
+        self.write_atomic(&self.root.join(CATALOG), &body)?;
+        Ok(snapshots)
+    }
+
+    /// The catalog, newest first: read from `snapshot_metadata.json` when it
+    /// matches the manifests present, rebuilt otherwise.
+    pub fn catalog(&self) -> Result<Vec<Summary>> {
+        let (ids, _) = self.manifest_ids()?;
+        let path = self.root.join(CATALOG);
+        let cached = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Catalog>(&b).ok())
+            .filter(|c| c.format == MANIFEST_FORMAT)
+            .filter(|c| c.snapshots.iter().map(|s| &s.id).collect::<BTreeSet<_>>() == ids.iter().collect());
+        match cached {
+            Some(c) => Ok(c.snapshots),
+            None => {
+                if path.exists() {
+                    tracing::warn!(event = "store.catalog_rebuilt", path = %path.display(), "catalog was unreadable or out of date; rebuilt from the manifests");
+                }
+                self.rebuild_catalog()
+            }
+        }
+    }
+
+    /// Reassembles a file of a snapshot into `dest`, checking every chunk and
+    /// the whole-file hash. Does not fsync.
+    pub fn reassemble_file(&self, f: &FileEntry, dest: &Path) -> Result<()> {
+        let mut out = File::create(dest).map_err(io_err("create", dest))?;
+        let mut h = blake3::Hasher::new();
+        for c in &f.chunks {
+            let data = self.read_chunk(c)?;
+            h.update(&data);
+            out.write_all(&data).map_err(io_err("write", dest))?;
+        }
+        let got = h.finalize().to_hex().to_string();
+        if got != f.hash {
+            return Err(StoreError::ChunkCorrupt {
+                hash: f.hash.clone(),
+                reason: format!("reassembled {} hashes to {got}", f.role),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reassembles a snapshot as `<dir>/<name>` plus `<dir>/<name>.wal` when it
+    /// has a WAL. Returns the database path.
+    pub fn reassemble(&self, m: &Manifest, dir: &Path, name: &str) -> Result<PathBuf> {
+        let db = dir.join(name);
+        for f in &m.files {
+            let dest = match f.role.as_str() {
+                "db" => db.clone(),
+                "wal" => dir.join(format!("{name}.wal")),
+                other => {
+                    return Err(StoreError::BadManifest {
+                        path: self.manifest_path(&m.id),
+                        reason: format!("unknown file role {other:?}"),
+                    });
+                }
+            };
+            self.reassemble_file(f, &dest)?;
+        }
+        Ok(db)
+    }
+
+    /// Chunks a manifest names that are not in the store.
+    pub fn missing_chunks(m: &Manifest, present: &HashSet<String>) -> Vec<String> {
+        let mut seen = BTreeMap::new();
+        for h in m.chunk_hashes() {
+            if !present.contains(h) {
+                seen.insert(h.to_string(), ());
+            }
+        }
+        seen.into_keys().collect()
+    }
+
+    /// Deletes every chunk no manifest names. The caller holds the lock and
+    /// has made sure every manifest is readable. Returns (files, bytes).
+    pub fn collect_garbage(&self, _lock: &StoreLock) -> Result<(usize, u64)> {
+        let (manifests, bad) = self.manifests()?;
+        if !bad.is_empty() {
+            return Ok((0, 0));
+        }
+        let live: HashSet<&str> = manifests.iter().flat_map(|m| m.chunk_hashes()).collect();
+        let mut files = 0;
+        let mut bytes = 0;
+        let mut dirs = BTreeSet::new();
+        for h in self.chunk_set()? {
+            if live.contains(h.as_str()) {
+                continue;
+            }
+            let p = self.chunk_path(&h);
+            let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&p).map_err(io_err("remove chunk", &p))?;
+            files += 1;
+            bytes += len;
+            dirs.insert(p.parent().expect("chunk dir").to_path_buf());
+        }
+        for d in dirs {
+            fsync_dir(&d)?;
+        }
+        Ok((files, bytes))
+    }
+
+    /// Total bytes of chunk files on disk.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for h in self.chunk_set()? {
+            let p = self.chunk_path(&h);
+            total += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(total)
+    }
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn tmp_suffix() -> String {
+    format!("{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// fsyncs a directory so a rename in it is durable.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// Reads exactly `buf.len()` bytes at `off`, or fewer at end of file.
+pub fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], off + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}

@@ -1,0 +1,205 @@
+//! Shared test helpers: a temporary workspace with a config file, the real
+//! `ducksnap` binary run in it with a clean environment, DuckDB files made by
+//! the bundled DuckDB or by Python's `duckdb` package, and a store reader.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ducksnap::store::{Manifest, Store};
+use duckdb::{AccessMode, Config, Connection};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ducksnap");
+
+/// A temporary directory holding `ducksnap.toml`, `data/app.duckdb` (once
+/// created) and the store `data/backups`.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let ws = Workspace { dir: tempfile::tempdir().expect("tempdir") };
+        std::fs::create_dir_all(ws.path().join("data")).unwrap();
+        ws.write_config("");
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("ducksnap.toml")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path().join("data/app.duckdb")
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.path().join("data/backups")
+    }
+
+    /// Writes the config: `[database]` pointing at data/app.duckdb, forced
+    /// local mode, plus `extra` TOML appended.
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"data/backups\"\nmin_free_space = \"1MiB\"\n{extra}"
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// The binary with a clean environment, cwd in the workspace, and the
+    /// workspace config.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .current_dir(self.path())
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run ducksnap")
+    }
+
+    /// Runs and expects success; returns stdout parsed as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ducksnap {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("stdout of {args:?} is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        })
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let v = self.json(&["snapshot", "--json"]);
+        assert!(v["snapshot"].is_object(), "no snapshot in {v}");
+        v["snapshot"].clone()
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.store_dir(), false, 3).expect("open store")
+    }
+
+    pub fn manifest(&self, id: &str) -> Manifest {
+        let id = ducksnap::id::SnapshotId::parse(id).unwrap();
+        self.store().load_manifest(&id).expect("manifest")
+    }
+
+    /// Reassembles snapshot `id` into a fresh directory; returns the db path.
+    pub fn reassemble(&self, id: &str, into: &Path) -> PathBuf {
+        std::fs::create_dir_all(into).unwrap();
+        let m = self.manifest(id);
+        self.store().reassemble(&m, into, "copy.duckdb").expect("reassemble")
+    }
+}
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Opens a DuckDB file read-only with the bundled DuckDB.
+pub fn open_ro(path: &Path) -> Connection {
+    let cfg = Config::default().access_mode(AccessMode::ReadOnly).unwrap();
+    Connection::open_with_flags(path, cfg).unwrap_or_else(|e| panic!("open {} read-only: {e}", path.display()))
+}
+
+pub fn query_i64(c: &Connection, q: &str) -> i64 {
+    c.query_row(q, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
+/// Creates a database with the bundled DuckDB by running `sql`, then closes it.
+pub fn make_db(path: &Path, sql: &str) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(sql).unwrap();
+    c.execute_batch("CHECKPOINT").unwrap();
+}
+
+/// Python with the pinned `duckdb` package: `$DUCKSNAP_TEST_PYTHON`, else
+/// the repository's `.venv` (made by `.ci/run`).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("DUCKSNAP_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} not found: run `bash .ci/run` once (it creates .venv with the pinned duckdb package) \
+         or set DUCKSNAP_TEST_PYTHON",
+        p.display()
+    );
+    p
+}
+
+pub fn py_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name)
+}
+
+/// Runs a Python snippet with the pinned duckdb; panics on failure.
+pub fn run_python(code: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Hash of every file under `dir` (relative path → blake3), to prove a store
+/// was left unchanged.
+pub fn tree_digest(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, d: &Path, out: &mut Vec<(String, String)>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let h = blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string();
+                out.push((p.strip_prefix(base).unwrap().display().to_string(), h));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A small deterministic PRNG (xorshift64*), so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}

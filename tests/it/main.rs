@@ -1,0 +1,8 @@
+//! The one integration-test binary (every test binary links all of DuckDB).
+
+mod capture;
+mod config;
+mod environment;
+mod helpers;
+mod restore;
+mod retention;
