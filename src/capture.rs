@@ -87,7 +87,11 @@ pub enum CaptureError {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CaptureError + 'a {
-    move |source| CaptureError::Io { op, path: path.to_path_buf(), source }
+    move |source| CaptureError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Why an attempt has to be retried, or that it cannot succeed.
@@ -125,7 +129,12 @@ struct Fingerprint {
 }
 
 fn fingerprint(m: &fs::Metadata) -> Fingerprint {
-    Fingerprint { ino: m.ino(), dev: m.dev(), size: m.size(), mtime: (m.mtime(), m.mtime_nsec()) }
+    Fingerprint {
+        ino: m.ino(),
+        dev: m.dev(),
+        size: m.size(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+    }
 }
 
 /// Captures `db` into the store. `staging` is a private directory in the
@@ -144,7 +153,10 @@ pub fn capture(
     for attempt in 1..=opts.attempts.max(1) {
         if attempt > 1 {
             let factor = 1u32 << (attempt - 2).min(10);
-            let delay = opts.backoff.saturating_mul(factor).min(Duration::from_secs(2));
+            let delay = opts
+                .backoff
+                .saturating_mul(factor)
+                .min(Duration::from_secs(2));
             if start.elapsed() + delay > opts.timeout {
                 break;
             }
@@ -157,13 +169,25 @@ pub fn capture(
             Ok((files, header, method, staged_db)) => {
                 match check::check_copy(&staged_db, &header, false) {
                     Ok(check) => {
-                        return Ok(Captured { files, header, method, attempts: attempt, check, new_chunks });
+                        return Ok(Captured {
+                            files,
+                            header,
+                            method,
+                            attempts: attempt,
+                            check,
+                            new_chunks,
+                        });
                     }
                     Err(e) if method == CaptureMethod::Online => {
                         tracing::debug!(event = "capture.retry", attempt, reason = %e, "copy failed DuckDB's check; retrying");
                         last = e.to_string();
                     }
-                    Err(source) => return Err(CaptureError::Check { path: db.to_path_buf(), source }),
+                    Err(source) => {
+                        return Err(CaptureError::Check {
+                            path: db.to_path_buf(),
+                            source,
+                        });
+                    }
                 }
             }
             Err(AttemptError::Unstable(reason)) => {
@@ -194,16 +218,24 @@ fn attempt_once(
     let file = match File::open(db) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(CaptureError::Missing { path: db.to_path_buf() }.into());
+            return Err(CaptureError::Missing {
+                path: db.to_path_buf(),
+            }
+            .into());
         }
         Err(e) => return Err(io_err("open", db)(e).into()),
     };
     let meta = file.metadata().map_err(io_err("stat", db))?;
     if !meta.is_file() {
-        return Err(CaptureError::NotAFile { path: db.to_path_buf() }.into());
+        return Err(CaptureError::NotAFile {
+            path: db.to_path_buf(),
+        }
+        .into());
     }
-    let holder = oslock::conflicting(&file, LockKind::Read).map_err(io_err("query locks on", db))?;
-    let quiescent = holder.is_none() && oslock::try_lock(&file, LockKind::Read).map_err(io_err("lock", db))?;
+    let holder =
+        oslock::conflicting(&file, LockKind::Read).map_err(io_err("query locks on", db))?;
+    let quiescent =
+        holder.is_none() && oslock::try_lock(&file, LockKind::Read).map_err(io_err("lock", db))?;
     let staged_db = dir.join("db.duckdb");
     let staged_wal = dir.join("db.duckdb.wal");
     let wal = wal_path(db);
@@ -215,20 +247,40 @@ fn attempt_once(
         return result;
     }
 
-    tracing::debug!(event = "capture.online", holder_pid = holder.and_then(|h| h.pid), "a writer holds the database; taking an online copy");
+    tracing::debug!(
+        event = "capture.online",
+        holder_pid = holder.and_then(|h| h.pid),
+        "a writer holds the database; taking an online copy"
+    );
     let ckpt = wal_checkpoint_path(db);
     if ckpt.exists() {
-        return Err(AttemptError::Unstable("a checkpoint is in progress (.wal.checkpoint exists)".into()));
+        return Err(AttemptError::Unstable(
+            "a checkpoint is in progress (.wal.checkpoint exists)".into(),
+        ));
     }
     let before = Header::read_at(&file, db)?;
     let fp_before = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
     let mut files = Vec::new();
     if let Some(w) = open_optional(&wal)? {
         let len = w.metadata().map_err(io_err("stat", &wal))?.len();
-        files.push(copy_chunks(store, lock, &w, &wal, "wal", &duckfile::fixed_chunk_bounds(len, CHUNK_TARGET), &staged_wal, new_chunks)?);
+        files.push(copy_chunks(
+            store,
+            lock,
+            &w,
+            &wal,
+            "wal",
+            &duckfile::fixed_chunk_bounds(len, CHUNK_TARGET),
+            &staged_wal,
+            new_chunks,
+        )?);
     }
     let bounds = duckfile::db_chunk_bounds(fp_before.size, before.block_size, CHUNK_TARGET);
-    files.insert(0, copy_chunks(store, lock, &file, db, "db", &bounds, &staged_db, new_chunks)?);
+    files.insert(
+        0,
+        copy_chunks(
+            store, lock, &file, db, "db", &bounds, &staged_db, new_chunks,
+        )?,
+    );
 
     let after = Header::read_at(&file, db)?;
     let fp_after = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
@@ -240,14 +292,22 @@ fn attempt_once(
         )));
     }
     if fp_before != fp_after {
-        return Err(AttemptError::Unstable("database size or mtime changed during the copy".into()));
+        return Err(AttemptError::Unstable(
+            "database size or mtime changed during the copy".into(),
+        ));
     }
     match fs::metadata(db) {
         Ok(m) if fingerprint(&m).ino == fp_before.ino && fingerprint(&m).dev == fp_before.dev => {}
-        _ => return Err(AttemptError::Unstable("database file was replaced during the copy".into())),
+        _ => {
+            return Err(AttemptError::Unstable(
+                "database file was replaced during the copy".into(),
+            ));
+        }
     }
     if ckpt.exists() {
-        return Err(AttemptError::Unstable("a checkpoint started during the copy".into()));
+        return Err(AttemptError::Unstable(
+            "a checkpoint started during the copy".into(),
+        ));
     }
     Ok((files, before, CaptureMethod::Online, staged_db))
 }
@@ -270,10 +330,22 @@ fn copy_quiescent(
     if let Some(w) = open_optional(&wal)? {
         let len = w.metadata().map_err(io_err("stat", &wal))?.len();
         let bounds = duckfile::fixed_chunk_bounds(len, CHUNK_TARGET);
-        files.push(copy_chunks(store, lock, &w, &wal, "wal", &bounds, &staged_wal, new_chunks)?);
+        files.push(copy_chunks(
+            store,
+            lock,
+            &w,
+            &wal,
+            "wal",
+            &bounds,
+            &staged_wal,
+            new_chunks,
+        )?);
     }
     let bounds = duckfile::db_chunk_bounds(meta.len(), header.block_size, CHUNK_TARGET);
-    files.insert(0, copy_chunks(store, lock, file, db, "db", &bounds, &staged_db, new_chunks)?);
+    files.insert(
+        0,
+        copy_chunks(store, lock, file, db, "db", &bounds, &staged_db, new_chunks)?,
+    );
     Ok((files, header, CaptureMethod::Quiescent, staged_db))
 }
 
@@ -289,16 +361,32 @@ pub fn capture_locked(
     let mut new_chunks = HashMap::new();
     let dir = staging.join("locked");
     fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-    let (files, header, method, staged_db) = match copy_quiescent(store, lock, file, db, &dir, &mut new_chunks) {
-        Ok(ok) => ok,
-        Err(AttemptError::Fatal(e)) => return Err(e),
-        Err(AttemptError::Unstable(last)) => {
-            return Err(CaptureError::Inconsistent { path: db.to_path_buf(), attempts: 1, elapsed_ms: 0, last });
-        }
-    };
-    let check = check::check_copy(&staged_db, &header, false)
-        .map_err(|source| CaptureError::Check { path: db.to_path_buf(), source })?;
-    Ok(Captured { files, header, method, attempts: 1, check, new_chunks })
+    let (files, header, method, staged_db) =
+        match copy_quiescent(store, lock, file, db, &dir, &mut new_chunks) {
+            Ok(ok) => ok,
+            Err(AttemptError::Fatal(e)) => return Err(e),
+            Err(AttemptError::Unstable(last)) => {
+                return Err(CaptureError::Inconsistent {
+                    path: db.to_path_buf(),
+                    attempts: 1,
+                    elapsed_ms: 0,
+                    last,
+                });
+            }
+        };
+    let check =
+        check::check_copy(&staged_db, &header, false).map_err(|source| CaptureError::Check {
+            path: db.to_path_buf(),
+            source,
+        })?;
+    Ok(Captured {
+        files,
+        header,
+        method,
+        attempts: 1,
+        check,
+        new_chunks,
+    })
 }
 
 fn open_optional(p: &Path) -> Result<Option<File>, CaptureError> {
@@ -330,7 +418,10 @@ fn copy_chunks(
         buf.resize((end - start) as usize, 0);
         let got = read_full_at(src, &mut buf, start).map_err(io_err("read", src_path))?;
         if got < buf.len() {
-            return Err(AttemptError::Unstable(format!("{} shrank during the copy", src_path.display())));
+            return Err(AttemptError::Unstable(format!(
+                "{} shrank during the copy",
+                src_path.display()
+            )));
         }
         whole.update(&buf);
         out.write_all(&buf).map_err(io_err("write", dest))?;
@@ -341,5 +432,10 @@ fn copy_chunks(
         chunks.push(put.chunk);
         size += got as u64;
     }
-    Ok(FileEntry { role: role.to_string(), size, hash: whole.finalize().to_hex().to_string(), chunks })
+    Ok(FileEntry {
+        role: role.to_string(),
+        size,
+        hash: whole.finalize().to_hex().to_string(),
+        chunks,
+    })
 }

@@ -75,12 +75,22 @@ pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, C
             .map_err(err("listing tables"))?;
         for row in rows {
             let (schema, name) = row.map_err(err("listing tables"))?;
-            tables.push(TableCount { schema, name, rows: 0 });
+            tables.push(TableCount {
+                schema,
+                name,
+                rows: 0,
+            });
         }
     }
     for t in &mut tables {
-        let q = format!("SELECT count(*) FROM {}.{}", quote(&t.schema), quote(&t.name));
-        let n: i64 = conn.query_row(&q, [], |r| r.get(0)).map_err(err("counting rows"))?;
+        let q = format!(
+            "SELECT count(*) FROM {}.{}",
+            quote(&t.schema),
+            quote(&t.name)
+        );
+        let n: i64 = conn
+            .query_row(&q, [], |r| r.get(0))
+            .map_err(err("counting rows"))?;
         t.rows = n as u64;
         if deep {
             scan_columns(&conn, &t.schema, &t.name).map_err(err("scanning columns"))?;
@@ -110,7 +120,12 @@ fn scan_columns(conn: &Connection, schema: &str, table: &str) -> duckdb::Result<
         .iter()
         .map(|c| format!("count({})", quote(c)))
         .collect();
-    let q = format!("SELECT {} FROM {}.{}", aggs.join(", "), quote(schema), quote(table));
+    let q = format!(
+        "SELECT {} FROM {}.{}",
+        aggs.join(", "),
+        quote(schema),
+        quote(table)
+    );
     // count(col) has to look at every value's validity; hashing forces a read
     // of the values themselves.
     conn.query_row(&q, [], |_| Ok(()))?;
@@ -118,7 +133,12 @@ fn scan_columns(conn: &Connection, schema: &str, table: &str) -> duckdb::Result<
         .iter()
         .map(|c| format!("bit_xor(hash({}))", quote(c)))
         .collect();
-    let q = format!("SELECT {} FROM {}.{}", hashes.join(", "), quote(schema), quote(table));
+    let q = format!(
+        "SELECT {} FROM {}.{}",
+        hashes.join(", "),
+        quote(schema),
+        quote(table)
+    );
     conn.query_row(&q, [], |_| Ok(()))
 }
 

@@ -14,7 +14,11 @@ use crate::logging;
 use crate::ops::{self, Ctx, OpError, SnapshotOutcome, SnapshotRequest};
 
 #[derive(Debug, Parser)]
-#[command(name = "ducksnap", version, about = "Point-in-time snapshots of a local DuckDB database")]
+#[command(
+    name = "ducksnap",
+    version,
+    about = "Point-in-time snapshots of a local DuckDB database"
+)]
 pub struct Cli {
     /// Config file (default: $DUCKSNAP_CONFIG, ./ducksnap.toml, $XDG_CONFIG_HOME/ducksnap/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
@@ -147,14 +151,20 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
         None => config.log.format,
     };
     let level = cli.log_level.clone().unwrap_or_else(|| "warn".to_string());
-    logging::init(format, &level, env.var("DUCKSNAP_LOG"))
-        .map_err(|reason| OpError::InvalidArgument { what: "--log-level", reason })?;
+    logging::init(format, &level, env.var("DUCKSNAP_LOG")).map_err(|reason| {
+        OpError::InvalidArgument {
+            what: "--log-level",
+            reason,
+        }
+    })?;
     let detection = environment::detect(&env, &config.database.path, config.database.mode);
     tracing::debug!(event = "env.detected", mode = ?detection.mode, reason = %detection.reason, "environment detected");
     let ctx = Ctx { config, detection };
 
     match cli.command {
-        Command::Config { command: ConfigCommand::Check { json } } => {
+        Command::Config {
+            command: ConfigCommand::Check { json },
+        } => {
             if json {
                 print_json(&ctx.config)?;
             } else {
@@ -165,7 +175,10 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "built-in defaults (no config file found)".into());
                 println!("# config OK: {src}");
-                print!("{}", toml::to_string_pretty(&ctx.config).context("rendering the config")?);
+                print!(
+                    "{}",
+                    toml::to_string_pretty(&ctx.config).context("rendering the config")?
+                );
             }
             Ok(0)
         }
@@ -182,13 +195,21 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                         if s.fired { "x" } else { " " },
                         s.name,
                         s.rule,
-                        s.value.as_deref().map(|v| format!("{v:?}")).unwrap_or_else(|| "(unset)".into())
+                        s.value
+                            .as_deref()
+                            .map(|v| format!("{v:?}"))
+                            .unwrap_or_else(|| "(unset)".into())
                     );
                 }
             }
             Ok(0)
         }
-        Command::Snapshot { reason, label, pin, json } => {
+        Command::Snapshot {
+            reason,
+            label,
+            pin,
+            json,
+        } => {
             let req = SnapshotRequest { reason, label, pin };
             match ops::snapshot(&ctx, &req)? {
                 SnapshotOutcome::Disabled { reason } => {
@@ -209,7 +230,10 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                             m.bytes_new,
                             format!("{:?}", m.capture.method).to_lowercase(),
                             m.capture.duration_ms,
-                            m.check.reason.clone().unwrap_or_else(|| format!("verified ({} tables)", m.check.tables.len()))
+                            m.check.reason.clone().unwrap_or_else(|| format!(
+                                "verified ({} tables)",
+                                m.check.tables.len()
+                            ))
                         );
                     }
                 }
@@ -236,7 +260,10 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                         flags.push_str(" [pinned]");
                     }
                     if e.missing_chunks > 0 {
-                        flags.push_str(&format!(" [DAMAGED: {} chunk(s) missing]", e.missing_chunks));
+                        flags.push_str(&format!(
+                            " [DAMAGED: {} chunk(s) missing]",
+                            e.missing_chunks
+                        ));
                     }
                     println!(
                         "{:<22} {:<20} {:<12} {:>12} {:>12} {:<8} {}{}",
@@ -256,8 +283,18 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Restore { id, to, force, yes, json } => {
-            let req = ops::RestoreRequest { id: id.clone(), to: to.clone(), force };
+        Command::Restore {
+            id,
+            to,
+            force,
+            yes,
+            json,
+        } => {
+            let req = ops::RestoreRequest {
+                id: id.clone(),
+                to: to.clone(),
+                force,
+            };
             if !yes {
                 confirm(&ctx, &id, to.as_deref())?;
             }
@@ -265,17 +302,31 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             if json {
                 print_json(&r)?;
             } else {
-                println!("restored snapshot {} to {}{}", r.id, r.path.display(), if r.wal { " (with its WAL)" } else { "" });
+                println!(
+                    "restored snapshot {} to {}{}",
+                    r.id,
+                    r.path.display(),
+                    if r.wal { " (with its WAL)" } else { "" }
+                );
                 if let Some(p) = &r.pre_restore {
-                    println!("the previous database is kept as pinned snapshot {p} (restore it to undo)");
+                    println!(
+                        "the previous database is kept as pinned snapshot {p} (restore it to undo)"
+                    );
                 }
                 if !r.verified {
-                    println!("note: the bundled DuckDB cannot read this storage version; only the file hash was checked");
+                    println!(
+                        "note: the bundled DuckDB cannot read this storage version; only the file hash was checked"
+                    );
                 }
             }
             Ok(0)
         }
-        Command::Verify { id, all: _, deep, json } => {
+        Command::Verify {
+            id,
+            all: _,
+            deep,
+            json,
+        } => {
             let report = ops::verify(&ctx, id.as_deref(), deep)?;
             if json {
                 print_json(&report)?;
@@ -284,7 +335,15 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             } else {
                 for r in &report.snapshots {
                     if r.ok {
-                        println!("ok      {} ({} chunks){}", r.id, r.chunks, r.deep.as_deref().map(|d| format!(", {d}")).unwrap_or_default());
+                        println!(
+                            "ok      {} ({} chunks){}",
+                            r.id,
+                            r.chunks,
+                            r.deep
+                                .as_deref()
+                                .map(|d| format!(", {d}"))
+                                .unwrap_or_default()
+                        );
                     } else {
                         println!("FAILED  {}", r.id);
                         for h in &r.missing_chunks {
@@ -298,10 +357,19 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                         }
                     }
                 }
-                println!("{} snapshot(s) checked, {} ok, {} with problems", report.checked, report.checked - report.problems, report.problems);
+                println!(
+                    "{} snapshot(s) checked, {} ok, {} with problems",
+                    report.checked,
+                    report.checked - report.problems,
+                    report.problems
+                );
             }
             if report.problems > 0 {
-                return Err(OpError::VerifyFailed { checked: report.checked, problems: report.problems }.into());
+                return Err(OpError::VerifyFailed {
+                    checked: report.checked,
+                    problems: report.problems,
+                }
+                .into());
             }
             Ok(0)
         }
@@ -315,14 +383,22 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             } else {
                 if let Some(plan) = &r.plan {
                     for d in &plan.decisions {
-                        println!("{} {} {}", if d.keep { "keep  " } else { "remove" }, d.id, d.reasons.join("; "));
+                        println!(
+                            "{} {} {}",
+                            if d.keep { "keep  " } else { "remove" },
+                            d.id,
+                            d.reasons.join("; ")
+                        );
                     }
                 }
                 if dry_run {
                     let n = r.plan.as_ref().map(|p| p.forgotten().count()).unwrap_or(0);
                     println!("dry run: {n} snapshot(s) would be removed");
                 } else {
-                    println!("{} snapshot(s) removed, {} chunk(s) deleted, {} bytes freed", r.removed, r.chunks_deleted, r.bytes_freed);
+                    println!(
+                        "{} snapshot(s) removed, {} chunk(s) deleted, {} bytes freed",
+                        r.removed, r.chunks_deleted, r.bytes_freed
+                    );
                 }
             }
             Ok(0)
@@ -343,10 +419,19 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                 println!("database:    {} ({} bytes)", m.database.path, m.db_size());
                 println!(
                     "storage:     version {}, block size {}, {} blocks, header iteration {}",
-                    m.database.storage_version, m.database.block_size, m.database.block_count, m.database.iteration
+                    m.database.storage_version,
+                    m.database.block_size,
+                    m.database.block_count,
+                    m.database.iteration
                 );
                 for f in &m.files {
-                    println!("file {:<6} {} bytes, {} chunks, blake3 {}", f.role, f.size, f.chunks.len(), f.hash);
+                    println!(
+                        "file {:<6} {} bytes, {} chunks, blake3 {}",
+                        f.role,
+                        f.size,
+                        f.chunks.len(),
+                        f.hash
+                    );
                 }
                 println!(
                     "capture:     {:?}, {} attempt(s), {} ms, {} new bytes stored",
@@ -355,7 +440,11 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                 println!(
                     "check:       {:?}{} (DuckDB {})",
                     m.check.status,
-                    m.check.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+                    m.check
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default(),
                     m.check.duckdb_version
                 );
                 for t in &m.check.tables {
@@ -366,7 +455,11 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                 for h in &shown.missing_chunks {
                     eprintln!("missing chunk: {h}");
                 }
-                return Err(OpError::Damaged { id: shown.manifest.id.clone(), missing: shown.missing_chunks.len() }.into());
+                return Err(OpError::Damaged {
+                    id: shown.manifest.id.clone(),
+                    missing: shown.missing_chunks.len(),
+                }
+                .into());
             }
             Ok(0)
         }
@@ -379,7 +472,9 @@ fn confirm(ctx: &Ctx, id: &str, to: Option<&std::path::Path>) -> anyhow::Result<
     if ctx.detection.is_cloud() {
         return Ok(()); // restore answers with the disabled error itself
     }
-    let target = to.map(|p| p.display().to_string()).unwrap_or_else(|| ctx.config.database.path.display().to_string());
+    let target = to
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| ctx.config.database.path.display().to_string());
     if !std::io::stdin().is_terminal() {
         return Err(OpError::NotConfirmed(format!(
             "restoring {id} to {target} needs confirmation; pass --yes when not on a terminal"
@@ -388,7 +483,11 @@ fn confirm(ctx: &Ctx, id: &str, to: Option<&std::path::Path>) -> anyhow::Result<
     }
     eprint!(
         "Restore snapshot {id} to {target}?{} [y/N] ",
-        if to.is_none() { " The current database is first saved as a pinned pre-restore snapshot." } else { "" }
+        if to.is_none() {
+            " The current database is first saved as a pinned pre-restore snapshot."
+        } else {
+            ""
+        }
     );
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
@@ -404,7 +503,11 @@ fn pin(ctx: &Ctx, id: &str, pinned: bool, json: bool) -> anyhow::Result<u8> {
     if json {
         print_json(&s)?;
     } else {
-        println!("snapshot {} is {}", s.id, if s.pinned { "pinned" } else { "not pinned" });
+        println!(
+            "snapshot {} is {}",
+            s.id,
+            if s.pinned { "pinned" } else { "not pinned" }
+        );
     }
     Ok(0)
 }

@@ -83,7 +83,9 @@ impl FromStr for HumanDuration {
             .ok_or_else(|| format!("invalid duration {s:?}: missing unit (ms, s, m, h, d, w)"))?;
         let (num, unit) = t.split_at(split);
         if num.is_empty() {
-            return Err(format!("invalid duration {s:?}: expected a number then a unit, e.g. \"30s\""));
+            return Err(format!(
+                "invalid duration {s:?}: expected a number then a unit, e.g. \"30s\""
+            ));
         }
         let n: u64 = num
             .parse()
@@ -111,7 +113,13 @@ impl FromStr for HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis() as u64;
-        let units = [(604_800_000, "w"), (86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+        let units = [
+            (604_800_000, "w"),
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
         for (per, u) in units {
             if ms >= per && ms % per == 0 {
                 return write!(f, "{}{u}", ms / per);
@@ -146,7 +154,9 @@ impl FromStr for ByteSize {
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         if num.is_empty() {
-            return Err(format!("invalid size {s:?}: expected a number then a unit, e.g. \"330MB\""));
+            return Err(format!(
+                "invalid size {s:?}: expected a number then a unit, e.g. \"330MB\""
+            ));
         }
         let n: u64 = num
             .parse()
@@ -471,9 +481,10 @@ pub enum Located {
 /// `$XDG_CONFIG_HOME/ducksnap/config.toml`. An explicitly named file that
 /// does not exist is an error; the implicit places are simply skipped.
 pub fn locate(cli: Option<&Path>, env: &HostEnv) -> Result<Located, ConfigError> {
-    let explicit = cli
-        .map(|p| (env.cwd.join(p), "--config"))
-        .or_else(|| env.nonempty("DUCKSNAP_CONFIG").map(|p| (env.cwd.join(p), "$DUCKSNAP_CONFIG")));
+    let explicit = cli.map(|p| (env.cwd.join(p), "--config")).or_else(|| {
+        env.nonempty("DUCKSNAP_CONFIG")
+            .map(|p| (env.cwd.join(p), "$DUCKSNAP_CONFIG"))
+    });
     if let Some((path, origin)) = explicit {
         if !path.exists() {
             return Err(ConfigError::Missing { path, origin });
@@ -482,7 +493,10 @@ pub fn locate(cli: Option<&Path>, env: &HostEnv) -> Result<Located, ConfigError>
     }
     let local = env.cwd.join("ducksnap.toml");
     if local.is_file() {
-        return Ok(Located::File { path: local, origin: "./ducksnap.toml" });
+        return Ok(Located::File {
+            path: local,
+            origin: "./ducksnap.toml",
+        });
     }
     let xdg = env
         .nonempty("XDG_CONFIG_HOME")
@@ -491,7 +505,10 @@ pub fn locate(cli: Option<&Path>, env: &HostEnv) -> Result<Located, ConfigError>
     if let Some(dir) = xdg {
         let p = dir.join("ducksnap").join("config.toml");
         if p.is_file() {
-            return Ok(Located::File { path: p, origin: "$XDG_CONFIG_HOME/ducksnap/config.toml" });
+            return Ok(Located::File {
+                path: p,
+                origin: "$XDG_CONFIG_HOME/ducksnap/config.toml",
+            });
         }
     }
     Ok(Located::Defaults)
@@ -540,12 +557,19 @@ pub fn from_str_at(
         if p.is_absolute() { p } else { base.join(p) }
     };
 
-    let db_raw = raw.database.path.unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let db_raw = raw
+        .database
+        .path
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     if db_raw.trim().is_empty() {
         return Err(invalid("database.path", "must not be empty".into()));
     }
     // A MotherDuck name is kept verbatim: there is no file to resolve.
-    let db_path = if db_raw.starts_with("md:") { PathBuf::from(&db_raw) } else { resolve(&db_raw) };
+    let db_path = if db_raw.starts_with("md:") {
+        PathBuf::from(&db_raw)
+    } else {
+        resolve(&db_raw)
+    };
 
     let store_raw = raw.store.dir.unwrap_or_else(|| DEFAULT_STORE.to_string());
     if store_raw.trim().is_empty() {
@@ -553,16 +577,25 @@ pub fn from_str_at(
     }
     let store_dir = resolve(&store_raw);
     if store_dir == db_path {
-        return Err(invalid("store.dir", "must not be the database file itself".into()));
+        return Err(invalid(
+            "store.dir",
+            "must not be the database file itself".into(),
+        ));
     }
     let level = raw.store.compression_level.unwrap_or(3);
     if !(1..=19).contains(&level) {
-        return Err(invalid("store.compression_level", format!("{level} is out of range 1..=19")));
+        return Err(invalid(
+            "store.compression_level",
+            format!("{level} is out of range 1..=19"),
+        ));
     }
 
     let attempts = raw.capture.attempts.unwrap_or(8);
     if attempts == 0 || attempts > 1000 {
-        return Err(invalid("capture.attempts", format!("{attempts} is out of range 1..=1000")));
+        return Err(invalid(
+            "capture.attempts",
+            format!("{attempts} is out of range 1..=1000"),
+        ));
     }
     let backoff = raw.capture.backoff.unwrap_or(ms(50));
     let timeout = raw.capture.timeout.unwrap_or(ms(60_000));
@@ -579,7 +612,9 @@ pub fn from_str_at(
     if timezone != "UTC" && timezone.parse::<chrono_tz::Tz>().is_err() {
         return Err(invalid(
             "schedule.timezone",
-            format!("unknown time zone {timezone:?} (use \"UTC\" or an IANA name such as \"Europe/Berlin\")"),
+            format!(
+                "unknown time zone {timezone:?} (use \"UTC\" or an IANA name such as \"Europe/Berlin\")"
+            ),
         ));
     }
 
@@ -605,17 +640,25 @@ pub fn from_str_at(
 
     let s = raw.socket;
     let socket_path = match s.path {
-        Some(p) if p.trim().is_empty() => return Err(invalid("socket.path", "must not be empty".into())),
+        Some(p) if p.trim().is_empty() => {
+            return Err(invalid("socket.path", "must not be empty".into()));
+        }
         Some(p) => resolve(&p),
         None => default_socket_path(env),
     };
     let max_line = s.max_line.unwrap_or(ByteSize(64 * 1024));
     if max_line.0 < 1024 || max_line.0 > 16 * 1024 * 1024 {
-        return Err(invalid("socket.max_line", format!("{} is out of range 1KiB..=16MiB", max_line.0)));
+        return Err(invalid(
+            "socket.max_line",
+            format!("{} is out of range 1KiB..=16MiB", max_line.0),
+        ));
     }
     let max_connections = s.max_connections.unwrap_or(64);
     if max_connections == 0 {
-        return Err(invalid("socket.max_connections", "must be at least 1".into()));
+        return Err(invalid(
+            "socket.max_connections",
+            "must be at least 1".into(),
+        ));
     }
 
     let level_s = raw.log.level.unwrap_or_else(|| "info".to_string());
@@ -628,13 +671,23 @@ pub fn from_str_at(
 
     Ok(Config {
         source: source.map(Path::to_path_buf),
-        database: DatabaseConfig { path: db_path, mode: raw.database.mode },
+        database: DatabaseConfig {
+            path: db_path,
+            mode: raw.database.mode,
+        },
         store: StoreConfig {
             dir: store_dir,
             compression_level: level,
-            min_free_space: raw.store.min_free_space.unwrap_or(ByteSize(64 * 1024 * 1024)),
+            min_free_space: raw
+                .store
+                .min_free_space
+                .unwrap_or(ByteSize(64 * 1024 * 1024)),
         },
-        capture: CaptureConfig { attempts, backoff, timeout },
+        capture: CaptureConfig {
+            attempts,
+            backoff,
+            timeout,
+        },
         schedule: ScheduleConfig {
             enabled: raw.schedule.enabled.unwrap_or(true),
             cron,
@@ -648,7 +701,10 @@ pub fn from_str_at(
             idle_timeout: s.idle_timeout.unwrap_or(ms(30_000)),
             max_connections,
         },
-        log: LogConfig { level: level_s, format: raw.log.format.unwrap_or_default() },
+        log: LogConfig {
+            level: level_s,
+            format: raw.log.format.unwrap_or_default(),
+        },
     })
 }
 
@@ -663,6 +719,8 @@ fn expand_home(p: &str, env: &HostEnv) -> PathBuf {
 pub fn default_socket_path(env: &HostEnv) -> PathBuf {
     match env.nonempty("XDG_RUNTIME_DIR") {
         Some(dir) => Path::new(dir).join("ducksnap.sock"),
-        None => PathBuf::from(format!("/tmp/ducksnap-{}", nix::unistd::getuid())).join("ducksnap.sock"),
+        None => {
+            PathBuf::from(format!("/tmp/ducksnap-{}", nix::unistd::getuid())).join("ducksnap.sock")
+        }
     }
 }

@@ -77,9 +77,15 @@ impl Header {
         let block_size = u(active + 40);
         let compat = u(active + 56);
         if !(16 * 1024..=256 * 1024).contains(&block_size) || !block_size.is_power_of_two() {
-            return Err(not(format!("implausible block size {block_size} in the active header")));
+            return Err(not(format!(
+                "implausible block size {block_size} in the active header"
+            )));
         }
-        let storage_version = if header_version == 64 || compat < 64 { header_version } else { compat };
+        let storage_version = if header_version == 64 || compat < 64 {
+            header_version
+        } else {
+            compat
+        };
         Ok(Header {
             header_version,
             storage_version,

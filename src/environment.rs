@@ -54,7 +54,11 @@ impl Detection {
 
     /// Names of the signals that fired.
     pub fn fired(&self) -> Vec<&'static str> {
-        self.signals.iter().filter(|s| s.fired).map(|s| s.name).collect()
+        self.signals
+            .iter()
+            .filter(|s| s.fired)
+            .map(|s| s.name)
+            .collect()
     }
 }
 
@@ -84,7 +88,10 @@ pub fn detect(env: &HostEnv, database: &Path, setting: ModeSetting) -> Detection
         Signal {
             name: "STREAMLIT_SERVER_HEADLESS",
             rule: "equals \"true\"",
-            fired: headless.as_deref().map(|v| v.trim().eq_ignore_ascii_case("true")).unwrap_or(false),
+            fired: headless
+                .as_deref()
+                .map(|v| v.trim().eq_ignore_ascii_case("true"))
+                .unwrap_or(false),
             value: headless,
         },
         Signal {
@@ -108,19 +115,36 @@ pub fn detect(env: &HostEnv, database: &Path, setting: ModeSetting) -> Detection
         Signal {
             name: "DATABASE_MODE",
             rule: "equals \"motherduck\"",
-            fired: db_mode.as_deref().map(|v| v.trim().eq_ignore_ascii_case("motherduck")).unwrap_or(false),
+            fired: db_mode
+                .as_deref()
+                .map(|v| v.trim().eq_ignore_ascii_case("motherduck"))
+                .unwrap_or(false),
             value: db_mode,
         },
     ];
 
     let fired: Vec<&str> = signals.iter().filter(|s| s.fired).map(|s| s.name).collect();
     let (mode, reason) = match setting {
-        ModeSetting::Local => (Mode::Local, "mode forced to local by the config (database.mode = \"local\")".to_string()),
-        ModeSetting::Cloud => (Mode::Cloud, "mode forced to cloud by the config (database.mode = \"cloud\")".to_string()),
+        ModeSetting::Local => (
+            Mode::Local,
+            "mode forced to local by the config (database.mode = \"local\")".to_string(),
+        ),
+        ModeSetting::Cloud => (
+            Mode::Cloud,
+            "mode forced to cloud by the config (database.mode = \"cloud\")".to_string(),
+        ),
         ModeSetting::Auto if fired.is_empty() => (Mode::Local, "no cloud signal fired".to_string()),
-        ModeSetting::Auto => (Mode::Cloud, format!("cloud signal(s) fired: {}", fired.join(", "))),
+        ModeSetting::Auto => (
+            Mode::Cloud,
+            format!("cloud signal(s) fired: {}", fired.join(", ")),
+        ),
     };
-    Detection { mode, setting, reason, signals }
+    Detection {
+        mode,
+        setting,
+        reason,
+        signals,
+    }
 }
 
 /// The sentence shown wherever backups are disabled.

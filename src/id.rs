@@ -35,7 +35,10 @@ impl SnapshotId {
             }
             format!("{t:?}")
         };
-        let bad = |reason| InvalidId { shown: shown.clone(), reason };
+        let bad = |reason| InvalidId {
+            shown: shown.clone(),
+            reason,
+        };
         if s.is_empty() {
             return Err(bad("empty"));
         }
@@ -48,9 +51,13 @@ impl SnapshotId {
             && b[9..15].iter().all(u8::is_ascii_digit)
             && b[15] == b'Z'
             && b[16] == b'-'
-            && b[17..].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+            && b[17..]
+                .iter()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
         if !ok {
-            return Err(bad("expected the form YYYYMMDDTHHMMSSZ-xxxx (digits, T, Z, -, lowercase hex)"));
+            return Err(bad(
+                "expected the form YYYYMMDDTHHMMSSZ-xxxx (digits, T, Z, -, lowercase hex)",
+            ));
         }
         if chrono::NaiveDateTime::parse_from_str(&s[..15], "%Y%m%dT%H%M%S").is_err() {
             return Err(bad("the date and time part is not a valid time"));

@@ -13,10 +13,14 @@ use crate::config::LogFormat;
 /// `filter_override` (from `$DUCKSNAP_LOG`) is a full `EnvFilter` directive.
 pub fn init(format: LogFormat, level: &str, filter_override: Option<&str>) -> Result<(), String> {
     if !["error", "warn", "info", "debug", "trace"].contains(&level) {
-        return Err(format!("{level:?} is not one of error, warn, info, debug, trace"));
+        return Err(format!(
+            "{level:?} is not one of error, warn, info, debug, trace"
+        ));
     }
     let filter = match filter_override.filter(|s| !s.is_empty()) {
-        Some(f) => EnvFilter::try_new(f).map_err(|e| format!("invalid $DUCKSNAP_LOG {f:?}: {e}"))?,
+        Some(f) => {
+            EnvFilter::try_new(f).map_err(|e| format!("invalid $DUCKSNAP_LOG {f:?}: {e}"))?
+        }
         None => EnvFilter::new(format!("ducksnap={level},warn")),
     };
     let builder = tracing_subscriber::fmt()
@@ -25,7 +29,9 @@ pub fn init(format: LogFormat, level: &str, filter_override: Option<&str>) -> Re
         .with_target(false);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
     // A second init (tests calling run twice in one process) keeps the first.
     let _ = result;

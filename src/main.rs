@@ -14,7 +14,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("ducksnap: error: {}", render_chain(&err));
-            let code = err.downcast_ref::<OpError>().map(OpError::exit_code).unwrap_or(1);
+            let code = err
+                .downcast_ref::<OpError>()
+                .map(OpError::exit_code)
+                .unwrap_or(1);
             ExitCode::from(code)
         }
     }

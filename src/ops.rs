@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::os::unix::fs::MetadataExt;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,7 +23,8 @@ use crate::oslock::{self, LockKind};
 use crate::restore::{self, RecoverError};
 use crate::retention::{self, Candidate, Plan};
 use crate::store::{
-    BadEntry, CheckStatus, DatabaseInfo, MANIFEST_FORMAT, Manifest, Store, StoreError, StoreLock, Summary,
+    BadEntry, CheckStatus, DatabaseInfo, MANIFEST_FORMAT, Manifest, Store, StoreError, StoreLock,
+    Summary,
 };
 
 /// Everything an operation needs: the checked config and the environment decision.
@@ -50,7 +51,11 @@ pub enum OpError {
         "not enough free space in {path}: {available} bytes available, {needed} needed \
          (a staging copy of the database plus store.min_free_space)"
     )]
-    NoSpace { path: PathBuf, available: u64, needed: u64 },
+    NoSpace {
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+    },
     #[error("snapshot {id} is damaged: {missing} chunk(s) missing from the store")]
     Damaged { id: SnapshotId, missing: usize },
     #[error("{reason}")]
@@ -81,7 +86,8 @@ impl OpError {
             | OpError::Capture(CaptureError::NotAFile { .. })
             | OpError::Capture(CaptureError::Header(_)) => 3,
             OpError::Capture(CaptureError::Inconsistent { .. }) => 4,
-            OpError::Store(StoreError::NotFound { .. }) | OpError::Store(StoreError::InvalidId(_)) => 5,
+            OpError::Store(StoreError::NotFound { .. })
+            | OpError::Store(StoreError::InvalidId(_)) => 5,
             OpError::Damaged { .. } | OpError::VerifyFailed { .. } => 6,
             OpError::Disabled { .. } => 7,
             OpError::InUse { .. } => 8,
@@ -105,11 +111,15 @@ impl SnapshotRequest {
         let r = &self.reason;
         if r.is_empty()
             || r.len() > 64
-            || !r.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            || !r
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         {
             return Err(OpError::InvalidArgument {
                 what: "reason",
-                reason: format!("{r:?}: use 1 to 64 characters of letters, digits, '-', '_' or '.'"),
+                reason: format!(
+                    "{r:?}: use 1 to 64 characters of letters, digits, '-', '_' or '.'"
+                ),
             });
         }
         if let Some(l) = &self.label {
@@ -128,7 +138,9 @@ impl SnapshotRequest {
 #[derive(Debug, Clone)]
 pub enum SnapshotOutcome {
     /// Cloud mode: no snapshot, and why.
-    Disabled { reason: String },
+    Disabled {
+        reason: String,
+    },
     Created(Box<Manifest>),
 }
 
@@ -136,7 +148,11 @@ fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
     // A restore that a crash interrupted is undone before anything else
     // looks at the database.
     restore::recover(&ctx.config.database.path)?;
-    Ok(Store::open(&ctx.config.store.dir, create, ctx.config.store.compression_level)?)
+    Ok(Store::open(
+        &ctx.config.store.dir,
+        create,
+        ctx.config.store.compression_level,
+    )?)
 }
 
 /// Takes a snapshot of the configured database.
@@ -144,7 +160,9 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
     req.validate()?;
     if ctx.detection.is_cloud() {
         tracing::debug!(event = "snapshot.disabled", reason = %ctx.detection.reason, "snapshot skipped: cloud mode");
-        return Ok(SnapshotOutcome::Disabled { reason: environment::disabled_message(&ctx.detection) });
+        return Ok(SnapshotOutcome::Disabled {
+            reason: environment::disabled_message(&ctx.detection),
+        });
     }
     let db = &ctx.config.database.path;
     restore::recover(db)?;
@@ -155,7 +173,14 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(CaptureError::Missing { path: db.clone() }.into());
         }
-        Err(source) => return Err(CaptureError::Io { op: "stat", path: db.clone(), source }.into()),
+        Err(source) => {
+            return Err(CaptureError::Io {
+                op: "stat",
+                path: db.clone(),
+                source,
+            }
+            .into());
+        }
     };
     if !meta.is_file() {
         return Err(CaptureError::NotAFile { path: db.clone() }.into());
@@ -164,8 +189,13 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
 
     let store = open_store(ctx, true)?;
     let lock = store.lock()?;
-    let wal_len = fs::metadata(capture::wal_path(db)).map(|m| m.len()).unwrap_or(0);
-    check_space_at(store.root(), meta.len() + wal_len + ctx.config.store.min_free_space.0)?;
+    let wal_len = fs::metadata(capture::wal_path(db))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    check_space_at(
+        store.root(),
+        meta.len() + wal_len + ctx.config.store.min_free_space.0,
+    )?;
 
     let started = Instant::now();
     let created_at = Utc::now();
@@ -273,10 +303,18 @@ pub struct Listing {
 /// Lists the snapshots, newest first, each checked for missing chunks.
 pub fn list(ctx: &Ctx) -> Result<Listing, OpError> {
     if ctx.detection.is_cloud() {
-        return Ok(Listing { disabled: true, snapshots: Vec::new(), unreadable: Vec::new() });
+        return Ok(Listing {
+            disabled: true,
+            snapshots: Vec::new(),
+            unreadable: Vec::new(),
+        });
     }
     if !ctx.config.store.dir.join("STORE").exists() {
-        return Ok(Listing { disabled: false, snapshots: Vec::new(), unreadable: Vec::new() });
+        return Ok(Listing {
+            disabled: false,
+            snapshots: Vec::new(),
+            unreadable: Vec::new(),
+        });
     }
     let store = open_store(ctx, false)?;
     let summaries = store.catalog()?;
@@ -290,10 +328,17 @@ pub fn list(ctx: &Ctx) -> Result<Listing, OpError> {
                 .find(|m| m.id == summary.id)
                 .map(|m| Store::missing_chunks(m, &present).len())
                 .unwrap_or(0);
-            ListEntry { summary, missing_chunks }
+            ListEntry {
+                summary,
+                missing_chunks,
+            }
         })
         .collect();
-    Ok(Listing { disabled: false, snapshots, unreadable })
+    Ok(Listing {
+        disabled: false,
+        snapshots,
+        unreadable,
+    })
 }
 
 /// Result of `show`.
@@ -307,16 +352,27 @@ pub struct Shown {
 pub fn show(ctx: &Ctx, id: &str) -> Result<Shown, OpError> {
     let id = SnapshotId::parse(id)?;
     if ctx.detection.is_cloud() {
-        return Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into());
+        return Err(StoreError::NotFound {
+            id,
+            store: ctx.config.store.dir.clone(),
+        }
+        .into());
     }
     if !ctx.config.store.dir.join("STORE").exists() {
-        return Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into());
+        return Err(StoreError::NotFound {
+            id,
+            store: ctx.config.store.dir.clone(),
+        }
+        .into());
     }
     let store = open_store(ctx, false)?;
     let manifest = store.load_manifest(&id)?;
     let present = store.chunk_set()?;
     let missing_chunks = Store::missing_chunks(&manifest, &present);
-    Ok(Shown { manifest, missing_chunks })
+    Ok(Shown {
+        manifest,
+        missing_chunks,
+    })
 }
 
 /// What `restore` was asked for.
@@ -361,13 +417,20 @@ fn compare_tables(expected: &Manifest, got: &crate::store::CheckInfo) -> Result<
 /// compares it with the manifest. Returns whether DuckDB verified it.
 fn stage_restore(store: &Store, m: &Manifest, dest: &Path) -> Result<bool, OpError> {
     let dir = restore::dir_of(dest);
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     store.reassemble(m, dir, &name)?;
     for p in [dest.to_path_buf(), capture::wal_path(dest)] {
         if p.exists() {
             File::open(&p)
                 .and_then(|f| f.sync_all())
-                .map_err(|source| StoreError::Io { op: "fsync", path: p.clone(), source })?;
+                .map_err(|source| StoreError::Io {
+                    op: "fsync",
+                    path: p.clone(),
+                    source,
+                })?;
         }
     }
     let header = Header::read_path(dest).map_err(CaptureError::from)?;
@@ -382,10 +445,16 @@ fn stage_restore(store: &Store, m: &Manifest, dest: &Path) -> Result<bool, OpErr
 pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
     let id = SnapshotId::parse(&req.id)?;
     if ctx.detection.is_cloud() {
-        return Err(OpError::Disabled { reason: environment::disabled_message(&ctx.detection) });
+        return Err(OpError::Disabled {
+            reason: environment::disabled_message(&ctx.detection),
+        });
     }
     if !ctx.config.store.dir.join("STORE").exists() {
-        return Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into());
+        return Err(StoreError::NotFound {
+            id,
+            store: ctx.config.store.dir.clone(),
+        }
+        .into());
     }
     let store = open_store(ctx, false)?;
     let lock = store.lock()?;
@@ -398,7 +467,8 @@ pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
         if to == db {
             return Err(OpError::InvalidArgument {
                 what: "--to",
-                reason: "that is the configured database; restore without --to to replace it".into(),
+                reason: "that is the configured database; restore without --to to replace it"
+                    .into(),
             });
         }
         for p in [to.clone(), capture::wal_path(&to)] {
@@ -407,23 +477,36 @@ pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
             }
         }
         if let Ok(f) = File::open(&to) {
-            if let Some(h) = oslock::conflicting(&f, LockKind::Write).map_err(|source| StoreError::Io {
-                op: "query locks on",
-                path: to.clone(),
-                source,
-            })? {
-                return Err(OpError::InUse { path: to, pid: h.pid });
+            if let Some(h) =
+                oslock::conflicting(&f, LockKind::Write).map_err(|source| StoreError::Io {
+                    op: "query locks on",
+                    path: to.clone(),
+                    source,
+                })?
+            {
+                return Err(OpError::InUse {
+                    path: to,
+                    pid: h.pid,
+                });
             }
         }
         check_space_at(restore::dir_of(&to), m.db_size() + wal_size)?;
-        let staged = restore::sibling(&to, &format!("ducksnap-staged-{}", std::process::id()));
+        let (staged, _guard) = restore::claim_staging(&to)?;
         let result = stage_restore(&store, &m, &staged).and_then(|verified| {
             let rename = |from: &Path, to: &Path| {
-                fs::rename(from, to).map_err(|source| StoreError::Io { op: "rename into", path: to.to_path_buf(), source })
+                fs::rename(from, to).map_err(|source| StoreError::Io {
+                    op: "rename into",
+                    path: to.to_path_buf(),
+                    source,
+                })
             };
             let to_wal = capture::wal_path(&to);
             if to_wal.exists() {
-                fs::remove_file(&to_wal).map_err(|source| StoreError::Io { op: "remove", path: to_wal.clone(), source })?;
+                fs::remove_file(&to_wal).map_err(|source| StoreError::Io {
+                    op: "remove",
+                    path: to_wal.clone(),
+                    source,
+                })?;
             }
             rename(&staged, &to)?;
             if m.file("wal").is_some() {
@@ -436,13 +519,25 @@ pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
         let _ = fs::remove_file(capture::wal_path(&staged));
         let verified = result?;
         tracing::info!(event = "restore.copied", id = %id, path = %to.display(), "snapshot written to a standalone file");
-        return Ok(Restored { id, path: to, pre_restore: None, verified, wal: wal_size > 0 });
+        return Ok(Restored {
+            id,
+            path: to,
+            pre_restore: None,
+            verified,
+            wal: wal_size > 0,
+        });
     }
 
     restore_in_place(ctx, &store, &lock, &m, &db)
 }
 
-fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db: &Path) -> Result<Restored, OpError> {
+fn restore_in_place(
+    ctx: &Ctx,
+    store: &Store,
+    lock: &StoreLock,
+    m: &Manifest,
+    db: &Path,
+) -> Result<Restored, OpError> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source: io::Error| OpError::Store(StoreError::Io { op, path, source })
@@ -456,22 +551,35 @@ fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db
     }
     // Keep the app out for the whole restore: refuse if anyone holds the
     // database, then hold an OFD write lock on it.
-    let old = match File::open(db) {
+    // Write access is needed for an exclusive OFD lock; nothing is ever
+    // written through this descriptor (the file is replaced by rename).
+    let old = match fs::OpenOptions::new().read(true).write(true).open(db) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io("open", db)(e)),
     };
     if let Some(f) = &old {
-        if let Some(h) = oslock::conflicting(f, LockKind::Write).map_err(io("query locks on", db))? {
-            return Err(OpError::InUse { path: db.to_path_buf(), pid: h.pid });
+        if let Some(h) =
+            oslock::conflicting(f, LockKind::Write).map_err(io("query locks on", db))?
+        {
+            return Err(OpError::InUse {
+                path: db.to_path_buf(),
+                pid: h.pid,
+            });
         }
         if !oslock::try_lock(f, LockKind::Write).map_err(io("lock", db))? {
-            return Err(OpError::InUse { path: db.to_path_buf(), pid: None });
+            return Err(OpError::InUse {
+                path: db.to_path_buf(),
+                pid: None,
+            });
         }
         Header::read_at(f, db).map_err(CaptureError::from)?;
     }
     let wal_size = m.file("wal").map(|f| f.size).unwrap_or(0);
-    check_space_at(&dir, m.db_size() + wal_size + ctx.config.store.min_free_space.0)?;
+    check_space_at(
+        &dir,
+        m.db_size() + wal_size + ctx.config.store.min_free_space.0,
+    )?;
 
     // Safety snapshot of the current database, pinned.
     let pre_restore = match &old {
@@ -491,7 +599,7 @@ fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db
         None => None,
     };
 
-    let staged = restore::sibling(db, &format!("ducksnap-staged-{}", std::process::id()));
+    let (staged, new_file) = restore::claim_staging(db)?;
     let staged_wal = capture::wal_path(&staged);
     let verified = match stage_restore(store, m, &staged) {
         Ok(v) => v,
@@ -501,26 +609,41 @@ fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db
             return Err(e);
         }
     };
-    let new_file = File::open(&staged).map_err(io("open", &staged))?;
+    // Upgrade the guard's read lock: from here on no one opens the new file.
     if !oslock::try_lock(&new_file, LockKind::Write).map_err(io("lock", &staged))? {
-        return Err(OpError::InUse { path: staged.clone(), pid: None });
+        return Err(OpError::InUse {
+            path: staged.clone(),
+            pid: None,
+        });
     }
     let meta_ino = |p: &Path| fs::metadata(p).map(|m| m.ino());
     let has_wal = m.file("wal").is_some();
     let mut journal = restore::Journal {
         state: restore::JournalState::Swapping,
         db: db.to_path_buf(),
-        old_ino: old.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino()),
-        old_link: old.as_ref().map(|_| restore::sibling(db, &format!("ducksnap-old-{}", std::process::id()))),
+        old_ino: old
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.ino()),
+        old_link: old
+            .as_ref()
+            .map(|_| restore::sibling(db, &format!("ducksnap-old-{}", std::process::id()))),
         old_wal_aside: capture::wal_path(db)
             .exists()
             .then(|| restore::sibling(db, &format!("ducksnap-old-{}.wal", std::process::id()))),
-        old_ckpt_aside: capture::wal_checkpoint_path(db)
-            .exists()
-            .then(|| restore::sibling(db, &format!("ducksnap-old-{}.wal.checkpoint", std::process::id()))),
+        old_ckpt_aside: capture::wal_checkpoint_path(db).exists().then(|| {
+            restore::sibling(
+                db,
+                &format!("ducksnap-old-{}.wal.checkpoint", std::process::id()),
+            )
+        }),
         new_ino: meta_ino(&staged).map_err(io("stat", &staged))?,
         new_db_staged: staged.clone(),
-        new_wal_ino: if has_wal { Some(meta_ino(&staged_wal).map_err(io("stat", &staged_wal))?) } else { None },
+        new_wal_ino: if has_wal {
+            Some(meta_ino(&staged_wal).map_err(io("stat", &staged_wal))?)
+        } else {
+            None
+        },
         new_wal_staged: has_wal.then(|| staged_wal.clone()),
     };
     restore::write_journal(&journal)?;
@@ -531,7 +654,8 @@ fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db
             fs::hard_link(db, link).map_err(io("keep a rollback link of", db))?;
         }
         if let Some(aside) = &journal.old_wal_aside {
-            fs::rename(capture::wal_path(db), aside).map_err(io("move aside", &capture::wal_path(db)))?;
+            fs::rename(capture::wal_path(db), aside)
+                .map_err(io("move aside", &capture::wal_path(db)))?;
         }
         if let Some(aside) = &journal.old_ckpt_aside {
             fs::rename(capture::wal_checkpoint_path(db), aside)
@@ -539,14 +663,18 @@ fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db
         }
         fs::rename(&staged, db).map_err(io("rename the restored database to", db))?;
         if has_wal {
-            fs::rename(&staged_wal, capture::wal_path(db)).map_err(io("rename the restored WAL to", db))?;
+            fs::rename(&staged_wal, capture::wal_path(db))
+                .map_err(io("rename the restored WAL to", db))?;
         }
         crate::store::fsync_dir(&dir)?;
         // Let DuckDB open it read-only for the final check; writers stay out.
         oslock::try_lock(&new_file, LockKind::Read).map_err(io("downgrade lock on", db))?;
         let header = Header::read_path(db).map_err(CaptureError::from)?;
         let got = check::check_copy(db, &header, false).map_err(|e| OpError::RestoreFailed {
-            reason: format!("the restored database does not open at {}: {e}", db.display()),
+            reason: format!(
+                "the restored database does not open at {}: {e}",
+                db.display()
+            ),
         })?;
         compare_tables(m, &got).map_err(|reason| OpError::RestoreFailed { reason })
     };
@@ -555,7 +683,9 @@ fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db
         return match restore::roll_back(&journal) {
             Ok(()) => {
                 let _ = fs::remove_file(restore::journal_path(db));
-                Err(OpError::RestoreFailed { reason: format!("{e}; the previous database was put back") })
+                Err(OpError::RestoreFailed {
+                    reason: format!("{e}; the previous database was put back"),
+                })
             }
             Err(rb) => Err(OpError::RestoreFailed {
                 reason: format!(
@@ -571,16 +701,30 @@ fn restore_in_place(ctx: &Ctx, store: &Store, lock: &StoreLock, m: &Manifest, db
     drop(new_file);
     drop(old);
     tracing::info!(event = "restore.completed", id = %m.id, database = %db.display(), pre_restore = ?pre_restore.as_ref().map(|i| i.to_string()), "database restored");
-    Ok(Restored { id: m.id.clone(), path: db.to_path_buf(), pre_restore, verified, wal: has_wal })
+    Ok(Restored {
+        id: m.id.clone(),
+        path: db.to_path_buf(),
+        pre_restore,
+        verified,
+        wal: has_wal,
+    })
 }
 
 fn check_space_at(dir: &Path, needed: u64) -> Result<(), OpError> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
-        OpError::Store(StoreError::Io { op: "query free space of", path: dir.to_path_buf(), source: e.into() })
+        OpError::Store(StoreError::Io {
+            op: "query free space of",
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })
     })?;
     let available = st.blocks_available() as u64 * st.fragment_size() as u64;
     if available < needed {
-        return Err(OpError::NoSpace { path: dir.to_path_buf(), available, needed });
+        return Err(OpError::NoSpace {
+            path: dir.to_path_buf(),
+            available,
+            needed,
+        });
     }
     Ok(())
 }
@@ -614,12 +758,26 @@ pub struct VerifyReport {
 pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, OpError> {
     let id = id.map(SnapshotId::parse).transpose()?;
     if ctx.detection.is_cloud() {
-        return Ok(VerifyReport { disabled: true, checked: 0, problems: 0, snapshots: Vec::new() });
+        return Ok(VerifyReport {
+            disabled: true,
+            checked: 0,
+            problems: 0,
+            snapshots: Vec::new(),
+        });
     }
     if !ctx.config.store.dir.join("STORE").exists() {
         return match id {
-            Some(id) => Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into()),
-            None => Ok(VerifyReport { disabled: false, checked: 0, problems: 0, snapshots: Vec::new() }),
+            Some(id) => Err(StoreError::NotFound {
+                id,
+                store: ctx.config.store.dir.clone(),
+            }
+            .into()),
+            None => Ok(VerifyReport {
+                disabled: false,
+                checked: 0,
+                problems: 0,
+                snapshots: Vec::new(),
+            }),
         };
     }
     let store = open_store(ctx, false)?;
@@ -658,15 +816,21 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
         for f in &m.files {
             for c in &f.chunks {
                 r.chunks += 1;
-                let res = seen.entry(c.hash.clone()).or_insert_with(|| match store.read_chunk(c) {
-                    Ok(_) => Ok(()),
-                    Err(StoreError::ChunkMissing { .. }) => Err(true),
-                    Err(_) => Err(false),
-                });
+                let res = seen
+                    .entry(c.hash.clone())
+                    .or_insert_with(|| match store.read_chunk(c) {
+                        Ok(_) => Ok(()),
+                        Err(StoreError::ChunkMissing { .. }) => Err(true),
+                        Err(_) => Err(false),
+                    });
                 match res {
                     Ok(()) => {}
-                    Err(true) if !r.missing_chunks.contains(&c.hash) => r.missing_chunks.push(c.hash.clone()),
-                    Err(false) if !r.corrupt_chunks.contains(&c.hash) => r.corrupt_chunks.push(c.hash.clone()),
+                    Err(true) if !r.missing_chunks.contains(&c.hash) => {
+                        r.missing_chunks.push(c.hash.clone())
+                    }
+                    Err(false) if !r.corrupt_chunks.contains(&c.hash) => {
+                        r.corrupt_chunks.push(c.hash.clone())
+                    }
                     Err(_) => {}
                 }
             }
@@ -676,12 +840,17 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
             let lock = lock.as_ref().expect("deep verify holds the lock");
             let dir = store.staging_dir(lock, "verify")?;
             let outcome = (|| -> Result<String, String> {
-                let db = store.reassemble(m, &dir, "db.duckdb").map_err(|e| e.to_string())?;
+                let db = store
+                    .reassemble(m, &dir, "db.duckdb")
+                    .map_err(|e| e.to_string())?;
                 let header = Header::read_path(&db).map_err(|e| e.to_string())?;
                 let got = check::check_copy(&db, &header, true).map_err(|e| e.to_string())?;
                 compare_tables(m, &got)?;
                 Ok(match got.status {
-                    CheckStatus::Verified => format!("opened and read every column of {} table(s)", got.tables.len()),
+                    CheckStatus::Verified => format!(
+                        "opened and read every column of {} table(s)",
+                        got.tables.len()
+                    ),
                     CheckStatus::NotVerified => got.reason.unwrap_or_default(),
                 })
             })();
@@ -700,7 +869,12 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
     for r in results.iter().filter(|r| !r.ok) {
         tracing::error!(event = "verify.problem", id = %r.id, missing = r.missing_chunks.len(), corrupt = r.corrupt_chunks.len(), error = ?r.error, "snapshot failed verification");
     }
-    Ok(VerifyReport { disabled: false, checked: results.len(), problems, snapshots: results })
+    Ok(VerifyReport {
+        disabled: false,
+        checked: results.len(),
+        problems,
+        snapshots: results,
+    })
 }
 
 /// Result of `prune`.
@@ -727,9 +901,11 @@ fn candidates(store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
             chunks: m
                 .chunk_hashes()
                 .map(|h| {
-                    let size = *sizes
-                        .entry(h.to_string())
-                        .or_insert_with(|| fs::metadata(store.chunk_path(h)).map(|m| m.len()).unwrap_or(0));
+                    let size = *sizes.entry(h.to_string()).or_insert_with(|| {
+                        fs::metadata(store.chunk_path(h))
+                            .map(|m| m.len())
+                            .unwrap_or(0)
+                    });
                     (h.to_string(), size)
                 })
                 .collect(),
@@ -739,7 +915,14 @@ fn candidates(store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
 
 /// Applies retention, then deletes chunks no manifest names.
 pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
-    let empty = |disabled| PruneReport { disabled, dry_run, plan: None, removed: 0, chunks_deleted: 0, bytes_freed: 0 };
+    let empty = |disabled| PruneReport {
+        disabled,
+        dry_run,
+        plan: None,
+        removed: 0,
+        chunks_deleted: 0,
+        bytes_freed: 0,
+    };
     if ctx.detection.is_cloud() {
         return Ok(empty(true));
     }
@@ -749,14 +932,28 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
     let store = open_store(ctx, false)?;
     let lock = store.lock()?;
     let (manifests, bad) = store.manifests()?;
-    let plan = retention::plan(&candidates(&store, &manifests), &ctx.config.retention, Utc::now());
+    let plan = retention::plan(
+        &candidates(&store, &manifests),
+        &ctx.config.retention,
+        Utc::now(),
+    );
     if dry_run {
-        return Ok(PruneReport { plan: Some(plan), ..empty(false) });
+        return Ok(PruneReport {
+            plan: Some(plan),
+            ..empty(false)
+        });
     }
     let mut removed = 0;
     for d in plan.forgotten() {
-        let path = store.root().join("snapshots").join(format!("{}.json", d.id));
-        fs::remove_file(&path).map_err(|source| StoreError::Io { op: "remove manifest", path: path.clone(), source })?;
+        let path = store
+            .root()
+            .join("snapshots")
+            .join(format!("{}.json", d.id));
+        fs::remove_file(&path).map_err(|source| StoreError::Io {
+            op: "remove manifest",
+            path: path.clone(),
+            source,
+        })?;
         removed += 1;
         tracing::info!(event = "prune.removed", id = %d.id, reason = %d.reasons.join("; "), "snapshot removed by retention");
     }
@@ -765,22 +962,49 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
     if !bad.is_empty() {
         // Chunks an unreadable manifest names cannot be told apart from
         // garbage: keep them all rather than risk a snapshot.
-        tracing::error!(event = "prune.gc_skipped", unreadable = bad.len(), "garbage collection skipped: unreadable manifests in the store (see `ducksnap list`)");
-        return Ok(PruneReport { plan: Some(plan), removed, ..empty(false) });
+        tracing::error!(
+            event = "prune.gc_skipped",
+            unreadable = bad.len(),
+            "garbage collection skipped: unreadable manifests in the store (see `ducksnap list`)"
+        );
+        return Ok(PruneReport {
+            plan: Some(plan),
+            removed,
+            ..empty(false)
+        });
     }
     let (chunks_deleted, bytes_freed) = store.collect_garbage(&lock)?;
-    tracing::info!(event = "prune.completed", removed, chunks_deleted, bytes_freed, "prune completed");
-    Ok(PruneReport { disabled: false, dry_run, plan: Some(plan), removed, chunks_deleted, bytes_freed })
+    tracing::info!(
+        event = "prune.completed",
+        removed,
+        chunks_deleted,
+        bytes_freed,
+        "prune completed"
+    );
+    Ok(PruneReport {
+        disabled: false,
+        dry_run,
+        plan: Some(plan),
+        removed,
+        chunks_deleted,
+        bytes_freed,
+    })
 }
 
 /// Sets or clears a snapshot's pin.
 pub fn pin(ctx: &Ctx, id: &str, pinned: bool) -> Result<Summary, OpError> {
     let id = SnapshotId::parse(id)?;
     if ctx.detection.is_cloud() {
-        return Err(OpError::Disabled { reason: environment::disabled_message(&ctx.detection) });
+        return Err(OpError::Disabled {
+            reason: environment::disabled_message(&ctx.detection),
+        });
     }
     if !ctx.config.store.dir.join("STORE").exists() {
-        return Err(StoreError::NotFound { id, store: ctx.config.store.dir.clone() }.into());
+        return Err(StoreError::NotFound {
+            id,
+            store: ctx.config.store.dir.clone(),
+        }
+        .into());
     }
     let store = open_store(ctx, false)?;
     let lock = store.lock()?;

@@ -91,5 +91,7 @@ pub fn lock_wait(file: &File, kind: LockKind) -> io::Result<()> {
 /// Releases a lock taken on this file description.
 pub fn unlock(file: &File) -> io::Result<()> {
     let fl = whole_file(libc::F_UNLCK as libc::c_short);
-    fcntl(file, FcntlArg::F_OFD_SETLK(&fl)).map(|_| ()).map_err(io::Error::from)
+    fcntl(file, FcntlArg::F_OFD_SETLK(&fl))
+        .map(|_| ())
+        .map_err(io::Error::from)
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{wal_checkpoint_path, wal_path};
+use crate::oslock::{self, LockKind};
 use crate::store::fsync_dir;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +36,18 @@ pub enum RecoverError {
         #[source]
         source: io::Error,
     },
-    #[error("restore journal {path} is unreadable ({reason}); inspect the files beside it and remove it by hand")]
+    #[error(
+        "restore journal {path} is unreadable ({reason}); inspect the files beside it and remove it by hand"
+    )]
     BadJournal { path: PathBuf, reason: String },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RecoverError + 'a {
-    move |source| RecoverError::Io { op, path: path.to_path_buf(), source }
+    move |source| RecoverError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,12 +84,17 @@ pub fn journal_path(db: &Path) -> PathBuf {
 
 /// `<dir>/.<name>.<suffix>`
 pub fn sibling(db: &Path, suffix: &str) -> PathBuf {
-    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     db.with_file_name(format!(".{name}.{suffix}"))
 }
 
 pub fn dir_of(db: &Path) -> &Path {
-    db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    db.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn ino(p: &Path) -> Option<u64> {
@@ -140,7 +152,10 @@ pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
         _ => {}
     }
     let db_is_old = j.old_ino.is_some() && ino(db) == j.old_ino;
-    for (aside, orig) in [(&j.old_wal_aside, wal.clone()), (&j.old_ckpt_aside, wal_checkpoint_path(db))] {
+    for (aside, orig) in [
+        (&j.old_wal_aside, wal.clone()),
+        (&j.old_ckpt_aside, wal_checkpoint_path(db)),
+    ] {
         if let Some(aside) = aside {
             if aside.exists() && db_is_old && !orig.exists() {
                 fs::rename(aside, &orig).map_err(io_err("put back", &orig))?;
@@ -148,7 +163,10 @@ pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
         }
     }
     fsync(dir_of(db))?;
-    for p in [Some(&j.new_db_staged), j.new_wal_staged.as_ref()].into_iter().flatten() {
+    for p in [Some(&j.new_db_staged), j.new_wal_staged.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         remove_if_exists(p)?;
     }
     if let Some(link) = &j.old_link {
@@ -161,9 +179,15 @@ pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
 
 /// Removes the rollback copies after a restore was confirmed.
 pub fn clean_up(j: &Journal) -> Result<(), RecoverError> {
-    for p in [j.old_link.as_ref(), j.old_wal_aside.as_ref(), j.old_ckpt_aside.as_ref(), Some(&j.new_db_staged), j.new_wal_staged.as_ref()]
-        .into_iter()
-        .flatten()
+    for p in [
+        j.old_link.as_ref(),
+        j.old_wal_aside.as_ref(),
+        j.old_ckpt_aside.as_ref(),
+        Some(&j.new_db_staged),
+        j.new_wal_staged.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         remove_if_exists(p)?;
     }
@@ -171,29 +195,111 @@ pub fn clean_up(j: &Journal) -> Result<(), RecoverError> {
     fsync(dir_of(&j.db))
 }
 
+const STAGED: &str = "ducksnap-staged-";
+
+/// Creates the staging file for a restore to `target` in its directory and
+/// holds an OFD read lock on it for as long as the returned `File` lives:
+/// the lock tells [`remove_orphans`] the owner is alive, and still lets the
+/// bundled DuckDB open the file read-only for its check.
+pub fn claim_staging(target: &Path) -> Result<(PathBuf, File), RecoverError> {
+    remove_orphans(target)?;
+    let staged = sibling(target, &format!("{STAGED}{}", std::process::id()));
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&staged)
+        .map_err(io_err("create", &staged))?;
+    oslock::try_lock(&f, LockKind::Read).map_err(io_err("lock", &staged))?;
+    Ok((staged, f))
+}
+
+/// Whether a live process holds a lock on `p` (the owner of a restore).
+fn owner_alive(p: &Path) -> bool {
+    match fs::OpenOptions::new().read(true).write(true).open(p) {
+        Ok(f) => !oslock::try_lock(&f, LockKind::Write).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Removes staging files of restores to `target` whose process died before
+/// writing a journal. Files a live restore holds are left alone.
+pub fn remove_orphans(target: &Path) -> Result<(), RecoverError> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".{name}.{STAGED}");
+    let dir = dir_of(target);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut live = false;
+    for e in entries.flatten() {
+        let fname = e.file_name().to_string_lossy().into_owned();
+        if !fname.starts_with(&prefix) || fname.ends_with(".wal") {
+            continue;
+        }
+        let p = e.path();
+        if owner_alive(&p) {
+            live = true;
+            continue;
+        }
+        remove_if_exists(&p)?;
+        remove_if_exists(&wal_path(&p))?;
+        tracing::info!(event = "restore.orphan_removed", path = %p.display(), "removed the staging file of an interrupted restore");
+    }
+    if !live {
+        remove_if_exists(&sibling(target, "ducksnap-restore.json.tmp"))?;
+    }
+    Ok(())
+}
+
 /// Finishes or undoes a restore that a crash interrupted. Returns a message
-/// when there was something to do.
+/// when there was something to do. A restore still running in another
+/// process (it holds a lock on the restored file) is left alone.
 pub fn recover(db: &Path) -> Result<Option<String>, RecoverError> {
     let path = journal_path(db);
     let text = match fs::read(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            remove_orphans(db)?;
+            return Ok(None);
+        }
         Err(e) => return Err(io_err("read", &path)(e)),
     };
-    let j: Journal = serde_json::from_slice(&text)
-        .map_err(|e| RecoverError::BadJournal { path: path.clone(), reason: e.to_string() })?;
+    let j: Journal = serde_json::from_slice(&text).map_err(|e| RecoverError::BadJournal {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     if j.db != db {
-        return Err(RecoverError::BadJournal { path, reason: format!("it names {}", j.db.display()) });
+        return Err(RecoverError::BadJournal {
+            path,
+            reason: format!("it names {}", j.db.display()),
+        });
+    }
+    let new_at = if ino(db) == Some(j.new_ino) {
+        db.to_path_buf()
+    } else {
+        j.new_db_staged.clone()
+    };
+    if owner_alive(&new_at) {
+        return Ok(None);
     }
     let msg = match j.state {
         JournalState::Swapping => {
             roll_back(&j)?;
-            let left: Vec<String> = [j.old_link.as_ref(), j.old_wal_aside.as_ref(), j.old_ckpt_aside.as_ref()]
-                .into_iter()
-                .flatten()
-                .filter(|p| p.exists())
-                .map(|p| p.display().to_string())
-                .collect();
+            let left: Vec<String> = [
+                j.old_link.as_ref(),
+                j.old_wal_aside.as_ref(),
+                j.old_ckpt_aside.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
             remove_if_exists(&path)?;
             fsync(dir_of(db))?;
             if left.is_empty() {
@@ -216,5 +322,6 @@ pub fn recover(db: &Path) -> Result<Option<String>, RecoverError> {
         }
     };
     tracing::warn!(event = "restore.recovered", database = %db.display(), state = ?j.state, "{msg}");
+    remove_orphans(db)?;
     Ok(Some(msg))
 }

@@ -63,7 +63,13 @@ impl Plan {
 
 fn bucket(kind: &str, t: DateTime<Utc>) -> String {
     match kind {
-        "hourly" => format!("{:04}-{:02}-{:02}T{:02}", t.year(), t.month(), t.day(), t.hour()),
+        "hourly" => format!(
+            "{:04}-{:02}-{:02}T{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour()
+        ),
         "daily" => format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day()),
         "weekly" => {
             let w = t.iso_week();
@@ -89,7 +95,11 @@ fn unique_bytes<'a>(set: impl Iterator<Item = &'a Candidate>) -> u64 {
 /// Plans retention for `snapshots` under `policy` at time `now`.
 pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc>) -> Plan {
     let mut snaps: Vec<&Candidate> = snapshots.iter().collect();
-    snaps.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    snaps.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); snaps.len()];
     // Protected snapshots survive even the size budget.
     let mut protected = vec![false; snaps.len()];
@@ -131,9 +141,16 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
             reasons[i].push(format!("keep_{kind} {n} ({b})"));
         }
     }
-    let newest_good = snaps.iter().position(|s| s.verified).or(if snaps.is_empty() { None } else { Some(0) });
+    let newest_good = snaps
+        .iter()
+        .position(|s| s.verified)
+        .or(if snaps.is_empty() { None } else { Some(0) });
     if let Some(i) = newest_good {
-        reasons[i].push(if snaps[i].verified { "newest good snapshot".into() } else { "newest snapshot (none is verified)".into() });
+        reasons[i].push(if snaps[i].verified {
+            "newest good snapshot".into()
+        } else {
+            "newest snapshot (none is verified)".into()
+        });
         protected[i] = true;
     }
 
@@ -141,7 +158,13 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
     let mut forget_reason: Vec<Option<String>> = vec![None; snaps.len()];
     if let Some(budget) = policy.max_total_size {
         loop {
-            let total = unique_bytes(snaps.iter().zip(&keep).filter(|(_, k)| **k).map(|(s, _)| *s));
+            let total = unique_bytes(
+                snaps
+                    .iter()
+                    .zip(&keep)
+                    .filter(|(_, k)| **k)
+                    .map(|(s, _)| *s),
+            );
             if total <= budget.0 {
                 break;
             }
@@ -157,17 +180,35 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
         }
     }
 
-    let kept_bytes = unique_bytes(snaps.iter().zip(&keep).filter(|(_, k)| **k).map(|(s, _)| *s));
+    let kept_bytes = unique_bytes(
+        snaps
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(s, _)| *s),
+    );
     let decisions = snaps
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let mut r = std::mem::take(&mut reasons[i]);
             if !keep[i] {
-                r = vec![forget_reason[i].take().unwrap_or_else(|| "no rule keeps it".into())];
+                r = vec![
+                    forget_reason[i]
+                        .take()
+                        .unwrap_or_else(|| "no rule keeps it".into()),
+                ];
             }
-            Decision { id: s.id.clone(), created_at: s.created_at, keep: keep[i], reasons: r }
+            Decision {
+                id: s.id.clone(),
+                created_at: s.created_at,
+                keep: keep[i],
+                reasons: r,
+            }
         })
         .collect();
-    Plan { decisions, kept_bytes }
+    Plan {
+        decisions,
+        kept_bytes,
+    }
 }

@@ -59,8 +59,15 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-pub(crate) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io { op, path: path.to_path_buf(), source }
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// One chunk of a file, in order.
@@ -170,7 +177,9 @@ impl Manifest {
     }
 
     pub fn chunk_hashes(&self) -> impl Iterator<Item = &str> {
-        self.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.hash.as_str()))
+        self.files
+            .iter()
+            .flat_map(|f| f.chunks.iter().map(|c| c.hash.as_str()))
     }
 }
 
@@ -270,7 +279,10 @@ impl Store {
                 });
             }
             fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-            let store = Store { root: dir.to_path_buf(), level };
+            let store = Store {
+                root: dir.to_path_buf(),
+                level,
+            };
             for sub in ["chunks", "snapshots", "staging"] {
                 let p = dir.join(sub);
                 fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
@@ -281,10 +293,17 @@ impl Store {
         if found != MARKER {
             return Err(StoreError::Format {
                 path: dir.to_path_buf(),
-                reason: format!("STORE marker says {:?}, expected {:?}", found.trim(), MARKER.trim()),
+                reason: format!(
+                    "STORE marker says {:?}, expected {:?}",
+                    found.trim(),
+                    MARKER.trim()
+                ),
             });
         }
-        let store = Store { root: dir.to_path_buf(), level };
+        let store = Store {
+            root: dir.to_path_buf(),
+            level,
+        };
         for sub in ["chunks", "snapshots", "staging"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
@@ -348,7 +367,11 @@ impl Store {
             n += 1;
         }
         if n > 0 {
-            tracing::info!(event = "store.staging_cleaned", entries = n, "removed staging leftovers");
+            tracing::info!(
+                event = "store.staging_cleaned",
+                entries = n,
+                "removed staging leftovers"
+            );
         }
         Ok(n)
     }
@@ -368,21 +391,31 @@ impl Store {
     /// directory. Returns the reference to put in a manifest.
     pub fn put_chunk(&self, _lock: &StoreLock, data: &[u8]) -> Result<PutChunk> {
         let hash = blake3::hash(data).to_hex().to_string();
-        let chunk = ChunkRef { hash: hash.clone(), len: data.len() as u64 };
+        let chunk = ChunkRef {
+            hash: hash.clone(),
+            len: data.len() as u64,
+        };
         let path = self.chunk_path(&hash);
         if path.exists() {
-            return Ok(PutChunk { chunk, new: false, stored: 0 });
+            return Ok(PutChunk {
+                chunk,
+                new: false,
+                stored: 0,
+            });
         }
-        let compressed = zstd::bulk::compress(data, self.level)
-            .map_err(io_err("compress chunk for", &path))?;
-        let (tag, payload): (u8, &[u8]) = if (compressed.len() as u64) * 10 < (data.len() as u64) * 9 {
-            (1, &compressed)
-        } else {
-            (0, data)
-        };
+        let compressed =
+            zstd::bulk::compress(data, self.level).map_err(io_err("compress chunk for", &path))?;
+        let (tag, payload): (u8, &[u8]) =
+            if (compressed.len() as u64) * 10 < (data.len() as u64) * 9 {
+                (1, &compressed)
+            } else {
+                (0, data)
+            };
         let dir = path.parent().expect("chunk has a parent");
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        let tmp = self.staging().join(format!("chunk-{}-{}", &hash[..16], tmp_suffix()));
+        let tmp = self
+            .staging()
+            .join(format!("chunk-{}-{}", &hash[..16], tmp_suffix()));
         {
             let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
             f.write_all(&[tag]).map_err(io_err("write", &tmp))?;
@@ -391,7 +424,11 @@ impl Store {
         }
         fs::rename(&tmp, &path).map_err(io_err("rename chunk into", &path))?;
         fsync_dir(dir)?;
-        Ok(PutChunk { chunk, new: true, stored: payload.len() as u64 + 1 })
+        Ok(PutChunk {
+            chunk,
+            new: true,
+            stored: payload.len() as u64 + 1,
+        })
     }
 
     /// Reads a chunk and checks its hash.
@@ -400,11 +437,16 @@ impl Store {
         let raw = match fs::read(&path) {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::ChunkMissing { hash: c.hash.clone() });
+                return Err(StoreError::ChunkMissing {
+                    hash: c.hash.clone(),
+                });
             }
             Err(e) => return Err(io_err("read chunk", &path)(e)),
         };
-        let corrupt = |reason: String| StoreError::ChunkCorrupt { hash: c.hash.clone(), reason };
+        let corrupt = |reason: String| StoreError::ChunkCorrupt {
+            hash: c.hash.clone(),
+            reason,
+        };
         let plain = match raw.split_first() {
             Some((0, rest)) => rest.to_vec(),
             Some((1, rest)) => zstd::bulk::decompress(rest, c.len as usize)
@@ -413,7 +455,11 @@ impl Store {
             None => return Err(corrupt("empty file".into())),
         };
         if plain.len() as u64 != c.len {
-            return Err(corrupt(format!("length {} instead of {}", plain.len(), c.len)));
+            return Err(corrupt(format!(
+                "length {} instead of {}",
+                plain.len(),
+                c.len
+            )));
         }
         if blake3::hash(&plain).to_hex().as_str() != c.hash {
             return Err(corrupt("content does not match its hash".into()));
@@ -460,9 +506,16 @@ impl Store {
 
     /// Writes `data` to `path` via a staging file: write, fsync, rename, fsync dir.
     pub fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let staging = self.staging();
-        let tmp_dir = if staging.is_dir() { staging } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let tmp_dir = if staging.is_dir() {
+            staging
+        } else {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
         let tmp = tmp_dir.join(format!(".{name}.{}.tmp", tmp_suffix()));
         {
             let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
@@ -486,8 +539,14 @@ impl Store {
                 Some(Ok(id)) => {
                     ids.insert(id);
                 }
-                Some(Err(err)) => bad.push(BadEntry { file: name, reason: err.to_string() }),
-                None => bad.push(BadEntry { file: name, reason: "not a manifest (.json) file".into() }),
+                Some(Err(err)) => bad.push(BadEntry {
+                    file: name,
+                    reason: err.to_string(),
+                }),
+                None => bad.push(BadEntry {
+                    file: name,
+                    reason: "not a manifest (.json) file".into(),
+                }),
             }
         }
         Ok((ids, bad))
@@ -499,14 +558,23 @@ impl Store {
         let text = match fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound { id: id.clone(), store: self.root.clone() });
+                return Err(StoreError::NotFound {
+                    id: id.clone(),
+                    store: self.root.clone(),
+                });
             }
             Err(e) => return Err(io_err("read manifest", &path)(e)),
         };
-        let bad = |reason: String| StoreError::BadManifest { path: path.clone(), reason };
+        let bad = |reason: String| StoreError::BadManifest {
+            path: path.clone(),
+            reason,
+        };
         let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
         if m.format != MANIFEST_FORMAT {
-            return Err(bad(format!("format {} is not supported (expected {MANIFEST_FORMAT})", m.format)));
+            return Err(bad(format!(
+                "format {} is not supported (expected {MANIFEST_FORMAT})",
+                m.format
+            )));
         }
         if &m.id != id {
             return Err(bad(format!("names id {} but the file is {id}.json", m.id)));
@@ -514,10 +582,16 @@ impl Store {
         for f in &m.files {
             let total: u64 = f.chunks.iter().map(|c| c.len).sum();
             if total != f.size {
-                return Err(bad(format!("file {} has chunks totalling {total} bytes, not {}", f.role, f.size)));
+                return Err(bad(format!(
+                    "file {} has chunks totalling {total} bytes, not {}",
+                    f.role, f.size
+                )));
             }
             if let Some(c) = f.chunks.iter().find(|c| !is_hash(&c.hash)) {
-                return Err(bad(format!("chunk name {:?} is not a BLAKE3 hex hash", c.hash)));
+                return Err(bad(format!(
+                    "chunk name {:?} is not a BLAKE3 hex hash",
+                    c.hash
+                )));
             }
         }
         if m.file("db").is_none() {
@@ -534,10 +608,17 @@ impl Store {
             match self.load_manifest(&id) {
                 Ok(m) => out.push(m),
                 Err(StoreError::NotFound { .. }) => {} // removed meanwhile
-                Err(e) => bad.push(BadEntry { file: format!("{id}.json"), reason: e.to_string() }),
+                Err(e) => bad.push(BadEntry {
+                    file: format!("{id}.json"),
+                    reason: e.to_string(),
+                }),
             }
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        out.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
         Ok((out, bad))
     }
 
@@ -545,7 +626,10 @@ impl Store {
     pub fn rebuild_catalog(&self) -> Result<Vec<Summary>> {
         let (ms, _) = self.manifests()?;
         let snapshots: Vec<Summary> = ms.iter().map(Summary::from).collect();
-        let cat = Catalog { format: MANIFEST_FORMAT, snapshots: snapshots.clone() };
+        let cat = Catalog {
+            format: MANIFEST_FORMAT,
+            snapshots: snapshots.clone(),
+        };
         let body = serde_json::to_vec_pretty(&cat).expect("catalog serializes");
         self.write_atomic(&self.root.join(CATALOG), &body)?;
         Ok(snapshots)
@@ -560,7 +644,9 @@ impl Store {
             .ok()
             .and_then(|b| serde_json::from_slice::<Catalog>(&b).ok())
             .filter(|c| c.format == MANIFEST_FORMAT)
-            .filter(|c| c.snapshots.iter().map(|s| &s.id).collect::<BTreeSet<_>>() == ids.iter().collect());
+            .filter(|c| {
+                c.snapshots.iter().map(|s| &s.id).collect::<BTreeSet<_>>() == ids.iter().collect()
+            });
         match cached {
             Some(c) => Ok(c.snapshots),
             None => {
@@ -667,7 +753,11 @@ fn is_hash(s: &str) -> bool {
 }
 
 fn tmp_suffix() -> String {
-    format!("{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// fsyncs a directory so a rename in it is durable.

@@ -45,12 +45,26 @@ fn quiescent_snapshot_reassembles_byte_identical() {
     assert_eq!(snap["capture"]["method"], "quiescent");
     assert_eq!(snap["check"]["status"], "verified");
     let tables = snap["check"]["tables"].as_array().unwrap();
-    assert!(tables.iter().any(|t| t["name"] == "t" && t["rows"] == 300000), "{tables:?}");
-    assert!(tables.iter().any(|t| t["name"] == "odd \"name" && t["rows"] == 2), "{tables:?}");
+    assert!(
+        tables
+            .iter()
+            .any(|t| t["name"] == "t" && t["rows"] == 300000),
+        "{tables:?}"
+    );
+    assert!(
+        tables
+            .iter()
+            .any(|t| t["name"] == "odd \"name" && t["rows"] == 2),
+        "{tables:?}"
+    );
     let id = snap["id"].as_str().unwrap();
     let out = tempfile::tempdir().unwrap();
     let copy = ws.reassemble(id, out.path());
-    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(ws.db()).unwrap(), "reassembled copy differs");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(ws.db()).unwrap(),
+        "reassembled copy differs"
+    );
     assert!(!copy.with_extension("duckdb.wal").exists());
 
     // list and show agree.
@@ -63,7 +77,11 @@ fn quiescent_snapshot_reassembles_byte_identical() {
     assert_eq!(show["manifest"]["id"], id);
     // Human output works too.
     let out = ws.run(&["list"]);
-    assert!(out.status.success() && stdout(&out).contains(id), "{}", stdout(&out));
+    assert!(
+        out.status.success() && stdout(&out).contains(id),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -81,9 +99,17 @@ c.execute('insert into t select range from range(1000)')
 c.close()",
         &[ws.db().to_str().unwrap()],
     );
-    assert!(ws.db().with_extension("duckdb.wal").exists(), "test setup: expected a WAL");
+    assert!(
+        ws.db().with_extension("duckdb.wal").exists(),
+        "test setup: expected a WAL"
+    );
     let snap = ws.snapshot();
-    let files: Vec<&str> = snap["files"].as_array().unwrap().iter().map(|f| f["role"].as_str().unwrap()).collect();
+    let files: Vec<&str> = snap["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["role"].as_str().unwrap())
+        .collect();
     assert_eq!(files, ["db", "wal"]);
     let t = snap["check"]["tables"].as_array().unwrap();
     assert_eq!(t[0]["rows"], 1000, "the WAL was replayed in the check");
@@ -100,13 +126,20 @@ fn newer_storage_version_is_recorded_not_rejected() {
     // active header.
     let mut bytes = std::fs::read(ws.db()).unwrap();
     let h = Header::parse(&bytes, &ws.db()).unwrap();
-    let active = if u64::from_le_bytes(bytes[4104..4112].try_into().unwrap()) == h.iteration { 4096 } else { 8192 };
+    let active = if u64::from_le_bytes(bytes[4104..4112].try_into().unwrap()) == h.iteration {
+        4096
+    } else {
+        8192
+    };
     bytes[active + 56..active + 64].copy_from_slice(&(BUNDLED_STORAGE_VERSION + 1).to_le_bytes());
     std::fs::write(ws.db(), &bytes).unwrap();
     let snap = ws.snapshot();
     assert_eq!(snap["check"]["status"], "not_verified");
     let reason = snap["check"]["reason"].as_str().unwrap();
-    assert!(reason.contains(&format!("storage version {}", BUNDLED_STORAGE_VERSION + 1)), "{reason}");
+    assert!(
+        reason.contains(&format!("storage version {}", BUNDLED_STORAGE_VERSION + 1)),
+        "{reason}"
+    );
     let list = ws.json(&["list", "--json"]);
     assert_eq!(list[0]["verified"], false);
 }
@@ -167,18 +200,36 @@ fn live_writer_never_yields_a_torn_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let copy = ws.reassemble(id, dir.path());
         let c = open_ro(&copy);
-        assert_eq!(query_i64(&c, "SELECT sum(balance)::BIGINT FROM accounts"), 0, "{id}: money created or lost");
-        let n = query_i64(&c, "SELECT n FROM counter");
-        assert_eq!(query_i64(&c, "SELECT count(*) FROM log"), n, "{id}: counter and log disagree");
-        assert_eq!(query_i64(&c, "SELECT coalesce(max(seq), 0) FROM log"), n, "{id}");
         assert_eq!(
-            query_i64(&c, "SELECT count(*) - 150000 * count(DISTINCT batch) FROM bulk"),
+            query_i64(&c, "SELECT sum(balance)::BIGINT FROM accounts"),
+            0,
+            "{id}: money created or lost"
+        );
+        let n = query_i64(&c, "SELECT n FROM counter");
+        assert_eq!(
+            query_i64(&c, "SELECT count(*) FROM log"),
+            n,
+            "{id}: counter and log disagree"
+        );
+        assert_eq!(
+            query_i64(&c, "SELECT coalesce(max(seq), 0) FROM log"),
+            n,
+            "{id}"
+        );
+        assert_eq!(
+            query_i64(
+                &c,
+                "SELECT count(*) - 150000 * count(DISTINCT batch) FROM bulk"
+            ),
             0,
             "{id}: a bulk insert is partially present"
         );
         counters.push(n);
     }
-    assert!(counters.windows(2).all(|w| w[0] <= w[1]), "counter went backwards: {counters:?}");
+    assert!(
+        counters.windows(2).all(|w| w[0] <= w[1]),
+        "counter went backwards: {counters:?}"
+    );
     assert!(online >= 20, "expected online captures, got {online}");
     println!("live writer: {online} online captures, {with_wal} with a WAL, counters {counters:?}");
 }
@@ -214,11 +265,17 @@ c.close()",
     println!(
         "dedup: database {size2} bytes; first snapshot stored {first_new} bytes; second stored {new} new bytes = {pct:.2}% of the database"
     );
-    assert!(new * 10 <= size2, "second snapshot added {new} bytes, more than 10% of {size2}");
+    assert!(
+        new * 10 <= size2,
+        "second snapshot added {new} bytes, more than 10% of {size2}"
+    );
     // And the second reassembles exactly.
     let dir = tempfile::tempdir().unwrap();
     let copy = ws.reassemble(second["id"].as_str().unwrap(), dir.path());
-    assert_eq!(blake3::hash(&std::fs::read(&copy).unwrap()), blake3::hash(&std::fs::read(ws.db()).unwrap()));
+    assert_eq!(
+        blake3::hash(&std::fs::read(&copy).unwrap()),
+        blake3::hash(&std::fs::read(ws.db()).unwrap())
+    );
 }
 
 #[test]
@@ -227,8 +284,15 @@ fn missing_database_is_a_clear_error_and_store_unchanged() {
     // No store yet: nothing gets created.
     let out = ws.run(&["snapshot"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("does not exist") && stderr(&out).contains("app.duckdb"), "{}", stderr(&out));
-    assert!(!ws.store_dir().exists(), "a failed snapshot created the store");
+    assert!(
+        stderr(&out).contains("does not exist") && stderr(&out).contains("app.duckdb"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !ws.store_dir().exists(),
+        "a failed snapshot created the store"
+    );
     // With a store: unchanged.
     make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS x");
     ws.snapshot();
@@ -254,14 +318,22 @@ fn non_duckdb_files_are_refused() {
         std::fs::write(ws.db(), &content).unwrap();
         let out = ws.run(&["snapshot"]);
         assert_eq!(out.status.code(), Some(3), "{what}: {}", stderr(&out));
-        assert!(stderr(&out).contains("not a DuckDB database"), "{what}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a DuckDB database"),
+            "{what}: {}",
+            stderr(&out)
+        );
         assert!(!ws.store_dir().exists(), "{what}: store created");
     }
     std::fs::remove_file(ws.db()).unwrap();
     std::fs::create_dir(ws.db()).unwrap();
     let out = ws.run(&["snapshot"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -270,17 +342,39 @@ fn hostile_ids_are_rejected() {
     make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS x");
     ws.snapshot();
     let long = "a".repeat(300);
-    for id in ["../x", "..", "", &long, "20261126T084512Z-3f9a/../../etc", "20261126T084512Z-3F9A", "20261399T084512Z-3f9a", "/etc/passwd"] {
+    for id in [
+        "../x",
+        "..",
+        "",
+        &long,
+        "20261126T084512Z-3f9a/../../etc",
+        "20261126T084512Z-3F9A",
+        "20261399T084512Z-3f9a",
+        "/etc/passwd",
+    ] {
         let out = ws.run(&["show", id]);
         assert_eq!(out.status.code(), Some(2), "{id:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("invalid snapshot id"), "{id:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("invalid snapshot id"),
+            "{id:?}: {}",
+            stderr(&out)
+        );
     }
     let out = ws.run(&["show", "20200101T000000Z-0000"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("no snapshot"), "{}", stderr(&out));
-    for (arg, val) in [("--reason", "../../x"), ("--reason", ""), ("--label", "a\nb")] {
+    for (arg, val) in [
+        ("--reason", "../../x"),
+        ("--reason", ""),
+        ("--label", "a\nb"),
+    ] {
         let out = ws.run(&["snapshot", arg, val]);
-        assert_eq!(out.status.code(), Some(2), "{arg} {val:?}: {}", stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{arg} {val:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -294,9 +388,15 @@ fn corrupt_catalog_is_rebuilt() {
     for garbage in [&b"{ not json"[..], b"", br#"{"format":1,"snapshots":[]}"#] {
         std::fs::write(&cat, garbage).unwrap();
         let list = ws.json(&["list", "--json"]);
-        let ids: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, [b.as_str(), a.as_str()], "newest first");
-        let rebuilt: serde_json::Value = serde_json::from_slice(&std::fs::read(&cat).unwrap()).unwrap();
+        let rebuilt: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cat).unwrap()).unwrap();
         assert_eq!(rebuilt["snapshots"].as_array().unwrap().len(), 2);
     }
     std::fs::remove_file(&cat).unwrap();
@@ -307,7 +407,10 @@ fn corrupt_catalog_is_rebuilt() {
 #[test]
 fn missing_chunk_and_bad_manifest_are_reported() {
     let ws = Workspace::new();
-    make_db(&ws.db(), "CREATE TABLE t AS SELECT range i, random() r FROM range(100000)");
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i, random() r FROM range(100000)",
+    );
     let id = ws.snapshot()["id"].as_str().unwrap().to_string();
     let m = ws.manifest(&id);
     let victim = m.files[0].chunks.last().unwrap().hash.clone();
@@ -328,7 +431,11 @@ fn missing_chunk_and_bad_manifest_are_reported() {
     std::fs::write(&mpath, &text[..text.len() / 2]).unwrap();
     let out = ws.run(&["list"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("unreadable manifest"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unreadable manifest"),
+        "{}",
+        stderr(&out)
+    );
     let out = ws.run(&["show", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("unreadable"), "{}", stderr(&out));
@@ -347,11 +454,22 @@ fn store_with_foreign_marker_is_refused() {
     std::fs::write(ws.store_dir().join("precious.txt"), b"user data").unwrap();
     let out = ws.run(&["snapshot"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not a ducksnap store"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a ducksnap store"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::write(ws.store_dir().join("STORE"), b"ducksnap-store 99\n").unwrap();
     let out = ws.run(&["snapshot"]);
-    assert!(stderr(&out).contains("ducksnap-store 99"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(ws.store_dir().join("precious.txt")).unwrap(), b"user data");
+    assert!(
+        stderr(&out).contains("ducksnap-store 99"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(ws.store_dir().join("precious.txt")).unwrap(),
+        b"user data"
+    );
 }
 
 /// kill -9 the CLI at random instants during snapshots of a large database:
@@ -382,7 +500,12 @@ c.close()",
                 &[ws.db().to_str().unwrap(), &lo.to_string()],
             );
         }
-        let mut child = ws.cmd(&["snapshot", "--json"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = ws
+            .cmd(&["snapshot", "--json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let delay = Duration::from_micros(rng.below(full.as_micros() as u64 + 1));
         std::thread::sleep(delay);
         match child.try_wait().unwrap() {
@@ -394,19 +517,34 @@ c.close()",
             }
         }
     }
-    println!("kill -9: {killed} killed mid-snapshot, {completed} completed before the kill (full snapshot {full:?})");
-    assert!(killed >= 20, "only {killed} kills landed mid-snapshot in {round} rounds");
+    println!(
+        "kill -9: {killed} killed mid-snapshot, {completed} completed before the kill (full snapshot {full:?})"
+    );
+    assert!(
+        killed >= 20,
+        "only {killed} kills landed mid-snapshot in {round} rounds"
+    );
 
     let list = ws.json(&["list", "--json"]);
-    let staging: Vec<_> = std::fs::read_dir(ws.store_dir().join("staging")).unwrap().collect();
-    assert!(staging.is_empty(), "staging leftovers after open: {staging:?}");
+    let staging: Vec<_> = std::fs::read_dir(ws.store_dir().join("staging"))
+        .unwrap()
+        .collect();
+    assert!(
+        staging.is_empty(),
+        "staging leftovers after open: {staging:?}"
+    );
     for e in list.as_array().unwrap() {
         let id = e["id"].as_str().unwrap();
         assert_eq!(e["missing_chunks"], 0, "{id}");
         let m = ws.manifest(id);
         let dir = tempfile::tempdir().unwrap();
         let copy = ws.reassemble(id, dir.path()); // checks every chunk and the whole-file hash
-        assert_eq!(blake3::hash(&std::fs::read(&copy).unwrap()).to_hex().as_str(), m.files[0].hash);
+        assert_eq!(
+            blake3::hash(&std::fs::read(&copy).unwrap())
+                .to_hex()
+                .as_str(),
+            m.files[0].hash
+        );
     }
     // The store still works.
     ws.snapshot();

@@ -9,7 +9,10 @@ use crate::helpers::{Workspace, stderr, stdout};
 
 fn env_at(cwd: &Path, vars: &[(&str, &str)]) -> HostEnv {
     HostEnv {
-        vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        vars: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         cwd: cwd.to_path_buf(),
     }
 }
@@ -23,12 +26,20 @@ fn shipped_configs_load() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "toml") {
             let c = config::load_file(&p, &env).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            assert_eq!(c.database.path, root.join("data/app.duckdb"), "{}", p.display());
+            assert_eq!(
+                c.database.path,
+                root.join("data/app.duckdb"),
+                "{}",
+                p.display()
+            );
             assert_eq!(c.retention.keep_last, 10);
             n += 1;
         }
     }
-    assert!(n >= 2, "expected the example and the default config, found {n}");
+    assert!(
+        n >= 2,
+        "expected the example and the default config, found {n}"
+    );
 }
 
 #[test]
@@ -38,8 +49,20 @@ fn default_toml_equals_builtin_defaults() {
     let file = config::load_file(&root.join("default.toml"), &env).unwrap();
     let builtin = config::from_str_at("", None, &root, &env).unwrap();
     assert_eq!(
-        serde_json::to_value(&file).unwrap().as_object().unwrap().iter().filter(|(k, _)| *k != "source").collect::<Vec<_>>(),
-        serde_json::to_value(&builtin).unwrap().as_object().unwrap().iter().filter(|(k, _)| *k != "source").collect::<Vec<_>>()
+        serde_json::to_value(&file)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "source")
+            .collect::<Vec<_>>(),
+        serde_json::to_value(&builtin)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "source")
+            .collect::<Vec<_>>()
     );
 }
 
@@ -62,30 +85,54 @@ fn lookup_order() {
     let xdg = d.join("xdg/ducksnap");
     std::fs::create_dir_all(&xdg).unwrap();
     std::fs::write(xdg.join("config.toml"), "[store]\ndir = \"xdg-store\"\n").unwrap();
-    let vars = [("XDG_CONFIG_HOME", d.join("xdg").to_str().unwrap().to_string())];
+    let vars = [(
+        "XDG_CONFIG_HOME",
+        d.join("xdg").to_str().unwrap().to_string(),
+    )];
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let env = env_at(d, &vars);
     // XDG only.
     let c = config::load(None, &env).unwrap();
-    assert_eq!(c.store.dir, xdg.join("xdg-store"), "relative paths resolve against the config file");
+    assert_eq!(
+        c.store.dir,
+        xdg.join("xdg-store"),
+        "relative paths resolve against the config file"
+    );
     // ./ducksnap.toml wins over XDG.
     std::fs::write(d.join("ducksnap.toml"), "[store]\ndir = \"local-store\"\n").unwrap();
-    assert_eq!(config::load(None, &env).unwrap().store.dir, d.join("local-store"));
+    assert_eq!(
+        config::load(None, &env).unwrap().store.dir,
+        d.join("local-store")
+    );
     // $DUCKSNAP_CONFIG wins over ./ducksnap.toml.
     std::fs::write(d.join("envcfg.toml"), "[store]\ndir = \"/abs/store\"\n").unwrap();
     let mut vars2 = vars.clone();
     vars2.push(("DUCKSNAP_CONFIG", "envcfg.toml"));
     let env2 = env_at(d, &vars2);
-    assert_eq!(config::load(None, &env2).unwrap().store.dir, Path::new("/abs/store"));
+    assert_eq!(
+        config::load(None, &env2).unwrap().store.dir,
+        Path::new("/abs/store")
+    );
     // --config wins over everything.
     std::fs::write(d.join("cli.toml"), "[store]\ndir = \"cli-store\"\n").unwrap();
-    assert_eq!(config::load(Some(Path::new("cli.toml")), &env2).unwrap().store.dir, d.join("cli-store"));
+    assert_eq!(
+        config::load(Some(Path::new("cli.toml")), &env2)
+            .unwrap()
+            .store
+            .dir,
+        d.join("cli-store")
+    );
     // An explicit file that does not exist is an error, not a fallback.
-    let e = config::load(Some(Path::new("nope.toml")), &env2).unwrap_err().to_string();
+    let e = config::load(Some(Path::new("nope.toml")), &env2)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nope.toml") && e.contains("--config"), "{e}");
     let env3 = env_at(d, &[("DUCKSNAP_CONFIG", "missing.toml")]);
     let e = config::load(None, &env3).unwrap_err().to_string();
-    assert!(e.contains("missing.toml") && e.contains("DUCKSNAP_CONFIG"), "{e}");
+    assert!(
+        e.contains("missing.toml") && e.contains("DUCKSNAP_CONFIG"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -112,7 +159,11 @@ max_line = 65536
         &env,
     )
     .unwrap();
-    assert_eq!(c.database.path, Path::new("md:app"), "md: names are kept verbatim");
+    assert_eq!(
+        c.database.path,
+        Path::new("md:app"),
+        "md: names are kept verbatim"
+    );
     assert_eq!(c.store.dir, Path::new("/home/u/backups"));
     assert_eq!(c.schedule.cron.len(), 3);
     assert_eq!(c.retention.keep_within.unwrap().0.as_secs(), 7 * 86400);
@@ -128,20 +179,64 @@ fn malformed_configs_are_refused_with_file_and_key() {
     let cases: &[(&str, &str, &str)] = &[
         ("unknown key", "[store]\ndirr = \"x\"\n", "dirr"),
         ("unknown section", "[stor]\ndir = \"x\"\n", "stor"),
-        ("wrong type", "[retention]\nkeep_last = \"ten\"\n", "keep_last"),
-        ("negative count", "[retention]\nkeep_last = -1\n", "keep_last"),
-        ("bad duration unit", "[capture]\ntimeout = \"30x\"\n", "timeout"),
-        ("duration without unit", "[retention]\nkeep_within = \"7\"\n", "keep_within"),
-        ("bad size", "[retention]\nmax_total_size = \"330XB\"\n", "max_total_size"),
-        ("size not a number", "[socket]\nmax_line = \"lots\"\n", "max_line"),
+        (
+            "wrong type",
+            "[retention]\nkeep_last = \"ten\"\n",
+            "keep_last",
+        ),
+        (
+            "negative count",
+            "[retention]\nkeep_last = -1\n",
+            "keep_last",
+        ),
+        (
+            "bad duration unit",
+            "[capture]\ntimeout = \"30x\"\n",
+            "timeout",
+        ),
+        (
+            "duration without unit",
+            "[retention]\nkeep_within = \"7\"\n",
+            "keep_within",
+        ),
+        (
+            "bad size",
+            "[retention]\nmax_total_size = \"330XB\"\n",
+            "max_total_size",
+        ),
+        (
+            "size not a number",
+            "[socket]\nmax_line = \"lots\"\n",
+            "max_line",
+        ),
         ("bad cron", "[schedule]\ncron = \"61 * * * *\"\n", "cron"),
-        ("cron wrong field count", "[schedule]\ncron = \"* * *\"\n", "cron"),
-        ("bad cron in list", "[schedule]\ncron = [\"@hourly\", \"@sometimes\"]\n", "cron"),
-        ("bad time zone", "[schedule]\ntimezone = \"Mars/Olympus\"\n", "schedule.timezone"),
+        (
+            "cron wrong field count",
+            "[schedule]\ncron = \"* * *\"\n",
+            "cron",
+        ),
+        (
+            "bad cron in list",
+            "[schedule]\ncron = [\"@hourly\", \"@sometimes\"]\n",
+            "cron",
+        ),
+        (
+            "bad time zone",
+            "[schedule]\ntimezone = \"Mars/Olympus\"\n",
+            "schedule.timezone",
+        ),
         ("bad mode", "[database]\nmode = \"remote\"\n", "mode"),
         ("bad log level", "[log]\nlevel = \"loud\"\n", "log.level"),
-        ("compression out of range", "[store]\ncompression_level = 40\n", "store.compression_level"),
-        ("zero attempts", "[capture]\nattempts = 0\n", "capture.attempts"),
+        (
+            "compression out of range",
+            "[store]\ncompression_level = 40\n",
+            "store.compression_level",
+        ),
+        (
+            "zero attempts",
+            "[capture]\nattempts = 0\n",
+            "capture.attempts",
+        ),
         ("syntax error", "[store\ndir = \"x\"\n", "store"),
         ("empty path", "[database]\npath = \"\"\n", "database.path"),
     ];
@@ -149,16 +244,41 @@ fn malformed_configs_are_refused_with_file_and_key() {
     for (what, text, key) in cases {
         let path = ws.path().join("bad.toml");
         std::fs::write(&path, text).unwrap();
-        let out = ws.cmd(&[]).args(["--config", path.to_str().unwrap(), "config", "check"]).output().unwrap();
+        let out = ws
+            .bare_cmd()
+            .args(["--config", path.to_str().unwrap(), "config", "check"])
+            .output()
+            .unwrap();
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{what}: expected exit 2, got {:?}: {err}", out.status);
-        assert!(err.contains(path.to_str().unwrap()), "{what}: error does not name the file: {err}");
-        assert!(err.contains(key), "{what}: error does not name the key {key:?}: {err}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{what}: expected exit 2, got {:?}: {err}",
+            out.status
+        );
+        assert!(
+            err.contains(path.to_str().unwrap()),
+            "{what}: error does not name the file: {err}"
+        );
+        assert!(
+            err.contains(key),
+            "{what}: error does not name the key {key:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{what}: {err}");
-        if !["syntax error", "empty path", "bad time zone", "bad log level", "compression out of range", "zero attempts"]
-            .contains(what)
+        if ![
+            "syntax error",
+            "empty path",
+            "bad time zone",
+            "bad log level",
+            "compression out of range",
+            "zero attempts",
+        ]
+        .contains(what)
         {
-            assert!(err.contains("line"), "{what}: error does not give the line: {err}");
+            assert!(
+                err.contains("line"),
+                "{what}: error does not give the line: {err}"
+            );
         }
     }
 }
@@ -170,7 +290,10 @@ fn config_check_prints_effective_config() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains(ws.config_path().to_str().unwrap()), "{text}");
-    assert!(text.contains(ws.db().to_str().unwrap()), "paths are shown resolved: {text}");
+    assert!(
+        text.contains(ws.db().to_str().unwrap()),
+        "paths are shown resolved: {text}"
+    );
     let v = ws.json(&["config", "check", "--json"]);
     assert_eq!(v["database"]["path"], ws.db().to_str().unwrap());
     assert_eq!(v["retention"]["keep_last"], 10);

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use ducksnap::store::{Manifest, Store};
 use duckdb::{AccessMode, Config, Connection};
+use ducksnap::store::{Manifest, Store};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ducksnap");
@@ -19,7 +19,9 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Self {
-        let ws = Workspace { dir: tempfile::tempdir().expect("tempdir") };
+        let ws = Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
         std::fs::create_dir_all(ws.path().join("data")).unwrap();
         ws.write_config("");
         ws
@@ -53,14 +55,18 @@ impl Workspace {
     /// The binary with a clean environment, cwd in the workspace, and the
     /// workspace config.
     pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.bare_cmd();
+        c.arg("--config").arg(self.config_path()).args(args);
+        c
+    }
+
+    /// The binary with a clean environment and cwd in the workspace, no arguments.
+    pub fn bare_cmd(&self) -> Command {
         let mut c = Command::new(BIN);
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.path())
             .current_dir(self.path())
-            .arg("--config")
-            .arg(self.config_path())
-            .args(args)
             .stdin(Stdio::null());
         c
     }
@@ -80,7 +86,10 @@ impl Workspace {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("stdout of {args:?} is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "stdout of {args:?} is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 
@@ -103,9 +112,10 @@ impl Workspace {
     pub fn reassemble(&self, id: &str, into: &Path) -> PathBuf {
         std::fs::create_dir_all(into).unwrap();
         let m = self.manifest(id);
-        self.store().reassemble(&m, into, "copy.duckdb").expect("reassemble")
+        self.store()
+            .reassemble(&m, into, "copy.duckdb")
+            .expect("reassemble")
     }
-}
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -119,11 +129,13 @@ pub fn stdout(o: &Output) -> String {
 /// Opens a DuckDB file read-only with the bundled DuckDB.
 pub fn open_ro(path: &Path) -> Connection {
     let cfg = Config::default().access_mode(AccessMode::ReadOnly).unwrap();
-    Connection::open_with_flags(path, cfg).unwrap_or_else(|e| panic!("open {} read-only: {e}", path.display()))
+    Connection::open_with_flags(path, cfg)
+        .unwrap_or_else(|e| panic!("open {} read-only: {e}", path.display()))
 }
 
 pub fn query_i64(c: &Connection, q: &str) -> i64 {
-    c.query_row(q, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{q}: {e}"))
+    c.query_row(q, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
 }
 
 /// Creates a database with the bundled DuckDB by running `sql`, then closes it.
@@ -150,7 +162,9 @@ pub fn python() -> PathBuf {
 }
 
 pub fn py_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(name)
 }
 
 /// Runs a Python snippet with the pinned duckdb; panics on failure.
@@ -163,7 +177,11 @@ pub fn run_python(code: &str, args: &[&str]) -> String {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .output()
         .expect("run python");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -178,7 +196,9 @@ pub fn tree_digest(dir: &Path) -> Vec<(String, String)> {
             if p.is_dir() {
                 walk(base, &p, out);
             } else {
-                let h = blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string();
+                let h = blake3::hash(&std::fs::read(&p).unwrap())
+                    .to_hex()
+                    .to_string();
                 out.push((p.strip_prefix(base).unwrap().display().to_string(), h));
             }
         }

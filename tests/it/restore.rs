@@ -13,7 +13,11 @@ fn digest(db: &Path) -> Vec<(String, i64, String)> {
     let mut stmt = c
         .prepare("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY 1")
         .unwrap();
-    let names: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     names
         .into_iter()
         .map(|t| {
@@ -49,11 +53,23 @@ fn round_trip_with_pre_restore_snapshot() {
     assert_ne!(original, changed);
 
     let r = ws.json(&["restore", &s1, "--yes", "--json"]);
-    assert_eq!(digest(&ws.db()), original, "restored content differs from the snapshot");
+    assert_eq!(
+        digest(&ws.db()),
+        original,
+        "restored content differs from the snapshot"
+    );
     assert_eq!(r["verified"], true);
-    let pre = r["pre_restore"].as_str().expect("a pre-restore snapshot").to_string();
+    let pre = r["pre_restore"]
+        .as_str()
+        .expect("a pre-restore snapshot")
+        .to_string();
     let list = ws.json(&["list", "--json"]);
-    let entry = list.as_array().unwrap().iter().find(|e| e["id"] == pre.as_str()).expect("pre-restore listed");
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == pre.as_str())
+        .expect("pre-restore listed");
     assert_eq!(entry["pinned"], true);
     assert_eq!(entry["reason"], "pre-restore");
     // No leftovers beside the database.
@@ -61,7 +77,10 @@ fn round_trip_with_pre_restore_snapshot() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().all(|n| !n.contains("ducksnap")), "leftovers: {names:?}");
+    assert!(
+        names.iter().all(|n| !n.contains("ducksnap")),
+        "leftovers: {names:?}"
+    );
 
     // The pre-restore snapshot brings the changed state back.
     ws.json(&["restore", &pre, "--yes", "--json"]);
@@ -69,13 +88,32 @@ fn round_trip_with_pre_restore_snapshot() {
 
     // --to writes a standalone copy and refuses to overwrite without --force.
     let to = ws.path().join("old.duckdb");
-    ws.json(&["restore", &s1, "--to", to.to_str().unwrap(), "--yes", "--json"]);
+    ws.json(&[
+        "restore",
+        &s1,
+        "--to",
+        to.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
     assert_eq!(digest(&to), original);
-    assert_eq!(digest(&ws.db()), changed, "--to must not touch the database");
+    assert_eq!(
+        digest(&ws.db()),
+        changed,
+        "--to must not touch the database"
+    );
     let out = ws.run(&["restore", &s1, "--to", to.to_str().unwrap(), "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
-    ws.json(&["restore", &s1, "--to", to.to_str().unwrap(), "--force", "--yes", "--json"]);
+    ws.json(&[
+        "restore",
+        &s1,
+        "--to",
+        to.to_str().unwrap(),
+        "--force",
+        "--yes",
+        "--json",
+    ]);
 
     // Without --yes and without a terminal: refused, nothing touched.
     let before = std::fs::read(ws.db()).unwrap();
@@ -106,7 +144,10 @@ c.close()",
     let with_wal = digest(&ws.db());
     assert_ne!(with_wal, original);
     let r = ws.json(&["restore", &s1, "--yes", "--json"]);
-    assert!(!wal.exists(), "the old WAL must be gone from beside the restored file");
+    assert!(
+        !wal.exists(),
+        "the old WAL must be gone from beside the restored file"
+    );
     assert_eq!(digest(&ws.db()), original);
     // The safety snapshot kept the WAL's changes.
     let pre = r["pre_restore"].as_str().unwrap();
@@ -144,8 +185,16 @@ while not os.path.exists(sys.argv[2]): time.sleep(0.02)
     let out = ws.run(&["restore", &s1, "--yes"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(8), "{err}");
-    assert!(err.contains(&app.id().to_string()), "message should name PID {}: {err}", app.id());
-    assert_eq!(std::fs::read(ws.db()).unwrap(), db_before, "database touched");
+    assert!(
+        err.contains(&app.id().to_string()),
+        "message should name PID {}: {err}",
+        app.id()
+    );
+    assert_eq!(
+        std::fs::read(ws.db()).unwrap(),
+        db_before,
+        "database touched"
+    );
     assert_eq!(std::fs::read(&wal).ok(), wal_before, "WAL touched");
     std::fs::write(&stop, b"").unwrap();
     assert!(app.wait().unwrap().success());
@@ -174,7 +223,11 @@ fn bad_snapshots_fail_before_touching_the_database() {
     assert_eq!(std::fs::read(ws.db()).unwrap(), before, "database touched");
     let out = ws.run(&["verify", &s1]);
     assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
-    assert!(stdout(&out).contains(&s1) && stdout(&out).contains(&format!("corrupt chunk {chunk}")), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&s1) && stdout(&out).contains(&format!("corrupt chunk {chunk}")),
+        "{}",
+        stdout(&out)
+    );
 
     // Missing chunk.
     std::fs::remove_file(&cpath).unwrap();
@@ -185,7 +238,12 @@ fn bad_snapshots_fail_before_touching_the_database() {
     let v = ws.run(&["verify", "--all", "--json"]);
     assert_eq!(v.status.code(), Some(6));
     let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
-    let bad_one = report["snapshots"].as_array().unwrap().iter().find(|s| s["id"] == s1.as_str()).unwrap();
+    let bad_one = report["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == s1.as_str())
+        .unwrap();
     assert_eq!(bad_one["missing_chunks"][0], chunk.as_str());
     std::fs::write(&cpath, &good).unwrap();
     ws.json(&["verify", "--all", "--deep", "--json"]);
@@ -228,8 +286,15 @@ fn kill_9_during_restore_never_leaves_a_mix() {
     while killed < 20 && rounds < 80 {
         rounds += 1;
         reset_to_a();
-        let mut child = ws.cmd(&["restore", &b_snap, "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_micros(rng.below(full.as_micros() as u64 + 1)));
+        let mut child = ws
+            .cmd(&["restore", &b_snap, "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(
+            rng.below(full.as_micros() as u64 + 1),
+        ));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             killed += 1;
@@ -237,48 +302,85 @@ fn kill_9_during_restore_never_leaves_a_mix() {
         child.wait().unwrap();
         // Before any recovery: the path holds A or B, openable.
         let now = digest(&ws.db());
-        assert!(now == a_state || now == b_state, "round {rounds}: a mix of old and new");
+        assert!(
+            now == a_state || now == b_state,
+            "round {rounds}: a mix of old and new"
+        );
         if now == b_state {
             saw_b += 1;
         }
         // The next ducksnap run finishes or undoes the interrupted restore.
         let list = ws.json(&["list", "--json"]);
         let after = digest(&ws.db());
-        assert!(after == a_state || after == b_state, "round {rounds}: mix after recovery");
+        assert!(
+            after == a_state || after == b_state,
+            "round {rounds}: mix after recovery"
+        );
         let leftovers: Vec<String> = std::fs::read_dir(ws.path().join("data"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.contains("ducksnap"))
             .collect();
-        assert!(leftovers.is_empty(), "round {rounds}: leftovers {leftovers:?}");
+        assert!(
+            leftovers.is_empty(),
+            "round {rounds}: leftovers {leftovers:?}"
+        );
         if after == b_state {
-            let pre_restores = list.as_array().unwrap().iter().filter(|e| e["reason"] == "pre-restore").count();
-            assert!(pre_restores > 0, "restored without a safety snapshot listed");
+            let pre_restores = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["reason"] == "pre-restore")
+                .count();
+            assert!(
+                pre_restores > 0,
+                "restored without a safety snapshot listed"
+            );
         }
     }
-    println!("restore kill -9: {killed} kills in {rounds} rounds, {saw_b} left the restored state (full restore {full:?})");
+    println!(
+        "restore kill -9: {killed} kills in {rounds} rounds, {saw_b} left the restored state (full restore {full:?})"
+    );
     assert!(killed >= 20, "only {killed} kills landed mid-restore");
-    ws.json(&["verify", "--all"]);
+    assert!(ws.run(&["verify", "--all"]).status.success());
 }
 
 #[test]
 fn prune_applies_retention_and_collects_garbage() {
     let ws = Workspace::new();
     ws.write_config("[retention]\nkeep_last = 2\n");
-    make_db(&ws.db(), "CREATE TABLE t AS SELECT range i, random() r FROM range(200000)");
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i, random() r FROM range(200000)",
+    );
     let mut ids = Vec::new();
     for round in 0..5 {
         let c = duckdb::Connection::open(ws.db()).unwrap();
-        c.execute_batch(&format!("UPDATE t SET r = random() WHERE i % 5 = {round}; CHECKPOINT;")).unwrap();
+        c.execute_batch(&format!(
+            "UPDATE t SET r = random() WHERE i % 5 = {round}; CHECKPOINT;"
+        ))
+        .unwrap();
         drop(c);
         ids.push(ws.snapshot()["id"].as_str().unwrap().to_string());
     }
     ws.json(&["pin", &ids[0], "--json"]);
     let dry = ws.json(&["prune", "--dry-run", "--json"]);
     let decisions = dry["plan"]["decisions"].as_array().unwrap();
-    let removed: Vec<&str> = decisions.iter().filter(|d| d["keep"] == false).map(|d| d["id"].as_str().unwrap()).collect();
-    assert_eq!(removed, [ids[2].as_str(), ids[1].as_str()], "newest first; the pinned oldest stays");
-    assert_eq!(ws.json(&["list", "--json"]).as_array().unwrap().len(), 5, "dry run removed something");
+    let removed: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d["keep"] == false)
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        removed,
+        [ids[2].as_str(), ids[1].as_str()],
+        "newest first; the pinned oldest stays"
+    );
+    assert_eq!(
+        ws.json(&["list", "--json"]).as_array().unwrap().len(),
+        5,
+        "dry run removed something"
+    );
 
     let before = ws.store().stored_bytes().unwrap();
     let r = ws.json(&["prune", "--json"]);
@@ -287,13 +389,24 @@ fn prune_applies_retention_and_collects_garbage() {
     assert!(freed > 0);
     let after = ws.store().stored_bytes().unwrap();
     println!("gc: store {before} -> {after} bytes, reported freed {freed}");
-    assert_eq!(before - after, freed, "store size did not drop by the reported bytes");
-    ws.json(&["verify", "--all", "--deep"]);
-    let left: Vec<String> = ws.json(&["list", "--json"]).as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        before - after,
+        freed,
+        "store size did not drop by the reported bytes"
+    );
+    let out = ws.run(&["verify", "--all", "--deep"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let left: Vec<String> = ws
+        .json(&["list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(left, [ids[4].clone(), ids[3].clone(), ids[0].clone()]);
     // Planning again removes nothing.
     assert_eq!(ws.json(&["prune", "--json"])["removed"], 0);
-    ws.json(&["unpin", &ids[0]]);
+    ws.json(&["unpin", &ids[0], "--json"]);
     assert_eq!(ws.json(&["prune", "--json"])["removed"], 1);
 }
 
@@ -313,11 +426,19 @@ fn no_space_fails_cleanly() {
     for args in [&["snapshot"][..], &["restore", &s1, "--yes"][..]] {
         let out = ws.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("not enough free space"), "{}", stderr(&out));
-        assert_eq!(tree_digest(&ws.store_dir()), store_before, "{args:?} changed the store");
+        assert!(
+            stderr(&out).contains("not enough free space"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(
+            tree_digest(&ws.store_dir()),
+            store_before,
+            "{args:?} changed the store"
+        );
         assert_eq!(std::fs::read(ws.db()).unwrap(), db_before);
     }
-    ws.json(&["verify", "--all"]);
+    assert!(ws.run(&["verify", "--all"]).status.success());
 }
 
 #[test]
@@ -335,5 +456,9 @@ fn cloud_mode_answers_disabled() {
     let v = ws.json(&["verify", "--json"]);
     assert_eq!(v["disabled"], true);
     let out = ws.run(&["verify"]);
-    assert!(out.status.success() && stdout(&out).contains("disabled"), "{}", stdout(&out));
+    assert!(
+        out.status.success() && stdout(&out).contains("disabled"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -28,18 +28,27 @@ fn snap(at: DateTime<Utc>, n: u32) -> Candidate {
         created_at: at,
         pinned: false,
         verified: true,
-        chunks: vec![(format!("{n:064x}"), 100), ("shared".repeat(10) + "0000", 1000)],
+        chunks: vec![
+            (format!("{n:064x}"), 100),
+            ("shared".repeat(10) + "0000", 1000),
+        ],
     }
 }
 
 /// Snapshots at the given offsets (hours before t0), newest first.
 fn at_hours(hours: &[i64]) -> Vec<Candidate> {
-    hours.iter().enumerate().map(|(i, h)| snap(t0() - Duration::hours(*h), i as u32)).collect()
+    hours
+        .iter()
+        .enumerate()
+        .map(|(i, h)| snap(t0() - Duration::hours(*h), i as u32))
+        .collect()
 }
 
 fn kept_hours(cands: &[Candidate], p: &RetentionConfig) -> Vec<i64> {
     let pl = plan(cands, p, t0());
-    pl.kept().map(|d| (t0() - d.created_at).num_hours()).collect()
+    pl.kept()
+        .map(|d| (t0() - d.created_at).num_hours())
+        .collect()
 }
 
 #[test]
@@ -52,41 +61,74 @@ fn table() {
     }
     let p = policy;
     let cases = vec![
-        Case { name: "keep_last 3", hours: vec![0, 1, 2, 3, 4], policy: RetentionConfig { keep_last: 3, ..p() }, kept: vec![0, 1, 2] },
-        Case { name: "keep_last 0 keeps the newest good", hours: vec![0, 1, 2], policy: p(), kept: vec![0] },
+        Case {
+            name: "keep_last 3",
+            hours: vec![0, 1, 2, 3, 4],
+            policy: RetentionConfig {
+                keep_last: 3,
+                ..p()
+            },
+            kept: vec![0, 1, 2],
+        },
+        Case {
+            name: "keep_last 0 keeps the newest good",
+            hours: vec![0, 1, 2],
+            policy: p(),
+            kept: vec![0],
+        },
         Case {
             name: "keep_hourly counts hours that have snapshots",
             hours: vec![0, 0, 1, 5, 5, 30],
-            policy: RetentionConfig { keep_hourly: 3, ..p() },
+            policy: RetentionConfig {
+                keep_hourly: 3,
+                ..p()
+            },
             kept: vec![0, 1, 5],
         },
         Case {
             name: "keep_daily across a two-week gap keeps history",
             hours: vec![1, 2, 24 * 15, 24 * 15 + 1, 24 * 16, 24 * 17],
-            policy: RetentionConfig { keep_daily: 3, ..p() },
+            policy: RetentionConfig {
+                keep_daily: 3,
+                ..p()
+            },
             kept: vec![1, 24 * 15, 24 * 16],
         },
         Case {
             name: "keep_weekly",
             hours: vec![0, 24, 24 * 7, 24 * 8, 24 * 14, 24 * 30],
-            policy: RetentionConfig { keep_weekly: 2, ..p() },
+            policy: RetentionConfig {
+                keep_weekly: 2,
+                ..p()
+            },
             kept: vec![0, 24 * 7],
         },
         Case {
             name: "keep_monthly",
             hours: vec![0, 24 * 20, 24 * 40, 24 * 70, 24 * 100],
-            policy: RetentionConfig { keep_monthly: 2, ..p() },
+            policy: RetentionConfig {
+                keep_monthly: 2,
+                ..p()
+            },
             kept: vec![0, 24 * 40],
         },
         Case {
             name: "keep_within",
             hours: vec![0, 10, 47, 49, 100],
-            policy: RetentionConfig { keep_within: Some(HumanDuration(std::time::Duration::from_secs(48 * 3600))), ..p() },
+            policy: RetentionConfig {
+                keep_within: Some(HumanDuration(std::time::Duration::from_secs(48 * 3600))),
+                ..p()
+            },
             kept: vec![0, 10, 47],
         },
     ];
     for c in cases {
-        assert_eq!(kept_hours(&at_hours(&c.hours), &c.policy), c.kept, "{}", c.name);
+        assert_eq!(
+            kept_hours(&at_hours(&c.hours), &c.policy),
+            c.kept,
+            "{}",
+            c.name
+        );
     }
 }
 
@@ -98,7 +140,11 @@ fn pinned_and_newest_good_survive() {
     let kept = kept_hours(&s, &policy());
     assert_eq!(kept, vec![1, 3], "newest good (1h) and pinned (3h)");
     let pl = plan(&s, &policy(), t0());
-    let reasons: Vec<String> = pl.decisions.iter().flat_map(|d| d.reasons.clone()).collect();
+    let reasons: Vec<String> = pl
+        .decisions
+        .iter()
+        .flat_map(|d| d.reasons.clone())
+        .collect();
     assert!(reasons.iter().any(|r| r == "pinned"));
     assert!(reasons.iter().any(|r| r == "newest good snapshot"));
     assert!(reasons.iter().any(|r| r == "no rule keeps it"));
@@ -109,21 +155,50 @@ fn size_budget_drops_oldest_unprotected() {
     // Each snapshot: 100 own bytes + 1000 shared.
     let mut s = at_hours(&[0, 1, 2, 3, 4]);
     s[4].pinned = true;
-    let p = RetentionConfig { keep_last: 5, max_total_size: Some(ByteSize(1300)), ..policy() };
+    let p = RetentionConfig {
+        keep_last: 5,
+        max_total_size: Some(ByteSize(1300)),
+        ..policy()
+    };
     let pl = plan(&s, &p, t0());
-    let kept: Vec<i64> = pl.kept().map(|d| (t0() - d.created_at).num_hours()).collect();
-    assert_eq!(kept, vec![0, 1, 4], "pinned 4h stays; oldest unpinned go first");
+    let kept: Vec<i64> = pl
+        .kept()
+        .map(|d| (t0() - d.created_at).num_hours())
+        .collect();
+    assert_eq!(
+        kept,
+        vec![0, 1, 4],
+        "pinned 4h stays; oldest unpinned go first"
+    );
     assert_eq!(pl.kept_bytes, 1300);
-    assert!(pl.forgotten().all(|d| d.reasons[0].starts_with("max_total_size")));
+    assert!(
+        pl.forgotten()
+            .all(|d| d.reasons[0].starts_with("max_total_size"))
+    );
     // A budget nothing fits: protected ones stay.
-    let p = RetentionConfig { keep_last: 5, max_total_size: Some(ByteSize(1)), ..policy() };
-    let kept: Vec<i64> = plan(&s, &p, t0()).kept().map(|d| (t0() - d.created_at).num_hours()).collect();
+    let p = RetentionConfig {
+        keep_last: 5,
+        max_total_size: Some(ByteSize(1)),
+        ..policy()
+    };
+    let kept: Vec<i64> = plan(&s, &p, t0())
+        .kept()
+        .map(|d| (t0() - d.created_at).num_hours())
+        .collect();
     assert_eq!(kept, vec![0, 4]);
 }
 
 fn arb_policy() -> impl Strategy<Value = RetentionConfig> {
-    (0u32..5, 0u32..4, 0u32..4, 0u32..3, 0u32..3, proptest::option::of(0u64..200), proptest::option::of(500u64..3000)).prop_map(
-        |(l, h, d, w, m, within, size)| RetentionConfig {
+    (
+        0u32..5,
+        0u32..4,
+        0u32..4,
+        0u32..3,
+        0u32..3,
+        proptest::option::of(0u64..200),
+        proptest::option::of(500u64..3000),
+    )
+        .prop_map(|(l, h, d, w, m, within, size)| RetentionConfig {
             keep_last: l,
             keep_hourly: h,
             keep_daily: d,
@@ -131,12 +206,15 @@ fn arb_policy() -> impl Strategy<Value = RetentionConfig> {
             keep_monthly: m,
             keep_within: within.map(|x| HumanDuration(std::time::Duration::from_secs(x * 3600))),
             max_total_size: size.map(ByteSize),
-        },
-    )
+        })
 }
 
 fn arb_snaps() -> impl Strategy<Value = Vec<Candidate>> {
-    proptest::collection::vec((0i64..24 * 90, any::<bool>(), any::<bool>(), 0u32..6), 0..25).prop_map(|v| {
+    proptest::collection::vec(
+        (0i64..24 * 90, any::<bool>(), any::<bool>(), 0u32..6),
+        0..25,
+    )
+    .prop_map(|v| {
         v.into_iter()
             .enumerate()
             .map(|(i, (mins, pinned, verified, chunk))| Candidate {
