@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serde_json::json;
 
 use crate::config::{self, HostEnv, LogFormat};
 use crate::environment;
 use crate::logging;
-use crate::ops::{self, Ctx, OpError, SnapshotOutcome, SnapshotRequest};
+use crate::ops::{self, Ctx, OpError};
+use crate::protocol::{Request, Response};
+use crate::{client, handlers};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -114,6 +115,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the service: schedule, watcher and socket (systemd user unit).
+    Daemon,
+    /// Mode, database, last snapshot, next run, store size, last error.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -150,7 +158,10 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
         Some(LogFormatArg::Human) => LogFormat::Human,
         None => config.log.format,
     };
-    let level = cli.log_level.clone().unwrap_or_else(|| "warn".to_string());
+    let level = cli.log_level.clone().unwrap_or_else(|| match cli.command {
+        Command::Daemon => config.log.level.clone(),
+        _ => "warn".to_string(),
+    });
     logging::init(format, &level, env.var("DUCKSNAP_LOG")).map_err(|reason| {
         OpError::InvalidArgument {
             what: "--log-level",
@@ -210,33 +221,30 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             pin,
             json,
         } => {
-            let req = SnapshotRequest { reason, label, pin };
-            match ops::snapshot(&ctx, &req)? {
-                SnapshotOutcome::Disabled { reason } => {
-                    if json {
-                        print_json(&json!({"snapshot": null, "disabled": true, "reason": reason}))?;
-                    } else {
-                        println!("{reason}");
-                    }
-                }
-                SnapshotOutcome::Created(m) => {
-                    if json {
-                        print_json(&json!({"snapshot": m, "disabled": false}))?;
-                    } else {
-                        println!(
-                            "snapshot {} created: {} database bytes, {} new bytes stored, {} capture in {} ms, {}",
-                            m.id,
-                            m.db_size(),
-                            m.bytes_new,
-                            format!("{:?}", m.capture.method).to_lowercase(),
-                            m.capture.duration_ms,
-                            m.check.reason.clone().unwrap_or_else(|| format!(
-                                "verified ({} tables)",
-                                m.check.tables.len()
-                            ))
-                        );
-                    }
-                }
+            let r = call(&ctx, Request::Snapshot { reason, label, pin })?;
+            if json {
+                print_json(&r)?;
+            } else if r["disabled"] == true {
+                println!("{}", r["reason"].as_str().unwrap_or("backups are disabled"));
+            } else if r["unchanged"] == true {
+                println!(
+                    "database unchanged since snapshot {}; nothing stored",
+                    r["since"].as_str().unwrap_or("?")
+                );
+            } else {
+                let m: crate::store::Manifest = serde_json::from_value(r["snapshot"].clone())?;
+                println!(
+                    "snapshot {} created: {} database bytes, {} new bytes stored, {} capture in {} ms, {}",
+                    m.id,
+                    m.db_size(),
+                    m.bytes_new,
+                    format!("{:?}", m.capture.method).to_lowercase(),
+                    m.capture.duration_ms,
+                    m.check
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("verified ({} tables)", m.check.tables.len()))
+                );
             }
             Ok(0)
         }
@@ -290,15 +298,12 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             yes,
             json,
         } => {
-            let req = ops::RestoreRequest {
-                id: id.clone(),
-                to: to.clone(),
-                force,
-            };
             if !yes {
                 confirm(&ctx, &id, to.as_deref())?;
             }
-            let r = ops::restore(&ctx, &req)?;
+            let to = to.map(|p| env.cwd.join(p));
+            let v = call(&ctx, Request::Restore { id, to, force })?;
+            let r: ops::Restored = serde_json::from_value(v)?;
             if json {
                 print_json(&r)?;
             } else {
@@ -327,7 +332,8 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             deep,
             json,
         } => {
-            let report = ops::verify(&ctx, id.as_deref(), deep)?;
+            let v = call(&ctx, Request::Verify { id, deep })?;
+            let report: ops::VerifyReport = serde_json::from_value(v)?;
             if json {
                 print_json(&report)?;
             } else if report.disabled {
@@ -374,7 +380,8 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Prune { dry_run, json } => {
-            let r = ops::prune(&ctx, dry_run)?;
+            let v = call(&ctx, Request::Prune { dry_run })?;
+            let r: ops::PruneReport = serde_json::from_value(v)?;
             if json {
                 print_json(&r)?;
             } else if r.disabled {
@@ -402,6 +409,26 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                 }
             }
             Ok(0)
+        }
+        Command::Status { json } => {
+            let report: ops::StatusReport =
+                match client::daemon_for(&ctx).and_then(|mut c| c.call(&Request::Status).ok()) {
+                    Some(resp) => serde_json::from_value(answer(resp)?)?,
+                    None => ops::status(&ctx, None)?,
+                };
+            if json {
+                print_json(&report)?;
+            } else {
+                print_status(&report);
+            }
+            Ok(0)
+        }
+        Command::Daemon => {
+            let cfg_arg = cli.config.clone();
+            let env2 = env.clone();
+            let reload: crate::daemon::Reload =
+                Box::new(move || config::load(cfg_arg.as_deref(), &env2));
+            crate::daemon::run(ctx, env, reload)
         }
         Command::Pin { id, json } => pin(&ctx, &id, true, json),
         Command::Unpin { id, json } => pin(&ctx, &id, false, json),
@@ -499,7 +526,16 @@ fn confirm(ctx: &Ctx, id: &str, to: Option<&std::path::Path>) -> anyhow::Result<
 }
 
 fn pin(ctx: &Ctx, id: &str, pinned: bool, json: bool) -> anyhow::Result<u8> {
-    let s = ops::pin(ctx, id, pinned)?;
+    let id = id.to_string();
+    let v = call(
+        ctx,
+        if pinned {
+            Request::Pin { id }
+        } else {
+            Request::Unpin { id }
+        },
+    )?;
+    let s: crate::store::Summary = serde_json::from_value(v)?;
     if json {
         print_json(&s)?;
     } else {
@@ -510,4 +546,97 @@ fn pin(ctx: &Ctx, id: &str, pinned: bool, json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// An operation error that came back over the socket (or from the local
+/// handler), with its protocol code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteError {
+    pub code: String,
+    pub message: String,
+}
+
+impl RemoteError {
+    /// The documented exit code for a protocol error code.
+    pub fn exit_code(&self) -> u8 {
+        match self.code.as_str() {
+            "invalid_argument" | "invalid_request" => 2,
+            "database_missing" => 3,
+            "busy" => 4,
+            "not_found" => 5,
+            "damaged" => 6,
+            "disabled" => 7,
+            "in_use" => 8,
+            _ => 1,
+        }
+    }
+}
+
+fn answer(resp: Response) -> anyhow::Result<serde_json::Value> {
+    match (resp.ok, resp.result, resp.error) {
+        (true, Some(v), _) => Ok(v),
+        (_, _, Some(e)) => Err(RemoteError {
+            code: e.code,
+            message: e.message,
+        }
+        .into()),
+        _ => Err(anyhow::anyhow!("malformed answer from the daemon")),
+    }
+}
+
+/// Runs a request through the daemon when one serves this store (so it
+/// queues behind the daemon's work), else directly with the same handler.
+fn call(ctx: &Ctx, req: Request) -> anyhow::Result<serde_json::Value> {
+    let resp = match client::daemon_for(ctx) {
+        Some(mut c) => {
+            tracing::debug!(
+                event = "client.via_daemon",
+                "sending the request to the running daemon"
+            );
+            c.call(&req)?
+        }
+        None => handlers::handle(ctx, req, ops::DaemonInfo::default()),
+    };
+    answer(resp)
+}
+
+fn print_status(r: &ops::StatusReport) {
+    println!("mode:          {:?} ({})", r.mode, r.mode_reason);
+    if let Some(d) = &r.disabled {
+        println!("               {d}");
+    }
+    println!(
+        "database:      {} ({})",
+        r.database.display(),
+        r.database_bytes
+            .map(|b| format!("{b} bytes"))
+            .unwrap_or_else(|| "missing".into())
+    );
+    println!(
+        "store:         {} ({} snapshots, {} bytes stored)",
+        r.store.display(),
+        r.snapshots,
+        r.store_bytes
+    );
+    match (&r.last_snapshot, r.last_snapshot_age_seconds) {
+        (Some(s), Some(age)) => println!("last snapshot: {} ({}, {age} s ago)", s.id, s.reason),
+        _ => println!("last snapshot: none"),
+    }
+    println!(
+        "next run:      {}",
+        r.next_run
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "none scheduled".into())
+    );
+    match &r.daemon {
+        Some(d) => {
+            println!("daemon:        running (pid {})", d.pid);
+            println!(
+                "last error:    {}",
+                d.last_error.as_deref().unwrap_or("none")
+            );
+        }
+        None => println!("daemon:        not running"),
+    }
 }

@@ -9,19 +9,31 @@
 //! - [`check`]: opening a captured copy read-only with the bundled DuckDB.
 //! - [`store`]: chunks, manifests, catalog, lock and staging on disk.
 //! - [`id`]: snapshot ids.
-//! - [`ops`]: the operations behind the subcommands.
+//! - [`ops`]: the operations behind the subcommands; [`restore`] the crash-safe
+//!   file swap and its recovery; [`retention`] the pure retention planner.
+//! - [`protocol`]: the socket's wire contract; [`handlers`] answer it.
+//! - [`daemon`]: the service's tasks; [`server`] the socket, [`schedule`] cron
+//!   slots, [`watch`] the file watcher, [`sdnotify`] systemd notifications.
 //! - [`cli`], [`logging`]: the command-line front end.
 
 pub mod capture;
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod duckfile;
 pub mod environment;
+pub mod handlers;
 pub mod id;
 pub mod logging;
 pub mod ops;
 pub mod oslock;
+pub mod protocol;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
+pub mod sdnotify;
+pub mod server;
 pub mod store;
+pub mod watch;

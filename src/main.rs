@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ducksnap::cli::{self, Cli};
+use ducksnap::cli::{self, Cli, RemoteError};
 use ducksnap::config::HostEnv;
 use ducksnap::ops::OpError;
 
@@ -17,6 +17,10 @@ fn main() -> ExitCode {
             let code = err
                 .downcast_ref::<OpError>()
                 .map(OpError::exit_code)
+                .or_else(|| {
+                    err.downcast_ref::<RemoteError>()
+                        .map(RemoteError::exit_code)
+                })
                 .unwrap_or(1);
             ExitCode::from(code)
         }

@@ -103,6 +103,9 @@ pub struct SnapshotRequest {
     pub reason: String,
     pub label: Option<String>,
     pub pin: bool,
+    /// Do not commit when the captured files equal the newest snapshot's
+    /// (scheduled snapshots).
+    pub skip_unchanged: bool,
 }
 
 impl SnapshotRequest {
@@ -142,6 +145,10 @@ pub enum SnapshotOutcome {
         reason: String,
     },
     Created(Box<Manifest>),
+    /// `skip_unchanged` and the database equals snapshot `since`.
+    Unchanged {
+        since: SnapshotId,
+    },
 }
 
 fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
@@ -215,6 +222,21 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
         }
     };
 
+    if req.skip_unchanged {
+        let files = |fs: &[crate::store::FileEntry]| {
+            fs.iter()
+                .map(|f| (f.role.clone(), f.hash.clone()))
+                .collect::<Vec<_>>()
+        };
+        if let Some(newest) = store.catalog()?.first() {
+            if let Ok(m) = store.load_manifest(&newest.id) {
+                if files(&m.files) == files(&cap.files) {
+                    tracing::info!(event = "snapshot.skipped", since = %m.id, reason = %req.reason, "database unchanged since the newest snapshot; nothing stored");
+                    return Ok(SnapshotOutcome::Unchanged { since: m.id });
+                }
+            }
+        }
+    }
     let manifest = commit_capture(&store, &lock, db, cap, req, created_at, started)?;
     Ok(SnapshotOutcome::Created(Box::new(manifest)))
 }
@@ -386,7 +408,7 @@ pub struct RestoreRequest {
 }
 
 /// Result of `restore`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Restored {
     pub id: SnapshotId,
     pub path: PathBuf,
@@ -593,6 +615,7 @@ fn restore_in_place(
                 reason: "pre-restore".into(),
                 label: Some(format!("before restoring {}", m.id)),
                 pin: true,
+                skip_unchanged: false,
             };
             Some(commit_capture(store, lock, db, cap?, &req, created_at, started)?.id)
         }
@@ -730,7 +753,7 @@ fn check_space_at(dir: &Path, needed: u64) -> Result<(), OpError> {
 }
 
 /// One snapshot's verification.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SnapshotCheck {
     pub id: String,
     pub ok: bool,
@@ -745,7 +768,7 @@ pub struct SnapshotCheck {
 }
 
 /// Result of `verify`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     pub disabled: bool,
     pub checked: usize,
@@ -878,7 +901,7 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
 }
 
 /// Result of `prune`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PruneReport {
     pub disabled: bool,
     pub dry_run: bool,
@@ -1014,4 +1037,81 @@ pub fn pin(ctx: &Ctx, id: &str, pinned: bool) -> Result<Summary, OpError> {
         store.commit_manifest(&lock, &m)?;
     }
     Ok(Summary::from(&m))
+}
+
+/// What only a running daemon knows, for `status`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_run: Option<String>,
+}
+
+/// Result of `status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    pub mode: crate::environment::Mode,
+    pub mode_reason: String,
+    pub signals_fired: Vec<String>,
+    pub database: PathBuf,
+    pub database_exists: bool,
+    pub database_bytes: Option<u64>,
+    pub store: PathBuf,
+    pub snapshots: usize,
+    pub store_bytes: u64,
+    pub last_snapshot: Option<Summary>,
+    pub last_snapshot_age_seconds: Option<i64>,
+    /// From the daemon when one answers; otherwise computed from the config.
+    pub next_run: Option<DateTime<Utc>>,
+    pub daemon: Option<DaemonInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<String>,
+}
+
+/// Mode and why, database, last snapshot and its age, next run, store size
+/// and count; `daemon` adds what only the daemon knows.
+pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpError> {
+    let now = Utc::now();
+    let db = &ctx.config.database.path;
+    let meta = fs::metadata(db).ok().filter(|m| m.is_file());
+    let cloud = ctx.detection.is_cloud();
+    let (summaries, store_bytes) = if !cloud && ctx.config.store.dir.join("STORE").exists() {
+        let store = Store::open(
+            &ctx.config.store.dir,
+            false,
+            ctx.config.store.compression_level,
+        )?;
+        (store.catalog()?, store.stored_bytes()?)
+    } else {
+        (Vec::new(), 0)
+    };
+    let last = summaries.first().cloned();
+    let next_run = match &daemon {
+        Some(d) => d.next_run,
+        None if cloud => None,
+        None => crate::schedule::next_after(&ctx.config.schedule, now),
+    };
+    Ok(StatusReport {
+        mode: ctx.detection.mode,
+        mode_reason: ctx.detection.reason.clone(),
+        signals_fired: ctx
+            .detection
+            .fired()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        database: db.clone(),
+        database_exists: meta.is_some(),
+        database_bytes: meta.map(|m| m.len()),
+        store: ctx.config.store.dir.clone(),
+        snapshots: summaries.len(),
+        store_bytes,
+        last_snapshot_age_seconds: last.as_ref().map(|s| (now - s.created_at).num_seconds()),
+        last_snapshot: last,
+        next_run,
+        daemon,
+        disabled: cloud.then(|| environment::disabled_message(&ctx.detection)),
+    })
 }

@@ -36,7 +36,7 @@ pub struct Candidate {
 }
 
 /// Keep or forget one snapshot, with every reason that applied.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Decision {
     pub id: SnapshotId,
     pub created_at: DateTime<Utc>,
@@ -45,7 +45,7 @@ pub struct Decision {
 }
 
 /// The plan, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Plan {
     pub decisions: Vec<Decision>,
     /// Unique stored bytes referenced by the kept snapshots.

@@ -1,0 +1,154 @@
+//! The daemon's wire contract, in one place.
+//!
+//! Newline-delimited JSON over a Unix stream socket: each request is one line
+//! holding one JSON object, answered by one line. Requests are tagged by
+//! `op`; unknown fields are errors. Every response is either
+//! `{"ok": true, "result": …}` or
+//! `{"ok": false, "error": {"code": "…", "message": "…"}}`.
+//! `docs/PROTOCOL.md` documents it with `socat` examples.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Bumped on any incompatible change; `hello` returns it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+fn default_reason() -> String {
+    "manual".into()
+}
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Handshake: returns the protocol and daemon versions, the mode and the
+    /// store directory (clients use it to tell they talk to the right daemon).
+    Hello {
+        #[serde(default)]
+        client: Option<String>,
+    },
+    /// Liveness check: returns `"pong"`.
+    Ping,
+    /// Mode and why, database, last snapshot and its age, next scheduled run,
+    /// store size and count, last error.
+    Status,
+    /// Take a snapshot now and wait for it. Cloud mode: `{"snapshot": null,
+    /// "disabled": true, "reason": …}`.
+    Snapshot {
+        #[serde(default = "default_reason")]
+        reason: String,
+        #[serde(default)]
+        label: Option<String>,
+        #[serde(default)]
+        pin: bool,
+    },
+    /// Snapshots, newest first. Cloud mode: `[]`.
+    List,
+    /// One snapshot's manifest and its missing chunks.
+    Show { id: String },
+    /// Restore a snapshot over the database (or `to` a standalone file).
+    /// Cloud mode: error `disabled`.
+    Restore {
+        id: String,
+        #[serde(default)]
+        to: Option<PathBuf>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Re-hash chunks of one snapshot or all; `deep` also opens each copy.
+    Verify {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        deep: bool,
+    },
+    /// Apply retention and collect garbage. Cloud mode: 0 removed.
+    Prune {
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Pin a snapshot (retention never removes it).
+    Pin { id: String },
+    /// Unpin a snapshot.
+    Unpin { id: String },
+}
+
+impl Request {
+    /// Whether the request changes the store (and so waits in the queue).
+    pub fn mutates(&self) -> bool {
+        matches!(
+            self,
+            Request::Snapshot { .. }
+                | Request::Restore { .. }
+                | Request::Prune { .. }
+                | Request::Pin { .. }
+                | Request::Unpin { .. }
+                | Request::Verify { deep: true, .. }
+        )
+    }
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `invalid_json`, `invalid_request`,
+    /// `line_too_long`, `unauthorized`, `too_many_connections`,
+    /// `shutting_down`, `disabled`, `invalid_argument`, `not_found`,
+    /// `database_missing`, `busy`, `in_use`, `damaged`, `no_space`, `failed`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Response {
+    pub fn ok(result: Value) -> Response {
+        Response {
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn err(code: &str, message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                code: code.into(),
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// The response as one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec(self).expect("response serializes");
+        v.push(b'\n');
+        v
+    }
+}
+
+/// Parses a request line into a request or the error response to send.
+pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| Response::err("invalid_json", format!("request is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Response::err(
+            "invalid_request",
+            "a request is a JSON object with an \"op\" field",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| Response::err("invalid_request", e.to_string()))
+}

@@ -1,0 +1,37 @@
+//! When scheduled snapshots run: the next slot of a set of cron expressions in
+//! UTC or a named time zone, computed with croner.
+//!
+//! Why not tokio-cron-scheduler: its known defects (a fixed UTC offset taken
+//! when a job is created, so DST shifts every run by an hour; repeated jobs
+//! that stop firing once the next tick falls into the past, e.g. after a
+//! suspend; detached runs that overlap; `shutdown()` that does not wait for a
+//! running job) would each need a wrapper, and together the wrappers are more
+//! code than the loop they replace. The daemon's loop (in `daemon`) computes
+//! the next slot here, sleeps until it on the monotonic clock while
+//! re-checking the wall clock at least once a minute (a suspend or a clock
+//! jump is noticed within a minute), runs one job at a time and awaits it,
+//! and after a missed slot runs once and logs `schedule.missed`.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::config::ScheduleConfig;
+
+/// The first slot strictly after `after`, over every expression, or `None`
+/// when the schedule is disabled or has no future slot.
+pub fn next_after(cfg: &ScheduleConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !cfg.enabled {
+        return None;
+    }
+    let tz: Tz = if cfg.timezone == "UTC" {
+        Tz::UTC
+    } else {
+        cfg.timezone.parse().ok()?
+    };
+    let local = after.with_timezone(&tz);
+    cfg.cron
+        .iter()
+        .filter_map(|c| c.cron().find_next_occurrence(&local, false).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .min()
+}

@@ -1,0 +1,224 @@
+//! The daemon's Unix socket: binding (refusing when another daemon answers,
+//! replacing a stale file), accepting with a connection cap, and serving
+//! newline-delimited JSON with a bounded line length, an idle timeout and a
+//! peer uid check. Requests that change the store go through the worker's
+//! queue; reads are answered directly on a blocking thread.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::daemon::{JobKind, Shared};
+use crate::handlers;
+use crate::protocol::{self, Request, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(
+        "another ducksnap daemon is already answering on {path}; stop it first (systemctl --user stop ducksnap)"
+    )]
+    InUse { path: PathBuf },
+    #[error("cannot {op} socket {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds the socket with mode 0600, creating a private (0700) parent
+/// directory when missing. A socket file nobody answers on is stale and
+/// replaced; one a live daemon answers on is refused.
+pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    let io = |op: &'static str| {
+        move |source| BindError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io("create the directory of"))?;
+        }
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(BindError::InUse {
+                path: path.to_path_buf(),
+            });
+        }
+        tracing::info!(event = "socket.stale_removed", socket = %path.display(), "removing a stale socket file");
+        std::fs::remove_file(path).map_err(io("remove stale"))?;
+    }
+    let listener = UnixListener::bind(path).map_err(io("bind"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("set the mode of"))?;
+    Ok(listener)
+}
+
+/// Accepts connections until cancelled; waits for open connections to end.
+pub async fn serve(shared: Shared, listener: UnixListener) {
+    let max = shared.ctx().config.socket.max_connections as usize;
+    let permits = Arc::new(Semaphore::new(max));
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.token.cancelled() => break,
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(event = "socket.accept_failed", error = %e, "accept failed");
+                // EMFILE and friends: back off briefly instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let mut s = stream;
+            let line = Response::err(
+                "too_many_connections",
+                format!("the daemon serves at most {max} connections at once; try again"),
+            )
+            .to_line();
+            conns.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(&line)).await;
+            });
+            continue;
+        };
+        let s = shared.clone();
+        conns.spawn(async move {
+            connection(s, stream).await;
+            drop(permit);
+        });
+    }
+    // Open connections see the token and finish their current request.
+    while conns.join_next().await.is_some() {}
+}
+
+enum Line {
+    Complete,
+    Eof,
+    TooLong,
+}
+
+/// Reads one line into `buf` (newline stripped), never more than `max` bytes.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Line> {
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() {
+                Line::Eof
+            } else {
+                Line::Complete
+            });
+        }
+        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        if buf.len() + take > max + 1 {
+            return Ok(Line::TooLong);
+        }
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(take);
+        if done {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(Line::Complete);
+        }
+    }
+}
+
+async fn connection(shared: Shared, stream: UnixStream) {
+    let my_uid = nix::unistd::getuid().as_raw();
+    let (max_line, idle) = {
+        let c = shared.ctx();
+        (
+            c.config.socket.max_line.0 as usize,
+            c.config.socket.idle_timeout.0,
+        )
+    };
+    let peer = stream.peer_cred().map(|c| c.uid()).ok();
+    let (r, mut w) = stream.into_split();
+    if peer != Some(my_uid) {
+        tracing::warn!(event = "socket.unauthorized", peer_uid = ?peer, "refused a connection from another user");
+        let line = Response::err("unauthorized", "this daemon serves only its own user").to_line();
+        let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(&line)).await;
+        return;
+    }
+    let mut reader = BufReader::with_capacity(8192, r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = tokio::select! {
+            _ = shared.token.cancelled() => break,
+            r = tokio::time::timeout(idle, read_line(&mut reader, &mut buf, max_line)) => r,
+        };
+        let response = match read {
+            Err(_) => {
+                tracing::debug!(event = "socket.idle_timeout", "closing an idle connection");
+                Some(Response::err(
+                    "idle_timeout",
+                    "no request within the idle timeout; closing",
+                ))
+            }
+            Ok(Err(_)) | Ok(Ok(Line::Eof)) => break,
+            Ok(Ok(Line::TooLong)) => Some(Response::err(
+                "line_too_long",
+                format!("request line longer than {max_line} bytes; closing"),
+            )),
+            Ok(Ok(Line::Complete)) => {
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let resp = match protocol::parse_request(&buf) {
+                    Err(resp) => resp,
+                    Ok(req) => dispatch(&shared, req).await,
+                };
+                let line = resp.to_line();
+                match tokio::time::timeout(idle, w.write_all(&line)).await {
+                    Ok(Ok(())) => continue,
+                    _ => break,
+                }
+            }
+        };
+        // Errors that end the connection.
+        if let Some(resp) = response {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), w.write_all(&resp.to_line())).await;
+        }
+        break;
+    }
+}
+
+async fn dispatch(shared: &Shared, req: Request) -> Response {
+    if req.mutates() {
+        return shared.submit(JobKind::Request(req)).await;
+    }
+    let ctx = shared.ctx();
+    let info = shared.info();
+    tokio::task::spawn_blocking(move || handlers::handle(&ctx, req, info))
+        .await
+        .unwrap_or_else(|e| Response::err("failed", format!("internal error: {e}")))
+}

@@ -1,0 +1,128 @@
+//! Watching the database: its parent directory (DuckDB rewrites in place; a
+//! restore or the app may replace the file by rename), filtered to the
+//! database and its WAL, debounced. Logs when the database disappears and
+//! when it appears; with `watch.snapshot_on_change`, queues a snapshot once
+//! the database has been quiet for `quiet_period`, at most once per
+//! `min_interval`. Falls back to polling, with a warning, when inotify
+//! cannot be used.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::daemon::{self, JobKind, Shared};
+
+/// Starts the watcher that sends `()` for each relevant event.
+fn start(db: &Path, tx: mpsc::UnboundedSender<()>) -> Option<Box<dyn Watcher + Send>> {
+    let dir = db
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut wal = name.clone();
+    wal.push(".wal");
+    let handler = move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if matches!(ev.kind, EventKind::Access(_)) {
+            return;
+        }
+        let relevant = ev.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|f| f == name.as_os_str() || f == wal.as_os_str())
+        });
+        if relevant {
+            let _ = tx.send(());
+        }
+    };
+    match notify::RecommendedWatcher::new(handler.clone(), notify::Config::default())
+        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w))
+    {
+        Ok(w) => Some(Box::new(w)),
+        Err(e) => {
+            tracing::warn!(event = "watch.polling", error = %e, directory = %dir.display(), "inotify is not available; falling back to polling every 2s");
+            let cfg = notify::Config::default().with_poll_interval(Duration::from_secs(2));
+            match notify::PollWatcher::new(handler, cfg)
+                .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w))
+            {
+                Ok(w) => Some(Box::new(w)),
+                Err(e) => {
+                    tracing::error!(event = "watch.failed", error = %e, directory = %dir.display(), "cannot watch the database directory; scheduled snapshots still run");
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// The watcher task.
+pub async fn watcher(shared: Shared) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let ctx = shared.ctx();
+    if !ctx.config.watch.enabled {
+        return;
+    }
+    let db = ctx.config.database.path.clone();
+    let Some(_watcher) = start(&db, tx) else {
+        return;
+    };
+    let ino = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    };
+    let mut present = db.exists();
+    let mut last_ino = ino(&db);
+    loop {
+        tokio::select! {
+            _ = shared.token.cancelled() => return,
+            ev = rx.recv() => if ev.is_none() { return },
+        }
+        let cfg = shared.ctx().config.watch.clone();
+        // Debounce: wait until no event for `debounce`.
+        if !quiet_for(&shared, &mut rx, cfg.debounce.0).await {
+            return;
+        }
+        let exists = db.exists();
+        if present && !exists {
+            tracing::warn!(event = "watch.database_missing", database = %db.display(), "the database disappeared; snapshots pause until it is back");
+        } else if !present && exists {
+            tracing::info!(event = "watch.database_appeared", database = %db.display(), "the database appeared; snapshots resume");
+        } else if exists && ino(&db) != last_ino {
+            tracing::info!(event = "watch.database_replaced", database = %db.display(), "the database file was replaced");
+        } else {
+            tracing::debug!(event = "watch.changed", database = %db.display(), "database changed");
+        }
+        present = exists;
+        last_ino = ino(&db);
+        if !(cfg.snapshot_on_change && exists) {
+            continue;
+        }
+        if !quiet_for(&shared, &mut rx, cfg.quiet_period.0).await {
+            return;
+        }
+        if daemon::since_last_snapshot(&shared).is_some_and(|d| d < cfg.min_interval.0) {
+            tracing::debug!(
+                event = "watch.too_soon",
+                "change noted; the last snapshot is younger than watch.min_interval"
+            );
+            continue;
+        }
+        let r = shared.submit(JobKind::Changed).await;
+        if r.error.as_ref().is_some_and(|e| e.code == "shutting_down") {
+            return;
+        }
+    }
+}
+
+/// Waits until no event arrives for `quiet`. False when cancelled.
+async fn quiet_for(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<()>, quiet: Duration) -> bool {
+    loop {
+        tokio::select! {
+            _ = shared.token.cancelled() => return false,
+            _ = tokio::time::sleep(quiet) => return true,
+            ev = rx.recv() => if ev.is_none() { return false },
+        }
+    }
+}
