@@ -412,7 +412,7 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
         }
         Command::Status { json } => {
             let report: ops::StatusReport =
-                match client::daemon_for(&ctx).and_then(|mut c| c.call(&Request::Status).ok()) {
+                match client::daemon_for(&ctx).and_then(|mut c| c.call(&Request::Status {}).ok()) {
                     Some(resp) => serde_json::from_value(answer(resp)?)?,
                     None => ops::status(&ctx, None)?,
                 };

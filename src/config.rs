@@ -653,7 +653,7 @@ pub fn from_str_at(
             format!("{} is out of range 1KiB..=16MiB", max_line.0),
         ));
     }
-    let max_connections = s.max_connections.unwrap_or(64);
+    let max_connections = s.max_connections.unwrap_or(512);
     if max_connections == 0 {
         return Err(invalid(
             "socket.max_connections",

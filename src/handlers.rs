@@ -61,8 +61,8 @@ pub fn handle(ctx: &Ctx, req: Request, daemon: DaemonInfo) -> Response {
             "database": ctx.config.database.path,
             "pid": std::process::id(),
         })),
-        Request::Ping => Response::ok(json!("pong")),
-        Request::Status => answer(ops::status(ctx, Some(daemon))),
+        Request::Ping {} => Response::ok(json!("pong")),
+        Request::Status {} => answer(ops::status(ctx, Some(daemon))),
         Request::Snapshot { reason, label, pin } => {
             let req = SnapshotRequest {
                 reason,
@@ -75,7 +75,7 @@ pub fn handle(ctx: &Ctx, req: Request, daemon: DaemonInfo) -> Response {
                 Err(e) => Response::err(error_code(&e), e.to_string()),
             }
         }
-        Request::List => match ops::list(ctx) {
+        Request::List {} => match ops::list(ctx) {
             Ok(l) => Response::ok(serde_json::to_value(&l.snapshots).expect("list serializes")),
             Err(e) => Response::err(error_code(&e), e.to_string()),
         },

@@ -206,6 +206,7 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
 
     let started = Instant::now();
     let created_at = Utc::now();
+    tracing::debug!(event = "snapshot.started", reason = %req.reason, database = %db.display(), "snapshot started");
     let staging = store.staging_dir(&lock, "snapshot")?;
     let opts = CaptureOptions {
         attempts: ctx.config.capture.attempts,

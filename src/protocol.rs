@@ -19,7 +19,8 @@ fn default_reason() -> String {
     "manual".into()
 }
 
-/// One request line.
+/// One request line. (Variants without arguments are empty structs so that
+/// unknown fields are refused for them too.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -30,10 +31,10 @@ pub enum Request {
         client: Option<String>,
     },
     /// Liveness check: returns `"pong"`.
-    Ping,
+    Ping {},
     /// Mode and why, database, last snapshot and its age, next scheduled run,
     /// store size and count, last error.
-    Status,
+    Status {},
     /// Take a snapshot now and wait for it. Cloud mode: `{"snapshot": null,
     /// "disabled": true, "reason": …}`.
     Snapshot {
@@ -45,7 +46,7 @@ pub enum Request {
         pin: bool,
     },
     /// Snapshots, newest first. Cloud mode: `[]`.
-    List,
+    List {},
     /// One snapshot's manifest and its missing chunks.
     Show { id: String },
     /// Restore a snapshot over the database (or `to` a standalone file).

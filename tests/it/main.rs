@@ -2,6 +2,7 @@
 
 mod capture;
 mod config;
+mod daemon;
 mod environment;
 mod helpers;
 mod restore;

@@ -1,0 +1,663 @@
+//! The daemon: the real binary, its real socket, signals and systemd
+//! notifications, on real DuckDB files.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A running `ducksnap daemon` with a fake `NOTIFY_SOCKET`; its JSON log
+/// lines arrive on a channel. Stopped (SIGTERM, then SIGKILL) on drop.
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    notify: UnixDatagram,
+    logs: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+fn socket_of(ws: &Workspace) -> PathBuf {
+    ws.path().join("run/ducksnap.sock")
+}
+
+/// Config text with a socket in the workspace.
+fn config(ws: &Workspace, extra: &str) -> String {
+    format!(
+        "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"data/backups\"\nmin_free_space = \"1MiB\"\n\
+         [socket]\npath = \"{}\"\nidle_timeout = \"3s\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n{extra}",
+        socket_of(ws).display()
+    )
+}
+
+impl Daemon {
+    fn start(ws: &Workspace, extra_env: &[(&str, &str)]) -> Daemon {
+        let notify_path = ws.path().join(format!("notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut cmd = ws.cmd(&["daemon"]);
+        cmd.env("NOTIFY_SOCKET", &notify_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line).unwrap_or_else(|_| json!({"raw": line}));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let d = Daemon {
+            child: Some(child),
+            socket: socket_of(ws),
+            notify,
+            logs: rx,
+            seen: Vec::new(),
+        };
+        let ready = d.notification();
+        assert!(ready.starts_with("READY=1"), "first notification: {ready}");
+        d
+    }
+
+    fn notification(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self.notify.recv(&mut buf).expect("a systemd notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Waits for a log event with this `event` field (and optional field match).
+    fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
+        self.wait_where(timeout, |v| v["event"] == event)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {event} event within {timeout:?}; seen: {:#?}",
+                    self.seen
+                        .iter()
+                        .map(|v| v["event"].clone())
+                        .collect::<Vec<_>>()
+                )
+            })
+    }
+
+    fn wait_where(&mut self, timeout: Duration, f: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.logs.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if f(&v) {
+                        return Some(v);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        None
+    }
+
+    fn count(&self, event: &str) -> usize {
+        self.seen.iter().filter(|v| v["event"] == event).count()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Waits for exit; returns the code.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn connect(&self) -> Conn {
+        Conn::new(&self.socket)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(25);
+            while Instant::now() < deadline {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Conn {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Conn {
+    fn new(path: &Path) -> Conn {
+        let s =
+            UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        Conn {
+            writer: s.try_clone().unwrap(),
+            reader: BufReader::new(s),
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    fn read(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad response line {line:?}: {e}")),
+            ),
+        }
+    }
+
+    fn call(&mut self, req: Value) -> Value {
+        let mut line = serde_json::to_vec(&req).unwrap();
+        line.push(b'\n');
+        self.send_raw(&line);
+        self.read().expect("a response")
+    }
+
+    /// True once the daemon has closed the connection.
+    fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+fn write_db(db: &Path, sql: &str) {
+    // The daemon may be mid-capture (its OFD read lock keeps writers out for
+    // the copy): retry until DuckDB can open the file.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match duckdb::Connection::open(db) {
+            Ok(c) => {
+                c.execute_batch(sql).unwrap();
+                c.execute_batch("CHECKPOINT").unwrap();
+                return;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("open {}: {e}", db.display()),
+        }
+    }
+}
+
+#[test]
+fn schedule_snapshots_skips_unchanged_and_keeps_last() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.config_path(),
+        config(
+            &ws,
+            "[schedule]\ncron = \"*/2 * * * * *\"\n[retention]\nkeep_last = 3\n",
+        ),
+    )
+    .unwrap();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (0)",
+    );
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+    let skip = d.wait_event("schedule.skipped", Duration::from_secs(30));
+    assert_eq!(skip["reason"], "unchanged", "{skip}");
+    for i in 1..=4 {
+        write_db(&ws.db(), &format!("INSERT INTO t VALUES ({i})"));
+        let created = d.wait_event("snapshot.created", Duration::from_secs(30));
+        assert_eq!(created["reason"], "scheduled");
+    }
+    d.wait_event("retention.applied", Duration::from_secs(30));
+    let list = ws.json(&["list", "--json"]);
+    assert!(
+        list.as_array().unwrap().len() <= 3,
+        "keep_last 3 not held: {list}"
+    );
+    let status = ws.json(&["status", "--json"]);
+    assert!(status["daemon"]["pid"].as_u64().is_some(), "{status}");
+    assert!(status["next_run"].is_string(), "{status}");
+}
+
+#[test]
+fn fifty_concurrent_snapshot_requests() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.config_path(),
+        config(&ws, "[schedule]\nenabled = false\n"),
+    )
+    .unwrap();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i FROM range(1000)",
+    );
+    let d = Daemon::start(&ws, &[]);
+    let socket = d.socket.clone();
+    let threads: Vec<_> = (0..50)
+        .map(|i| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut c = Conn::new(&socket);
+                c.call(json!({"op": "snapshot", "reason": "pre-delete", "label": format!("client {i}")}))
+            })
+        })
+        .collect();
+    let answers: Vec<Value> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a["ok"], true, "client {i}: {a}");
+        assert_eq!(a["result"]["snapshot"]["label"], format!("client {i}"));
+        ids.insert(a["result"]["snapshot"]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 50, "ids are not distinct");
+    // No overlapping captures: each starts after the previous ended.
+    let mut spans: Vec<(i64, i64)> = answers
+        .iter()
+        .map(|a| {
+            let m = &a["result"]["snapshot"];
+            let start = chrono::DateTime::parse_from_rfc3339(m["created_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp_micros();
+            (
+                start,
+                start + m["capture"]["duration_ms"].as_i64().unwrap() * 1000,
+            )
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0 + 1000, "captures overlap: {w:?}");
+    }
+    let out = ws.run(&["verify", "--all"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn hostile_clients_do_not_hurt() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.config_path(),
+        config(&ws, "[schedule]\nenabled = false\n"),
+    )
+    .unwrap();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i FROM range(1000)",
+    );
+    let d = Daemon::start(&ws, &[]);
+    let mut c = d.connect();
+    assert_eq!(c.call(json!({"op": "hello"}))["result"]["protocol"], 1);
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+    c.send_raw(b"{not json\n");
+    assert_eq!(code(&c.read().unwrap()), "invalid_json");
+    assert_eq!(
+        code(&c.call(json!({"op": "format_disk"}))),
+        "invalid_request"
+    );
+    assert_eq!(
+        code(&c.call(json!({"op": "snapshot", "pin": "yes"}))),
+        "invalid_request"
+    );
+    assert_eq!(
+        code(&c.call(json!({"op": "show", "id": 7}))),
+        "invalid_request"
+    );
+    assert_eq!(
+        code(&c.call(json!({"op": "show", "id": "../../etc/passwd"}))),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(&c.call(json!({"op": "list", "extra": 1}))),
+        "invalid_request"
+    );
+    assert_eq!(code(&c.call(json!([1, 2]))), "invalid_request");
+    c.send_raw(&[0xff, 0xfe, 0x00, 0x01, b'\n']);
+    assert_eq!(code(&c.read().unwrap()), "invalid_json");
+    assert_eq!(
+        c.call(json!({"op": "ping"}))["result"],
+        "pong",
+        "the connection survives bad lines"
+    );
+
+    // 1 MiB with no newline: error, connection closed.
+    let mut big = d.connect();
+    let writer = {
+        let mut w = big.writer.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&vec![b'a'; 1 << 20]);
+        })
+    };
+    assert_eq!(code(&big.read().unwrap()), "line_too_long");
+    assert!(big.closed());
+    let _ = writer.join();
+
+    // Several hundred connections held open, some that never send.
+    let held: Vec<UnixStream> = (0..300)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    let t = Instant::now();
+    let mut good = d.connect();
+    assert_eq!(good.call(json!({"op": "ping"}))["result"], "pong");
+    let snap = good.call(json!({"op": "snapshot", "reason": "pre-delete"}));
+    assert_eq!(snap["ok"], true, "{snap}");
+    println!(
+        "well-behaved client served in {:?} with 300 idle connections open",
+        t.elapsed()
+    );
+    // Idle ones are closed after the idle timeout with an error.
+    let mut idle = Conn {
+        writer: held[0].try_clone().unwrap(),
+        reader: BufReader::new(held[0].try_clone().unwrap()),
+    };
+    assert_eq!(code(&idle.read().unwrap()), "idle_timeout");
+    assert!(idle.closed());
+    drop(held);
+    assert_eq!(d.connect().call(json!({"op": "ping"}))["result"], "pong");
+    let out = ws.run(&["verify", "--all"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn another_uid_is_refused() {
+    if !nix::unistd::getuid().is_root() {
+        println!(
+            "not root: cannot run a client as another user here; the check is exercised only where root"
+        );
+        return;
+    }
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.config_path(),
+        config(&ws, "[schedule]\nenabled = false\n"),
+    )
+    .unwrap();
+    make_db(&ws.db(), "CREATE TABLE t(i INTEGER)");
+    let d = Daemon::start(&ws, &[]);
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // Let the other user reach the socket at all, so the daemon's own check decides.
+    for p in [ws.path().to_path_buf(), ws.path().join("run")] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg("import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'{\"op\":\"list\"}\\n')\nprint(s.makefile().readline())")
+        .arg(&d.socket)
+        .uid(65534)
+        .gid(65534)
+        .env_clear()
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+    assert_eq!(d.connect().call(json!({"op": "ping"}))["result"], "pong");
+}
+
+#[test]
+fn signals_and_systemd_notifications() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.config_path(),
+        config(&ws, "[schedule]\nenabled = false\n"),
+    )
+    .unwrap();
+    make_big(&ws, 1_500_000);
+    let mut d = Daemon::start(&ws, &[]);
+    assert_eq!(ws.json(&["status", "--json"])["next_run"], Value::Null);
+
+    // SIGHUP with a changed schedule takes effect.
+    std::fs::write(
+        ws.config_path(),
+        config(&ws, "[schedule]\ncron = \"* * * * * *\"\n"),
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let n = d.notification();
+    assert!(n.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{n}");
+    let usec: u64 = n
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("MONOTONIC_USEC=")
+        .parse()
+        .unwrap();
+    assert!(usec > 0);
+    assert!(d.notification().starts_with("READY=1"));
+    d.wait_event("daemon.reloaded", Duration::from_secs(10));
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+
+    // SIGHUP with an invalid config: error logged, old config kept, still serving.
+    std::fs::write(ws.config_path(), "[database]\nbogus = 1\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(d.notification().starts_with("RELOADING=1"));
+    assert!(d.notification().starts_with("READY=1"));
+    let e = d.wait_event("daemon.reload_failed", Duration::from_secs(10));
+    assert!(e["error"].as_str().unwrap().contains("bogus"), "{e}");
+    assert_eq!(d.connect().call(json!({"op": "ping"}))["result"], "pong");
+    d.wait_event("schedule.skipped", Duration::from_secs(30)); // the old schedule still runs
+
+    // SIGTERM during a long snapshot: exit 0 within the bound, socket gone.
+    std::fs::write(
+        ws.config_path(),
+        config(&ws, "[schedule]\nenabled = false\n"),
+    )
+    .unwrap();
+    write_db(
+        &ws.db(),
+        "UPDATE events SET amount = amount + 1 WHERE id < 1000000",
+    );
+    let socket = d.socket.clone();
+    let client = std::thread::spawn(move || {
+        Conn::new(&socket).call(json!({"op": "snapshot", "reason": "long"}))
+    });
+    d.wait_event("snapshot.started", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let stopping = d.notification();
+    assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
+    let code = d.wait_exit(Duration::from_secs(30));
+    println!(
+        "SIGTERM during a snapshot: exited {code:?} after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(code, Some(0));
+    assert!(!d.socket.exists(), "socket file left behind");
+    let answer = client.join().unwrap();
+    println!("in-flight client got: {}", answer["ok"]);
+    let out = ws.run(&["verify", "--all"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn stale_socket_and_second_daemon() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.config_path(),
+        config(&ws, "[schedule]\nenabled = false\n"),
+    )
+    .unwrap();
+    make_db(&ws.db(), "CREATE TABLE t(i INTEGER)");
+    let mut d = Daemon::start(&ws, &[]);
+    d.child.as_mut().unwrap().kill().unwrap(); // SIGKILL: the socket file stays
+    d.wait_exit(Duration::from_secs(10));
+    assert!(d.socket.exists(), "expected a stale socket file");
+    let d2 = Daemon::start(&ws, &[]);
+    assert_eq!(d2.connect().call(json!({"op": "ping"}))["result"], "pong");
+    let out = ws.run(&["daemon"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("already answering"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        d2.connect().call(json!({"op": "ping"}))["result"],
+        "pong",
+        "the first daemon kept its socket"
+    );
+}
+
+#[test]
+fn cloud_mode_daemon_answers_disabled() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.config_path(),
+        config(&ws, "").replace("mode = \"local\"\n", "mode = \"auto\"\n"),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&ws, &[("STREAMLIT_SHARING_MODE", "1")]);
+    d.wait_event("daemon.cloud_mode", Duration::from_secs(5));
+    let warn = d
+        .seen
+        .iter()
+        .find(|v| v["event"] == "daemon.cloud_mode")
+        .unwrap()
+        .clone();
+    assert_eq!(warn["level"], "WARN");
+    assert!(
+        warn["message"].as_str().unwrap().contains("MotherDuck"),
+        "{warn}"
+    );
+    let mut c = d.connect();
+    let s = c.call(json!({"op": "snapshot", "reason": "pre-delete"}));
+    assert_eq!(
+        s["result"],
+        json!({"snapshot": null, "disabled": true, "reason": s["result"]["reason"]})
+    );
+    assert_eq!(c.call(json!({"op": "list"}))["result"], json!([]));
+    assert_eq!(
+        c.call(json!({"op": "restore", "id": "20260101T000000Z-0000"}))["error"]["code"],
+        "disabled"
+    );
+    assert_eq!(c.call(json!({"op": "prune"}))["result"]["removed"], 0);
+    assert_eq!(c.call(json!({"op": "verify"}))["result"]["disabled"], true);
+    assert_eq!(c.call(json!({"op": "status"}))["result"]["mode"], "cloud");
+    d.wait_where(Duration::from_millis(500), |_| false);
+    assert_eq!(d.count("daemon.cloud_mode"), 1, "one warning, not a storm");
+    assert!(!ws.store_dir().exists(), "cloud mode created a store");
+}
+
+#[test]
+fn database_replaced_deleted_recreated() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.config_path(),
+        config(
+            &ws,
+            "[schedule]\ncron = \"* * * * * *\"\n[watch]\ndebounce = \"200ms\"\n",
+        ),
+    )
+    .unwrap();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (1)",
+    );
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+    // Replaced by rename.
+    let other = ws.path().join("data/other.duckdb");
+    make_db(
+        &other,
+        "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (2)",
+    );
+    std::fs::rename(&other, ws.db()).unwrap();
+    d.wait_event("watch.database_replaced", Duration::from_secs(10));
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+    // Deleted.
+    std::fs::remove_file(ws.db()).unwrap();
+    d.wait_event("watch.database_missing", Duration::from_secs(10));
+    // Created again: snapshots resume.
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (3)",
+    );
+    d.wait_event("watch.database_appeared", Duration::from_secs(10));
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+    assert_eq!(d.connect().call(json!({"op": "ping"}))["result"], "pong");
+}
+
+#[test]
+fn unit_files_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let mut n = 0;
+    for e in std::fs::read_dir(&root).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        // The unit runs the installed binary; point it at the one under test.
+        let text = text.replace("%h/.cargo/bin/ducksnap", BIN);
+        let copy = dir.path().join(p.file_name().unwrap());
+        std::fs::write(&copy, text).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .expect("systemd-analyze (installed by .ci/run)");
+        assert!(
+            out.stderr.is_empty() && out.status.success(),
+            "{}: {}",
+            p.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        n += 1;
+    }
+    assert!(n >= 1);
+}
+
+fn make_big(ws: &Workspace, rows: u64) {
+    run_python(
+        &std::fs::read_to_string(py_script("make_big.py")).unwrap(),
+        &[ws.db().to_str().unwrap(), &rows.to_string()],
+    );
+}
