@@ -121,7 +121,7 @@ impl fmt::Display for HumanDuration {
             (1_000, "s"),
         ];
         for (per, u) in units {
-            if ms >= per && ms % per == 0 {
+            if ms >= per && ms.is_multiple_of(per) {
                 return write!(f, "{}{u}", ms / per);
             }
         }

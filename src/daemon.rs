@@ -324,10 +324,10 @@ fn set_result(shared: &Shared, what: &str, r: &Response) {
         Utc::now().to_rfc3339(),
         if r.ok { "ok" } else { "failed" }
     ));
-    if let Some(e) = &r.error {
-        if e.code != "disabled" {
-            st.info.last_error = Some(format!("{what}: {}", e.message));
-        }
+    if let Some(e) = &r.error
+        && e.code != "disabled"
+    {
+        st.info.last_error = Some(format!("{what}: {}", e.message));
     }
 }
 

@@ -125,13 +125,13 @@ impl SnapshotRequest {
                 ),
             });
         }
-        if let Some(l) = &self.label {
-            if l.chars().count() > 256 || l.chars().any(char::is_control) {
-                return Err(OpError::InvalidArgument {
-                    what: "label",
-                    reason: "at most 256 characters, no control characters".into(),
-                });
-            }
+        if let Some(l) = &self.label
+            && (l.chars().count() > 256 || l.chars().any(char::is_control))
+        {
+            return Err(OpError::InvalidArgument {
+                what: "label",
+                reason: "at most 256 characters, no control characters".into(),
+            });
         }
         Ok(())
     }
@@ -229,13 +229,12 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
                 .map(|f| (f.role.clone(), f.hash.clone()))
                 .collect::<Vec<_>>()
         };
-        if let Some(newest) = store.catalog()?.first() {
-            if let Ok(m) = store.load_manifest(&newest.id) {
-                if files(&m.files) == files(&cap.files) {
-                    tracing::info!(event = "snapshot.skipped", since = %m.id, reason = %req.reason, "database unchanged since the newest snapshot; nothing stored");
-                    return Ok(SnapshotOutcome::Unchanged { since: m.id });
-                }
-            }
+        if let Some(newest) = store.catalog()?.first()
+            && let Ok(m) = store.load_manifest(&newest.id)
+            && files(&m.files) == files(&cap.files)
+        {
+            tracing::info!(event = "snapshot.skipped", since = %m.id, reason = %req.reason, "database unchanged since the newest snapshot; nothing stored");
+            return Ok(SnapshotOutcome::Unchanged { since: m.id });
         }
     }
     let manifest = commit_capture(&store, &lock, db, cap, req, created_at, started)?;
@@ -499,19 +498,18 @@ pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
                 return Err(OpError::Exists { path: p });
             }
         }
-        if let Ok(f) = File::open(&to) {
-            if let Some(h) =
+        if let Ok(f) = File::open(&to)
+            && let Some(h) =
                 oslock::conflicting(&f, LockKind::Write).map_err(|source| StoreError::Io {
                     op: "query locks on",
                     path: to.clone(),
                     source,
                 })?
-            {
-                return Err(OpError::InUse {
-                    path: to,
-                    pid: h.pid,
-                });
-            }
+        {
+            return Err(OpError::InUse {
+                path: to,
+                pid: h.pid,
+            });
         }
         check_space_at(restore::dir_of(&to), m.db_size() + wal_size)?;
         let (staged, _guard) = restore::claim_staging(&to)?;

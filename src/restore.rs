@@ -140,10 +140,8 @@ pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
         remove_if_exists(&wal)?;
     }
     match (&j.old_link, ino(db)) {
-        (Some(link), cur) if cur == Some(j.new_ino) || cur.is_none() => {
-            if link.exists() {
-                fs::rename(link, db).map_err(io_err("put back the old database at", db))?;
-            }
+        (Some(link), cur) if (cur == Some(j.new_ino) || cur.is_none()) && link.exists() => {
+            fs::rename(link, db).map_err(io_err("put back the old database at", db))?;
         }
         (None, cur) if cur == Some(j.new_ino) => {
             // There was no database before the restore.
@@ -156,10 +154,12 @@ pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
         (&j.old_wal_aside, wal.clone()),
         (&j.old_ckpt_aside, wal_checkpoint_path(db)),
     ] {
-        if let Some(aside) = aside {
-            if aside.exists() && db_is_old && !orig.exists() {
-                fs::rename(aside, &orig).map_err(io_err("put back", &orig))?;
-            }
+        if let Some(aside) = aside
+            && aside.exists()
+            && db_is_old
+            && !orig.exists()
+        {
+            fs::rename(aside, &orig).map_err(io_err("put back", &orig))?;
         }
     }
     fsync(dir_of(db))?;
@@ -169,10 +169,10 @@ pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
     {
         remove_if_exists(p)?;
     }
-    if let Some(link) = &j.old_link {
-        if db_is_old {
-            remove_if_exists(link)?;
-        }
+    if let Some(link) = &j.old_link
+        && db_is_old
+    {
+        remove_if_exists(link)?;
     }
     Ok(())
 }

@@ -34,7 +34,8 @@ fn no_signal_means_local() {
 
 #[test]
 fn each_signal_fires_alone() {
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             "STREAMLIT_SHARING_MODE",
             "/home/dev/app",
