@@ -1,0 +1,179 @@
+"""End to end: the real daemon, a real Python app on duckdb holding a
+read-write connection, the ducksnap Python client."""
+
+import os
+import pathlib
+import struct
+import subprocess
+import sys
+import warnings
+
+import duckdb
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+import app  # noqa: E402
+from ducksnap import BackupsDisabled, Client, DaemonUnavailable, with_snapshot  # noqa: E402
+
+CLEAN = {}  # an environment with no cloud signal
+
+
+def test_cascade_delete_is_protected_and_restorable(daemon):
+    client = Client(socket_path=str(daemon.socket), env=CLEAN)
+    con = duckdb.connect(str(daemon.db))  # the app's read-write connection, held throughout
+    app.create_schema(con)
+    assert app.counts(con, 7) == (1, 20)
+
+    app.protected_delete(con, 7, client=client)
+    assert app.counts(con, 7) == (0, 0), "the delete ran"
+
+    snaps = client.list_snapshots()
+    pre = [s for s in snaps if s["reason"] == "pre-delete"]
+    assert len(pre) == 1, snaps
+    assert pre[0]["label"] == "delete customer 7"
+    assert pre[0]["verified"] is True
+
+    # While the app holds the database, restore is refused with the PID.
+    with pytest.raises(Exception) as refused:
+        client.restore(pre[0]["id"])
+    assert getattr(refused.value, "code", "") == "in_use"
+    assert str(os.getpid()) in str(refused.value)
+
+    con.close()
+    result = client.restore(pre[0]["id"])
+    assert result["pre_restore"], result
+    con = duckdb.connect(str(daemon.db))
+    assert app.counts(con, 7) == (1, 20), "the deleted rows are back"
+    con.close()
+
+
+def test_context_manager_form(daemon):
+    client = Client(socket_path=str(daemon.socket), env=CLEAN)
+    con = duckdb.connect(str(daemon.db))
+    app.create_schema(con)
+    with with_snapshot(reason="pre-delete", label="bulk cleanup", client=client, connection=con) as snap:
+        assert snap["reason"] == "pre-delete" and snap["label"] == "bulk cleanup"
+        con.execute("DELETE FROM orders")
+    assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == 0
+    con.close()
+
+
+def test_cloud_environment_runs_without_snapshot(tmp_path):
+    # No daemon at all, and the client sees a cloud signal: not an error.
+    client = Client(socket_path=str(tmp_path / "none.sock"), env={"STREAMLIT_SHARING_MODE": "1"})
+    con = duckdb.connect(str(tmp_path / "app.duckdb"))
+    app.create_schema(con)
+    app.protected_delete(con, 3, client=client)  # on_error="raise", yet no error
+    assert app.counts(con, 3) == (0, 0)
+    assert client.list_snapshots() == []
+    assert client.snapshot("pre-delete") is None
+    with pytest.raises(BackupsDisabled):
+        client.restore("20260101T000000Z-0000")
+    for env in ({"DATABASE_MODE": "motherduck"}, {"STREAMLIT_SERVER_HEADLESS": "true"}, {"DUCKSNAP_DATABASE": "md:app"}):
+        assert Client(socket_path="/nonexistent", env=env).cloud, env
+
+
+def test_daemon_in_cloud_mode_reports_disabled(cloud_daemon):
+    # The client sees no signal itself; the daemon says disabled.
+    client = Client(socket_path=str(cloud_daemon.socket), env=CLEAN)
+    con = duckdb.connect(str(cloud_daemon.db))
+    app.create_schema(con)
+    app.protected_delete(con, 4, client=client)
+    assert app.counts(con, 4) == (0, 0)
+    assert client.list_snapshots() == []
+    with pytest.raises(BackupsDisabled):
+        client.restore("20260101T000000Z-0000")
+    assert not (cloud_daemon.tmp / "data" / "backups").exists()
+
+
+def test_daemon_down(tmp_path):
+    client = Client(socket_path=str(tmp_path / "down.sock"), env=CLEAN)
+    con = duckdb.connect(str(tmp_path / "app.duckdb"))
+    app.create_schema(con)
+    with pytest.raises(DaemonUnavailable):
+        app.protected_delete(con, 5, client=client)
+    assert app.counts(con, 5) == (1, 20), "raise: the delete must not run without its safety net"
+    with pytest.warns(RuntimeWarning, match="without a snapshot"):
+        app.protected_delete(con, 5, client=client, on_error="warn")
+    assert app.counts(con, 5) == (0, 0), "warn: the delete ran"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        app.protected_delete(con, 6, client=client, on_error="skip")
+    assert app.counts(con, 6) == (0, 0)
+
+
+def _page(socket_path, env):
+    from ducksnap import Client
+    from ducksnap.streamlit_page import render_backups_page
+
+    render_backups_page(Client(socket_path=socket_path, env=env))
+
+
+def test_streamlit_page_local(daemon):
+    from streamlit.testing.v1 import AppTest
+
+    con = duckdb.connect(str(daemon.db))
+    app.create_schema(con)
+    con.close()
+    client = Client(socket_path=str(daemon.socket), env=CLEAN)
+    client.snapshot("manual", label="first")
+    at = AppTest.from_function(_page, args=(str(daemon.socket), CLEAN), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header] == ["Backups"]
+    assert len(at.dataframe) == 1
+    at.button(key="ducksnap_backup_now").click().run()
+    assert not at.exception, at.exception
+    assert any("created" in s.value for s in at.success)
+    assert len(client.list_snapshots()) == 2
+    # Restore needs the confirmation box.
+    assert at.button(key="ducksnap_restore").disabled
+    oldest = client.list_snapshots()[-1]["id"]
+    at.selectbox(key="ducksnap_restore_id").select(oldest).run()
+    at.checkbox(key="ducksnap_restore_confirm").check().run()
+    at.button(key="ducksnap_restore").click().run()
+    assert not at.exception, at.exception
+    assert any(f"Restored {oldest}" in s.value for s in at.success), [s.value for s in at.error]
+
+
+def test_streamlit_page_cloud(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(
+        _page, args=(str(tmp_path / "none.sock"), {"STREAMLIT_SHARING_MODE": "1"}), default_timeout=60
+    ).run()
+    assert not at.exception, at.exception
+    text = " ".join(i.value for i in at.info)
+    assert "not available" in text and "MotherDuck" in text and "CREATE SNAPSHOT" in text
+    assert len(at.button) == 0, "rendering stops in cloud mode"
+
+
+PY14 = os.environ.get("DUCKSNAP_PY14") or str(pathlib.Path(__file__).resolve().parents[2] / ".venv-duckdb14" / "bin" / "python")
+
+
+def py14(code, *args):
+    out = subprocess.run([PY14, "-c", code, *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_version_skew_duckdb_14_app(daemon):
+    """The app on duckdb 1.4 while ducksnap bundles 2.0: snapshot and restore
+    are byte copies; the restored file still opens in 1.4."""
+    assert py14("import duckdb; print(duckdb.__version__)").startswith("1.4.")
+    db = str(daemon.db)
+    py14(
+        "import duckdb,sys\nc=duckdb.connect(sys.argv[1])\n"
+        "c.execute('create table t as select range i from range(10000)')\nc.close()",
+        db,
+    )
+    client = Client(socket_path=str(daemon.socket), env=CLEAN)
+    snap = client.snapshot("pre-delete", label="1.4 app")
+    assert snap["database"]["header_version"] == 64
+    py14("import duckdb,sys\nc=duckdb.connect(sys.argv[1])\nc.execute('delete from t where i < 5000')\nc.close()", db)
+    assert py14("import duckdb,sys\nprint(duckdb.connect(sys.argv[1]).execute('select count(*) from t').fetchone()[0])", db) == "5000"
+    client.restore(snap["id"])
+    with open(db, "rb") as f:
+        head = f.read(20)
+    assert head[8:12] == b"DUCK" and struct.unpack("<Q", head[12:20])[0] == 64, "the file was rewritten in a newer format"
+    assert py14("import duckdb,sys\nprint(duckdb.connect(sys.argv[1]).execute('select count(*) from t').fetchone()[0])", db) == "10000"
