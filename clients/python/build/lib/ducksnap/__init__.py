@@ -124,11 +124,12 @@ class Client:
     # -- transport ---------------------------------------------------------
     def call(self, request: Dict[str, Any], timeout: Optional[float] = None) -> Any:
         """Sends one request; returns its result or raises."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(self.timeout if timeout is None else timeout)
             s.connect(self.socket_path)
-        except (FileNotFoundError, ConnectionRefusedError, socket.timeout, OSError) as e:
+        except OSError as e:  # missing file, refused, timeout
+            s.close()
             raise DaemonUnavailable(f"no ducksnap daemon answers on {self.socket_path}: {e}") from e
         try:
             with s, s.makefile("rwb") as f:
