@@ -462,3 +462,86 @@ fn cloud_mode_answers_disabled() {
         stdout(&out)
     );
 }
+
+/// Unmounts on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_during_snapshot_loses_nothing() {
+    let ws = Workspace::new();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i, random() r FROM range(300000)",
+    );
+    let fs_dir = ws.path().join("fs");
+    std::fs::create_dir_all(&fs_dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&fs_dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        println!(
+            "cannot mount a tmpfs here (not root?): the free-space reserve test (no_space_fails_cleanly) covers this"
+        );
+        return;
+    }
+    let _guard = Tmpfs(fs_dir.clone());
+    std::fs::write(
+        ws.config_path(),
+        "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"fs/backups\"\nmin_free_space = \"0B\"\n",
+    )
+    .unwrap();
+    let store = fs_dir.join("backups");
+    let first = ws.snapshot()["id"].as_str().unwrap().to_string();
+    // All-new content, then fill the file system so that the free-space
+    // check passes (a staging copy fits) but the new chunks do not.
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch("UPDATE t SET r = random(); CHECKPOINT;")
+        .unwrap();
+    drop(c);
+    let db_size = std::fs::metadata(ws.db()).unwrap().len();
+    let st = nix::sys::statvfs::statvfs(&fs_dir).unwrap();
+    let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let filler = avail - db_size - db_size / 3;
+    std::fs::write(fs_dir.join("filler"), vec![0u8; filler as usize]).unwrap();
+    let out = ws.run(&["snapshot"]);
+    println!(
+        "disk full: database {db_size} bytes, {} bytes free: exit {:?}: {}",
+        db_size + db_size / 3,
+        out.status.code(),
+        stderr(&out).trim()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "expected a real ENOSPC: {}",
+        stderr(&out)
+    );
+    std::fs::remove_file(fs_dir.join("filler")).unwrap();
+    let list = ws.json(&["list", "--json"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [first.as_str()],
+        "only the complete snapshot is listed"
+    );
+    let out = ws.run(&["verify", "--all", "--deep"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let staging: Vec<_> = std::fs::read_dir(store.join("staging")).unwrap().collect();
+    assert!(staging.is_empty(), "staging leftovers: {staging:?}");
+    // With room again, the next snapshot works.
+    ws.snapshot();
+}

@@ -264,3 +264,71 @@ proptest! {
         prop_assert_eq!(plan(&snaps, &p, t0()).decisions, plan(&shuffled, &p, t0()).decisions);
     }
 }
+
+mod schedule {
+    use chrono::{TimeZone, Utc};
+    use ducksnap::config::{CronExpr, ScheduleConfig};
+    use ducksnap::schedule::next_after;
+
+    fn cfg(expr: &str, tz: &str) -> ScheduleConfig {
+        ScheduleConfig {
+            enabled: true,
+            cron: vec![CronExpr::parse_str(expr).unwrap()],
+            timezone: tz.into(),
+        }
+    }
+
+    #[test]
+    fn named_zone_follows_dst() {
+        // 09:00 in Berlin is 08:00Z in winter and 07:00Z in summer: no offset
+        // is frozen when the schedule is made.
+        let c = cfg("0 9 * * *", "Europe/Berlin");
+        let before = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        assert_eq!(
+            next_after(&c, before),
+            Some(Utc.with_ymd_and_hms(2026, 3, 29, 7, 0, 0).unwrap())
+        );
+        let winter = Utc.with_ymd_and_hms(2026, 3, 27, 12, 0, 0).unwrap();
+        assert_eq!(
+            next_after(&c, winter),
+            Some(Utc.with_ymd_and_hms(2026, 3, 28, 8, 0, 0).unwrap())
+        );
+        let autumn = Utc.with_ymd_and_hms(2026, 10, 24, 12, 0, 0).unwrap();
+        assert_eq!(
+            next_after(&c, autumn),
+            Some(Utc.with_ymd_and_hms(2026, 10, 25, 8, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn utc_hourly_and_seconds() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 26, 8, 45, 12).unwrap();
+        assert_eq!(
+            next_after(&cfg("@hourly", "UTC"), t),
+            Some(Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap())
+        );
+        assert_eq!(
+            next_after(&cfg("*/5 * * * * *", "UTC"), t),
+            Some(Utc.with_ymd_and_hms(2026, 11, 26, 8, 45, 15).unwrap())
+        );
+        assert_eq!(
+            next_after(&cfg("@daily", "UTC"), t),
+            Some(Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap())
+        );
+        let mut off = cfg("@hourly", "UTC");
+        off.enabled = false;
+        assert_eq!(next_after(&off, t), None);
+    }
+
+    #[test]
+    fn after_a_long_gap_the_next_slot_is_in_the_future() {
+        // The loop asks for the slot after *now*: slots missed during a
+        // suspend collapse into one run, not one per missed slot.
+        let c = cfg("*/10 * * * *", "UTC");
+        let resumed = Utc.with_ymd_and_hms(2026, 11, 26, 18, 3, 0).unwrap();
+        assert_eq!(
+            next_after(&c, resumed),
+            Some(Utc.with_ymd_and_hms(2026, 11, 26, 18, 10, 0).unwrap())
+        );
+    }
+}
