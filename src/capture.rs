@@ -236,10 +236,6 @@ fn attempt_once(
         oslock::conflicting(&file, LockKind::Read).map_err(io_err("query locks on", db))?;
     let quiescent =
         holder.is_none() && oslock::try_lock(&file, LockKind::Read).map_err(io_err("lock", db))?;
-    let staged_db = dir.join("db.duckdb");
-    let staged_wal = dir.join("db.duckdb.wal");
-    let wal = wal_path(db);
-
     if quiescent {
         // Nothing can write while we hold the read lock: copy and release.
         let result = copy_quiescent(store, lock, &file, db, dir, new_chunks);
@@ -260,27 +256,16 @@ fn attempt_once(
     }
     let before = Header::read_at(&file, db)?;
     let fp_before = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
-    let mut files = Vec::new();
-    if let Some(w) = open_optional(&wal)? {
-        let len = w.metadata().map_err(io_err("stat", &wal))?.len();
-        files.push(copy_chunks(
-            store,
-            lock,
-            &w,
-            &wal,
-            "wal",
-            &duckfile::fixed_chunk_bounds(len, CHUNK_TARGET),
-            &staged_wal,
-            new_chunks,
-        )?);
-    }
-    let bounds = duckfile::db_chunk_bounds(fp_before.size, before.block_size, CHUNK_TARGET);
-    files.insert(
-        0,
-        copy_chunks(
-            store, lock, &file, db, "db", &bounds, &staged_db, new_chunks,
-        )?,
-    );
+    let (files, staged_db) = copy_files(
+        store,
+        lock,
+        &file,
+        db,
+        fp_before.size,
+        &before,
+        dir,
+        new_chunks,
+    )?;
 
     let after = Header::read_at(&file, db)?;
     let fp_after = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
@@ -321,15 +306,33 @@ fn copy_quiescent(
     dir: &Path,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<AttemptOk, AttemptError> {
-    let staged_db = dir.join("db.duckdb");
-    let staged_wal = dir.join("db.duckdb.wal");
-    let wal = wal_path(db);
     let header = Header::read_at(file, db)?;
-    let meta = file.metadata().map_err(io_err("stat", db))?;
+    let size = file.metadata().map_err(io_err("stat", db))?.len();
+    let (files, staged_db) = copy_files(store, lock, file, db, size, &header, dir, new_chunks)?;
+    Ok((files, header, CaptureMethod::Quiescent, staged_db))
+}
+
+/// Copies the WAL (if any) and then the first `size` bytes of the database
+/// into chunks and into `dir/db.duckdb(.wal)`. Returns the entries (db
+/// first) and the staged database path.
+#[allow(clippy::too_many_arguments)]
+fn copy_files(
+    store: &Store,
+    lock: &StoreLock,
+    file: &File,
+    db: &Path,
+    size: u64,
+    header: &Header,
+    dir: &Path,
+    new_chunks: &mut HashMap<String, u64>,
+) -> Result<(Vec<FileEntry>, PathBuf), AttemptError> {
+    let staged_db = dir.join("db.duckdb");
+    let wal = wal_path(db);
     let mut files = Vec::new();
     if let Some(w) = open_optional(&wal)? {
         let len = w.metadata().map_err(io_err("stat", &wal))?.len();
         let bounds = duckfile::fixed_chunk_bounds(len, CHUNK_TARGET);
+        let staged_wal = dir.join("db.duckdb.wal");
         files.push(copy_chunks(
             store,
             lock,
@@ -341,12 +344,12 @@ fn copy_quiescent(
             new_chunks,
         )?);
     }
-    let bounds = duckfile::db_chunk_bounds(meta.len(), header.block_size, CHUNK_TARGET);
+    let bounds = duckfile::db_chunk_bounds(size, header.block_size, CHUNK_TARGET);
     files.insert(
         0,
         copy_chunks(store, lock, file, db, "db", &bounds, &staged_db, new_chunks)?,
     );
-    Ok((files, header, CaptureMethod::Quiescent, staged_db))
+    Ok((files, staged_db))
 }
 
 /// Captures `db` while the caller already holds an exclusive OFD lock on it

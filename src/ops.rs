@@ -162,6 +162,24 @@ fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
     )?)
 }
 
+/// The store of a local-mode operation on an existing snapshot: the disabled
+/// error in cloud mode, not-found when no store exists yet.
+fn store_for(ctx: &Ctx, id: &SnapshotId) -> Result<Store, OpError> {
+    if ctx.detection.is_cloud() {
+        return Err(OpError::Disabled {
+            reason: environment::disabled_message(&ctx.detection),
+        });
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Err(StoreError::NotFound {
+            id: id.clone(),
+            store: ctx.config.store.dir.clone(),
+        }
+        .into());
+    }
+    open_store(ctx, false)
+}
+
 /// Takes a snapshot of the configured database.
 pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
     req.validate()?;
@@ -373,21 +391,7 @@ pub struct Shown {
 /// One snapshot's manifest, with the chunks it names that are missing.
 pub fn show(ctx: &Ctx, id: &str) -> Result<Shown, OpError> {
     let id = SnapshotId::parse(id)?;
-    if ctx.detection.is_cloud() {
-        return Err(StoreError::NotFound {
-            id,
-            store: ctx.config.store.dir.clone(),
-        }
-        .into());
-    }
-    if !ctx.config.store.dir.join("STORE").exists() {
-        return Err(StoreError::NotFound {
-            id,
-            store: ctx.config.store.dir.clone(),
-        }
-        .into());
-    }
-    let store = open_store(ctx, false)?;
+    let store = store_for(ctx, &id)?;
     let manifest = store.load_manifest(&id)?;
     let present = store.chunk_set()?;
     let missing_chunks = Store::missing_chunks(&manifest, &present);
@@ -466,19 +470,7 @@ fn stage_restore(store: &Store, m: &Manifest, dest: &Path) -> Result<bool, OpErr
 /// Restores snapshot `id` over the configured database (or to `--to PATH`).
 pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
     let id = SnapshotId::parse(&req.id)?;
-    if ctx.detection.is_cloud() {
-        return Err(OpError::Disabled {
-            reason: environment::disabled_message(&ctx.detection),
-        });
-    }
-    if !ctx.config.store.dir.join("STORE").exists() {
-        return Err(StoreError::NotFound {
-            id,
-            store: ctx.config.store.dir.clone(),
-        }
-        .into());
-    }
-    let store = open_store(ctx, false)?;
+    let store = store_for(ctx, &id)?;
     let lock = store.lock()?;
     let m = store.load_manifest(&id)?;
     let wal_size = m.file("wal").map(|f| f.size).unwrap_or(0);
@@ -1016,19 +1008,7 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
 /// Sets or clears a snapshot's pin.
 pub fn pin(ctx: &Ctx, id: &str, pinned: bool) -> Result<Summary, OpError> {
     let id = SnapshotId::parse(id)?;
-    if ctx.detection.is_cloud() {
-        return Err(OpError::Disabled {
-            reason: environment::disabled_message(&ctx.detection),
-        });
-    }
-    if !ctx.config.store.dir.join("STORE").exists() {
-        return Err(StoreError::NotFound {
-            id,
-            store: ctx.config.store.dir.clone(),
-        }
-        .into());
-    }
-    let store = open_store(ctx, false)?;
+    let store = store_for(ctx, &id)?;
     let lock = store.lock()?;
     let mut m = store.load_manifest(&id)?;
     if m.pinned != pinned {

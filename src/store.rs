@@ -283,10 +283,6 @@ impl Store {
                 root: dir.to_path_buf(),
                 level,
             };
-            for sub in ["chunks", "snapshots", "staging"] {
-                let p = dir.join(sub);
-                fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
-            }
             store.write_atomic(&marker, MARKER.as_bytes())?;
         }
         let found = fs::read_to_string(&marker).map_err(io_err("read", &marker))?;

@@ -1,0 +1,596 @@
+//! ducksnap against what its users would otherwise use, on the same files in
+//! the same run. Prints a Markdown table and writes JSON.
+//!
+//! ```sh
+//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f]
+//! ```
+//!
+//! Peers (each timed durably, fsync included where the tool does it): `cp` +
+//! `sync FILE`, `restic` and `borg` (Debian packages `restic`, `borgbackup`;
+//! borg with its default chunker and with `--chunker-params
+//! fixed,262144,12288`), and Python `duckdb` `EXPORT DATABASE` (the
+//! repository's `.venv`). A peer that is not installed is reported as
+//! missing, not skipped silently. See docs/BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ducksnap");
+
+struct Args {
+    sizes: Vec<u64>,
+    runs: usize,
+    rounds: usize,
+    json: PathBuf,
+    only: Option<Vec<String>>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        sizes: vec![64, 512],
+        runs: 3,
+        rounds: 10,
+        json: PathBuf::from("bench-results.json"),
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--sizes" => {
+                a.sizes = it
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|s| s.parse().unwrap())
+                    .collect()
+            }
+            "--big" => a.sizes.push(2048),
+            "--runs" => a.runs = it.next().unwrap().parse().unwrap(),
+            "--rounds" => a.rounds = it.next().unwrap().parse().unwrap(),
+            "--json" => a.json = PathBuf::from(it.next().unwrap()),
+            "--only" => a.only = Some(it.next().unwrap().split(',').map(String::from).collect()),
+            "--bench" => {} // passed by cargo bench
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn want(a: &Args, part: &str) -> bool {
+    a.only.as_ref().is_none_or(|o| o.iter().any(|p| p == part))
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn python() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    p.exists().then_some(p)
+}
+
+/// Runs a command, returns wall seconds; panics with its output on failure.
+fn timed(cmd: &mut Command) -> f64 {
+    let t = Instant::now();
+    let out = cmd.stdin(Stdio::null()).output().expect("spawn");
+    let s = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s
+}
+
+fn run_json(cmd: &mut Command) -> (f64, Value) {
+    let t = Instant::now();
+    let out = cmd.stdin(Stdio::null()).output().expect("spawn");
+    let s = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (s, serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn du(p: &Path) -> u64 {
+    let mut total = 0;
+    if p.is_file() {
+        return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    }
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            total += du(&e.path());
+        }
+    }
+    total
+}
+
+/// A workspace: database, ducksnap config and store, peer repositories.
+struct Ws {
+    dir: PathBuf,
+}
+
+impl Ws {
+    fn new(root: &Path, name: &str) -> Ws {
+        let dir = root.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let ws = Ws { dir };
+        ws.config("[schedule]\nenabled = false\n");
+        ws
+    }
+    fn db(&self) -> PathBuf {
+        self.dir.join("data/app.duckdb")
+    }
+    fn config(&self, extra: &str) {
+        std::fs::write(
+            self.dir.join("ducksnap.toml"),
+            format!(
+                "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"data/backups\"\n\
+                 [socket]\npath = \"{}\"\n[retention]\nkeep_last = 1000\n{extra}",
+                self.dir.join("ducksnap.sock").display()
+            ),
+        )
+        .unwrap();
+    }
+    fn ducksnap(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(&self.dir)
+            .arg("--config")
+            .arg(self.dir.join("ducksnap.toml"))
+            .args(args);
+        c
+    }
+    fn reset_store(&self) {
+        let _ = std::fs::remove_dir_all(self.dir.join("data/backups"));
+    }
+}
+
+fn rows_for(mb: u64) -> u64 {
+    // ~ 27 bytes per row on disk for the events table (measured).
+    mb * 1_000_000 / 27
+}
+
+fn generate(db: &Path, mb: u64) {
+    let _ = std::fs::remove_file(db);
+    let c = duckdb::Connection::open(db).unwrap();
+    c.execute_batch(&format!(
+        "CREATE TABLE customers AS SELECT range AS id, 'customer ' || range AS name, range % 50 AS region FROM range(10000);
+         CREATE TABLE events AS
+         SELECT range AS id,
+                TIMESTAMP '2024-01-01' + to_seconds(range) AS at,
+                (hash(range) % 10000)::INTEGER AS customer,
+                round(random() * 1000, 2) AS amount,
+                md5(range::VARCHAR) AS token,
+                CASE WHEN range % 7 = 0 THEN 'refund' ELSE 'sale' END AS kind
+         FROM range({});
+         CHECKPOINT;",
+        rows_for(mb)
+    ))
+    .unwrap();
+}
+
+fn update(db: &Path, mb: u64, scattered: bool, round: u64) {
+    let c = duckdb::Connection::open(db).unwrap();
+    let n = rows_for(mb);
+    let sql = if scattered {
+        format!(
+            "UPDATE events SET amount = amount + 1 WHERE id % 100 = {}",
+            round % 100
+        )
+    } else {
+        let start = (n / 100) * (round % 90);
+        format!(
+            "UPDATE events SET amount = amount + 1 WHERE id BETWEEN {start} AND {}",
+            start + n / 100
+        )
+    };
+    c.execute_batch(&format!("{sql}; CHECKPOINT;")).unwrap();
+}
+
+fn cp_sync(src: &Path, dst: &Path) -> f64 {
+    let _ = std::fs::remove_file(dst);
+    timed(Command::new("sh").arg("-c").arg(format!(
+        "cp '{}' '{}' && sync '{}'",
+        src.display(),
+        dst.display(),
+        dst.display()
+    )))
+}
+
+fn restic(repo: &Path, db: &Path) -> f64 {
+    if !repo.exists() {
+        timed(
+            Command::new("restic")
+                .args(["init", "--repo"])
+                .arg(repo)
+                .env("RESTIC_PASSWORD", "bench"),
+        );
+    }
+    timed(
+        Command::new("restic")
+            .args(["backup", "--quiet", "--repo"])
+            .arg(repo)
+            .arg(db)
+            .env("RESTIC_PASSWORD", "bench")
+            .env("RESTIC_CACHE_DIR", repo.with_extension("cache")),
+    )
+}
+
+fn borg(repo: &Path, db: &Path, fixed: bool, n: usize) -> f64 {
+    if !repo.exists() {
+        timed(
+            Command::new("borg")
+                .args(["init", "-e", "none"])
+                .arg(repo)
+                .env("BORG_BASE_DIR", repo.with_extension("base")),
+        );
+    }
+    let mut c = Command::new("borg");
+    c.arg("create")
+        .env("BORG_BASE_DIR", repo.with_extension("base"));
+    if fixed {
+        c.args(["--chunker-params", "fixed,262144,12288"]);
+    }
+    c.arg(format!("{}::a{n}", repo.display())).arg(db);
+    timed(&mut c)
+}
+
+fn export(db: &Path, out: &Path) -> Option<f64> {
+    let py = python()?;
+    let _ = std::fs::remove_dir_all(out);
+    Some(timed(Command::new(py).arg("-c").arg(format!(
+        "import duckdb,os; c=duckdb.connect('{}', read_only=True); c.execute(\"EXPORT DATABASE '{}' (FORMAT parquet)\"); os.sync()",
+        db.display(),
+        out.display()
+    ))))
+}
+
+fn main() {
+    let a = args();
+    let root = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("ducksnap-bench"));
+    std::fs::create_dir_all(&root).unwrap();
+    let (has_restic, has_borg) = (have("restic"), have("borg"));
+    let mut results = BTreeMap::new();
+    let mut md = String::new();
+    md.push_str(&format!(
+        "machine: {} cores, {}; restic: {has_restic}, borg: {has_borg}, python duckdb: {}\n\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l[13..].trim().to_string()))
+            .unwrap_or_default(),
+        python().is_some()
+    ));
+    md.push_str("| size | measure | ducksnap | cp+sync | restic | borg default | borg fixed | EXPORT DATABASE | ducksnap / cp |\n|---|---|---|---|---|---|---|---|---|\n");
+
+    for &mb in &a.sizes {
+        let ws = Ws::new(&root, &format!("db{mb}"));
+        generate(&ws.db(), mb);
+        let size = std::fs::metadata(ws.db()).unwrap().len();
+        eprintln!("== {mb} MB target: database {size} bytes");
+        let mut r = json!({"database_bytes": size});
+
+        if want(&a, "a") || want(&a, "b") || want(&a, "d") {
+            let (mut snap, mut cp, mut rs, mut bd, mut bf, mut ex) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
+            let (mut inc, mut inc_cp, mut inc_new, mut inc_rs, mut inc_bd, mut inc_bf) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
+            let (mut rest, mut rest_cp) = (vec![], vec![]);
+            for run in 0..a.runs {
+                generate(&ws.db(), mb);
+                ws.reset_store();
+                let peers = ws.dir.join("peers");
+                let _ = std::fs::remove_dir_all(&peers);
+                std::fs::create_dir_all(&peers).unwrap();
+                let (t, _) = run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+                snap.push(t);
+                cp.push(cp_sync(&ws.db(), &peers.join("copy.duckdb")));
+                if has_restic {
+                    rs.push(restic(&peers.join("restic"), &ws.db()));
+                }
+                if has_borg {
+                    bd.push(borg(&peers.join("borg"), &ws.db(), false, 0));
+                    bf.push(borg(&peers.join("borgf"), &ws.db(), true, 0));
+                }
+                if let Some(t) = export(&ws.db(), &peers.join("export")) {
+                    ex.push(t);
+                }
+                // (b) incremental after ~1% of rows in one contiguous range.
+                update(&ws.db(), mb, false, 7 + run as u64);
+                let (t, v) = run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+                inc.push(t);
+                inc_new.push(v["snapshot"]["bytes_new"].as_f64().unwrap());
+                inc_cp.push(cp_sync(&ws.db(), &peers.join("copy2.duckdb")));
+                if has_restic {
+                    inc_rs.push(restic(&peers.join("restic"), &ws.db()));
+                }
+                if has_borg {
+                    inc_bd.push(borg(&peers.join("borg"), &ws.db(), false, 1));
+                    inc_bf.push(borg(&peers.join("borgf"), &ws.db(), true, 1));
+                }
+                // (d) restore to a path.
+                let id = v["snapshot"]["id"].as_str().unwrap().to_string();
+                let to = peers.join("restored.duckdb");
+                let _ = std::fs::remove_file(&to);
+                rest.push(timed(&mut ws.ducksnap(&[
+                    "restore",
+                    &id,
+                    "--to",
+                    to.to_str().unwrap(),
+                    "--yes",
+                ])));
+                rest_cp.push(cp_sync(
+                    &peers.join("copy2.duckdb"),
+                    &peers.join("copy3.duckdb"),
+                ));
+            }
+            let m = |v: &Vec<f64>| {
+                if v.is_empty() {
+                    Value::Null
+                } else {
+                    json!(median(v.clone()))
+                }
+            };
+            r["first"] = json!({"ducksnap": m(&snap), "cp_sync": m(&cp), "restic": m(&rs), "borg_default": m(&bd), "borg_fixed": m(&bf), "export": m(&ex)});
+            r["incremental"] = json!({"ducksnap": m(&inc), "bytes_new": m(&inc_new), "cp_sync": m(&inc_cp), "restic": m(&inc_rs), "borg_default": m(&inc_bd), "borg_fixed": m(&inc_bf)});
+            r["restore"] = json!({"ducksnap": m(&rest), "cp": m(&rest_cp)});
+            let f = |v: &Value| {
+                v.as_f64()
+                    .map(|x| format!("{x:.2} s"))
+                    .unwrap_or_else(|| "n/a".into())
+            };
+            let ratio = |x: &Value, y: &Value| match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => format!("{:.2}×", x / y),
+                _ => "n/a".into(),
+            };
+            let first = &r["first"];
+            md.push_str(&format!(
+                "| {mb} MB | (a) first snapshot | {} | {} | {} | {} | {} | {} | {} |\n",
+                f(&first["ducksnap"]),
+                f(&first["cp_sync"]),
+                f(&first["restic"]),
+                f(&first["borg_default"]),
+                f(&first["borg_fixed"]),
+                f(&first["export"]),
+                ratio(&first["ducksnap"], &first["cp_sync"])
+            ));
+            let inc = &r["incremental"];
+            md.push_str(&format!(
+                "| {mb} MB | (b) incremental, 1% contiguous (ducksnap stored {:.2}% of the db) | {} | {} | {} | {} | {} | | {} |\n",
+                100.0 * inc["bytes_new"].as_f64().unwrap_or(0.0) / size as f64,
+                f(&inc["ducksnap"]), f(&inc["cp_sync"]), f(&inc["restic"]), f(&inc["borg_default"]), f(&inc["borg_fixed"]), ratio(&inc["ducksnap"], &inc["cp_sync"])
+            ));
+            let re = &r["restore"];
+            md.push_str(&format!(
+                "| {mb} MB | (d) restore to a path | {} | {} | | | | | {} |\n",
+                f(&re["ducksnap"]),
+                f(&re["cp"]),
+                ratio(&re["ducksnap"], &re["cp"])
+            ));
+        }
+
+        if want(&a, "c") {
+            for scattered in [false, true] {
+                let kind = if scattered { "scattered" } else { "local" };
+                generate(&ws.db(), mb);
+                ws.reset_store();
+                let peers = ws.dir.join(format!("hist-{kind}"));
+                let _ = std::fs::remove_dir_all(&peers);
+                std::fs::create_dir_all(&peers).unwrap();
+                for round in 0..a.rounds {
+                    update(&ws.db(), mb, scattered, round as u64);
+                    run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+                    if has_restic {
+                        restic(&peers.join("restic"), &ws.db());
+                    }
+                    if has_borg {
+                        borg(&peers.join("borg"), &ws.db(), false, round);
+                        borg(&peers.join("borgf"), &ws.db(), true, round);
+                    }
+                }
+                let store = du(&ws.dir.join("data/backups/chunks"))
+                    + du(&ws.dir.join("data/backups/snapshots"));
+                let full = size * a.rounds as u64;
+                let h = json!({
+                    "ducksnap": store, "ten_full_copies": full,
+                    "restic": has_restic.then(|| du(&peers.join("restic"))),
+                    "borg_default": has_borg.then(|| du(&peers.join("borg"))),
+                    "borg_fixed": has_borg.then(|| du(&peers.join("borgf"))),
+                });
+                let mbs = |v: &Value| {
+                    v.as_u64()
+                        .map(|b| format!("{:.1} MB", b as f64 / 1e6))
+                        .unwrap_or_else(|| "n/a".into())
+                };
+                md.push_str(&format!(
+                    "| {mb} MB | (c) {} rounds, {kind}: store size ({:.1}% of {} full copies) | {} | {} | {} | {} | {} | | |\n",
+                    a.rounds, 100.0 * store as f64 / full as f64, a.rounds, mbs(&h["ducksnap"]), mbs(&h["ten_full_copies"]), mbs(&h["restic"]), mbs(&h["borg_default"]), mbs(&h["borg_fixed"])
+                ));
+                r[format!("history_{kind}")] = h;
+            }
+        }
+        results.insert(format!("{mb}MB"), r);
+    }
+
+    if want(&a, "e") {
+        let e = socket_vs_in_process(&root);
+        md.push_str(&format!(
+            "| 35 MB | (e) pre-delete snapshot, p50 / p95 of 100 | socket {:.1} / {:.1} ms | in-process {:.1} / {:.1} ms | | | | | {:.2}× |\n",
+            e["socket_p50_ms"].as_f64().unwrap(), e["socket_p95_ms"].as_f64().unwrap(),
+            e["inproc_p50_ms"].as_f64().unwrap(), e["inproc_p95_ms"].as_f64().unwrap(),
+            e["socket_p50_ms"].as_f64().unwrap() / e["inproc_p50_ms"].as_f64().unwrap()
+        ));
+        results.insert("socket".into(), e);
+    }
+    if want(&a, "f") {
+        let f = idle_daemon(&root);
+        md.push_str(&format!(
+            "| - | (f) idle daemon, 60 s | CPU {} ms, peak RSS {} KiB, {} context switches | | | | | | |\n",
+            f["cpu_ms"], f["peak_rss_kib"], f["context_switches"]
+        ));
+        results.insert("idle".into(), f);
+    }
+
+    println!("{md}");
+    std::fs::write(&a.json, serde_json::to_vec_pretty(&results).unwrap()).unwrap();
+    eprintln!("wrote {}", a.json.display());
+}
+
+fn start_daemon(ws: &Ws) -> std::process::Child {
+    let sock = ws.dir.join("ducksnap.sock");
+    let _ = std::fs::remove_file(&sock);
+    let child = ws
+        .ducksnap(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while UnixStream::connect(&sock).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn stop(mut c: std::process::Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(c.id().to_string())
+        .status();
+    let _ = c.wait();
+}
+
+fn socket_vs_in_process(root: &Path) -> Value {
+    let ws = Ws::new(root, "socket");
+    generate(&ws.db(), 35);
+    let daemon = start_daemon(&ws);
+    let s = UnixStream::connect(ws.dir.join("ducksnap.sock")).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut sock = vec![];
+    for i in 0..100 {
+        let t = Instant::now();
+        writeln!(
+            w,
+            "{}",
+            json!({"op": "snapshot", "reason": "pre-delete", "label": format!("bench {i}")})
+        )
+        .unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        sock.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(line.contains("\"ok\":true"), "{line}");
+    }
+    stop(daemon);
+    let env = ducksnap::config::HostEnv {
+        vars: Default::default(),
+        cwd: ws.dir.clone(),
+    };
+    let config = ducksnap::config::load(Some(&ws.dir.join("ducksnap.toml")), &env).unwrap();
+    let detection =
+        ducksnap::environment::detect(&env, &config.database.path, config.database.mode);
+    let ctx = ducksnap::ops::Ctx { config, detection };
+    let mut inproc = vec![];
+    for i in 0..100 {
+        let req = ducksnap::ops::SnapshotRequest {
+            reason: "pre-delete".into(),
+            label: Some(format!("bench {i}")),
+            pin: false,
+            skip_unchanged: false,
+        };
+        let t = Instant::now();
+        ducksnap::ops::snapshot(&ctx, &req).unwrap();
+        inproc.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    json!({
+        "socket_p50_ms": percentile(sock.clone(), 0.5), "socket_p95_ms": percentile(sock, 0.95),
+        "inproc_p50_ms": percentile(inproc.clone(), 0.5), "inproc_p95_ms": percentile(inproc, 0.95),
+    })
+}
+
+fn proc_stat(pid: u32) -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let task_switches: u64 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                .map(|s| {
+                    s.lines()
+                        .filter(|l| l.contains("ctxt_switches"))
+                        .filter_map(|l| {
+                            l.split_whitespace()
+                                .nth(1)
+                                .and_then(|v| v.parse::<u64>().ok())
+                        })
+                        .sum::<u64>()
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    (ticks, get("VmHWM:"), task_switches)
+}
+
+fn idle_daemon(root: &Path) -> Value {
+    let ws = Ws::new(root, "idle");
+    ws.config("[schedule]\ncron = \"@hourly\"\n[watch]\nenabled = true\n");
+    generate(&ws.db(), 8);
+    let d = start_daemon(&ws);
+    std::thread::sleep(Duration::from_secs(2));
+    let (t0, _, c0) = proc_stat(d.id());
+    std::thread::sleep(Duration::from_secs(60));
+    let (t1, hwm, c1) = proc_stat(d.id());
+    stop(d);
+    let tick_ms = 1000 / 100; // USER_HZ
+    json!({"cpu_ms": (t1 - t0) * tick_ms, "peak_rss_kib": hwm, "context_switches": c1 - c0, "seconds": 60})
+}
