@@ -26,7 +26,7 @@ use crate::check::{self, CheckError};
 use crate::duckfile::{self, Header, HeaderError};
 use crate::oslock::{self, LockKind};
 use crate::store::{
-    CaptureMethod, CheckInfo, FileEntry, Store, StoreError, StoreLock, read_full_at,
+    CaptureMethod, CheckInfo, ChunkBatch, FileEntry, Store, StoreError, StoreLock, read_full_at,
 };
 
 /// Chunk size target for database runs and the WAL.
@@ -147,6 +147,7 @@ pub fn capture(
     staging: &Path,
 ) -> Result<Captured, CaptureError> {
     let start = Instant::now();
+    let mut batch = store.batch(lock);
     let mut new_chunks = HashMap::new();
     let mut last = String::from("no attempt made");
     let mut made = 0;
@@ -165,10 +166,14 @@ pub fn capture(
         made = attempt;
         let dir = staging.join(format!("attempt-{attempt}"));
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        match attempt_once(store, lock, db, &dir, &mut new_chunks) {
+        match attempt_once(&mut batch, db, &dir, &mut new_chunks) {
             Ok((files, header, method, staged_db)) => {
                 match check::check_copy(&staged_db, &header, false) {
                     Ok(check) => {
+                        // The staged copy is not needed any more: remove it
+                        // before the commit's syncfs would write it out.
+                        let _ = fs::remove_dir_all(&dir);
+                        batch.commit()?;
                         return Ok(Captured {
                             files,
                             header,
@@ -209,8 +214,7 @@ pub fn capture(
 type AttemptOk = (Vec<FileEntry>, Header, CaptureMethod, PathBuf);
 
 fn attempt_once(
-    store: &Store,
-    lock: &StoreLock,
+    batch: &mut ChunkBatch,
     db: &Path,
     dir: &Path,
     new_chunks: &mut HashMap<String, u64>,
@@ -238,7 +242,7 @@ fn attempt_once(
         holder.is_none() && oslock::try_lock(&file, LockKind::Read).map_err(io_err("lock", db))?;
     if quiescent {
         // Nothing can write while we hold the read lock: copy and release.
-        let result = copy_quiescent(store, lock, &file, db, dir, new_chunks);
+        let result = copy_quiescent(batch, &file, db, dir, new_chunks);
         let _ = oslock::unlock(&file);
         return result;
     }
@@ -256,16 +260,8 @@ fn attempt_once(
     }
     let before = Header::read_at(&file, db)?;
     let fp_before = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
-    let (files, staged_db) = copy_files(
-        store,
-        lock,
-        &file,
-        db,
-        fp_before.size,
-        &before,
-        dir,
-        new_chunks,
-    )?;
+    let (files, staged_db) =
+        copy_files(batch, &file, db, fp_before.size, &before, dir, new_chunks)?;
 
     let after = Header::read_at(&file, db)?;
     let fp_after = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
@@ -299,8 +295,7 @@ fn attempt_once(
 
 /// Copies WAL and database while the caller keeps writers out with a lock on `file`.
 fn copy_quiescent(
-    store: &Store,
-    lock: &StoreLock,
+    batch: &mut ChunkBatch,
     file: &File,
     db: &Path,
     dir: &Path,
@@ -308,7 +303,7 @@ fn copy_quiescent(
 ) -> Result<AttemptOk, AttemptError> {
     let header = Header::read_at(file, db)?;
     let size = file.metadata().map_err(io_err("stat", db))?.len();
-    let (files, staged_db) = copy_files(store, lock, file, db, size, &header, dir, new_chunks)?;
+    let (files, staged_db) = copy_files(batch, file, db, size, &header, dir, new_chunks)?;
     Ok((files, header, CaptureMethod::Quiescent, staged_db))
 }
 
@@ -317,8 +312,7 @@ fn copy_quiescent(
 /// first) and the staged database path.
 #[allow(clippy::too_many_arguments)]
 fn copy_files(
-    store: &Store,
-    lock: &StoreLock,
+    batch: &mut ChunkBatch,
     file: &File,
     db: &Path,
     size: u64,
@@ -334,8 +328,7 @@ fn copy_files(
         let bounds = duckfile::fixed_chunk_bounds(len, CHUNK_TARGET);
         let staged_wal = dir.join("db.duckdb.wal");
         files.push(copy_chunks(
-            store,
-            lock,
+            batch,
             &w,
             &wal,
             "wal",
@@ -347,7 +340,7 @@ fn copy_files(
     let bounds = duckfile::db_chunk_bounds(size, header.block_size, CHUNK_TARGET);
     files.insert(
         0,
-        copy_chunks(store, lock, file, db, "db", &bounds, &staged_db, new_chunks)?,
+        copy_chunks(batch, file, db, "db", &bounds, &staged_db, new_chunks)?,
     );
     Ok((files, staged_db))
 }
@@ -361,11 +354,12 @@ pub fn capture_locked(
     file: &File,
     staging: &Path,
 ) -> Result<Captured, CaptureError> {
+    let mut batch = store.batch(lock);
     let mut new_chunks = HashMap::new();
     let dir = staging.join("locked");
     fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
     let (files, header, method, staged_db) =
-        match copy_quiescent(store, lock, file, db, &dir, &mut new_chunks) {
+        match copy_quiescent(&mut batch, file, db, &dir, &mut new_chunks) {
             Ok(ok) => ok,
             Err(AttemptError::Fatal(e)) => return Err(e),
             Err(AttemptError::Unstable(last)) => {
@@ -382,6 +376,8 @@ pub fn capture_locked(
             path: db.to_path_buf(),
             source,
         })?;
+    let _ = fs::remove_dir_all(&dir);
+    batch.commit()?;
     Ok(Captured {
         files,
         header,
@@ -403,8 +399,7 @@ fn open_optional(p: &Path) -> Result<Option<File>, CaptureError> {
 /// Streams `src` over `bounds` into chunks in the store and into `dest`.
 #[allow(clippy::too_many_arguments)]
 fn copy_chunks(
-    store: &Store,
-    lock: &StoreLock,
+    batch: &mut ChunkBatch,
     src: &File,
     src_path: &Path,
     role: &str,
@@ -415,25 +410,49 @@ fn copy_chunks(
     let mut out = File::create(dest).map_err(io_err("create", dest))?;
     let mut whole = blake3::Hasher::new();
     let mut chunks = Vec::with_capacity(bounds.len());
-    let mut buf = Vec::new();
     let mut size = 0;
-    for &(start, end) in bounds {
-        buf.resize((end - start) as usize, 0);
-        let got = read_full_at(src, &mut buf, start).map_err(io_err("read", src_path))?;
-        if got < buf.len() {
-            return Err(AttemptError::Unstable(format!(
-                "{} shrank during the copy",
-                src_path.display()
-            )));
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    // Read a window of chunks, hash and compress it on every core, store it.
+    for window in bounds.chunks(4 * threads) {
+        let mut bufs = Vec::with_capacity(window.len());
+        for &(start, end) in window {
+            let mut buf = vec![0u8; (end - start) as usize];
+            let got = read_full_at(src, &mut buf, start).map_err(io_err("read", src_path))?;
+            if got < buf.len() {
+                return Err(AttemptError::Unstable(format!(
+                    "{} shrank during the copy",
+                    src_path.display()
+                )));
+            }
+            whole.update(&buf);
+            out.write_all(&buf).map_err(io_err("write", dest))?;
+            size += got as u64;
+            bufs.push(buf);
         }
-        whole.update(&buf);
-        out.write_all(&buf).map_err(io_err("write", dest))?;
-        let put = store.put_chunk(lock, &buf)?;
-        if put.new {
-            new_chunks.insert(put.chunk.hash.clone(), put.stored);
+        let shared: &ChunkBatch = batch;
+        let per = bufs.len().div_ceil(threads);
+        let prepared = std::thread::scope(|s| {
+            let handles: Vec<_> = bufs
+                .chunks(per)
+                .map(|part| {
+                    s.spawn(move || part.iter().map(|b| shared.prepare(b)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("chunk worker panicked"))
+                .collect::<Vec<_>>()
+        });
+        for (buf, p) in bufs.iter().zip(prepared) {
+            let put = batch.put_prepared(buf, p?)?;
+            if put.new {
+                new_chunks.insert(put.chunk.hash.clone(), put.stored);
+            }
+            chunks.push(put.chunk);
         }
-        chunks.push(put.chunk);
-        size += got as u64;
     }
     Ok(FileEntry {
         role: role.to_string(),

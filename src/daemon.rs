@@ -336,17 +336,13 @@ fn run_job(shared: &Shared, kind: JobKind) -> Response {
     let ctx = shared.ctx();
     match kind {
         JobKind::Request(req) => {
-            let what = format!("{req:?}")
-                .split([' ', '{'])
-                .next()
-                .unwrap_or("request")
-                .to_lowercase();
+            let what = req.name();
             let is_snapshot = matches!(req, Request::Snapshot { .. });
             let r = handlers::handle(&ctx, req, shared.info());
             if is_snapshot && r.ok {
                 note_snapshot(shared, &ctx.config.database.path);
             }
-            set_result(shared, &what, &r);
+            set_result(shared, what, &r);
             r
         }
         JobKind::Scheduled | JobKind::Changed => {
@@ -451,13 +447,12 @@ async fn scheduler(shared: Shared) {
             _ = tokio::time::sleep(wait) => {}
         }
         let Some(planned) = next else { continue };
-        let now = Utc::now();
-        if now < planned {
-            continue;
-        }
-        let late = now - planned;
-        if late > chrono::Duration::seconds(5) {
-            tracing::warn!(event = "schedule.missed", planned = %planned.to_rfc3339(), late_seconds = late.num_seconds(), "a scheduled run was missed (suspend or clock jump?); running it once now");
+        match crate::schedule::due(planned, Utc::now(), chrono::Duration::seconds(5)) {
+            crate::schedule::Due::NotYet => continue,
+            crate::schedule::Due::OnTime => {}
+            crate::schedule::Due::Missed { late_seconds } => {
+                tracing::warn!(event = "schedule.missed", planned = %planned.to_rfc3339(), late_seconds, "a scheduled run was missed (suspend or clock jump?); running it once now");
+            }
         }
         tracing::debug!(event = "schedule.fire", planned = %planned.to_rfc3339(), "scheduled run");
         let r = shared.submit(JobKind::Scheduled).await;

@@ -77,6 +77,23 @@ pub enum Request {
 }
 
 impl Request {
+    /// The `op` name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Ping {} => "ping",
+            Request::Status {} => "status",
+            Request::Snapshot { .. } => "snapshot",
+            Request::List {} => "list",
+            Request::Show { .. } => "show",
+            Request::Restore { .. } => "restore",
+            Request::Verify { .. } => "verify",
+            Request::Prune { .. } => "prune",
+            Request::Pin { .. } => "pin",
+            Request::Unpin { .. } => "unpin",
+        }
+    }
+
     /// Whether the request changes the store (and so waits in the queue).
     pub fn mutates(&self) -> bool {
         matches!(

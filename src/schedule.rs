@@ -35,3 +35,28 @@ pub fn next_after(cfg: &ScheduleConfig, after: DateTime<Utc>) -> Option<DateTime
         .map(|t| t.with_timezone(&Utc))
         .min()
 }
+
+/// What the loop should do when it wakes at `now` for the slot `planned`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Woke early (the loop re-checks the wall clock at least once a minute).
+    NotYet,
+    /// Run now.
+    OnTime,
+    /// The slot passed more than `tolerance` ago (suspend, clock jump, a long
+    /// previous run): run once now and log it as missed.
+    Missed { late_seconds: i64 },
+}
+
+/// Classifies a wake-up.
+pub fn due(planned: DateTime<Utc>, now: DateTime<Utc>, tolerance: chrono::Duration) -> Due {
+    if now < planned {
+        Due::NotYet
+    } else if now - planned > tolerance {
+        Due::Missed {
+            late_seconds: (now - planned).num_seconds(),
+        }
+    } else {
+        Due::OnTime
+    }
+}

@@ -253,6 +253,128 @@ pub struct Store {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A chunk hashed (and compressed) ahead of being stored.
+#[derive(Debug)]
+pub struct Prepared {
+    hash: String,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// The store already has it.
+    Exists,
+    /// Stored as is (compression does not pay).
+    Raw,
+    Zstd(Vec<u8>),
+}
+
+/// Chunks written by one operation. Each new chunk is compressed and written
+/// to staging without an fsync; [`ChunkBatch::commit`] makes them all durable
+/// with one `syncfs`, then renames them into `chunks/` and fsyncs each
+/// directory it touched. Nothing may name a chunk before the commit. Dropped
+/// without a commit, the batch removes its staging files.
+pub struct ChunkBatch<'a> {
+    store: &'a Store,
+    pending: Vec<(PathBuf, PathBuf)>,
+    queued: HashSet<String>,
+}
+
+impl ChunkBatch<'_> {
+    /// Hashes `data` and, unless the store already has the chunk, compresses
+    /// it. CPU work only: runs on any thread.
+    pub fn prepare(&self, data: &[u8]) -> Result<Prepared> {
+        let hash = blake3::hash(data).to_hex().to_string();
+        if self.queued.contains(&hash) || self.store.chunk_path(&hash).exists() {
+            return Ok(Prepared {
+                hash,
+                body: Body::Exists,
+            });
+        }
+        let compressed = zstd::bulk::compress(data, self.store.level)
+            .map_err(io_err("compress chunk for", &self.store.chunk_path(&hash)))?;
+        // Keep compression only where it pays.
+        let body = if (compressed.len() as u64) * 10 < (data.len() as u64) * 9 {
+            Body::Zstd(compressed)
+        } else {
+            Body::Raw
+        };
+        Ok(Prepared { hash, body })
+    }
+
+    /// Stores a prepared chunk (writes its staging file when new).
+    pub fn put_prepared(&mut self, data: &[u8], p: Prepared) -> Result<PutChunk> {
+        let chunk = ChunkRef {
+            hash: p.hash.clone(),
+            len: data.len() as u64,
+        };
+        if matches!(p.body, Body::Exists) || self.queued.contains(&p.hash) {
+            return Ok(PutChunk {
+                chunk,
+                new: false,
+                stored: 0,
+            });
+        }
+        let (tag, payload): (u8, &[u8]) = match &p.body {
+            Body::Zstd(z) => (1, z),
+            _ => (0, data),
+        };
+        let tmp = self
+            .store
+            .staging()
+            .join(format!("chunk-{}-{}", &p.hash[..16], tmp_suffix()));
+        {
+            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(&[tag]).map_err(io_err("write", &tmp))?;
+            f.write_all(payload).map_err(io_err("write", &tmp))?;
+        }
+        self.pending.push((tmp, self.store.chunk_path(&p.hash)));
+        self.queued.insert(p.hash);
+        Ok(PutChunk {
+            chunk,
+            new: true,
+            stored: payload.len() as u64 + 1,
+        })
+    }
+
+    /// Stores `data` as a chunk unless the store (or this batch) has it.
+    pub fn put(&mut self, data: &[u8]) -> Result<PutChunk> {
+        let p = self.prepare(data)?;
+        self.put_prepared(data, p)
+    }
+
+    /// Makes every chunk of the batch durable and visible.
+    pub fn commit(mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let staging = self.store.staging();
+        let dir = File::open(&staging).map_err(io_err("open", &staging))?;
+        nix::unistd::syncfs(&dir).map_err(|e| io_err("syncfs", &staging)(e.into()))?;
+        let mut dirs = BTreeSet::new();
+        for (tmp, path) in std::mem::take(&mut self.pending) {
+            let parent = path.parent().expect("chunk has a parent").to_path_buf();
+            if !dirs.contains(&parent) {
+                fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
+            }
+            fs::rename(&tmp, &path).map_err(io_err("rename chunk into", &path))?;
+            dirs.insert(parent);
+        }
+        for d in dirs {
+            fsync_dir(&d)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChunkBatch<'_> {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.pending {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
 impl Store {
     /// Opens the store at `dir`, creating it when `create` is set and it does
     /// not exist. Checks the format marker; removes staging leftovers when no
@@ -383,48 +505,13 @@ impl Store {
         self.root.join("chunks").join(&hash[..2]).join(hash)
     }
 
-    /// Stores `data` as a chunk (if not already present) and fsyncs it and its
-    /// directory. Returns the reference to put in a manifest.
-    pub fn put_chunk(&self, _lock: &StoreLock, data: &[u8]) -> Result<PutChunk> {
-        let hash = blake3::hash(data).to_hex().to_string();
-        let chunk = ChunkRef {
-            hash: hash.clone(),
-            len: data.len() as u64,
-        };
-        let path = self.chunk_path(&hash);
-        if path.exists() {
-            return Ok(PutChunk {
-                chunk,
-                new: false,
-                stored: 0,
-            });
+    /// A batch for storing chunks; see [`ChunkBatch`].
+    pub fn batch<'a>(&'a self, _lock: &'a StoreLock) -> ChunkBatch<'a> {
+        ChunkBatch {
+            store: self,
+            pending: Vec::new(),
+            queued: HashSet::new(),
         }
-        let compressed =
-            zstd::bulk::compress(data, self.level).map_err(io_err("compress chunk for", &path))?;
-        let (tag, payload): (u8, &[u8]) =
-            if (compressed.len() as u64) * 10 < (data.len() as u64) * 9 {
-                (1, &compressed)
-            } else {
-                (0, data)
-            };
-        let dir = path.parent().expect("chunk has a parent");
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        let tmp = self
-            .staging()
-            .join(format!("chunk-{}-{}", &hash[..16], tmp_suffix()));
-        {
-            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-            f.write_all(&[tag]).map_err(io_err("write", &tmp))?;
-            f.write_all(payload).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("fsync", &tmp))?;
-        }
-        fs::rename(&tmp, &path).map_err(io_err("rename chunk into", &path))?;
-        fsync_dir(dir)?;
-        Ok(PutChunk {
-            chunk,
-            new: true,
-            stored: payload.len() as u64 + 1,
-        })
     }
 
     /// Reads a chunk and checks its hash.

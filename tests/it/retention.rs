@@ -321,6 +321,26 @@ mod schedule {
     }
 
     #[test]
+    fn wake_ups_are_classified() {
+        use ducksnap::schedule::{Due, due};
+        let planned = Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap();
+        let tol = chrono::Duration::seconds(5);
+        assert_eq!(
+            due(planned, planned - chrono::Duration::seconds(30), tol),
+            Due::NotYet
+        );
+        assert_eq!(
+            due(planned, planned + chrono::Duration::seconds(1), tol),
+            Due::OnTime
+        );
+        // Resumed from a two-hour suspend: one run, logged as missed.
+        assert_eq!(
+            due(planned, planned + chrono::Duration::hours(2), tol),
+            Due::Missed { late_seconds: 7200 }
+        );
+    }
+
+    #[test]
     fn after_a_long_gap_the_next_slot_is_in_the_future() {
         // The loop asks for the slot after *now*: slots missed during a
         // suspend collapse into one run, not one per missed slot.
