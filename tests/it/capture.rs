@@ -234,14 +234,6 @@ fn live_writer_never_yields_a_torn_snapshot() {
     println!("live writer: {online} online captures, {with_wal} with a WAL, counters {counters:?}");
 }
 
-fn make_big(ws: &Workspace, rows: u64) -> u64 {
-    run_python(
-        &std::fs::read_to_string(py_script("make_big.py")).unwrap(),
-        &[ws.db().to_str().unwrap(), &rows.to_string()],
-    );
-    std::fs::metadata(ws.db()).unwrap().len()
-}
-
 #[test]
 fn small_contiguous_update_deduplicates() {
     let ws = Workspace::new();
@@ -387,13 +379,7 @@ fn corrupt_catalog_is_rebuilt() {
     let cat = ws.store_dir().join("snapshot_metadata.json");
     for garbage in [&b"{ not json"[..], b"", br#"{"format":1,"snapshots":[]}"#] {
         std::fs::write(&cat, garbage).unwrap();
-        let list = ws.json(&["list", "--json"]);
-        let ids: Vec<&str> = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap())
-            .collect();
+        let ids = ws.list_ids();
         assert_eq!(ids, [b.as_str(), a.as_str()], "newest first");
         let rebuilt: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&cat).unwrap()).unwrap();

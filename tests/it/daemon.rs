@@ -658,10 +658,3 @@ fn unit_files_verify() {
     }
     assert!(n >= 1);
 }
-
-fn make_big(ws: &Workspace, rows: u64) {
-    run_python(
-        &std::fs::read_to_string(py_script("make_big.py")).unwrap(),
-        &[ws.db().to_str().unwrap(), &rows.to_string()],
-    );
-}

@@ -108,6 +108,16 @@ impl Workspace {
         self.store().load_manifest(&id).expect("manifest")
     }
 
+    /// Ids from `list --json`, newest first.
+    pub fn list_ids(&self) -> Vec<String> {
+        self.json(&["list", "--json"])
+            .as_array()
+            .expect("list is an array")
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_string())
+            .collect()
+    }
+
     /// Reassembles snapshot `id` into a fresh directory; returns the db path.
     pub fn reassemble(&self, id: &str, into: &Path) -> PathBuf {
         std::fs::create_dir_all(into).unwrap();
@@ -222,4 +232,14 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+}
+
+/// Creates data/app.duckdb with the Python app's realistic tables
+/// (tests/py/make_big.py); returns its size.
+pub fn make_big(ws: &Workspace, rows: u64) -> u64 {
+    run_python(
+        &std::fs::read_to_string(py_script("make_big.py")).unwrap(),
+        &[ws.db().to_str().unwrap(), &rows.to_string()],
+    );
+    std::fs::metadata(ws.db()).unwrap().len()
 }

@@ -526,13 +526,7 @@ fn disk_full_during_snapshot_loses_nothing() {
         stderr(&out)
     );
     std::fs::remove_file(fs_dir.join("filler")).unwrap();
-    let list = ws.json(&["list", "--json"]);
-    let ids: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap())
-        .collect();
+    let ids = ws.list_ids();
     assert_eq!(
         ids,
         [first.as_str()],
