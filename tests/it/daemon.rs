@@ -35,6 +35,19 @@ fn config(ws: &Workspace, extra: &str) -> String {
     )
 }
 
+/// Writes the daemon config (with `extra`) into the workspace.
+fn set_config(ws: &Workspace, extra: &str) {
+    std::fs::write(ws.config_path(), config(ws, extra)).unwrap();
+}
+
+/// A workspace with the daemon config and a database made by `sql`.
+fn daemon_ws(extra: &str, sql: &str) -> Workspace {
+    let ws = Workspace::new();
+    set_config(&ws, extra);
+    make_db(&ws.db(), sql);
+    ws
+}
+
 impl Daemon {
     fn start(ws: &Workspace, extra_env: &[(&str, &str)]) -> Daemon {
         let notify_path = ws.path().join(format!("notify-{}", std::process::id()));
@@ -264,14 +277,8 @@ fn schedule_snapshots_skips_unchanged_and_keeps_last() {
 
 #[test]
 fn fifty_concurrent_snapshot_requests() {
-    let ws = Workspace::new();
-    std::fs::write(
-        ws.config_path(),
-        config(&ws, "[schedule]\nenabled = false\n"),
-    )
-    .unwrap();
-    make_db(
-        &ws.db(),
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n",
         "CREATE TABLE t AS SELECT range i FROM range(1000)",
     );
     let d = Daemon::start(&ws, &[]);
@@ -317,14 +324,8 @@ fn fifty_concurrent_snapshot_requests() {
 
 #[test]
 fn hostile_clients_do_not_hurt() {
-    let ws = Workspace::new();
-    std::fs::write(
-        ws.config_path(),
-        config(&ws, "[schedule]\nenabled = false\n"),
-    )
-    .unwrap();
-    make_db(
-        &ws.db(),
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n",
         "CREATE TABLE t AS SELECT range i FROM range(1000)",
     );
     let d = Daemon::start(&ws, &[]);
@@ -408,13 +409,7 @@ fn another_uid_is_refused() {
         );
         return;
     }
-    let ws = Workspace::new();
-    std::fs::write(
-        ws.config_path(),
-        config(&ws, "[schedule]\nenabled = false\n"),
-    )
-    .unwrap();
-    make_db(&ws.db(), "CREATE TABLE t(i INTEGER)");
+    let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
     let d = Daemon::start(&ws, &[]);
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
@@ -450,21 +445,13 @@ fn another_uid_is_refused() {
 #[test]
 fn signals_and_systemd_notifications() {
     let ws = Workspace::new();
-    std::fs::write(
-        ws.config_path(),
-        config(&ws, "[schedule]\nenabled = false\n"),
-    )
-    .unwrap();
+    set_config(&ws, "[schedule]\nenabled = false\n");
     make_big(&ws, 1_500_000);
     let mut d = Daemon::start(&ws, &[]);
     assert_eq!(ws.json(&["status", "--json"])["next_run"], Value::Null);
 
     // SIGHUP with a changed schedule takes effect.
-    std::fs::write(
-        ws.config_path(),
-        config(&ws, "[schedule]\ncron = \"* * * * * *\"\n"),
-    )
-    .unwrap();
+    set_config(&ws, "[schedule]\ncron = \"* * * * * *\"\n");
     d.signal(nix::sys::signal::Signal::SIGHUP);
     let n = d.notification();
     assert!(n.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{n}");
@@ -491,11 +478,7 @@ fn signals_and_systemd_notifications() {
     d.wait_event("schedule.skipped", Duration::from_secs(30)); // the old schedule still runs
 
     // SIGTERM during a long snapshot: exit 0 within the bound, socket gone.
-    std::fs::write(
-        ws.config_path(),
-        config(&ws, "[schedule]\nenabled = false\n"),
-    )
-    .unwrap();
+    set_config(&ws, "[schedule]\nenabled = false\n");
     write_db(
         &ws.db(),
         "UPDATE events SET amount = amount + 1 WHERE id < 1000000",
@@ -525,13 +508,7 @@ fn signals_and_systemd_notifications() {
 
 #[test]
 fn stale_socket_and_second_daemon() {
-    let ws = Workspace::new();
-    std::fs::write(
-        ws.config_path(),
-        config(&ws, "[schedule]\nenabled = false\n"),
-    )
-    .unwrap();
-    make_db(&ws.db(), "CREATE TABLE t(i INTEGER)");
+    let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
     let mut d = Daemon::start(&ws, &[]);
     d.child.as_mut().unwrap().kill().unwrap(); // SIGKILL: the socket file stays
     d.wait_exit(Duration::from_secs(10));
