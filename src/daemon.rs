@@ -146,8 +146,20 @@ async fn run_async(ctx: Ctx, env: HostEnv, reload: Reload) -> anyhow::Result<u8>
         }
     }
     let socket_path = ctx.config.socket.path.clone();
-    let listener = crate::server::bind(&socket_path)?;
-    let socket_ino = std::fs::metadata(&socket_path).map(|m| m.ino()).ok();
+    let (listener, socket_ino) = match crate::activation::inherited_listener(&env)? {
+        Some(std) => {
+            tracing::info!(
+                event = "socket.activated",
+                "using the socket passed by systemd (socket activation)"
+            );
+            // systemd owns the socket file: never remove it on exit.
+            (tokio::net::UnixListener::from_std(std)?, None)
+        }
+        None => {
+            let l = crate::server::bind(&socket_path)?;
+            (l, std::fs::metadata(&socket_path).map(|m| m.ino()).ok())
+        }
+    };
 
     let token = CancellationToken::new();
     let (ctx_tx, ctx_rx) = watch::channel(Arc::new(ctx));
@@ -287,9 +299,10 @@ async fn run_async(ctx: Ctx, env: HostEnv, reload: Reload) -> anyhow::Result<u8>
     Ok(0)
 }
 
-/// Removes the socket file if it is still ours.
+/// Removes the socket file if it is still ours (`ino` is `None` for a
+/// socket systemd passed us).
 fn remove_socket(path: &PathBuf, ino: Option<u64>) {
-    if std::fs::metadata(path).map(|m| m.ino()).ok() == ino {
+    if ino.is_some() && std::fs::metadata(path).map(|m| m.ino()).ok() == ino {
         let _ = std::fs::remove_file(path);
     }
 }

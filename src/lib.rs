@@ -13,9 +13,11 @@
 //!   file swap and its recovery; [`retention`] the pure retention planner.
 //! - [`protocol`]: the socket's wire contract; [`handlers`] answer it.
 //! - [`daemon`]: the service's tasks; [`server`] the socket, [`schedule`] cron
-//!   slots, [`watch`] the file watcher, [`sdnotify`] systemd notifications.
+//!   slots, [`watch`] the file watcher, [`sdnotify`] systemd notifications,
+//!   [`activation`] socket activation (the crate's only `unsafe`).
 //! - [`cli`], [`logging`]: the command-line front end.
 
+pub mod activation;
 pub mod capture;
 pub mod check;
 pub mod cli;

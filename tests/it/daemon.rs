@@ -612,26 +612,90 @@ fn database_replaced_deleted_recreated() {
 fn unit_files_verify() {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
-    let mut n = 0;
+    // Copy them all first: the socket unit refers to the service.
+    let mut units = Vec::new();
     for e in std::fs::read_dir(&root).unwrap() {
         let p = e.unwrap().path();
-        let text = std::fs::read_to_string(&p).unwrap();
         // The unit runs the installed binary; point it at the one under test.
-        let text = text.replace("%h/.cargo/bin/ducksnap", BIN);
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("%h/.cargo/bin/ducksnap", BIN);
         let copy = dir.path().join(p.file_name().unwrap());
         std::fs::write(&copy, text).unwrap();
+        units.push(copy);
+    }
+    assert!(units.iter().any(|u| u.extension().unwrap() == "service"));
+    assert!(units.iter().any(|u| u.extension().unwrap() == "socket"));
+    for u in &units {
         let out = std::process::Command::new("systemd-analyze")
             .arg("verify")
-            .arg(&copy)
+            .arg(u)
             .output()
             .expect("systemd-analyze (installed by .ci/run)");
         assert!(
             out.stderr.is_empty() && out.status.success(),
             "{}: {}",
-            p.display(),
+            u.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        n += 1;
     }
-    assert!(n >= 1);
+}
+
+#[test]
+fn socket_activation_uses_the_passed_socket() {
+    let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
+    let sock = ws.path().join("activated.sock");
+    // Python plays systemd: binds the socket and passes it as descriptor 3
+    // with LISTEN_FDS and LISTEN_PID set for the daemon's own pid.
+    let script = "import os, socket, sys\n\
+        s = socket.socket(socket.AF_UNIX)\n\
+        s.bind(sys.argv[1])\n\
+        s.listen(16)\n\
+        os.dup2(s.fileno(), 3)\n\
+        os.set_inheritable(3, True)\n\
+        pid = os.fork()\n\
+        if pid == 0:\n    \
+        env = dict(os.environ, LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))\n    \
+        os.execve(sys.argv[2], [sys.argv[2], '--config', sys.argv[3], 'daemon'], env)\n\
+        print(pid, flush=True)\n";
+    let mut py = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(&sock)
+        .arg(BIN)
+        .arg(ws.config_path())
+        .current_dir(ws.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(py.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid: i32 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no pid: {line:?}"));
+    py.wait().unwrap();
+    let mut c = Conn::new(&sock);
+    assert_eq!(c.call(json!({"op": "ping"}))["result"], "pong");
+    assert_eq!(c.call(json!({"op": "hello"}))["result"]["pid"], pid);
+    assert!(
+        !socket_of(&ws).exists(),
+        "an activated daemon must not bind its own socket"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        sock.exists(),
+        "the socket file belongs to systemd and stays"
+    );
 }
