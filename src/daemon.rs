@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -485,9 +485,4 @@ pub fn since_last_snapshot(shared: &Shared) -> Option<Duration> {
         .expect("state lock")
         .last_snapshot_at
         .map(|t| t.elapsed())
-}
-
-/// Time of the next scheduled run, for tests and status.
-pub fn next_run(shared: &Shared) -> Option<DateTime<Utc>> {
-    shared.state.lock().expect("state lock").info.next_run
 }
