@@ -177,3 +177,26 @@ def test_version_skew_duckdb_14_app(daemon):
         head = f.read(20)
     assert head[8:12] == b"DUCK" and struct.unpack("<Q", head[12:20])[0] == 64, "the file was rewritten in a newer format"
     assert py14("import duckdb,sys\nprint(duckdb.connect(sys.argv[1]).execute('select count(*) from t').fetchone()[0])", db) == "10000"
+
+
+def test_something_else_on_the_socket(tmp_path):
+    import socket
+    import threading
+
+    path = str(tmp_path / "other.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(1)
+
+    def answer():
+        conn, _ = srv.accept()
+        conn.recv(1024)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        conn.close()
+
+    t = threading.Thread(target=answer)
+    t.start()
+    with pytest.raises(DaemonUnavailable, match="does not answer like a ducksnap daemon"):
+        Client(socket_path=path, env=CLEAN).snapshot("pre-delete")
+    t.join()
+    srv.close()

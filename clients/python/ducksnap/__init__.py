@@ -140,7 +140,10 @@ class Client:
             raise DaemonUnavailable(f"the ducksnap daemon on {self.socket_path} did not answer: {e}") from e
         if not line:
             raise DaemonUnavailable(f"the ducksnap daemon on {self.socket_path} closed the connection")
-        resp = json.loads(line)
+        try:
+            resp = json.loads(line)
+        except ValueError as e:
+            raise DaemonUnavailable(f"{self.socket_path} does not answer like a ducksnap daemon: {e}") from e
         if resp.get("ok"):
             return resp.get("result")
         err = resp.get("error") or {}
