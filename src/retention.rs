@@ -92,6 +92,11 @@ fn unique_bytes<'a>(set: impl Iterator<Item = &'a Candidate>) -> u64 {
     total
 }
 
+/// Unique stored bytes of the snapshots marked `keep`.
+fn kept_total(snaps: &[&Candidate], keep: &[bool]) -> u64 {
+    unique_bytes(snaps.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| *s))
+}
+
 /// Plans retention for `snapshots` under `policy` at time `now`.
 pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc>) -> Plan {
     let mut snaps: Vec<&Candidate> = snapshots.iter().collect();
@@ -158,13 +163,7 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
     let mut forget_reason: Vec<Option<String>> = vec![None; snaps.len()];
     if let Some(budget) = policy.max_total_size {
         loop {
-            let total = unique_bytes(
-                snaps
-                    .iter()
-                    .zip(&keep)
-                    .filter(|(_, k)| **k)
-                    .map(|(s, _)| *s),
-            );
+            let total = kept_total(&snaps, &keep);
             if total <= budget.0 {
                 break;
             }
@@ -180,13 +179,7 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
         }
     }
 
-    let kept_bytes = unique_bytes(
-        snaps
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(s, _)| *s),
-    );
+    let kept_bytes = kept_total(&snaps, &keep);
     let decisions = snaps
         .iter()
         .enumerate()
