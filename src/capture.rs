@@ -11,22 +11,29 @@
 //!   a retry with exponential backoff, bounded by attempts and total time.
 //!
 //! Either way, the copy is streamed chunk by chunk into the store (chunks
-//! aligned to DuckDB blocks) *and* into a staging file, which the bundled
-//! DuckDB then opens read-only (replaying the WAL in memory). Only a copy that
-//! passes counts; an online copy that fails the check is retried.
+//! aligned to DuckDB blocks; one worker per core hashes, compresses and
+//! writes them), and the bundled DuckDB then opens *exactly the bytes
+//! stored* read-only (replaying the WAL in memory): for a quiescent copy the
+//! live file itself, still under our read lock (DuckDB's read-only open
+//! shares it, and nothing can have changed); for an online copy a staged
+//! copy written alongside the chunks. Only a copy that passes counts; an
+//! online copy that fails the check is retried.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::check::{self, CheckError};
 use crate::duckfile::{self, Header, HeaderError};
 use crate::oslock::{self, LockKind};
 use crate::store::{
-    CaptureMethod, CheckInfo, ChunkBatch, FileEntry, Store, StoreError, StoreLock, read_full_at,
+    CaptureMethod, CheckInfo, ChunkBatch, FileEntry, PutChunk, Store, StoreError, StoreLock,
+    read_full_at,
 };
 
 /// Chunk size target for database runs and the WAL.
@@ -147,7 +154,7 @@ pub fn capture(
     staging: &Path,
 ) -> Result<Captured, CaptureError> {
     let start = Instant::now();
-    let mut batch = store.batch(lock);
+    let batch = store.batch(lock);
     let mut new_chunks = HashMap::new();
     let mut last = String::from("no attempt made");
     let mut made = 0;
@@ -166,34 +173,42 @@ pub fn capture(
         made = attempt;
         let dir = staging.join(format!("attempt-{attempt}"));
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        match attempt_once(&mut batch, db, &dir, &mut new_chunks) {
-            Ok((files, header, method, staged_db)) => {
-                match check::check_copy(&staged_db, &header, false) {
-                    Ok(check) => {
-                        // The staged copy is not needed any more: remove it
-                        // before the commit's syncfs would write it out.
-                        let _ = fs::remove_dir_all(&dir);
-                        batch.commit()?;
-                        return Ok(Captured {
-                            files,
-                            header,
-                            method,
-                            attempts: attempt,
-                            check,
-                            new_chunks,
-                        });
-                    }
-                    Err(e) if method == CaptureMethod::Online => {
-                        tracing::debug!(event = "capture.retry", attempt, reason = %e, "copy failed DuckDB's check; retrying");
-                        last = e.to_string();
-                    }
-                    Err(source) => {
-                        return Err(CaptureError::Check {
-                            path: db.to_path_buf(),
-                            source,
-                        });
-                    }
-                }
+        let outcome = attempt_once(&batch, db, &dir, &mut new_chunks);
+        // The staged copy (if any) is not needed any more: remove it before
+        // the commit's syncfs would write it out.
+        let _ = fs::remove_dir_all(&dir);
+        match outcome {
+            Ok(Attempt {
+                files,
+                header,
+                method,
+                check: Ok(check),
+            }) => {
+                batch.commit()?;
+                return Ok(Captured {
+                    files,
+                    header,
+                    method,
+                    attempts: attempt,
+                    check,
+                    new_chunks,
+                });
+            }
+            Ok(Attempt {
+                method: CaptureMethod::Online,
+                check: Err(e),
+                ..
+            }) => {
+                tracing::debug!(event = "capture.retry", attempt, reason = %e, "copy failed DuckDB's check; retrying");
+                last = e.to_string();
+            }
+            Ok(Attempt {
+                check: Err(source), ..
+            }) => {
+                return Err(CaptureError::Check {
+                    path: db.to_path_buf(),
+                    source,
+                });
             }
             Err(AttemptError::Unstable(reason)) => {
                 tracing::debug!(event = "capture.retry", attempt, reason = %reason, "database changed during the copy; retrying");
@@ -201,7 +216,6 @@ pub fn capture(
             }
             Err(AttemptError::Fatal(e)) => return Err(e),
         }
-        let _ = fs::remove_dir_all(&dir);
     }
     Err(CaptureError::Inconsistent {
         path: db.to_path_buf(),
@@ -211,14 +225,20 @@ pub fn capture(
     })
 }
 
-type AttemptOk = (Vec<FileEntry>, Header, CaptureMethod, PathBuf);
+/// One consistent copy and the result of DuckDB's check of exactly those bytes.
+struct Attempt {
+    files: Vec<FileEntry>,
+    header: Header,
+    method: CaptureMethod,
+    check: Result<CheckInfo, CheckError>,
+}
 
 fn attempt_once(
-    batch: &mut ChunkBatch,
+    batch: &ChunkBatch,
     db: &Path,
     dir: &Path,
     new_chunks: &mut HashMap<String, u64>,
-) -> Result<AttemptOk, AttemptError> {
+) -> Result<Attempt, AttemptError> {
     let file = match File::open(db) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -241,8 +261,8 @@ fn attempt_once(
     let quiescent =
         holder.is_none() && oslock::try_lock(&file, LockKind::Read).map_err(io_err("lock", db))?;
     if quiescent {
-        // Nothing can write while we hold the read lock: copy and release.
-        let result = copy_quiescent(batch, &file, db, dir, new_chunks);
+        // Nothing can write while we hold the read lock: copy, check, release.
+        let result = copy_quiescent(batch, &file, db, dir, new_chunks, true);
         let _ = oslock::unlock(&file);
         return result;
     }
@@ -260,8 +280,16 @@ fn attempt_once(
     }
     let before = Header::read_at(&file, db)?;
     let fp_before = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
-    let (files, staged_db) =
-        copy_files(batch, &file, db, fp_before.size, &before, dir, new_chunks)?;
+    let staged_db = dir.join("db.duckdb");
+    let files = copy_files(
+        batch,
+        &file,
+        db,
+        fp_before.size,
+        &before,
+        Some(dir),
+        new_chunks,
+    )?;
 
     let after = Header::read_at(&file, db)?;
     let fp_after = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
@@ -290,59 +318,105 @@ fn attempt_once(
             "a checkpoint started during the copy".into(),
         ));
     }
-    Ok((files, before, CaptureMethod::Online, staged_db))
+    Ok(Attempt {
+        files,
+        check: check::check_copy(&staged_db, &before, false),
+        header: before,
+        method: CaptureMethod::Online,
+    })
 }
 
-/// Copies WAL and database while the caller keeps writers out with a lock on `file`.
+/// Copies WAL and database while the caller keeps writers out with a lock
+/// on `file`, and checks what was copied.
+///
+/// With `check_live` (the caller holds only a *read* lock, which DuckDB's
+/// read-only open shares), DuckDB checks the live file in place: under the
+/// lock its bytes are exactly the bytes just stored, DuckDB opens it with
+/// `O_RDONLY`, and no staged copy has to be written. A leftover
+/// `.wal.checkpoint`, which DuckDB would read but the snapshot does not
+/// hold, sends the check to a staged copy instead, as does an exclusive
+/// lock (restore's safety snapshot), which DuckDB's open would conflict with.
 fn copy_quiescent(
-    batch: &mut ChunkBatch,
+    batch: &ChunkBatch,
     file: &File,
     db: &Path,
     dir: &Path,
     new_chunks: &mut HashMap<String, u64>,
-) -> Result<AttemptOk, AttemptError> {
+    check_live: bool,
+) -> Result<Attempt, AttemptError> {
     let header = Header::read_at(file, db)?;
     let size = file.metadata().map_err(io_err("stat", db))?.len();
-    let (files, staged_db) = copy_files(batch, file, db, size, &header, dir, new_chunks)?;
-    Ok((files, header, CaptureMethod::Quiescent, staged_db))
+    let live = check_live && !wal_checkpoint_path(db).exists();
+    let files = copy_files(
+        batch,
+        file,
+        db,
+        size,
+        &header,
+        (!live).then_some(dir),
+        new_chunks,
+    )?;
+    let target = if live {
+        db.to_path_buf()
+    } else {
+        dir.join("db.duckdb")
+    };
+    tracing::debug!(
+        event = "capture.check",
+        checked = if live { "live" } else { "staged" },
+        "checking the quiescent copy with DuckDB"
+    );
+    Ok(Attempt {
+        files,
+        check: check::check_copy(&target, &header, false),
+        header,
+        method: CaptureMethod::Quiescent,
+    })
 }
 
 /// Copies the WAL (if any) and then the first `size` bytes of the database
-/// into chunks and into `dir/db.duckdb(.wal)`. Returns the entries (db
-/// first) and the staged database path.
-#[allow(clippy::too_many_arguments)]
+/// into chunks, and, given a `staging` directory, into
+/// `staging/db.duckdb(.wal)`. Returns the entries, database first.
 fn copy_files(
-    batch: &mut ChunkBatch,
+    batch: &ChunkBatch,
     file: &File,
     db: &Path,
     size: u64,
     header: &Header,
-    dir: &Path,
+    staging: Option<&Path>,
     new_chunks: &mut HashMap<String, u64>,
-) -> Result<(Vec<FileEntry>, PathBuf), AttemptError> {
-    let staged_db = dir.join("db.duckdb");
+) -> Result<Vec<FileEntry>, AttemptError> {
+    let staged_db = staging.map(|d| d.join("db.duckdb"));
+    let staged_wal = staging.map(|d| d.join("db.duckdb.wal"));
     let wal = wal_path(db);
     let mut files = Vec::new();
     if let Some(w) = open_optional(&wal)? {
         let len = w.metadata().map_err(io_err("stat", &wal))?.len();
         let bounds = duckfile::fixed_chunk_bounds(len, CHUNK_TARGET);
-        let staged_wal = dir.join("db.duckdb.wal");
         files.push(copy_chunks(
             batch,
             &w,
             &wal,
             "wal",
             &bounds,
-            &staged_wal,
+            staged_wal.as_deref(),
             new_chunks,
         )?);
     }
     let bounds = duckfile::db_chunk_bounds(size, header.block_size, CHUNK_TARGET);
     files.insert(
         0,
-        copy_chunks(batch, file, db, "db", &bounds, &staged_db, new_chunks)?,
+        copy_chunks(
+            batch,
+            file,
+            db,
+            "db",
+            &bounds,
+            staged_db.as_deref(),
+            new_chunks,
+        )?,
     );
-    Ok((files, staged_db))
+    Ok(files)
 }
 
 /// Captures `db` while the caller already holds an exclusive OFD lock on it
@@ -354,34 +428,33 @@ pub fn capture_locked(
     file: &File,
     staging: &Path,
 ) -> Result<Captured, CaptureError> {
-    let mut batch = store.batch(lock);
+    let batch = store.batch(lock);
     let mut new_chunks = HashMap::new();
     let dir = staging.join("locked");
     fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-    let (files, header, method, staged_db) =
-        match copy_quiescent(&mut batch, file, db, &dir, &mut new_chunks) {
-            Ok(ok) => ok,
-            Err(AttemptError::Fatal(e)) => return Err(e),
-            Err(AttemptError::Unstable(last)) => {
-                return Err(CaptureError::Inconsistent {
-                    path: db.to_path_buf(),
-                    attempts: 1,
-                    elapsed_ms: 0,
-                    last,
-                });
-            }
-        };
-    let check =
-        check::check_copy(&staged_db, &header, false).map_err(|source| CaptureError::Check {
-            path: db.to_path_buf(),
-            source,
-        })?;
+    let outcome = copy_quiescent(&batch, file, db, &dir, &mut new_chunks, false);
     let _ = fs::remove_dir_all(&dir);
+    let attempt = match outcome {
+        Ok(a) => a,
+        Err(AttemptError::Fatal(e)) => return Err(e),
+        Err(AttemptError::Unstable(last)) => {
+            return Err(CaptureError::Inconsistent {
+                path: db.to_path_buf(),
+                attempts: 1,
+                elapsed_ms: 0,
+                last,
+            });
+        }
+    };
+    let check = attempt.check.map_err(|source| CaptureError::Check {
+        path: db.to_path_buf(),
+        source,
+    })?;
     batch.commit()?;
     Ok(Captured {
-        files,
-        header,
-        method,
+        files: attempt.files,
+        header: attempt.header,
+        method: attempt.method,
         attempts: 1,
         check,
         new_chunks,
@@ -396,64 +469,119 @@ fn open_optional(p: &Path) -> Result<Option<File>, CaptureError> {
     }
 }
 
-/// Streams `src` over `bounds` into chunks in the store and into `dest`.
-#[allow(clippy::too_many_arguments)]
+/// Streams `src` over `bounds` into chunks in the store, and into `dest`
+/// when given (the staged copy DuckDB checks). This thread reads, feeds the
+/// whole-file hash and writes `dest`, in file order; one worker per core
+/// hashes, compresses and writes each chunk. A fixed pool of buffers bounds
+/// the memory in flight and makes the reader wait for the workers.
 fn copy_chunks(
-    batch: &mut ChunkBatch,
+    batch: &ChunkBatch,
     src: &File,
     src_path: &Path,
     role: &str,
     bounds: &[(u64, u64)],
-    dest: &Path,
+    dest: Option<&Path>,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<FileEntry, AttemptError> {
-    let mut out = File::create(dest).map_err(io_err("create", dest))?;
-    let mut whole = blake3::Hasher::new();
-    let mut chunks = Vec::with_capacity(bounds.len());
-    let mut size = 0;
+    let mut out = match dest {
+        Some(d) => Some((File::create(d).map_err(io_err("create", d))?, d)),
+        None => None,
+    };
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    // Read a window of chunks, hash and compress it on every core, store it.
-    for window in bounds.chunks(4 * threads) {
-        let mut bufs = Vec::with_capacity(window.len());
-        for &(start, end) in window {
-            let mut buf = vec![0u8; (end - start) as usize];
-            let got = read_full_at(src, &mut buf, start).map_err(io_err("read", src_path))?;
-            if got < buf.len() {
-                return Err(AttemptError::Unstable(format!(
-                    "{} shrank during the copy",
-                    src_path.display()
-                )));
-            }
-            whole.update(&buf);
-            out.write_all(&buf).map_err(io_err("write", dest))?;
-            size += got as u64;
-            bufs.push(buf);
-        }
-        let shared: &ChunkBatch = batch;
-        let per = bufs.len().div_ceil(threads);
-        let prepared = std::thread::scope(|s| {
-            let handles: Vec<_> = bufs
-                .chunks(per)
-                .map(|part| {
-                    s.spawn(move || part.iter().map(|b| shared.prepare(b)).collect::<Vec<_>>())
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("chunk worker panicked"))
-                .collect::<Vec<_>>()
-        });
-        for (buf, p) in bufs.iter().zip(prepared) {
-            let put = batch.put_prepared(buf, p?)?;
-            if put.new {
-                new_chunks.insert(put.chunk.hash.clone(), put.stored);
-            }
-            chunks.push(put.chunk);
-        }
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..4 * threads {
+        let _ = free_tx.send(Vec::new());
     }
+    let (job_tx, job_rx) = mpsc::channel::<(usize, Vec<u8>)>();
+    let job_rx = Mutex::new(job_rx);
+    let (res_tx, res_rx) = mpsc::channel::<(usize, Result<PutChunk, StoreError>)>();
+    let failed = AtomicBool::new(false);
+    let mut whole = blake3::Hasher::new();
+    let mut size = 0u64;
+
+    let read = std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (job_rx, res_tx, free_tx, failed) =
+                (&job_rx, res_tx.clone(), free_tx.clone(), &failed);
+            s.spawn(move || {
+                let mut z = match batch.compressors() {
+                    Ok(z) => z,
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        let _ = res_tx.send((usize::MAX, Err(e)));
+                        return;
+                    }
+                };
+                loop {
+                    // The guard is a temporary: released as soon as a job arrives.
+                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((idx, buf)) = job else { break };
+                    let put = batch.put(&buf, &mut z);
+                    if put.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    let _ = res_tx.send((idx, put));
+                    let _ = free_tx.send(buf);
+                }
+            });
+        }
+        // Only the workers hold senders now: if they all stop, the reader's
+        // wait for a free buffer ends instead of hanging.
+        drop(free_tx);
+        drop(res_tx);
+        let result = (|| -> Result<(), AttemptError> {
+            for (idx, &(start, end)) in bounds.iter().enumerate() {
+                if failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut buf) = free_rx.recv() else { break };
+                buf.resize((end - start) as usize, 0);
+                let got = read_full_at(src, &mut buf, start).map_err(io_err("read", src_path))?;
+                if got < buf.len() {
+                    return Err(AttemptError::Unstable(format!(
+                        "{} shrank during the copy",
+                        src_path.display()
+                    )));
+                }
+                whole.update(&buf);
+                if let Some((f, d)) = out.as_mut() {
+                    f.write_all(&buf).map_err(io_err("write", d))?;
+                }
+                size += got as u64;
+                if job_tx.send((idx, buf)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        drop(job_tx);
+        result
+    });
+    read?;
+
+    let mut slots: Vec<Option<PutChunk>> = vec![None; bounds.len()];
+    for (idx, put) in res_rx.try_iter() {
+        let put = put?;
+        if put.new {
+            new_chunks.insert(put.chunk.hash.clone(), put.stored);
+        }
+        slots[idx] = Some(put);
+    }
+    let chunks = slots
+        .into_iter()
+        .map(|p| p.map(|p| p.chunk))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            // Only reachable if a worker stopped without reporting an error.
+            AttemptError::Fatal(CaptureError::Io {
+                op: "store every chunk of",
+                path: src_path.to_path_buf(),
+                source: io::Error::other("a chunk worker stopped early"),
+            })
+        })?;
     Ok(FileEntry {
         role: role.to_string(),
         size,

@@ -582,7 +582,7 @@ pub fn from_str_at(
             "must not be the database file itself".into(),
         ));
     }
-    let level = raw.store.compression_level.unwrap_or(3);
+    let level = raw.store.compression_level.unwrap_or(1);
     if !(1..=19).contains(&level) {
         return Err(invalid(
             "store.compression_level",

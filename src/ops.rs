@@ -49,7 +49,7 @@ pub enum OpError {
     Store(#[from] StoreError),
     #[error(
         "not enough free space in {path}: {available} bytes available, {needed} needed \
-         (a staging copy of the database plus store.min_free_space)"
+         (the size of the database and its WAL, plus store.min_free_space)"
     )]
     NoSpace {
         path: PathBuf,

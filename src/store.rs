@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -253,83 +254,121 @@ pub struct Store {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A chunk hashed (and compressed) ahead of being stored.
-#[derive(Debug)]
-pub struct Prepared {
-    hash: String,
-    body: Body,
+/// zstd level of the probe that decides whether a chunk is worth compressing.
+/// At this level zstd runs at several GB/s and skips entropy coding of
+/// literals; on DuckDB files it finds the same compressible chunks as level 3
+/// (see docs/BENCHMARKS.md).
+const PROBE_LEVEL: i32 = -3;
+
+/// Compression pays when it saves at least 10% of a chunk.
+fn pays(compressed: usize, plain: usize) -> bool {
+    (compressed as u64) * 10 < (plain as u64) * 9
 }
 
-#[derive(Debug)]
-enum Body {
-    /// The store already has it.
-    Exists,
-    /// Stored as is (compression does not pay).
-    Raw,
-    Zstd(Vec<u8>),
+/// One thread's compression contexts (reused across chunks: creating a zstd
+/// context per chunk cost more than compressing an incompressible one).
+pub struct Compressors {
+    probe: zstd::bulk::Compressor<'static>,
+    full: zstd::bulk::Compressor<'static>,
 }
 
-/// Chunks written by one operation. Each new chunk is compressed and written
-/// to staging without an fsync; [`ChunkBatch::commit`] makes them all durable
-/// with one `syncfs`, then renames them into `chunks/` and fsyncs each
-/// directory it touched. Nothing may name a chunk before the commit. Dropped
-/// without a commit, the batch removes its staging files.
+/// Chunks written by one operation. Each new chunk is compressed (where
+/// that pays) and written to staging without an fsync, and its writeback is
+/// started at once; [`ChunkBatch::commit`] makes them all durable with one
+/// `syncfs`, then renames them into `chunks/` and fsyncs each directory it
+/// touched. Nothing may name a chunk before the commit. Dropped without a
+/// commit, the batch removes its staging files. [`ChunkBatch::put`] takes
+/// `&self` and may run on many threads at once.
 pub struct ChunkBatch<'a> {
     store: &'a Store,
+    state: Mutex<BatchState>,
+}
+
+#[derive(Default)]
+struct BatchState {
+    /// (staging file, final path) of every chunk written by this batch.
     pending: Vec<(PathBuf, PathBuf)>,
+    /// Hashes this batch has claimed (written or being written).
     queued: HashSet<String>,
 }
 
 impl ChunkBatch<'_> {
-    /// Hashes `data` and, unless the store already has the chunk, compresses
-    /// it. CPU work only: runs on any thread.
-    pub fn prepare(&self, data: &[u8]) -> Result<Prepared> {
-        let hash = blake3::hash(data).to_hex().to_string();
-        if self.queued.contains(&hash) || self.store.chunk_path(&hash).exists() {
-            return Ok(Prepared {
-                hash,
-                body: Body::Exists,
-            });
-        }
-        let compressed = zstd::bulk::compress(data, self.store.level)
-            .map_err(io_err("compress chunk for", &self.store.chunk_path(&hash)))?;
-        // Keep compression only where it pays.
-        let body = if (compressed.len() as u64) * 10 < (data.len() as u64) * 9 {
-            Body::Zstd(compressed)
-        } else {
-            Body::Raw
-        };
-        Ok(Prepared { hash, body })
+    fn state(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        // A worker that panicked cannot leave the sets half-updated (each
+        // update is one insert or push), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a prepared chunk (writes its staging file when new).
-    pub fn put_prepared(&mut self, data: &[u8], p: Prepared) -> Result<PutChunk> {
+    /// Compression contexts for one thread.
+    pub fn compressors(&self) -> Result<Compressors> {
+        let ctx = |level| {
+            zstd::bulk::Compressor::new(level)
+                .map_err(io_err("create a compressor for", &self.store.root))
+        };
+        Ok(Compressors {
+            probe: ctx(PROBE_LEVEL)?,
+            full: ctx(self.store.level)?,
+        })
+    }
+
+    /// Hashes `data` and, unless the store or this batch already has the
+    /// chunk, writes it to staging: zstd at the store's level when a fast
+    /// probe says compression saves 10%, raw otherwise. Runs on any thread.
+    pub fn put(&self, data: &[u8], z: &mut Compressors) -> Result<PutChunk> {
+        let hash = blake3::hash(data).to_hex().to_string();
         let chunk = ChunkRef {
-            hash: p.hash.clone(),
+            hash: hash.clone(),
             len: data.len() as u64,
         };
-        if matches!(p.body, Body::Exists) || self.queued.contains(&p.hash) {
-            return Ok(PutChunk {
-                chunk,
-                new: false,
-                stored: 0,
-            });
+        let final_path = self.store.chunk_path(&hash);
+        let old = PutChunk {
+            chunk: chunk.clone(),
+            new: false,
+            stored: 0,
+        };
+        if final_path.exists() || !self.state().queued.insert(hash.clone()) {
+            return Ok(old);
         }
-        let (tag, payload): (u8, &[u8]) = match &p.body {
-            Body::Zstd(z) => (1, z),
-            _ => (0, data),
+        let probe = z
+            .probe
+            .compress(data)
+            .map_err(io_err("compress chunk for", &final_path))?;
+        let body = if pays(probe.len(), data.len()) {
+            let full = z
+                .full
+                .compress(data)
+                .map_err(io_err("compress chunk for", &final_path))?;
+            Some(if full.len() < probe.len() {
+                full
+            } else {
+                probe
+            })
+        } else {
+            None
+        };
+        let (tag, payload): (u8, &[u8]) = match &body {
+            Some(zb) => (1, zb),
+            None => (0, data),
         };
         let tmp = self
             .store
             .staging()
-            .join(format!("chunk-{}-{}", &p.hash[..16], tmp_suffix()));
-        {
-            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-            f.write_all(&[tag]).map_err(io_err("write", &tmp))?;
-            f.write_all(payload).map_err(io_err("write", &tmp))?;
-        }
-        self.pending.push((tmp, self.store.chunk_path(&p.hash)));
-        self.queued.insert(p.hash);
+            .join(format!("chunk-{}-{}", &hash[..16], tmp_suffix()));
+        // Registered before it is written, so that a failure part-way still
+        // gets the file removed when the batch is dropped.
+        self.state().pending.push((tmp.clone(), final_path));
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(&[tag]).map_err(io_err("write", &tmp))?;
+        f.write_all(payload).map_err(io_err("write", &tmp))?;
+        // Start writeback now (DONTNEED writes dirty pages out asynchronously
+        // and drops clean ones), so the commit's syncfs finds most of the
+        // batch on disk already and chunks do not crowd the page cache.
+        let _ = nix::fcntl::posix_fadvise(
+            &f,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
         Ok(PutChunk {
             chunk,
             new: true,
@@ -337,27 +376,26 @@ impl ChunkBatch<'_> {
         })
     }
 
-    /// Stores `data` as a chunk unless the store (or this batch) has it.
-    pub fn put(&mut self, data: &[u8]) -> Result<PutChunk> {
-        let p = self.prepare(data)?;
-        self.put_prepared(data, p)
-    }
-
     /// Makes every chunk of the batch durable and visible.
-    pub fn commit(mut self) -> Result<()> {
-        if self.pending.is_empty() {
+    pub fn commit(self) -> Result<()> {
+        let pending = std::mem::take(&mut self.state().pending);
+        if pending.is_empty() {
             return Ok(());
         }
         let staging = self.store.staging();
         let dir = File::open(&staging).map_err(io_err("open", &staging))?;
         nix::unistd::syncfs(&dir).map_err(|e| io_err("syncfs", &staging)(e.into()))?;
         let mut dirs = BTreeSet::new();
-        for (tmp, path) in std::mem::take(&mut self.pending) {
+        for (i, (tmp, path)) in pending.iter().enumerate() {
             let parent = path.parent().expect("chunk has a parent").to_path_buf();
             if !dirs.contains(&parent) {
                 fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
             }
-            fs::rename(&tmp, &path).map_err(io_err("rename chunk into", &path))?;
+            if let Err(e) = fs::rename(tmp, path) {
+                // Leave the not-yet-renamed rest to Drop.
+                self.state().pending = pending[i..].to_vec();
+                return Err(io_err("rename chunk into", path)(e));
+            }
             dirs.insert(parent);
         }
         for d in dirs {
@@ -369,7 +407,7 @@ impl ChunkBatch<'_> {
 
 impl Drop for ChunkBatch<'_> {
     fn drop(&mut self) {
-        for (tmp, _) in &self.pending {
+        for (tmp, _) in &self.state().pending {
             let _ = fs::remove_file(tmp);
         }
     }
@@ -509,8 +547,7 @@ impl Store {
     pub fn batch<'a>(&'a self, _lock: &'a StoreLock) -> ChunkBatch<'a> {
         ChunkBatch {
             store: self,
-            pending: Vec::new(),
-            queued: HashSet::new(),
+            state: Mutex::new(BatchState::default()),
         }
     }
 

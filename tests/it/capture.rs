@@ -103,7 +103,17 @@ c.close()",
         ws.db().with_extension("duckdb.wal").exists(),
         "test setup: expected a WAL"
     );
+    // The check opens the live file (read-only, under our read lock): it
+    // must leave the database and its WAL exactly as they were.
+    let wal = ws.db().with_extension("duckdb.wal");
+    let before = live_state(&ws);
     let snap = ws.snapshot();
+    assert_eq!(
+        live_state(&ws),
+        before,
+        "the snapshot changed the live files"
+    );
+    assert!(wal.exists());
     let files: Vec<&str> = snap["files"]
         .as_array()
         .unwrap()
@@ -116,6 +126,67 @@ c.close()",
     let out = tempfile::tempdir().unwrap();
     let copy = ws.reassemble(snap["id"].as_str().unwrap(), out.path());
     assert_eq!(query_i64(&open_ro(&copy), "SELECT count(*) FROM t"), 1000);
+}
+
+/// Name, bytes and mtime of every file beside the database.
+fn live_state(ws: &Workspace) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
+    let dir = ws.db().parent().unwrap().to_path_buf();
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let m = std::fs::metadata(&p).unwrap();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+                m.modified().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn leftover_wal_checkpoint_is_not_checked_in_place() {
+    // A `.wal.checkpoint` left by a crashed DuckDB would be read by an
+    // in-place check but is not part of the snapshot: the check then runs
+    // on a staged copy of exactly the stored files, and the leftover stays.
+    let ws = Workspace::new();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i FROM range(5000)",
+    );
+    let mut ckpt = ws.db().into_os_string();
+    ckpt.push(".wal.checkpoint");
+    std::fs::write(&ckpt, b"not a WAL").unwrap();
+    let before = live_state(&ws);
+    let out = ws.run(&["--log-level", "debug", "snapshot", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("checked=\"staged\""),
+        "expected the check on a staged copy: {}",
+        stderr(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snap = &v["snapshot"];
+    assert_eq!(snap["capture"]["method"], "quiescent");
+    assert_eq!(snap["check"]["status"], "verified");
+    assert_eq!(snap["check"]["tables"][0]["rows"], 5000);
+    assert_eq!(live_state(&ws), before);
+    // Without the leftover, the same database is checked in place.
+    std::fs::remove_file(&ckpt).unwrap();
+    let out = ws.run(&["--log-level", "debug", "snapshot", "--json"]);
+    assert!(
+        stderr(&out).contains("checked=\"live\""),
+        "expected the check in place: {}",
+        stderr(&out)
+    );
+    let staging: Vec<_> = std::fs::read_dir(ws.store_dir().join("staging"))
+        .unwrap()
+        .collect();
+    assert!(staging.is_empty(), "staging leftovers: {staging:?}");
 }
 
 #[test]

@@ -502,11 +502,12 @@ fn disk_full_during_snapshot_loses_nothing() {
     let store = fs_dir.join("backups");
     let first = ws.snapshot()["id"].as_str().unwrap().to_string();
     // All-new content, then fill the file system so that the free-space
-    // check passes (a staging copy fits) but the new chunks do not.
+    // check passes (the database's size fits) but an online capture's
+    // staged copy plus its new chunks do not. The connection stays open, so
+    // the snapshot is online (a writer holds the database).
     let c = duckdb::Connection::open(ws.db()).unwrap();
     c.execute_batch("UPDATE t SET r = random(); CHECKPOINT;")
         .unwrap();
-    drop(c);
     let db_size = std::fs::metadata(ws.db()).unwrap().len();
     let st = nix::sys::statvfs::statvfs(&fs_dir).unwrap();
     let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
@@ -525,6 +526,7 @@ fn disk_full_during_snapshot_loses_nothing() {
         "expected a real ENOSPC: {}",
         stderr(&out)
     );
+    drop(c);
     std::fs::remove_file(fs_dir.join("filler")).unwrap();
     let ids = ws.list_ids();
     assert_eq!(
