@@ -34,8 +34,8 @@ pub fn bundled_version() -> String {
 
 /// Opens `db` (a copy) read-only and lists every table with its row count.
 pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, CheckError> {
-    let version = bundled_version();
     if !header.readable_by_bundled() {
+        let version = bundled_version();
         return Ok(CheckInfo {
             status: CheckStatus::NotVerified,
             reason: Some(format!(
@@ -61,6 +61,11 @@ pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, C
         .and_then(|c| c.threads(1))
         .map_err(err("configuring"))?;
     let conn = Connection::open_with_flags(db, config).map_err(err("opening read-only"))?;
+    // From this instance: starting a second one just for the version would
+    // cost as much as the whole check of a small database.
+    let version: String = conn
+        .query_row("SELECT version()", [], |r| r.get(0))
+        .map_err(err("asking the version"))?;
     let mut tables = Vec::new();
     {
         let mut stmt = conn

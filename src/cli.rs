@@ -77,6 +77,11 @@ pub enum Command {
         /// With --to: overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// Also open the restored file with DuckDB and compare its tables and
+        /// row counts with the snapshot's (every chunk's and the whole file's
+        /// hash is always checked).
+        #[arg(long)]
+        check: bool,
         /// Do not ask for confirmation (needed when not on a terminal).
         #[arg(long)]
         yes: bool,
@@ -295,6 +300,7 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             id,
             to,
             force,
+            check,
             yes,
             json,
         } => {
@@ -302,7 +308,15 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                 confirm(&ctx, &id, to.as_deref())?;
             }
             let to = to.map(|p| env.cwd.join(p));
-            let v = call(&ctx, Request::Restore { id, to, force })?;
+            let v = call(
+                &ctx,
+                Request::Restore {
+                    id,
+                    to,
+                    force,
+                    check,
+                },
+            )?;
             let r: ops::Restored = serde_json::from_value(v)?;
             if json {
                 print_json(&r)?;

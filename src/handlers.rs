@@ -80,9 +80,20 @@ pub fn handle(ctx: &Ctx, req: Request, daemon: DaemonInfo) -> Response {
             Err(e) => Response::err(error_code(&e), e.to_string()),
         },
         Request::Show { id } => answer(ops::show(ctx, &id)),
-        Request::Restore { id, to, force } => {
-            answer(ops::restore(ctx, &ops::RestoreRequest { id, to, force }))
-        }
+        Request::Restore {
+            id,
+            to,
+            force,
+            check,
+        } => answer(ops::restore(
+            ctx,
+            &ops::RestoreRequest {
+                id,
+                to,
+                force,
+                check,
+            },
+        )),
         Request::Verify { id, deep } => answer(ops::verify(ctx, id.as_deref(), deep)),
         Request::Prune { dry_run } => answer(ops::prune(ctx, dry_run)),
         Request::Pin { id } => answer(ops::pin(ctx, &id, true)),

@@ -409,6 +409,9 @@ pub struct RestoreRequest {
     pub to: Option<PathBuf>,
     /// With `to`: overwrite an existing file.
     pub force: bool,
+    /// Also open the restored file with DuckDB and compare its tables and
+    /// row counts with the snapshot's.
+    pub check: bool,
 }
 
 /// Result of `restore`.
@@ -419,10 +422,14 @@ pub struct Restored {
     /// The pinned safety snapshot of the database as it was (in-place restore
     /// of an existing database only).
     pub pre_restore: Option<SnapshotId>,
-    /// Whether DuckDB opened the restored file and found the manifest's tables
-    /// and row counts (false only for a storage version the bundled DuckDB
-    /// cannot read; the whole-file hash was checked regardless).
+    /// Whether the restored file is known good: its whole-file hash (always
+    /// checked) matches a snapshot DuckDB verified when it was taken, and, when
+    /// `checked`, DuckDB opened it now and found the same tables and row
+    /// counts. False for a storage version the bundled DuckDB cannot read.
     pub verified: bool,
+    /// Whether DuckDB opened the restored file during this restore (`--check`).
+    #[serde(default)]
+    pub checked: bool,
     pub wal: bool,
 }
 
@@ -439,9 +446,17 @@ fn compare_tables(expected: &Manifest, got: &crate::store::CheckInfo) -> Result<
     Ok(())
 }
 
-/// Reassembles `m` as `dest` (+ `dest.wal`), fsyncs, checks it with DuckDB and
-/// compares it with the manifest. Returns whether DuckDB verified it.
-fn stage_restore(store: &Store, m: &Manifest, dest: &Path) -> Result<bool, OpError> {
+/// Reassembles `m` as `dest` (+ `dest.wal`) and fsyncs it. Reassembly checks
+/// every chunk's hash and the whole file's, so the bytes are exactly those
+/// DuckDB checked when the snapshot was taken; with `check`, DuckDB opens the
+/// file again and its tables and row counts are compared with the manifest.
+/// Returns (verified, checked), as in [`Restored`].
+fn stage_restore(
+    store: &Store,
+    m: &Manifest,
+    dest: &Path,
+    check: bool,
+) -> Result<(bool, bool), OpError> {
     let dir = restore::dir_of(dest);
     let name = dest
         .file_name()
@@ -460,11 +475,14 @@ fn stage_restore(store: &Store, m: &Manifest, dest: &Path) -> Result<bool, OpErr
         }
     }
     let header = Header::read_path(dest).map_err(CaptureError::from)?;
+    if !check {
+        return Ok((m.check.status == CheckStatus::Verified, false));
+    }
     let got = check::check_copy(dest, &header, false).map_err(|e| OpError::RestoreFailed {
         reason: format!("the reassembled snapshot does not open: {e}"),
     })?;
     compare_tables(m, &got).map_err(|reason| OpError::RestoreFailed { reason })?;
-    Ok(got.status == CheckStatus::Verified)
+    Ok((got.status == CheckStatus::Verified, true))
 }
 
 /// Restores snapshot `id` over the configured database (or to `--to PATH`).
@@ -505,7 +523,7 @@ pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
         }
         check_space_at(restore::dir_of(&to), m.db_size() + wal_size)?;
         let (staged, _guard) = restore::claim_staging(&to)?;
-        let result = stage_restore(&store, &m, &staged).and_then(|verified| {
+        let result = stage_restore(&store, &m, &staged, req.check).and_then(|verified| {
             let rename = |from: &Path, to: &Path| {
                 fs::rename(from, to).map_err(|source| StoreError::Io {
                     op: "rename into",
@@ -530,17 +548,19 @@ pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
         });
         let _ = fs::remove_file(&staged);
         let _ = fs::remove_file(capture::wal_path(&staged));
-        let verified = result?;
+        let (verified, checked) = result?;
         tracing::info!(event = "restore.copied", id = %id, path = %to.display(), "snapshot written to a standalone file");
         return Ok(Restored {
             id,
             path: to,
             pre_restore: None,
             verified,
+            checked,
             wal: wal_size > 0,
         });
     }
 
+    // In place, DuckDB always checks the result at the database's own path.
     restore_in_place(ctx, &store, &lock, &m, &db)
 }
 
@@ -615,14 +635,13 @@ fn restore_in_place(
 
     let (staged, new_file) = restore::claim_staging(db)?;
     let staged_wal = capture::wal_path(&staged);
-    let verified = match stage_restore(store, m, &staged) {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = fs::remove_file(&staged);
-            let _ = fs::remove_file(&staged_wal);
-            return Err(e);
-        }
-    };
+    // No DuckDB check of the staged file: the swap below ends with one at the
+    // final path, where the app will open it.
+    if let Err(e) = stage_restore(store, m, &staged, false) {
+        let _ = fs::remove_file(&staged);
+        let _ = fs::remove_file(&staged_wal);
+        return Err(e);
+    }
     // Upgrade the guard's read lock: from here on no one opens the new file.
     if !oslock::try_lock(&new_file, LockKind::Write).map_err(io("lock", &staged))? {
         return Err(OpError::InUse {
@@ -662,7 +681,7 @@ fn restore_in_place(
     };
     restore::write_journal(&journal)?;
 
-    let swap = || -> Result<(), OpError> {
+    let swap = || -> Result<bool, OpError> {
         if let Some(link) = &journal.old_link {
             let _ = fs::remove_file(link);
             fs::hard_link(db, link).map_err(io("keep a rollback link of", db))?;
@@ -690,25 +709,29 @@ fn restore_in_place(
                 db.display()
             ),
         })?;
-        compare_tables(m, &got).map_err(|reason| OpError::RestoreFailed { reason })
+        compare_tables(m, &got).map_err(|reason| OpError::RestoreFailed { reason })?;
+        Ok(got.status == CheckStatus::Verified)
     };
-    if let Err(e) = swap() {
-        tracing::error!(event = "restore.failed", id = %m.id, error = %e, "restore failed; rolling back");
-        return match restore::roll_back(&journal) {
-            Ok(()) => {
-                let _ = fs::remove_file(restore::journal_path(db));
-                Err(OpError::RestoreFailed {
-                    reason: format!("{e}; the previous database was put back"),
-                })
-            }
-            Err(rb) => Err(OpError::RestoreFailed {
-                reason: format!(
-                    "{e}; rolling back ALSO failed: {rb}; the journal {} describes the files",
-                    restore::journal_path(db).display()
-                ),
-            }),
-        };
-    }
+    let verified = match swap() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(event = "restore.failed", id = %m.id, error = %e, "restore failed; rolling back");
+            return match restore::roll_back(&journal) {
+                Ok(()) => {
+                    let _ = fs::remove_file(restore::journal_path(db));
+                    Err(OpError::RestoreFailed {
+                        reason: format!("{e}; the previous database was put back"),
+                    })
+                }
+                Err(rb) => Err(OpError::RestoreFailed {
+                    reason: format!(
+                        "{e}; rolling back ALSO failed: {rb}; the journal {} describes the files",
+                        restore::journal_path(db).display()
+                    ),
+                }),
+            };
+        }
+    };
     journal.state = restore::JournalState::Committed;
     restore::write_journal(&journal)?;
     restore::clean_up(&journal)?;
@@ -720,6 +743,7 @@ fn restore_in_place(
         path: db.to_path_buf(),
         pre_restore,
         verified,
+        checked: true,
         wal: has_wal,
     })
 }

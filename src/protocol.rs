@@ -57,6 +57,10 @@ pub enum Request {
         to: Option<PathBuf>,
         #[serde(default)]
         force: bool,
+        /// Also open the restored file with DuckDB and compare its tables
+        /// and row counts with the snapshot's (the hashes are always checked).
+        #[serde(default)]
+        check: bool,
     },
     /// Re-hash chunks of one snapshot or all; `deep` also opens each copy.
     Verify {

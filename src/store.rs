@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, mpsc};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -243,6 +243,40 @@ pub struct PutChunk {
     pub new: bool,
     /// Bytes written to disk (0 when it already existed).
     pub stored: u64,
+}
+
+/// Largest chunk length a manifest may claim (chunks are at most one
+/// 256 KiB DuckDB block or [`crate::capture::CHUNK_TARGET`]; this leaves room).
+const MAX_CHUNK_LEN: u64 = 64 * 1024 * 1024;
+
+/// Reusable buffers for reading chunks.
+#[derive(Default)]
+pub struct ChunkBuf {
+    raw: Vec<u8>,
+    plain: Vec<u8>,
+    zstd: bool,
+}
+
+impl ChunkBuf {
+    /// The chunk's plain bytes after [`Store::read_chunk_into`].
+    pub fn plain(&self) -> &[u8] {
+        if self.zstd {
+            &self.plain
+        } else {
+            self.raw.get(1..).unwrap_or_default()
+        }
+    }
+}
+
+/// Reassembly's flow control between the chunk readers and the writer.
+#[derive(Default)]
+struct Gate {
+    /// Chunks written so far.
+    written: usize,
+    /// Buffers the writer is done with.
+    pool: Vec<ChunkBuf>,
+    /// Set when the writer stops (done or failed).
+    stop: bool,
 }
 
 /// A handle on an opened store.
@@ -553,27 +587,51 @@ impl Store {
 
     /// Reads a chunk and checks its hash.
     pub fn read_chunk(&self, c: &ChunkRef) -> Result<Vec<u8>> {
+        let mut buf = ChunkBuf::default();
+        self.read_chunk_into(c, &mut buf)?;
+        Ok(buf.plain().to_vec())
+    }
+
+    /// Reads a chunk into `buf` (reusing its allocations) and checks its
+    /// length and hash; the plain bytes are then `buf.plain()`.
+    pub fn read_chunk_into(&self, c: &ChunkRef, buf: &mut ChunkBuf) -> Result<()> {
         let path = self.chunk_path(&c.hash);
-        let raw = match fs::read(&path) {
-            Ok(r) => r,
+        buf.raw.clear();
+        let read = File::open(&path).and_then(|mut f| {
+            use std::io::Read;
+            f.read_to_end(&mut buf.raw)
+        });
+        match read {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::ChunkMissing {
                     hash: c.hash.clone(),
                 });
             }
             Err(e) => return Err(io_err("read chunk", &path)(e)),
-        };
+        }
         let corrupt = |reason: String| StoreError::ChunkCorrupt {
             hash: c.hash.clone(),
             reason,
         };
-        let plain = match raw.split_first() {
-            Some((0, rest)) => rest.to_vec(),
-            Some((1, rest)) => zstd::bulk::decompress(rest, c.len as usize)
-                .map_err(|e| corrupt(format!("cannot decompress: {e}")))?,
-            Some((t, _)) => return Err(corrupt(format!("unknown tag byte {t}"))),
+        buf.zstd = match buf.raw.first() {
+            Some(0) => false,
+            Some(1) => {
+                // Never trust a length from outside with an allocation.
+                if c.len > MAX_CHUNK_LEN {
+                    return Err(corrupt(format!("length {} is implausible", c.len)));
+                }
+                buf.plain.clear();
+                buf.plain.reserve(c.len as usize);
+                zstd::bulk::Decompressor::new()
+                    .and_then(|mut d| d.decompress_to_buffer(&buf.raw[1..], &mut buf.plain))
+                    .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+                true
+            }
+            Some(t) => return Err(corrupt(format!("unknown tag byte {t}"))),
             None => return Err(corrupt("empty file".into())),
         };
+        let plain = buf.plain();
         if plain.len() as u64 != c.len {
             return Err(corrupt(format!(
                 "length {} instead of {}",
@@ -581,10 +639,10 @@ impl Store {
                 c.len
             )));
         }
-        if blake3::hash(&plain).to_hex().as_str() != c.hash {
+        if blake3::hash(plain).to_hex().as_str() != c.hash {
             return Err(corrupt("content does not match its hash".into()));
         }
-        Ok(plain)
+        Ok(())
     }
 
     /// Every chunk file present, by hash.
@@ -783,11 +841,70 @@ impl Store {
     pub fn reassemble_file(&self, f: &FileEntry, dest: &Path) -> Result<()> {
         let mut out = File::create(dest).map_err(io_err("create", dest))?;
         let mut h = blake3::Hasher::new();
-        for c in &f.chunks {
-            let data = self.read_chunk(c)?;
-            h.update(&data);
-            out.write_all(&data).map_err(io_err("write", dest))?;
-        }
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
+        // How far the readers may run ahead of the writer, in chunks.
+        let window = 4 * threads;
+        let next = AtomicUsize::new(0);
+        let gate = (Mutex::new(Gate::default()), Condvar::new());
+        let (tx, rx) = mpsc::channel::<(usize, Result<ChunkBuf>)>();
+        let n = f.chunks.len();
+        let written = std::thread::scope(|s| {
+            for _ in 0..threads.min(n) {
+                let (tx, next, gate) = (tx.clone(), &next, &gate);
+                s.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        let mut buf = {
+                            let (lock, cv) = gate;
+                            let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                            while !g.stop && i >= g.written + window {
+                                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                            }
+                            if g.stop {
+                                break;
+                            }
+                            g.pool.pop().unwrap_or_default()
+                        };
+                        let read = self.read_chunk_into(&f.chunks[i], &mut buf).map(|()| buf);
+                        if tx.send((i, read)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            // This thread writes the chunks in order as they arrive.
+            let result = (|| -> Result<()> {
+                let mut ready = BTreeMap::new();
+                let mut done = 0;
+                while done < n {
+                    let Ok((i, read)) = rx.recv() else { break };
+                    ready.insert(i, read?);
+                    while let Some(buf) = ready.remove(&done) {
+                        h.update(buf.plain());
+                        out.write_all(buf.plain()).map_err(io_err("write", dest))?;
+                        done += 1;
+                        let (lock, cv) = &gate;
+                        let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        g.written = done;
+                        g.pool.push(buf);
+                        cv.notify_all();
+                    }
+                }
+                Ok(())
+            })();
+            let (lock, cv) = &gate;
+            lock.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+            cv.notify_all();
+            result
+        });
+        written?;
         let got = h.finalize().to_hex().to_string();
         if got != f.hash {
             return Err(StoreError::ChunkCorrupt {

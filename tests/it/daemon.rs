@@ -276,6 +276,26 @@ fn schedule_snapshots_skips_unchanged_and_keeps_last() {
 }
 
 #[test]
+fn restore_over_the_socket_with_and_without_check() {
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n",
+        "CREATE TABLE t AS SELECT range i FROM range(1000)",
+    );
+    let d = Daemon::start(&ws, &[]);
+    let mut c = d.connect();
+    let s = c.call(json!({"op": "snapshot", "reason": "manual"}));
+    let id = s["result"]["snapshot"]["id"].as_str().unwrap().to_string();
+    for check in [false, true] {
+        let to = ws.path().join(format!("copy-{check}.duckdb"));
+        let v = c.call(json!({"op": "restore", "id": id, "to": to, "check": check}));
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["result"]["checked"], check, "{v}");
+        assert_eq!(v["result"]["verified"], true, "{v}");
+        assert_eq!(query_i64(&open_ro(&to), "SELECT count(*) FROM t"), 1000);
+    }
+}
+
+#[test]
 fn fifty_concurrent_snapshot_requests() {
     let ws = daemon_ws(
         "[schedule]\nenabled = false\n",

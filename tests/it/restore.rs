@@ -59,6 +59,7 @@ fn round_trip_with_pre_restore_snapshot() {
         "restored content differs from the snapshot"
     );
     assert_eq!(r["verified"], true);
+    assert_eq!(r["checked"], true, "in place, DuckDB checks the final path");
     let pre = r["pre_restore"]
         .as_str()
         .expect("a pre-restore snapshot")
@@ -121,6 +122,44 @@ fn round_trip_with_pre_restore_snapshot() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
     assert_eq!(std::fs::read(ws.db()).unwrap(), before);
+}
+
+#[test]
+fn restore_to_a_path_checks_hashes_and_with_check_duckdb() {
+    let ws = Workspace::new();
+    make_db(&ws.db(), SCHEMA);
+    let s1 = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let plain = ws.path().join("plain.duckdb");
+    let r = ws.json(&[
+        "restore",
+        &s1,
+        "--to",
+        plain.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(
+        r["checked"], false,
+        "--to re-opens with DuckDB only with --check"
+    );
+    assert_eq!(r["verified"], true, "the hash matches a verified snapshot");
+    let to = ws.path().join("copy.duckdb");
+    let r = ws.json(&[
+        "restore",
+        &s1,
+        "--to",
+        to.to_str().unwrap(),
+        "--check",
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(r["checked"], true);
+    assert_eq!(r["verified"], true);
+    assert_eq!(
+        query_i64(&open_ro(&to), "SELECT count(*) FROM orders"),
+        50000
+    );
+    assert_eq!(std::fs::read(&to).unwrap(), std::fs::read(&plain).unwrap());
 }
 
 #[test]

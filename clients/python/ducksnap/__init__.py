@@ -192,11 +192,19 @@ class Client:
             return []
         return self.call({"op": "list"})
 
-    def restore(self, snapshot_id: str, to: Optional[str] = None, force: bool = False) -> Dict[str, Any]:
-        """Restores a snapshot (the app must have closed its connection)."""
+    def restore(
+        self, snapshot_id: str, to: Optional[str] = None, force: bool = False, check: bool = False
+    ) -> Dict[str, Any]:
+        """Restores a snapshot (the app must have closed its connection).
+
+        ``check=True`` also has DuckDB open the restored file and compare its
+        tables and row counts with the snapshot's; the hashes are always checked.
+        """
         if self.cloud:
             raise BackupsDisabled(self.disabled_reason())
         req: Dict[str, Any] = {"op": "restore", "id": snapshot_id}
+        if check:
+            req["check"] = True
         if to is not None:
             req["to"] = os.path.abspath(to)
             req["force"] = force
