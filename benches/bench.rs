@@ -80,7 +80,16 @@ fn python() -> Option<PathBuf> {
 }
 
 /// Runs a command, returns wall seconds; panics with its output on failure.
+/// Writes every dirty page out first, so that no timed command pays for
+/// another's writes (a freshly generated or updated database, a deleted
+/// store): `sync FILE`, `syncfs` and fsync would otherwise charge them
+/// unevenly.
+fn settle() {
+    nix::unistd::sync();
+}
+
 fn timed(cmd: &mut Command) -> f64 {
+    settle();
     let t = Instant::now();
     let out = cmd.stdin(Stdio::null()).output().expect("spawn");
     let s = t.elapsed().as_secs_f64();
@@ -94,6 +103,7 @@ fn timed(cmd: &mut Command) -> f64 {
 }
 
 fn run_json(cmd: &mut Command) -> (f64, Value) {
+    settle();
     let t = Instant::now();
     let out = cmd.stdin(Stdio::null()).output().expect("spawn");
     let s = t.elapsed().as_secs_f64();
@@ -502,7 +512,16 @@ fn socket_vs_in_process(root: &Path) -> Value {
     let s = UnixStream::connect(ws.dir.join("ducksnap.sock")).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    let mut sock = vec![];
+    let env = ducksnap::config::HostEnv {
+        vars: Default::default(),
+        cwd: ws.dir.clone(),
+    };
+    let config = ducksnap::config::load(Some(&ws.dir.join("ducksnap.toml")), &env).unwrap();
+    let detection =
+        ducksnap::environment::detect(&env, &config.database.path, config.database.mode);
+    let ctx = ducksnap::ops::Ctx { config, detection };
+    // Interleaved, so both see the same store and the same machine state.
+    let (mut sock, mut inproc) = (vec![], vec![]);
     for i in 0..100 {
         let t = Instant::now();
         writeln!(
@@ -515,21 +534,10 @@ fn socket_vs_in_process(root: &Path) -> Value {
         r.read_line(&mut line).unwrap();
         sock.push(t.elapsed().as_secs_f64() * 1000.0);
         assert!(line.contains("\"ok\":true"), "{line}");
-    }
-    stop(daemon);
-    let env = ducksnap::config::HostEnv {
-        vars: Default::default(),
-        cwd: ws.dir.clone(),
-    };
-    let config = ducksnap::config::load(Some(&ws.dir.join("ducksnap.toml")), &env).unwrap();
-    let detection =
-        ducksnap::environment::detect(&env, &config.database.path, config.database.mode);
-    let ctx = ducksnap::ops::Ctx { config, detection };
-    let mut inproc = vec![];
-    for i in 0..100 {
+
         let req = ducksnap::ops::SnapshotRequest {
             reason: "pre-delete".into(),
-            label: Some(format!("bench {i}")),
+            label: Some(format!("bench {i} in-process")),
             pin: false,
             skip_unchanged: false,
         };
@@ -537,6 +545,7 @@ fn socket_vs_in_process(root: &Path) -> Value {
         ducksnap::ops::snapshot(&ctx, &req).unwrap();
         inproc.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    stop(daemon);
     json!({
         "socket_p50_ms": percentile(sock.clone(), 0.5), "socket_p95_ms": percentile(sock, 0.95),
         "inproc_p50_ms": percentile(inproc.clone(), 0.5), "inproc_p95_ms": percentile(inproc, 0.95),

@@ -32,8 +32,8 @@ use crate::check::{self, CheckError};
 use crate::duckfile::{self, Header, HeaderError};
 use crate::oslock::{self, LockKind};
 use crate::store::{
-    CaptureMethod, CheckInfo, ChunkBatch, FileEntry, PutChunk, Store, StoreError, StoreLock,
-    read_full_at,
+    CaptureMethod, CheckInfo, ChunkBatch, FileEntry, FileHash, PutChunk, Store, StoreError,
+    StoreLock, chunk_list_hash, read_full_at,
 };
 
 /// Chunk size target for database runs and the WAL.
@@ -470,9 +470,9 @@ fn open_optional(p: &Path) -> Result<Option<File>, CaptureError> {
 }
 
 /// Streams `src` over `bounds` into chunks in the store, and into `dest`
-/// when given (the staged copy DuckDB checks). This thread reads, feeds the
-/// whole-file hash and writes `dest`, in file order; one worker per core
-/// hashes, compresses and writes each chunk. A fixed pool of buffers bounds
+/// when given (the staged copy DuckDB checks). This thread reads and writes
+/// `dest`, in file order; one worker per core hashes, compresses and writes
+/// each chunk. The file's hash is then the chunk list's. A fixed pool of buffers bounds
 /// the memory in flight and makes the reader wait for the workers.
 fn copy_chunks(
     batch: &ChunkBatch,
@@ -499,7 +499,6 @@ fn copy_chunks(
     let job_rx = Mutex::new(job_rx);
     let (res_tx, res_rx) = mpsc::channel::<(usize, Result<PutChunk, StoreError>)>();
     let failed = AtomicBool::new(false);
-    let mut whole = blake3::Hasher::new();
     let mut size = 0u64;
 
     let read = std::thread::scope(|s| {
@@ -546,7 +545,6 @@ fn copy_chunks(
                         src_path.display()
                     )));
                 }
-                whole.update(&buf);
                 if let Some((f, d)) = out.as_mut() {
                     f.write_all(&buf).map_err(io_err("write", d))?;
                 }
@@ -585,7 +583,8 @@ fn copy_chunks(
     Ok(FileEntry {
         role: role.to_string(),
         size,
-        hash: whole.finalize().to_hex().to_string(),
+        hash: chunk_list_hash(&chunks).expect("chunk hashes are BLAKE3 hex"),
+        hash_of: FileHash::ChunkList,
         chunks,
     })
 }

@@ -467,10 +467,14 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                 );
                 for f in &m.files {
                     println!(
-                        "file {:<6} {} bytes, {} chunks, blake3 {}",
+                        "file {:<6} {} bytes, {} chunks, blake3 ({}) {}",
                         f.role,
                         f.size,
                         f.chunks.len(),
+                        match f.hash_of {
+                            crate::store::FileHash::Bytes => "of the bytes",
+                            crate::store::FileHash::ChunkList => "of the chunk list",
+                        },
                         f.hash
                     );
                 }

@@ -244,7 +244,7 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
     if req.skip_unchanged {
         let files = |fs: &[crate::store::FileEntry]| {
             fs.iter()
-                .map(|f| (f.role.clone(), f.hash.clone()))
+                .map(|f| (f.role.clone(), f.hash_of, f.hash.clone()))
                 .collect::<Vec<_>>()
         };
         if let Some(newest) = store.catalog()?.first()
@@ -793,6 +793,28 @@ pub struct VerifyReport {
 
 /// Re-hashes every chunk of one snapshot (`id`) or of all; `deep` also
 /// reassembles each and reads every column with DuckDB.
+/// What is wrong with a manifest's file entry on its own: chunk lengths that
+/// do not add up to its size, or (chunk-list scheme) a list that does not
+/// hash to the recorded file hash — a manifest edited or damaged.
+fn file_entry_problem(f: &crate::store::FileEntry) -> Option<String> {
+    let total: u64 = f.chunks.iter().map(|c| c.len).sum();
+    if total != f.size {
+        return Some(format!(
+            "file {}: its chunks add up to {total} bytes, not {}",
+            f.role, f.size
+        ));
+    }
+    if f.hash_of == crate::store::FileHash::ChunkList
+        && crate::store::chunk_list_hash(&f.chunks).as_deref() != Some(f.hash.as_str())
+    {
+        return Some(format!(
+            "file {}: its chunk list does not match the file hash {} (the manifest was altered)",
+            f.role, f.hash
+        ));
+    }
+    None
+}
+
 pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, OpError> {
     let id = id.map(SnapshotId::parse).transpose()?;
     if ctx.detection.is_cloud() {
@@ -852,6 +874,9 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
             error: None,
         };
         for f in &m.files {
+            if let Some(problem) = file_entry_problem(f) {
+                r.error = Some(problem);
+            }
             for c in &f.chunks {
                 r.chunks += 1;
                 let res = seen
@@ -873,7 +898,7 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
                 }
             }
         }
-        r.ok = r.missing_chunks.is_empty() && r.corrupt_chunks.is_empty();
+        r.ok = r.missing_chunks.is_empty() && r.corrupt_chunks.is_empty() && r.error.is_none();
         if deep && r.ok {
             let lock = lock.as_ref().expect("deep verify holds the lock");
             let dir = store.staging_dir(lock, "verify")?;

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ducksnap::duckfile::{BUNDLED_STORAGE_VERSION, Header};
+use ducksnap::store::{ChunkRef, FileHash, chunk_list_hash};
 
 use crate::helpers::*;
 
@@ -504,6 +505,62 @@ fn missing_chunk_and_bad_manifest_are_reported() {
 }
 
 #[test]
+fn file_hash_binds_the_chunk_list_and_old_manifests_still_restore() {
+    let ws = Workspace::new();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i, random() r FROM range(300000)",
+    );
+    let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let mpath = ws.store_dir().join("snapshots").join(format!("{id}.json"));
+    let original = std::fs::read_to_string(&mpath).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    assert_eq!(m["files"][0]["hash_of"], "chunk_list");
+    let chunks = m["files"][0]["chunks"].as_array().unwrap().clone();
+    assert!(chunks.len() >= 4, "test setup: want several chunks");
+    // Two equally long chunks swapped: every chunk is still present and
+    // intact and the lengths add up, but the file would come out scrambled.
+    let (a, b) = (1, 2);
+    assert_eq!(chunks[a]["len"], chunks[b]["len"]);
+    assert_ne!(chunks[a]["hash"], chunks[b]["hash"]);
+    m["files"][0]["chunks"][a] = chunks[b].clone();
+    m["files"][0]["chunks"][b] = chunks[a].clone();
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let out = ws.run(&["verify", &id, "--json"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
+    assert!(stdout(&out).contains("altered"), "{}", stdout(&out));
+    let to = ws.path().join("scrambled.duckdb");
+    let out = ws.run(&["restore", &id, "--to", to.to_str().unwrap(), "--yes"]);
+    assert!(!out.status.success(), "a scrambled restore succeeded");
+    assert!(
+        !to.exists(),
+        "a scrambled file was left at {}",
+        to.display()
+    );
+
+    // A manifest in the older scheme (hash of the bytes, no hash_of) still
+    // restores, and its hash is still enforced.
+    let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let bytes_hash = blake3::hash(&std::fs::read(ws.db()).unwrap())
+        .to_hex()
+        .to_string();
+    m["files"][0].as_object_mut().unwrap().remove("hash_of");
+    m["files"][0]["hash"] = bytes_hash.into();
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let out = ws.run(&["verify", &id]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = ws.run(&["restore", &id, "--to", to.to_str().unwrap(), "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&to).unwrap(), std::fs::read(ws.db()).unwrap());
+    m["files"][0]["hash"] = "0".repeat(64).into();
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let to2 = ws.path().join("wrong.duckdb");
+    let out = ws.run(&["restore", &id, "--to", to2.to_str().unwrap(), "--yes"]);
+    assert!(!out.status.success(), "a wrong bytes hash was not caught");
+    assert!(!to2.exists());
+}
+
+#[test]
 fn store_with_foreign_marker_is_refused() {
     let ws = Workspace::new();
     make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS x");
@@ -596,12 +653,25 @@ c.close()",
         let m = ws.manifest(id);
         let dir = tempfile::tempdir().unwrap();
         let copy = ws.reassemble(id, dir.path()); // checks every chunk and the whole-file hash
-        assert_eq!(
-            blake3::hash(&std::fs::read(&copy).unwrap())
-                .to_hex()
-                .as_str(),
-            m.files[0].hash
-        );
+        // Independently: cut the reassembled bytes at the manifest's chunk
+        // lengths, hash the pieces, and compare the list's hash.
+        let bytes = std::fs::read(&copy).unwrap();
+        let mut at = 0usize;
+        let pieces: Vec<ChunkRef> = m.files[0]
+            .chunks
+            .iter()
+            .map(|c| {
+                let piece = &bytes[at..at + c.len as usize];
+                at += c.len as usize;
+                ChunkRef {
+                    hash: blake3::hash(piece).to_hex().to_string(),
+                    len: c.len,
+                }
+            })
+            .collect();
+        assert_eq!(at, bytes.len());
+        assert_eq!(m.files[0].hash_of, FileHash::ChunkList);
+        assert_eq!(chunk_list_hash(&pieces).unwrap(), m.files[0].hash);
     }
     // The store still works.
     ws.snapshot();
