@@ -7,6 +7,7 @@
 //! additionally scans every column of every table.
 
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use duckdb::{AccessMode, Config, Connection};
 
@@ -32,7 +33,47 @@ pub fn bundled_version() -> String {
     .clone()
 }
 
-/// Opens `db` (a copy) read-only and lists every table with its row count.
+/// The daemon's DuckDB instance, kept between checks (see [`keep_instance`]).
+static SHARED: OnceLock<Mutex<Option<Connection>>> = OnceLock::new();
+
+/// Name under which a shared instance attaches the file it checks.
+const ALIAS: &str = "ducksnap_check";
+
+/// Keeps one in-memory DuckDB instance for every later check in this process
+/// (the daemon calls it at start-up): each check then ATTACHes its file
+/// read-only and DETACHes it afterwards, instead of starting an instance
+/// (tens of milliseconds, most of a small snapshot's time). An instance
+/// whose DETACH fails is dropped and the next check starts a fresh one.
+pub fn keep_instance() {
+    let slot = SHARED.get_or_init(|| Mutex::new(None));
+    let mut g = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if g.is_none() {
+        match shared_instance() {
+            Ok(c) => *g = Some(c),
+            Err(e) => {
+                tracing::warn!(event = "check.instance_failed", error = %e, "cannot start the shared DuckDB instance; each check starts its own")
+            }
+        }
+    }
+}
+
+fn shared_instance() -> duckdb::Result<Connection> {
+    // External access stays on: ATTACH needs it. Only our own fixed queries
+    // (identifiers quoted) ever run here.
+    let config = Config::default()
+        .enable_autoload_extension(false)?
+        .with("autoinstall_known_extensions", "false")?
+        .threads(1)?;
+    Connection::open_in_memory_with_flags(config)
+}
+
+/// SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Opens `db` read-only (a copy, or the live file under our read lock; see
+/// `capture`) and lists every table with its row count.
 pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, CheckError> {
     if !header.readable_by_bundled() {
         let version = bundled_version();
@@ -53,6 +94,24 @@ pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, C
             message: e.to_string(),
         }
     };
+    if let Some(slot) = SHARED.get() {
+        // Held for the check only; checks run one at a time anyway.
+        let mut g = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(shared_instance().map_err(err("starting DuckDB"))?);
+        }
+        let conn = g.as_ref().expect("just set");
+        let path = db.to_string_lossy();
+        conn.execute_batch(&format!("ATTACH {} AS {ALIAS} (READ_ONLY)", literal(&path)))
+            .map_err(err("opening read-only"))?;
+        tracing::debug!(event = "check.attached", path = %db.display(), deep, "checking with the kept DuckDB instance");
+        let result = check_tables(conn, ALIAS, deep).map_err(|(op, e)| err(op)(e));
+        if let Err(e) = conn.execute_batch(&format!("DETACH {ALIAS}")) {
+            tracing::warn!(event = "check.detach_failed", error = %e, "dropping the shared DuckDB instance");
+            *g = None;
+        }
+        return result;
+    }
     let config = Config::default()
         .access_mode(AccessMode::ReadOnly)
         .and_then(|c| c.enable_autoload_extension(false))
@@ -61,44 +120,61 @@ pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, C
         .and_then(|c| c.threads(1))
         .map_err(err("configuring"))?;
     let conn = Connection::open_with_flags(db, config).map_err(err("opening read-only"))?;
+    let name: String = conn
+        .query_row("SELECT current_database()", [], |r| r.get(0))
+        .map_err(err("opening read-only"))?;
+    check_tables(&conn, &name, deep).map_err(|(op, e)| err(op)(e))
+}
+
+/// Lists every table of database `name` on `conn` and counts its rows
+/// (`deep`: reads every column too).
+fn check_tables(
+    conn: &Connection,
+    name: &str,
+    deep: bool,
+) -> Result<CheckInfo, (&'static str, duckdb::Error)> {
+    let at = |op: &'static str| move |e: duckdb::Error| (op, e);
     // From this instance: starting a second one just for the version would
     // cost as much as the whole check of a small database.
     let version: String = conn
         .query_row("SELECT version()", [], |r| r.get(0))
-        .map_err(err("asking the version"))?;
+        .map_err(at("asking the version"))?;
     let mut tables = Vec::new();
     {
         let mut stmt = conn
             .prepare(
                 "SELECT schema_name, table_name FROM duckdb_tables() \
-                 WHERE database_name = current_database() AND NOT temporary \
+                 WHERE database_name = ? AND NOT temporary \
                  ORDER BY schema_name, table_name",
             )
-            .map_err(err("listing tables"))?;
+            .map_err(at("listing tables"))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(err("listing tables"))?;
+            .query_map([name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(at("listing tables"))?;
         for row in rows {
-            let (schema, name) = row.map_err(err("listing tables"))?;
+            let (schema, table) = row.map_err(at("listing tables"))?;
             tables.push(TableCount {
                 schema,
-                name,
+                name: table,
                 rows: 0,
             });
         }
     }
     for t in &mut tables {
         let q = format!(
-            "SELECT count(*) FROM {}.{}",
+            "SELECT count(*) FROM {}.{}.{}",
+            quote(name),
             quote(&t.schema),
             quote(&t.name)
         );
         let n: i64 = conn
             .query_row(&q, [], |r| r.get(0))
-            .map_err(err("counting rows"))?;
+            .map_err(at("counting rows"))?;
         t.rows = n as u64;
         if deep {
-            scan_columns(&conn, &t.schema, &t.name).map_err(err("scanning columns"))?;
+            scan_columns(conn, name, &t.schema, &t.name).map_err(at("scanning columns"))?;
         }
     }
     Ok(CheckInfo {
@@ -110,13 +186,13 @@ pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, C
 }
 
 /// Reads every column of a table so every data block is read and checksummed.
-fn scan_columns(conn: &Connection, schema: &str, table: &str) -> duckdb::Result<()> {
+fn scan_columns(conn: &Connection, db: &str, schema: &str, table: &str) -> duckdb::Result<()> {
     let mut stmt = conn.prepare(
         "SELECT column_name FROM duckdb_columns() \
-         WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
+         WHERE database_name = ? AND schema_name = ? AND table_name = ?",
     )?;
     let cols: Vec<String> = stmt
-        .query_map([schema, table], |r| r.get(0))?
+        .query_map([db, schema, table], |r| r.get(0))?
         .collect::<duckdb::Result<_>>()?;
     if cols.is_empty() {
         return Ok(());
@@ -126,8 +202,9 @@ fn scan_columns(conn: &Connection, schema: &str, table: &str) -> duckdb::Result<
         .map(|c| format!("count({})", quote(c)))
         .collect();
     let q = format!(
-        "SELECT {} FROM {}.{}",
+        "SELECT {} FROM {}.{}.{}",
         aggs.join(", "),
+        quote(db),
         quote(schema),
         quote(table)
     );
@@ -139,8 +216,9 @@ fn scan_columns(conn: &Connection, schema: &str, table: &str) -> duckdb::Result<
         .map(|c| format!("bit_xor(hash({}))", quote(c)))
         .collect();
     let q = format!(
-        "SELECT {} FROM {}.{}",
+        "SELECT {} FROM {}.{}.{}",
         hashes.join(", "),
+        quote(db),
         quote(schema),
         quote(table)
     );

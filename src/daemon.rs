@@ -141,6 +141,9 @@ async fn run_async(ctx: Ctx, env: HostEnv, reload: Reload) -> anyhow::Result<u8>
             ctx.config.store.compression_level,
         )?;
         crate::restore::recover(&ctx.config.database.path)?;
+        // One DuckDB instance for every check: a pre-delete snapshot then
+        // does not pay for starting one.
+        crate::check::keep_instance();
         if !ctx.config.database.path.exists() {
             tracing::warn!(event = "watch.database_missing", database = %ctx.config.database.path.display(), "the database does not exist yet; snapshots start when it appears");
         }

@@ -296,6 +296,62 @@ fn restore_over_the_socket_with_and_without_check() {
 }
 
 #[test]
+fn daemon_checks_with_one_kept_duckdb_instance() {
+    // The daemon keeps one DuckDB instance and ATTACHes each file it checks:
+    // every check must still see the file as it is now (no stale blocks),
+    // replay a WAL, and handle odd names; deep verify goes the same way.
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n",
+        "CREATE TABLE t AS SELECT range i FROM range(1000);
+         CREATE SCHEMA \"s'q\"; CREATE TABLE \"s'q\".\"odd \"\"name\" AS SELECT 1 AS x;",
+    );
+    let mut d = Daemon::start(&ws, &[]);
+    let mut c = d.connect();
+    let rows = |snap: &Value, table: &str| -> u64 {
+        snap["check"]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == table)
+            .unwrap_or_else(|| panic!("no table {table} in {snap}"))["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut snap = || {
+        let v = c.call(json!({"op": "snapshot", "reason": "manual"}));
+        assert_eq!(v["ok"], true, "{v}");
+        v["result"]["snapshot"].clone()
+    };
+    let s1 = snap();
+    assert_eq!(s1["check"]["status"], "verified");
+    assert_eq!(rows(&s1, "t"), 1000);
+    assert_eq!(rows(&s1, "odd \"name"), 1);
+    write_db(&ws.db(), "INSERT INTO t SELECT range FROM range(500)");
+    assert_eq!(rows(&snap(), "t"), 1500, "a stale view of the file");
+    run_python(
+        "import duckdb,sys
+c=duckdb.connect(sys.argv[1])
+c.execute('pragma disable_checkpoint_on_shutdown')
+c.execute('insert into t select range from range(250)')
+c.close()",
+        &[ws.db().to_str().unwrap()],
+    );
+    assert!(ws.db().with_extension("duckdb.wal").exists());
+    let s3 = snap();
+    assert_eq!(rows(&s3, "t"), 1750, "the WAL was not replayed");
+    assert_eq!(s3["files"].as_array().unwrap().len(), 2);
+    let v = c.call(json!({"op": "verify", "deep": true}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["result"]["problems"], 0, "{v}");
+    assert_eq!(v["result"]["checked"], 3, "{v}");
+    // Drain the log so far.
+    d.wait_where(Duration::from_millis(500), |_| false);
+    assert_eq!(d.count("check.attached"), 6, "3 snapshots + 3 deep checks");
+    assert_eq!(d.count("check.detach_failed"), 0);
+    assert_eq!(d.count("check.instance_failed"), 0);
+}
+
+#[test]
 fn fifty_concurrent_snapshot_requests() {
     let ws = daemon_ws(
         "[schedule]\nenabled = false\n",
