@@ -11,8 +11,9 @@
 //! <dir>/staging/               temporary files, removed at open
 //! ```
 //!
-//! Commit protocol: every chunk is written to staging, fsynced and renamed
-//! into place, and its directory fsynced, before a manifest names it; the
+//! Commit protocol: every chunk is written to staging, made durable
+//! (`syncfs`), renamed into place and the rename made durable (`syncfs`
+//! again) before a manifest names it; the
 //! manifest rename is the commit. A crash at any instant therefore leaves
 //! only complete snapshots listed, plus unreferenced chunks (removed by
 //! garbage collection) and staging leftovers (removed at the next open).
@@ -340,8 +341,8 @@ pub struct Compressors {
 /// Chunks written by one operation. Each new chunk is compressed (where
 /// that pays) and written to staging without an fsync, and its writeback is
 /// started at once; [`ChunkBatch::commit`] makes them all durable with one
-/// `syncfs`, then renames them into `chunks/` and fsyncs each directory it
-/// touched. Nothing may name a chunk before the commit. Dropped without a
+/// `syncfs`, then renames them into `chunks/` and makes the renames durable
+/// with a second `syncfs`. Nothing may name a chunk before the commit. Dropped without a
 /// commit, the batch removes its staging files. [`ChunkBatch::put`] takes
 /// `&self` and may run on many threads at once.
 pub struct ChunkBatch<'a> {
@@ -463,9 +464,10 @@ impl ChunkBatch<'_> {
             }
             dirs.insert(parent);
         }
-        for d in dirs {
-            fsync_dir(&d)?;
-        }
+        // One more syncfs makes every rename (and every new `chunks/ab`
+        // directory) durable: one journal commit instead of an fsync per
+        // directory, which cost a quarter of a large first snapshot.
+        nix::unistd::syncfs(&dir).map_err(|e| io_err("syncfs", &staging)(e.into()))?;
         Ok(())
     }
 }
@@ -1006,8 +1008,10 @@ impl Store {
             bytes += len;
             dirs.insert(p.parent().expect("chunk dir").to_path_buf());
         }
-        for d in dirs {
-            fsync_dir(&d)?;
+        if !dirs.is_empty() {
+            // The removals are durable after one syncfs (as in commit).
+            let root = File::open(&self.root).map_err(io_err("open", &self.root))?;
+            nix::unistd::syncfs(&root).map_err(|e| io_err("syncfs", &self.root)(e.into()))?;
         }
         Ok((files, bytes))
     }
