@@ -2,7 +2,7 @@
 //! the same run. Prints a Markdown table and writes JSON.
 //!
 //! ```sh
-//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f]
+//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g]
 //! ```
 //!
 //! Peers (each timed durably, fsync included where the tool does it): `cp` +
@@ -523,6 +523,19 @@ fn main() {
         ));
         results.insert("socket".into(), e);
     }
+    if want(&a, "g") {
+        for &mb in &a.sizes {
+            let g = incremental_via_daemon(&root, mb, a.runs);
+            md.push_str(&format!(
+                "| {mb} MB | (g) incremental as in (b), `ducksnap snapshot` served by a running daemon | {:.2} s | {:.2} s | | | | | {:.2}× (best {:.2}×) |\n",
+                g["ducksnap"].as_f64().unwrap(),
+                g["cp_sync"].as_f64().unwrap(),
+                g["ducksnap"].as_f64().unwrap() / g["cp_sync"].as_f64().unwrap(),
+                g["best"]["ducksnap"].as_f64().unwrap() / g["best"]["cp_sync"].as_f64().unwrap(),
+            ));
+            results.insert(format!("{mb}MB_daemon"), g);
+        }
+    }
     if want(&a, "f") {
         let f = idle_daemon(&root);
         md.push_str(&format!(
@@ -612,6 +625,39 @@ fn socket_vs_in_process(root: &Path) -> Value {
     json!({
         "socket_p50_ms": percentile(sock.clone(), 0.5), "socket_p95_ms": percentile(sock, 0.95),
         "inproc_p50_ms": percentile(inproc.clone(), 0.5), "inproc_p95_ms": percentile(inproc, 0.95),
+    })
+}
+
+/// (b) again, with the daemon running: the CLI's `snapshot` is then served
+/// by the daemon (which keeps a DuckDB instance), as on a machine where
+/// ducksnap is installed as a service.
+fn incremental_via_daemon(root: &Path, mb: u64, runs: usize) -> Value {
+    let ws = Ws::new(root, &format!("daemon{mb}"));
+    generate(&ws.db(), mb);
+    let daemon = start_daemon(&ws);
+    run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+    let peers = ws.dir.join("peers");
+    std::fs::create_dir_all(&peers).unwrap();
+    let (mut snap, mut cp) = (vec![], vec![]);
+    for run in 0..runs {
+        update(&ws.db(), mb, false, 7 + run as u64);
+        let cp_first = run % 2 == 1;
+        if cp_first {
+            cp.push(cp_sync(&ws.db(), &peers.join("copy.duckdb")));
+        }
+        let (t, v) = run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+        assert!(v["snapshot"]["bytes_new"].as_u64().unwrap() > 0, "{v}");
+        snap.push(t);
+        if !cp_first {
+            cp.push(cp_sync(&ws.db(), &peers.join("copy.duckdb")));
+        }
+    }
+    stop(daemon);
+    let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
+    json!({
+        "ducksnap": median(snap.clone()), "cp_sync": median(cp.clone()),
+        "best": {"ducksnap": best(&snap), "cp_sync": best(&cp)},
+        "samples": {"ducksnap": snap, "cp_sync": cp},
     })
 }
 

@@ -1,10 +1,14 @@
-//! Checking a captured copy with the bundled DuckDB.
+//! Checking captured bytes with the bundled DuckDB.
 //!
-//! Only ever opens a *copy* (in staging), read-only, with extension autoload
-//! and autoinstall off and external access disabled. Opening replays the WAL
-//! in memory and checksums the blocks it reads; listing every table and
+//! Opens, read-only and with extension autoload and autoinstall off, exactly
+//! the bytes a snapshot stores: a staged copy, a reassembled snapshot, or
+//! the live database while capture's read lock keeps writers out (DuckDB's
+//! read-only open shares that lock and uses `O_RDONLY`). Opening replays the
+//! WAL in memory and checksums the blocks it reads; listing every table and
 //! counting its rows reads the metadata and the row-group headers. `deep`
-//! additionally scans every column of every table.
+//! additionally scans every column of every table. A one-shot check starts
+//! its own instance with external access disabled; the daemon keeps one
+//! instance ([`keep_instance`]) and ATTACHes each file read-only.
 
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};

@@ -6,7 +6,7 @@
 //! - [`duckfile`]: DuckDB file headers and block-aligned chunk boundaries.
 //! - [`oslock`]: OFD locks that see (and are seen by) DuckDB's POSIX locks.
 //! - [`capture`]: consistent copies of a live database (quiescent / online).
-//! - [`check`]: opening a captured copy read-only with the bundled DuckDB.
+//! - [`check`]: opening captured bytes read-only with the bundled DuckDB.
 //! - [`store`]: chunks, manifests, catalog, lock and staging on disk.
 //! - [`id`]: snapshot ids.
 //! - [`ops`]: the operations behind the subcommands; [`restore`] the crash-safe
