@@ -525,14 +525,22 @@ fn main() {
     }
     if want(&a, "g") {
         for &mb in &a.sizes {
-            let g = incremental_via_daemon(&root, mb, a.runs);
-            md.push_str(&format!(
-                "| {mb} MB | (g) incremental as in (b), `ducksnap snapshot` served by a running daemon | {:.2} s | {:.2} s | | | | | {:.2}× (best {:.2}×) |\n",
-                g["ducksnap"].as_f64().unwrap(),
-                g["cp_sync"].as_f64().unwrap(),
-                g["ducksnap"].as_f64().unwrap() / g["cp_sync"].as_f64().unwrap(),
-                g["best"]["ducksnap"].as_f64().unwrap() / g["best"]["cp_sync"].as_f64().unwrap(),
-            ));
+            let g = via_daemon(&root, mb, a.runs);
+            for (key, what) in [
+                ("first", "(a) first snapshot"),
+                ("incremental", "(b) incremental"),
+            ] {
+                let x = &g[key];
+                let v = |k: &str| x[k].as_f64().unwrap();
+                let b = |k: &str| x["best"][k].as_f64().unwrap();
+                md.push_str(&format!(
+                    "| {mb} MB | (g) {what}, `ducksnap snapshot` served by a running daemon | {:.2} s | {:.2} s | | | | | {:.2}× (best {:.2}×) |\n",
+                    v("ducksnap"),
+                    v("cp_sync"),
+                    v("ducksnap") / v("cp_sync"),
+                    b("ducksnap") / b("cp_sync"),
+                ));
+            }
             results.insert(format!("{mb}MB_daemon"), g);
         }
     }
@@ -628,37 +636,47 @@ fn socket_vs_in_process(root: &Path) -> Value {
     })
 }
 
-/// (b) again, with the daemon running: the CLI's `snapshot` is then served
-/// by the daemon (which keeps a DuckDB instance), as on a machine where
-/// ducksnap is installed as a service.
-fn incremental_via_daemon(root: &Path, mb: u64, runs: usize) -> Value {
-    let ws = Ws::new(root, &format!("daemon{mb}"));
-    generate(&ws.db(), mb);
-    let daemon = start_daemon(&ws);
-    run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
-    let peers = ws.dir.join("peers");
-    std::fs::create_dir_all(&peers).unwrap();
-    let (mut snap, mut cp) = (vec![], vec![]);
+/// (a) and (b) again with the daemon running: the CLI's `snapshot` is then
+/// served by the daemon (which keeps a DuckDB instance), as on a machine
+/// where ducksnap runs as a service. A fresh workspace, store and daemon per
+/// run, on a copy of one generated database.
+fn via_daemon(root: &Path, mb: u64, runs: usize) -> Value {
+    let base = Ws::new(root, &format!("daemon{mb}"));
+    generate(&base.db(), mb);
+    let (mut first, mut first_cp, mut inc, mut inc_cp) = (vec![], vec![], vec![], vec![]);
     for run in 0..runs {
-        update(&ws.db(), mb, false, 7 + run as u64);
+        let ws = Ws::new(root, &format!("daemon{mb}-{run}"));
+        std::fs::copy(base.db(), ws.db()).unwrap();
+        let peers = ws.dir.join("peers");
+        std::fs::create_dir_all(&peers).unwrap();
+        let daemon = start_daemon(&ws);
         let cp_first = run % 2 == 1;
-        if cp_first {
-            cp.push(cp_sync(&ws.db(), &peers.join("copy.duckdb")));
-        }
-        let (t, v) = run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
-        assert!(v["snapshot"]["bytes_new"].as_u64().unwrap() > 0, "{v}");
-        snap.push(t);
-        if !cp_first {
-            cp.push(cp_sync(&ws.db(), &peers.join("copy.duckdb")));
-        }
+        let pair = |snaps: &mut Vec<f64>, cps: &mut Vec<f64>, copy: &str| {
+            if cp_first {
+                cps.push(cp_sync(&ws.db(), &peers.join(copy)));
+            }
+            let (t, v) = run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+            assert!(v["snapshot"]["bytes_new"].as_u64().unwrap() > 0, "{v}");
+            snaps.push(t);
+            if !cp_first {
+                cps.push(cp_sync(&ws.db(), &peers.join(copy)));
+            }
+        };
+        pair(&mut first, &mut first_cp, "copy.duckdb");
+        update(&ws.db(), mb, false, 7 + run as u64);
+        pair(&mut inc, &mut inc_cp, "copy2.duckdb");
+        stop(daemon);
+        discard(root, &ws.dir);
     }
-    stop(daemon);
     let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
-    json!({
-        "ducksnap": median(snap.clone()), "cp_sync": median(cp.clone()),
-        "best": {"ducksnap": best(&snap), "cp_sync": best(&cp)},
-        "samples": {"ducksnap": snap, "cp_sync": cp},
-    })
+    let part = |s: Vec<f64>, c: Vec<f64>| {
+        json!({
+            "ducksnap": median(s.clone()), "cp_sync": median(c.clone()),
+            "best": {"ducksnap": best(&s), "cp_sync": best(&c)},
+            "samples": {"ducksnap": s, "cp_sync": c},
+        })
+    };
+    json!({"first": part(first, first_cp), "incremental": part(inc, inc_cp)})
 }
 
 fn proc_stat(pid: u32) -> (u64, u64, u64) {

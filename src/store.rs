@@ -932,6 +932,13 @@ impl Store {
                         cv.notify_all();
                     }
                 }
+                if done < n {
+                    // Only if a reader stopped without reporting (a panic,
+                    // which the scope re-raises): never a short file.
+                    return Err(io_err("reassemble", dest)(io::Error::other(format!(
+                        "only {done} of {n} chunks arrived"
+                    ))));
+                }
                 Ok(())
             })();
             let (lock, cv) = &gate;
