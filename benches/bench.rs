@@ -237,6 +237,20 @@ fn update(db: &Path, mb: u64, scattered: bool, round: u64) {
     c.execute_batch(&format!("{sql}; CHECKPOINT;")).unwrap();
 }
 
+/// Runs `ours` and `cp` (a cp+sync) in the order `cp_first` says; callers
+/// alternate it between runs, because on this virtual machine whoever
+/// allocates fresh page-cache memory right after the other freed some can
+/// pay for it. Returns (ours, cp).
+fn side_by_side<T>(cp_first: bool, cp: impl FnOnce() -> f64, ours: impl FnOnce() -> T) -> (T, f64) {
+    if cp_first {
+        let c = cp();
+        (ours(), c)
+    } else {
+        let o = ours();
+        (o, cp())
+    }
+}
+
 fn cp_sync(src: &Path, dst: &Path) -> f64 {
     let _ = std::fs::remove_file(dst);
     timed(Command::new("sh").arg("-c").arg(format!(
@@ -339,18 +353,14 @@ fn main() {
                 let peers = ws.dir.join("peers");
                 discard(ws.dir.parent().unwrap(), &peers);
                 std::fs::create_dir_all(&peers).unwrap();
-                // cp+sync and ducksnap alternate who goes first: on this
-                // virtual machine, whoever allocates fresh page-cache memory
-                // right after the other freed some can pay for it.
                 let cp_first = run % 2 == 1;
-                if cp_first {
-                    cp.push(cp_sync(&ws.db(), &peers.join("copy.duckdb")));
-                }
-                let (t, _) = run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+                let ((t, _), c) = side_by_side(
+                    cp_first,
+                    || cp_sync(&ws.db(), &peers.join("copy.duckdb")),
+                    || run_json(&mut ws.ducksnap(&["snapshot", "--json"])),
+                );
                 snap.push(t);
-                if !cp_first {
-                    cp.push(cp_sync(&ws.db(), &peers.join("copy.duckdb")));
-                }
+                cp.push(c);
                 if has_restic {
                     rs.push(restic(&peers.join("restic"), &ws.db()));
                 }
@@ -363,15 +373,14 @@ fn main() {
                 }
                 // (b) incremental after ~1% of rows in one contiguous range.
                 update(&ws.db(), mb, false, 7 + run as u64);
-                if cp_first {
-                    inc_cp.push(cp_sync(&ws.db(), &peers.join("copy2.duckdb")));
-                }
-                let (t, v) = run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+                let ((t, v), c) = side_by_side(
+                    cp_first,
+                    || cp_sync(&ws.db(), &peers.join("copy2.duckdb")),
+                    || run_json(&mut ws.ducksnap(&["snapshot", "--json"])),
+                );
                 inc.push(t);
+                inc_cp.push(c);
                 inc_new.push(v["snapshot"]["bytes_new"].as_f64().unwrap());
-                if !cp_first {
-                    inc_cp.push(cp_sync(&ws.db(), &peers.join("copy2.duckdb")));
-                }
                 if has_restic {
                     inc_rs.push(restic(&peers.join("restic"), &ws.db()));
                 }
@@ -383,20 +392,21 @@ fn main() {
                 let id = v["snapshot"]["id"].as_str().unwrap().to_string();
                 let to = peers.join("restored.duckdb");
                 let _ = std::fs::remove_file(&to);
-                let copy = || cp_sync(&peers.join("copy2.duckdb"), &peers.join("copy3.duckdb"));
-                if cp_first {
-                    rest_cp.push(copy());
-                }
-                rest.push(timed(&mut ws.ducksnap(&[
-                    "restore",
-                    &id,
-                    "--to",
-                    to.to_str().unwrap(),
-                    "--yes",
-                ])));
-                if !cp_first {
-                    rest_cp.push(copy());
-                }
+                let (t, c) = side_by_side(
+                    cp_first,
+                    || cp_sync(&peers.join("copy2.duckdb"), &peers.join("copy3.duckdb")),
+                    || {
+                        timed(&mut ws.ducksnap(&[
+                            "restore",
+                            &id,
+                            "--to",
+                            to.to_str().unwrap(),
+                            "--yes",
+                        ]))
+                    },
+                );
+                rest.push(t);
+                rest_cp.push(c);
             }
             let m = |v: &Vec<f64>| {
                 if v.is_empty() {
@@ -652,15 +662,14 @@ fn via_daemon(root: &Path, mb: u64, runs: usize) -> Value {
         let daemon = start_daemon(&ws);
         let cp_first = run % 2 == 1;
         let pair = |snaps: &mut Vec<f64>, cps: &mut Vec<f64>, copy: &str| {
-            if cp_first {
-                cps.push(cp_sync(&ws.db(), &peers.join(copy)));
-            }
-            let (t, v) = run_json(&mut ws.ducksnap(&["snapshot", "--json"]));
+            let ((t, v), c) = side_by_side(
+                cp_first,
+                || cp_sync(&ws.db(), &peers.join(copy)),
+                || run_json(&mut ws.ducksnap(&["snapshot", "--json"])),
+            );
             assert!(v["snapshot"]["bytes_new"].as_u64().unwrap() > 0, "{v}");
             snaps.push(t);
-            if !cp_first {
-                cps.push(cp_sync(&ws.db(), &peers.join(copy)));
-            }
+            cps.push(c);
         };
         pair(&mut first, &mut first_cp, "copy.duckdb");
         update(&ws.db(), mb, false, 7 + run as u64);
