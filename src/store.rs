@@ -454,13 +454,16 @@ impl ChunkBatch<'_> {
         let mut dirs = BTreeSet::new();
         for (i, (tmp, path)) in pending.iter().enumerate() {
             let parent = path.parent().expect("chunk has a parent").to_path_buf();
-            if !dirs.contains(&parent) {
-                fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))?;
+            let moved = if dirs.contains(&parent) {
+                Ok(())
+            } else {
+                fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))
             }
-            if let Err(e) = fs::rename(tmp, path) {
+            .and_then(|()| fs::rename(tmp, path).map_err(io_err("rename chunk into", path)));
+            if let Err(e) = moved {
                 // Leave the not-yet-renamed rest to Drop.
                 self.state().pending = pending[i..].to_vec();
-                return Err(io_err("rename chunk into", path)(e));
+                return Err(e);
             }
             dirs.insert(parent);
         }
@@ -1003,7 +1006,6 @@ impl Store {
         let live: HashSet<&str> = manifests.iter().flat_map(|m| m.chunk_hashes()).collect();
         let mut files = 0;
         let mut bytes = 0;
-        let mut dirs = BTreeSet::new();
         for h in self.chunk_set()? {
             if live.contains(h.as_str()) {
                 continue;
@@ -1013,9 +1015,8 @@ impl Store {
             fs::remove_file(&p).map_err(io_err("remove chunk", &p))?;
             files += 1;
             bytes += len;
-            dirs.insert(p.parent().expect("chunk dir").to_path_buf());
         }
-        if !dirs.is_empty() {
+        if files > 0 {
             // The removals are durable after one syncfs (as in commit).
             let root = File::open(&self.root).map_err(io_err("open", &self.root))?;
             nix::unistd::syncfs(&root).map_err(|e| io_err("syncfs", &self.root)(e.into()))?;
