@@ -106,8 +106,18 @@ pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, C
         }
         let conn = g.as_ref().expect("just set");
         let path = db.to_string_lossy();
-        conn.execute_batch(&format!("ATTACH {} AS {ALIAS} (READ_ONLY)", literal(&path)))
-            .map_err(err("opening read-only"))?;
+        if let Err(e) =
+            conn.execute_batch(&format!("ATTACH {} AS {ALIAS} (READ_ONLY)", literal(&path)))
+        {
+            // Never leave the alias behind to fail every later check.
+            if conn
+                .execute_batch(&format!("DETACH DATABASE IF EXISTS {ALIAS}"))
+                .is_err()
+            {
+                *g = None;
+            }
+            return Err(err("opening read-only")(e));
+        }
         tracing::debug!(event = "check.attached", path = %db.display(), deep, "checking with the kept DuckDB instance");
         let result = check_tables(conn, ALIAS, deep).map_err(|(op, e)| err(op)(e));
         if let Err(e) = conn.execute_batch(&format!("DETACH {ALIAS}")) {

@@ -344,9 +344,19 @@ c.close()",
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["result"]["problems"], 0, "{v}");
     assert_eq!(v["result"]["checked"], 3, "{v}");
+    // A file DuckDB cannot open fails its check, and the kept instance
+    // still checks the next one correctly.
+    let good = std::fs::read(ws.db()).unwrap();
+    std::fs::write(ws.db(), &good[..12288 + 4096]).unwrap();
+    let v = c.call(json!({"op": "snapshot", "reason": "manual"}));
+    assert_eq!(v["ok"], false, "a truncated database was snapshotted: {v}");
+    std::fs::write(ws.db(), &good).unwrap();
+    let v = c.call(json!({"op": "snapshot", "reason": "manual"}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(rows(&v["result"]["snapshot"], "t"), 1750);
     // Drain the log so far.
     d.wait_where(Duration::from_millis(500), |_| false);
-    assert_eq!(d.count("check.attached"), 6, "3 snapshots + 3 deep checks");
+    assert_eq!(d.count("check.attached"), 7, "4 snapshots + 3 deep checks");
     assert_eq!(d.count("check.detach_failed"), 0);
     assert_eq!(d.count("check.instance_failed"), 0);
 }
