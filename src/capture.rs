@@ -330,9 +330,9 @@ fn attempt_once(
 /// on `file`, and checks what was copied.
 ///
 /// With `check_live` (the caller holds only a *read* lock, which DuckDB's
-/// read-only open shares), DuckDB checks the live file in place: under the
-/// lock its bytes are exactly the bytes just stored, DuckDB opens it with
-/// `O_RDONLY`, and no staged copy has to be written. A leftover
+/// read-only open shares), DuckDB checks the live file in place, at the same
+/// time as the copy: under the lock its bytes are exactly the bytes stored,
+/// DuckDB opens it with `O_RDONLY`, and no staged copy has to be written. A leftover
 /// `.wal.checkpoint`, which DuckDB would read but the snapshot does not
 /// hold, sends the check to a staged copy instead, as does an exclusive
 /// lock (restore's safety snapshot), which DuckDB's open would conflict with.
@@ -347,28 +347,31 @@ fn copy_quiescent(
     let header = Header::read_at(file, db)?;
     let size = file.metadata().map_err(io_err("stat", db))?.len();
     let live = check_live && !wal_checkpoint_path(db).exists();
-    let files = copy_files(
-        batch,
-        file,
-        db,
-        size,
-        &header,
-        (!live).then_some(dir),
-        new_chunks,
-    )?;
-    let target = if live {
-        db.to_path_buf()
-    } else {
-        dir.join("db.duckdb")
-    };
     tracing::debug!(
         event = "capture.check",
         checked = if live { "live" } else { "staged" },
         "checking the quiescent copy with DuckDB"
     );
+    if !live {
+        let files = copy_files(batch, file, db, size, &header, Some(dir), new_chunks)?;
+        return Ok(Attempt {
+            files,
+            check: check::check_copy(&dir.join("db.duckdb"), &header, false),
+            header,
+            method: CaptureMethod::Quiescent,
+        });
+    }
+    // The live file cannot change while we hold the lock, so DuckDB checks
+    // it while the chunks are being written (its start-up alone is tens of
+    // milliseconds); both finish before the lock is released.
+    let (files, check) = std::thread::scope(|s| {
+        let checking = s.spawn(|| check::check_copy(db, &header, false));
+        let files = copy_files(batch, file, db, size, &header, None, new_chunks);
+        (files, checking.join().expect("DuckDB check panicked"))
+    });
     Ok(Attempt {
-        files,
-        check: check::check_copy(&target, &header, false),
+        files: files?,
+        check,
         header,
         method: CaptureMethod::Quiescent,
     })
