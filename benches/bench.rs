@@ -88,7 +88,9 @@ fn settle() {
     nix::unistd::sync();
 }
 
-fn timed(cmd: &mut Command) -> f64 {
+/// Runs `cmd` after [`settle`]; its wall time and output. Panics (with the
+/// output) unless it succeeds.
+fn run_timed(cmd: &mut Command) -> (f64, std::process::Output) {
     settle();
     let t = Instant::now();
     let out = cmd.stdin(Stdio::null()).output().expect("spawn");
@@ -99,19 +101,15 @@ fn timed(cmd: &mut Command) -> f64 {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    s
+    (s, out)
+}
+
+fn timed(cmd: &mut Command) -> f64 {
+    run_timed(cmd).0
 }
 
 fn run_json(cmd: &mut Command) -> (f64, Value) {
-    settle();
-    let t = Instant::now();
-    let out = cmd.stdin(Stdio::null()).output().expect("spawn");
-    let s = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (s, out) = run_timed(cmd);
     (s, serde_json::from_slice(&out.stdout).expect("json"))
 }
 
