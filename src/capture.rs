@@ -21,19 +21,19 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::check::{self, CheckError};
 use crate::duckfile::{self, Header, HeaderError};
+use crate::mapped::Mapped;
 use crate::oslock::{self, LockKind};
 use crate::store::{
-    CaptureMethod, CheckInfo, ChunkBatch, FileEntry, FileHash, PutChunk, Store, StoreError,
-    StoreLock, chunk_list_hash, read_full_at,
+    CaptureMethod, CheckInfo, ChunkBatch, Compressors, FileEntry, FileHash, PutChunk, Store,
+    StoreError, StoreLock, chunk_list_hash, read_full_at, workers,
 };
 
 /// Chunk size target for database runs and the WAL.
@@ -288,6 +288,7 @@ fn attempt_once(
         fp_before.size,
         &before,
         Some(dir),
+        false,
         new_chunks,
     )?;
 
@@ -353,7 +354,7 @@ fn copy_quiescent(
         "checking the quiescent copy with DuckDB"
     );
     if !live {
-        let files = copy_files(batch, file, db, size, &header, Some(dir), new_chunks)?;
+        let files = copy_files(batch, file, db, size, &header, Some(dir), true, new_chunks)?;
         return Ok(Attempt {
             files,
             check: check::check_copy(&dir.join("db.duckdb"), &header, false),
@@ -364,10 +365,22 @@ fn copy_quiescent(
     // The live file cannot change while we hold the lock, so DuckDB checks
     // it while the chunks are being written (its start-up alone is tens of
     // milliseconds); both finish before the lock is released.
+    let started = Instant::now();
     let (files, check) = std::thread::scope(|s| {
-        let checking = s.spawn(|| check::check_copy(db, &header, false));
-        let files = copy_files(batch, file, db, size, &header, None, new_chunks);
-        (files, checking.join().expect("DuckDB check panicked"))
+        let checking = s.spawn(|| {
+            let check = check::check_copy(db, &header, false);
+            (check, started.elapsed())
+        });
+        let files = copy_files(batch, file, db, size, &header, None, true, new_chunks);
+        let copied = started.elapsed();
+        let (check, checked) = checking.join().expect("DuckDB check panicked");
+        tracing::debug!(
+            event = "capture.timing",
+            copy_ms = copied.as_secs_f64() * 1e3,
+            check_ms = checked.as_secs_f64() * 1e3,
+            "copy and check finished"
+        );
+        (files, check)
     });
     Ok(Attempt {
         files: files?,
@@ -380,6 +393,10 @@ fn copy_quiescent(
 /// Copies the WAL (if any) and then the first `size` bytes of the database
 /// into chunks, and, given a `staging` directory, into
 /// `staging/db.duckdb(.wal)`. Returns the entries, database first.
+///
+/// `quiescent`: the caller's lock keeps writers out, so both files are read
+/// through a memory map ([`Mapped`]) rather than copied into buffers.
+#[allow(clippy::too_many_arguments)]
 fn copy_files(
     batch: &ChunkBatch,
     file: &File,
@@ -387,8 +404,16 @@ fn copy_files(
     size: u64,
     header: &Header,
     staging: Option<&Path>,
+    quiescent: bool,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<Vec<FileEntry>, AttemptError> {
+    let map = |f: &File, len: u64, path: &Path| -> Result<Option<Mapped>, CaptureError> {
+        if quiescent {
+            Mapped::map(f, len).map_err(io_err("map", path))
+        } else {
+            Ok(None)
+        }
+    };
     let staged_db = staging.map(|d| d.join("db.duckdb"));
     let staged_wal = staging.map(|d| d.join("db.duckdb.wal"));
     let wal = wal_path(db);
@@ -396,9 +421,10 @@ fn copy_files(
     if let Some(w) = open_optional(&wal)? {
         let len = w.metadata().map_err(io_err("stat", &wal))?.len();
         let bounds = duckfile::fixed_chunk_bounds(len, CHUNK_TARGET);
+        let mapped = map(&w, len, &wal)?;
         files.push(copy_chunks(
             batch,
-            &w,
+            (&w, mapped.as_ref()),
             &wal,
             "wal",
             &bounds,
@@ -407,11 +433,12 @@ fn copy_files(
         )?);
     }
     let bounds = duckfile::db_chunk_bounds(size, header.block_size, CHUNK_TARGET);
+    let mapped = map(file, size, db)?;
     files.insert(
         0,
         copy_chunks(
             batch,
-            file,
+            (file, mapped.as_ref()),
             db,
             "db",
             &bounds,
@@ -472,117 +499,110 @@ fn open_optional(p: &Path) -> Result<Option<File>, CaptureError> {
     }
 }
 
-/// Streams `src` over `bounds` into chunks in the store, and into `dest`
-/// when given (the staged copy DuckDB checks). This thread reads and writes
-/// `dest`, in file order; one worker per core hashes, compresses and writes
-/// each chunk. The file's hash is then the chunk list's. A fixed pool of buffers bounds
-/// the memory in flight and makes the reader wait for the workers.
+/// Copies `src` over `bounds` into chunks in the store, and into `dest`
+/// when given (the staged copy DuckDB checks). One worker per core takes the
+/// next chunk, reads it (each byte of the file is read once; from the map
+/// when `src` comes with one), writes it to `dest` at its offset, and
+/// hashes, compresses and stores it. The file's hash is then the chunk
+/// list's.
 fn copy_chunks(
     batch: &ChunkBatch,
-    src: &File,
+    (src, map): (&File, Option<&Mapped>),
     src_path: &Path,
     role: &str,
     bounds: &[(u64, u64)],
     dest: Option<&Path>,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<FileEntry, AttemptError> {
-    let mut out = match dest {
-        Some(d) => Some((File::create(d).map_err(io_err("create", d))?, d)),
+    let out = match dest {
+        Some(d) => Some(File::create(d).map_err(io_err("create", d))?),
         None => None,
     };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
-    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..4 * threads {
-        let _ = free_tx.send(Vec::new());
-    }
-    let (job_tx, job_rx) = mpsc::channel::<(usize, Vec<u8>)>();
-    let job_rx = Mutex::new(job_rx);
-    let (res_tx, res_rx) = mpsc::channel::<(usize, Result<PutChunk, StoreError>)>();
+    let n = bounds.len();
+    let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let mut size = 0u64;
-
-    let read = std::thread::scope(|s| {
-        for _ in 0..threads {
-            let (job_rx, res_tx, free_tx, failed) =
-                (&job_rx, res_tx.clone(), free_tx.clone(), &failed);
-            s.spawn(move || {
-                let mut z = match batch.compressors() {
-                    Ok(z) => z,
-                    Err(e) => {
-                        failed.store(true, Ordering::Relaxed);
-                        let _ = res_tx.send((usize::MAX, Err(e)));
-                        return;
+    let worker = || -> Result<Vec<(usize, PutChunk)>, AttemptError> {
+        let mut z = Compressors::default();
+        let mut buf = Vec::new();
+        let mut done = Vec::new();
+        let result = (|| {
+            while !failed.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(start, end)) = bounds.get(i) else {
+                    break;
+                };
+                let shrank = || {
+                    AttemptError::Unstable(format!("{} shrank during the copy", src_path.display()))
+                };
+                let data: &[u8] = match map {
+                    Some(m) => m
+                        .bytes()
+                        .get(start as usize..end as usize)
+                        .ok_or_else(shrank)?,
+                    None => {
+                        buf.resize((end - start) as usize, 0);
+                        let got =
+                            read_full_at(src, &mut buf, start).map_err(io_err("read", src_path))?;
+                        if got < buf.len() {
+                            return Err(shrank());
+                        }
+                        &buf
                     }
                 };
-                loop {
-                    // The guard is a temporary: released as soon as a job arrives.
-                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((idx, buf)) = job else { break };
-                    let put = batch.put(&buf, &mut z);
-                    if put.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    let _ = res_tx.send((idx, put));
-                    let _ = free_tx.send(buf);
+                if let (Some(f), Some(d)) = (&out, dest) {
+                    f.write_all_at(data, start).map_err(io_err("write", d))?;
                 }
-            });
-        }
-        // Only the workers hold senders now: if they all stop, the reader's
-        // wait for a free buffer ends instead of hanging.
-        drop(free_tx);
-        drop(res_tx);
-        let result = (|| -> Result<(), AttemptError> {
-            for (idx, &(start, end)) in bounds.iter().enumerate() {
-                if failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(mut buf) = free_rx.recv() else { break };
-                buf.resize((end - start) as usize, 0);
-                let got = read_full_at(src, &mut buf, start).map_err(io_err("read", src_path))?;
-                if got < buf.len() {
-                    return Err(AttemptError::Unstable(format!(
-                        "{} shrank during the copy",
-                        src_path.display()
-                    )));
-                }
-                if let Some((f, d)) = out.as_mut() {
-                    f.write_all(&buf).map_err(io_err("write", d))?;
-                }
-                size += got as u64;
-                if job_tx.send((idx, buf)).is_err() {
-                    break;
-                }
+                done.push((i, batch.put(data, &mut z)?));
             }
             Ok(())
         })();
-        drop(job_tx);
-        result
+        if result.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        result.map(|()| done)
+    };
+    let results: Vec<_> = std::thread::scope(|s| {
+        let others: Vec<_> = (1..workers().min(n)).map(|_| s.spawn(worker)).collect();
+        // This thread is a worker too.
+        let mut results = vec![worker()];
+        results.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().expect("chunk worker panicked")),
+        );
+        results
     });
-    read?;
-
-    let mut slots: Vec<Option<PutChunk>> = vec![None; bounds.len()];
-    for (idx, put) in res_rx.try_iter() {
-        let put = put?;
+    let mut slots: Vec<Option<PutChunk>> = vec![None; n];
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(done) => {
+                for (i, put) in done {
+                    slots[i] = Some(put);
+                }
+            }
+            // A worker that saw the file shrink is more telling than one
+            // that merely stopped because another failed.
+            Err(e) => {
+                if first_error.is_none() || matches!(e, AttemptError::Fatal(_)) {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let mut size = 0;
+    let mut chunks = Vec::with_capacity(n);
+    for put in slots {
+        let put = put.expect("every chunk index was taken by a worker that succeeded");
         if put.new {
             new_chunks.insert(put.chunk.hash.clone(), put.stored);
         }
-        slots[idx] = Some(put);
+        size += put.chunk.len;
+        chunks.push(put.chunk);
     }
-    let chunks = slots
-        .into_iter()
-        .map(|p| p.map(|p| p.chunk))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| {
-            // Only reachable if a worker stopped without reporting an error.
-            AttemptError::Fatal(CaptureError::Io {
-                op: "store every chunk of",
-                path: src_path.to_path_buf(),
-                source: io::Error::other("a chunk worker stopped early"),
-            })
-        })?;
     Ok(FileEntry {
         role: role.to_string(),
         size,

@@ -26,15 +26,26 @@ pub struct CheckError {
     pub message: String,
 }
 
+/// The bundled DuckDB's version, once some instance of this process said it.
+static VERSION: OnceLock<String> = OnceLock::new();
+
 /// Version string of the bundled DuckDB library.
 pub fn bundled_version() -> String {
-    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    V.get_or_init(|| {
-        Connection::open_in_memory()
-            .and_then(|c| c.query_row("SELECT version()", [], |r| r.get::<_, String>(0)))
-            .unwrap_or_else(|_| "unknown".into())
-    })
-    .clone()
+    if let Some(v) = VERSION.get() {
+        return v.clone();
+    }
+    Connection::open_in_memory()
+        .and_then(|c| version_from(&c))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The version, asked of `conn` only the first time.
+fn version_from(conn: &Connection) -> duckdb::Result<String> {
+    if let Some(v) = VERSION.get() {
+        return Ok(v.clone());
+    }
+    let v: String = conn.query_row("SELECT version()", [], |r| r.get(0))?;
+    Ok(VERSION.get_or_init(|| v).clone())
 }
 
 /// The daemon's DuckDB instance, kept between checks (see [`keep_instance`]).
@@ -148,11 +159,10 @@ fn check_tables(
     deep: bool,
 ) -> Result<CheckInfo, (&'static str, duckdb::Error)> {
     let at = |op: &'static str| move |e: duckdb::Error| (op, e);
-    // From this instance: starting a second one just for the version would
-    // cost as much as the whole check of a small database.
-    let version: String = conn
-        .query_row("SELECT version()", [], |r| r.get(0))
-        .map_err(at("asking the version"))?;
+    // From this instance (starting a second one just for the version would
+    // cost as much as the whole check of a small database), and only once
+    // per process.
+    let version = version_from(conn).map_err(at("asking the version"))?;
     let mut tables = Vec::new();
     {
         let mut stmt = conn

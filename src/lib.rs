@@ -5,7 +5,8 @@
 //! - [`environment`]: local vs cloud mode from injected variables and paths.
 //! - [`duckfile`]: DuckDB file headers and block-aligned chunk boundaries.
 //! - [`oslock`]: OFD locks that see (and are seen by) DuckDB's POSIX locks.
-//! - [`capture`]: consistent copies of a live database (quiescent / online).
+//! - [`capture`]: consistent copies of a live database (quiescent / online);
+//!   [`mapped`]: the read-only maps a quiescent capture reads through.
 //! - [`check`]: opening captured bytes read-only with the bundled DuckDB.
 //! - [`store`]: chunks, manifests, catalog, lock and staging on disk.
 //! - [`id`]: snapshot ids.
@@ -14,7 +15,8 @@
 //! - [`protocol`]: the socket's wire contract; [`handlers`] answer it.
 //! - [`daemon`]: the service's tasks; [`server`] the socket, [`schedule`] cron
 //!   slots, [`watch`] the file watcher, [`sdnotify`] systemd notifications,
-//!   [`activation`] socket activation (the crate's only `unsafe`).
+//!   [`activation`] socket activation; with [`mapped`] (read-only maps of a
+//!   locked database) the crate's only `unsafe`.
 //! - [`cli`], [`logging`]: the command-line front end.
 
 pub mod activation;
@@ -29,6 +31,7 @@ pub mod environment;
 pub mod handlers;
 pub mod id;
 pub mod logging;
+pub mod mapped;
 pub mod ops;
 pub mod oslock;
 pub mod protocol;

@@ -255,7 +255,14 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
             return Ok(SnapshotOutcome::Unchanged { since: m.id });
         }
     }
+    let captured = started.elapsed();
     let manifest = commit_capture(&store, &lock, db, cap, req, created_at, started)?;
+    tracing::debug!(
+        event = "snapshot.timing",
+        capture_ms = captured.as_secs_f64() * 1e3,
+        commit_ms = (started.elapsed() - captured).as_secs_f64() * 1e3,
+        "capture and commit finished"
+    );
     Ok(SnapshotOutcome::Created(Box::new(manifest)))
 }
 

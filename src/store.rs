@@ -331,11 +331,16 @@ fn pays(compressed: usize, plain: usize) -> bool {
     (compressed as u64) * 10 < (plain as u64) * 9
 }
 
-/// One thread's compression contexts (reused across chunks: creating a zstd
-/// context per chunk cost more than compressing an incompressible one).
+/// One thread's compression contexts, created when the thread first meets
+/// a new chunk (an incremental snapshot of unchanged data never needs one)
+/// and reused after (creating a zstd context per chunk cost more than
+/// compressing an incompressible one).
+#[derive(Default)]
 pub struct Compressors {
-    probe: zstd::bulk::Compressor<'static>,
-    full: zstd::bulk::Compressor<'static>,
+    contexts: Option<(
+        zstd::bulk::Compressor<'static>,
+        zstd::bulk::Compressor<'static>,
+    )>,
 }
 
 /// Chunks written by one operation. Each new chunk is compressed (where
@@ -365,16 +370,22 @@ impl ChunkBatch<'_> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Compression contexts for one thread.
-    pub fn compressors(&self) -> Result<Compressors> {
-        let ctx = |level| {
-            zstd::bulk::Compressor::new(level)
-                .map_err(io_err("create a compressor for", &self.store.root))
-        };
-        Ok(Compressors {
-            probe: ctx(PROBE_LEVEL)?,
-            full: ctx(self.store.level)?,
-        })
+    /// The probe and full-level contexts of `z`, created on first use.
+    fn contexts<'z>(
+        &self,
+        z: &'z mut Compressors,
+    ) -> Result<&'z mut (
+        zstd::bulk::Compressor<'static>,
+        zstd::bulk::Compressor<'static>,
+    )> {
+        if z.contexts.is_none() {
+            let ctx = |level| {
+                zstd::bulk::Compressor::new(level)
+                    .map_err(io_err("create a compressor for", &self.store.root))
+            };
+            z.contexts = Some((ctx(PROBE_LEVEL)?, ctx(self.store.level)?));
+        }
+        Ok(z.contexts.as_mut().expect("just created"))
     }
 
     /// Hashes `data` and, unless the store or this batch already has the
@@ -395,13 +406,12 @@ impl ChunkBatch<'_> {
         if final_path.exists() || !self.state().queued.insert(hash.clone()) {
             return Ok(old);
         }
-        let probe = z
-            .probe
+        let (probe_ctx, full_ctx) = self.contexts(z)?;
+        let probe = probe_ctx
             .compress(data)
             .map_err(io_err("compress chunk for", &final_path))?;
         let body = if pays(probe.len(), data.len()) {
-            let full = z
-                .full
+            let full = full_ctx
                 .compress(data)
                 .map_err(io_err("compress chunk for", &final_path))?;
             Some(if full.len() < probe.len() {
@@ -709,10 +719,19 @@ impl Store {
     /// Writes a manifest: the commit point of a snapshot. Then refreshes the
     /// catalog (derived data; a failure there is logged, not fatal).
     pub fn commit_manifest(&self, _lock: &StoreLock, m: &Manifest) -> Result<()> {
+        // The catalog as it stands, checked against the manifests present:
+        // adding one line to it spares reading every manifest again.
+        let before = self.catalog();
         let path = self.manifest_path(&m.id);
         let body = serde_json::to_vec_pretty(m).expect("manifest serializes");
         self.write_atomic(&path, &body)?;
-        if let Err(e) = self.rebuild_catalog() {
+        let updated = before.and_then(|mut snapshots| {
+            snapshots.retain(|s| s.id != m.id);
+            snapshots.push(Summary::from(m));
+            sort_newest_first(&mut snapshots, |s| (&s.created_at, &s.id));
+            self.write_catalog(snapshots)
+        });
+        if let Err(e) = updated {
             tracing::warn!(event = "store.catalog_failed", error = %e, "could not rewrite the catalog; it will be rebuilt on next read");
         }
         Ok(())
@@ -828,25 +847,24 @@ impl Store {
                 }),
             }
         }
-        out.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| b.id.cmp(&a.id))
-        });
+        sort_newest_first(&mut out, |m| (&m.created_at, &m.id));
         Ok((out, bad))
     }
 
     /// Rewrites the catalog from the manifests.
     pub fn rebuild_catalog(&self) -> Result<Vec<Summary>> {
         let (ms, _) = self.manifests()?;
-        let snapshots: Vec<Summary> = ms.iter().map(Summary::from).collect();
+        self.write_catalog(ms.iter().map(Summary::from).collect())
+    }
+
+    fn write_catalog(&self, snapshots: Vec<Summary>) -> Result<Vec<Summary>> {
         let cat = Catalog {
             format: MANIFEST_FORMAT,
-            snapshots: snapshots.clone(),
+            snapshots,
         };
         let body = serde_json::to_vec_pretty(&cat).expect("catalog serializes");
         self.write_atomic(&self.root.join(CATALOG), &body)?;
-        Ok(snapshots)
+        Ok(cat.snapshots)
     }
 
     /// The catalog, newest first: read from `snapshot_metadata.json` when it
@@ -877,10 +895,7 @@ impl Store {
     pub fn reassemble_file(&self, f: &FileEntry, dest: &Path) -> Result<()> {
         let mut out = File::create(dest).map_err(io_err("create", dest))?;
         let mut h = (f.hash_of == FileHash::Bytes).then(blake3::Hasher::new);
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8);
+        let threads = workers();
         // How far the readers may run ahead of the writer, in chunks.
         let window = 4 * threads;
         let next = AtomicUsize::new(0);
@@ -1055,6 +1070,23 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Reads exactly `buf.len()` bytes at `off`, or fewer at end of file.
+/// Newest first: by creation time, then by id.
+fn sort_newest_first<T>(v: &mut [T], key: impl Fn(&T) -> (&DateTime<Utc>, &SnapshotId)) {
+    v.sort_by(|a, b| key(b).cmp(&key(a)));
+}
+
+/// Threads that hash, compress and copy chunks: one per core, at most 8.
+/// Asked once per process (the answer reads cgroup files).
+pub fn workers() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+    })
+}
+
 pub fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
     use std::os::unix::fs::FileExt;
     let mut got = 0;

@@ -462,6 +462,60 @@ fn corrupt_catalog_is_rebuilt() {
     assert!(cat.exists());
 }
 
+/// Each commit adds its line to the catalog instead of reading every
+/// manifest again: after snapshots, pins and a prune the catalog must be
+/// exactly the one rebuilt from the manifests.
+#[test]
+fn catalog_kept_up_to_date_matches_a_rebuild() {
+    let ws = Workspace::new();
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS x");
+    let cat = ws.store_dir().join("snapshot_metadata.json");
+    let read =
+        || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&cat).unwrap()).unwrap() };
+    let rebuilt = || {
+        let kept = read();
+        std::fs::remove_file(&cat).unwrap();
+        ws.json(&["list", "--json"]);
+        let fresh = read();
+        assert_eq!(kept, fresh, "kept catalog differs from a rebuilt one");
+        fresh
+    };
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(ws.snapshot()["id"].as_str().unwrap().to_string());
+    }
+    let cat_ids = |v: &serde_json::Value| -> Vec<String> {
+        v["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let after_snapshots = rebuilt();
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(cat_ids(&after_snapshots), newest_first);
+
+    let out = ws.run(&["pin", &ids[1]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pinned = rebuilt();
+    assert_eq!(pinned["snapshots"][2]["pinned"], true);
+    let out = ws.run(&["unpin", &ids[1]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rebuilt()["snapshots"][2]["pinned"], false);
+
+    ws.write_config("[retention]\nkeep_last = 2\n");
+    let out = ws.run(&["prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cat_ids(&rebuilt()), newest_first[..2]);
+    // And a snapshot after the prune still lands on top of what is left.
+    let last = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let ids_now = cat_ids(&rebuilt());
+    assert_eq!(ids_now.len(), 3);
+    assert_eq!(ids_now[0], last);
+}
+
 #[test]
 fn missing_chunk_and_bad_manifest_are_reported() {
     let ws = Workspace::new();
