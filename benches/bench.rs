@@ -193,6 +193,21 @@ impl Ws {
     }
 }
 
+/// ducksnap / peer for each of `peers` that has a figure in `r` (time or
+/// bytes, whichever `r` holds).
+fn peer_ratios(r: &Value, peers: &[&str]) -> Value {
+    let ours = r["ducksnap"].as_f64();
+    let mut out = serde_json::Map::new();
+    for &p in peers {
+        if let (Some(x), Some(y)) = (ours, r[p].as_f64())
+            && y > 0.0
+        {
+            out.insert(p.to_string(), json!(x / y));
+        }
+    }
+    Value::Object(out)
+}
+
 fn rows_for(mb: u64) -> u64 {
     // ~ 23 bytes per row on disk for the events table (measured with DuckDB 2.0).
     mb * 1_000_000 / 23
@@ -330,6 +345,7 @@ fn main() {
             .unwrap_or_default(),
         python().is_some()
     ));
+    md.push_str("Peer cells: the peer's figure and, in parentheses, ducksnap / peer (time, or stored bytes for (c)).\n\n");
     md.push_str("| size | measure | ducksnap | cp+sync | restic | borg default | borg fixed | EXPORT DATABASE | ducksnap / cp |\n|---|---|---|---|---|---|---|---|---|\n");
 
     for &mb in &a.sizes {
@@ -452,22 +468,35 @@ fn main() {
                     ratio(&r["best"][what]["ducksnap"], &r["best"][what][peer])
                 )
             };
+            // A peer's cell: its time and, in parentheses, ducksnap / peer.
+            let vs = |r: &Value, peer: &str| {
+                let x = &r[peer];
+                if x.is_null() {
+                    return "n/a".to_string();
+                }
+                format!("{} ({})", f(x), ratio(&r["ducksnap"], x))
+            };
+            r["ratios"] = json!({
+                "first": peer_ratios(&r["first"], &["cp_sync", "restic", "borg_default", "borg_fixed", "export"]),
+                "incremental": peer_ratios(&r["incremental"], &["cp_sync", "restic", "borg_default", "borg_fixed"]),
+                "restore": peer_ratios(&r["restore"], &["cp"]),
+            });
             let first = &r["first"];
             md.push_str(&format!(
                 "| {mb} MB | (a) first snapshot | {} | {} | {} | {} | {} | {} | {} |\n",
                 f(&first["ducksnap"]),
                 f(&first["cp_sync"]),
-                f(&first["restic"]),
-                f(&first["borg_default"]),
-                f(&first["borg_fixed"]),
-                f(&first["export"]),
+                vs(first, "restic"),
+                vs(first, "borg_default"),
+                vs(first, "borg_fixed"),
+                vs(first, "export"),
                 both(&r, "first", "cp_sync")
             ));
             let inc = &r["incremental"];
             md.push_str(&format!(
                 "| {mb} MB | (b) incremental, 1% contiguous (ducksnap stored {:.2}% of the db) | {} | {} | {} | {} | {} | | {} |\n",
                 100.0 * inc["bytes_new"].as_f64().unwrap_or(0.0) / size as f64,
-                f(&inc["ducksnap"]), f(&inc["cp_sync"]), f(&inc["restic"]), f(&inc["borg_default"]), f(&inc["borg_fixed"]), both(&r, "incremental", "cp_sync")
+                f(&inc["ducksnap"]), f(&inc["cp_sync"]), vs(inc, "restic"), vs(inc, "borg_default"), vs(inc, "borg_fixed"), both(&r, "incremental", "cp_sync")
             ));
             let re = &r["restore"];
             md.push_str(&format!(
@@ -500,20 +529,27 @@ fn main() {
                 let store = du(&ws.dir.join("data/backups/chunks"))
                     + du(&ws.dir.join("data/backups/snapshots"));
                 let full = size * a.rounds as u64;
-                let h = json!({
+                let mut h = json!({
                     "ducksnap": store, "ten_full_copies": full,
                     "restic": has_restic.then(|| du(&peers.join("restic"))),
                     "borg_default": has_borg.then(|| du(&peers.join("borg"))),
                     "borg_fixed": has_borg.then(|| du(&peers.join("borgf"))),
                 });
-                let mbs = |v: &Value| {
-                    v.as_u64()
-                        .map(|b| format!("{:.1} MB", b as f64 / 1e6))
-                        .unwrap_or_else(|| "n/a".into())
+                h["ratios"] = peer_ratios(
+                    &h,
+                    &["ten_full_copies", "restic", "borg_default", "borg_fixed"],
+                );
+                // A peer's cell: its size and, in parentheses, ducksnap / peer.
+                let mbs = |peer: &str| match (h[peer].as_u64(), h["ratios"][peer].as_f64()) {
+                    (Some(b), Some(q)) if peer != "ducksnap" => {
+                        format!("{:.1} MB ({q:.2}×)", b as f64 / 1e6)
+                    }
+                    (Some(b), _) => format!("{:.1} MB", b as f64 / 1e6),
+                    _ => "n/a".into(),
                 };
                 md.push_str(&format!(
                     "| {mb} MB | (c) {} rounds, {kind}: store size ({:.1}% of {} full copies) | {} | {} | {} | {} | {} | | |\n",
-                    a.rounds, 100.0 * store as f64 / full as f64, a.rounds, mbs(&h["ducksnap"]), mbs(&h["ten_full_copies"]), mbs(&h["restic"]), mbs(&h["borg_default"]), mbs(&h["borg_fixed"])
+                    a.rounds, 100.0 * store as f64 / full as f64, a.rounds, mbs("ducksnap"), mbs("ten_full_copies"), mbs("restic"), mbs("borg_default"), mbs("borg_fixed")
                 ));
                 r[format!("history_{kind}")] = h;
             }
