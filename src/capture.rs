@@ -1,23 +1,29 @@
 //! Taking a consistent copy of a live DuckDB database into the store.
 //!
+//! A database is a set of files: `<db>`, and when present `<db>.wal` and
+//! `<db>.wal.checkpoint` (see [`duckfile::SIDE_FILES`]); a snapshot holds
+//! the whole set, never `<db>.wal.recovery`.
+//!
 //! * **Quiescent**: no process holds a lock that conflicts with a read lock.
 //!   We take an OFD read lock on the database for the duration of the copy (a
 //!   writer that tries to open meanwhile gets DuckDB's lock error and can
-//!   retry) and copy the `.wal` and the `.duckdb`. Consistent by construction.
+//!   retry) and copy every file of the set. Consistent by construction.
 //! * **Online**: a writer holds DuckDB's lock. Read the active header
-//!   iteration, copy the `.wal` *then* the `.duckdb`, and compare the
-//!   iteration of the live file before and after and of the copy, plus size,
-//!   inode and mtime of the database; any difference (a checkpoint ran) means
-//!   a retry with exponential backoff, bounded by attempts and total time.
+//!   iteration, copy the `.wal` *then* the `.duckdb` into staging with
+//!   kernel copies, and compare the iteration of the live file before and
+//!   after and of the copy, plus size, inode and mtime of the database, and
+//!   that no checkpoint is running; any difference means a retry with
+//!   exponential backoff, bounded by attempts and total time. The staged
+//!   copy is then stored like a quiescent file.
 //!
 //! Either way, the copy is streamed chunk by chunk into the store (chunks
 //! aligned to DuckDB blocks; one worker per core hashes, compresses and
 //! writes them), and the bundled DuckDB then opens *exactly the bytes
-//! stored* read-only (replaying the WAL in memory): for a quiescent copy the
-//! live file itself, still under our read lock (DuckDB's read-only open
-//! shares it, and nothing can have changed); for an online copy a staged
-//! copy written alongside the chunks. Only a copy that passes counts; an
-//! online copy that fails the check is retried.
+//! stored* read-only (replaying the WAL files in memory): for a quiescent
+//! copy the live files themselves, still under our read lock (DuckDB's
+//! read-only open shares it, and nothing can have changed); for an online
+//! copy the staged copy. Only a copy that passes counts; an online copy
+//! that fails the check is retried.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -115,16 +121,13 @@ impl<E: Into<CaptureError>> From<E> for AttemptError {
 
 /// `<db>.wal`
 pub fn wal_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".wal");
-    PathBuf::from(s)
+    duckfile::side_path(db, ".wal")
 }
 
-/// `<db>.wal.checkpoint` (DuckDB ≥ 1.5, during a checkpoint)
+/// `<db>.wal.checkpoint` (DuckDB ≥ 1.5, during a checkpoint, and after a
+/// crash in one)
 pub fn wal_checkpoint_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".wal.checkpoint");
-    PathBuf::from(s)
+    duckfile::side_path(db, ".wal.checkpoint")
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -272,28 +275,48 @@ fn attempt_once(
         holder_pid = holder.and_then(|h| h.pid),
         "a writer holds the database; taking an online copy"
     );
+    online_attempt(batch, &file, db, dir, new_chunks)
+}
+
+/// An online attempt. The only window in which a checkpoint or a write of
+/// the app can spoil the copy is the kernel copy of the `.wal` and then the
+/// `.duckdb` into staging (`copy_file_range`, from the page cache: a
+/// fraction of the time it takes to hash, compress and store the bytes);
+/// the header iteration, size, mtime and inode must not move across it, and
+/// no checkpoint may be running (see docs/ARCHITECTURE.md, "What an online
+/// copy may span"). Then the staged copy, which only we can write, is stored
+/// and checked like a quiescent file.
+fn online_attempt(
+    batch: &ChunkBatch,
+    file: &File,
+    db: &Path,
+    dir: &Path,
+    new_chunks: &mut HashMap<String, u64>,
+) -> Result<Attempt, AttemptError> {
     let ckpt = wal_checkpoint_path(db);
     if ckpt.exists() {
         return Err(AttemptError::Unstable(
             "a checkpoint is in progress (.wal.checkpoint exists)".into(),
         ));
     }
-    let before = Header::read_at(&file, db)?;
+    let before = Header::read_at(file, db)?;
     let fp_before = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
     let staged_db = dir.join("db.duckdb");
-    let files = copy_files(
-        batch,
-        &file,
-        db,
-        fp_before.size,
-        &before,
-        Some(dir),
-        false,
-        new_chunks,
-    )?;
-
-    let after = Header::read_at(&file, db)?;
+    let window = Instant::now();
+    let wal = wal_path(db);
+    if let Some(w) = open_optional(&wal)? {
+        let len = w.metadata().map_err(io_err("stat", &wal))?.len();
+        kernel_copy(&w, &wal, &duckfile::side_path(&staged_db, ".wal"), len)?;
+    }
+    kernel_copy(file, db, &staged_db, fp_before.size)?;
+    let after = Header::read_at(file, db)?;
     let fp_after = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
+    let window = window.elapsed();
+    tracing::debug!(
+        event = "capture.window",
+        window_ms = window.as_secs_f64() * 1e3,
+        "online copy staged"
+    );
     let copied = Header::read_path(&staged_db)?;
     if before.iteration != after.iteration || copied.iteration != before.iteration {
         return Err(AttemptError::Unstable(format!(
@@ -319,6 +342,17 @@ fn attempt_once(
             "a checkpoint started during the copy".into(),
         ));
     }
+    let staged = File::open(&staged_db).map_err(io_err("open", &staged_db))?;
+    let files = copy_files(
+        batch,
+        &staged,
+        &staged_db,
+        fp_before.size,
+        &before,
+        None,
+        true,
+        new_chunks,
+    )?;
     Ok(Attempt {
         files,
         check: check::check_copy(&staged_db, &before, false),
@@ -327,16 +361,32 @@ fn attempt_once(
     })
 }
 
+/// Copies the first `len` bytes of `src` to a new private file `dest`
+/// in the kernel (`copy_file_range` through `std::io::copy`). A file that
+/// got shorter meanwhile makes the attempt unstable.
+fn kernel_copy(src: &File, src_path: &Path, dest: &Path, len: u64) -> Result<(), AttemptError> {
+    let mut out = crate::store::create_private_file(dest).map_err(io_err("create", dest))?;
+    let mut from = io::Read::take(src, len);
+    let n = io::copy(&mut from, &mut out).map_err(io_err("copy", src_path))?;
+    if n < len {
+        return Err(AttemptError::Unstable(format!(
+            "{} shrank during the copy",
+            src_path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Copies WAL and database while the caller keeps writers out with a lock
 /// on `file`, and checks what was copied.
 ///
 /// With `check_live` (the caller holds only a *read* lock, which DuckDB's
 /// read-only open shares), DuckDB checks the live file in place, at the same
-/// time as the copy: under the lock its bytes are exactly the bytes stored,
-/// DuckDB opens it with `O_RDONLY`, and no staged copy has to be written. A leftover
-/// `.wal.checkpoint`, which DuckDB would read but the snapshot does not
-/// hold, sends the check to a staged copy instead, as does an exclusive
-/// lock (restore's safety snapshot), which DuckDB's open would conflict with.
+/// time as the copy: under the lock its bytes, and those of the `.wal` and
+/// `.wal.checkpoint` it replays, are exactly the bytes stored, DuckDB opens
+/// them with `O_RDONLY`, and no staged copy has to be written. An exclusive
+/// lock (restore's safety snapshot), which DuckDB's open would conflict
+/// with, sends the check to a staged copy of the same files.
 fn copy_quiescent(
     batch: &ChunkBatch,
     file: &File,
@@ -347,7 +397,7 @@ fn copy_quiescent(
 ) -> Result<Attempt, AttemptError> {
     let header = Header::read_at(file, db)?;
     let size = file.metadata().map_err(io_err("stat", db))?.len();
-    let live = check_live && !wal_checkpoint_path(db).exists();
+    let live = check_live;
     tracing::debug!(
         event = "capture.check",
         checked = if live { "live" } else { "staged" },
@@ -390,11 +440,14 @@ fn copy_quiescent(
     })
 }
 
-/// Copies the WAL (if any) and then the first `size` bytes of the database
-/// into chunks, and, given a `staging` directory, into
-/// `staging/db.duckdb(.wal)`. Returns the entries, database first.
+/// Copies the side files a snapshot holds (`.wal`, `.wal.checkpoint`; see
+/// [`duckfile::SIDE_FILES`]) that exist and then the first `size` bytes of
+/// the database into chunks, and, given a `staging` directory, into
+/// `staging/db.duckdb` and its side files, so that DuckDB's check of the
+/// staged copy opens exactly the captured set. Returns the entries,
+/// database first.
 ///
-/// `quiescent`: the caller's lock keeps writers out, so both files are read
+/// `quiescent`: the caller's lock keeps writers out, so every file is read
 /// through a memory map ([`Mapped`]) rather than copied into buffers.
 #[allow(clippy::too_many_arguments)]
 fn copy_files(
@@ -415,20 +468,25 @@ fn copy_files(
         }
     };
     let staged_db = staging.map(|d| d.join("db.duckdb"));
-    let staged_wal = staging.map(|d| d.join("db.duckdb.wal"));
-    let wal = wal_path(db);
     let mut files = Vec::new();
-    if let Some(w) = open_optional(&wal)? {
-        let len = w.metadata().map_err(io_err("stat", &wal))?.len();
+    for side in duckfile::SIDE_FILES.iter().filter(|s| s.captured) {
+        let path = duckfile::side_path(db, side.suffix);
+        let Some(w) = open_optional(&path)? else {
+            continue;
+        };
+        let len = w.metadata().map_err(io_err("stat", &path))?.len();
         let bounds = duckfile::fixed_chunk_bounds(len, CHUNK_TARGET);
-        let mapped = map(&w, len, &wal)?;
+        let mapped = map(&w, len, &path)?;
+        let staged = staged_db
+            .as_deref()
+            .map(|d| duckfile::side_path(d, side.suffix));
         files.push(copy_chunks(
             batch,
             (&w, mapped.as_ref()),
-            &wal,
-            "wal",
+            &path,
+            side.role,
             &bounds,
-            staged_wal.as_deref(),
+            staged.as_deref(),
             new_chunks,
         )?);
     }
@@ -440,7 +498,7 @@ fn copy_files(
             batch,
             (file, mapped.as_ref()),
             db,
-            "db",
+            duckfile::DB_ROLE,
             &bounds,
             staged_db.as_deref(),
             new_chunks,

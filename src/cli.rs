@@ -427,11 +427,12 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Status { json } => {
-            let report: ops::StatusReport =
-                match client::daemon_for(&ctx).and_then(|mut c| c.call(&Request::Status {}).ok()) {
-                    Some(resp) => serde_json::from_value(answer(resp)?)?,
-                    None => ops::status(&ctx, None)?,
-                };
+            let report: ops::StatusReport = match client::daemon_for(&ctx)?
+                .and_then(|mut c| c.call(&Request::Status {}).ok())
+            {
+                Some(resp) => serde_json::from_value(answer(resp)?)?,
+                None => ops::status(&ctx, None)?,
+            };
             if json {
                 print_json(&report)?;
             } else {
@@ -608,7 +609,7 @@ fn answer(resp: Response) -> anyhow::Result<serde_json::Value> {
 /// Runs a request through the daemon when one serves this store (so it
 /// queues behind the daemon's work), else directly with the same handler.
 fn call(ctx: &Ctx, req: Request) -> anyhow::Result<serde_json::Value> {
-    let resp = match client::daemon_for(ctx) {
+    let resp = match client::daemon_for(ctx)? {
         Some(mut c) => {
             tracing::debug!(
                 event = "client.via_daemon",

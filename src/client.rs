@@ -1,13 +1,40 @@
 //! A blocking client for the daemon's socket, used by the CLI so that its
-//! commands queue behind the daemon's work when a daemon runs.
+//! commands queue behind the daemon's work when a daemon runs. It trusts
+//! only a server run by its own user (`SO_PEERCRED`): anyone can bind a
+//! socket at a path in a directory they control.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ops::Ctx;
 use crate::protocol::{Request, Response};
+
+/// A server on the socket that this client must not trust.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "the server on {path} runs as uid {peer}, not as you (uid {me}): refusing to trust its answers; \
+         someone else may be squatting the socket path. Remove it (or set socket.path to a path in a \
+         directory only you can write) and start your daemon"
+    )]
+    Impostor { path: PathBuf, peer: u32, me: u32 },
+    #[error("cannot ask who serves {path}: {source}")]
+    PeerCred {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The uid of the process on the other end of `s`.
+pub fn peer_uid(s: &UnixStream) -> std::io::Result<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    getsockopt(s, PeerCredentials)
+        .map(|c| c.uid())
+        .map_err(std::io::Error::from)
+}
 
 pub struct Client {
     reader: BufReader<UnixStream>,
@@ -15,14 +42,31 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects; `None` when nothing listens there.
-    pub fn connect(path: &Path) -> Option<Client> {
-        let s = UnixStream::connect(path).ok()?;
-        let writer = s.try_clone().ok()?;
-        Some(Client {
+    /// Connects; `None` when nothing listens there; an error when another
+    /// user's process does.
+    pub fn connect(path: &Path) -> Result<Option<Client>, ClientError> {
+        let Ok(s) = UnixStream::connect(path) else {
+            return Ok(None);
+        };
+        let me = nix::unistd::getuid().as_raw();
+        let peer = peer_uid(&s).map_err(|source| ClientError::PeerCred {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if peer != me {
+            return Err(ClientError::Impostor {
+                path: path.to_path_buf(),
+                peer,
+                me,
+            });
+        }
+        let Ok(writer) = s.try_clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Client {
             reader: BufReader::new(s),
             writer,
-        })
+        }))
     }
 
     /// Sends one request and reads its answer (waits as long as it takes).
@@ -42,9 +86,13 @@ impl Client {
     }
 }
 
-/// A connection to a daemon that serves the same store as `ctx`, if one runs.
-pub fn daemon_for(ctx: &Ctx) -> Option<Client> {
-    let mut c = Client::connect(&ctx.config.socket.path)?;
+/// A connection to a daemon that serves the same store as `ctx`, if one of
+/// the user's own runs; an error when another user's process answers.
+pub fn daemon_for(ctx: &Ctx) -> Result<Option<Client>, ClientError> {
+    Ok(Client::connect(&ctx.config.socket.path)?.and_then(|c| same_store(ctx, c)))
+}
+
+fn same_store(ctx: &Ctx, mut c: Client) -> Option<Client> {
     c.writer
         .set_read_timeout(Some(Duration::from_secs(5)))
         .ok()?;

@@ -169,3 +169,70 @@ pub fn fixed_chunk_bounds(len: u64, size: u64) -> Vec<(u64, u64)> {
     }
     out
 }
+
+/// A file DuckDB keeps beside a database `<db>`, named `<db><suffix>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideFile {
+    /// Role of the file in a manifest.
+    pub role: &'static str,
+    pub suffix: &'static str,
+    /// Whether a snapshot holds it when present.
+    pub captured: bool,
+}
+
+/// Every file DuckDB (≥ 1.5) may keep beside a database (DESIGN.md §4.2;
+/// DuckDB `src/storage/storage_manager.cpp`, `src/storage/wal_replay.cpp`):
+/// - `.wal`: commits since the last checkpoint;
+/// - `.wal.checkpoint`: commits made while a checkpoint ran; when the process
+///   died mid-checkpoint they exist only here, and the next open replays it
+///   after a `.wal` that ends in a checkpoint marker. Part of the database.
+/// - `.wal.recovery`: written by a read-write open while it merges the two
+///   (created anew each time, `FILE_CREATE_NEW`), never read by an open: not
+///   part of the database, never captured, but never left beside a restored
+///   one either.
+pub const SIDE_FILES: [SideFile; 3] = [
+    SideFile {
+        role: "wal",
+        suffix: ".wal",
+        captured: true,
+    },
+    SideFile {
+        role: "wal_checkpoint",
+        suffix: ".wal.checkpoint",
+        captured: true,
+    },
+    SideFile {
+        role: "wal_recovery",
+        suffix: ".wal.recovery",
+        captured: false,
+    },
+];
+
+/// The manifest role of the database file itself.
+pub const DB_ROLE: &str = "db";
+
+/// `<db><suffix>`
+pub fn side_path(db: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    std::path::PathBuf::from(s)
+}
+
+/// Where a file of a manifest role lives for database `db`; `None` for a
+/// role a snapshot never holds.
+pub fn role_path(db: &std::path::Path, role: &str) -> Option<std::path::PathBuf> {
+    if role == DB_ROLE {
+        return Some(db.to_path_buf());
+    }
+    SIDE_FILES
+        .iter()
+        .find(|s| s.captured && s.role == role)
+        .map(|s| side_path(db, s.suffix))
+}
+
+/// The database and every side file path, captured or not.
+pub fn all_paths(db: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::iter::once(db.to_path_buf())
+        .chain(SIDE_FILES.iter().map(|s| side_path(db, s.suffix)))
+        .collect()
+}

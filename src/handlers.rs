@@ -22,7 +22,11 @@ pub fn error_code(e: &OpError) -> &'static str {
         | OpError::Capture(CaptureError::Header(_)) => "database_missing",
         OpError::Capture(CaptureError::Inconsistent { .. }) => "busy",
         OpError::InUse { .. } => "in_use",
-        OpError::Damaged { .. } | OpError::VerifyFailed { .. } => "damaged",
+        OpError::Damaged { .. }
+        | OpError::VerifyFailed { .. }
+        | OpError::Store(StoreError::GcRefused { .. })
+        | OpError::Store(StoreError::Link { .. })
+        | OpError::Store(StoreError::BadManifest { .. }) => "damaged",
         OpError::NoSpace { .. } => "no_space",
         OpError::Disabled { .. } => "disabled",
         OpError::Exists { .. } | OpError::NotConfirmed(_) => "invalid_argument",

@@ -4,6 +4,7 @@
 //! - [`config`]: locating, parsing and validating the TOML config.
 //! - [`environment`]: local vs cloud mode from injected variables and paths.
 //! - [`duckfile`]: DuckDB file headers and block-aligned chunk boundaries.
+//! - [`dbpath`]: the real path of the database, and whether a path names it.
 //! - [`oslock`]: OFD locks that see (and are seen by) DuckDB's POSIX locks.
 //! - [`capture`]: consistent copies of a live database (quiescent / online);
 //!   [`mapped`]: the read-only maps a quiescent capture reads through.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod dbpath;
 pub mod duckfile;
 pub mod environment;
 pub mod handlers;

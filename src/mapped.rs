@@ -8,8 +8,11 @@
 //! file. Capture maps a file only while its OFD read lock keeps every DuckDB
 //! writer out (DuckDB's read-write open needs a write lock the read lock
 //! refuses, and only the writer holding that lock writes the WAL), and
-//! restore's exclusive lock waits for ours. Online captures, where a writer
-//! may checkpoint and truncate at any moment, read with `pread` instead. A
+//! restore's exclusive lock waits for ours. An online capture, where a writer
+//! may checkpoint and truncate the live file at any moment, never maps it:
+//! it maps only its own staged copy, a file in the store's staging area
+//! that this process created and that nothing else writes (staging belongs
+//! to the holder of the store lock). A
 //! program that ignores DuckDB's locks and truncates the file during a
 //! quiescent capture would get the process killed by `SIGBUS`; like any
 //! crash, that leaves the store as it was (the chunks written so far are in

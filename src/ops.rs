@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,7 +16,8 @@ use serde::Serialize;
 use crate::capture::{self, CaptureError, CaptureOptions, Captured};
 use crate::check;
 use crate::config::{Config, ConfigError};
-use crate::duckfile::Header;
+use crate::dbpath;
+use crate::duckfile::{self, Header};
 use crate::environment::{self, Detection};
 use crate::id::{InvalidId, SnapshotId};
 use crate::oslock::{self, LockKind};
@@ -48,13 +49,13 @@ pub enum OpError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "not enough free space in {path}: {available} bytes available, {needed} needed \
-         (the size of the database and its WAL, plus store.min_free_space)"
+        "not enough free space in {path}: {available} bytes available, {needed} needed ({what})"
     )]
     NoSpace {
         path: PathBuf,
         available: u64,
         needed: u64,
+        what: &'static str,
     },
     #[error("snapshot {id} is damaged: {missing} chunk(s) missing from the store")]
     Damaged { id: SnapshotId, missing: usize },
@@ -88,7 +89,11 @@ impl OpError {
             OpError::Capture(CaptureError::Inconsistent { .. }) => 4,
             OpError::Store(StoreError::NotFound { .. })
             | OpError::Store(StoreError::InvalidId(_)) => 5,
-            OpError::Damaged { .. } | OpError::VerifyFailed { .. } => 6,
+            OpError::Damaged { .. }
+            | OpError::VerifyFailed { .. }
+            | OpError::Store(StoreError::GcRefused { .. })
+            | OpError::Store(StoreError::Link { .. })
+            | OpError::Store(StoreError::BadManifest { .. }) => 6,
             OpError::Disabled { .. } => 7,
             OpError::InUse { .. } => 8,
             OpError::Exists { .. } | OpError::NotConfirmed(_) => 2,
@@ -151,10 +156,27 @@ pub enum SnapshotOutcome {
     },
 }
 
+/// The database file the app opens: the configured path with links and
+/// `..` resolved (see [`dbpath::real_path`]). When its directory does not
+/// exist the configured path is returned, for the operations to report.
+pub fn database_path(ctx: &Ctx) -> Result<PathBuf, OpError> {
+    let p = &ctx.config.database.path;
+    match dbpath::real_path(p) {
+        Ok(r) => Ok(r),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(p).is_err() => {
+            Ok(p.clone())
+        }
+        Err(e) => Err(OpError::InvalidArgument {
+            what: "database.path",
+            reason: format!("{}: {e}", p.display()),
+        }),
+    }
+}
+
 fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
     // A restore that a crash interrupted is undone before anything else
     // looks at the database.
-    restore::recover(&ctx.config.database.path)?;
+    restore::recover(&database_path(ctx)?)?;
     Ok(Store::open(
         &ctx.config.store.dir,
         create,
@@ -189,7 +211,7 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
             reason: environment::disabled_message(&ctx.detection),
         });
     }
-    let db = &ctx.config.database.path;
+    let db = &database_path(ctx)?;
     restore::recover(db)?;
     // Check the database before the store is created or locked, so that a
     // wrong path leaves the store untouched.
@@ -214,12 +236,11 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
 
     let store = open_store(ctx, true)?;
     let lock = store.lock()?;
-    let wal_len = fs::metadata(capture::wal_path(db))
-        .map(|m| m.len())
-        .unwrap_or(0);
     check_space_at(
         store.root(),
-        meta.len() + wal_len + ctx.config.store.min_free_space.0,
+        snapshot_space(db, meta.len()) + ctx.config.store.min_free_space.0,
+        "the database and its side files, twice when a writer holds it (the staged copy DuckDB checks), \
+         plus store.min_free_space",
     )?;
 
     let started = Instant::now();
@@ -264,6 +285,24 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
         "capture and commit finished"
     );
     Ok(SnapshotOutcome::Created(Box::new(manifest)))
+}
+
+/// What a capture of `db` (`len` bytes) may write to the store: every file
+/// as new chunks, and, when a writer holds the database (an online capture),
+/// a staged copy of them as well.
+fn snapshot_space(db: &Path, len: u64) -> u64 {
+    let sides: u64 = duckfile::SIDE_FILES
+        .iter()
+        .filter(|s| s.captured)
+        .filter_map(|s| fs::metadata(duckfile::side_path(db, s.suffix)).ok())
+        .map(|m| m.len())
+        .sum();
+    let online = File::open(db)
+        .ok()
+        .and_then(|f| oslock::conflicting(&f, LockKind::Read).ok())
+        .flatten()
+        .is_some();
+    (len + sides) * if online { 2 } else { 1 }
 }
 
 /// Turns a successful capture into a committed snapshot.
@@ -470,8 +509,8 @@ fn stage_restore(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     store.reassemble(m, dir, &name)?;
-    for p in [dest.to_path_buf(), capture::wal_path(dest)] {
-        if p.exists() {
+    for (_, p) in file_set(dest, m) {
+        {
             File::open(&p)
                 .and_then(|f| f.sync_all())
                 .map_err(|source| StoreError::Io {
@@ -498,77 +537,346 @@ pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
     let store = store_for(ctx, &id)?;
     let lock = store.lock()?;
     let m = store.load_manifest(&id)?;
-    let wal_size = m.file("wal").map(|f| f.size).unwrap_or(0);
-    let db = ctx.config.database.path.clone();
+    let db = database_path(ctx)?;
+    match &req.to {
+        Some(to) => restore_to(&store, &m, &db, to, req),
+        // In place, DuckDB always checks the result at the database's own path.
+        None => restore_in_place(ctx, &store, &lock, &m, &db),
+    }
+}
 
-    if let Some(to) = &req.to {
-        let to = std::path::absolute(to).unwrap_or_else(|_| to.clone());
-        if to == db {
-            return Err(OpError::InvalidArgument {
-                what: "--to",
-                reason: "that is the configured database; restore without --to to replace it"
-                    .into(),
-            });
+/// The file set of a database: the file and the side files a snapshot holds
+/// when present, as (role, path).
+fn file_set(db: &Path, m: &Manifest) -> Vec<(String, PathBuf)> {
+    m.files
+        .iter()
+        .map(|f| {
+            let at = duckfile::role_path(db, &f.role).expect("validated role");
+            (f.role.clone(), at)
+        })
+        .collect()
+}
+
+fn remove_if_exists(p: &Path) -> Result<(), OpError> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StoreError::Io {
+            op: "remove",
+            path: p.to_path_buf(),
+            source,
         }
-        for p in [to.clone(), capture::wal_path(&to)] {
-            if p.exists() && !req.force {
-                return Err(OpError::Exists { path: p });
-            }
+        .into()),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), OpError> {
+    fs::rename(from, to).map_err(|source| {
+        StoreError::Io {
+            op: "rename into",
+            path: to.to_path_buf(),
+            source,
         }
-        if let Ok(f) = File::open(&to)
-            && let Some(h) =
-                oslock::conflicting(&f, LockKind::Write).map_err(|source| StoreError::Io {
-                    op: "query locks on",
-                    path: to.clone(),
-                    source,
-                })?
-        {
-            return Err(OpError::InUse {
-                path: to,
-                pid: h.pid,
-            });
+        .into()
+    })
+}
+
+/// Writes a standalone copy of `m` at `to` (which must not be the database
+/// by any spelling); stale side files there are refused without `force`.
+fn restore_to(
+    store: &Store,
+    m: &Manifest,
+    db: &Path,
+    to: &Path,
+    req: &RestoreRequest,
+) -> Result<Restored, OpError> {
+    let bad = |reason: String| OpError::InvalidArgument {
+        what: "--to",
+        reason,
+    };
+    let to = dbpath::real_path(to).map_err(|e| bad(format!("{}: {e}", to.display())))?;
+    if let Some(p) = dbpath::clash(db, &to) {
+        return Err(bad(format!(
+            "{} is the configured database {} or one of its files ({}), whatever --force says; \
+             restore without --to to replace the database (with a safety snapshot first)",
+            to.display(),
+            db.display(),
+            p.display()
+        )));
+    }
+    if to.is_dir() {
+        return Err(bad(format!("{} is a directory", to.display())));
+    }
+    for p in duckfile::all_paths(&to) {
+        if fs::symlink_metadata(&p).is_ok() && !req.force {
+            return Err(OpError::Exists { path: p });
         }
-        check_space_at(restore::dir_of(&to), m.db_size() + wal_size)?;
-        let (staged, _guard) = restore::claim_staging(&to)?;
-        let result = stage_restore(&store, &m, &staged, req.check).and_then(|verified| {
-            let rename = |from: &Path, to: &Path| {
-                fs::rename(from, to).map_err(|source| StoreError::Io {
-                    op: "rename into",
-                    path: to.to_path_buf(),
-                    source,
-                })
-            };
-            let to_wal = capture::wal_path(&to);
-            if to_wal.exists() {
-                fs::remove_file(&to_wal).map_err(|source| StoreError::Io {
-                    op: "remove",
-                    path: to_wal.clone(),
-                    source,
-                })?;
-            }
-            rename(&staged, &to)?;
-            if m.file("wal").is_some() {
-                rename(&capture::wal_path(&staged), &to_wal)?;
-            }
-            crate::store::fsync_dir(restore::dir_of(&to))?;
-            Ok(verified)
-        });
-        let _ = fs::remove_file(&staged);
-        let _ = fs::remove_file(capture::wal_path(&staged));
-        let (verified, checked) = result?;
-        tracing::info!(event = "restore.copied", id = %id, path = %to.display(), "snapshot written to a standalone file");
-        return Ok(Restored {
-            id,
+    }
+    if let Ok(f) = File::open(&to)
+        && let Some(h) =
+            oslock::conflicting(&f, LockKind::Write).map_err(|source| StoreError::Io {
+                op: "query locks on",
+                path: to.clone(),
+                source,
+            })?
+    {
+        return Err(OpError::InUse {
             path: to,
-            pre_restore: None,
-            verified,
-            checked,
-            wal: wal_size > 0,
+            pid: h.pid,
         });
     }
+    check_space_at(
+        restore::dir_of(&to),
+        m.total_size(),
+        "the snapshot's database and side files",
+    )?;
+    // The copy is as private as the database it is a copy of.
+    let mode = fs::metadata(db)
+        .map(|md| md.mode() & 0o777)
+        .unwrap_or(0o600);
+    let (staged, _guard) = restore::claim_staging(&to)?;
+    let result = stage_restore(store, m, &staged, req.check).and_then(|verified| {
+        for (_, p) in file_set(&staged, m) {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(|source| {
+                StoreError::Io {
+                    op: "set the mode of",
+                    path: p.clone(),
+                    source,
+                }
+            })?;
+        }
+        put_in_place(&staged, &to, m)?;
+        Ok(verified)
+    });
+    for p in duckfile::all_paths(&staged) {
+        let _ = fs::remove_file(p);
+    }
+    let (verified, checked) = result?;
+    tracing::info!(event = "restore.copied", id = %m.id, path = %to.display(), "snapshot written to a standalone file");
+    Ok(Restored {
+        id: m.id.clone(),
+        path: to,
+        pre_restore: None,
+        verified,
+        checked,
+        wal: m.side_size() > 0,
+    })
+}
 
-    // In place, DuckDB always checks the result at the database's own path.
-    restore_in_place(ctx, &store, &lock, &m, &db)
+/// Moves a staged restore to `to`: first the file there and every side file
+/// (stale ones belong to another database), then the snapshot's side files,
+/// the database last — so a crash leaves either no database at `to` or the
+/// complete snapshot, never a database beside another one's WAL.
+fn put_in_place(staged: &Path, to: &Path, m: &Manifest) -> Result<(), OpError> {
+    for p in duckfile::all_paths(to) {
+        remove_if_exists(&p)?;
+    }
+    for (role, from) in file_set(staged, m) {
+        if role != duckfile::DB_ROLE {
+            rename(&from, &duckfile::role_path(to, &role).expect("known role"))?;
+        }
+    }
+    rename(staged, to)?;
+    crate::store::fsync_dir(restore::dir_of(to))?;
+    Ok(())
+}
+
+/// Mode and owner a restored file gets: those of the file it replaces.
+#[derive(Debug, Clone, Copy)]
+struct Ownership {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl Ownership {
+    fn of(md: &fs::Metadata) -> Ownership {
+        Ownership {
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+        }
+    }
+
+    fn apply(&self, p: &Path) -> Result<(), OpError> {
+        let io = |op: &'static str| {
+            move |source| {
+                OpError::Store(StoreError::Io {
+                    op,
+                    path: p.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let md = fs::metadata(p).map_err(io("stat"))?;
+        if md.uid() != self.uid || md.gid() != self.gid {
+            std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid))
+                .map_err(io("give the database's owner"))?;
+        }
+        fs::set_permissions(p, fs::Permissions::from_mode(self.mode)).map_err(io("set the mode of"))
+    }
+}
+
+/// Gives each staged file the mode and owner of the file it replaces (a
+/// side file that did not exist: the database's).
+fn carry_ownership(
+    staged: &Path,
+    db: &Path,
+    m: &Manifest,
+    db_own: Ownership,
+) -> Result<(), OpError> {
+    for (role, p) in file_set(staged, m) {
+        let own = duckfile::role_path(db, &role)
+            .and_then(|live| fs::metadata(live).ok())
+            .map(|md| Ownership::of(&md))
+            .unwrap_or(db_own);
+        own.apply(&p)?;
+    }
+    Ok(())
+}
+
+/// Refuses while anyone holds `db`, then holds an OFD write lock on it
+/// through the returned descriptor (write access is needed for an exclusive
+/// OFD lock; nothing is ever written through it: the file is replaced by
+/// rename). `None` when there is no database.
+fn lock_out_the_app(db: &Path) -> Result<Option<File>, OpError> {
+    let io = |op: &'static str| {
+        move |source| {
+            OpError::Store(StoreError::Io {
+                op,
+                path: db.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let f = match fs::OpenOptions::new().read(true).write(true).open(db) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("open")(e)),
+    };
+    if let Some(h) = oslock::conflicting(&f, LockKind::Write).map_err(io("query locks on"))? {
+        return Err(OpError::InUse {
+            path: db.to_path_buf(),
+            pid: h.pid,
+        });
+    }
+    if !oslock::try_lock(&f, LockKind::Write).map_err(io("lock"))? {
+        return Err(OpError::InUse {
+            path: db.to_path_buf(),
+            pid: None,
+        });
+    }
+    Header::read_at(&f, db).map_err(CaptureError::from)?;
+    Ok(Some(f))
+}
+
+/// The pinned safety snapshot of the whole current state (database, `.wal`,
+/// `.wal.checkpoint`), taken under the caller's exclusive lock.
+fn safety_snapshot(
+    store: &Store,
+    lock: &StoreLock,
+    m: &Manifest,
+    db: &Path,
+    f: &File,
+) -> Result<SnapshotId, OpError> {
+    let started = Instant::now();
+    let created_at = Utc::now();
+    let staging = store.staging_dir(lock, "pre-restore")?;
+    let cap = capture::capture_locked(store, lock, db, f, &staging);
+    let _ = fs::remove_dir_all(&staging);
+    let req = SnapshotRequest {
+        reason: "pre-restore".into(),
+        label: Some(format!("before restoring {}", m.id)),
+        pin: true,
+        skip_unchanged: false,
+    };
+    Ok(commit_capture(store, lock, db, cap?, &req, created_at, started)?.id)
+}
+
+/// The journal of an in-place restore of `m` from `staged` over `db`.
+fn journal_for(
+    db: &Path,
+    m: &Manifest,
+    staged: &Path,
+    old: Option<&File>,
+) -> Result<restore::Journal, OpError> {
+    let pid = std::process::id();
+    let aside = |suffix: &str| {
+        let live = duckfile::side_path(db, suffix);
+        fs::symlink_metadata(&live)
+            .is_ok()
+            .then(|| restore::sibling(db, &format!("ducksnap-old-{pid}{suffix}")))
+    };
+    let new = |role: &str| -> Result<(Option<u64>, Option<PathBuf>), OpError> {
+        if m.file(role).is_none() {
+            return Ok((None, None));
+        }
+        let p = duckfile::role_path(staged, role).expect("known role");
+        let ino = fs::metadata(&p)
+            .map_err(|source| StoreError::Io {
+                op: "stat",
+                path: p.clone(),
+                source,
+            })?
+            .ino();
+        Ok((Some(ino), Some(p)))
+    };
+    let (new_wal_ino, new_wal_staged) = new("wal")?;
+    let (new_ckpt_ino, new_ckpt_staged) = new("wal_checkpoint")?;
+    Ok(restore::Journal {
+        state: restore::JournalState::Swapping,
+        db: db.to_path_buf(),
+        old_ino: old.and_then(|f| f.metadata().ok()).map(|md| md.ino()),
+        old_link: old.map(|_| restore::sibling(db, &format!("ducksnap-old-{pid}"))),
+        old_wal_aside: aside(".wal"),
+        old_ckpt_aside: aside(".wal.checkpoint"),
+        old_recovery_aside: aside(".wal.recovery"),
+        new_ino: fs::metadata(staged)
+            .map_err(|source| StoreError::Io {
+                op: "stat",
+                path: staged.to_path_buf(),
+                source,
+            })?
+            .ino(),
+        new_db_staged: staged.to_path_buf(),
+        new_wal_ino,
+        new_wal_staged,
+        new_ckpt_ino,
+        new_ckpt_staged,
+    })
+}
+
+/// The swap itself (see [`restore`]'s module docs), then DuckDB's check at
+/// the final path. Returns whether DuckDB verified it.
+fn swap(j: &restore::Journal, m: &Manifest, new_file: &File) -> Result<bool, OpError> {
+    let db = &j.db;
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source: io::Error| OpError::Store(StoreError::Io { op, path, source })
+    };
+    if let Some(link) = &j.old_link {
+        let _ = fs::remove_file(link);
+        fs::hard_link(db, link).map_err(io("keep a rollback link of", db))?;
+    }
+    for (orig, aside) in j.asides() {
+        fs::rename(&orig, aside).map_err(io("move aside", &orig))?;
+    }
+    fs::rename(&j.new_db_staged, db).map_err(io("rename the restored database to", db))?;
+    for (at, _, staged) in j.new_sides() {
+        fs::rename(staged, &at).map_err(io("rename the restored side file to", &at))?;
+    }
+    crate::store::fsync_dir(restore::dir_of(db))?;
+    // Let DuckDB open it read-only for the final check; writers stay out.
+    oslock::try_lock(new_file, LockKind::Read).map_err(io("downgrade lock on", db))?;
+    let header = Header::read_path(db).map_err(CaptureError::from)?;
+    let got = check::check_copy(db, &header, false).map_err(|e| OpError::RestoreFailed {
+        reason: format!(
+            "the restored database does not open at {}: {e}",
+            db.display()
+        ),
+    })?;
+    compare_tables(m, &got).map_err(|reason| OpError::RestoreFailed { reason })?;
+    Ok(got.status == CheckStatus::Verified)
 }
 
 fn restore_in_place(
@@ -578,10 +886,6 @@ fn restore_in_place(
     m: &Manifest,
     db: &Path,
 ) -> Result<Restored, OpError> {
-    let io = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source: io::Error| OpError::Store(StoreError::Io { op, path, source })
-    };
     let dir = restore::dir_of(db).to_path_buf();
     if !dir.is_dir() {
         return Err(OpError::InvalidArgument {
@@ -589,155 +893,62 @@ fn restore_in_place(
             reason: format!("directory {} does not exist", dir.display()),
         });
     }
-    // Keep the app out for the whole restore: refuse if anyone holds the
-    // database, then hold an OFD write lock on it.
-    // Write access is needed for an exclusive OFD lock; nothing is ever
-    // written through this descriptor (the file is replaced by rename).
-    let old = match fs::OpenOptions::new().read(true).write(true).open(db) {
-        Ok(f) => Some(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io("open", db)(e)),
+    // Keep the app out for the whole restore.
+    let old = lock_out_the_app(db)?;
+    let db_own = match &old {
+        Some(f) => Ownership::of(&f.metadata().map_err(|source| StoreError::Io {
+            op: "stat",
+            path: db.to_path_buf(),
+            source,
+        })?),
+        None => Ownership {
+            mode: 0o600,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        },
     };
-    if let Some(f) = &old {
-        if let Some(h) =
-            oslock::conflicting(f, LockKind::Write).map_err(io("query locks on", db))?
-        {
-            return Err(OpError::InUse {
-                path: db.to_path_buf(),
-                pid: h.pid,
-            });
-        }
-        if !oslock::try_lock(f, LockKind::Write).map_err(io("lock", db))? {
-            return Err(OpError::InUse {
-                path: db.to_path_buf(),
-                pid: None,
-            });
-        }
-        Header::read_at(f, db).map_err(CaptureError::from)?;
-    }
-    let wal_size = m.file("wal").map(|f| f.size).unwrap_or(0);
     check_space_at(
         &dir,
-        m.db_size() + wal_size + ctx.config.store.min_free_space.0,
+        m.total_size() + ctx.config.store.min_free_space.0,
+        "the snapshot's database and side files, plus store.min_free_space",
     )?;
-
-    // Safety snapshot of the current database, pinned.
+    // Nothing is moved aside before this snapshot of all of it is committed.
     let pre_restore = match &old {
-        Some(f) => {
-            let started = Instant::now();
-            let created_at = Utc::now();
-            let staging = store.staging_dir(lock, "pre-restore")?;
-            let cap = capture::capture_locked(store, lock, db, f, &staging);
-            let _ = fs::remove_dir_all(&staging);
-            let req = SnapshotRequest {
-                reason: "pre-restore".into(),
-                label: Some(format!("before restoring {}", m.id)),
-                pin: true,
-                skip_unchanged: false,
-            };
-            Some(commit_capture(store, lock, db, cap?, &req, created_at, started)?.id)
-        }
+        Some(f) => Some(safety_snapshot(store, lock, m, db, f)?),
         None => None,
     };
 
     let (staged, new_file) = restore::claim_staging(db)?;
-    let staged_wal = capture::wal_path(&staged);
-    // No DuckDB check of the staged file: the swap below ends with one at the
+    let unstage = || {
+        for p in duckfile::all_paths(&staged) {
+            let _ = fs::remove_file(p);
+        }
+    };
+    // No DuckDB check of the staged file: the swap ends with one at the
     // final path, where the app will open it.
-    if let Err(e) = stage_restore(store, m, &staged, false) {
-        let _ = fs::remove_file(&staged);
-        let _ = fs::remove_file(&staged_wal);
+    if let Err(e) = stage_restore(store, m, &staged, false)
+        .and_then(|_| carry_ownership(&staged, db, m, db_own))
+    {
+        unstage();
         return Err(e);
     }
     // Upgrade the guard's read lock: from here on no one opens the new file.
-    if !oslock::try_lock(&new_file, LockKind::Write).map_err(io("lock", &staged))? {
+    if !oslock::try_lock(&new_file, LockKind::Write).map_err(|source| StoreError::Io {
+        op: "lock",
+        path: staged.clone(),
+        source,
+    })? {
+        unstage();
         return Err(OpError::InUse {
             path: staged.clone(),
             pid: None,
         });
     }
-    let meta_ino = |p: &Path| fs::metadata(p).map(|m| m.ino());
-    let has_wal = m.file("wal").is_some();
-    let mut journal = restore::Journal {
-        state: restore::JournalState::Swapping,
-        db: db.to_path_buf(),
-        old_ino: old
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .map(|m| m.ino()),
-        old_link: old
-            .as_ref()
-            .map(|_| restore::sibling(db, &format!("ducksnap-old-{}", std::process::id()))),
-        old_wal_aside: capture::wal_path(db)
-            .exists()
-            .then(|| restore::sibling(db, &format!("ducksnap-old-{}.wal", std::process::id()))),
-        old_ckpt_aside: capture::wal_checkpoint_path(db).exists().then(|| {
-            restore::sibling(
-                db,
-                &format!("ducksnap-old-{}.wal.checkpoint", std::process::id()),
-            )
-        }),
-        new_ino: meta_ino(&staged).map_err(io("stat", &staged))?,
-        new_db_staged: staged.clone(),
-        new_wal_ino: if has_wal {
-            Some(meta_ino(&staged_wal).map_err(io("stat", &staged_wal))?)
-        } else {
-            None
-        },
-        new_wal_staged: has_wal.then(|| staged_wal.clone()),
-    };
+    let mut journal = journal_for(db, m, &staged, old.as_ref())?;
     restore::write_journal(&journal)?;
-
-    let swap = || -> Result<bool, OpError> {
-        if let Some(link) = &journal.old_link {
-            let _ = fs::remove_file(link);
-            fs::hard_link(db, link).map_err(io("keep a rollback link of", db))?;
-        }
-        if let Some(aside) = &journal.old_wal_aside {
-            fs::rename(capture::wal_path(db), aside)
-                .map_err(io("move aside", &capture::wal_path(db)))?;
-        }
-        if let Some(aside) = &journal.old_ckpt_aside {
-            fs::rename(capture::wal_checkpoint_path(db), aside)
-                .map_err(io("move aside", &capture::wal_checkpoint_path(db)))?;
-        }
-        fs::rename(&staged, db).map_err(io("rename the restored database to", db))?;
-        if has_wal {
-            fs::rename(&staged_wal, capture::wal_path(db))
-                .map_err(io("rename the restored WAL to", db))?;
-        }
-        crate::store::fsync_dir(&dir)?;
-        // Let DuckDB open it read-only for the final check; writers stay out.
-        oslock::try_lock(&new_file, LockKind::Read).map_err(io("downgrade lock on", db))?;
-        let header = Header::read_path(db).map_err(CaptureError::from)?;
-        let got = check::check_copy(db, &header, false).map_err(|e| OpError::RestoreFailed {
-            reason: format!(
-                "the restored database does not open at {}: {e}",
-                db.display()
-            ),
-        })?;
-        compare_tables(m, &got).map_err(|reason| OpError::RestoreFailed { reason })?;
-        Ok(got.status == CheckStatus::Verified)
-    };
-    let verified = match swap() {
+    let verified = match swap(&journal, m, &new_file) {
         Ok(v) => v,
-        Err(e) => {
-            tracing::error!(event = "restore.failed", id = %m.id, error = %e, "restore failed; rolling back");
-            return match restore::roll_back(&journal) {
-                Ok(()) => {
-                    let _ = fs::remove_file(restore::journal_path(db));
-                    Err(OpError::RestoreFailed {
-                        reason: format!("{e}; the previous database was put back"),
-                    })
-                }
-                Err(rb) => Err(OpError::RestoreFailed {
-                    reason: format!(
-                        "{e}; rolling back ALSO failed: {rb}; the journal {} describes the files",
-                        restore::journal_path(db).display()
-                    ),
-                }),
-            };
-        }
+        Err(e) => return Err(roll_back_after(&journal, m, e)),
     };
     journal.state = restore::JournalState::Committed;
     restore::write_journal(&journal)?;
@@ -751,11 +962,33 @@ fn restore_in_place(
         pre_restore,
         verified,
         checked: true,
-        wal: has_wal,
+        wal: m.side_size() > 0,
     })
 }
 
-fn check_space_at(dir: &Path, needed: u64) -> Result<(), OpError> {
+/// Rolls a failed swap back and says what happened.
+fn roll_back_after(journal: &restore::Journal, m: &Manifest, e: OpError) -> OpError {
+    tracing::error!(event = "restore.failed", id = %m.id, error = %e, "restore failed; rolling back");
+    let db = &journal.db;
+    match restore::roll_back(journal) {
+        Ok(()) => {
+            let _ = fs::remove_file(restore::journal_path(db));
+            OpError::RestoreFailed {
+                reason: format!("{e}; the previous database was put back"),
+            }
+        }
+        Err(rb) => OpError::RestoreFailed {
+            reason: format!(
+                "{e}; rolling back ALSO failed: {rb}; the journal {} describes the files",
+                restore::journal_path(db).display()
+            ),
+        },
+    }
+}
+
+/// Fails unless `dir`'s file system has `needed` bytes free; `what` says
+/// what they are for (the message names exactly what was counted).
+fn check_space_at(dir: &Path, needed: u64, what: &'static str) -> Result<(), OpError> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
         OpError::Store(StoreError::Io {
             op: "query free space of",
@@ -769,6 +1002,7 @@ fn check_space_at(dir: &Path, needed: u64) -> Result<(), OpError> {
             path: dir.to_path_buf(),
             available,
             needed,
+            what,
         });
     }
     Ok(())
@@ -800,28 +1034,6 @@ pub struct VerifyReport {
 
 /// Re-hashes every chunk of one snapshot (`id`) or of all; `deep` also
 /// reassembles each and reads every column with DuckDB.
-/// What is wrong with a manifest's file entry on its own: chunk lengths that
-/// do not add up to its size, or (chunk-list scheme) a list that does not
-/// hash to the recorded file hash — a manifest edited or damaged.
-fn file_entry_problem(f: &crate::store::FileEntry) -> Option<String> {
-    let total: u64 = f.chunks.iter().map(|c| c.len).sum();
-    if total != f.size {
-        return Some(format!(
-            "file {}: its chunks add up to {total} bytes, not {}",
-            f.role, f.size
-        ));
-    }
-    if f.hash_of == crate::store::FileHash::ChunkList
-        && crate::store::chunk_list_hash(&f.chunks).as_deref() != Some(f.hash.as_str())
-    {
-        return Some(format!(
-            "file {}: its chunk list does not match the file hash {} (the manifest was altered)",
-            f.role, f.hash
-        ));
-    }
-    None
-}
-
 pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, OpError> {
     let id = id.map(SnapshotId::parse).transpose()?;
     if ctx.detection.is_cloud() {
@@ -848,9 +1060,29 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
         };
     }
     let store = open_store(ctx, false)?;
+    // Lists the chunk directories without following links: a link there is
+    // damage to report, not a place to read from.
+    store.chunk_set()?;
     let mut results = Vec::new();
+    // The manifests are checked the way restore checks them (one validation,
+    // in `load_manifest`): verify fails exactly what restore would refuse.
     let manifests = match &id {
-        Some(id) => vec![store.load_manifest(id)?],
+        Some(id) => match store.load_manifest(id) {
+            Ok(m) => vec![m],
+            Err(StoreError::BadManifest { reason, .. }) => {
+                results.push(SnapshotCheck {
+                    id: id.to_string(),
+                    ok: false,
+                    chunks: 0,
+                    missing_chunks: Vec::new(),
+                    corrupt_chunks: Vec::new(),
+                    deep: None,
+                    error: Some(format!("manifest unusable: {reason}")),
+                });
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        },
         None => {
             let (ms, bad) = store.manifests()?;
             for b in bad {
@@ -881,9 +1113,6 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
             error: None,
         };
         for f in &m.files {
-            if let Some(problem) = file_entry_problem(f) {
-                r.error = Some(problem);
-            }
             for c in &f.chunks {
                 r.chunks += 1;
                 let res = seen
@@ -932,6 +1161,12 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
                     r.error = Some(e);
                 }
             }
+        }
+        if !r.missing_chunks.is_empty() && id.is_none() && !store.manifest_exists(&m.id) {
+            // A prune beside us removed this snapshot (and then its chunks)
+            // after we listed it: that is no damage.
+            tracing::debug!(event = "verify.removed_meanwhile", id = %m.id, "snapshot removed while it was being verified");
+            continue;
         }
         results.push(r);
     }
@@ -1013,6 +1248,19 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
             ..empty(false)
         });
     }
+    if !bad.is_empty() {
+        // Chunks an unusable manifest names cannot be told apart from
+        // garbage, and retention cannot weigh a snapshot it cannot read:
+        // delete nothing, and say which manifests stopped it.
+        let e = StoreError::GcRefused {
+            manifests: bad
+                .into_iter()
+                .map(|b| format!("{} ({})", b.file, b.reason))
+                .collect(),
+        };
+        tracing::error!(event = "prune.refused", error = %e, "prune refused");
+        return Err(e.into());
+    }
     let mut removed = 0;
     for d in plan.forgotten() {
         let path = store
@@ -1028,22 +1276,12 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
         tracing::info!(event = "prune.removed", id = %d.id, reason = %d.reasons.join("; "), "snapshot removed by retention");
     }
     crate::store::fsync_dir(&store.root().join("snapshots"))?;
-    store.rebuild_catalog()?;
-    if !bad.is_empty() {
-        // Chunks an unreadable manifest names cannot be told apart from
-        // garbage: keep them all rather than risk a snapshot.
-        tracing::error!(
-            event = "prune.gc_skipped",
-            unreadable = bad.len(),
-            "garbage collection skipped: unreadable manifests in the store (see `ducksnap list`)"
-        );
-        return Ok(PruneReport {
-            plan: Some(plan),
-            removed,
-            ..empty(false)
-        });
-    }
+    // Delete before writing anything: on a full disk, the catalog rewrite
+    // is what needs the space being freed (and it is rebuilt when stale).
     let (chunks_deleted, bytes_freed) = store.collect_garbage(&lock)?;
+    if let Err(e) = store.rebuild_catalog() {
+        tracing::warn!(event = "store.catalog_failed", error = %e, "could not rewrite the catalog; it will be rebuilt on next read");
+    }
     tracing::info!(
         event = "prune.completed",
         removed,

@@ -163,6 +163,9 @@ impl Response {
 }
 
 /// Parses a request line into a request or the error response to send.
+/// An object with the same key twice (`{"op":"ping","op":"prune"}`) and a
+/// relative `to` path (it would resolve against the daemon's working
+/// directory, not the caller's) are `invalid_request`.
 pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     let value: Value = serde_json::from_slice(line)
         .map_err(|e| Response::err("invalid_json", format!("request is not valid JSON: {e}")))?;
@@ -172,5 +175,72 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             "a request is a JSON object with an \"op\" field",
         ));
     }
-    serde_json::from_value(value).map_err(|e| Response::err("invalid_request", e.to_string()))
+    serde_json::from_slice::<NoDuplicateKeys>(line)
+        .map_err(|e| Response::err("invalid_request", e.to_string()))?;
+    let req: Request = serde_json::from_value(value)
+        .map_err(|e| Response::err("invalid_request", e.to_string()))?;
+    if let Request::Restore { to: Some(to), .. } = &req
+        && !to.is_absolute()
+    {
+        return Err(Response::err(
+            "invalid_request",
+            format!(
+                "\"to\" must be an absolute path (got {:?}); the daemon's working directory is not yours",
+                to.display().to_string()
+            ),
+        ));
+    }
+    Ok(req)
+}
+
+/// A JSON document walked only to refuse an object holding a key twice
+/// (serde_json keeps the last one silently).
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self, A::Error> {
+        while a.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = a.next_key::<String>()? {
+            if !seen.insert(k.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "key {k:?} appears twice in one object"
+                )));
+            }
+            a.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
 }

@@ -6,9 +6,10 @@
 //! own WAL, or with none), never one database with the other's WAL:
 //!
 //! 1. hard-link the old database to `.<name>.ducksnap-old-<n>` (rollback copy);
-//! 2. move the old `.wal` / `.wal.checkpoint` aside;
+//! 2. move the old `.wal`, `.wal.checkpoint` and `.wal.recovery` aside;
 //! 3. rename the staged database over the database path;
-//! 4. rename the staged WAL (if the snapshot has one) to `<db>.wal`.
+//! 4. rename the staged `.wal` and `.wal.checkpoint` (those the snapshot
+//!    holds) into place.
 //!
 //! A journal (`.<name>.ducksnap-restore.json`, written and fsynced before
 //! step 1) records the paths and inodes. If the process dies before the
@@ -18,7 +19,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -67,14 +68,55 @@ pub struct Journal {
     /// Inode of the old database (if there was one) and its hard link.
     pub old_ino: Option<u64>,
     pub old_link: Option<PathBuf>,
-    /// Where the old WAL and WAL checkpoint file were moved.
+    /// Where the old WAL, WAL checkpoint and recovery files were moved.
     pub old_wal_aside: Option<PathBuf>,
     pub old_ckpt_aside: Option<PathBuf>,
+    #[serde(default)]
+    pub old_recovery_aside: Option<PathBuf>,
     /// Inodes and staging paths of the restored files.
     pub new_ino: u64,
     pub new_db_staged: PathBuf,
     pub new_wal_ino: Option<u64>,
     pub new_wal_staged: Option<PathBuf>,
+    #[serde(default)]
+    pub new_ckpt_ino: Option<u64>,
+    #[serde(default)]
+    pub new_ckpt_staged: Option<PathBuf>,
+}
+
+impl Journal {
+    /// (original path, where it was moved) of each old side file moved aside.
+    pub fn asides(&self) -> Vec<(PathBuf, &PathBuf)> {
+        let db = &self.db;
+        [
+            (wal_path(db), &self.old_wal_aside),
+            (wal_checkpoint_path(db), &self.old_ckpt_aside),
+            (recovery_path(db), &self.old_recovery_aside),
+        ]
+        .into_iter()
+        .filter_map(|(orig, aside)| aside.as_ref().map(|a| (orig, a)))
+        .collect()
+    }
+
+    /// (final path, inode, staged path) of each restored side file.
+    pub fn new_sides(&self) -> Vec<(PathBuf, u64, &PathBuf)> {
+        let db = &self.db;
+        [
+            (wal_path(db), self.new_wal_ino, &self.new_wal_staged),
+            (
+                wal_checkpoint_path(db),
+                self.new_ckpt_ino,
+                &self.new_ckpt_staged,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(at, ino, staged)| Some((at, ino?, staged.as_ref()?)))
+        .collect()
+    }
+}
+
+fn recovery_path(db: &Path) -> PathBuf {
+    crate::duckfile::side_path(db, ".wal.recovery")
 }
 
 /// `<dir>/.<name>.ducksnap-restore.json`
@@ -134,10 +176,11 @@ fn remove_if_exists(p: &Path) -> Result<(), RecoverError> {
 /// Idempotent: safe to run again after a crash in the middle of it.
 pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
     let db = &j.db;
-    let wal = wal_path(db);
-    // The restored WAL goes first, so the old database never sees it.
-    if j.new_wal_ino.is_some() && ino(&wal) == j.new_wal_ino {
-        remove_if_exists(&wal)?;
+    // The restored side files go first, so the old database never sees them.
+    for (at, new_ino, _) in j.new_sides() {
+        if ino(&at) == Some(new_ino) {
+            remove_if_exists(&at)?;
+        }
     }
     match (&j.old_link, ino(db)) {
         (Some(link), cur) if (cur == Some(j.new_ino) || cur.is_none()) && link.exists() => {
@@ -150,24 +193,15 @@ pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
         _ => {}
     }
     let db_is_old = j.old_ino.is_some() && ino(db) == j.old_ino;
-    for (aside, orig) in [
-        (&j.old_wal_aside, wal.clone()),
-        (&j.old_ckpt_aside, wal_checkpoint_path(db)),
-    ] {
-        if let Some(aside) = aside
-            && aside.exists()
-            && db_is_old
-            && !orig.exists()
-        {
+    for (orig, aside) in j.asides() {
+        if aside.exists() && db_is_old && !orig.exists() {
             fs::rename(aside, &orig).map_err(io_err("put back", &orig))?;
         }
     }
     fsync(dir_of(db))?;
-    for p in [Some(&j.new_db_staged), j.new_wal_staged.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        remove_if_exists(p)?;
+    remove_if_exists(&j.new_db_staged)?;
+    for (_, _, staged) in j.new_sides() {
+        remove_if_exists(staged)?;
     }
     if let Some(link) = &j.old_link
         && db_is_old
@@ -179,15 +213,14 @@ pub fn roll_back(j: &Journal) -> Result<(), RecoverError> {
 
 /// Removes the rollback copies after a restore was confirmed.
 pub fn clean_up(j: &Journal) -> Result<(), RecoverError> {
-    for p in [
-        j.old_link.as_ref(),
-        j.old_wal_aside.as_ref(),
-        j.old_ckpt_aside.as_ref(),
-        Some(&j.new_db_staged),
-        j.new_wal_staged.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
+    let asides = j.asides().into_iter().map(|(_, a)| a);
+    let staged = j.new_sides().into_iter().map(|(_, _, s)| s);
+    for p in j
+        .old_link
+        .iter()
+        .chain(asides)
+        .chain(std::iter::once(&j.new_db_staged))
+        .chain(staged)
     {
         remove_if_exists(p)?;
     }
@@ -209,6 +242,8 @@ pub fn claim_staging(target: &Path) -> Result<(PathBuf, File), RecoverError> {
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&staged)
         .map_err(io_err("create", &staged))?;
     oslock::try_lock(&f, LockKind::Read).map_err(io_err("lock", &staged))?;
@@ -238,7 +273,11 @@ pub fn remove_orphans(target: &Path) -> Result<(), RecoverError> {
     let mut live = false;
     for e in entries.flatten() {
         let fname = e.file_name().to_string_lossy().into_owned();
-        if !fname.starts_with(&prefix) || fname.ends_with(".wal") {
+        if !fname.starts_with(&prefix)
+            || crate::duckfile::SIDE_FILES
+                .iter()
+                .any(|s| fname.ends_with(s.suffix))
+        {
             continue;
         }
         let p = e.path();
@@ -246,8 +285,9 @@ pub fn remove_orphans(target: &Path) -> Result<(), RecoverError> {
             live = true;
             continue;
         }
-        remove_if_exists(&p)?;
-        remove_if_exists(&wal_path(&p))?;
+        for f in crate::duckfile::all_paths(&p) {
+            remove_if_exists(&f)?;
+        }
         tracing::info!(event = "restore.orphan_removed", path = %p.display(), "removed the staging file of an interrupted restore");
     }
     if !live {
@@ -290,16 +330,13 @@ pub fn recover(db: &Path) -> Result<Option<String>, RecoverError> {
     let msg = match j.state {
         JournalState::Swapping => {
             roll_back(&j)?;
-            let left: Vec<String> = [
-                j.old_link.as_ref(),
-                j.old_wal_aside.as_ref(),
-                j.old_ckpt_aside.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string())
-            .collect();
+            let left: Vec<String> = j
+                .old_link
+                .iter()
+                .chain(j.asides().into_iter().map(|(_, a)| a))
+                .filter(|p| p.exists())
+                .map(|p| p.display().to_string())
+                .collect();
             remove_if_exists(&path)?;
             fsync(dir_of(db))?;
             if left.is_empty() {

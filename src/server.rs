@@ -24,6 +24,12 @@ pub enum BindError {
         "another ducksnap daemon is already answering on {path}; stop it first (systemctl --user stop ducksnap)"
     )]
     InUse { path: PathBuf },
+    #[error(
+        "refusing the socket directory {dir}: {reason}; another user could replace the socket and answer \
+         in the daemon's place. Remove it (it is recreated private) or set socket.path to a file in a \
+         directory that only you own and can write (such as $XDG_RUNTIME_DIR)"
+    )]
+    UnsafeDir { dir: PathBuf, reason: String },
     #[error("cannot {op} socket {path}: {source}")]
     Io {
         op: &'static str,
@@ -44,14 +50,18 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
             source,
         }
     };
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io("create the directory of"))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io("create the directory of"))?;
+            }
+            Err(e) => return Err(io("inspect the directory of")(e)),
+            Ok(m) => check_dir(dir, &m)?,
+        }
     }
     if std::fs::symlink_metadata(path).is_ok() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -66,6 +76,31 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(io("set the mode of"))?;
     Ok(listener)
+}
+
+/// A socket directory is safe when it is a real directory (not a link) that
+/// this user owns and that neither group nor others can write.
+fn check_dir(dir: &Path, m: &std::fs::Metadata) -> Result<(), BindError> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::getuid().as_raw();
+    let reason = if m.file_type().is_symlink() {
+        "it is a symbolic link".to_string()
+    } else if !m.is_dir() {
+        "it is not a directory".to_string()
+    } else if m.uid() != me {
+        format!("it belongs to uid {}, not to you (uid {me})", m.uid())
+    } else if m.mode() & 0o022 != 0 {
+        format!(
+            "group or others can write it (mode {:o})",
+            m.mode() & 0o7777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(BindError::UnsafeDir {
+        dir: dir.to_path_buf(),
+        reason,
+    })
 }
 
 /// Accepts connections until cancelled; waits for open connections to end.

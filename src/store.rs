@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
@@ -57,6 +58,18 @@ pub enum StoreError {
     ChunkMissing { hash: String },
     #[error("chunk {hash} is corrupt: {reason}")]
     ChunkCorrupt { hash: String, reason: String },
+    #[error(
+        "store damaged: {path} is a symbolic link; ducksnap never follows links inside its store \
+         (they could lead it to read or delete files elsewhere): replace it with the directory or file it should be"
+    )]
+    Link { path: PathBuf },
+    #[error(
+        "garbage collection refused: {} cannot be read or do not match their file hashes, so the chunks they \
+         name cannot be told apart from garbage; nothing was deleted (see `ducksnap verify --all`; repair or \
+         move those manifests away)",
+        manifests.join(", ")
+    )]
+    GcRefused { manifests: Vec<String> },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -204,6 +217,70 @@ impl Manifest {
         self.files.iter().find(|f| f.role == role)
     }
 
+    /// Bytes of every file captured (database and side files).
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Bytes of the side files captured (`.wal`, `.wal.checkpoint`).
+    pub fn side_size(&self) -> u64 {
+        self.total_size() - self.db_size()
+    }
+
+    /// Everything a manifest must satisfy before anything trusts it; one
+    /// check shared by `load_manifest` and therefore by restore, verify,
+    /// list and garbage collection: a supported format, one `db` entry, only
+    /// roles a snapshot holds (each once), chunk names that are BLAKE3 hex
+    /// with plausible lengths adding up to the file size, and (chunk-list
+    /// scheme) a chunk list that hashes to the recorded file hash — so that
+    /// a damaged or edited chunk name is caught before it could mislead
+    /// garbage collection.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(format!(
+                "format {} is not supported (expected {MANIFEST_FORMAT})",
+                self.format
+            ));
+        }
+        let mut roles = BTreeSet::new();
+        for f in &self.files {
+            if crate::duckfile::role_path(Path::new("db"), &f.role).is_none() {
+                return Err(format!("unknown file role {:?}", f.role));
+            }
+            if !roles.insert(f.role.as_str()) {
+                return Err(format!("file role {:?} appears twice", f.role));
+            }
+            if let Some(c) = f.chunks.iter().find(|c| !is_hash(&c.hash)) {
+                return Err(format!("chunk name {:?} is not a BLAKE3 hex hash", c.hash));
+            }
+            if let Some(c) = f.chunks.iter().find(|c| c.len > MAX_CHUNK_LEN) {
+                return Err(format!(
+                    "chunk {} claims an implausible length {}",
+                    c.hash, c.len
+                ));
+            }
+            let total: u64 = f.chunks.iter().map(|c| c.len).sum();
+            if total != f.size {
+                return Err(format!(
+                    "file {} has chunks totalling {total} bytes, not {}",
+                    f.role, f.size
+                ));
+            }
+            if f.hash_of == FileHash::ChunkList
+                && chunk_list_hash(&f.chunks).as_deref() != Some(f.hash.as_str())
+            {
+                return Err(format!(
+                    "file {}: its chunk list does not match the file hash {} (the manifest was altered or damaged)",
+                    f.role, f.hash
+                ));
+            }
+        }
+        if !roles.contains(crate::duckfile::DB_ROLE) {
+            return Err("no db file entry".into());
+        }
+        Ok(())
+    }
+
     /// Size of the database file captured.
     pub fn db_size(&self) -> u64 {
         self.file("db").map(|f| f.size).unwrap_or(0)
@@ -240,7 +317,7 @@ impl From<&Manifest> for Summary {
             label: m.label.clone(),
             pinned: m.pinned,
             db_size: m.db_size(),
-            wal_size: m.file("wal").map(|f| f.size).unwrap_or(0),
+            wal_size: m.side_size(),
             bytes_new: m.bytes_new,
             verified: m.check.status == CheckStatus::Verified,
             method: m.capture.method,
@@ -433,7 +510,7 @@ impl ChunkBatch<'_> {
         // Registered before it is written, so that a failure part-way still
         // gets the file removed when the batch is dropped.
         self.state().pending.push((tmp.clone(), final_path));
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        let mut f = create_private_file(&tmp).map_err(io_err("create", &tmp))?;
         f.write_all(&[tag]).map_err(io_err("write", &tmp))?;
         f.write_all(payload).map_err(io_err("write", &tmp))?;
         // Start writeback now (DONTNEED writes dirty pages out asynchronously
@@ -467,7 +544,7 @@ impl ChunkBatch<'_> {
             let moved = if dirs.contains(&parent) {
                 Ok(())
             } else {
-                fs::create_dir_all(&parent).map_err(io_err("create directory", &parent))
+                create_private_dir(&parent).map_err(io_err("create directory", &parent))
             }
             .and_then(|()| fs::rename(tmp, path).map_err(io_err("rename chunk into", path)));
             if let Err(e) = moved {
@@ -518,7 +595,7 @@ impl Store {
                         .into(),
                 });
             }
-            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            create_private_dir(dir).map_err(io_err("create directory", dir))?;
             let store = Store {
                 root: dir.to_path_buf(),
                 level,
@@ -542,8 +619,22 @@ impl Store {
         };
         for sub in ["chunks", "snapshots", "staging"] {
             let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Link { path: p }),
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(StoreError::Format {
+                        path: dir.to_path_buf(),
+                        reason: format!("{} is not a directory", p.display()),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    create_private_dir(&p).map_err(io_err("create directory", &p))?
+                }
+                Err(e) => return Err(io_err("stat", &p)(e)),
+            }
         }
+        tighten_modes(dir)?;
         if let Some(lock) = store.try_lock()? {
             store.clean_staging(&lock)?;
         }
@@ -565,6 +656,8 @@ impl Store {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&p)
             .map_err(io_err("open", &p))
     }
@@ -615,7 +708,7 @@ impl Store {
     /// A fresh private directory in staging.
     pub fn staging_dir(&self, _lock: &StoreLock, name: &str) -> Result<PathBuf> {
         let p = self.staging().join(format!("{name}-{}", tmp_suffix()));
-        fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+        create_private_dir(&p).map_err(io_err("create directory", &p))?;
         Ok(p)
     }
 
@@ -691,25 +784,43 @@ impl Store {
         Ok(())
     }
 
-    /// Every chunk file present, by hash.
+    /// Every chunk file present, by hash. Never follows a link: a link where
+    /// a `chunks/xx` directory or a chunk file should be is an error.
     pub fn chunk_set(&self) -> Result<HashSet<String>> {
         let mut out = HashSet::new();
         let dir = self.root.join("chunks");
         for sub in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
-            let sub = sub.map_err(io_err("read directory", &dir))?.path();
-            if !sub.is_dir() {
+            let sub = sub.map_err(io_err("read directory", &dir))?;
+            let kind = sub.file_type().map_err(io_err("stat", &sub.path()))?;
+            if kind.is_symlink() {
+                return Err(StoreError::Link { path: sub.path() });
+            }
+            if !kind.is_dir() {
                 continue;
             }
+            let sub = sub.path();
             for e in fs::read_dir(&sub).map_err(io_err("read directory", &sub))? {
                 let e = e.map_err(io_err("read directory", &sub))?;
                 let name = e.file_name().to_string_lossy().into_owned();
                 // Only files named like chunks count (and may be collected).
-                if is_hash(&name) {
-                    out.insert(name);
+                if !is_hash(&name) {
+                    continue;
                 }
+                if e.file_type()
+                    .map_err(io_err("stat", &e.path()))?
+                    .is_symlink()
+                {
+                    return Err(StoreError::Link { path: e.path() });
+                }
+                out.insert(name);
             }
         }
         Ok(out)
+    }
+
+    /// Whether snapshot `id`'s manifest file is (still) there.
+    pub fn manifest_exists(&self, id: &SnapshotId) -> bool {
+        fs::symlink_metadata(self.manifest_path(id)).is_ok()
     }
 
     fn manifest_path(&self, id: &SnapshotId) -> PathBuf {
@@ -751,7 +862,7 @@ impl Store {
         };
         let tmp = tmp_dir.join(format!(".{name}.{}.tmp", tmp_suffix()));
         {
-            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            let mut f = create_private_file(&tmp).map_err(io_err("create", &tmp))?;
             f.write_all(data).map_err(io_err("write", &tmp))?;
             f.sync_all().map_err(io_err("fsync", &tmp))?;
         }
@@ -803,33 +914,10 @@ impl Store {
             reason,
         };
         let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-        if m.format != MANIFEST_FORMAT {
-            return Err(bad(format!(
-                "format {} is not supported (expected {MANIFEST_FORMAT})",
-                m.format
-            )));
-        }
         if &m.id != id {
             return Err(bad(format!("names id {} but the file is {id}.json", m.id)));
         }
-        for f in &m.files {
-            let total: u64 = f.chunks.iter().map(|c| c.len).sum();
-            if total != f.size {
-                return Err(bad(format!(
-                    "file {} has chunks totalling {total} bytes, not {}",
-                    f.role, f.size
-                )));
-            }
-            if let Some(c) = f.chunks.iter().find(|c| !is_hash(&c.hash)) {
-                return Err(bad(format!(
-                    "chunk name {:?} is not a BLAKE3 hex hash",
-                    c.hash
-                )));
-            }
-        }
-        if m.file("db").is_none() {
-            return Err(bad("no db file entry".into()));
-        }
+        m.validate().map_err(bad)?;
         Ok(m)
     }
 
@@ -893,7 +981,7 @@ impl Store {
     /// Reassembles a file of a snapshot into `dest`, checking every chunk and
     /// the whole-file hash. Does not fsync.
     pub fn reassemble_file(&self, f: &FileEntry, dest: &Path) -> Result<()> {
-        let mut out = File::create(dest).map_err(io_err("create", dest))?;
+        let mut out = create_private_file(dest).map_err(io_err("create", dest))?;
         let mut h = (f.hash_of == FileHash::Bytes).then(blake3::Hasher::new);
         let threads = workers();
         // How far the readers may run ahead of the writer, in chunks.
@@ -980,21 +1068,17 @@ impl Store {
         Ok(())
     }
 
-    /// Reassembles a snapshot as `<dir>/<name>` plus `<dir>/<name>.wal` when it
-    /// has a WAL. Returns the database path.
+    /// Reassembles a snapshot as `<dir>/<name>` plus its side files
+    /// (`<name>.wal`, `<name>.wal.checkpoint`) as the snapshot holds them.
+    /// Returns the database path.
     pub fn reassemble(&self, m: &Manifest, dir: &Path, name: &str) -> Result<PathBuf> {
+        m.validate().map_err(|reason| StoreError::BadManifest {
+            path: self.manifest_path(&m.id),
+            reason,
+        })?;
         let db = dir.join(name);
         for f in &m.files {
-            let dest = match f.role.as_str() {
-                "db" => db.clone(),
-                "wal" => dir.join(format!("{name}.wal")),
-                other => {
-                    return Err(StoreError::BadManifest {
-                        path: self.manifest_path(&m.id),
-                        reason: format!("unknown file role {other:?}"),
-                    });
-                }
-            };
+            let dest = crate::duckfile::role_path(&db, &f.role).expect("validated role");
             self.reassemble_file(f, &dest)?;
         }
         Ok(db)
@@ -1016,7 +1100,9 @@ impl Store {
     pub fn collect_garbage(&self, _lock: &StoreLock) -> Result<(usize, u64)> {
         let (manifests, bad) = self.manifests()?;
         if !bad.is_empty() {
-            return Ok((0, 0));
+            return Err(StoreError::GcRefused {
+                manifests: bad.into_iter().map(|b| b.file).collect(),
+            });
         }
         let live: HashSet<&str> = manifests.iter().flat_map(|m| m.chunk_hashes()).collect();
         let mut files = 0;
@@ -1048,6 +1134,68 @@ impl Store {
         }
         Ok(total)
     }
+}
+
+/// Creates a directory (and missing parents) only its owner can enter.
+pub(crate) fn create_private_dir(p: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(p)
+}
+
+/// Creates (or truncates) a file only its owner can read. Never follows a
+/// link at `p`.
+pub(crate) fn create_private_file(p: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(p)
+}
+
+/// A store made by an older ducksnap (or copied with `cp -r`) may be
+/// readable by other users: its chunks are the database. When the store's
+/// directory admits anyone but its owner, every directory in it becomes
+/// 0700 and every file 0600 (links are neither followed nor changed; they
+/// are reported by the operations that meet them). One log line says so.
+fn tighten_modes(root: &Path) -> Result<()> {
+    let mode = fs::symlink_metadata(root)
+        .map_err(io_err("stat", root))?
+        .permissions()
+        .mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    fn walk(p: &Path, changed: &mut usize) -> Result<()> {
+        let m = fs::symlink_metadata(p).map_err(io_err("stat", p))?;
+        let want = if m.is_dir() {
+            0o700
+        } else if m.is_file() {
+            0o600
+        } else {
+            return Ok(());
+        };
+        if m.permissions().mode() & 0o7777 != want {
+            fs::set_permissions(p, fs::Permissions::from_mode(want))
+                .map_err(io_err("restrict the mode of", p))?;
+            *changed += 1;
+        }
+        if m.is_dir() {
+            for e in fs::read_dir(p).map_err(io_err("read directory", p))? {
+                walk(&e.map_err(io_err("read directory", p))?.path(), changed)?;
+            }
+        }
+        Ok(())
+    }
+    let mut changed = 0;
+    walk(root, &mut changed)?;
+    tracing::warn!(
+        event = "store.modes_tightened",
+        store = %root.display(),
+        entries = changed,
+        "the store was readable by other users; its directories are now 0700 and its files 0600"
+    );
+    Ok(())
 }
 
 fn is_hash(s: &str) -> bool {

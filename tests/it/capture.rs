@@ -150,10 +150,11 @@ fn live_state(ws: &Workspace) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
 }
 
 #[test]
-fn leftover_wal_checkpoint_is_not_checked_in_place() {
-    // A `.wal.checkpoint` left by a crashed DuckDB would be read by an
-    // in-place check but is not part of the snapshot: the check then runs
-    // on a staged copy of exactly the stored files, and the leftover stays.
+fn leftover_wal_checkpoint_is_part_of_the_snapshot() {
+    // A `.wal.checkpoint` beside a database is part of what DuckDB opens
+    // (it replays it after a `.wal` that ends in a checkpoint marker, and
+    // ignores it otherwise): the snapshot holds it, DuckDB checks the live
+    // set in place, and a restore puts back exactly that set.
     let ws = Workspace::new();
     make_db(
         &ws.db(),
@@ -166,8 +167,8 @@ fn leftover_wal_checkpoint_is_not_checked_in_place() {
     let out = ws.run(&["--log-level", "debug", "snapshot", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("checked=\"staged\""),
-        "expected the check on a staged copy: {}",
+        stderr(&out).contains("checked=\"live\""),
+        "expected the check in place: {}",
         stderr(&out)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -175,15 +176,20 @@ fn leftover_wal_checkpoint_is_not_checked_in_place() {
     assert_eq!(snap["capture"]["method"], "quiescent");
     assert_eq!(snap["check"]["status"], "verified");
     assert_eq!(snap["check"]["tables"][0]["rows"], 5000);
-    assert_eq!(live_state(&ws), before);
-    // Without the leftover, the same database is checked in place.
-    std::fs::remove_file(&ckpt).unwrap();
-    let out = ws.run(&["--log-level", "debug", "snapshot", "--json"]);
-    assert!(
-        stderr(&out).contains("checked=\"live\""),
-        "expected the check in place: {}",
-        stderr(&out)
-    );
+    let roles: Vec<&str> = snap["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["db", "wal_checkpoint"]);
+    assert_eq!(live_state(&ws), before, "the live files are untouched");
+    let id = snap["id"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = ws.reassemble(id, dir.path());
+    let mut restored = copy.into_os_string();
+    restored.push(".wal.checkpoint");
+    assert_eq!(std::fs::read(&restored).unwrap(), b"not a WAL");
     let staging: Vec<_> = std::fs::read_dir(ws.store_dir().join("staging"))
         .unwrap()
         .collect();
@@ -549,7 +555,7 @@ fn missing_chunk_and_bad_manifest_are_reported() {
         stderr(&out)
     );
     let out = ws.run(&["show", &id]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(stderr(&out).contains("unreadable"), "{}", stderr(&out));
     // A stray file in snapshots/ is reported, not fatal.
     std::fs::write(ws.store_dir().join("snapshots/../../x.json"), b"{}").unwrap_or(());

@@ -785,3 +785,214 @@ fn socket_activation_uses_the_passed_socket() {
         "the socket file belongs to systemd and stays"
     );
 }
+
+#[test]
+fn duplicate_keys_and_relative_paths_are_invalid_requests() {
+    let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
+    let d = Daemon::start(&ws, &[]);
+    let mut c = d.connect();
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+    c.send_raw(b"{\"op\":\"ping\",\"op\":\"prune\"}\n");
+    let v = c.read().unwrap();
+    assert_eq!(code(&v), "invalid_request", "{v}");
+    c.send_raw(b"{\"op\":\"snapshot\",\"label\":\"a\",\"label\":\"b\"}\n");
+    assert_eq!(code(&c.read().unwrap()), "invalid_request");
+    let v = c.call(json!({"op": "restore", "id": "20260101T000000Z-abcd", "to": "out.duckdb"}));
+    assert_eq!(code(&v), "invalid_request", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("absolute"),
+        "{v}"
+    );
+    assert_eq!(c.call(json!({"op": "ping"}))["result"], "pong");
+    assert!(ws.list_ids().is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_squatted_socket_is_refused() {
+    if !nix::unistd::getuid().is_root() {
+        println!("not root: cannot act as another user here; exercised only as root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
+    // Another user created the socket directory first, open to all.
+    let run = ws.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::os::unix::fs::chown(&run, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = ws.cmd(&["daemon"]).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the daemon started in another user's directory"
+    );
+    assert!(
+        stderr(&out).contains(&run.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("uid 65534"), "{}", stderr(&out));
+
+    // Another user's server answers on the socket path.
+    let fake = "import socket,sys,os,json\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n\
+                os.chmod(sys.argv[1], 0o777)\ns.listen(8)\nprint('ready', flush=True)\n\
+                while True:\n    c,_=s.accept()\n    f=c.makefile('rwb')\n    for line in f:\n        \
+                f.write(json.dumps({'ok': True, 'result': {'protocol': 1, 'store': sys.argv[2], \
+                'snapshot': {'id': '20260101T000000Z-abcd'}, 'disabled': False}}).encode()+b'\\n')\n        f.flush()\n";
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(fake)
+        .arg(socket_of(&ws))
+        .arg(ws.store_dir())
+        .uid(65534)
+        .gid(65534)
+        .env_clear()
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let out = ws.run(&["snapshot"]);
+    assert!(
+        !out.status.success(),
+        "the CLI trusted another user's server: {}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("uid 65534"), "{}", stderr(&out));
+    // The Python client: with_snapshot raises, the wrapped function does not run.
+    let code = "import sys\nfrom ducksnap import Client, with_snapshot, UntrustedDaemon\n\
+                ran = []\n@with_snapshot(client=Client(socket_path=sys.argv[1], force_local=True))\n\
+                def delete():\n    ran.append(1)\ntry:\n    delete()\n    print('ran')\n\
+                except UntrustedDaemon as e:\n    print('refused', ran, e)\n";
+    let out = run_python(code, &[socket_of(&ws).to_str().unwrap()]);
+    assert!(out.starts_with("refused []"), "{out}");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(ws.list_ids().is_empty());
+}
+
+/// The app's invariants in a restored copy (see tests/py/live_writer.py).
+fn assert_invariants(db: &Path, what: &str) {
+    let c = open_ro(db);
+    assert_eq!(
+        query_i64(&c, "SELECT sum(balance)::BIGINT FROM accounts"),
+        0,
+        "{what}: money created or lost"
+    );
+    let n = query_i64(&c, "SELECT n FROM counter");
+    assert_eq!(
+        query_i64(&c, "SELECT count(*) FROM log"),
+        n,
+        "{what}: counter and log disagree"
+    );
+    assert_eq!(
+        query_i64(&c, "SELECT coalesce(max(seq), 0) FROM log"),
+        n,
+        "{what}"
+    );
+    assert_eq!(
+        query_i64(
+            &c,
+            "SELECT count(*) - 150000 * count(DISTINCT batch) FROM bulk"
+        ),
+        0,
+        "{what}: a bulk insert is partially present"
+    );
+}
+
+/// The workload of heavy checkpointing (a checkpoint every 15 transactions,
+/// 150,000-row bulk inserts every 25, a database of over 300 MB) with the
+/// default `[capture]` settings: at least 99 % of 100 one-shot snapshots and
+/// of 50 through a running daemon succeed, and every one restores whole.
+#[test]
+fn snapshots_succeed_under_heavy_checkpointing() {
+    let ws = daemon_ws("[schedule]\nenabled = false\n", "SELECT 1");
+    std::fs::remove_file(ws.db()).unwrap();
+    let stop = ws.path().join("stop");
+    let mut writer = std::process::Command::new(python())
+        .arg(py_script("live_writer.py"))
+        .arg(ws.db())
+        .arg(&stop)
+        .args(["15", "25", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let size = std::fs::metadata(ws.db()).unwrap().len();
+    assert!(size >= 300 << 20, "database only {size} bytes");
+    let mut ids = Vec::new();
+    let mut attempts = Vec::new();
+    let mut failed = Vec::new();
+    let mut record = |v: Result<Value, String>, ids: &mut Vec<String>| match v {
+        Ok(s) => {
+            attempts.push(s["capture"]["attempts"].as_u64().unwrap());
+            ids.push(s["id"].as_str().unwrap().to_string());
+        }
+        Err(e) => failed.push(e),
+    };
+    for _ in 0..100 {
+        let out = ws.run(&["snapshot", "--json"]);
+        let v = if out.status.success() {
+            Ok(serde_json::from_slice::<Value>(&out.stdout).unwrap()["snapshot"].clone())
+        } else {
+            Err(stderr(&out))
+        };
+        record(v, &mut ids);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let one_shot = ids.len();
+    {
+        let d = Daemon::start(&ws, &[]);
+        let mut c = d.connect();
+        for _ in 0..50 {
+            let r = c.call(json!({"op": "snapshot"}));
+            let v = if r["ok"] == true {
+                Ok(r["result"]["snapshot"].clone())
+            } else {
+                Err(r.to_string())
+            };
+            record(v, &mut ids);
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+    std::fs::write(&stop, b"").unwrap();
+    let tail: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(writer.wait().unwrap().success(), "writer failed: {tail:?}");
+    let mut hist = std::collections::BTreeMap::new();
+    for a in &attempts {
+        *hist.entry(*a).or_insert(0) += 1;
+    }
+    println!(
+        "heavy checkpointing on {size} bytes: {one_shot}/100 one-shot and {}/50 daemon snapshots succeeded; \
+         attempts used {hist:?}; writer {tail:?}; failures {failed:?}",
+        ids.len() - one_shot
+    );
+    assert!(
+        one_shot >= 99,
+        "only {one_shot} of 100 one-shot snapshots: {failed:?}"
+    );
+    assert!(
+        ids.len() >= 149,
+        "{} of 150 snapshots succeeded: {failed:?}",
+        ids.len()
+    );
+    let to = ws.path().join("restored.duckdb");
+    for id in &ids {
+        let out = ws.run(&[
+            "restore",
+            id,
+            "--to",
+            to.to_str().unwrap(),
+            "--force",
+            "--yes",
+        ]);
+        assert!(out.status.success(), "restore {id}: {}", stderr(&out));
+        assert_invariants(&to, id);
+    }
+}

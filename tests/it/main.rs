@@ -3,6 +3,7 @@
 mod capture;
 mod config;
 mod daemon;
+mod edges;
 mod environment;
 mod helpers;
 mod restore;

@@ -8,7 +8,9 @@ Invariants every consistent state satisfies:
 Mixed in: explicit CHECKPOINTs and bulk inserts large enough that DuckDB
 writes their row groups straight to the database file before commit.
 
-usage: live_writer.py DB STOP_FILE [CHECKPOINT_EVERY] [BULK_EVERY]
+usage: live_writer.py DB STOP_FILE [CHECKPOINT_EVERY] [BULK_EVERY] [PAD_MB]
+PAD_MB grows the database first with a table of that many MB of random
+doubles (untouched afterwards), for captures of a large file.
 """
 import os
 import random
@@ -22,6 +24,7 @@ ROWS = 150_000
 path, stop = sys.argv[1], sys.argv[2]
 checkpoint_every = int(sys.argv[3]) if len(sys.argv) > 3 else 40
 bulk_every = int(sys.argv[4]) if len(sys.argv) > 4 else 150
+pad_mb = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 
 con = duckdb.connect(path)
 con.execute("CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance BIGINT)")
@@ -30,6 +33,8 @@ con.execute("CREATE TABLE counter(n BIGINT)")
 con.execute("INSERT INTO counter VALUES (0)")
 con.execute("CREATE TABLE log(seq BIGINT, a INTEGER, b INTEGER, amount BIGINT)")
 con.execute("CREATE TABLE bulk(batch BIGINT, i BIGINT, payload DOUBLE)")
+if pad_mb:
+    con.execute(f"CREATE TABLE pad AS SELECT random() AS x FROM range({pad_mb * 1024 * 1024 // 8})")
 con.execute("CHECKPOINT")
 print("ready", flush=True)
 

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -26,6 +27,7 @@ __all__ = [
     "Client",
     "DucksnapError",
     "DaemonUnavailable",
+    "UntrustedDaemon",
     "BackupsDisabled",
     "RequestFailed",
     "detect_cloud",
@@ -44,6 +46,11 @@ class DucksnapError(Exception):
 
 class DaemonUnavailable(DucksnapError):
     """No daemon answers on the socket."""
+
+
+class UntrustedDaemon(DaemonUnavailable):
+    """The process answering on the socket runs as another user: its answers
+    are not trusted (anyone can bind a socket in a directory they control)."""
 
 
 class BackupsDisabled(DucksnapError):
@@ -132,6 +139,11 @@ class Client:
             s.close()
             raise DaemonUnavailable(f"no ducksnap daemon answers on {self.socket_path}: {e}") from e
         try:
+            self._check_peer(s)
+        except BaseException:
+            s.close()
+            raise
+        try:
             with s, s.makefile("rwb") as f:
                 f.write(json.dumps(request).encode() + b"\n")
                 f.flush()
@@ -151,6 +163,16 @@ class Client:
         if code == "disabled":
             raise BackupsDisabled(message)
         raise RequestFailed(code, message)
+
+    def _check_peer(self, s: socket.socket) -> None:
+        """Refuses a server run by another user (SO_PEERCRED)."""
+        creds = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            raise UntrustedDaemon(
+                f"the server on {self.socket_path} runs as uid {uid}, not as you (uid {os.getuid()}): "
+                "refusing to trust its answers; someone else may be squatting the socket path"
+            )
 
     # -- operations --------------------------------------------------------
     def disabled_reason(self) -> str:
