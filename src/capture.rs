@@ -171,15 +171,21 @@ pub fn capture(
             if start.elapsed() + delay > opts.timeout {
                 break;
             }
-            std::thread::sleep(delay);
+            wait_for_checkpoint(db, delay)?;
         }
         made = attempt;
-        let dir = staging.join(format!("attempt-{attempt}"));
+        // One staging directory for every attempt: a retry overwrites the
+        // staged copy in place, whose pages are already allocated (a third
+        // of the time of a first copy), which keeps its window short.
+        let dir = staging.join("attempt");
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         let outcome = attempt_once(&batch, db, &dir, &mut new_chunks);
-        // The staged copy (if any) is not needed any more: remove it before
-        // the commit's syncfs would write it out.
-        let _ = fs::remove_dir_all(&dir);
+        let unstable = matches!(outcome, Err(AttemptError::Unstable(_)));
+        if !unstable {
+            // The staged copy (if any) is not needed any more: remove it
+            // before the commit's syncfs would write it out.
+            let _ = fs::remove_dir_all(&dir);
+        }
         match outcome {
             Ok(Attempt {
                 files,
@@ -220,6 +226,7 @@ pub fn capture(
             Err(AttemptError::Fatal(e)) => return Err(e),
         }
     }
+    let _ = fs::remove_dir_all(staging.join("attempt"));
     Err(CaptureError::Inconsistent {
         path: db.to_path_buf(),
         attempts: made,
@@ -361,11 +368,22 @@ fn online_attempt(
     })
 }
 
-/// Copies the first `len` bytes of `src` to a new private file `dest`
-/// in the kernel (`copy_file_range` through `std::io::copy`). A file that
-/// got shorter meanwhile makes the attempt unstable.
+/// Copies the first `len` bytes of `src` (read from its start) over the
+/// private file `dest` in the kernel (`copy_file_range` through
+/// `std::io::copy`), then cuts `dest` to `len`. `dest` is overwritten in
+/// place, not truncated first: a retry reuses the page cache of the previous
+/// attempt's copy. A file that got shorter meanwhile makes the attempt
+/// unstable.
 fn kernel_copy(src: &File, src_path: &Path, dest: &Path, len: u64) -> Result<(), AttemptError> {
-    let mut out = crate::store::create_private_file(dest).map_err(io_err("create", dest))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dest)
+        .map_err(io_err("create", dest))?;
     let mut from = io::Read::take(src, len);
     let n = io::copy(&mut from, &mut out).map_err(io_err("copy", src_path))?;
     if n < len {
@@ -374,7 +392,46 @@ fn kernel_copy(src: &File, src_path: &Path, dest: &Path, len: u64) -> Result<(),
             src_path.display()
         )));
     }
+    out.set_len(len).map_err(io_err("truncate", dest))?;
     Ok(())
+}
+
+/// Waits until DuckDB writes a new database header — a checkpoint just
+/// ended, which starts the longest stretch without one — or `limit` passes.
+/// Woken by inotify on every write to the file; each wake-up reads the
+/// header's iteration (16 bytes). An online retry that starts there has the
+/// best chance that its short copy window sees no checkpoint.
+fn wait_for_checkpoint(db: &Path, limit: Duration) -> Result<(), CaptureError> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::AsFd;
+    let deadline = Instant::now() + limit;
+    let Ok(file) = File::open(db) else {
+        std::thread::sleep(limit);
+        return Ok(());
+    };
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .map_err(|e| io_err("watch", db)(e.into()))?;
+    ino.add_watch(db, AddWatchFlags::IN_MODIFY)
+        .map_err(|e| io_err("watch", db)(e.into()))?;
+    let start = Header::read_at(&file, db)?.iteration;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(io_err("wait for changes of", db)(e.into())),
+        }
+        let _ = ino.read_events();
+        match Header::read_at(&file, db) {
+            Ok(h) if h.iteration != start => return Ok(()),
+            _ => {}
+        }
+    }
 }
 
 /// Copies WAL and database while the caller keeps writers out with a lock

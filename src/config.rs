@@ -590,7 +590,7 @@ pub fn from_str_at(
         ));
     }
 
-    let attempts = raw.capture.attempts.unwrap_or(8);
+    let attempts = raw.capture.attempts.unwrap_or(30);
     if attempts == 0 || attempts > 1000 {
         return Err(invalid(
             "capture.attempts",

@@ -454,54 +454,39 @@ fn the_store_never_follows_links() {
     ws.snapshot();
     let outside = bait(&ws);
     let digest = tree_digest(&outside);
-    // staging replaced by a link.
+    // Every command refuses, names the link, and leaves its target alone.
+    let refuse_all = |commands: &[&[&str]], what: &str| {
+        for args in commands {
+            let out = ws.run(args);
+            assert!(!out.status.success(), "{args:?} succeeded with {what}");
+            assert_eq!(out.status.code(), Some(6), "{args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("symbolic link"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+            assert_eq!(
+                tree_digest(&outside),
+                digest,
+                "{args:?} touched the link's target"
+            );
+        }
+    };
     let staging = ws.store_dir().join("staging");
     std::fs::remove_dir_all(&staging).unwrap();
     std::os::unix::fs::symlink(&outside, &staging).unwrap();
-    for args in [
-        vec!["list"],
-        vec!["snapshot"],
-        vec!["prune"],
-        vec!["verify", "--all"],
-    ] {
-        let out = ws.run(&args);
-        assert!(
-            !out.status.success(),
-            "{args:?} succeeded with a linked staging"
-        );
-        assert!(
-            stderr(&out).contains("symbolic link"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-        assert_eq!(
-            tree_digest(&outside),
-            digest,
-            "{args:?} touched the link's target"
-        );
-    }
+    refuse_all(
+        &[&["list"], &["snapshot"], &["prune"], &["verify", "--all"]],
+        "a linked staging",
+    );
     std::fs::remove_file(&staging).unwrap();
     std::fs::create_dir(&staging).unwrap();
-    // A chunks/xx directory replaced by a link.
     let sub = ws.store_dir().join("chunks/zz");
     std::os::unix::fs::symlink(&outside, &sub).unwrap();
-    for args in [vec!["list"], vec!["prune"], vec!["verify", "--all"]] {
-        let out = ws.run(&args);
-        assert!(
-            !out.status.success(),
-            "{args:?} succeeded with a linked chunk directory"
-        );
-        assert!(
-            stderr(&out).contains("symbolic link"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-        assert_eq!(
-            tree_digest(&outside),
-            digest,
-            "{args:?} touched the link's target"
-        );
-    }
+    refuse_all(
+        &[&["list"], &["prune"], &["verify", "--all"]],
+        "a linked chunk directory",
+    );
 }
 
 /// Rewrites snapshot `id`'s manifest through `f` (as JSON).

@@ -243,3 +243,34 @@ pub fn make_big(ws: &Workspace, rows: u64) -> u64 {
     );
     std::fs::metadata(ws.db()).unwrap().len()
 }
+
+/// The invariants of tests/py/live_writer.py's app in a copy of its
+/// database: no money created or lost, a counter equal to its log, bulk
+/// batches whole.
+pub fn assert_invariants(db: &Path, what: &str) {
+    let c = open_ro(db);
+    assert_eq!(
+        query_i64(&c, "SELECT sum(balance)::BIGINT FROM accounts"),
+        0,
+        "{what}: money created or lost"
+    );
+    let n = query_i64(&c, "SELECT n FROM counter");
+    assert_eq!(
+        query_i64(&c, "SELECT count(*) FROM log"),
+        n,
+        "{what}: counter and log disagree"
+    );
+    assert_eq!(
+        query_i64(&c, "SELECT coalesce(max(seq), 0) FROM log"),
+        n,
+        "{what}"
+    );
+    assert_eq!(
+        query_i64(
+            &c,
+            "SELECT count(*) - 150000 * count(DISTINCT batch) FROM bulk"
+        ),
+        0,
+        "{what}: a bulk insert is partially present"
+    );
+}
