@@ -271,8 +271,12 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
                 for e in &listing.snapshots {
                     let s = &e.summary;
                     let mut flags = String::new();
-                    if s.pinned {
-                        flags.push_str(" [pinned]");
+                    match (s.pinned, s.pinned_until) {
+                        (true, Some(t)) => {
+                            flags.push_str(&format!(" [pinned until {}]", t.format("%Y-%m-%d")))
+                        }
+                        (true, None) => flags.push_str(" [pinned]"),
+                        _ => {}
                     }
                     if e.missing_chunks > 0 {
                         flags.push_str(&format!(

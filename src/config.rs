@@ -354,6 +354,19 @@ struct RawRetention {
     keep_monthly: Option<u32>,
     keep_within: Option<HumanDuration>,
     max_total_size: Option<ByteSize>,
+    pre_restore_pin: Option<HumanDuration>,
+    reasons: Option<BTreeMap<String, RawReasonRule>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReasonRule {
+    keep_last: Option<u32>,
+    keep_hourly: Option<u32>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
+    keep_monthly: Option<u32>,
+    keep_within: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -437,6 +450,35 @@ pub struct RetentionConfig {
     pub keep_monthly: u32,
     pub keep_within: Option<HumanDuration>,
     pub max_total_size: Option<ByteSize>,
+    /// Extra rules for the snapshots taken for one reason (`pre-delete`…),
+    /// applied on top of the rules above; what they keep the size budget
+    /// never removes.
+    pub reasons: BTreeMap<String, ReasonRule>,
+    /// How long a `pre-restore` safety snapshot stays pinned.
+    pub pre_restore_pin: HumanDuration,
+}
+
+/// `[retention.reasons.<reason>]`: rules for the snapshots of one reason.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ReasonRule {
+    pub keep_last: u32,
+    pub keep_hourly: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub keep_within: Option<HumanDuration>,
+}
+
+/// The reason rules that apply unless the config says otherwise: snapshots
+/// the app asks for before a destructive operation are kept two weeks.
+pub fn default_reason_rules() -> BTreeMap<String, ReasonRule> {
+    BTreeMap::from([(
+        "pre-delete".to_string(),
+        ReasonRule {
+            keep_within: Some(HumanDuration(Duration::from_secs(14 * 86_400))),
+            ..ReasonRule::default()
+        },
+    )])
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -627,6 +669,10 @@ pub fn from_str_at(
         keep_monthly: r.keep_monthly.unwrap_or(0),
         keep_within: r.keep_within,
         max_total_size: r.max_total_size,
+        reasons: reason_rules(r.reasons).map_err(|m| invalid("retention.reasons", m))?,
+        pre_restore_pin: r
+            .pre_restore_pin
+            .unwrap_or(HumanDuration(Duration::from_secs(30 * 86_400))),
     };
 
     let w = raw.watch;
@@ -713,6 +759,38 @@ fn expand_home(p: &str, env: &HostEnv) -> PathBuf {
         (Some(rest), Some(home)) => Path::new(home).join(rest),
         _ => PathBuf::from(p),
     }
+}
+
+/// The shipped reason rules with the config's entries laid over them (an
+/// entry replaces the shipped rule for its reason; an empty table removes it).
+fn reason_rules(
+    raw: Option<BTreeMap<String, RawReasonRule>>,
+) -> Result<BTreeMap<String, ReasonRule>, String> {
+    let mut rules = default_reason_rules();
+    for (reason, r) in raw.unwrap_or_default() {
+        let ok = !reason.is_empty()
+            && reason.len() <= 64
+            && reason
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+        if !ok {
+            return Err(format!(
+                "{reason:?} is not a snapshot reason (1 to 64 letters, digits, '-', '_' or '.')"
+            ));
+        }
+        rules.insert(
+            reason,
+            ReasonRule {
+                keep_last: r.keep_last.unwrap_or(0),
+                keep_hourly: r.keep_hourly.unwrap_or(0),
+                keep_daily: r.keep_daily.unwrap_or(0),
+                keep_weekly: r.keep_weekly.unwrap_or(0),
+                keep_monthly: r.keep_monthly.unwrap_or(0),
+                keep_within: r.keep_within,
+            },
+        );
+    }
+    Ok(rules)
 }
 
 /// `$XDG_RUNTIME_DIR/ducksnap.sock`, else `/tmp/ducksnap-<uid>/ducksnap.sock`.

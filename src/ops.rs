@@ -334,6 +334,7 @@ pub(crate) fn commit_capture(
         reason: req.reason.clone(),
         label: req.label.clone(),
         pinned: req.pin,
+        pinned_until: None,
         database: DatabaseInfo {
             path: db.display().to_string(),
             header_version: cap.header.header_version,
@@ -772,7 +773,12 @@ fn lock_out_the_app(db: &Path) -> Result<Option<File>, OpError> {
 
 /// The pinned safety snapshot of the whole current state (database, `.wal`,
 /// `.wal.checkpoint`), taken under the caller's exclusive lock.
+///
+/// A state the store already holds (the same files, byte for byte) is not
+/// stored again: that snapshot is pinned instead (until the same time, or
+/// longer if it already was) and named as the safety snapshot.
 fn safety_snapshot(
+    ctx: &Ctx,
     store: &Store,
     lock: &StoreLock,
     m: &Manifest,
@@ -781,16 +787,43 @@ fn safety_snapshot(
 ) -> Result<SnapshotId, OpError> {
     let started = Instant::now();
     let created_at = Utc::now();
+    let until = created_at
+        + chrono::Duration::from_std(ctx.config.retention.pre_restore_pin.0)
+            .unwrap_or(chrono::Duration::days(30));
     let staging = store.staging_dir(lock, "pre-restore")?;
     let cap = capture::capture_locked(store, lock, db, f, &staging);
     let _ = fs::remove_dir_all(&staging);
+    let cap = cap?;
+    let same = |x: &Manifest| file_identity(&x.files) == file_identity(&cap.files);
+    if let Some(mut existing) = store.manifests()?.0.into_iter().find(same) {
+        if !existing.pinned || existing.pinned_until.is_some_and(|t| t < until) {
+            existing.pinned = true;
+            existing.pinned_until = Some(until);
+            store.commit_manifest(lock, &existing)?;
+        }
+        tracing::info!(event = "restore.pre_restore_reused", id = %existing.id, "the current database is already stored as this snapshot; pinned it instead of storing it again");
+        return Ok(existing.id);
+    }
     let req = SnapshotRequest {
         reason: "pre-restore".into(),
         label: Some(format!("before restoring {}", m.id)),
         pin: true,
         skip_unchanged: false,
     };
-    Ok(commit_capture(store, lock, db, cap?, &req, created_at, started)?.id)
+    let mut saved = commit_capture(store, lock, db, cap, &req, created_at, started)?;
+    saved.pinned_until = Some(until);
+    store.commit_manifest(lock, &saved)?;
+    Ok(saved.id)
+}
+
+/// What makes two snapshots the same state: each file's role and hash.
+fn file_identity(files: &[crate::store::FileEntry]) -> Vec<(&str, crate::store::FileHash, &str)> {
+    let mut v: Vec<_> = files
+        .iter()
+        .map(|f| (f.role.as_str(), f.hash_of, f.hash.as_str()))
+        .collect();
+    v.sort();
+    v
 }
 
 /// The journal of an in-place restore of `m` from `staged` over `db`.
@@ -914,7 +947,7 @@ fn restore_in_place(
     )?;
     // Nothing is moved aside before this snapshot of all of it is committed.
     let pre_restore = match &old {
-        Some(f) => Some(safety_snapshot(store, lock, m, db, f)?),
+        Some(f) => Some(safety_snapshot(ctx, store, lock, m, db, f)?),
         None => None,
     };
 
@@ -1202,6 +1235,8 @@ fn candidates(store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
             id: m.id.clone(),
             created_at: m.created_at,
             pinned: m.pinned,
+            pinned_until: m.pinned_until,
+            reason: m.reason.clone(),
             verified: m.check.status == CheckStatus::Verified,
             chunks: m
                 .chunk_hashes()
@@ -1276,6 +1311,7 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
         tracing::info!(event = "prune.removed", id = %d.id, reason = %d.reasons.join("; "), "snapshot removed by retention");
     }
     crate::store::fsync_dir(&store.root().join("snapshots"))?;
+    release_expired_pins(&store, &lock, &manifests, &plan);
     // Delete before writing anything: on a full disk, the catalog rewrite
     // is what needs the space being freed (and it is rebuilt when stale).
     let (chunks_deleted, bytes_freed) = store.collect_garbage(&lock)?;
@@ -1299,14 +1335,42 @@ pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
     })
 }
 
+/// Clears the pins whose time has passed on the snapshots retention keeps
+/// (it already treated them as unpinned), so that `list` tells the truth. A
+/// failure is logged: the plan does not depend on it.
+fn release_expired_pins(store: &Store, lock: &StoreLock, manifests: &[Manifest], plan: &Plan) {
+    let now = Utc::now();
+    for d in plan.kept() {
+        let Some(m) = manifests.iter().find(|m| m.id == d.id) else {
+            continue;
+        };
+        if !(m.pinned && m.pinned_until.is_some_and(|t| t <= now)) {
+            continue;
+        }
+        let mut m = m.clone();
+        m.pinned = false;
+        m.pinned_until = None;
+        match store.commit_manifest(lock, &m) {
+            Ok(()) => {
+                tracing::info!(event = "prune.pin_expired", id = %m.id, "released an expired pin")
+            }
+            Err(e) => {
+                tracing::warn!(event = "prune.pin_release_failed", id = %m.id, error = %e, "could not release an expired pin")
+            }
+        }
+    }
+}
+
 /// Sets or clears a snapshot's pin.
 pub fn pin(ctx: &Ctx, id: &str, pinned: bool) -> Result<Summary, OpError> {
     let id = SnapshotId::parse(id)?;
     let store = store_for(ctx, &id)?;
     let lock = store.lock()?;
     let mut m = store.load_manifest(&id)?;
-    if m.pinned != pinned {
+    // A pin by hand has no expiry (it also makes a pre-restore pin permanent).
+    if m.pinned != pinned || m.pinned_until.is_some() {
         m.pinned = pinned;
+        m.pinned_until = None;
         store.commit_manifest(&lock, &m)?;
     }
     Ok(Summary::from(&m))

@@ -4,15 +4,20 @@
 //! time. Snapshots are ordered newest first (ties broken by id) before any
 //! rule runs, so the result does not depend on input order. Rules:
 //!
-//! * `keep_last N`: the N newest.
+//! * `keep_last N`: the N newest snapshots that are not pinned (a pin is
+//!   counted outside it).
 //! * `keep_hourly/daily/weekly/monthly N`: the newest snapshot of each of the
 //!   N most recent hours/days/ISO weeks/months (UTC) *that have snapshots* —
 //!   a machine switched off for two weeks keeps its history.
 //! * `keep_within D`: everything created after `now - D`.
-//! * pinned snapshots and the newest good (verified) snapshot — or the
-//!   newest at all when none is verified — are always kept.
+//! * `reasons.<reason>`: the same rules once more over the snapshots of that
+//!   reason only (the shipped default keeps `pre-delete` snapshots 14 days).
+//! * pinned snapshots (a pin with an expiry time only until then) and the
+//!   newest good (verified) snapshot — or the newest at all when none is
+//!   verified — are always kept.
 //! * `max_total_size B`: while the unique stored bytes of the kept set exceed
-//!   B, the oldest kept snapshot that no protection covers is forgotten.
+//!   B, the oldest kept snapshot that no protection covers is forgotten;
+//!   pins, the newest good snapshot and reason rules protect.
 //!
 //! Planning the kept set again forgets nothing.
 
@@ -21,7 +26,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
 
-use crate::config::RetentionConfig;
+use crate::config::{ReasonRule, RetentionConfig};
 use crate::id::SnapshotId;
 
 /// What the planner needs to know about a snapshot.
@@ -30,6 +35,10 @@ pub struct Candidate {
     pub id: SnapshotId,
     pub created_at: DateTime<Utc>,
     pub pinned: bool,
+    /// When the pin expires (`None`: a pin by hand, or no pin).
+    pub pinned_until: Option<DateTime<Utc>>,
+    /// Why it was taken (`scheduled`, `pre-delete`, …).
+    pub reason: String,
     pub verified: bool,
     /// Chunks it references, by hash, with their stored size.
     pub chunks: Vec<(String, u64)>,
@@ -97,6 +106,54 @@ fn kept_total(snaps: &[&Candidate], keep: &[bool]) -> u64 {
     unique_bytes(snaps.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| *s))
 }
 
+/// The snapshots, pins and time one set of rules is applied with.
+struct RuleCtx<'a> {
+    snaps: &'a [&'a Candidate],
+    pinned: &'a [bool],
+    now: DateTime<Utc>,
+}
+
+impl RuleCtx<'_> {
+    /// Adds the reasons `rule` gives to the snapshots of `subset` (indices,
+    /// newest first), each reason prefixed with `label`.
+    fn apply(&self, subset: &[usize], rule: &ReasonRule, label: &str, reasons: &mut [Vec<String>]) {
+        let unpinned = subset.iter().filter(|&&i| !self.pinned[i]);
+        for &i in unpinned.take(rule.keep_last as usize) {
+            reasons[i].push(format!("{label}keep_last {}", rule.keep_last));
+        }
+        if let Some(d) = rule.keep_within {
+            for &i in subset {
+                let age = self.now.signed_duration_since(self.snaps[i].created_at);
+                if age.to_std().map(|a| a <= d.0).unwrap_or(true) {
+                    reasons[i].push(format!("{label}keep_within {d}"));
+                }
+            }
+        }
+        for (kind, n) in [
+            ("hourly", rule.keep_hourly),
+            ("daily", rule.keep_daily),
+            ("weekly", rule.keep_weekly),
+            ("monthly", rule.keep_monthly),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+            for &i in subset {
+                let b = bucket(kind, self.snaps[i].created_at);
+                if seen.contains_key(&b) {
+                    continue;
+                }
+                if seen.len() as u32 >= n {
+                    break;
+                }
+                seen.insert(b.clone(), ());
+                reasons[i].push(format!("{label}keep_{kind} {n} ({b})"));
+            }
+        }
+    }
+}
+
 /// Plans retention for `snapshots` under `policy` at time `now`.
 pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc>) -> Plan {
     let mut snaps: Vec<&Candidate> = snapshots.iter().collect();
@@ -109,41 +166,45 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
     // Protected snapshots survive even the size budget.
     let mut protected = vec![false; snaps.len()];
 
+    let mut pinned = vec![false; snaps.len()];
     for (i, s) in snaps.iter().enumerate() {
-        if (i as u64) < u64::from(policy.keep_last) {
-            reasons[i].push(format!("keep_last {}", policy.keep_last));
-        }
-        if s.pinned {
-            reasons[i].push("pinned".into());
-            protected[i] = true;
-        }
-        if let Some(d) = policy.keep_within {
-            let age = now.signed_duration_since(s.created_at);
-            if age.to_std().map(|a| a <= d.0).unwrap_or(true) {
-                reasons[i].push(format!("keep_within {d}"));
+        match (s.pinned, s.pinned_until) {
+            (true, None) => reasons[i].push("pinned".into()),
+            (true, Some(t)) if t > now => {
+                reasons[i].push(format!("pinned until {}", t.to_rfc3339()))
             }
+            _ => continue,
         }
+        pinned[i] = true;
+        protected[i] = true;
     }
-    for (kind, n) in [
-        ("hourly", policy.keep_hourly),
-        ("daily", policy.keep_daily),
-        ("weekly", policy.keep_weekly),
-        ("monthly", policy.keep_monthly),
-    ] {
-        if n == 0 {
-            continue;
-        }
-        let mut seen: BTreeMap<String, ()> = BTreeMap::new();
-        for (i, s) in snaps.iter().enumerate() {
-            let b = bucket(kind, s.created_at);
-            if seen.contains_key(&b) {
-                continue;
+    let all: Vec<usize> = (0..snaps.len()).collect();
+    let global = ReasonRule {
+        keep_last: policy.keep_last,
+        keep_hourly: policy.keep_hourly,
+        keep_daily: policy.keep_daily,
+        keep_weekly: policy.keep_weekly,
+        keep_monthly: policy.keep_monthly,
+        keep_within: policy.keep_within,
+    };
+    let ctx = RuleCtx {
+        snaps: &snaps,
+        pinned: &pinned,
+        now,
+    };
+    ctx.apply(&all, &global, "", &mut reasons);
+    for (reason, rule) in &policy.reasons {
+        let subset: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| snaps[i].reason == *reason)
+            .collect();
+        let before: Vec<usize> = reasons.iter().map(Vec::len).collect();
+        ctx.apply(&subset, rule, &format!("reason {reason}: "), &mut reasons);
+        for &i in &subset {
+            if reasons[i].len() > before[i] {
+                protected[i] = true;
             }
-            if seen.len() as u32 >= n {
-                break;
-            }
-            seen.insert(b.clone(), ());
-            reasons[i].push(format!("keep_{kind} {n} ({b})"));
         }
     }
     let newest_good = snaps

@@ -110,7 +110,7 @@ pub struct FileEntry {
 }
 
 /// What a [`FileEntry`]'s `hash` covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileHash {
     /// BLAKE3 of the file's bytes, in order.
@@ -203,6 +203,10 @@ pub struct Manifest {
     pub label: Option<String>,
     #[serde(default)]
     pub pinned: bool,
+    /// A pin that expires (a `pre-restore` safety snapshot's); `None` with
+    /// `pinned` is a pin by hand, kept until `unpin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_until: Option<DateTime<Utc>>,
     pub database: DatabaseInfo,
     pub files: Vec<FileEntry>,
     pub capture: CaptureInfo,
@@ -301,6 +305,8 @@ pub struct Summary {
     pub reason: String,
     pub label: Option<String>,
     pub pinned: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_until: Option<DateTime<Utc>>,
     pub db_size: u64,
     pub wal_size: u64,
     pub bytes_new: u64,
@@ -316,6 +322,7 @@ impl From<&Manifest> for Summary {
             reason: m.reason.clone(),
             label: m.label.clone(),
             pinned: m.pinned,
+            pinned_until: m.pinned_until,
             db_size: m.db_size(),
             wal_size: m.side_size(),
             bytes_new: m.bytes_new,

@@ -237,6 +237,16 @@ fn malformed_configs_are_refused_with_file_and_key() {
             "[capture]\nattempts = 0\n",
             "capture.attempts",
         ),
+        (
+            "reason rule for a reason no snapshot can have",
+            "[retention.reasons]\n\"pre delete\" = { keep_within = \"14d\" }\n",
+            "retention.reasons",
+        ),
+        (
+            "unknown key in a reason rule",
+            "[retention.reasons]\npre-delete = { keep_for = \"14d\" }\n",
+            "keep_for",
+        ),
         ("syntax error", "[store\ndir = \"x\"\n", "store"),
         ("empty path", "[database]\npath = \"\"\n", "database.path"),
     ];
@@ -272,6 +282,7 @@ fn malformed_configs_are_refused_with_file_and_key() {
             "bad log level",
             "compression out of range",
             "zero attempts",
+            "reason rule for a reason no snapshot can have",
         ]
         .contains(what)
         {

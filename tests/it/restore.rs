@@ -365,16 +365,15 @@ fn kill_9_during_restore_never_leaves_a_mix() {
             "round {rounds}: leftovers {leftovers:?}"
         );
         if after == b_state {
-            let pre_restores = list
+            // The safety snapshot of state A: the snapshot that already
+            // holds A, pinned (a state already stored is not stored again).
+            let safety = list
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|e| e["reason"] == "pre-restore")
+                .filter(|e| e["pinned"] == true)
                 .count();
-            assert!(
-                pre_restores > 0,
-                "restored without a safety snapshot listed"
-            );
+            assert!(safety > 0, "restored without a safety snapshot listed");
         }
     }
     println!(
@@ -581,4 +580,48 @@ fn disk_full_during_snapshot_loses_nothing() {
     assert!(staging.is_empty(), "staging leftovers: {staging:?}");
     // With room again, the next snapshot works.
     ws.snapshot();
+}
+
+#[test]
+fn pre_restore_of_a_stored_state_is_not_stored_twice_and_its_pin_expires() {
+    let ws = Workspace::new();
+    ws.write_config("[retention]\nkeep_last = 0\npre_restore_pin = \"2s\"\n");
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i FROM range(1000)",
+    );
+    let s1 = ws.snapshot()["id"].as_str().unwrap().to_string();
+    make_db(&ws.db(), "INSERT INTO t SELECT range FROM range(500)");
+    let first = ws.json(&["restore", &s1, "--yes", "--json"]);
+    let p1 = first["pre_restore"].as_str().unwrap().to_string();
+    assert_ne!(p1, s1);
+    assert!(
+        ws.manifest(&p1).pinned_until.is_some(),
+        "a pre-restore pin expires"
+    );
+    // The database is now exactly s1: restoring s1 again stores nothing new.
+    let second = ws.json(&["restore", &s1, "--yes", "--json"]);
+    assert_eq!(second["pre_restore"], s1.as_str(), "{second}");
+    assert_eq!(ws.list_ids().len(), 2);
+    let m = ws.manifest(&s1);
+    assert!(
+        m.pinned && m.pinned_until.is_some(),
+        "the reused snapshot is pinned for as long"
+    );
+    // After the pins expire, retention treats both as unpinned and releases
+    // the pin of what it keeps.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let plan = ws.json(&["prune", "--json"]);
+    assert_eq!(plan["removed"], 1, "{plan}");
+    let left = ws.list_ids();
+    assert_eq!(left, [p1.as_str()], "the newest good snapshot stays");
+    let m = ws.manifest(&p1);
+    assert!(
+        !m.pinned && m.pinned_until.is_none(),
+        "expired pin released"
+    );
+    // A pin by hand never expires.
+    let out = ws.run(&["pin", &p1]);
+    assert!(out.status.success());
+    assert!(ws.manifest(&p1).pinned_until.is_none());
 }

@@ -15,7 +15,13 @@ fn policy() -> RetentionConfig {
         keep_monthly: 0,
         keep_within: None,
         max_total_size: None,
+        reasons: Default::default(),
+        pre_restore_pin: HumanDuration(std::time::Duration::from_secs(30 * 86_400)),
     }
+}
+
+fn days(n: u64) -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(n * 86_400))
 }
 
 fn t0() -> DateTime<Utc> {
@@ -27,6 +33,8 @@ fn snap(at: DateTime<Utc>, n: u32) -> Candidate {
         id: SnapshotId::generate(at),
         created_at: at,
         pinned: false,
+        pinned_until: None,
+        reason: "scheduled".into(),
         verified: true,
         chunks: vec![
             (format!("{n:064x}"), 100),
@@ -188,6 +196,106 @@ fn size_budget_drops_oldest_unprotected() {
     assert_eq!(kept, vec![0, 4]);
 }
 
+#[test]
+fn pins_count_outside_keep_last_and_expire() {
+    let mut s = at_hours(&[0, 1, 2, 3, 4, 5]);
+    s[0].pinned = true; // by hand
+    s[1].pinned = true;
+    s[1].pinned_until = Some(t0() + Duration::days(3)); // pre-restore, still pinned
+    s[2].pinned = true;
+    s[2].pinned_until = Some(t0() - Duration::hours(1)); // expired
+    let p = RetentionConfig {
+        keep_last: 2,
+        ..policy()
+    };
+    let pl = plan(&s, &p, t0());
+    let kept: Vec<i64> = pl
+        .kept()
+        .map(|d| (t0() - d.created_at).num_hours())
+        .collect();
+    // Two pinned, and keep_last 2 of the unpinned (the expired pin counts as
+    // unpinned): 2h and 3h.
+    assert_eq!(kept, vec![0, 1, 2, 3]);
+    let reasons = |h: i64| {
+        pl.decisions
+            .iter()
+            .find(|d| (t0() - d.created_at).num_hours() == h)
+            .unwrap()
+            .reasons
+            .join("; ")
+    };
+    assert!(reasons(0).contains("pinned"), "{}", reasons(0));
+    assert!(reasons(1).starts_with("pinned until"), "{}", reasons(1));
+    assert!(!reasons(2).contains("pinned"), "expired: {}", reasons(2));
+    assert_eq!(reasons(4), "no rule keeps it");
+}
+
+#[test]
+fn reason_rules_keep_pre_delete_snapshots_two_weeks() {
+    // Hourly scheduled snapshots for three weeks and a pre-delete one every
+    // other day: keep_last 10 alone would keep ten hours.
+    let mut s: Vec<Candidate> = (0..24 * 21)
+        .map(|h| snap(t0() - Duration::hours(h), h as u32))
+        .collect();
+    for d in (0..21).step_by(2) {
+        let mut c = snap(
+            t0() - Duration::days(d) - Duration::minutes(30),
+            10_000 + d as u32,
+        );
+        c.reason = "pre-delete".into();
+        s.push(c);
+    }
+    let p = RetentionConfig {
+        keep_last: 10,
+        reasons: ducksnap::config::default_reason_rules(),
+        max_total_size: Some(ByteSize(1)),
+        ..policy()
+    };
+    let pl = plan(&s, &p, t0());
+    let pre: Vec<i64> = pl
+        .kept()
+        .filter(|d| s.iter().any(|c| c.id == d.id && c.reason == "pre-delete"))
+        .map(|d| (t0() - d.created_at).num_days())
+        .collect();
+    assert_eq!(
+        pre,
+        vec![0, 2, 4, 6, 8, 10, 12],
+        "every pre-delete snapshot younger than 14 days, despite the size budget"
+    );
+    let why = &pl
+        .decisions
+        .iter()
+        .find(|d| {
+            (t0() - d.created_at).num_days() == 12
+                && s.iter().any(|c| c.id == d.id && c.reason == "pre-delete")
+        })
+        .unwrap()
+        .reasons;
+    assert!(
+        why.iter().any(|r| r == "reason pre-delete: keep_within 2w"),
+        "{why:?}"
+    );
+    // A reason rule of its own: keep_last over that reason only.
+    let mut rules = std::collections::BTreeMap::new();
+    rules.insert(
+        "pre-delete".to_string(),
+        ducksnap::config::ReasonRule {
+            keep_last: 3,
+            ..Default::default()
+        },
+    );
+    let p = RetentionConfig {
+        keep_last: 1,
+        reasons: rules,
+        ..policy()
+    };
+    let pre = plan(&s, &p, t0())
+        .kept()
+        .filter(|d| s.iter().any(|c| c.id == d.id && c.reason == "pre-delete"))
+        .count();
+    assert_eq!(pre, 3);
+}
+
 fn arb_policy() -> impl Strategy<Value = RetentionConfig> {
     (
         0u32..5,
@@ -206,24 +314,41 @@ fn arb_policy() -> impl Strategy<Value = RetentionConfig> {
             keep_monthly: m,
             keep_within: within.map(|x| HumanDuration(std::time::Duration::from_secs(x * 3600))),
             max_total_size: size.map(ByteSize),
+            reasons: if l % 2 == 0 {
+                ducksnap::config::default_reason_rules()
+            } else {
+                Default::default()
+            },
+            pre_restore_pin: days(30),
         })
 }
 
 fn arb_snaps() -> impl Strategy<Value = Vec<Candidate>> {
     proptest::collection::vec(
-        (0i64..24 * 90, any::<bool>(), any::<bool>(), 0u32..6),
+        (
+            0i64..24 * 90,
+            any::<bool>(),
+            any::<bool>(),
+            0u32..6,
+            0usize..3,
+            proptest::option::of(-30i64..30),
+        ),
         0..25,
     )
     .prop_map(|v| {
         v.into_iter()
             .enumerate()
-            .map(|(i, (mins, pinned, verified, chunk))| Candidate {
-                id: SnapshotId::generate(t0() - Duration::minutes(mins * 37)),
-                created_at: t0() - Duration::minutes(mins * 37),
-                pinned,
-                verified,
-                chunks: vec![(format!("{i:064x}"), 100), (format!("{chunk:064x}"), 300)],
-            })
+            .map(
+                |(i, (mins, pinned, verified, chunk, reason, until))| Candidate {
+                    id: SnapshotId::generate(t0() - Duration::minutes(mins * 37)),
+                    created_at: t0() - Duration::minutes(mins * 37),
+                    pinned,
+                    pinned_until: until.filter(|_| pinned).map(|d| t0() + Duration::days(d)),
+                    reason: ["scheduled", "pre-delete", "pre-restore"][reason].into(),
+                    verified,
+                    chunks: vec![(format!("{i:064x}"), 100), (format!("{chunk:064x}"), 300)],
+                },
+            )
             .collect()
     })
 }
@@ -235,7 +360,13 @@ proptest! {
         prop_assert_eq!(pl.decisions.len(), snaps.len());
         for d in pl.forgotten() {
             let s = snaps.iter().find(|s| s.id == d.id).unwrap();
-            prop_assert!(!s.pinned, "pinned snapshot removed");
+            let pin_holds = s.pinned && s.pinned_until.is_none_or(|t| t > t0());
+            prop_assert!(!pin_holds, "pinned snapshot removed");
+            let young = (t0() - s.created_at) <= Duration::days(14);
+            prop_assert!(
+                !(young && s.reason == "pre-delete" && p.reasons.contains_key("pre-delete")),
+                "a pre-delete snapshot younger than 14 days removed"
+            );
         }
         let mut sorted: Vec<&Candidate> = snaps.iter().collect();
         sorted.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
