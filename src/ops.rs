@@ -1069,13 +1069,14 @@ pub struct VerifyReport {
 /// reassembles each and reads every column with DuckDB.
 pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, OpError> {
     let id = id.map(SnapshotId::parse).transpose()?;
+    let empty = |disabled| VerifyReport {
+        disabled,
+        checked: 0,
+        problems: 0,
+        snapshots: Vec::new(),
+    };
     if ctx.detection.is_cloud() {
-        return Ok(VerifyReport {
-            disabled: true,
-            checked: 0,
-            problems: 0,
-            snapshots: Vec::new(),
-        });
+        return Ok(empty(true));
     }
     if !ctx.config.store.dir.join("STORE").exists() {
         return match id {
@@ -1084,12 +1085,7 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
                 store: ctx.config.store.dir.clone(),
             }
             .into()),
-            None => Ok(VerifyReport {
-                disabled: false,
-                checked: 0,
-                problems: 0,
-                snapshots: Vec::new(),
-            }),
+            None => Ok(empty(false)),
         };
     }
     let store = open_store(ctx, false)?;
@@ -1097,97 +1093,14 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
     // damage to report, not a place to read from.
     store.chunk_set()?;
     let mut results = Vec::new();
-    // The manifests are checked the way restore checks them (one validation,
-    // in `load_manifest`): verify fails exactly what restore would refuse.
-    let manifests = match &id {
-        Some(id) => match store.load_manifest(id) {
-            Ok(m) => vec![m],
-            Err(StoreError::BadManifest { reason, .. }) => {
-                results.push(SnapshotCheck {
-                    id: id.to_string(),
-                    ok: false,
-                    chunks: 0,
-                    missing_chunks: Vec::new(),
-                    corrupt_chunks: Vec::new(),
-                    deep: None,
-                    error: Some(format!("manifest unusable: {reason}")),
-                });
-                Vec::new()
-            }
-            Err(e) => return Err(e.into()),
-        },
-        None => {
-            let (ms, bad) = store.manifests()?;
-            for b in bad {
-                results.push(SnapshotCheck {
-                    id: b.file.trim_end_matches(".json").to_string(),
-                    ok: false,
-                    chunks: 0,
-                    missing_chunks: Vec::new(),
-                    corrupt_chunks: Vec::new(),
-                    deep: None,
-                    error: Some(b.reason),
-                });
-            }
-            ms
-        }
-    };
+    let manifests = verify_targets(&store, id.as_ref(), &mut results)?;
     let lock = if deep { Some(store.lock()?) } else { None };
     // A chunk shared by many snapshots is read once.
     let mut seen: HashMap<String, Result<(), bool>> = HashMap::new();
     for m in &manifests {
-        let mut r = SnapshotCheck {
-            id: m.id.to_string(),
-            ok: true,
-            chunks: 0,
-            missing_chunks: Vec::new(),
-            corrupt_chunks: Vec::new(),
-            deep: None,
-            error: None,
-        };
-        for f in &m.files {
-            for c in &f.chunks {
-                r.chunks += 1;
-                let res = seen
-                    .entry(c.hash.clone())
-                    .or_insert_with(|| match store.read_chunk(c) {
-                        Ok(_) => Ok(()),
-                        Err(StoreError::ChunkMissing { .. }) => Err(true),
-                        Err(_) => Err(false),
-                    });
-                match res {
-                    Ok(()) => {}
-                    Err(true) if !r.missing_chunks.contains(&c.hash) => {
-                        r.missing_chunks.push(c.hash.clone())
-                    }
-                    Err(false) if !r.corrupt_chunks.contains(&c.hash) => {
-                        r.corrupt_chunks.push(c.hash.clone())
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        r.ok = r.missing_chunks.is_empty() && r.corrupt_chunks.is_empty() && r.error.is_none();
-        if deep && r.ok {
-            let lock = lock.as_ref().expect("deep verify holds the lock");
-            let dir = store.staging_dir(lock, "verify")?;
-            let outcome = (|| -> Result<String, String> {
-                let db = store
-                    .reassemble(m, &dir, "db.duckdb")
-                    .map_err(|e| e.to_string())?;
-                let header = Header::read_path(&db).map_err(|e| e.to_string())?;
-                let got = check::check_copy(&db, &header, true).map_err(|e| e.to_string())?;
-                compare_tables(m, &got)?;
-                Ok(match got.status {
-                    CheckStatus::Verified => format!(
-                        "opened and read every column of {} table(s)",
-                        got.tables.len()
-                    ),
-                    CheckStatus::NotVerified => got.reason.unwrap_or_default(),
-                })
-            })();
-            let _ = fs::remove_dir_all(&dir);
-            match outcome {
+        let mut r = check_chunks(&store, m, &mut seen);
+        if let Some(lock) = lock.as_ref().filter(|_| r.ok) {
+            match deep_check(&store, lock, m)? {
                 Ok(msg) => r.deep = Some(msg),
                 Err(e) => {
                     r.ok = false;
@@ -1213,6 +1126,116 @@ pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, O
         problems,
         snapshots: results,
     })
+}
+
+/// A failed check of a snapshot that has no chunks to look at.
+fn unusable(id: String, error: String) -> SnapshotCheck {
+    SnapshotCheck {
+        id,
+        ok: false,
+        chunks: 0,
+        missing_chunks: Vec::new(),
+        corrupt_chunks: Vec::new(),
+        deep: None,
+        error: Some(error),
+    }
+}
+
+/// The manifests `verify` checks (one, or all); those that fail the
+/// validation restore applies (`load_manifest`) go into `results` as
+/// problems, so verify fails exactly what restore would refuse.
+fn verify_targets(
+    store: &Store,
+    id: Option<&SnapshotId>,
+    results: &mut Vec<SnapshotCheck>,
+) -> Result<Vec<Manifest>, OpError> {
+    let Some(id) = id else {
+        let (ms, bad) = store.manifests()?;
+        for b in bad {
+            results.push(unusable(
+                b.file.trim_end_matches(".json").to_string(),
+                b.reason,
+            ));
+        }
+        return Ok(ms);
+    };
+    match store.load_manifest(id) {
+        Ok(m) => Ok(vec![m]),
+        Err(StoreError::BadManifest { reason, .. }) => {
+            results.push(unusable(
+                id.to_string(),
+                format!("manifest unusable: {reason}"),
+            ));
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Re-hashes every chunk `m` names (`seen` remembers chunks already read:
+/// `Err(true)` missing, `Err(false)` corrupt).
+fn check_chunks(
+    store: &Store,
+    m: &Manifest,
+    seen: &mut HashMap<String, Result<(), bool>>,
+) -> SnapshotCheck {
+    let mut r = SnapshotCheck {
+        id: m.id.to_string(),
+        ok: true,
+        chunks: 0,
+        missing_chunks: Vec::new(),
+        corrupt_chunks: Vec::new(),
+        deep: None,
+        error: None,
+    };
+    for c in m.files.iter().flat_map(|f| f.chunks.iter()) {
+        r.chunks += 1;
+        let res = seen
+            .entry(c.hash.clone())
+            .or_insert_with(|| match store.read_chunk(c) {
+                Ok(_) => Ok(()),
+                Err(StoreError::ChunkMissing { .. }) => Err(true),
+                Err(_) => Err(false),
+            });
+        let list = match res {
+            Ok(()) => continue,
+            Err(true) => &mut r.missing_chunks,
+            Err(false) => &mut r.corrupt_chunks,
+        };
+        if !list.contains(&c.hash) {
+            list.push(c.hash.clone());
+        }
+    }
+    r.ok = r.missing_chunks.is_empty() && r.corrupt_chunks.is_empty();
+    r
+}
+
+/// `--deep`: reassembles `m` in staging, has DuckDB open it and read every
+/// column, and compares tables and row counts. The inner result is the
+/// snapshot's verdict; the outer one an error of the store itself.
+fn deep_check(
+    store: &Store,
+    lock: &StoreLock,
+    m: &Manifest,
+) -> Result<Result<String, String>, OpError> {
+    let dir = store.staging_dir(lock, "verify")?;
+    let outcome = (|| -> Result<String, String> {
+        let db = store
+            .reassemble(m, &dir, "db.duckdb")
+            .map_err(|e| e.to_string())?;
+        let header = Header::read_path(&db).map_err(|e| e.to_string())?;
+        let got = check::check_copy(&db, &header, true).map_err(|e| e.to_string())?;
+        compare_tables(m, &got)?;
+        Ok(match got.status {
+            CheckStatus::Verified => format!(
+                "opened and read every column of {} table(s)",
+                got.tables.len()
+            ),
+            CheckStatus::NotVerified => got.reason.unwrap_or_default(),
+        })
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    Ok(outcome)
 }
 
 /// Result of `prune`.
