@@ -410,10 +410,17 @@ fn wait_for_checkpoint(db: &Path, limit: Duration) -> Result<(), CaptureError> {
         std::thread::sleep(limit);
         return Ok(());
     };
-    let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(|e| io_err("watch", db)(e.into()))?;
-    ino.add_watch(db, AddWatchFlags::IN_MODIFY)
-        .map_err(|e| io_err("watch", db)(e.into()))?;
+    let watched = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .and_then(|ino| ino.add_watch(db, AddWatchFlags::IN_MODIFY).map(|_| ino));
+    let ino = match watched {
+        Ok(ino) => ino,
+        Err(e) => {
+            // Out of inotify instances or watches: a plain backoff still works.
+            tracing::debug!(event = "capture.no_inotify", error = %e, "cannot watch the database; waiting the backoff");
+            std::thread::sleep(limit);
+            return Ok(());
+        }
+    };
     let start = Header::read_at(&file, db)?.iteration;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
