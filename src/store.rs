@@ -1166,6 +1166,9 @@ pub(crate) fn create_private_file(p: &Path) -> io::Result<File> {
 /// 0700 and every file 0600 (links are neither followed nor changed; they
 /// are reported by the operations that meet them). One log line says so.
 fn tighten_modes(root: &Path) -> Result<()> {
+    // The store's own path may be a link the user made (a store on another
+    // disk): that one is followed, nothing inside it is.
+    let root = &fs::canonicalize(root).map_err(io_err("resolve", root))?;
     let mode = fs::symlink_metadata(root)
         .map_err(io_err("stat", root))?
         .permissions()

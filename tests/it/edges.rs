@@ -672,3 +672,28 @@ fn prune_frees_a_full_disk() {
         "--to applies no reserve: {msg}"
     );
 }
+
+#[test]
+fn a_store_path_that_is_a_link_is_followed_once() {
+    // The configured store directory itself may be a link (a store on
+    // another disk): that link is followed; nothing inside the store is.
+    let ws = Workspace::new();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i FROM range(1000)",
+    );
+    let elsewhere = ws.path().join("elsewhere/store");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, ws.store_dir()).unwrap();
+    let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    assert_private(&elsewhere);
+    let out = ws.run(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("0700"),
+        "tightened again: {}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains(&id));
+}
