@@ -728,6 +728,28 @@ fn unit_files_verify() {
 }
 
 #[test]
+fn a_bad_config_stops_the_unit_instead_of_restarting_it() {
+    // The daemon exits 2 on a bad config, and the unit does not restart on 2.
+    let ws = Workspace::new();
+    std::fs::write(ws.config_path(), "[store]\ncompression_level = 40\n").unwrap();
+    let out = ws.run(&["daemon"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/ducksnap.service"),
+    )
+    .unwrap();
+    let prevent: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("RestartPreventExitStatus="))
+        .flat_map(|v| v.split_whitespace())
+        .collect();
+    assert!(
+        prevent.contains(&"2"),
+        "RestartPreventExitStatus lacks 2: {prevent:?}"
+    );
+}
+
+#[test]
 fn socket_activation_uses_the_passed_socket() {
     let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
     let sock = ws.path().join("activated.sock");
