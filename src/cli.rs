@@ -177,7 +177,13 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
     })?;
     let detection = environment::detect(&env, &config.database.path, config.database.mode);
     tracing::debug!(event = "env.detected", mode = ?detection.mode, reason = %detection.reason, "environment detected");
-    let ctx = Ctx { config, detection };
+    let mut ctx = Ctx { config, detection };
+    if !matches!(
+        cli.command,
+        Command::Daemon | Command::Config { .. } | Command::Env { .. }
+    ) {
+        adopt_daemon_mode(&mut ctx, &env)?;
+    }
 
     match cli.command {
         Command::Config {
@@ -431,12 +437,11 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Status { json } => {
-            let report: ops::StatusReport = match client::daemon_for(&ctx)?
-                .and_then(|mut c| c.call(&Request::Status {}).ok())
-            {
-                Some(resp) => serde_json::from_value(answer(resp)?)?,
-                None => ops::status(&ctx, None)?,
-            };
+            let report: ops::StatusReport =
+                match forward_to(&ctx)?.and_then(|mut c| c.call(&Request::Status {}).ok()) {
+                    Some(resp) => serde_json::from_value(answer(resp)?)?,
+                    None => ops::status(&ctx, None)?,
+                };
             if json {
                 print_json(&report)?;
             } else {
@@ -610,10 +615,40 @@ fn answer(resp: Response) -> anyhow::Result<serde_json::Value> {
     }
 }
 
+/// One truth about the mode: unless `$DUCKSNAP_MODE` says otherwise in
+/// this shell, a daemon serving this store decides (so that `list`, which
+/// reads the store here, and `restore`, which the daemon runs, agree
+/// whatever `STREAMLIT_*` variables the shell has).
+fn adopt_daemon_mode(ctx: &mut Ctx, env: &HostEnv) -> anyhow::Result<()> {
+    if config::mode_from_env(env)?.is_some() {
+        return Ok(());
+    }
+    if let Some((_, hello)) = client::daemon_for(ctx)? {
+        if hello.mode != ctx.detection.mode {
+            tracing::info!(event = "env.daemon_decides", daemon = ?hello.mode, here = ?ctx.detection.mode, "the running daemon's mode differs from this shell's detection; using the daemon's");
+        }
+        ctx.detection =
+            environment::Detection::from_daemon(hello.mode, &hello.mode_reason, hello.pid);
+    }
+    Ok(())
+}
+
+/// The daemon to send a request to: one serving this store and database,
+/// in local mode, while this command is in local mode too (in cloud mode
+/// the local handler gives the documented "disabled" answers).
+fn forward_to(ctx: &Ctx) -> anyhow::Result<Option<client::Client>> {
+    if ctx.detection.is_cloud() {
+        return Ok(None);
+    }
+    Ok(client::daemon_for(ctx)?
+        .filter(|(_, hello)| hello.mode == environment::Mode::Local)
+        .map(|(c, _)| c))
+}
+
 /// Runs a request through the daemon when one serves this store (so it
 /// queues behind the daemon's work), else directly with the same handler.
 fn call(ctx: &Ctx, req: Request) -> anyhow::Result<serde_json::Value> {
-    let resp = match client::daemon_for(ctx)? {
+    let resp = match forward_to(ctx)? {
         Some(mut c) => {
             tracing::debug!(
                 event = "client.via_daemon",
@@ -648,20 +683,31 @@ fn print_status(r: &ops::StatusReport) {
         (Some(s), Some(age)) => println!("last snapshot: {} ({}, {age} s ago)", s.id, s.reason),
         _ => println!("last snapshot: none"),
     }
-    println!(
-        "next run:      {}",
-        r.next_run
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_else(|| "none scheduled".into())
-    );
     match &r.daemon {
         Some(d) => {
-            println!("daemon:        running (pid {})", d.pid);
             println!(
-                "last error:    {}",
-                d.last_error.as_deref().unwrap_or("none")
+                "next run:      {}",
+                r.next_run
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "none scheduled".into())
             );
+            println!("daemon:        running (pid {})", d.pid);
+            match &d.last_error {
+                Some(e) => println!(
+                    "last error:    {} ({} s ago) {}: {}",
+                    e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    (chrono::Utc::now() - e.at).num_seconds(),
+                    e.what,
+                    e.message
+                ),
+                None => println!("last error:    none"),
+            }
         }
-        None => println!("daemon:        not running"),
+        None => {
+            println!(
+                "next run:      none (no daemon runs; the schedule runs in `ducksnap daemon`)"
+            );
+            println!("daemon:        not running");
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::environment::Mode;
 use crate::ops::Ctx;
 use crate::protocol::{Request, Response};
 
@@ -86,30 +87,40 @@ impl Client {
     }
 }
 
-/// A connection to a daemon that serves the same store as `ctx`, if one of
-/// the user's own runs; an error when another user's process answers.
-pub fn daemon_for(ctx: &Ctx) -> Result<Option<Client>, ClientError> {
+/// What a daemon says about itself (`hello`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Hello {
+    pub mode: Mode,
+    #[serde(default)]
+    pub mode_reason: String,
+    pub pid: u64,
+    pub store: PathBuf,
+    pub database: PathBuf,
+}
+
+/// A connection to a daemon that serves the same store and database as
+/// `ctx`, if one of the user's own runs, with what it said about itself; an
+/// error when another user's process answers.
+pub fn daemon_for(ctx: &Ctx) -> Result<Option<(Client, Hello)>, ClientError> {
     Ok(Client::connect(&ctx.config.socket.path)?.and_then(|c| same_store(ctx, c)))
 }
 
-fn same_store(ctx: &Ctx, mut c: Client) -> Option<Client> {
-    c.writer
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
-    c.reader
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
-    let hello = c
+fn same_store(ctx: &Ctx, mut c: Client) -> Option<(Client, Hello)> {
+    let five = Some(Duration::from_secs(5));
+    c.writer.set_write_timeout(five).ok()?;
+    c.reader.get_ref().set_read_timeout(five).ok()?;
+    let answer = c
         .call(&Request::Hello {
             client: Some("ducksnap-cli".into()),
         })
         .ok()?;
-    let store = hello.result.as_ref()?.get("store")?.as_str()?.to_string();
-    if Path::new(&store) != ctx.config.store.dir {
-        tracing::debug!(event = "client.other_store", daemon_store = %store, "the daemon on the socket serves another store; working directly");
+    let hello: Hello = serde_json::from_value(answer.result?).ok()?;
+    if hello.store != ctx.config.store.dir
+        || !crate::dbpath::same_database(&ctx.config.database.path, &hello.database)
+    {
+        tracing::debug!(event = "client.other_store", daemon_store = %hello.store.display(), daemon_database = %hello.database.display(), "the daemon on the socket serves another store or database; working directly");
         return None;
     }
     c.reader.get_ref().set_read_timeout(None).ok()?;
-    Some(c)
+    Some((c, hello))
 }

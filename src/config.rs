@@ -67,6 +67,12 @@ pub enum ConfigError {
     },
     #[error("config file {path} given by {origin} does not exist")]
     Missing { path: PathBuf, origin: &'static str },
+    #[error("invalid environment variable ${name}={value:?}: {message}")]
+    Env {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
 }
 
 /// A length of time written as `500ms`, `30s`, `5m`, `2h`, `7d` or `2w`.
@@ -556,8 +562,27 @@ pub fn locate(cli: Option<&Path>, env: &HostEnv) -> Result<Located, ConfigError>
     Ok(Located::Defaults)
 }
 
+/// `$DUCKSNAP_MODE` (`local`, `cloud` or `auto`), which overrides
+/// `database.mode` wherever it is set; `None` when unset or empty.
+pub fn mode_from_env(env: &HostEnv) -> Result<Option<ModeSetting>, ConfigError> {
+    let Some(v) = env.nonempty("DUCKSNAP_MODE") else {
+        return Ok(None);
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "local" => Ok(Some(ModeSetting::Local)),
+        "cloud" => Ok(Some(ModeSetting::Cloud)),
+        "auto" => Ok(Some(ModeSetting::Auto)),
+        _ => Err(ConfigError::Env {
+            name: "DUCKSNAP_MODE",
+            value: v.to_string(),
+            message: "expected local, cloud or auto".into(),
+        }),
+    }
+}
+
 /// Locates and loads the config.
 pub fn load(cli: Option<&Path>, env: &HostEnv) -> Result<Config, ConfigError> {
+    mode_from_env(env)?;
     match locate(cli, env)? {
         Located::File { path, .. } => load_file(&path, env),
         Located::Defaults => from_str_at("", None, &env.cwd, env),
@@ -793,8 +818,13 @@ fn reason_rules(
     Ok(rules)
 }
 
+/// `$DUCKSNAP_SOCKET` (relative to the working directory), else
 /// `$XDG_RUNTIME_DIR/ducksnap.sock`, else `/tmp/ducksnap-<uid>/ducksnap.sock`.
+/// The Python client reads the same variables in the same order.
 pub fn default_socket_path(env: &HostEnv) -> PathBuf {
+    if let Some(p) = env.nonempty("DUCKSNAP_SOCKET") {
+        return env.cwd.join(p);
+    }
     match env.nonempty("XDG_RUNTIME_DIR") {
         Some(dir) => Path::new(dir).join("ducksnap.sock"),
         None => {

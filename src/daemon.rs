@@ -253,12 +253,12 @@ async fn run_async(ctx: Ctx, env: HostEnv, reload: Reload) -> anyhow::Result<u8>
                             detection: old.detection.clone(),
                         };
                         let _ = ctx_tx.send(Arc::new(new));
+                        record(&shared, "reload", Ok(()));
                         tracing::info!(event = "daemon.reloaded", "configuration reloaded");
                     }
                     Err(e) => {
                         tracing::error!(event = "daemon.reload_failed", error = %e, "invalid configuration; keeping the previous one");
-                        shared.state.lock().expect("state lock").info.last_error =
-                            Some(e.to_string());
+                        record(&shared, "reload", Err(e.to_string()));
                     }
                 }
                 notifier.ready(&ready_msg);
@@ -333,17 +333,57 @@ async fn worker(shared: Shared, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn set_result(shared: &Shared, what: &str, r: &Response) {
+/// Answers that refuse a request rather than report the daemon failing.
+const REFUSALS: &[&str] = &[
+    "invalid_argument",
+    "invalid_request",
+    "not_found",
+    "in_use",
+    "disabled",
+    "wrong_database",
+    "shutting_down",
+];
+
+/// The kind of work an error belongs to, so that a later success of the
+/// same kind clears it.
+fn work_kind(what: &str) -> &str {
+    match what {
+        "snapshot" | "scheduled" | "change" => "snapshot",
+        other => other,
+    }
+}
+
+/// Records how a piece of the daemon's work went: a failure becomes the
+/// last error (with its time), a success clears an error of its kind.
+pub(crate) fn record(shared: &Shared, what: &str, outcome: Result<(), String>) {
+    let kind = work_kind(what);
     let mut st = shared.state.lock().expect("state lock");
-    st.info.last_run = Some(format!(
+    match outcome {
+        Ok(()) => {
+            if st.info.last_error.as_ref().is_some_and(|e| e.what == kind) {
+                st.info.last_error = None;
+            }
+        }
+        Err(message) => {
+            st.info.last_error = Some(ops::LastError {
+                at: Utc::now(),
+                what: kind.to_string(),
+                message,
+            });
+        }
+    }
+}
+
+fn set_result(shared: &Shared, what: &str, r: &Response) {
+    shared.state.lock().expect("state lock").info.last_run = Some(format!(
         "{} {what}: {}",
         Utc::now().to_rfc3339(),
         if r.ok { "ok" } else { "failed" }
     ));
-    if let Some(e) = &r.error
-        && e.code != "disabled"
-    {
-        st.info.last_error = Some(format!("{what}: {}", e.message));
+    match &r.error {
+        None => record(shared, what, Ok(())),
+        Some(e) if REFUSALS.contains(&e.code.as_str()) => {}
+        Some(e) => record(shared, what, Err(e.message.clone())),
     }
 }
 
@@ -401,19 +441,20 @@ fn run_job(shared: &Shared, kind: JobKind) -> Response {
             set_result(shared, &req.reason, &r);
             if r.ok {
                 match ops::prune(&ctx, false) {
-                    Ok(p) if p.removed > 0 => {
-                        tracing::info!(
-                            event = "retention.applied",
-                            removed = p.removed,
-                            bytes_freed = p.bytes_freed,
-                            "retention removed old snapshots"
-                        )
+                    Ok(p) => {
+                        if p.removed > 0 {
+                            tracing::info!(
+                                event = "retention.applied",
+                                removed = p.removed,
+                                bytes_freed = p.bytes_freed,
+                                "retention removed old snapshots"
+                            )
+                        }
+                        record(shared, "retention", Ok(()));
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         tracing::error!(event = "retention.failed", error = %e, "retention failed");
-                        shared.state.lock().expect("state lock").info.last_error =
-                            Some(format!("retention: {e}"));
+                        record(shared, "retention", Err(e.to_string()));
                     }
                 }
             } else if let Some(e) = &r.error {

@@ -52,3 +52,18 @@ pub fn clash(db: &Path, to: &Path) -> Option<PathBuf> {
         .find(|t| id(t).is_some_and(|i| ids.contains(&i)))
         .cloned()
 }
+
+/// Whether `given` names the same database file as `ours` (the configured
+/// path): the same real path, or the same device and inode (a hard link).
+/// Paths that are not files (`md:…`) compare as strings.
+pub fn same_database(ours: &Path, given: &Path) -> bool {
+    if ours == given {
+        return true;
+    }
+    match (real_path(ours), real_path(given)) {
+        (Ok(a), Ok(b)) if a == b => return true,
+        _ => {}
+    }
+    let id = |p: &Path| fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    matches!((id(ours), id(given)), (Some(a), Some(b)) if a == b)
+}

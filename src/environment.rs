@@ -124,7 +124,31 @@ pub fn detect(env: &HostEnv, database: &Path, setting: ModeSetting) -> Detection
     ];
 
     let fired: Vec<&str> = signals.iter().filter(|s| s.fired).map(|s| s.name).collect();
-    let (mode, reason) = match setting {
+    // $DUCKSNAP_MODE wins over the config (validated by `config::load`).
+    let from_env = crate::config::mode_from_env(env).ok().flatten();
+    let setting = from_env.unwrap_or(setting);
+    let (mode, reason) = match (from_env, setting) {
+        (Some(ModeSetting::Local), _) => (
+            Mode::Local,
+            "mode forced to local by $DUCKSNAP_MODE".to_string(),
+        ),
+        (Some(ModeSetting::Cloud), _) => (
+            Mode::Cloud,
+            "mode forced to cloud by $DUCKSNAP_MODE".to_string(),
+        ),
+        (_, setting) => by_setting(setting, &fired),
+    };
+    Detection {
+        mode,
+        setting,
+        reason,
+        signals,
+    }
+}
+
+/// The mode a [`ModeSetting`] gives, with the signals that fired.
+fn by_setting(setting: ModeSetting, fired: &[&str]) -> (Mode, String) {
+    match setting {
         ModeSetting::Local => (
             Mode::Local,
             "mode forced to local by the config (database.mode = \"local\")".to_string(),
@@ -138,12 +162,20 @@ pub fn detect(env: &HostEnv, database: &Path, setting: ModeSetting) -> Detection
             Mode::Cloud,
             format!("cloud signal(s) fired: {}", fired.join(", ")),
         ),
-    };
-    Detection {
-        mode,
-        setting,
-        reason,
-        signals,
+    }
+}
+
+impl Detection {
+    /// The decision of the daemon that answered (`hello`): when one answers,
+    /// the CLI uses it, so that reads and forwarded commands agree whatever
+    /// the shell's environment says.
+    pub fn from_daemon(mode: Mode, reason: &str, pid: u64) -> Detection {
+        Detection {
+            mode,
+            setting: ModeSetting::Auto,
+            reason: format!("decided by the running daemon (pid {pid}): {reason}"),
+            signals: Vec::new(),
+        }
     }
 }
 

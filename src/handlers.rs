@@ -61,6 +61,8 @@ pub fn handle(ctx: &Ctx, req: Request, daemon: DaemonInfo) -> Response {
             "protocol": PROTOCOL_VERSION,
             "version": env!("CARGO_PKG_VERSION"),
             "mode": ctx.detection.mode,
+            "mode_reason": ctx.detection.reason,
+            "signals_fired": ctx.detection.fired(),
             "store": ctx.config.store.dir,
             "database": ctx.config.database.path,
             "pid": std::process::id(),

@@ -1405,8 +1405,22 @@ pub struct DaemonInfo {
     pub pid: u32,
     pub started_at: Option<DateTime<Utc>>,
     pub next_run: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
+    /// The daemon's own last failure (a scheduled or requested snapshot
+    /// that could not be taken, retention, a config reload); cleared when
+    /// the same kind of work next succeeds. Requests it refused (bad
+    /// arguments, an unknown id, a database in use) are the caller's
+    /// answer, not the daemon's error.
+    pub last_error: Option<LastError>,
     pub last_run: Option<String>,
+}
+
+/// One failure of the daemon's work, with when it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LastError {
+    pub at: DateTime<Utc>,
+    /// `snapshot`, `retention` or `reload`.
+    pub what: String,
+    pub message: String,
 }
 
 /// Result of `status`.
@@ -1423,7 +1437,7 @@ pub struct StatusReport {
     pub store_bytes: u64,
     pub last_snapshot: Option<Summary>,
     pub last_snapshot_age_seconds: Option<i64>,
-    /// From the daemon when one answers; otherwise computed from the config.
+    /// From the daemon; `None` when no daemon runs (nothing is scheduled then).
     pub next_run: Option<DateTime<Utc>>,
     pub daemon: Option<DaemonInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1448,11 +1462,8 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
         (Vec::new(), 0)
     };
     let last = summaries.first().cloned();
-    let next_run = match &daemon {
-        Some(d) => d.next_run,
-        None if cloud => None,
-        None => crate::schedule::next_after(&ctx.config.schedule, now),
-    };
+    // Only a running daemon runs the schedule.
+    let next_run = daemon.as_ref().and_then(|d| d.next_run);
     Ok(StatusReport {
         mode: ctx.detection.mode,
         mode_reason: ctx.detection.reason.clone(),

@@ -7,7 +7,7 @@
 //! `{"ok": false, "error": {"code": "…", "message": "…"}}`.
 //! `docs/PROTOCOL.md` documents it with `socat` examples.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -118,7 +118,8 @@ pub struct ErrorBody {
     /// Stable, machine-readable: `invalid_json`, `invalid_request`,
     /// `line_too_long`, `unauthorized`, `too_many_connections`,
     /// `shutting_down`, `disabled`, `invalid_argument`, `not_found`,
-    /// `database_missing`, `busy`, `in_use`, `damaged`, `no_space`, `failed`.
+    /// `database_missing`, `busy`, `in_use`, `damaged`, `no_space`,
+    /// `wrong_database`, `failed`.
     pub code: String,
     /// For people.
     pub message: String,
@@ -162,21 +163,41 @@ impl Response {
     }
 }
 
+/// A parsed request line: the request, and the database the caller means
+/// when it said (any request may carry `"database": "/abs/path"`; the
+/// daemon answers `wrong_database` when that is not the file it protects).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub request: Request,
+    pub database: Option<PathBuf>,
+}
+
 /// Parses a request line into a request or the error response to send.
-/// An object with the same key twice (`{"op":"ping","op":"prune"}`) and a
+/// An object with the same key twice (`{"op":"ping","op":"prune"}`), a
 /// relative `to` path (it would resolve against the daemon's working
-/// directory, not the caller's) are `invalid_request`.
-pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
-    let value: Value = serde_json::from_slice(line)
+/// directory, not the caller's) and a `database` that is not an absolute
+/// path are `invalid_request`.
+pub fn parse_request(line: &[u8]) -> Result<Parsed, Response> {
+    let mut value: Value = serde_json::from_slice(line)
         .map_err(|e| Response::err("invalid_json", format!("request is not valid JSON: {e}")))?;
-    if !value.is_object() {
+    let Some(object) = value.as_object_mut() else {
         return Err(Response::err(
             "invalid_request",
             "a request is a JSON object with an \"op\" field",
         ));
-    }
+    };
     serde_json::from_slice::<NoDuplicateKeys>(line)
         .map_err(|e| Response::err("invalid_request", e.to_string()))?;
+    let database = match object.remove("database") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if Path::new(&s).is_absolute() => Some(PathBuf::from(s)),
+        Some(other) => {
+            return Err(Response::err(
+                "invalid_request",
+                format!("\"database\" must be an absolute path (got {other})"),
+            ));
+        }
+    };
     let req: Request = serde_json::from_value(value)
         .map_err(|e| Response::err("invalid_request", e.to_string()))?;
     if let Request::Restore { to: Some(to), .. } = &req
@@ -190,7 +211,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             ),
         ));
     }
-    Ok(req)
+    Ok(Parsed {
+        request: req,
+        database,
+    })
 }
 
 /// A JSON document walked only to refuse an object holding a key twice

@@ -229,7 +229,10 @@ async fn connection(shared: Shared, stream: UnixStream) {
                 }
                 let resp = match protocol::parse_request(&buf) {
                     Err(resp) => resp,
-                    Ok(req) => dispatch(&shared, req).await,
+                    Ok(p) => match wrong_database(&shared, p.database.as_deref()) {
+                        Some(refusal) => refusal,
+                        None => dispatch(&shared, p.request).await,
+                    },
                 };
                 let line = resp.to_line();
                 match tokio::time::timeout(idle, w.write_all(&line)).await {
@@ -245,6 +248,25 @@ async fn connection(shared: Shared, stream: UnixStream) {
         }
         break;
     }
+}
+
+/// The refusal for a request about another database than this daemon's.
+fn wrong_database(shared: &Shared, asked: Option<&std::path::Path>) -> Option<Response> {
+    let asked = asked?;
+    let ctx = shared.ctx();
+    let ours = &ctx.config.database.path;
+    if crate::dbpath::same_database(ours, asked) {
+        return None;
+    }
+    tracing::warn!(event = "socket.wrong_database", asked = %asked.display(), protects = %ours.display(), "refused a request about another database");
+    Some(Response::err(
+        "wrong_database",
+        format!(
+            "this daemon protects {}, not {}: start a daemon for that database (see docs/DEPLOYMENT.md, \"Several projects\") and point the app at its socket",
+            ours.display(),
+            asked.display()
+        ),
+    ))
 }
 
 async fn dispatch(shared: &Shared, req: Request) -> Response {

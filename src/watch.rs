@@ -3,7 +3,7 @@
 //! database and its WAL, debounced. Logs when the database disappears and
 //! when it appears; with `watch.snapshot_on_change`, queues a snapshot once
 //! the database has been quiet for `quiet_period`, at most once per
-//! `min_interval`. Falls back to polling, with a warning, when inotify
+//! `min_interval` (a change within it is deferred to its end, not dropped). Falls back to polling, with a warning, when inotify
 //! cannot be used.
 
 use std::path::{Path, PathBuf};
@@ -102,16 +102,38 @@ pub async fn watcher(shared: Shared) {
         if !quiet_for(&shared, &mut rx, cfg.quiet_period.0).await {
             return;
         }
-        if daemon::since_last_snapshot(&shared).is_some_and(|d| d < cfg.min_interval.0) {
+        // Too soon after the last snapshot: defer the change to the end of
+        // `min_interval` (never drop it); later events fold into it.
+        while let Some(rest) = daemon::since_last_snapshot(&shared)
+            .and_then(|d| cfg.min_interval.0.checked_sub(d))
+            .filter(|r| !r.is_zero())
+        {
             tracing::debug!(
-                event = "watch.too_soon",
-                "change noted; the last snapshot is younger than watch.min_interval"
+                event = "watch.deferred",
+                wait_ms = rest.as_millis() as u64,
+                "change noted; snapshot deferred until watch.min_interval has passed"
             );
-            continue;
+            if !absorb_for(&shared, &mut rx, rest).await {
+                return;
+            }
         }
         let r = shared.submit(JobKind::Changed).await;
         if r.error.as_ref().is_some_and(|e| e.code == "shutting_down") {
             return;
+        }
+    }
+}
+
+/// Waits `span`, folding the events that arrive meanwhile into the pending
+/// change. False when cancelled.
+async fn absorb_for(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<()>, span: Duration) -> bool {
+    let end = tokio::time::sleep(span);
+    tokio::pin!(end);
+    loop {
+        tokio::select! {
+            _ = shared.token.cancelled() => return false,
+            _ = &mut end => return true,
+            ev = rx.recv() => if ev.is_none() { return false },
         }
     }
 }

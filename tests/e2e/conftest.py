@@ -20,17 +20,16 @@ def ducksnap_bin():
 
 
 class Daemon:
-    def __init__(self, tmp, extra_env=None, config_extra=""):
+    def __init__(self, tmp, extra_env=None, config_extra="", socket_path=None, schedule="[schedule]\nenabled = false\n"):
         self.tmp = tmp
         self.db = tmp / "data" / "app.duckdb"
         self.db.parent.mkdir(exist_ok=True)
-        self.socket = tmp / "run" / "ducksnap.sock"
+        self.socket = pathlib.Path(socket_path) if socket_path else tmp / "run" / "ducksnap.sock"
         self.config = tmp / "ducksnap.toml"
         self.config.write_text(
             '[database]\npath = "data/app.duckdb"\n'
             '[store]\ndir = "data/backups"\nmin_free_space = "1MiB"\n'
-            f'[socket]\npath = "{self.socket}"\n'
-            "[schedule]\nenabled = false\n" + config_extra
+            f'[socket]\npath = "{self.socket}"\n' + schedule + config_extra
         )
         notify_path = str(tmp / "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

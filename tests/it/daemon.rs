@@ -990,3 +990,183 @@ fn snapshots_succeed_under_heavy_checkpointing() {
         assert_invariants(&to, id);
     }
 }
+
+/// Runs the CLI with `env` added to the workspace's clean environment.
+fn cli_with(ws: &Workspace, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut c = ws.cmd(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn a_change_within_min_interval_is_deferred_not_dropped() {
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n[watch]\nsnapshot_on_change = true\ndebounce = \"100ms\"\nquiet_period = \"200ms\"\nmin_interval = \"4s\"\n",
+        "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (1)",
+    );
+    let mut d = Daemon::start(&ws, &[]);
+    let first = d
+        .connect()
+        .call(json!({"op": "snapshot", "reason": "manual"}));
+    assert_eq!(first["ok"], true, "{first}");
+    // A change right after the snapshot: inside min_interval.
+    write_db(&ws.db(), "INSERT INTO t VALUES (2)");
+    d.wait_event("watch.deferred", Duration::from_secs(10));
+    let created = d.wait_event("snapshot.created", Duration::from_secs(30));
+    assert_eq!(created["reason"], "change", "{created}");
+    let list = ws.json(&["list", "--json"]);
+    let newest = list[0]["id"].as_str().unwrap().to_string();
+    let copy = ws.path().join("deferred.duckdb");
+    ws.json(&[
+        "restore",
+        &newest,
+        "--to",
+        copy.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(
+        query_i64(&open_ro(&copy), "SELECT count(*) FROM t"),
+        2,
+        "the deferred snapshot holds the change"
+    );
+}
+
+#[test]
+fn status_without_a_daemon_promises_no_next_run() {
+    let ws = Workspace::new();
+    ws.write_config("[schedule]\ncron = \"* * * * * *\"\n");
+    make_db(&ws.db(), "CREATE TABLE t(i INTEGER)");
+    let v = ws.json(&["status", "--json"]);
+    assert!(v["next_run"].is_null(), "{v}");
+    assert!(v["daemon"].is_null(), "{v}");
+    let human = stdout(&ws.run(&["status"]));
+    assert!(
+        human.contains("next run:      none (no daemon runs"),
+        "{human}"
+    );
+}
+
+#[test]
+fn last_error_has_a_time_clears_on_success_and_ignores_refusals() {
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n",
+        "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (1)",
+    );
+    let mut d = Daemon::start(&ws, &[]);
+    let mut c = d.connect();
+    let status = |c: &mut Conn| c.call(json!({"op": "status"}))["result"]["daemon"].clone();
+    // A refused request is the caller's answer, not the daemon's error.
+    let r = c.call(json!({"op": "restore", "id": "20260101T000000Z-0000"}));
+    assert_eq!(r["error"]["code"], "not_found", "{r}");
+    assert!(status(&mut c)["last_error"].is_null());
+    // A snapshot that cannot be taken: the file is not a DuckDB database.
+    let good = std::fs::read(ws.db()).unwrap();
+    std::fs::write(ws.db(), vec![7u8; 8192]).unwrap();
+    let before = chrono::Utc::now();
+    let r = c.call(json!({"op": "snapshot"}));
+    assert_eq!(r["ok"], false, "{r}");
+    let e = status(&mut c)["last_error"].clone();
+    assert_eq!(e["what"], "snapshot", "{e}");
+    let at: chrono::DateTime<chrono::Utc> = e["at"].as_str().unwrap().parse().unwrap();
+    assert!(at >= before - chrono::Duration::seconds(1), "{e}");
+    let human = stdout(&ws.run(&["status"]));
+    assert!(human.contains("s ago) snapshot:"), "{human}");
+    // The next successful snapshot clears it.
+    std::fs::write(ws.db(), good).unwrap();
+    let r = c.call(json!({"op": "snapshot"}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(status(&mut c)["last_error"].is_null());
+    // A config reload that fails, then one that works.
+    std::fs::write(ws.config_path(), "[database\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_event("daemon.reload_failed", Duration::from_secs(10));
+    assert_eq!(status(&mut c)["last_error"]["what"], "reload");
+    set_config(&ws, "[schedule]\nenabled = false\n");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_event("daemon.reloaded", Duration::from_secs(10));
+    assert!(status(&mut c)["last_error"].is_null());
+}
+
+#[test]
+fn a_request_about_another_database_is_refused() {
+    let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
+    let d = Daemon::start(&ws, &[]);
+    let mut c = d.connect();
+    let other = ws.path().join("other.duckdb");
+    make_db(&other, "CREATE TABLE u(i INTEGER)");
+    let r = c.call(json!({"op": "snapshot", "database": other}));
+    assert_eq!(r["error"]["code"], "wrong_database", "{r}");
+    let msg = r["error"]["message"].as_str().unwrap();
+    assert!(msg.contains(ws.db().to_str().unwrap()), "{msg}");
+    assert!(ws.list_ids().is_empty(), "nothing was snapshotted");
+    // The same file by another spelling (a link, `..`) is the same database.
+    let link = ws.path().join("link.duckdb");
+    std::os::unix::fs::symlink(ws.db(), &link).unwrap();
+    let dotted = ws.path().join("data/../data/app.duckdb");
+    for p in [link, dotted] {
+        let r = c.call(json!({"op": "snapshot", "database": p}));
+        assert_eq!(r["ok"], true, "{p:?}: {r}");
+    }
+    let r = c.call(json!({"op": "list", "database": "data/app.duckdb"}));
+    assert_eq!(r["error"]["code"], "invalid_request", "{r}");
+    let r = c.call(json!({"op": "list", "database": 3}));
+    assert_eq!(r["error"]["code"], "invalid_request", "{r}");
+}
+
+#[test]
+fn the_cli_uses_the_daemons_mode_whatever_the_shell_says() {
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n",
+        "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (1)",
+    );
+    // mode = "auto": the daemon's clean environment says local.
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        text.replace("mode = \"local\"", "mode = \"auto\""),
+    )
+    .unwrap();
+    let _d = Daemon::start(&ws, &[]);
+    let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    for signal in [
+        ("STREAMLIT_SHARING_MODE", "1"),
+        ("STREAMLIT_SERVER_HEADLESS", "true"),
+    ] {
+        let env = [signal];
+        let list = cli_with(&ws, &env, &["list", "--json"]);
+        let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 1, "{signal:?}: {list}");
+        let status = cli_with(&ws, &env, &["status", "--json"]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["mode"], "local", "{status}");
+        let prune = cli_with(&ws, &env, &["prune", "--dry-run", "--json"]);
+        let prune: Value = serde_json::from_slice(&prune.stdout).unwrap();
+        assert_eq!(prune["disabled"], false, "{prune}");
+        let to = ws.path().join(format!("copy-{}.duckdb", signal.0));
+        let out = cli_with(
+            &ws,
+            &env,
+            &["restore", &id, "--to", to.to_str().unwrap(), "--yes"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // $DUCKSNAP_MODE in the shell wins, for every command alike.
+    let env = [("DUCKSNAP_MODE", "cloud")];
+    let list = cli_with(&ws, &env, &["list", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&list.stdout).unwrap(),
+        json!([])
+    );
+    let out = cli_with(&ws, &env, &["restore", &id, "--yes"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let prune = cli_with(&ws, &env, &["prune", "--json"]);
+    let prune: Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert_eq!(prune["removed"], 0, "{prune}");
+    assert_eq!(ws.list_ids(), vec![id.clone()], "nothing was touched");
+    let out = cli_with(&ws, &[("DUCKSNAP_MODE", "sometimes")], &["list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("DUCKSNAP_MODE"), "{}", stderr(&out));
+}

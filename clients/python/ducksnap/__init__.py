@@ -10,16 +10,30 @@ The decorator (or ``with with_snapshot(...):``) asks the daemon for a
 snapshot and waits for it before the wrapped operation runs. In a cloud
 deployment (Streamlit Community Cloud, MotherDuck) backups are disabled: the
 operation runs without a snapshot, logged at debug level.
+
+Which mode (one truth, in this order): ``$DUCKSNAP_MODE`` (``local`` or
+``cloud``) when set; else the decision of the daemon that answers (its
+``hello``); else this process's own cloud signals (:func:`detect_cloud`).
+Deciding "cloud" while a daemon socket exists is logged as a warning.
+
+Which daemon: ``socket_path``, else ``$DUCKSNAP_SOCKET``, else the default
+socket and the per-project sockets in ``$XDG_RUNTIME_DIR/ducksnap/``; when
+the client knows its database (``connection=``, ``database=``,
+``$DUCKSNAP_DATABASE``) it uses the daemon that protects that database, every
+request names it, and a daemon protecting another database is refused
+(:class:`WrongDatabase`) before the wrapped operation runs.
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import logging
 import os
 import socket
 import struct
+import time
 import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -30,6 +44,8 @@ __all__ = [
     "UntrustedDaemon",
     "BackupsDisabled",
     "RequestFailed",
+    "WrongDatabase",
+    "database_of",
     "detect_cloud",
     "default_socket_path",
     "with_snapshot",
@@ -38,6 +54,9 @@ __all__ = [
 log = logging.getLogger("ducksnap")
 
 PROTOCOL_VERSION = 1
+
+# How long "no daemon answers" is remembered by a Client, in seconds.
+NEGATIVE_TTL = 2.0
 
 
 class DucksnapError(Exception):
@@ -66,14 +85,58 @@ class RequestFailed(DucksnapError):
         self.message = message
 
 
+class WrongDatabase(RequestFailed):
+    """The daemon that answers protects another database than the app's."""
+
+    def __init__(self, message: str):
+        super().__init__("wrong_database", message)
+
+
+def _runtime_dir(env: Mapping[str, str]) -> str:
+    return env.get("XDG_RUNTIME_DIR") or f"/tmp/ducksnap-{os.getuid()}"
+
+
 def default_socket_path(env: Optional[Mapping[str, str]] = None) -> str:
     """``$DUCKSNAP_SOCKET``, else the daemon's default path."""
     env = os.environ if env is None else env
     if env.get("DUCKSNAP_SOCKET"):
         return env["DUCKSNAP_SOCKET"]
-    if env.get("XDG_RUNTIME_DIR"):
-        return os.path.join(env["XDG_RUNTIME_DIR"], "ducksnap.sock")
-    return f"/tmp/ducksnap-{os.getuid()}/ducksnap.sock"
+    return os.path.join(_runtime_dir(env), "ducksnap.sock")
+
+
+def project_sockets(env: Optional[Mapping[str, str]] = None) -> List[str]:
+    """The per-project daemons' sockets (``ducksnap@<project>.service``):
+    ``$XDG_RUNTIME_DIR/ducksnap/*.sock``, sorted."""
+    env = os.environ if env is None else env
+    return sorted(glob.glob(os.path.join(_runtime_dir(env), "ducksnap", "*.sock")))
+
+
+def database_of(connection: Any) -> Optional[str]:
+    """The absolute path of the file behind a DuckDB connection, or None for
+    an in-memory or MotherDuck database (or when it cannot be asked)."""
+    try:
+        row = connection.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()
+    except Exception as e:  # not a DuckDB connection, or closed
+        log.debug("cannot ask the connection for its database: %s", e)
+        return None
+    path = row[0] if row else None
+    if not path or path.startswith("md:") or path == ":memory:":
+        return None
+    return os.path.abspath(path)
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file: the same real path, or the same
+    device and inode (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def detect_cloud(
@@ -108,8 +171,10 @@ def detect_cloud(
 class Client:
     """A connection-per-call client for the daemon's socket.
 
-    ``env`` (default: the process environment) is where the socket path and
-    the cloud signals are read; ``force_local=True`` ignores the signals.
+    ``env`` (default: the process environment) is where the socket path,
+    ``$DUCKSNAP_MODE``, ``$DUCKSNAP_DATABASE`` and the cloud signals are read.
+    ``database`` is the app's database file: the daemon must protect that
+    one. ``force_local=True`` ignores the cloud signals.
     """
 
     def __init__(
@@ -122,24 +187,161 @@ class Client:
         force_local: bool = False,
     ):
         self.env = dict(os.environ if env is None else env)
-        self.socket_path = socket_path or default_socket_path(self.env)
+        self.cwd = os.getcwd() if cwd is None else cwd
+        self.explicit_socket = socket_path or self.env.get("DUCKSNAP_SOCKET") or None
+        self.socket_path = self.explicit_socket or default_socket_path(self.env)
         self.timeout = timeout
-        cloud, fired = detect_cloud(self.env, cwd, database)
-        self.cloud = cloud and not force_local
+        self.force_local = force_local
+        if database is None:
+            database = self.env.get("DUCKSNAP_DATABASE") or self.env.get("DATABASE_PATH") or None
+        if database and not database.startswith("md:"):
+            database = os.path.normpath(os.path.join(self.cwd, database))
+        self.database = database
+        _cloud, fired = detect_cloud(self.env, self.cwd, database or "")
         self.cloud_signals = fired
+        self._hello: Optional[Dict[str, Any]] = None
+        self._miss: Optional[Tuple[float, Optional[DucksnapError]]] = None
+
+    def for_database(self, database: Optional[str]) -> "Client":
+        """The same client, about ``database`` (unchanged when None)."""
+        if not database or (self.database and same_file(self.database, database)):
+            return self
+        return Client(self.explicit_socket, self.timeout, self.env, self.cwd, database, self.force_local)
+
+    # -- which daemon, which mode -------------------------------------------
+    def _candidates(self) -> List[str]:
+        if self.explicit_socket:
+            return [self.explicit_socket]
+        default = default_socket_path(self.env)
+        return [default] + [p for p in project_sockets(self.env) if p != default]
+
+    def _protects(self, hello: Dict[str, Any]) -> bool:
+        theirs = hello.get("database")
+        return not self.database or (isinstance(theirs, str) and same_file(self.database, theirs))
+
+    def _find_daemon(self) -> Optional[Dict[str, Any]]:
+        """The daemon to talk to (its hello, with the socket it answered on),
+        or None when none answers. Raises :class:`WrongDatabase` when daemons
+        answer but none protects this client's database, and
+        :class:`UntrustedDaemon` when another user's process answers.
+
+        A daemon found is remembered; "none" is remembered for
+        :data:`NEGATIVE_TTL` seconds (one operation asks once, a daemon
+        started later is found)."""
+        if self._hello is not None:
+            return self._hello
+        if self._miss is not None and time.monotonic() - self._miss[0] < NEGATIVE_TTL:
+            if isinstance(self._miss[1], WrongDatabase):
+                raise self._miss[1]
+            return None
+        hello, miss = self._probe()
+        if hello is not None:
+            self._hello, self._miss = hello, None
+            self.socket_path = hello["socket"]
+            return hello
+        self._miss = (time.monotonic(), miss)
+        if isinstance(miss, WrongDatabase):
+            raise miss
+        return None
+
+    def _probe(self) -> Tuple[Optional[Dict[str, Any]], Optional[DucksnapError]]:
+        others, last_error = [], None
+        for path in self._candidates():
+            if not os.path.exists(path):
+                continue
+            try:
+                hello = self._call_at(path, {"op": "hello", "client": "ducksnap-python"}, 5.0)
+            except UntrustedDaemon:
+                raise
+            except DucksnapError as e:
+                log.debug("no daemon on %s: %s", path, e)
+                last_error = e
+                continue
+            if not isinstance(hello, dict):
+                last_error = DaemonUnavailable(f"{path} does not answer like a ducksnap daemon: {hello!r}")
+                continue
+            if self._protects(hello):
+                return dict(hello, socket=path), None
+            others.append(f"{path} protects {hello.get('database')}")
+        if others:
+            return None, WrongDatabase(
+                f"no ducksnap daemon protects {self.database}: "
+                + "; ".join(others)
+                + '. Start one for this project (docs/DEPLOYMENT.md, "Several projects") or set DUCKSNAP_SOCKET'
+            )
+        return None, last_error
+
+    def decide_mode(self) -> Dict[str, Any]:
+        """``{"mode": "local"|"cloud", "reason": …, "source": "DUCKSNAP_MODE"|"daemon"|"signals"|"force_local"}``."""
+        forced = (self.env.get("DUCKSNAP_MODE") or "").strip().lower()
+        if self.force_local:
+            d = {"mode": "local", "reason": "force_local=True", "source": "force_local"}
+        elif forced in ("local", "cloud"):
+            d = {"mode": forced, "reason": f"forced by $DUCKSNAP_MODE={forced}", "source": "DUCKSNAP_MODE"}
+        else:
+            if forced and forced != "auto":
+                raise ValueError(f"$DUCKSNAP_MODE={forced!r}: expected local, cloud or auto")
+            d = self._mode_from_daemon_or_signals()
+        if d["mode"] == "cloud" and any(os.path.exists(p) for p in self._candidates()):
+            log.warning(
+                "ducksnap: backups are off (%s) although a daemon socket exists (%s); "
+                "set DUCKSNAP_MODE=local to use it",
+                d["reason"],
+                ", ".join(p for p in self._candidates() if os.path.exists(p)),
+            )
+        return d
+
+    def _mode_from_daemon_or_signals(self) -> Dict[str, Any]:
+        try:
+            hello = self._find_daemon()
+        except WrongDatabase:
+            hello = None
+            if not self.cloud_signals:
+                raise
+        if hello and hello.get("mode") in ("local", "cloud"):
+            why = hello.get("mode_reason") or "its own detection"
+            return {"mode": hello["mode"], "reason": f"the daemon (pid {hello.get('pid')}) decided: {why}", "source": "daemon"}
+        if self.cloud_signals:
+            return {"mode": "cloud", "reason": "cloud deployment (" + ", ".join(self.cloud_signals) + ")", "source": "signals"}
+        return {"mode": "local", "reason": "no cloud signal fired", "source": "signals"}
+
+    @property
+    def cloud(self) -> bool:
+        """Whether backups are disabled here (see the module's "which mode")."""
+        try:
+            return self.decide_mode()["mode"] == "cloud"
+        except WrongDatabase:
+            return False  # not cloud: the operation itself raises
 
     # -- transport ---------------------------------------------------------
     def call(self, request: Dict[str, Any], timeout: Optional[float] = None) -> Any:
-        """Sends one request; returns its result or raises."""
+        """Sends one request to the daemon that protects this client's
+        database (naming it); returns its result or raises."""
+        hello = self._find_daemon()
+        if hello is None:
+            miss = self._miss[1] if self._miss else None
+            raise miss or DaemonUnavailable(
+                "no ducksnap daemon answers on " + ", ".join(self._candidates())
+                + " (start it: systemctl --user start ducksnap)"
+            )
+        if self.database:
+            request = dict(request, database=self.database)
+        try:
+            return self._call_at(hello["socket"], request, self.timeout if timeout is None else timeout)
+        except DaemonUnavailable:
+            self._hello = None  # ask again next time: it may have restarted elsewhere
+            raise
+
+    def _call_at(self, path: str, request: Dict[str, Any], timeout: float) -> Any:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            s.settimeout(self.timeout if timeout is None else timeout)
-            s.connect(self.socket_path)
+            s.settimeout(timeout)
+            s.connect(path)
         except OSError as e:  # missing file, refused, timeout
             s.close()
-            raise DaemonUnavailable(f"no ducksnap daemon answers on {self.socket_path}: {e}") from e
+            raise DaemonUnavailable(f"no ducksnap daemon answers on {path}: {e}") from e
         try:
-            self._check_peer(s)
+            self._check_peer(s, path)
         except BaseException:
             s.close()
             raise
@@ -149,41 +351,48 @@ class Client:
                 f.flush()
                 line = f.readline()
         except (socket.timeout, OSError) as e:
-            raise DaemonUnavailable(f"the ducksnap daemon on {self.socket_path} did not answer: {e}") from e
+            raise DaemonUnavailable(f"the ducksnap daemon on {path} did not answer: {e}") from e
         if not line:
-            raise DaemonUnavailable(f"the ducksnap daemon on {self.socket_path} closed the connection")
+            raise DaemonUnavailable(f"the ducksnap daemon on {path} closed the connection")
         try:
             resp = json.loads(line)
         except ValueError as e:
-            raise DaemonUnavailable(f"{self.socket_path} does not answer like a ducksnap daemon: {e}") from e
+            raise DaemonUnavailable(f"{path} does not answer like a ducksnap daemon: {e}") from e
+        if not isinstance(resp, dict):
+            raise DaemonUnavailable(f"{path} does not answer like a ducksnap daemon: {line[:80]!r}")
         if resp.get("ok"):
             return resp.get("result")
         err = resp.get("error") or {}
         code, message = err.get("code", "failed"), err.get("message", "")
         if code == "disabled":
             raise BackupsDisabled(message)
+        if code == "wrong_database":
+            raise WrongDatabase(message)
         raise RequestFailed(code, message)
 
-    def _check_peer(self, s: socket.socket) -> None:
+    def _check_peer(self, s: socket.socket, path: str) -> None:
         """Refuses a server run by another user (SO_PEERCRED)."""
         creds = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
         if uid != os.getuid():
             raise UntrustedDaemon(
-                f"the server on {self.socket_path} runs as uid {uid}, not as you (uid {os.getuid()}): "
+                f"the server on {path} runs as uid {uid}, not as you (uid {os.getuid()}): "
                 "refusing to trust its answers; someone else may be squatting the socket path"
             )
 
     # -- operations --------------------------------------------------------
     def disabled_reason(self) -> str:
         return (
-            "backups are disabled: cloud deployment ("
-            + ", ".join(self.cloud_signals)
+            "backups are disabled: cloud mode ("
+            + self.decide_mode()["reason"]
             + "); MotherDuck's own durability and snapshots cover production"
         )
 
     def hello(self) -> Dict[str, Any]:
-        return self.call({"op": "hello", "client": "ducksnap-python"})
+        hello = self._find_daemon()
+        if hello is None:
+            raise DaemonUnavailable("no ducksnap daemon answers on " + ", ".join(self._candidates()))
+        return hello
 
     def status(self) -> Dict[str, Any]:
         if self.cloud:
@@ -239,13 +448,15 @@ class with_snapshot:  # noqa: N801 - used as a decorator
     Usable as ``@with_snapshot(...)`` and as ``with with_snapshot(...):``.
 
     on_error -- what to do when no snapshot can be taken because the daemon is
-    unreachable or answers with an error: ``"raise"`` (default: the operation
-    does not run), ``"warn"`` (warn, then run it), ``"skip"`` (run it, log at
-    info). In cloud mode, or when the daemon reports backups disabled, the
-    operation runs without a snapshot, logged at debug level.
+    unreachable, protects another database (:class:`WrongDatabase`) or
+    answers with an error: ``"raise"`` (default: the operation does not run),
+    ``"warn"`` (warn, then run it), ``"skip"`` (run it, log at info). In cloud
+    mode, or when the daemon reports backups disabled, the operation runs
+    without a snapshot, logged at debug level.
 
-    connection -- a DuckDB connection on which ``CHECKPOINT`` runs first, so
-    the snapshot holds a checkpointed file.
+    connection -- the app's DuckDB connection: the daemon must protect its
+    database file (checked by the client and by the daemon), and
+    ``CHECKPOINT`` runs on it first, so the snapshot holds a checkpointed file.
     """
 
     def __init__(
@@ -268,7 +479,8 @@ class with_snapshot:  # noqa: N801 - used as a decorator
         self.snapshot: Optional[Dict[str, Any]] = None
 
     def _take(self) -> Optional[Dict[str, Any]]:
-        client = self.client or Client()
+        database = database_of(self.connection) if self.connection is not None else None
+        client = (self.client or Client(database=database)).for_database(database)
         if self.connection is not None and not client.cloud:
             try:
                 self.connection.execute("CHECKPOINT")

@@ -1,24 +1,35 @@
 """A Streamlit page for ducksnap backups (``pip install ./clients/python[streamlit]``).
 
+    import duckdb, streamlit as st
     from ducksnap.streamlit_page import render_backups_page
-    render_backups_page()
 
-In cloud mode it explains why there are no backups (and what covers
-production) and stops rendering. Locally it shows the snapshots, a "Back up
-now" button and a restore with confirmation.
+    @st.cache_resource
+    def get_connection():
+        return duckdb.connect("data/app.duckdb")
+
+    render_backups_page(connection_factory=get_connection)
+
+Locally it shows the snapshots (time, reason, label, sizes in human units),
+a "Back up now" button and a restore with confirmation. A restore closes the
+app's connection first (DuckDB holds the file; the daemon refuses to
+replace a database in use), clears the ``st.cache_resource`` cache of
+``connection_factory`` so that the next call opens the restored file, and
+reruns the script so that the table and the app show the restored state.
+In cloud mode it explains why there are no backups and returns: the rest of
+the app keeps rendering.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import streamlit as st
 
-from . import BackupsDisabled, Client, DaemonUnavailable, RequestFailed
+from . import BackupsDisabled, Client, DaemonUnavailable, RequestFailed, database_of
 
 CLOUD_MESSAGE = """\
 **Backups are not available in this deployment.** ducksnap keeps snapshots
-of a *local* DuckDB file; here the app runs in the cloud ({signals}) and its
+of a *local* DuckDB file; here the app runs in the cloud ({reason}) and its
 data lives in MotherDuck, whose own durability and snapshots cover it:
 
 - `CREATE SNAPSHOT my_snapshot OF my_db;` takes a named snapshot;
@@ -26,34 +37,91 @@ data lives in MotherDuck, whose own durability and snapshots cover it:
   restores a past state into a new database.
 """
 
+_FLASH = "ducksnap_flash"
+
+
+def human_size(n: Optional[int]) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def describe(s: Dict[str, Any]) -> str:
+    """One picker line: time, reason, label, size."""
+    when = s["created_at"].replace("T", " ")[:19] + " UTC"
+    label = f" · {s['label']}" if s.get("label") else ""
+    return f"{when} · {s['reason']}{label} · {human_size(s.get('db_size'))}"
+
+
+def default_choice(snapshots: List[Dict[str, Any]]) -> int:
+    """The newest ``pre-delete`` snapshot (the list is newest first), else the newest."""
+    for i, s in enumerate(snapshots):
+        if s["reason"] == "pre-delete":
+            return i
+    return 0
+
+
+def _close(connection_factory: Optional[Callable[[], Any]], close_connection: Optional[Callable[[], Any]]) -> None:
+    """Closes the app's connection: the factory's (and clears its cache),
+    then the caller's own hook."""
+    if connection_factory is not None:
+        try:
+            connection_factory().close()
+        finally:
+            clear = getattr(connection_factory, "clear", None)
+            if callable(clear):
+                clear()
+    if close_connection is not None:
+        close_connection()
+
 
 def render_backups_page(
     client: Optional[Client] = None,
+    connection_factory: Optional[Callable[[], Any]] = None,
     close_connection: Optional[Callable[[], Any]] = None,
     reopen_connection: Optional[Callable[[], Any]] = None,
 ) -> None:
-    """Renders the backups UI. ``close_connection`` / ``reopen_connection``
-    let a restore close the app's DuckDB connection first (the daemon refuses
-    to restore a database that is open) and open it again afterwards."""
-    client = client or Client()
+    """Renders the backups UI.
+
+    connection_factory -- the function that returns the app's DuckDB
+    connection, usually decorated with ``st.cache_resource``: a restore
+    closes its connection and clears its cache; the rerun that follows
+    opens the restored database through it. The daemon must protect that
+    connection's database.
+
+    close_connection / reopen_connection -- for an app that keeps its
+    connection some other way: called before and after a restore.
+    """
+    if client is None:
+        database = database_of(connection_factory()) if connection_factory else None
+        client = Client(database=database)
     st.header("Backups")
     if client.cloud:
-        st.info(CLOUD_MESSAGE.format(signals=", ".join(client.cloud_signals)))
-        st.stop()
+        st.info(CLOUD_MESSAGE.format(reason=client.decide_mode()["reason"]))
+        return
+    flash = st.session_state.pop(_FLASH, None)
+    if flash:
+        st.success(flash)
     try:
         snapshots = client.list_snapshots()
-    except DaemonUnavailable as e:
-        st.error(f"The ducksnap daemon is not running: {e}. Start it with `systemctl --user start ducksnap`.")
-        return
     except BackupsDisabled as e:
         st.info(str(e))
-        st.stop()
+        return
+    except (DaemonUnavailable, RequestFailed) as e:
+        st.error(f"No backups: {e}. Start the daemon with `systemctl --user start ducksnap`.")
+        return
 
     if st.button("Back up now", key="ducksnap_backup_now"):
         try:
             snap = client.snapshot("manual", label="from the backups page")
             if snap:
-                st.success(f"Snapshot {snap['id']} created.")
+                st.success(f"Snapshot {snap['id']} created ({human_size(snap.get('db_size'))}).")
                 snapshots = client.list_snapshots()
         except (DaemonUnavailable, RequestFailed) as e:
             st.error(f"Backup failed: {e}")
@@ -61,36 +129,53 @@ def render_backups_page(
     if not snapshots:
         st.write("No snapshots yet.")
         return
-    rows = [
-        {
-            "id": s["id"],
-            "time (UTC)": s["created_at"].replace("T", " ")[:19],
-            "reason": s["reason"],
-            "label": s.get("label") or "",
-            "database bytes": s["db_size"],
-            "pinned": s["pinned"],
-            "verified": s["verified"],
-        }
-        for s in snapshots
-    ]
-    st.dataframe(rows, hide_index=True)
+    st.dataframe(
+        [
+            {
+                "time (UTC)": s["created_at"].replace("T", " ")[:19],
+                "reason": s["reason"],
+                "label": s.get("label") or "",
+                "database size": human_size(s.get("db_size")),
+                "new data stored": human_size(s.get("bytes_new")),
+                "pinned": s["pinned"],
+                "verified": s["verified"],
+                "id": s["id"],
+            }
+            for s in snapshots
+        ],
+        hide_index=True,
+    )
+    _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection)
 
+
+def _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection) -> None:
     st.subheader("Restore")
-    choice = st.selectbox("Snapshot", [s["id"] for s in snapshots], key="ducksnap_restore_id")
+    by_id = {s["id"]: s for s in snapshots}
+    choice = st.selectbox(
+        "Snapshot",
+        list(by_id),
+        index=default_choice(snapshots),
+        format_func=lambda i: describe(by_id[i]),
+        key="ducksnap_restore_id",
+    )
     confirmed = st.checkbox(
         "I understand: the current database is replaced (it is saved first as a pinned pre-restore snapshot).",
         key="ducksnap_restore_confirm",
     )
-    if st.button("Restore", key="ducksnap_restore", disabled=not confirmed):
-        try:
-            if close_connection:
-                close_connection()
-            result = client.restore(choice)
-            st.success(
-                f"Restored {result['id']}. The previous state is snapshot {result.get('pre_restore') or '(none)'}."
-            )
-        except (DaemonUnavailable, RequestFailed, BackupsDisabled) as e:
-            st.error(f"Restore failed: {e}")
-        finally:
-            if reopen_connection:
-                reopen_connection()
+    if not st.button("Restore", key="ducksnap_restore", disabled=not confirmed):
+        return
+    try:
+        _close(connection_factory, close_connection)
+        result = client.restore(choice)
+    except (DaemonUnavailable, RequestFailed, BackupsDisabled) as e:
+        st.error(f"Restore failed: {e}")
+        return
+    finally:
+        if reopen_connection:
+            reopen_connection()
+    st.session_state[_FLASH] = (
+        f"Restored the snapshot of {describe(by_id[choice])} ({result['id']}). "
+        f"The previous state is snapshot {result.get('pre_restore') or '(none)'}."
+    )
+    st.session_state.pop("ducksnap_restore_confirm", None)
+    st.rerun()
