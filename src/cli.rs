@@ -591,7 +591,7 @@ impl RemoteError {
     /// The documented exit code for a protocol error code.
     pub fn exit_code(&self) -> u8 {
         match self.code.as_str() {
-            "invalid_argument" | "invalid_request" => 2,
+            "invalid_argument" | "invalid_request" | "wrong_database" => 2,
             "database_missing" => 3,
             "busy" => 4,
             "not_found" => 5,

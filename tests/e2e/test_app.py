@@ -103,49 +103,71 @@ def test_daemon_down(tmp_path):
     assert app.counts(con, 6) == (0, 0)
 
 
-def _page(socket_path, env):
+def _page(socket_path, env, db):
+    import page_app  # tests/e2e is on sys.path (above)
     from ducksnap import Client
-    from ducksnap.streamlit_page import render_backups_page
 
-    render_backups_page(Client(socket_path=socket_path, env=env))
+    page_app.main(db, Client(socket_path=socket_path, env=env, database=db))
+
+
+def _apptest(*args):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_resource.clear()  # one process, many databases: no connection from an earlier test
+    return AppTest.from_function(_page, args=args, default_timeout=60)
+
+
+def _orders(at):
+    return [m.value for m in at.markdown if m.value.startswith("orders in the database")]
 
 
 def test_streamlit_page_local(daemon):
-    from streamlit.testing.v1 import AppTest
-
     con = duckdb.connect(str(daemon.db))
     app.create_schema(con)
     con.close()
     client = Client(socket_path=str(daemon.socket), env=CLEAN)
     client.snapshot("manual", label="first")
-    at = AppTest.from_function(_page, args=(str(daemon.socket), CLEAN), default_timeout=60).run()
+    at = _apptest(str(daemon.socket), CLEAN, str(daemon.db)).run()
     assert not at.exception, at.exception
     assert [h.value for h in at.header] == ["Backups"]
     assert len(at.dataframe) == 1
+    assert at.dataframe[0].value["database size"][0].endswith("MiB"), at.dataframe[0].value
     at.button(key="ducksnap_backup_now").click().run()
     assert not at.exception, at.exception
     assert any("created" in s.value for s in at.success)
     assert len(client.list_snapshots()) == 2
-    # Restore needs the confirmation box.
+    # The app's own delete: a pre-delete snapshot, then the rows are gone.
+    at.button(key="app_delete").click().run()
+    assert not at.exception, at.exception
+    assert _orders(at) == ["orders in the database: **980**"], _orders(at)
+    newest_pre_delete = [s for s in client.list_snapshots() if s["reason"] == "pre-delete"][0]
+    picker = at.selectbox(key="ducksnap_restore_id")
+    assert picker.value == newest_pre_delete["id"], "the newest pre-delete is preselected"
+    assert "pre-delete · delete customer 7 · " in picker.format_func(picker.value)
+    # Restore needs the confirmation box; the app holds its cached connection.
     assert at.button(key="ducksnap_restore").disabled
-    oldest = client.list_snapshots()[-1]["id"]
-    at.selectbox(key="ducksnap_restore_id").select(oldest).run()
     at.checkbox(key="ducksnap_restore_confirm").check().run()
     at.button(key="ducksnap_restore").click().run()
     assert not at.exception, at.exception
-    assert any(f"Restored {oldest}" in s.value for s in at.success), [s.value for s in at.error]
+    assert not at.error, [e.value for e in at.error]
+    assert any("Restored the snapshot of" in s.value for s in at.success), [s.value for s in at.success]
+    assert _orders(at) == ["orders in the database: **1000**"], "the app shows the restored state"
+    reasons = list(at.dataframe[0].value["reason"])
+    assert len(reasons) == len(client.list_snapshots()), "the table is refreshed"
 
 
 def test_streamlit_page_cloud(tmp_path):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_function(
-        _page, args=(str(tmp_path / "none.sock"), {"STREAMLIT_SHARING_MODE": "1"}), default_timeout=60
-    ).run()
+    db = tmp_path / "app.duckdb"
+    con = duckdb.connect(str(db))
+    app.create_schema(con)
+    con.close()
+    at = _apptest(str(tmp_path / "none.sock"), {"STREAMLIT_SHARING_MODE": "1"}, str(db)).run()
     assert not at.exception, at.exception
     text = " ".join(i.value for i in at.info)
     assert "not available" in text and "MotherDuck" in text and "CREATE SNAPSHOT" in text
-    assert len(at.button) == 0, "rendering stops in cloud mode"
+    assert [b.key for b in at.button] == ["app_delete"], "no backup buttons in cloud mode"
+    assert any(m.value.startswith("footer") for m in at.markdown), "the rest of the app still renders"
 
 
 PY14 = os.environ.get("DUCKSNAP_PY14") or str(pathlib.Path(__file__).resolve().parents[2] / ".venv-duckdb14" / "bin" / "python")

@@ -50,19 +50,27 @@ fn daemon_ws(extra: &str, sql: &str) -> Workspace {
 
 impl Daemon {
     fn start(ws: &Workspace, extra_env: &[(&str, &str)]) -> Daemon {
-        let notify_path = ws.path().join(format!("notify-{}", std::process::id()));
+        let mut cmd = ws.cmd(&["daemon"]);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        Daemon::spawn(ws, cmd, socket_of(ws))
+    }
+
+    /// Starts `cmd` (a `ducksnap daemon` command) listening on `socket`;
+    /// returns once it said READY=1.
+    fn spawn(ws: &Workspace, mut cmd: std::process::Command, socket: PathBuf) -> Daemon {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let notify_path = ws.path().join(format!("notify-{}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
             .set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
-        let mut cmd = ws.cmd(&["daemon"]);
         cmd.env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().unwrap();
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -76,7 +84,7 @@ impl Daemon {
         });
         let d = Daemon {
             child: Some(child),
-            socket: socket_of(ws),
+            socket,
             notify,
             logs: rx,
             seen: Vec::new(),
@@ -711,6 +719,14 @@ fn unit_files_verify() {
         units.push(copy);
     }
     assert!(units.iter().any(|u| u.extension().unwrap() == "service"));
+    // A template is verified as one of its instances.
+    for u in units.iter_mut() {
+        if u.file_name().unwrap() == "ducksnap@.service" {
+            let instance = u.with_file_name("ducksnap@shop.service");
+            std::fs::rename(&*u, &instance).unwrap();
+            *u = instance;
+        }
+    }
     assert!(units.iter().any(|u| u.extension().unwrap() == "socket"));
     for u in &units {
         let out = std::process::Command::new("systemd-analyze")
@@ -1169,4 +1185,78 @@ fn the_cli_uses_the_daemons_mode_whatever_the_shell_says() {
     let out = cli_with(&ws, &[("DUCKSNAP_MODE", "sometimes")], &["list"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("DUCKSNAP_MODE"), "{}", stderr(&out));
+}
+
+/// `Environment=` lines of a unit file, with `%i`, `%E` and `%t` as given.
+fn unit_environment(
+    unit: &str,
+    instance: &str,
+    config_home: &Path,
+    runtime: &Path,
+) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd")
+            .join(unit),
+    )
+    .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .map(|kv| {
+            let kv = kv
+                .replace("%i", instance)
+                .replace("%E", config_home.to_str().unwrap())
+                .replace("%t", runtime.to_str().unwrap());
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_template_unit_runs_one_daemon_per_project() {
+    // Two projects, started the way ducksnap@shop and ducksnap@blog start:
+    // the unit's environment only, no --config, no socket.path.
+    let ws = Workspace::new();
+    let (config_home, runtime) = (ws.path().join("config"), ws.path().join("runtime"));
+    std::fs::create_dir_all(config_home.join("ducksnap")).unwrap();
+    let mut daemons = Vec::new();
+    for project in ["shop", "blog"] {
+        let db = ws.path().join(project).join("app.duckdb");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        make_db(&db, &format!("CREATE TABLE {project}(i INTEGER)"));
+        std::fs::write(
+            config_home.join("ducksnap").join(format!("{project}.toml")),
+            format!(
+                "[database]\npath = \"{}\"\nmode = \"local\"\n[store]\ndir = \"{}\"\nmin_free_space = \"1MiB\"\n[schedule]\nenabled = false\n[log]\nformat = \"json\"\n",
+                db.display(),
+                ws.path().join(project).join("backups").display()
+            ),
+        )
+        .unwrap();
+        let env = unit_environment("ducksnap@.service", project, &config_home, &runtime);
+        assert!(env.iter().any(|(k, _)| k == "DUCKSNAP_CONFIG"), "{env:?}");
+        let mut cmd = ws.bare_cmd();
+        cmd.arg("daemon").envs(env);
+        let socket = runtime.join("ducksnap").join(format!("{project}.sock"));
+        daemons.push((project, db, Daemon::spawn(&ws, cmd, socket)));
+    }
+    for (project, db, d) in &daemons {
+        let hello = d.connect().call(json!({"op": "hello"}));
+        assert_eq!(hello["result"]["database"], json!(db), "{project}: {hello}");
+        let snap = d.connect().call(json!({"op": "snapshot", "database": db}));
+        assert_eq!(snap["ok"], true, "{project}: {snap}");
+        let tables = &snap["result"]["snapshot"]["check"]["tables"];
+        assert_eq!(
+            tables[0]["name"], *project,
+            "{project} snapshotted its own database: {tables}"
+        );
+    }
+    // Asking shop's daemon about blog's database is refused.
+    let (_, blog_db, _) = &daemons[1];
+    let r = daemons[0]
+        .2
+        .connect()
+        .call(json!({"op": "snapshot", "database": blog_db}));
+    assert_eq!(r["error"]["code"], "wrong_database", "{r}");
 }

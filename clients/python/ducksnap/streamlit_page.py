@@ -151,10 +151,15 @@ def render_backups_page(
 def _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection) -> None:
     st.subheader("Restore")
     by_id = {s["id"]: s for s in snapshots}
+    # Preselect the newest pre-delete whenever a new snapshot appears (the
+    # widget would otherwise keep the choice made before it).
+    newest = snapshots[0]["id"]
+    if st.session_state.get("ducksnap_newest") != newest or st.session_state.get("ducksnap_restore_id") not in by_id:
+        st.session_state["ducksnap_restore_id"] = snapshots[default_choice(snapshots)]["id"]
+        st.session_state["ducksnap_newest"] = newest
     choice = st.selectbox(
         "Snapshot",
         list(by_id),
-        index=default_choice(snapshots),
         format_func=lambda i: describe(by_id[i]),
         key="ducksnap_restore_id",
     )
