@@ -213,6 +213,14 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             } else {
                 println!("mode: {:?} ({})", d.mode, d.reason);
                 println!("setting: database.mode = {:?}", d.setting);
+                if config::mode_from_env(&env)?.is_none()
+                    && let Some((_, hello)) = client::daemon_for(&ctx)?
+                {
+                    println!(
+                        "a daemon serves this store (pid {}): its mode, {:?} ({}), is what the other commands use",
+                        hello.pid, hello.mode, hello.mode_reason
+                    );
+                }
                 for s in &d.signals {
                     println!(
                         "  [{}] {:<26} {} = {}",

@@ -1260,3 +1260,105 @@ fn the_template_unit_runs_one_daemon_per_project() {
         .call(json!({"op": "snapshot", "database": blog_db}));
     assert_eq!(r["error"]["code"], "wrong_database", "{r}");
 }
+
+/// What a snapshot holds: each file's role and hash.
+fn content(ws: &Workspace, id: &str) -> Vec<(String, String)> {
+    ws.manifest(id)
+        .files
+        .iter()
+        .map(|f| (f.role.to_string(), f.hash.clone()))
+        .collect()
+}
+
+#[test]
+fn a_day_in_fast_forward_on_the_real_daemon() {
+    // One "hour" per second: a scheduled snapshot (and retention) after each
+    // change, five pre-delete snapshots early on, three restores later.
+    let ws = daemon_ws(
+        "[schedule]\ncron = \"* * * * * *\"\n[retention]\nkeep_last = 3\npre_restore_pin = \"3s\"\n",
+        "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (0)",
+    );
+    let db = ws.db();
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+    let (mut pre_delete, mut pre_restore) = (Vec::new(), Vec::new());
+    for hour in 1..=12 {
+        write_db(&db, &format!("INSERT INTO t VALUES ({hour})"));
+        d.wait_where(Duration::from_secs(30), |v| {
+            v["event"] == "snapshot.created" && v["reason"] == "scheduled"
+        })
+        .unwrap_or_else(|| panic!("hour {hour}: no scheduled snapshot"));
+        let mut c = d.connect();
+        if hour <= 5 {
+            let r = c.call(json!({"op": "snapshot", "reason": "pre-delete", "database": db}));
+            pre_delete.push(r["result"]["snapshot"]["id"].as_str().unwrap().to_string());
+        }
+        if [7, 9, 11].contains(&hour) {
+            let id = &pre_delete[(hour - 7) / 2];
+            let r = c.call(json!({"op": "restore", "id": id, "database": db}));
+            assert_eq!(r["ok"], true, "hour {hour}: {r}");
+            pre_restore.push(r["result"]["pre_restore"].as_str().unwrap().to_string());
+        }
+    }
+    // The pins (3 s) expire; the next scheduled run's retention releases them.
+    d.wait_where(Duration::from_secs(4), |_| false);
+    write_db(&db, "INSERT INTO t VALUES (99)");
+    d.wait_event("prune.pin_expired", Duration::from_secs(30));
+    let r = d.connect().call(json!({"op": "prune", "database": db}));
+    assert_eq!(r["ok"], true, "{r}");
+
+    let list = ws.json(&["list", "--json"]);
+    let snaps = list.as_array().unwrap();
+    let ids: Vec<&str> = snaps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    for id in &pre_delete {
+        assert!(
+            ids.contains(&id.as_str()),
+            "pre-delete {id} was pruned: {ids:?}"
+        );
+    }
+    let now = chrono::Utc::now();
+    for s in snaps {
+        let until = s["pinned_until"]
+            .as_str()
+            .map(|t| t.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        assert!(
+            until.is_none_or(|t| t > now),
+            "an expired pin was kept: {s}"
+        );
+    }
+    // No state stored twice as a pre-restore snapshot.
+    for id in pre_restore.iter().filter(|id| ids.contains(&id.as_str())) {
+        let mine = content(&ws, id);
+        let twins: Vec<&&str> = ids
+            .iter()
+            .filter(|o| **o != id.as_str() && content(&ws, o) == mine)
+            .collect();
+        assert!(twins.is_empty(), "pre-restore {id} duplicates {twins:?}");
+    }
+    // keep_last 3 counted the unpinned snapshots only.
+    let plan = &r["result"]["plan"]["decisions"];
+    let by_keep_last: Vec<&str> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| {
+            d["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r.as_str().unwrap().starts_with("keep_last"))
+        })
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    let newest_unpinned: Vec<&str> = snaps
+        .iter()
+        .filter(|s| s["pinned"] == false)
+        .take(3)
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(by_keep_last, newest_unpinned);
+    println!(
+        "{} snapshots kept: {ids:?}; pre-restore {pre_restore:?}",
+        ids.len()
+    );
+}

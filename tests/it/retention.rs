@@ -296,6 +296,91 @@ fn reason_rules_keep_pre_delete_snapshots_two_weeks() {
     assert_eq!(pre, 3);
 }
 
+/// Three days in fast-forward, as the daemon lives them: a scheduled
+/// snapshot every hour followed by retention, five pre-delete snapshots on
+/// day 1, three restores (each with a pre-restore snapshot pinned for a
+/// day) on day 2. After every prune: every pre-delete snapshot younger than
+/// 14 days exists, the `keep_last` newest unpinned snapshots exist and no
+/// pinned one takes their place; pins expire and are released.
+#[test]
+fn three_days_in_fast_forward() {
+    let p = RetentionConfig {
+        keep_last: 10,
+        reasons: ducksnap::config::default_reason_rules(),
+        pre_restore_pin: days(1),
+        ..policy()
+    };
+    let mut store: Vec<Candidate> = Vec::new();
+    let mut made = 0u32;
+    let mut pre_delete = Vec::new();
+    let mut pre_restore = Vec::new();
+    let mut add = |store: &mut Vec<Candidate>, at: DateTime<Utc>, reason: &str| {
+        made += 1;
+        let mut c = snap(at, made);
+        c.reason = reason.into();
+        if reason == "pre-restore" {
+            c.pinned = true;
+            c.pinned_until = Some(at + Duration::days(1));
+        }
+        store.push(c.clone());
+        c.id
+    };
+    for h in 0..72 {
+        let now = t0() + Duration::hours(h);
+        add(&mut store, now, "scheduled");
+        if h < 24 && h % 5 == 2 {
+            pre_delete.push(add(&mut store, now + Duration::minutes(10), "pre-delete"));
+        }
+        if [30, 34, 40].contains(&h) {
+            pre_restore.push(add(&mut store, now + Duration::minutes(20), "pre-restore"));
+        }
+        // Retention after the snapshot, as `prune` does: expired pins released.
+        let at = now + Duration::minutes(30);
+        for c in store.iter_mut() {
+            if c.pinned && c.pinned_until.is_some_and(|t| t <= at) {
+                c.pinned = false;
+                c.pinned_until = None;
+            }
+        }
+        let pl = plan(&store, &p, at);
+        let kept: Vec<SnapshotId> = pl.kept().map(|d| d.id.clone()).collect();
+        store.retain(|c| kept.contains(&c.id));
+
+        for id in &pre_delete {
+            assert!(
+                store.iter().any(|c| &c.id == id),
+                "hour {h}: pre-delete {id} pruned"
+            );
+        }
+        let mut unpinned: Vec<&Candidate> = store.iter().filter(|c| !c.pinned).collect();
+        unpinned.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        let by_keep_last: Vec<&SnapshotId> = pl
+            .decisions
+            .iter()
+            .filter(|d| d.reasons.iter().any(|r| r.starts_with("keep_last")))
+            .map(|d| &d.id)
+            .collect();
+        let newest: Vec<&SnapshotId> = unpinned.iter().take(10).map(|c| &c.id).collect();
+        assert_eq!(
+            by_keep_last, newest,
+            "hour {h}: keep_last counts unpinned snapshots only"
+        );
+    }
+    // Day 3 ends: every pin (a day long) has expired and been released; the
+    // pre-restore snapshots are ordinary ones now, kept only by a rule.
+    assert!(store.iter().all(|c| !c.pinned), "expired pins released");
+    let end = t0() + Duration::hours(71) + Duration::minutes(30);
+    for id in &pre_restore {
+        if let Some(c) = store.iter().find(|c| &c.id == id) {
+            assert!(
+                end - c.created_at < Duration::hours(11),
+                "{id} kept after its pin expired"
+            );
+        }
+    }
+    assert_eq!(store.iter().filter(|c| c.reason == "pre-delete").count(), 5);
+}
+
 fn arb_policy() -> impl Strategy<Value = RetentionConfig> {
     (
         0u32..5,
