@@ -1168,6 +1168,8 @@ fn the_cli_uses_the_daemons_mode_whatever_the_shell_says() {
             &["restore", &id, "--to", to.to_str().unwrap(), "--yes"],
         );
         assert!(out.status.success(), "{}", stderr(&out));
+        let shown = stdout(&cli_with(&ws, &env, &["env"]));
+        assert!(shown.contains("a daemon serves this store"), "{shown}");
     }
     // $DUCKSNAP_MODE in the shell wins, for every command alike.
     let env = [("DUCKSNAP_MODE", "cloud")];
