@@ -59,6 +59,12 @@ def test_a_client_pointed_at_another_projects_daemon_refuses(two_projects):
     with pytest.raises(WrongDatabase, match="protects"):
         app.protected_delete(con, 9, client=wrong)
     assert app.counts(con, 9) == (1, 20), "the delete must not run unprotected"
+    # A cloud signal in the app's environment does not turn that into a
+    # silent "backups disabled": a daemon answered, this is a developer machine.
+    headless = Client(socket_path=str(shop.socket), env={"STREAMLIT_SERVER_HEADLESS": "true"})
+    with pytest.raises(WrongDatabase):
+        app.protected_delete(con, 9, client=headless)
+    assert app.counts(con, 9) == (1, 20)
     # Even on_error="warn" does not pretend: the warning names the mismatch.
     with pytest.warns(RuntimeWarning, match="protects"):
         app.protected_delete(con, 9, client=wrong, on_error="warn")

@@ -292,12 +292,9 @@ class Client:
         return d
 
     def _mode_from_daemon_or_signals(self) -> Dict[str, Any]:
-        try:
-            hello = self._find_daemon()
-        except WrongDatabase:
-            hello = None
-            if not self.cloud_signals:
-                raise
+        # A daemon that protects another database is an error even with
+        # cloud signals: a daemon runs, so this is a developer machine.
+        hello = self._find_daemon()
         if hello and hello.get("mode") in ("local", "cloud"):
             why = hello.get("mode_reason") or "its own detection"
             return {"mode": hello["mode"], "reason": f"the daemon (pid {hello.get('pid')}) decided: {why}", "source": "daemon"}
