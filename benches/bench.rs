@@ -647,7 +647,7 @@ fn socket_vs_in_process(root: &Path) -> Value {
         ducksnap::environment::detect(&env, &config.database.path, config.database.mode);
     let ctx = ducksnap::ops::Ctx { config, detection };
     // The same work as the daemon does: one kept DuckDB instance for checks.
-    ducksnap::check::keep_instance();
+    ducksnap::database::check::keep_instance();
     // Interleaved, so both see the same store and the same machine state.
     let (mut sock, mut inproc) = (vec![], vec![]);
     for i in 0..100 {

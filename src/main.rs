@@ -1,5 +1,6 @@
 //! The `ducksnap` binary: parse arguments, run, print any error once with its
-//! chain, exit with the documented code.
+//! chain, exit with the documented code. A closed stdout (`ducksnap list |
+//! head -1`) ends the command quietly with exit 0, as ripgrep does.
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     match cli::run(args, HostEnv::from_process()) {
         Ok(code) => ExitCode::from(code),
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("ducksnap: error: {}", render_chain(&err));
             let code = err
@@ -25,6 +27,12 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether the command stopped only because stdout's reader went away
+/// (not a broken pipe to the daemon, which is an error).
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<cli::StdoutClosed>().is_some()
 }
 
 /// The error and its causes, skipping causes whose text the message above

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ducksnap::duckfile::{BUNDLED_STORAGE_VERSION, Header};
+use ducksnap::database::duckfile::{BUNDLED_STORAGE_VERSION, Header};
 use ducksnap::store::{ChunkRef, FileHash, chunk_list_hash};
 
 use crate::helpers::*;

@@ -484,7 +484,7 @@ proptest! {
 mod schedule {
     use chrono::{TimeZone, Utc};
     use ducksnap::config::{CronExpr, ScheduleConfig};
-    use ducksnap::schedule::next_after;
+    use ducksnap::daemon::schedule::next_after;
 
     fn cfg(expr: &str, tz: &str) -> ScheduleConfig {
         ScheduleConfig {
@@ -538,7 +538,7 @@ mod schedule {
 
     #[test]
     fn wake_ups_are_classified() {
-        use ducksnap::schedule::{Due, due};
+        use ducksnap::daemon::schedule::{Due, due};
         let planned = Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap();
         let tol = chrono::Duration::seconds(5);
         assert_eq!(

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{wal_checkpoint_path, wal_path};
-use crate::oslock::{self, LockKind};
+use crate::database::duckfile::{wal_checkpoint_path, wal_path};
+use crate::database::oslock::{self, LockKind};
 use crate::store::fsync_dir;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +116,7 @@ impl Journal {
 }
 
 fn recovery_path(db: &Path) -> PathBuf {
-    crate::duckfile::side_path(db, ".wal.recovery")
+    crate::database::duckfile::side_path(db, ".wal.recovery")
 }
 
 /// `<dir>/.<name>.ducksnap-restore.json`
@@ -274,7 +274,7 @@ pub fn remove_orphans(target: &Path) -> Result<(), RecoverError> {
     for e in entries.flatten() {
         let fname = e.file_name().to_string_lossy().into_owned();
         if !fname.starts_with(&prefix)
-            || crate::duckfile::SIDE_FILES
+            || crate::database::duckfile::SIDE_FILES
                 .iter()
                 .any(|s| fname.ends_with(s.suffix))
         {
@@ -285,7 +285,7 @@ pub fn remove_orphans(target: &Path) -> Result<(), RecoverError> {
             live = true;
             continue;
         }
-        for f in crate::duckfile::all_paths(&p) {
+        for f in crate::database::duckfile::all_paths(&p) {
             remove_if_exists(&f)?;
         }
         tracing::info!(event = "restore.orphan_removed", path = %p.display(), "removed the staging file of an interrupted restore");

@@ -15,8 +15,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::daemon::{JobKind, Shared};
-use crate::handlers;
-use crate::protocol::{self, Request, Response};
+use crate::ops::dispatch;
+use crate::protocol::{self, ErrorCode, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -126,7 +126,7 @@ pub async fn serve(shared: Shared, listener: UnixListener) {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             let mut s = stream;
             let line = Response::err(
-                "too_many_connections",
+                ErrorCode::TooManyConnections,
                 format!("the daemon serves at most {max} connections at once; try again"),
             )
             .to_line();
@@ -198,7 +198,11 @@ async fn connection(shared: Shared, stream: UnixStream) {
     let (r, mut w) = stream.into_split();
     if peer != Some(my_uid) {
         tracing::warn!(event = "socket.unauthorized", peer_uid = ?peer, "refused a connection from another user");
-        let line = Response::err("unauthorized", "this daemon serves only its own user").to_line();
+        let line = Response::err(
+            ErrorCode::Unauthorized,
+            "this daemon serves only its own user",
+        )
+        .to_line();
         let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(&line)).await;
         return;
     }
@@ -214,13 +218,13 @@ async fn connection(shared: Shared, stream: UnixStream) {
             Err(_) => {
                 tracing::debug!(event = "socket.idle_timeout", "closing an idle connection");
                 Some(Response::err(
-                    "idle_timeout",
+                    ErrorCode::IdleTimeout,
                     "no request within the idle timeout; closing",
                 ))
             }
             Ok(Err(_)) | Ok(Ok(Line::Eof)) => break,
             Ok(Ok(Line::TooLong)) => Some(Response::err(
-                "line_too_long",
+                ErrorCode::LineTooLong,
                 format!("request line longer than {max_line} bytes; closing"),
             )),
             Ok(Ok(Line::Complete)) => {
@@ -255,12 +259,12 @@ fn wrong_database(shared: &Shared, asked: Option<&std::path::Path>) -> Option<Re
     let asked = asked?;
     let ctx = shared.ctx();
     let ours = &ctx.config.database.path;
-    if crate::dbpath::same_database(ours, asked) {
+    if crate::database::dbpath::same_database(ours, asked) {
         return None;
     }
     tracing::warn!(event = "socket.wrong_database", asked = %asked.display(), protects = %ours.display(), "refused a request about another database");
     Some(Response::err(
-        "wrong_database",
+        ErrorCode::WrongDatabase,
         format!(
             "this daemon protects {}, not {}: start a daemon for that database (see docs/DEPLOYMENT.md, \"Several projects\") and point the app at its socket",
             ours.display(),
@@ -275,7 +279,7 @@ async fn dispatch(shared: &Shared, req: Request) -> Response {
     }
     let ctx = shared.ctx();
     let info = shared.info();
-    tokio::task::spawn_blocking(move || handlers::handle(&ctx, req, info))
+    tokio::task::spawn_blocking(move || dispatch::handle(&ctx, req, info))
         .await
-        .unwrap_or_else(|e| Response::err("failed", format!("internal error: {e}")))
+        .unwrap_or_else(|e| Response::err(ErrorCode::Failed, format!("internal error: {e}")))
 }

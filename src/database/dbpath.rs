@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::duckfile;
+use crate::database::duckfile;
 
 /// The real path of `p`: `p` with every link and `..` resolved when it
 /// exists; otherwise its directory's real path joined with its name. A link

@@ -33,14 +33,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::check::{self, CheckError};
-use crate::duckfile::{self, Header, HeaderError};
-use crate::mapped::Mapped;
-use crate::oslock::{self, LockKind};
+use crate::capture::mapped::Mapped;
+use crate::database::check::{self, CheckError};
+use crate::database::duckfile::{self, Header, HeaderError, wal_checkpoint_path, wal_path};
+use crate::database::oslock::{self, LockKind};
 use crate::store::{
     CaptureMethod, CheckInfo, ChunkBatch, Compressors, FileEntry, FileHash, PutChunk, Store,
     StoreError, StoreLock, chunk_list_hash, read_full_at, workers,
 };
+
+pub mod mapped;
 
 /// Chunk size target for database runs and the WAL.
 pub const CHUNK_TARGET: u64 = 256 * 1024;
@@ -117,17 +119,6 @@ impl<E: Into<CaptureError>> From<E> for AttemptError {
     fn from(e: E) -> Self {
         AttemptError::Fatal(e.into())
     }
-}
-
-/// `<db>.wal`
-pub fn wal_path(db: &Path) -> PathBuf {
-    duckfile::side_path(db, ".wal")
-}
-
-/// `<db>.wal.checkpoint` (DuckDB ≥ 1.5, during a checkpoint, and after a
-/// crash in one)
-pub fn wal_checkpoint_path(db: &Path) -> PathBuf {
-    duckfile::side_path(db, ".wal.checkpoint")
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]

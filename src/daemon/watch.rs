@@ -13,6 +13,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::daemon::{self, JobKind, Shared};
+use crate::protocol::ErrorCode;
 
 /// Starts the watcher that sends `()` for each relevant event.
 fn start(db: &Path, tx: mpsc::UnboundedSender<()>) -> Option<Box<dyn Watcher + Send>> {
@@ -118,7 +119,10 @@ pub async fn watcher(shared: Shared) {
             }
         }
         let r = shared.submit(JobKind::Changed).await;
-        if r.error.as_ref().is_some_and(|e| e.code == "shutting_down") {
+        if r.error
+            .as_ref()
+            .is_some_and(|e| e.code == ErrorCode::ShuttingDown)
+        {
             return;
         }
     }

@@ -236,3 +236,14 @@ pub fn all_paths(db: &std::path::Path) -> Vec<std::path::PathBuf> {
         .chain(SIDE_FILES.iter().map(|s| side_path(db, s.suffix)))
         .collect()
 }
+
+/// `<db>.wal`
+pub fn wal_path(db: &std::path::Path) -> std::path::PathBuf {
+    side_path(db, ".wal")
+}
+
+/// `<db>.wal.checkpoint` (DuckDB ≥ 1.5, during a checkpoint, and after a
+/// crash in one)
+pub fn wal_checkpoint_path(db: &std::path::Path) -> std::path::PathBuf {
+    side_path(db, ".wal.checkpoint")
+}

@@ -29,8 +29,8 @@ use std::sync::{Condvar, Mutex, mpsc};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::id::{InvalidId, SnapshotId};
-use crate::oslock::{self, LockKind};
+use crate::database::oslock::{self, LockKind};
+use crate::id::SnapshotId;
 
 const MARKER: &str = "ducksnap-store 1\n";
 const CATALOG: &str = "snapshot_metadata.json";
@@ -39,7 +39,9 @@ pub const MANIFEST_FORMAT: u32 = 1;
 /// Errors at the store boundary; each names the path and what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store: cannot {op} {path}: {source}")]
+    // No "store:" prefix: the same error reports I/O on the database's
+    // directory (a restore's fsync), and the path says which it is.
+    #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -48,8 +50,6 @@ pub enum StoreError {
     },
     #[error("{path} is not a ducksnap store (or an unsupported format): {reason}")]
     Format { path: PathBuf, reason: String },
-    #[error(transparent)]
-    InvalidId(#[from] InvalidId),
     #[error("no snapshot {id} in store {store}")]
     NotFound { id: SnapshotId, store: PathBuf },
     #[error("manifest {path} is unreadable: {reason}")]
@@ -248,7 +248,7 @@ impl Manifest {
         }
         let mut roles = BTreeSet::new();
         for f in &self.files {
-            if crate::duckfile::role_path(Path::new("db"), &f.role).is_none() {
+            if crate::database::duckfile::role_path(Path::new("db"), &f.role).is_none() {
                 return Err(format!("unknown file role {:?}", f.role));
             }
             if !roles.insert(f.role.as_str()) {
@@ -279,7 +279,7 @@ impl Manifest {
                 ));
             }
         }
-        if !roles.contains(crate::duckfile::DB_ROLE) {
+        if !roles.contains(crate::database::duckfile::DB_ROLE) {
             return Err("no db file entry".into());
         }
         Ok(())
@@ -1085,7 +1085,7 @@ impl Store {
         })?;
         let db = dir.join(name);
         for f in &m.files {
-            let dest = crate::duckfile::role_path(&db, &f.role).expect("validated role");
+            let dest = crate::database::duckfile::role_path(&db, &f.role).expect("validated role");
             self.reassemble_file(f, &dest)?;
         }
         Ok(db)

@@ -3,7 +3,7 @@
 //! of copying every byte into a buffer first (the copy was a third of a
 //! snapshot's CPU time).
 //!
-//! Besides [`crate::activation`], this is the crate's only `unsafe`: viewing
+//! Besides [`crate::daemon::activation`], this is the crate's only `unsafe`: viewing
 //! a mapping as `&[u8]` is sound only while nobody changes or shortens the
 //! file. Capture maps a file only while its OFD read lock keeps every DuckDB
 //! writer out (DuckDB's read-write open needs a write lock the read lock

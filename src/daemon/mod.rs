@@ -5,10 +5,10 @@
 //! * **worker** — the only task that changes the store from this process:
 //!   takes [`Job`]s from a queue in order and runs each on a blocking thread,
 //!   so store mutations never overlap and every caller gets its own answer;
-//! * **server** ([`crate::server`]) — the Unix socket;
-//! * **scheduler** — cron slots ([`crate::schedule`]); queues a scheduled
+//! * **server** ([`crate::daemon::server`]) — the Unix socket;
+//! * **scheduler** — cron slots ([`crate::daemon::schedule`]); queues a scheduled
 //!   snapshot (skipped when the database did not change) followed by retention;
-//! * **watcher** ([`crate::watch`]) — the database's directory;
+//! * **watcher** ([`crate::daemon::watch`]) — the database's directory;
 //! * **watchdog** — `WATCHDOG=1` when systemd asks for it.
 //!
 //! Signals (signal-hook, on a thread) come to the main loop: SIGTERM/SIGINT
@@ -26,17 +26,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, HostEnv};
+use crate::daemon::sdnotify::Notifier;
 use crate::environment;
-use crate::handlers;
+use crate::ops::dispatch;
 use crate::ops::{self, Ctx, DaemonInfo, SnapshotOutcome, SnapshotRequest};
-use crate::protocol::{Request, Response};
-use crate::sdnotify::Notifier;
+use crate::protocol::{ErrorCode, Request, Response};
 use crate::store::Store;
+
+pub mod activation;
+pub mod schedule;
+pub mod sdnotify;
+pub mod server;
+pub mod watch;
 
 /// How long shutdown waits for in-flight work before exiting anyway.
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(20);
@@ -73,7 +79,7 @@ pub type Fingerprint = (u64, i64, i64, u64, Option<(u64, i64, i64)>);
 /// Cheap change detector for the database and its WAL.
 pub fn fingerprint(db: &Path) -> Option<Fingerprint> {
     let m = std::fs::metadata(db).ok()?;
-    let w = std::fs::metadata(crate::capture::wal_path(db))
+    let w = std::fs::metadata(crate::database::duckfile::wal_path(db))
         .ok()
         .map(|w| (w.len(), w.mtime(), w.mtime_nsec()));
     Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino(), w))
@@ -82,7 +88,7 @@ pub fn fingerprint(db: &Path) -> Option<Fingerprint> {
 /// Handles shared by every task.
 #[derive(Clone)]
 pub struct Shared {
-    pub ctx: watch::Receiver<Arc<Ctx>>,
+    pub ctx: tokio::sync::watch::Receiver<Arc<Ctx>>,
     pub jobs: mpsc::Sender<Job>,
     pub state: Arc<Mutex<State>>,
     pub token: CancellationToken,
@@ -101,10 +107,11 @@ impl Shared {
     pub async fn submit(&self, kind: JobKind) -> Response {
         let (tx, rx) = oneshot::channel();
         if self.jobs.send(Job { kind, reply: tx }).await.is_err() {
-            return Response::err("shutting_down", "the daemon is shutting down");
+            return Response::err(ErrorCode::ShuttingDown, "the daemon is shutting down");
         }
-        rx.await
-            .unwrap_or_else(|_| Response::err("shutting_down", "the daemon is shutting down"))
+        rx.await.unwrap_or_else(|_| {
+            Response::err(ErrorCode::ShuttingDown, "the daemon is shutting down")
+        })
     }
 }
 
@@ -140,16 +147,16 @@ async fn run_async(ctx: Ctx, env: HostEnv, reload: Reload) -> anyhow::Result<u8>
             true,
             ctx.config.store.compression_level,
         )?;
-        crate::restore::recover(&ctx.config.database.path)?;
+        crate::ops::restore::journal::recover(&ctx.config.database.path)?;
         // One DuckDB instance for every check: a pre-delete snapshot then
         // does not pay for starting one.
-        crate::check::keep_instance();
+        crate::database::check::keep_instance();
         if !ctx.config.database.path.exists() {
             tracing::warn!(event = "watch.database_missing", database = %ctx.config.database.path.display(), "the database does not exist yet; snapshots start when it appears");
         }
     }
     let socket_path = ctx.config.socket.path.clone();
-    let (listener, socket_ino) = match crate::activation::inherited_listener(&env)? {
+    let (listener, socket_ino) = match crate::daemon::activation::inherited_listener(&env)? {
         Some(std) => {
             tracing::info!(
                 event = "socket.activated",
@@ -159,13 +166,13 @@ async fn run_async(ctx: Ctx, env: HostEnv, reload: Reload) -> anyhow::Result<u8>
             (tokio::net::UnixListener::from_std(std)?, None)
         }
         None => {
-            let l = crate::server::bind(&socket_path)?;
+            let l = crate::daemon::server::bind(&socket_path)?;
             (l, std::fs::metadata(&socket_path).map(|m| m.ino()).ok())
         }
     };
 
     let token = CancellationToken::new();
-    let (ctx_tx, ctx_rx) = watch::channel(Arc::new(ctx));
+    let (ctx_tx, ctx_rx) = tokio::sync::watch::channel(Arc::new(ctx));
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
     let state = Arc::new(Mutex::new(State {
         info: DaemonInfo {
@@ -184,10 +191,10 @@ async fn run_async(ctx: Ctx, env: HostEnv, reload: Reload) -> anyhow::Result<u8>
 
     let mut tasks = JoinSet::new();
     tasks.spawn(worker(shared.clone(), jobs_rx));
-    tasks.spawn(crate::server::serve(shared.clone(), listener));
+    tasks.spawn(crate::daemon::server::serve(shared.clone(), listener));
     if !cloud {
         tasks.spawn(scheduler(shared.clone()));
-        tasks.spawn(crate::watch::watcher(shared.clone()));
+        tasks.spawn(crate::daemon::watch::watcher(shared.clone()));
     }
     if let Some(every) = notifier.watchdog_interval() {
         let (n, t) = (notifier.clone(), token.clone());
@@ -320,29 +327,18 @@ async fn worker(shared: Shared, mut jobs: mpsc::Receiver<Job>) {
         let s = shared.clone();
         let answer = tokio::task::spawn_blocking(move || run_job(&s, job.kind))
             .await
-            .unwrap_or_else(|e| Response::err("failed", format!("internal error: {e}")));
+            .unwrap_or_else(|e| Response::err(ErrorCode::Failed, format!("internal error: {e}")));
         let _ = job.reply.send(answer);
     }
     // Anything still queued gets a clear answer.
     jobs.close();
     while let Some(job) = jobs.recv().await {
         let _ = job.reply.send(Response::err(
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             "the daemon is shutting down",
         ));
     }
 }
-
-/// Answers that refuse a request rather than report the daemon failing.
-const REFUSALS: &[&str] = &[
-    "invalid_argument",
-    "invalid_request",
-    "not_found",
-    "in_use",
-    "disabled",
-    "wrong_database",
-    "shutting_down",
-];
 
 /// The kind of work an error belongs to, so that a later success of the
 /// same kind clears it.
@@ -382,7 +378,7 @@ fn set_result(shared: &Shared, what: &str, r: &Response) {
     ));
     match &r.error {
         None => record(shared, what, Ok(())),
-        Some(e) if REFUSALS.contains(&e.code.as_str()) => {}
+        Some(e) if e.code.is_refusal() => {}
         Some(e) => record(shared, what, Err(e.message.clone())),
     }
 }
@@ -394,7 +390,7 @@ fn run_job(shared: &Shared, kind: JobKind) -> Response {
         JobKind::Request(req) => {
             let what = req.name();
             let is_snapshot = matches!(req, Request::Snapshot { .. });
-            let r = handlers::handle(&ctx, req, shared.info());
+            let r = dispatch::handle(&ctx, req, shared.info());
             if is_snapshot && r.ok {
                 note_snapshot(shared, &ctx.config.database.path);
             }
@@ -434,9 +430,9 @@ fn run_job(shared: &Shared, kind: JobKind) -> Response {
                         now_fp,
                         !matches!(o, SnapshotOutcome::Unchanged { .. }),
                     );
-                    Response::ok(handlers::snapshot_json(&o))
+                    Response::ok(dispatch::snapshot_json(&o))
                 }
-                Err(e) => Response::err(handlers::error_code(&e), e.to_string()),
+                Err(e) => Response::err(e.code(), e.to_string()),
             };
             set_result(shared, &req.reason, &r);
             if r.ok {
@@ -477,11 +473,11 @@ fn note_snapshot_fp(shared: &Shared, fp: Option<Fingerprint>, taken: bool) {
     }
 }
 
-/// Fires scheduled jobs; see [`crate::schedule`] for why it is a loop.
+/// Fires scheduled jobs; see [`crate::daemon::schedule`] for why it is a loop.
 async fn scheduler(shared: Shared) {
     const RECHECK: Duration = Duration::from_secs(60);
     let mut ctx_rx = shared.ctx.clone();
-    let mut next = crate::schedule::next_after(&shared.ctx().config.schedule, Utc::now());
+    let mut next = crate::daemon::schedule::next_after(&shared.ctx().config.schedule, Utc::now());
     loop {
         shared.state.lock().expect("state lock").info.next_run = next;
         let wait = match next {
@@ -497,27 +493,30 @@ async fn scheduler(shared: Shared) {
                 if changed.is_err() {
                     break;
                 }
-                next = crate::schedule::next_after(&shared.ctx().config.schedule, Utc::now());
+                next = crate::daemon::schedule::next_after(&shared.ctx().config.schedule, Utc::now());
                 tracing::info!(event = "schedule.reloaded", next_run = ?next, "schedule reloaded");
                 continue;
             }
             _ = tokio::time::sleep(wait) => {}
         }
         let Some(planned) = next else { continue };
-        match crate::schedule::due(planned, Utc::now(), chrono::Duration::seconds(5)) {
-            crate::schedule::Due::NotYet => continue,
-            crate::schedule::Due::OnTime => {}
-            crate::schedule::Due::Missed { late_seconds } => {
+        match crate::daemon::schedule::due(planned, Utc::now(), chrono::Duration::seconds(5)) {
+            crate::daemon::schedule::Due::NotYet => continue,
+            crate::daemon::schedule::Due::OnTime => {}
+            crate::daemon::schedule::Due::Missed { late_seconds } => {
                 tracing::warn!(event = "schedule.missed", planned = %planned.to_rfc3339(), late_seconds, "a scheduled run was missed (suspend or clock jump?); running it once now");
             }
         }
         tracing::debug!(event = "schedule.fire", planned = %planned.to_rfc3339(), "scheduled run");
         let r = shared.submit(JobKind::Scheduled).await;
-        if r.error.as_ref().is_some_and(|e| e.code == "shutting_down") {
+        if r.error
+            .as_ref()
+            .is_some_and(|e| e.code == ErrorCode::ShuttingDown)
+        {
             break;
         }
         // Slots missed while that ran (or while suspended) run once, not many times.
-        next = crate::schedule::next_after(&shared.ctx().config.schedule, Utc::now());
+        next = crate::daemon::schedule::next_after(&shared.ctx().config.schedule, Utc::now());
     }
 }
 

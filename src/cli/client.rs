@@ -116,7 +116,7 @@ fn same_store(ctx: &Ctx, mut c: Client) -> Option<(Client, Hello)> {
         .ok()?;
     let hello: Hello = serde_json::from_value(answer.result?).ok()?;
     if hello.store != ctx.config.store.dir
-        || !crate::dbpath::same_database(&ctx.config.database.path, &hello.database)
+        || !crate::database::dbpath::same_database(&ctx.config.database.path, &hello.database)
     {
         tracing::debug!(event = "client.other_store", daemon_store = %hello.store.display(), daemon_database = %hello.database.display(), "the daemon on the socket serves another store or database; working directly");
         return None;

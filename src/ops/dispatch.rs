@@ -4,40 +4,13 @@
 
 use serde_json::{Value, json};
 
-use crate::capture::CaptureError;
 use crate::ops::{self, Ctx, DaemonInfo, OpError, SnapshotOutcome, SnapshotRequest};
 use crate::protocol::{PROTOCOL_VERSION, Request, Response};
-use crate::store::StoreError;
-
-/// The stable error code for an operation error.
-pub fn error_code(e: &OpError) -> &'static str {
-    match e {
-        OpError::Config(_) | OpError::InvalidId(_) | OpError::InvalidArgument { .. } => {
-            "invalid_argument"
-        }
-        OpError::Store(StoreError::InvalidId(_)) => "invalid_argument",
-        OpError::Store(StoreError::NotFound { .. }) => "not_found",
-        OpError::Capture(CaptureError::Missing { .. })
-        | OpError::Capture(CaptureError::NotAFile { .. })
-        | OpError::Capture(CaptureError::Header(_)) => "database_missing",
-        OpError::Capture(CaptureError::Inconsistent { .. }) => "busy",
-        OpError::InUse { .. } => "in_use",
-        OpError::Damaged { .. }
-        | OpError::VerifyFailed { .. }
-        | OpError::Store(StoreError::GcRefused { .. })
-        | OpError::Store(StoreError::Link { .. })
-        | OpError::Store(StoreError::BadManifest { .. }) => "damaged",
-        OpError::NoSpace { .. } => "no_space",
-        OpError::Disabled { .. } => "disabled",
-        OpError::Exists { .. } | OpError::NotConfirmed(_) => "invalid_argument",
-        _ => "failed",
-    }
-}
 
 fn answer<T: serde::Serialize>(r: Result<T, OpError>) -> Response {
     match r {
         Ok(v) => Response::ok(serde_json::to_value(v).expect("result serializes")),
-        Err(e) => Response::err(error_code(&e), e.to_string()),
+        Err(e) => Response::err(e.code(), e.to_string()),
     }
 }
 
@@ -78,12 +51,12 @@ pub fn handle(ctx: &Ctx, req: Request, daemon: DaemonInfo) -> Response {
             };
             match ops::snapshot(ctx, &req) {
                 Ok(o) => Response::ok(snapshot_json(&o)),
-                Err(e) => Response::err(error_code(&e), e.to_string()),
+                Err(e) => Response::err(e.code(), e.to_string()),
             }
         }
         Request::List {} => match ops::list(ctx) {
             Ok(l) => Response::ok(serde_json::to_value(&l.snapshots).expect("list serializes")),
-            Err(e) => Response::err(error_code(&e), e.to_string()),
+            Err(e) => Response::err(e.code(), e.to_string()),
         },
         Request::Show { id } => answer(ops::show(ctx, &id)),
         Request::Restore {

@@ -15,7 +15,7 @@ use std::sync::{Mutex, OnceLock};
 
 use duckdb::{AccessMode, Config, Connection};
 
-use crate::duckfile::{BUNDLED_STORAGE_VERSION, Header};
+use crate::database::duckfile::{BUNDLED_STORAGE_VERSION, Header};
 use crate::store::{CheckInfo, CheckStatus, TableCount};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,31 @@
+//! `ducksnap config check`: the effective config, every path resolved.
+
+use anyhow::Context;
+
+use crate::ops::Ctx;
+
+use super::{outln, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
+    if a.json {
+        print_json(&ctx.config)?;
+        return Ok(0);
+    }
+    let src = ctx
+        .config
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in defaults (no config file found)".into());
+    outln!("# config OK: {src}");
+    let text = toml::to_string_pretty(&ctx.config).context("rendering the config")?;
+    use std::io::Write as _;
+    write!(std::io::stdout().lock(), "{text}").map_err(super::stdout_error)?;
+    Ok(0)
+}

@@ -1,0 +1,97 @@
+//! `ducksnap restore ID`: put a snapshot back (after a confirmation).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::HostEnv;
+use crate::ops::{self, Ctx, OpError};
+use crate::protocol::Request;
+
+use super::{outln, print_json, remote};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    id: String,
+    /// Write the snapshot to this path instead of replacing the database.
+    #[arg(long, value_name = "PATH")]
+    to: Option<PathBuf>,
+    /// With --to: overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+    /// Also open the restored file with DuckDB and compare its tables and
+    /// row counts with the snapshot's (every chunk's and the whole file's
+    /// hash is always checked).
+    #[arg(long)]
+    check: bool,
+    /// Do not ask for confirmation (needed when not on a terminal).
+    #[arg(long)]
+    yes: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
+    if !a.yes {
+        confirm(ctx, &a.id, a.to.as_deref())?;
+    }
+    let to = a.to.map(|p| env.cwd.join(p));
+    let r: ops::Restored = remote::call_as(
+        ctx,
+        Request::Restore {
+            id: a.id,
+            to,
+            force: a.force,
+            check: a.check,
+        },
+    )?;
+    if a.json {
+        print_json(&r)?;
+        return Ok(0);
+    }
+    outln!(
+        "restored snapshot {} to {}{}",
+        r.id,
+        r.path.display(),
+        if r.wal { " (with its WAL)" } else { "" }
+    );
+    if let Some(p) = &r.pre_restore {
+        outln!("the previous database is kept as pinned snapshot {p} (restore it to undo)");
+    }
+    if !r.verified {
+        outln!(
+            "note: the bundled DuckDB cannot read this storage version; only the file hash was checked"
+        );
+    }
+    Ok(0)
+}
+
+/// Asks on the terminal before replacing the database; refuses without one.
+fn confirm(ctx: &Ctx, id: &str, to: Option<&Path>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if ctx.detection.is_cloud() {
+        return Ok(()); // restore answers with the disabled error itself
+    }
+    let target = to
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| ctx.config.database.path.display().to_string());
+    if !std::io::stdin().is_terminal() {
+        return Err(OpError::NotConfirmed(format!(
+            "restoring {id} to {target} needs confirmation; pass --yes when not on a terminal"
+        ))
+        .into());
+    }
+    eprint!(
+        "Restore snapshot {id} to {target}?{} [y/N] ",
+        if to.is_none() {
+            " The current database is first saved as a pinned pre-restore snapshot."
+        } else {
+            ""
+        }
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(OpError::NotConfirmed("restore cancelled".into()).into())
+    }
+}

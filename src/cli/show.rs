@@ -1,0 +1,83 @@
+//! `ducksnap show ID`: one snapshot's manifest (read here, from the store).
+
+use crate::ops::{self, Ctx, OpError};
+use crate::store::{FileHash, Manifest};
+
+use super::{outln, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
+    let shown = ops::show(ctx, &a.id)?;
+    if a.json {
+        print_json(&shown)?;
+    } else {
+        print_manifest(&shown.manifest)?;
+    }
+    if !shown.missing_chunks.is_empty() {
+        for h in &shown.missing_chunks {
+            eprintln!("missing chunk: {h}");
+        }
+        return Err(OpError::Damaged {
+            id: shown.manifest.id.clone(),
+            missing: shown.missing_chunks.len(),
+        }
+        .into());
+    }
+    Ok(0)
+}
+
+fn print_manifest(m: &Manifest) -> anyhow::Result<()> {
+    outln!("id:          {}", m.id);
+    outln!("created:     {}", m.created_at.to_rfc3339());
+    outln!("reason:      {}", m.reason);
+    outln!("label:       {}", m.label.as_deref().unwrap_or("-"));
+    outln!("pinned:      {}", m.pinned);
+    outln!("database:    {} ({} bytes)", m.database.path, m.db_size());
+    outln!(
+        "storage:     version {}, block size {}, {} blocks, header iteration {}",
+        m.database.storage_version,
+        m.database.block_size,
+        m.database.block_count,
+        m.database.iteration
+    );
+    for f in &m.files {
+        outln!(
+            "file {:<6} {} bytes, {} chunks, blake3 ({}) {}",
+            f.role,
+            f.size,
+            f.chunks.len(),
+            match f.hash_of {
+                FileHash::Bytes => "of the bytes",
+                FileHash::ChunkList => "of the chunk list",
+            },
+            f.hash
+        );
+    }
+    outln!(
+        "capture:     {:?}, {} attempt(s), {} ms, {} new bytes stored",
+        m.capture.method,
+        m.capture.attempts,
+        m.capture.duration_ms,
+        m.bytes_new
+    );
+    outln!(
+        "check:       {:?}{} (DuckDB {})",
+        m.check.status,
+        m.check
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default(),
+        m.check.duckdb_version
+    );
+    for t in &m.check.tables {
+        outln!("  {}.{}: {} rows", t.schema, t.name, t.rows);
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The user's DuckDB database, as ducksnap sees it from outside: the file
+//! header and the side files (`.wal`, `.wal.checkpoint`, `.wal.recovery`)
+//! that make up the database ([`duckfile`]), which file is the database
+//! ([`dbpath`]), the OFD locks that see and are seen by DuckDB's POSIX locks
+//! ([`oslock`]), and opening a captured copy read-only with the bundled
+//! DuckDB ([`check`]). ducksnap never opens the user's database read-write.
+
+pub mod check;
+pub mod dbpath;
+pub mod duckfile;
+pub mod oslock;

@@ -1,0 +1,66 @@
+//! `list`: the snapshots, newest first, with the missing chunks of each.
+
+use serde::Serialize;
+
+use super::{Ctx, OpError, open_store};
+use crate::store::{BadEntry, Store, Summary};
+
+/// One row of `list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListEntry {
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Chunks the manifest names that the store does not have.
+    pub missing_chunks: usize,
+}
+
+/// Result of `list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    pub disabled: bool,
+    /// Newest first.
+    pub snapshots: Vec<ListEntry>,
+    /// Manifest files that could not be read.
+    pub unreadable: Vec<BadEntry>,
+}
+
+/// Lists the snapshots, newest first, each checked for missing chunks.
+pub fn list(ctx: &Ctx) -> Result<Listing, OpError> {
+    if ctx.detection.is_cloud() {
+        return Ok(Listing {
+            disabled: true,
+            snapshots: Vec::new(),
+            unreadable: Vec::new(),
+        });
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Ok(Listing {
+            disabled: false,
+            snapshots: Vec::new(),
+            unreadable: Vec::new(),
+        });
+    }
+    let store = open_store(ctx, false)?;
+    let summaries = store.catalog()?;
+    let (manifests, unreadable) = store.manifests()?;
+    let present = store.chunk_set()?;
+    let snapshots = summaries
+        .into_iter()
+        .map(|summary| {
+            let missing_chunks = manifests
+                .iter()
+                .find(|m| m.id == summary.id)
+                .map(|m| Store::missing_chunks(m, &present).len())
+                .unwrap_or(0);
+            ListEntry {
+                summary,
+                missing_chunks,
+            }
+        })
+        .collect();
+    Ok(Listing {
+        disabled: false,
+        snapshots,
+        unreadable,
+    })
+}

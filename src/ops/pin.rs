@@ -1,0 +1,20 @@
+//! `pin` / `unpin`: keep a snapshot whatever retention says, or not.
+
+use super::{Ctx, OpError, store_for};
+use crate::id::SnapshotId;
+use crate::store::Summary;
+
+/// Sets or clears a snapshot's pin.
+pub fn pin(ctx: &Ctx, id: &str, pinned: bool) -> Result<Summary, OpError> {
+    let id = SnapshotId::parse(id)?;
+    let store = store_for(ctx, &id)?;
+    let lock = store.lock()?;
+    let mut m = store.load_manifest(&id)?;
+    // A pin by hand has no expiry (it also makes a pre-restore pin permanent).
+    if m.pinned != pinned || m.pinned_until.is_some() {
+        m.pinned = pinned;
+        m.pinned_until = None;
+        store.commit_manifest(&lock, &m)?;
+    }
+    Ok(Summary::from(&m))
+}

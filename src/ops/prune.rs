@@ -1,0 +1,158 @@
+//! `prune`: the retention plan applied (expired pins released), then the
+//! chunks no snapshot names deleted.
+
+use std::collections::HashMap;
+use std::fs::{self};
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::{Ctx, OpError, open_store};
+use crate::retention::{self, Candidate, Plan};
+use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
+
+/// Result of `prune`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PruneReport {
+    pub disabled: bool,
+    pub dry_run: bool,
+    pub plan: Option<Plan>,
+    pub removed: usize,
+    /// Chunk files deleted and their bytes on disk.
+    pub chunks_deleted: usize,
+    pub bytes_freed: u64,
+}
+
+fn candidates(store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    manifests
+        .iter()
+        .map(|m| Candidate {
+            id: m.id.clone(),
+            created_at: m.created_at,
+            pinned: m.pinned,
+            pinned_until: m.pinned_until,
+            reason: m.reason.clone(),
+            verified: m.check.status == CheckStatus::Verified,
+            chunks: m
+                .chunk_hashes()
+                .map(|h| {
+                    let size = *sizes.entry(h.to_string()).or_insert_with(|| {
+                        fs::metadata(store.chunk_path(h))
+                            .map(|m| m.len())
+                            .unwrap_or(0)
+                    });
+                    (h.to_string(), size)
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Applies retention, then deletes chunks no manifest names.
+pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
+    let empty = |disabled| PruneReport {
+        disabled,
+        dry_run,
+        plan: None,
+        removed: 0,
+        chunks_deleted: 0,
+        bytes_freed: 0,
+    };
+    if ctx.detection.is_cloud() {
+        return Ok(empty(true));
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Ok(empty(false));
+    }
+    let store = open_store(ctx, false)?;
+    let lock = store.lock()?;
+    let (manifests, bad) = store.manifests()?;
+    let plan = retention::plan(
+        &candidates(&store, &manifests),
+        &ctx.config.retention,
+        Utc::now(),
+    );
+    if dry_run {
+        return Ok(PruneReport {
+            plan: Some(plan),
+            ..empty(false)
+        });
+    }
+    if !bad.is_empty() {
+        // Chunks an unusable manifest names cannot be told apart from
+        // garbage, and retention cannot weigh a snapshot it cannot read:
+        // delete nothing, and say which manifests stopped it.
+        let e = StoreError::GcRefused {
+            manifests: bad
+                .into_iter()
+                .map(|b| format!("{} ({})", b.file, b.reason))
+                .collect(),
+        };
+        tracing::error!(event = "prune.refused", error = %e, "prune refused");
+        return Err(e.into());
+    }
+    let mut removed = 0;
+    for d in plan.forgotten() {
+        let path = store
+            .root()
+            .join("snapshots")
+            .join(format!("{}.json", d.id));
+        fs::remove_file(&path).map_err(|source| StoreError::Io {
+            op: "remove manifest",
+            path: path.clone(),
+            source,
+        })?;
+        removed += 1;
+        tracing::info!(event = "prune.removed", id = %d.id, reason = %d.reasons.join("; "), "snapshot removed by retention");
+    }
+    crate::store::fsync_dir(&store.root().join("snapshots"))?;
+    release_expired_pins(&store, &lock, &manifests, &plan);
+    // Delete before writing anything: on a full disk, the catalog rewrite
+    // is what needs the space being freed (and it is rebuilt when stale).
+    let (chunks_deleted, bytes_freed) = store.collect_garbage(&lock)?;
+    if let Err(e) = store.rebuild_catalog() {
+        tracing::warn!(event = "store.catalog_failed", error = %e, "could not rewrite the catalog; it will be rebuilt on next read");
+    }
+    tracing::info!(
+        event = "prune.completed",
+        removed,
+        chunks_deleted,
+        bytes_freed,
+        "prune completed"
+    );
+    Ok(PruneReport {
+        disabled: false,
+        dry_run,
+        plan: Some(plan),
+        removed,
+        chunks_deleted,
+        bytes_freed,
+    })
+}
+
+/// Clears the pins whose time has passed on the snapshots retention keeps
+/// (it already treated them as unpinned), so that `list` tells the truth. A
+/// failure is logged: the plan does not depend on it.
+fn release_expired_pins(store: &Store, lock: &StoreLock, manifests: &[Manifest], plan: &Plan) {
+    let now = Utc::now();
+    for d in plan.kept() {
+        let Some(m) = manifests.iter().find(|m| m.id == d.id) else {
+            continue;
+        };
+        if !(m.pinned && m.pinned_until.is_some_and(|t| t <= now)) {
+            continue;
+        }
+        let mut m = m.clone();
+        m.pinned = false;
+        m.pinned_until = None;
+        match store.commit_manifest(lock, &m) {
+            Ok(()) => {
+                tracing::info!(event = "prune.pin_expired", id = %m.id, "released an expired pin")
+            }
+            Err(e) => {
+                tracing::warn!(event = "prune.pin_release_failed", id = %m.id, error = %e, "could not release an expired pin")
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! `show`: one snapshot's manifest and the chunks it misses.
+
+use serde::Serialize;
+
+use super::{Ctx, OpError, store_for};
+use crate::id::SnapshotId;
+use crate::store::{Manifest, Store};
+
+/// Result of `show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    pub manifest: Manifest,
+    pub missing_chunks: Vec<String>,
+}
+
+/// One snapshot's manifest, with the chunks it names that are missing.
+pub fn show(ctx: &Ctx, id: &str) -> Result<Shown, OpError> {
+    let id = SnapshotId::parse(id)?;
+    let store = store_for(ctx, &id)?;
+    let manifest = store.load_manifest(&id)?;
+    let present = store.chunk_set()?;
+    let missing_chunks = Store::missing_chunks(&manifest, &present);
+    Ok(Shown {
+        manifest,
+        missing_chunks,
+    })
+}

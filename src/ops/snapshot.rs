@@ -1,0 +1,239 @@
+//! `snapshot`: capture the database, check the copy with DuckDB, commit it
+//! to the store (or note that it equals the newest snapshot).
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::{Ctx, OpError, check_space_at, database_path, open_store};
+use crate::capture::{self, CaptureError, CaptureOptions, Captured};
+use crate::database::duckfile::{self, Header};
+use crate::database::oslock::{self, LockKind};
+use crate::environment;
+use crate::id::SnapshotId;
+use crate::ops::restore::journal;
+use crate::store::{DatabaseInfo, MANIFEST_FORMAT, Manifest, Store, StoreLock};
+
+/// What `snapshot` was asked for.
+#[derive(Debug, Clone)]
+pub struct SnapshotRequest {
+    pub reason: String,
+    pub label: Option<String>,
+    pub pin: bool,
+    /// Do not commit when the captured files equal the newest snapshot's
+    /// (scheduled snapshots).
+    pub skip_unchanged: bool,
+}
+
+impl SnapshotRequest {
+    /// Checks reason and label (they come from outside).
+    pub fn validate(&self) -> Result<(), OpError> {
+        let r = &self.reason;
+        if r.is_empty()
+            || r.len() > 64
+            || !r
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        {
+            return Err(OpError::InvalidArgument {
+                what: "reason",
+                reason: format!(
+                    "{r:?}: use 1 to 64 characters of letters, digits, '-', '_' or '.'"
+                ),
+            });
+        }
+        if let Some(l) = &self.label
+            && (l.chars().count() > 256 || l.chars().any(char::is_control))
+        {
+            return Err(OpError::InvalidArgument {
+                what: "label",
+                reason: "at most 256 characters, no control characters".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Result of `snapshot`.
+#[derive(Debug, Clone)]
+pub enum SnapshotOutcome {
+    /// Cloud mode: no snapshot, and why.
+    Disabled {
+        reason: String,
+    },
+    Created(Box<Manifest>),
+    /// `skip_unchanged` and the database equals snapshot `since`.
+    Unchanged {
+        since: SnapshotId,
+    },
+}
+
+/// Takes a snapshot of the configured database.
+pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
+    req.validate()?;
+    if ctx.detection.is_cloud() {
+        tracing::debug!(event = "snapshot.disabled", reason = %ctx.detection.reason, "snapshot skipped: cloud mode");
+        return Ok(SnapshotOutcome::Disabled {
+            reason: environment::disabled_message(&ctx.detection),
+        });
+    }
+    let db = &database_path(ctx)?;
+    journal::recover(db)?;
+    // Check the database before the store is created or locked, so that a
+    // wrong path leaves the store untouched.
+    let meta = match fs::metadata(db) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(CaptureError::Missing { path: db.clone() }.into());
+        }
+        Err(source) => {
+            return Err(CaptureError::Io {
+                op: "stat",
+                path: db.clone(),
+                source,
+            }
+            .into());
+        }
+    };
+    if !meta.is_file() {
+        return Err(CaptureError::NotAFile { path: db.clone() }.into());
+    }
+    Header::read_path(db).map_err(CaptureError::from)?;
+
+    let store = open_store(ctx, true)?;
+    let lock = store.lock()?;
+    check_space_at(
+        store.root(),
+        snapshot_space(db, meta.len()) + ctx.config.store.min_free_space.0,
+        "the database and its side files, twice when a writer holds it (the staged copy DuckDB checks), \
+         plus store.min_free_space",
+    )?;
+
+    let started = Instant::now();
+    let created_at = Utc::now();
+    tracing::debug!(event = "snapshot.started", reason = %req.reason, database = %db.display(), "snapshot started");
+    let staging = store.staging_dir(&lock, "snapshot")?;
+    let opts = CaptureOptions {
+        attempts: ctx.config.capture.attempts,
+        backoff: ctx.config.capture.backoff.0,
+        timeout: ctx.config.capture.timeout.0,
+    };
+    let result = capture::capture(&store, &lock, db, &opts, &staging);
+    let _ = fs::remove_dir_all(&staging);
+    let cap = match result {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(event = "snapshot.failed", database = %db.display(), error = %e, "snapshot failed");
+            return Err(e.into());
+        }
+    };
+
+    if req.skip_unchanged {
+        let files = |fs: &[crate::store::FileEntry]| {
+            fs.iter()
+                .map(|f| (f.role.clone(), f.hash_of, f.hash.clone()))
+                .collect::<Vec<_>>()
+        };
+        if let Some(newest) = store.catalog()?.first()
+            && let Ok(m) = store.load_manifest(&newest.id)
+            && files(&m.files) == files(&cap.files)
+        {
+            tracing::info!(event = "snapshot.skipped", since = %m.id, reason = %req.reason, "database unchanged since the newest snapshot; nothing stored");
+            return Ok(SnapshotOutcome::Unchanged { since: m.id });
+        }
+    }
+    let captured = started.elapsed();
+    let manifest = commit_capture(&store, &lock, db, cap, req, created_at, started)?;
+    tracing::debug!(
+        event = "snapshot.timing",
+        capture_ms = captured.as_secs_f64() * 1e3,
+        commit_ms = (started.elapsed() - captured).as_secs_f64() * 1e3,
+        "capture and commit finished"
+    );
+    Ok(SnapshotOutcome::Created(Box::new(manifest)))
+}
+
+/// What a capture of `db` (`len` bytes) may write to the store: every file
+/// as new chunks, and, when a writer holds the database (an online capture),
+/// a staged copy of them as well.
+fn snapshot_space(db: &Path, len: u64) -> u64 {
+    let sides: u64 = duckfile::SIDE_FILES
+        .iter()
+        .filter(|s| s.captured)
+        .filter_map(|s| fs::metadata(duckfile::side_path(db, s.suffix)).ok())
+        .map(|m| m.len())
+        .sum();
+    let online = File::open(db)
+        .ok()
+        .and_then(|f| oslock::conflicting(&f, LockKind::Read).ok())
+        .flatten()
+        .is_some();
+    (len + sides) * if online { 2 } else { 1 }
+}
+
+/// Turns a successful capture into a committed snapshot.
+pub(crate) fn commit_capture(
+    store: &Store,
+    lock: &StoreLock,
+    db: &Path,
+    cap: Captured,
+    req: &SnapshotRequest,
+    created_at: DateTime<Utc>,
+    started: Instant,
+) -> Result<Manifest, OpError> {
+    let mut id = SnapshotId::generate(created_at);
+    while store.load_manifest(&id).is_ok() {
+        id = SnapshotId::generate(created_at);
+    }
+    let mut counted = HashSet::new();
+    let bytes_new = cap
+        .files
+        .iter()
+        .flat_map(|f| f.chunks.iter())
+        .filter(|c| counted.insert(c.hash.as_str()))
+        .filter_map(|c| cap.new_chunks.get(&c.hash))
+        .sum();
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        id: id.clone(),
+        created_at,
+        reason: req.reason.clone(),
+        label: req.label.clone(),
+        pinned: req.pin,
+        pinned_until: None,
+        database: DatabaseInfo {
+            path: db.display().to_string(),
+            header_version: cap.header.header_version,
+            storage_version: cap.header.storage_version,
+            block_size: cap.header.block_size,
+            block_count: cap.header.block_count,
+            iteration: cap.header.iteration,
+        },
+        files: cap.files,
+        capture: crate::store::CaptureInfo {
+            method: cap.method,
+            attempts: cap.attempts,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+        check: cap.check,
+        bytes_new,
+        ducksnap_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    store.commit_manifest(lock, &manifest)?;
+    tracing::info!(
+        event = "snapshot.created",
+        id = %manifest.id,
+        reason = %manifest.reason,
+        method = ?manifest.capture.method,
+        attempts = manifest.capture.attempts,
+        db_bytes = manifest.db_size(),
+        bytes_new = manifest.bytes_new,
+        duration_ms = manifest.capture.duration_ms,
+        "snapshot created"
+    );
+    Ok(manifest)
+}

@@ -1,0 +1,100 @@
+//! `status`: mode, database, last snapshot, store, and what the daemon
+//! reports about itself.
+
+use std::fs::{self};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Ctx, OpError};
+use crate::environment;
+use crate::store::{Store, Summary};
+
+/// What only a running daemon knows, for `status`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub next_run: Option<DateTime<Utc>>,
+    /// The daemon's own last failure (a scheduled or requested snapshot
+    /// that could not be taken, retention, a config reload); cleared when
+    /// the same kind of work next succeeds. Requests it refused (bad
+    /// arguments, an unknown id, a database in use) are the caller's
+    /// answer, not the daemon's error.
+    pub last_error: Option<LastError>,
+    pub last_run: Option<String>,
+}
+
+/// One failure of the daemon's work, with when it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LastError {
+    pub at: DateTime<Utc>,
+    /// `snapshot`, `retention` or `reload`.
+    pub what: String,
+    pub message: String,
+}
+
+/// Result of `status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    pub mode: crate::environment::Mode,
+    pub mode_reason: String,
+    pub signals_fired: Vec<String>,
+    pub database: PathBuf,
+    pub database_exists: bool,
+    pub database_bytes: Option<u64>,
+    pub store: PathBuf,
+    pub snapshots: usize,
+    pub store_bytes: u64,
+    pub last_snapshot: Option<Summary>,
+    pub last_snapshot_age_seconds: Option<i64>,
+    /// From the daemon; `None` when no daemon runs (nothing is scheduled then).
+    pub next_run: Option<DateTime<Utc>>,
+    pub daemon: Option<DaemonInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<String>,
+}
+
+/// Mode and why, database, last snapshot and its age, next run, store size
+/// and count; `daemon` adds what only the daemon knows.
+pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpError> {
+    let now = Utc::now();
+    let db = &ctx.config.database.path;
+    let meta = fs::metadata(db).ok().filter(|m| m.is_file());
+    let cloud = ctx.detection.is_cloud();
+    let (summaries, store_bytes) = if !cloud && ctx.config.store.dir.join("STORE").exists() {
+        let store = Store::open(
+            &ctx.config.store.dir,
+            false,
+            ctx.config.store.compression_level,
+        )?;
+        (store.catalog()?, store.stored_bytes()?)
+    } else {
+        (Vec::new(), 0)
+    };
+    let last = summaries.first().cloned();
+    // Only a running daemon runs the schedule.
+    let next_run = daemon.as_ref().and_then(|d| d.next_run);
+    Ok(StatusReport {
+        mode: ctx.detection.mode,
+        mode_reason: ctx.detection.reason.clone(),
+        signals_fired: ctx
+            .detection
+            .fired()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        database: db.clone(),
+        database_exists: meta.is_some(),
+        database_bytes: meta.map(|m| m.len()),
+        store: ctx.config.store.dir.clone(),
+        snapshots: summaries.len(),
+        store_bytes,
+        last_snapshot_age_seconds: last.as_ref().map(|s| (now - s.created_at).num_seconds()),
+        last_snapshot: last,
+        next_run,
+        daemon,
+        disabled: cloud.then(|| environment::disabled_message(&ctx.detection)),
+    })
+}

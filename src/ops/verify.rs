@@ -1,0 +1,211 @@
+//! `verify`: every chunk of one or all snapshots re-hashed; `--deep`
+//! reassembles each and has DuckDB read every column.
+
+use std::collections::HashMap;
+use std::fs::{self};
+
+use serde::Serialize;
+
+use super::{Ctx, OpError, open_store};
+use crate::database::check;
+use crate::database::duckfile::Header;
+use crate::id::SnapshotId;
+use crate::ops::restore::compare_tables;
+use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
+
+/// One snapshot's verification.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SnapshotCheck {
+    pub id: String,
+    pub ok: bool,
+    pub chunks: usize,
+    pub missing_chunks: Vec<String>,
+    pub corrupt_chunks: Vec<String>,
+    /// `--deep`: the reassembled file opened with DuckDB, every column read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deep: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Result of `verify`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct VerifyReport {
+    pub disabled: bool,
+    pub checked: usize,
+    pub problems: usize,
+    pub snapshots: Vec<SnapshotCheck>,
+}
+
+/// Re-hashes every chunk of one snapshot (`id`) or of all; `deep` also
+/// reassembles each and reads every column with DuckDB.
+pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, OpError> {
+    let id = id.map(SnapshotId::parse).transpose()?;
+    let empty = |disabled| VerifyReport {
+        disabled,
+        checked: 0,
+        problems: 0,
+        snapshots: Vec::new(),
+    };
+    if ctx.detection.is_cloud() {
+        return Ok(empty(true));
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return match id {
+            Some(id) => Err(StoreError::NotFound {
+                id,
+                store: ctx.config.store.dir.clone(),
+            }
+            .into()),
+            None => Ok(empty(false)),
+        };
+    }
+    let store = open_store(ctx, false)?;
+    // Lists the chunk directories without following links: a link there is
+    // damage to report, not a place to read from.
+    store.chunk_set()?;
+    let mut results = Vec::new();
+    let manifests = verify_targets(&store, id.as_ref(), &mut results)?;
+    let lock = if deep { Some(store.lock()?) } else { None };
+    // A chunk shared by many snapshots is read once.
+    let mut seen: HashMap<String, Result<(), bool>> = HashMap::new();
+    for m in &manifests {
+        let mut r = check_chunks(&store, m, &mut seen);
+        if let Some(lock) = lock.as_ref().filter(|_| r.ok) {
+            match deep_check(&store, lock, m)? {
+                Ok(msg) => r.deep = Some(msg),
+                Err(e) => {
+                    r.ok = false;
+                    r.error = Some(e);
+                }
+            }
+        }
+        if !r.missing_chunks.is_empty() && id.is_none() && !store.manifest_exists(&m.id) {
+            // A prune beside us removed this snapshot (and then its chunks)
+            // after we listed it: that is no damage.
+            tracing::debug!(event = "verify.removed_meanwhile", id = %m.id, "snapshot removed while it was being verified");
+            continue;
+        }
+        results.push(r);
+    }
+    let problems = results.iter().filter(|r| !r.ok).count();
+    for r in results.iter().filter(|r| !r.ok) {
+        tracing::error!(event = "verify.problem", id = %r.id, missing = r.missing_chunks.len(), corrupt = r.corrupt_chunks.len(), error = ?r.error, "snapshot failed verification");
+    }
+    Ok(VerifyReport {
+        disabled: false,
+        checked: results.len(),
+        problems,
+        snapshots: results,
+    })
+}
+
+/// A failed check of a snapshot that has no chunks to look at.
+fn unusable(id: String, error: String) -> SnapshotCheck {
+    SnapshotCheck {
+        id,
+        ok: false,
+        chunks: 0,
+        missing_chunks: Vec::new(),
+        corrupt_chunks: Vec::new(),
+        deep: None,
+        error: Some(error),
+    }
+}
+
+/// The manifests `verify` checks (one, or all); those that fail the
+/// validation restore applies (`load_manifest`) go into `results` as
+/// problems, so verify fails exactly what restore would refuse.
+fn verify_targets(
+    store: &Store,
+    id: Option<&SnapshotId>,
+    results: &mut Vec<SnapshotCheck>,
+) -> Result<Vec<Manifest>, OpError> {
+    let Some(id) = id else {
+        let (ms, bad) = store.manifests()?;
+        for b in bad {
+            results.push(unusable(
+                b.file.trim_end_matches(".json").to_string(),
+                b.reason,
+            ));
+        }
+        return Ok(ms);
+    };
+    match store.load_manifest(id) {
+        Ok(m) => Ok(vec![m]),
+        Err(StoreError::BadManifest { reason, .. }) => {
+            results.push(unusable(
+                id.to_string(),
+                format!("manifest unusable: {reason}"),
+            ));
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Re-hashes every chunk `m` names (`seen` remembers chunks already read:
+/// `Err(true)` missing, `Err(false)` corrupt).
+fn check_chunks(
+    store: &Store,
+    m: &Manifest,
+    seen: &mut HashMap<String, Result<(), bool>>,
+) -> SnapshotCheck {
+    let mut r = SnapshotCheck {
+        id: m.id.to_string(),
+        ok: true,
+        chunks: 0,
+        missing_chunks: Vec::new(),
+        corrupt_chunks: Vec::new(),
+        deep: None,
+        error: None,
+    };
+    for c in m.files.iter().flat_map(|f| f.chunks.iter()) {
+        r.chunks += 1;
+        let res = seen
+            .entry(c.hash.clone())
+            .or_insert_with(|| match store.read_chunk(c) {
+                Ok(_) => Ok(()),
+                Err(StoreError::ChunkMissing { .. }) => Err(true),
+                Err(_) => Err(false),
+            });
+        let list = match res {
+            Ok(()) => continue,
+            Err(true) => &mut r.missing_chunks,
+            Err(false) => &mut r.corrupt_chunks,
+        };
+        if !list.contains(&c.hash) {
+            list.push(c.hash.clone());
+        }
+    }
+    r.ok = r.missing_chunks.is_empty() && r.corrupt_chunks.is_empty();
+    r
+}
+
+/// `--deep`: reassembles `m` in staging, has DuckDB open it and read every
+/// column, and compares tables and row counts. The inner result is the
+/// snapshot's verdict; the outer one an error of the store itself.
+fn deep_check(
+    store: &Store,
+    lock: &StoreLock,
+    m: &Manifest,
+) -> Result<Result<String, String>, OpError> {
+    let dir = store.staging_dir(lock, "verify")?;
+    let outcome = (|| -> Result<String, String> {
+        let db = store
+            .reassemble(m, &dir, "db.duckdb")
+            .map_err(|e| e.to_string())?;
+        let header = Header::read_path(&db).map_err(|e| e.to_string())?;
+        let got = check::check_copy(&db, &header, true).map_err(|e| e.to_string())?;
+        compare_tables(m, &got)?;
+        Ok(match got.status {
+            CheckStatus::Verified => format!(
+                "opened and read every column of {} table(s)",
+                got.tables.len()
+            ),
+            CheckStatus::NotVerified => got.reason.unwrap_or_default(),
+        })
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    Ok(outcome)
+}
