@@ -1364,3 +1364,138 @@ fn a_day_in_fast_forward_on_the_real_daemon() {
         ids.len()
     );
 }
+
+/// Overwrites everything after DuckDB's three header blocks: the header
+/// still reads, the data does not. From another process: closing any
+/// descriptor of the file in this one would drop the POSIX lock a
+/// connection of this process holds on it.
+fn corrupt_data_blocks(db: &Path) {
+    let code = "import os,sys\nn=os.path.getsize(sys.argv[1])\nf=open(sys.argv[1],'r+b')\nf.seek(12288)\nf.write(b'\\xff'*(n-12288))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", code])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One failure class, through the CLI (working on the store directly) and
+/// through the socket (a daemon on the same workspace): the exit code and
+/// the wire code are those the one table gives.
+fn assert_one_code(
+    ws: &Workspace,
+    code: ducksnap::protocol::ErrorCode,
+    cli: &[&str],
+    wire: Value,
+    env: &[(&str, &str)],
+) {
+    let out = cli_with(ws, env, cli);
+    assert_eq!(
+        out.status.code(),
+        Some(code.exit_code() as i32),
+        "{code}: ducksnap {cli:?}: {}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    let d = Daemon::start(ws, env);
+    let r = d.connect().call(wire.clone());
+    assert_eq!(r["ok"], false, "{code}: {wire} answered {r}");
+    assert_eq!(
+        r["error"]["code"],
+        json!(code),
+        "{code}: {wire} answered {r}"
+    );
+    assert_eq!(r["error"]["code"], code.as_str());
+}
+
+#[test]
+fn one_error_table_for_the_cli_and_the_socket() {
+    use ducksnap::protocol::ErrorCode;
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n[capture]\nattempts = 2\nbackoff = \"10ms\"\n",
+        "CREATE TABLE t AS SELECT range i FROM range(100000)",
+    );
+    let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let bad_id = json!({"op": "show", "id": "not-an-id"});
+    assert_one_code(
+        &ws,
+        ErrorCode::InvalidArgument,
+        &["show", "not-an-id"],
+        bad_id,
+        &[],
+    );
+    let unknown = "20260101T000000Z-0000";
+    let wire = json!({"op": "show", "id": unknown});
+    assert_one_code(&ws, ErrorCode::NotFound, &["show", unknown], wire, &[]);
+    {
+        let _app = duckdb::Connection::open(ws.db()).unwrap(); // holds DuckDB's lock
+        let wire = json!({"op": "restore", "id": id});
+        assert_one_code(&ws, ErrorCode::InUse, &["restore", &id, "--yes"], wire, &[]);
+    }
+    // Cloud mode (auto, with a cloud signal) refuses a restore.
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    std::fs::write(
+        ws.config_path(),
+        text.replace("mode = \"local\"", "mode = \"auto\""),
+    )
+    .unwrap();
+    let cloud = [("STREAMLIT_SHARING_MODE", "1")];
+    let wire = json!({"op": "restore", "id": id});
+    assert_one_code(
+        &ws,
+        ErrorCode::Disabled,
+        &["restore", &id, "--yes"],
+        wire,
+        &cloud,
+    );
+    std::fs::write(ws.config_path(), text).unwrap();
+    // A manifest that does not validate stops garbage collection.
+    let bogus = ws
+        .store_dir()
+        .join("snapshots")
+        .join("20260101T000000Z-0001.json");
+    std::fs::write(&bogus, "{not json").unwrap();
+    assert_one_code(
+        &ws,
+        ErrorCode::Damaged,
+        &["prune"],
+        json!({"op": "prune"}),
+        &[],
+    );
+    std::fs::remove_file(&bogus).unwrap();
+    // A database whose data blocks are garbage: idle, the copy fails
+    // DuckDB's check (failed); held by an app, every online attempt does
+    // (busy).
+    corrupt_data_blocks(&ws.db());
+    assert_one_code(
+        &ws,
+        ErrorCode::Failed,
+        &["snapshot"],
+        json!({"op": "snapshot"}),
+        &[],
+    );
+    std::fs::remove_file(ws.db()).unwrap();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i FROM range(100000)",
+    );
+    {
+        let _app = duckdb::Connection::open(ws.db()).unwrap();
+        corrupt_data_blocks(&ws.db());
+        assert_one_code(
+            &ws,
+            ErrorCode::Busy,
+            &["snapshot"],
+            json!({"op": "snapshot"}),
+            &[],
+        );
+    }
+    std::fs::remove_file(ws.db()).unwrap();
+    let _ = std::fs::remove_file(ws.path().join("data/app.duckdb.wal"));
+    let wire = json!({"op": "snapshot"});
+    assert_one_code(&ws, ErrorCode::DatabaseMissing, &["snapshot"], wire, &[]);
+}

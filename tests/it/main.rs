@@ -1,6 +1,7 @@
 //! The one integration-test binary (every test binary links all of DuckDB).
 
 mod capture;
+mod cli;
 mod config;
 mod daemon;
 mod edges;
