@@ -14,7 +14,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::daemon::{JobKind, Shared};
+use tokio_util::sync::CancellationToken;
+
+use super::jobs::{JobKind, Queue, Settings, StateHandle};
 use crate::ops::dispatch;
 use crate::protocol::{self, ErrorCode, Request, Response};
 
@@ -103,8 +105,25 @@ fn check_dir(dir: &Path, m: &std::fs::Metadata) -> Result<(), BindError> {
     })
 }
 
+/// What the server's connections need: the settings (for reads and limits),
+/// the queue (for requests that change the store), the state (for
+/// `status`), and the shutdown token.
+#[derive(Clone)]
+pub struct Server {
+    pub settings: Settings,
+    pub queue: Queue,
+    pub state: StateHandle,
+    pub token: CancellationToken,
+}
+
+impl Server {
+    fn ctx(&self) -> std::sync::Arc<crate::ops::Ctx> {
+        self.settings.borrow().clone()
+    }
+}
+
 /// Accepts connections until cancelled; waits for open connections to end.
-pub async fn serve(shared: Shared, listener: UnixListener) {
+pub async fn serve(shared: Server, listener: UnixListener) {
     let max = shared.ctx().config.socket.max_connections as usize;
     let permits = Arc::new(Semaphore::new(max));
     let mut conns = JoinSet::new();
@@ -185,7 +204,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(
     }
 }
 
-async fn connection(shared: Shared, stream: UnixStream) {
+async fn connection(shared: Server, stream: UnixStream) {
     let my_uid = nix::unistd::getuid().as_raw();
     let (max_line, idle) = {
         let c = shared.ctx();
@@ -255,7 +274,7 @@ async fn connection(shared: Shared, stream: UnixStream) {
 }
 
 /// The refusal for a request about another database than this daemon's.
-fn wrong_database(shared: &Shared, asked: Option<&std::path::Path>) -> Option<Response> {
+fn wrong_database(shared: &Server, asked: Option<&std::path::Path>) -> Option<Response> {
     let asked = asked?;
     let ctx = shared.ctx();
     let ours = &ctx.config.database.path;
@@ -273,12 +292,12 @@ fn wrong_database(shared: &Shared, asked: Option<&std::path::Path>) -> Option<Re
     ))
 }
 
-async fn dispatch(shared: &Shared, req: Request) -> Response {
+async fn dispatch(shared: &Server, req: Request) -> Response {
     if req.mutates() {
-        return shared.submit(JobKind::Request(req)).await;
+        return shared.queue.submit(JobKind::Request(req)).await;
     }
     let ctx = shared.ctx();
-    let info = shared.info();
+    let info = shared.state.info();
     tokio::task::spawn_blocking(move || dispatch::handle(&ctx, req, info))
         .await
         .unwrap_or_else(|e| Response::err(ErrorCode::Failed, format!("internal error: {e}")))

@@ -3,7 +3,8 @@
 //! database and its WAL, debounced. Logs when the database disappears and
 //! when it appears; with `watch.snapshot_on_change`, queues a snapshot once
 //! the database has been quiet for `quiet_period`, at most once per
-//! `min_interval` (a change within it is deferred to its end, not dropped). Falls back to polling, with a warning, when inotify
+//! `min_interval` (a change within it is deferred to its end, not dropped).
+//! A reload starts it over with the new database path and `[watch]`. Falls back to polling, with a warning, when inotify
 //! cannot be used.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,10 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::daemon::{self, JobKind, Shared};
+use tokio_util::sync::CancellationToken;
+
+use super::jobs::{JobKind, Queue, Settings, StateHandle};
+use crate::config::WatchConfig;
 use crate::protocol::ErrorCode;
 
 /// Starts the watcher that sends `()` for each relevant event.
@@ -57,32 +61,60 @@ fn start(db: &Path, tx: mpsc::UnboundedSender<()>) -> Option<Box<dyn Watcher + S
     }
 }
 
-/// The watcher task.
-pub async fn watcher(shared: Shared) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let ctx = shared.ctx();
-    if !ctx.config.watch.enabled {
-        return;
+/// What the watcher needs: the settings (database path and `[watch]`,
+/// followed on reload), the queue, the state (when the last snapshot was
+/// taken), and the shutdown token.
+pub struct Watch {
+    pub settings: Settings,
+    pub queue: Queue,
+    pub state: StateHandle,
+    pub token: CancellationToken,
+}
+
+/// The watcher task: watches the configured database until cancelled, and
+/// starts over with the new path and `[watch]` section after a reload.
+pub async fn watcher(w: Watch) {
+    let mut changes = w.settings.clone();
+    loop {
+        let ctx = changes.borrow_and_update().clone();
+        let db = ctx.config.database.path.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _watcher = if ctx.config.watch.enabled {
+            start(&db, tx)
+        } else {
+            None
+        };
+        tokio::select! {
+            _ = w.token.cancelled() => return,
+            _ = watch_one(&w, &db, &mut rx) => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tracing::info!(event = "watch.reloaded", database = %w.settings.borrow().config.database.path.display(), "watcher follows the reloaded config");
+            }
+        }
     }
-    let db = ctx.config.database.path.clone();
-    let Some(_watcher) = start(&db, tx) else {
-        return;
-    };
+}
+
+/// Watches `db` through the events on `rx` until cancelled.
+async fn watch_one(w: &Watch, db: &Path, rx: &mut mpsc::UnboundedReceiver<()>) {
     let ino = |p: &Path| {
         std::fs::metadata(p)
             .ok()
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
     };
     let mut present = db.exists();
-    let mut last_ino = ino(&db);
+    let mut last_ino = ino(db);
     loop {
-        tokio::select! {
-            _ = shared.token.cancelled() => return,
-            ev = rx.recv() => if ev.is_none() { return },
+        if rx.recv().await.is_none() {
+            // Not watching (disabled, or no watcher could start): idle
+            // until a reload or shutdown ends this.
+            std::future::pending::<()>().await;
         }
-        let cfg = shared.ctx().config.watch.clone();
+        let cfg = w.settings.borrow().config.watch.clone();
         // Debounce: wait until no event for `debounce`.
-        if !quiet_for(&shared, &mut rx, cfg.debounce.0).await {
+        if !quiet_for(w, rx, cfg.debounce.0).await {
             return;
         }
         let exists = db.exists();
@@ -90,52 +122,59 @@ pub async fn watcher(shared: Shared) {
             tracing::warn!(event = "watch.database_missing", database = %db.display(), "the database disappeared; snapshots pause until it is back");
         } else if !present && exists {
             tracing::info!(event = "watch.database_appeared", database = %db.display(), "the database appeared; snapshots resume");
-        } else if exists && ino(&db) != last_ino {
+        } else if exists && ino(db) != last_ino {
             tracing::info!(event = "watch.database_replaced", database = %db.display(), "the database file was replaced");
         } else {
             tracing::debug!(event = "watch.changed", database = %db.display(), "database changed");
         }
         present = exists;
-        last_ino = ino(&db);
-        if !(cfg.snapshot_on_change && exists) {
-            continue;
-        }
-        if !quiet_for(&shared, &mut rx, cfg.quiet_period.0).await {
-            return;
-        }
-        // Too soon after the last snapshot: defer the change to the end of
-        // `min_interval` (never drop it); later events fold into it.
-        while let Some(rest) = daemon::since_last_snapshot(&shared)
-            .and_then(|d| cfg.min_interval.0.checked_sub(d))
-            .filter(|r| !r.is_zero())
-        {
-            tracing::debug!(
-                event = "watch.deferred",
-                wait_ms = rest.as_millis() as u64,
-                "change noted; snapshot deferred until watch.min_interval has passed"
-            );
-            if !absorb_for(&shared, &mut rx, rest).await {
-                return;
-            }
-        }
-        let r = shared.submit(JobKind::Changed).await;
-        if r.error
-            .as_ref()
-            .is_some_and(|e| e.code == ErrorCode::ShuttingDown)
-        {
+        last_ino = ino(db);
+        if cfg.snapshot_on_change && exists && !snapshot_when_settled(w, rx, &cfg).await {
             return;
         }
     }
 }
 
+/// Waits for `quiet_period` and the end of `min_interval` (a change within
+/// it is deferred, never dropped; later events fold into it), then queues a
+/// snapshot. False when the daemon is stopping.
+async fn snapshot_when_settled(
+    w: &Watch,
+    rx: &mut mpsc::UnboundedReceiver<()>,
+    cfg: &WatchConfig,
+) -> bool {
+    if !quiet_for(w, rx, cfg.quiet_period.0).await {
+        return false;
+    }
+    while let Some(rest) = w
+        .state
+        .since_last_snapshot()
+        .and_then(|d| cfg.min_interval.0.checked_sub(d))
+        .filter(|r| !r.is_zero())
+    {
+        tracing::debug!(
+            event = "watch.deferred",
+            wait_ms = rest.as_millis() as u64,
+            "change noted; snapshot deferred until watch.min_interval has passed"
+        );
+        if !absorb_for(w, rx, rest).await {
+            return false;
+        }
+    }
+    let r = w.queue.submit(JobKind::Changed).await;
+    !r.error
+        .as_ref()
+        .is_some_and(|e| e.code == ErrorCode::ShuttingDown)
+}
+
 /// Waits `span`, folding the events that arrive meanwhile into the pending
 /// change. False when cancelled.
-async fn absorb_for(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<()>, span: Duration) -> bool {
+async fn absorb_for(w: &Watch, rx: &mut mpsc::UnboundedReceiver<()>, span: Duration) -> bool {
     let end = tokio::time::sleep(span);
     tokio::pin!(end);
     loop {
         tokio::select! {
-            _ = shared.token.cancelled() => return false,
+            _ = w.token.cancelled() => return false,
             _ = &mut end => return true,
             ev = rx.recv() => if ev.is_none() { return false },
         }
@@ -143,10 +182,10 @@ async fn absorb_for(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<()>, span:
 }
 
 /// Waits until no event arrives for `quiet`. False when cancelled.
-async fn quiet_for(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<()>, quiet: Duration) -> bool {
+async fn quiet_for(w: &Watch, rx: &mut mpsc::UnboundedReceiver<()>, quiet: Duration) -> bool {
     loop {
         tokio::select! {
-            _ = shared.token.cancelled() => return false,
+            _ = w.token.cancelled() => return false,
             _ = tokio::time::sleep(quiet) => return true,
             ev = rx.recv() => if ev.is_none() { return false },
         }

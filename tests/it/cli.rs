@@ -19,7 +19,10 @@ fn with_closed_stdout(ws: &Workspace, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_closed_stdout_ends_the_command_quietly() {
     let ws = Workspace::new();
-    make_db(&ws.db(), "CREATE TABLE t AS SELECT range i FROM range(1000)");
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i FROM range(1000)",
+    );
     let id = ws.snapshot()["id"].as_str().unwrap().to_string();
     ws.snapshot();
     for args in [

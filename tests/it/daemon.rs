@@ -1499,3 +1499,38 @@ fn one_error_table_for_the_cli_and_the_socket() {
     let wire = json!({"op": "snapshot"});
     assert_one_code(&ws, ErrorCode::DatabaseMissing, &["snapshot"], wire, &[]);
 }
+
+#[test]
+fn a_reload_reaches_the_watcher() {
+    // Started with the watcher off; the reloaded config turns it on (with
+    // snapshots on change) and points it at another database.
+    let ws = daemon_ws(
+        "[schedule]\nenabled = false\n[watch]\nenabled = false\n",
+        "CREATE TABLE t(i INTEGER)",
+    );
+    let mut d = Daemon::start(&ws, &[]);
+    let other = ws.path().join("data/other.duckdb");
+    make_db(&other, "CREATE TABLE u(i INTEGER)");
+    let text = config(
+        &ws,
+        "[schedule]\nenabled = false\n[watch]\nsnapshot_on_change = true\ndebounce = \"100ms\"\nquiet_period = \"200ms\"\nmin_interval = \"1s\"\n",
+    )
+    .replace("data/app.duckdb", "data/other.duckdb");
+    std::fs::write(ws.config_path(), text).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let reloaded = d.wait_event("watch.reloaded", Duration::from_secs(10));
+    assert!(
+        reloaded["database"]
+            .as_str()
+            .unwrap()
+            .ends_with("other.duckdb"),
+        "{reloaded}"
+    );
+    write_db(&other, "INSERT INTO u VALUES (1)");
+    let created = d.wait_event("snapshot.created", Duration::from_secs(30));
+    assert_eq!(created["reason"], "change", "{created}");
+    let id = created["id"].as_str().unwrap();
+    let shown = ws.json(&["show", id, "--json"]);
+    let path = shown["manifest"]["database"]["path"].as_str().unwrap();
+    assert!(path.ends_with("other.duckdb"), "{path}");
+}

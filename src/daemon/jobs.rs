@@ -1,0 +1,175 @@
+//! What the daemon's tasks share, as narrow handles: the [`Settings`] (the
+//! config and mode, replaced on reload), the [`Queue`] of jobs for the one
+//! worker, and the [`StateHandle`] (what `status` reports, and what the
+//! scheduler and the watcher need to know about the last snapshot).
+//!
+//! Locking rule: the state sits behind a `std::sync::Mutex` that is only
+//! ever held for a copy in or out, never across an `.await`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::ops::{Ctx, DaemonInfo, LastError};
+use crate::protocol::{ErrorCode, Request, Response};
+
+/// The current config and mode; a reload sends a new one.
+pub type Settings = watch::Receiver<Arc<Ctx>>;
+
+/// What the worker is asked to do.
+#[derive(Debug)]
+pub enum JobKind {
+    /// A protocol request that changes the store.
+    Request(Request),
+    /// A scheduled snapshot, skipped when nothing changed, then retention.
+    Scheduled,
+    /// A snapshot after the database changed and settled, then retention.
+    Changed,
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub kind: JobKind,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// The sending end of the worker's queue.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Queue {
+    /// A queue and its receiving end (for the worker).
+    pub fn new(capacity: usize) -> (Queue, mpsc::Receiver<Job>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Queue { tx }, rx)
+    }
+
+    /// Queues a job and waits for its answer.
+    pub async fn submit(&self, kind: JobKind) -> Response {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Job { kind, reply: tx }).await.is_err() {
+            return shutting_down();
+        }
+        rx.await.unwrap_or_else(|_| shutting_down())
+    }
+}
+
+/// The answer to a job the daemon will not run because it is stopping.
+pub fn shutting_down() -> Response {
+    Response::err(ErrorCode::ShuttingDown, "the daemon is shutting down")
+}
+
+/// Database (size, mtime, inode) and WAL (size, mtime) at the last snapshot
+/// or skip; the scheduler skips while they are unchanged.
+pub type Fingerprint = (u64, i64, i64, u64, Option<(u64, i64, i64)>);
+
+/// Cheap change detector for the database and its WAL.
+pub fn fingerprint(db: &Path) -> Option<Fingerprint> {
+    let m = std::fs::metadata(db).ok()?;
+    let w = std::fs::metadata(crate::database::duckfile::wal_path(db))
+        .ok()
+        .map(|w| (w.len(), w.mtime(), w.mtime_nsec()));
+    Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino(), w))
+}
+
+#[derive(Debug, Default)]
+struct State {
+    info: DaemonInfo,
+    fingerprint: Option<Fingerprint>,
+    last_snapshot_at: Option<Instant>,
+}
+
+/// The daemon's state, shared by its tasks.
+#[derive(Clone, Default)]
+pub struct StateHandle(Arc<Mutex<State>>);
+
+impl StateHandle {
+    /// A state for a daemon started now.
+    pub fn started(pid: u32, at: DateTime<Utc>) -> StateHandle {
+        let s = StateHandle::default();
+        s.with(|st| {
+            st.info.pid = pid;
+            st.info.started_at = Some(at);
+        });
+        s
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.0.lock().expect("daemon state lock"))
+    }
+
+    /// What `status` reports about the daemon.
+    pub fn info(&self) -> DaemonInfo {
+        self.with(|st| st.info.clone())
+    }
+
+    pub fn set_next_run(&self, next: Option<DateTime<Utc>>) {
+        self.with(|st| st.info.next_run = next);
+    }
+
+    /// The fingerprint noted at the last snapshot or skip.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.with(|st| st.fingerprint)
+    }
+
+    /// Notes the database's fingerprint, and the time when a snapshot was
+    /// `taken` (the watcher's `min_interval` counts from it).
+    pub fn note_snapshot(&self, fp: Option<Fingerprint>, taken: bool) {
+        self.with(|st| {
+            st.fingerprint = fp;
+            if taken {
+                st.last_snapshot_at = Some(Instant::now());
+            }
+        });
+    }
+
+    /// How long ago the last snapshot was taken.
+    pub fn since_last_snapshot(&self) -> Option<Duration> {
+        self.with(|st| st.last_snapshot_at.map(|t| t.elapsed()))
+    }
+
+    /// Notes the last run of `what` and whether it succeeded.
+    pub fn note_run(&self, what: &str, ok: bool) {
+        let line = format!(
+            "{} {what}: {}",
+            Utc::now().to_rfc3339(),
+            if ok { "ok" } else { "failed" }
+        );
+        self.with(|st| st.info.last_run = Some(line));
+    }
+
+    /// Records how a piece of the daemon's work went: a failure becomes the
+    /// last error (with its time), a success clears an error of its kind.
+    pub fn record(&self, what: &str, outcome: Result<(), String>) {
+        let kind = work_kind(what);
+        self.with(|st| match outcome {
+            Ok(()) => {
+                if st.info.last_error.as_ref().is_some_and(|e| e.what == kind) {
+                    st.info.last_error = None;
+                }
+            }
+            Err(message) => {
+                st.info.last_error = Some(LastError {
+                    at: Utc::now(),
+                    what: kind.to_string(),
+                    message,
+                });
+            }
+        });
+    }
+}
+
+/// The kind of work an error belongs to, so that a later success of the
+/// same kind clears it.
+fn work_kind(what: &str) -> &str {
+    match what {
+        "snapshot" | "scheduled" | "change" => "snapshot",
+        other => other,
+    }
+}

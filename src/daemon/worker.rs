@@ -1,0 +1,129 @@
+//! The worker: the only task that changes the store from this process. It
+//! takes [`Job`]s from the queue in order and runs each on a blocking
+//! thread, so store mutations never overlap and every caller gets its own
+//! answer. A scheduled or change-triggered snapshot is followed by
+//! retention.
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ops::{self, Ctx, SnapshotOutcome, SnapshotRequest, dispatch};
+use crate::protocol::{ErrorCode, Request, Response};
+
+use super::jobs::{self, Job, JobKind, Settings, StateHandle};
+
+/// Runs jobs until cancelled; answers what is still queued with
+/// `shutting_down`.
+pub async fn worker(
+    settings: Settings,
+    state: StateHandle,
+    mut jobs: mpsc::Receiver<Job>,
+    token: CancellationToken,
+) {
+    loop {
+        let job = tokio::select! {
+            _ = token.cancelled() => break,
+            job = jobs.recv() => match job { Some(j) => j, None => break },
+        };
+        let ctx = settings.borrow().clone();
+        let st = state.clone();
+        let answer = tokio::task::spawn_blocking(move || run_job(&ctx, &st, job.kind))
+            .await
+            .unwrap_or_else(|e| Response::err(ErrorCode::Failed, format!("internal error: {e}")));
+        let _ = job.reply.send(answer);
+    }
+    jobs.close();
+    while let Some(job) = jobs.recv().await {
+        let _ = job.reply.send(jobs::shutting_down());
+    }
+}
+
+/// Notes the run; a failure of the daemon's own work becomes its last
+/// error, a success clears one of its kind; refusals are the caller's.
+fn set_result(state: &StateHandle, what: &str, r: &Response) {
+    state.note_run(what, r.ok);
+    match &r.error {
+        None => state.record(what, Ok(())),
+        Some(e) if e.code.is_refusal() => {}
+        Some(e) => state.record(what, Err(e.message.clone())),
+    }
+}
+
+/// Runs one job (blocking).
+fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> Response {
+    match kind {
+        JobKind::Request(req) => {
+            let what = req.name();
+            let is_snapshot = matches!(req, Request::Snapshot { .. });
+            let r = dispatch::handle(ctx, req, state.info());
+            if is_snapshot && r.ok {
+                state.note_snapshot(jobs::fingerprint(&ctx.config.database.path), true);
+            }
+            set_result(state, what, &r);
+            r
+        }
+        JobKind::Scheduled => background_snapshot(ctx, state, true),
+        JobKind::Changed => background_snapshot(ctx, state, false),
+    }
+}
+
+/// A scheduled (skipped when the database did not change) or
+/// change-triggered snapshot, then retention.
+fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Response {
+    let db = &ctx.config.database.path;
+    let now_fp = jobs::fingerprint(db);
+    if now_fp.is_none() {
+        tracing::info!(event = "schedule.skipped", reason = "database missing", database = %db.display(), "scheduled snapshot skipped: the database does not exist");
+        return Response::ok(serde_json::json!({"skipped": "database missing"}));
+    }
+    if scheduled && now_fp == state.fingerprint() {
+        tracing::info!(
+            event = "schedule.skipped",
+            reason = "unchanged",
+            "scheduled snapshot skipped: the database has not changed since the last snapshot"
+        );
+        return Response::ok(serde_json::json!({"skipped": "unchanged"}));
+    }
+    let req = SnapshotRequest {
+        reason: if scheduled { "scheduled" } else { "change" }.into(),
+        label: None,
+        pin: false,
+        skip_unchanged: true,
+    };
+    let r = match ops::snapshot(ctx, &req) {
+        Ok(o) => {
+            let taken = !matches!(o, SnapshotOutcome::Unchanged { .. });
+            state.note_snapshot(now_fp, taken);
+            Response::ok(dispatch::snapshot_json(&o))
+        }
+        Err(e) => Response::err(e.code(), e.to_string()),
+    };
+    set_result(state, &req.reason, &r);
+    match &r.error {
+        None => apply_retention(ctx, state),
+        Some(e) => {
+            tracing::error!(event = "schedule.failed", code = %e.code, error = %e.message, "scheduled snapshot failed")
+        }
+    }
+    r
+}
+
+fn apply_retention(ctx: &Ctx, state: &StateHandle) {
+    match ops::prune(ctx, false) {
+        Ok(p) => {
+            if p.removed > 0 {
+                tracing::info!(
+                    event = "retention.applied",
+                    removed = p.removed,
+                    bytes_freed = p.bytes_freed,
+                    "retention removed old snapshots"
+                )
+            }
+            state.record("retention", Ok(()));
+        }
+        Err(e) => {
+            tracing::error!(event = "retention.failed", error = %e, "retention failed");
+            state.record("retention", Err(e.to_string()));
+        }
+    }
+}
