@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use crate::ops::Ctx;
 
-use super::{outln, print_json};
+use super::output::{outln, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,6 +26,6 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     outln!("# config OK: {src}");
     let text = toml::to_string_pretty(&ctx.config).context("rendering the config")?;
     use std::io::Write as _;
-    write!(std::io::stdout().lock(), "{text}").map_err(super::stdout_error)?;
+    write!(std::io::stdout().lock(), "{text}").map_err(super::output::stdout_error)?;
     Ok(0)
 }

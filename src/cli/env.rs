@@ -4,7 +4,8 @@
 use crate::config::{self, HostEnv};
 use crate::ops::Ctx;
 
-use super::{client, outln, print_json};
+use super::client;
+use super::output::{outln, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -3,7 +3,7 @@
 use crate::environment;
 use crate::ops::{self, Ctx, ListEntry};
 
-use super::{outln, print_json};
+use super::output::{outln, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -3,7 +3,6 @@
 //! printing. Output goes through [`outln!`], so a closed pipe
 //! (`ducksnap list | head -1`) ends the command quietly (see `main.rs`).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +17,7 @@ mod config_check;
 mod daemon;
 mod env;
 mod list;
+mod output;
 mod pin;
 mod prune;
 mod remote;
@@ -27,32 +27,8 @@ mod snapshot;
 mod status;
 mod verify;
 
+pub use output::StdoutClosed;
 pub use remote::RemoteError;
-
-/// `println!` that returns the write's error instead of panicking (a closed
-/// pipe becomes [`StdoutClosed`]); for functions returning `anyhow::Result`.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::cli::stdout_error)?
-    }};
-}
-pub(crate) use outln;
-
-/// Stdout's reader went away (`ducksnap list | head -1`): the command stops
-/// and the process exits 0.
-#[derive(Debug, thiserror::Error)]
-#[error("standard output was closed")]
-pub struct StdoutClosed;
-
-/// A write error on stdout: [`StdoutClosed`] for a broken pipe.
-pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        StdoutClosed.into()
-    } else {
-        anyhow::Error::from(e).context("writing to standard output")
-    }
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -117,17 +93,6 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Load and validate the config; print the effective config with paths resolved.
     Check(config_check::Args),
-}
-
-/// Prints `v` as pretty JSON in one write (a manifest is a thousand lines,
-/// and stdout is line-buffered).
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut text = serde_json::to_vec_pretty(v)?;
-    text.push(b'\n');
-    std::io::stdout()
-        .lock()
-        .write_all(&text)
-        .map_err(stdout_error)
 }
 
 /// Runs the parsed command. Returns the exit code on success.

@@ -4,7 +4,8 @@ use crate::ops::Ctx;
 use crate::protocol::Request;
 use crate::store::Summary;
 
-use super::{outln, print_json, remote};
+use super::output::{outln, print_json};
+use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

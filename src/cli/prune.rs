@@ -5,7 +5,8 @@ use crate::environment;
 use crate::ops::{self, Ctx};
 use crate::protocol::Request;
 
-use super::{outln, print_json, remote};
+use super::output::{outln, print_json};
+use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

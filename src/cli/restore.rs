@@ -6,7 +6,8 @@ use crate::config::HostEnv;
 use crate::ops::{self, Ctx, OpError};
 use crate::protocol::Request;
 
-use super::{outln, print_json, remote};
+use super::output::{outln, print_json};
+use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

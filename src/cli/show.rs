@@ -3,7 +3,7 @@
 use crate::ops::{self, Ctx, OpError};
 use crate::store::{FileHash, Manifest};
 
-use super::{outln, print_json};
+use super::output::{outln, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

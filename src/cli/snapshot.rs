@@ -3,7 +3,8 @@
 use crate::ops::Ctx;
 use crate::protocol::Request;
 
-use super::{outln, print_json, remote};
+use super::output::{outln, print_json};
+use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,7 +4,9 @@
 use crate::ops::{self, Ctx, DaemonInfo, StatusReport};
 use crate::protocol::Request;
 
-use super::{client, outln, print_json, remote};
+use super::client;
+use super::output::{outln, print_json};
+use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,7 +4,8 @@ use crate::environment;
 use crate::ops::{self, Ctx, OpError, SnapshotCheck};
 use crate::protocol::Request;
 
-use super::{outln, print_json, remote};
+use super::output::{outln, print_json};
+use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Ctx, OpError, open_store};
+use crate::ops::context::{Ctx, OpError, open_store};
 use crate::store::{BadEntry, Store, Summary};
 
 /// One row of `list`.

@@ -1,7 +1,7 @@
 //! `pin` / `unpin`: keep a snapshot whatever retention says, or not.
 
-use super::{Ctx, OpError, store_for};
 use crate::id::SnapshotId;
+use crate::ops::context::{Ctx, OpError, store_for};
 use crate::store::Summary;
 
 /// Sets or clears a snapshot's pin.

@@ -7,7 +7,7 @@ use std::fs::{self};
 use chrono::Utc;
 use serde::Serialize;
 
-use super::{Ctx, OpError, open_store};
+use crate::ops::context::{Ctx, OpError, open_store};
 use crate::retention::{self, Candidate, Plan};
 use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
 

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::{Ctx, OpError, store_for};
 use crate::id::SnapshotId;
+use crate::ops::context::{Ctx, OpError, store_for};
 use crate::store::{Manifest, Store};
 
 /// Result of `show`.

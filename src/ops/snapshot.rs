@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{Ctx, OpError, check_space_at, database_path, open_store};
 use crate::capture::{self, CaptureError, CaptureOptions, Captured};
 use crate::database::duckfile::{self, Header};
 use crate::database::oslock::{self, LockKind};
 use crate::environment;
 use crate::id::SnapshotId;
+use crate::ops::context::{Ctx, OpError, check_space_at, database_path, open_store};
 use crate::ops::restore::journal;
 use crate::store::{DatabaseInfo, MANIFEST_FORMAT, Manifest, Store, StoreLock};
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Ctx, OpError};
 use crate::environment;
+use crate::ops::context::{Ctx, OpError};
 use crate::store::{Store, Summary};
 
 /// What only a running daemon knows, for `status`.

@@ -6,10 +6,10 @@ use std::fs::{self};
 
 use serde::Serialize;
 
-use super::{Ctx, OpError, open_store};
 use crate::database::check;
 use crate::database::duckfile::Header;
 use crate::id::SnapshotId;
+use crate::ops::context::{Ctx, OpError, open_store};
 use crate::ops::restore::compare_tables;
 use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
 

@@ -6,16 +6,16 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{
-    Ownership, Restored, carry_ownership, compare_tables, lock_out_the_app, safety_snapshot,
-    stage_restore,
+use super::request::Restored;
+use super::staged::{
+    Ownership, carry_ownership, compare_tables, lock_out_the_app, safety_snapshot, stage_restore,
 };
 use crate::capture::CaptureError;
 use crate::database::check;
 use crate::database::duckfile::{self, Header};
 use crate::database::oslock::{self, LockKind};
+use crate::ops::context::{Ctx, OpError, check_space_at};
 use crate::ops::restore::journal;
-use crate::ops::{Ctx, OpError, check_space_at};
 use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
 
 /// The journal of an in-place restore of `m` from `staged` over `db`.

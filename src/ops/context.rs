@@ -1,0 +1,167 @@
+//! What every operation shares: the [`Ctx`] it runs in, the [`OpError`] it
+//! fails with (and its code in the one table), and the helpers that find
+//! the database, open the store and check free space.
+
+use std::fs::{self};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::restore::journal::{self, RecoverError};
+use crate::capture::CaptureError;
+use crate::config::{Config, ConfigError};
+use crate::database::dbpath;
+use crate::environment::{self, Detection};
+use crate::id::{InvalidId, SnapshotId};
+use crate::protocol::ErrorCode;
+use crate::store::{Store, StoreError};
+
+/// Everything an operation needs: the checked config and the environment decision.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub config: Config,
+    pub detection: Detection,
+}
+
+/// Errors of an operation, each mapped to a documented exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument { what: &'static str, reason: String },
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "not enough free space in {path}: {available} bytes available, {needed} needed ({what})"
+    )]
+    NoSpace {
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+        what: &'static str,
+    },
+    #[error("snapshot {id} is damaged: {missing} chunk(s) missing from the store")]
+    Damaged { id: SnapshotId, missing: usize },
+    #[error("{reason}")]
+    Disabled { reason: String },
+    #[error("{path} exists; pass --force to overwrite it")]
+    Exists { path: PathBuf },
+    #[error(
+        "{path} is in use{}: close the application's DuckDB connection (or stop the app) and try again",
+        pid.map(|p| format!(" by process {p} (it holds DuckDB's lock)")).unwrap_or_else(|| " (another process holds a lock on it)".into())
+    )]
+    InUse { path: PathBuf, pid: Option<i32> },
+    #[error("restore failed: {reason}")]
+    RestoreFailed { reason: String },
+    #[error(transparent)]
+    Recover(#[from] RecoverError),
+    #[error("not confirmed: {0}")]
+    NotConfirmed(String),
+    #[error("verification found problems in {problems} of {checked} snapshot(s)")]
+    VerifyFailed { checked: usize, problems: usize },
+}
+
+impl OpError {
+    /// The error's code in the one table ([`ErrorCode`]): its wire code and
+    /// its exit code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            OpError::Config(_)
+            | OpError::InvalidId(_)
+            | OpError::InvalidArgument { .. }
+            | OpError::Exists { .. }
+            | OpError::NotConfirmed(_) => ErrorCode::InvalidArgument,
+            OpError::Capture(CaptureError::Missing { .. })
+            | OpError::Capture(CaptureError::NotAFile { .. })
+            | OpError::Capture(CaptureError::Header(_)) => ErrorCode::DatabaseMissing,
+            OpError::Capture(CaptureError::Inconsistent { .. }) => ErrorCode::Busy,
+            OpError::Store(StoreError::NotFound { .. }) => ErrorCode::NotFound,
+            OpError::Damaged { .. }
+            | OpError::VerifyFailed { .. }
+            | OpError::Store(StoreError::GcRefused { .. })
+            | OpError::Store(StoreError::Link { .. })
+            | OpError::Store(StoreError::BadManifest { .. }) => ErrorCode::Damaged,
+            OpError::NoSpace { .. } => ErrorCode::NoSpace,
+            OpError::Disabled { .. } => ErrorCode::Disabled,
+            OpError::InUse { .. } => ErrorCode::InUse,
+            _ => ErrorCode::Failed,
+        }
+    }
+
+    /// The process exit code (README, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        self.code().exit_code()
+    }
+}
+
+/// The database file the app opens: the configured path with links and
+/// `..` resolved (see [`dbpath::real_path`]). When its directory does not
+/// exist the configured path is returned, for the operations to report.
+pub fn database_path(ctx: &Ctx) -> Result<PathBuf, OpError> {
+    let p = &ctx.config.database.path;
+    match dbpath::real_path(p) {
+        Ok(r) => Ok(r),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(p).is_err() => {
+            Ok(p.clone())
+        }
+        Err(e) => Err(OpError::InvalidArgument {
+            what: "database.path",
+            reason: format!("{}: {e}", p.display()),
+        }),
+    }
+}
+
+pub(crate) fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
+    // A restore that a crash interrupted is undone before anything else
+    // looks at the database.
+    journal::recover(&database_path(ctx)?)?;
+    Ok(Store::open(
+        &ctx.config.store.dir,
+        create,
+        ctx.config.store.compression_level,
+    )?)
+}
+
+/// The store of a local-mode operation on an existing snapshot: the disabled
+/// error in cloud mode, not-found when no store exists yet.
+pub(crate) fn store_for(ctx: &Ctx, id: &SnapshotId) -> Result<Store, OpError> {
+    if ctx.detection.is_cloud() {
+        return Err(OpError::Disabled {
+            reason: environment::disabled_message(&ctx.detection),
+        });
+    }
+    if !ctx.config.store.dir.join("STORE").exists() {
+        return Err(StoreError::NotFound {
+            id: id.clone(),
+            store: ctx.config.store.dir.clone(),
+        }
+        .into());
+    }
+    open_store(ctx, false)
+}
+
+/// Fails unless `dir`'s file system has `needed` bytes free; `what` says
+/// what they are for (the message names exactly what was counted).
+pub(crate) fn check_space_at(dir: &Path, needed: u64, what: &'static str) -> Result<(), OpError> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
+        OpError::Store(StoreError::Io {
+            op: "query free space of",
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })
+    })?;
+    let available = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if available < needed {
+        return Err(OpError::NoSpace {
+            path: dir.to_path_buf(),
+            available,
+            needed,
+            what,
+        });
+    }
+    Ok(())
+}
