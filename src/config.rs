@@ -607,176 +607,205 @@ pub fn from_str_at(
     base: &Path,
     env: &HostEnv,
 ) -> Result<Config, ConfigError> {
-    let shown = source
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("<built-in defaults>"));
+    let c = Checker {
+        shown: source
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("<built-in defaults>")),
+        base,
+        env,
+    };
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: shown.clone(),
+        path: c.shown.clone(),
         message: e.to_string().trim_end().to_string(),
     })?;
-    let invalid = |key: &str, message: String| ConfigError::Invalid {
-        path: shown.clone(),
-        key: key.to_string(),
-        message,
-    };
-    let resolve = |p: &str| -> PathBuf {
-        let p = expand_home(p, env);
-        if p.is_absolute() { p } else { base.join(p) }
-    };
+    let database = c.database(raw.database)?;
+    let store = c.store(raw.store, &database.path)?;
+    Ok(Config {
+        source: source.map(Path::to_path_buf),
+        database,
+        store,
+        capture: c.capture(raw.capture)?,
+        schedule: c.schedule(raw.schedule)?,
+        retention: c.retention(raw.retention)?,
+        watch: watch_section(raw.watch),
+        socket: c.socket(raw.socket)?,
+        log: c.log(raw.log)?,
+    })
+}
 
-    let db_raw = raw
-        .database
-        .path
-        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-    if db_raw.trim().is_empty() {
-        return Err(invalid("database.path", "must not be empty".into()));
-    }
-    // A MotherDuck name is kept verbatim: there is no file to resolve.
-    let db_path = if db_raw.starts_with("md:") {
-        PathBuf::from(&db_raw)
-    } else {
-        resolve(&db_raw)
-    };
+/// Validates the config one section at a time; knows where the file is
+/// (for errors and relative paths) and the environment (`~`, defaults).
+struct Checker<'a> {
+    shown: PathBuf,
+    base: &'a Path,
+    env: &'a HostEnv,
+}
 
-    let store_raw = raw.store.dir.unwrap_or_else(|| DEFAULT_STORE.to_string());
-    if store_raw.trim().is_empty() {
-        return Err(invalid("store.dir", "must not be empty".into()));
-    }
-    let store_dir = resolve(&store_raw);
-    if store_dir == db_path {
-        return Err(invalid(
-            "store.dir",
-            "must not be the database file itself".into(),
-        ));
-    }
-    let level = raw.store.compression_level.unwrap_or(1);
-    if !(1..=19).contains(&level) {
-        return Err(invalid(
-            "store.compression_level",
-            format!("{level} is out of range 1..=19"),
-        ));
+impl Checker<'_> {
+    fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.shown.clone(),
+            key: key.to_string(),
+            message,
+        }
     }
 
-    let attempts = raw.capture.attempts.unwrap_or(30);
-    if attempts == 0 || attempts > 1000 {
-        return Err(invalid(
-            "capture.attempts",
-            format!("{attempts} is out of range 1..=1000"),
-        ));
-    }
-    let backoff = raw.capture.backoff.unwrap_or(ms(50));
-    let timeout = raw.capture.timeout.unwrap_or(ms(60_000));
-    if timeout.0.is_zero() {
-        return Err(invalid("capture.timeout", "must be greater than 0".into()));
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = expand_home(p, self.env);
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
     }
 
-    let cron = match raw.schedule.cron {
-        None => vec![CronExpr::parse_str("@hourly").expect("valid")],
-        Some(OneOrMany::One(c)) => vec![c],
-        Some(OneOrMany::Many(v)) => v,
-    };
-    let timezone = raw.schedule.timezone.unwrap_or_else(|| "UTC".to_string());
-    if timezone != "UTC" && timezone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(invalid(
-            "schedule.timezone",
-            format!(
-                "unknown time zone {timezone:?} (use \"UTC\" or an IANA name such as \"Europe/Berlin\")"
-            ),
-        ));
+    fn database(&self, raw: RawDatabase) -> Result<DatabaseConfig, ConfigError> {
+        let db_raw = raw.path.unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        if db_raw.trim().is_empty() {
+            return Err(self.invalid("database.path", "must not be empty".into()));
+        }
+        // A MotherDuck name is kept verbatim: there is no file to resolve.
+        let path = if db_raw.starts_with("md:") {
+            PathBuf::from(&db_raw)
+        } else {
+            self.resolve(&db_raw)
+        };
+        Ok(DatabaseConfig {
+            path,
+            mode: raw.mode,
+        })
     }
 
-    let r = raw.retention;
-    let retention = RetentionConfig {
-        keep_last: r.keep_last.unwrap_or(DEFAULT_KEEP_LAST),
-        keep_hourly: r.keep_hourly.unwrap_or(0),
-        keep_daily: r.keep_daily.unwrap_or(0),
-        keep_weekly: r.keep_weekly.unwrap_or(0),
-        keep_monthly: r.keep_monthly.unwrap_or(0),
-        keep_within: r.keep_within,
-        max_total_size: r.max_total_size,
-        reasons: reason_rules(r.reasons).map_err(|m| invalid("retention.reasons", m))?,
-        pre_restore_pin: r
-            .pre_restore_pin
-            .unwrap_or(HumanDuration(Duration::from_secs(30 * 86_400))),
-    };
+    fn store(&self, raw: RawStore, db_path: &Path) -> Result<StoreConfig, ConfigError> {
+        let store_raw = raw.dir.unwrap_or_else(|| DEFAULT_STORE.to_string());
+        if store_raw.trim().is_empty() {
+            return Err(self.invalid("store.dir", "must not be empty".into()));
+        }
+        let dir = self.resolve(&store_raw);
+        if dir == db_path {
+            return Err(self.invalid("store.dir", "must not be the database file itself".into()));
+        }
+        let level = raw.compression_level.unwrap_or(1);
+        if !(1..=19).contains(&level) {
+            return Err(self.invalid(
+                "store.compression_level",
+                format!("{level} is out of range 1..=19"),
+            ));
+        }
+        Ok(StoreConfig {
+            dir,
+            compression_level: level,
+            min_free_space: raw.min_free_space.unwrap_or(ByteSize(64 * 1024 * 1024)),
+        })
+    }
 
-    let w = raw.watch;
-    let watch = WatchConfig {
+    fn capture(&self, raw: RawCapture) -> Result<CaptureConfig, ConfigError> {
+        let attempts = raw.attempts.unwrap_or(30);
+        if attempts == 0 || attempts > 1000 {
+            return Err(self.invalid(
+                "capture.attempts",
+                format!("{attempts} is out of range 1..=1000"),
+            ));
+        }
+        let timeout = raw.timeout.unwrap_or(ms(60_000));
+        if timeout.0.is_zero() {
+            return Err(self.invalid("capture.timeout", "must be greater than 0".into()));
+        }
+        Ok(CaptureConfig {
+            attempts,
+            backoff: raw.backoff.unwrap_or(ms(50)),
+            timeout,
+        })
+    }
+
+    fn schedule(&self, raw: RawSchedule) -> Result<ScheduleConfig, ConfigError> {
+        let cron = match raw.cron {
+            None => vec![CronExpr::parse_str("@hourly").expect("valid")],
+            Some(OneOrMany::One(c)) => vec![c],
+            Some(OneOrMany::Many(v)) => v,
+        };
+        let timezone = raw.timezone.unwrap_or_else(|| "UTC".to_string());
+        if timezone != "UTC" && timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(self.invalid(
+                "schedule.timezone",
+                format!(
+                    "unknown time zone {timezone:?} (use \"UTC\" or an IANA name such as \"Europe/Berlin\")"
+                ),
+            ));
+        }
+        Ok(ScheduleConfig {
+            enabled: raw.enabled.unwrap_or(true),
+            cron,
+            timezone,
+        })
+    }
+
+    fn retention(&self, r: RawRetention) -> Result<RetentionConfig, ConfigError> {
+        Ok(RetentionConfig {
+            keep_last: r.keep_last.unwrap_or(DEFAULT_KEEP_LAST),
+            keep_hourly: r.keep_hourly.unwrap_or(0),
+            keep_daily: r.keep_daily.unwrap_or(0),
+            keep_weekly: r.keep_weekly.unwrap_or(0),
+            keep_monthly: r.keep_monthly.unwrap_or(0),
+            keep_within: r.keep_within,
+            max_total_size: r.max_total_size,
+            reasons: reason_rules(r.reasons).map_err(|m| self.invalid("retention.reasons", m))?,
+            pre_restore_pin: r
+                .pre_restore_pin
+                .unwrap_or(HumanDuration(Duration::from_secs(30 * 86_400))),
+        })
+    }
+
+    fn socket(&self, s: RawSocket) -> Result<SocketConfig, ConfigError> {
+        let path = match s.path {
+            Some(p) if p.trim().is_empty() => {
+                return Err(self.invalid("socket.path", "must not be empty".into()));
+            }
+            Some(p) => self.resolve(&p),
+            None => default_socket_path(self.env),
+        };
+        let max_line = s.max_line.unwrap_or(ByteSize(64 * 1024));
+        if max_line.0 < 1024 || max_line.0 > 16 * 1024 * 1024 {
+            return Err(self.invalid(
+                "socket.max_line",
+                format!("{} is out of range 1KiB..=16MiB", max_line.0),
+            ));
+        }
+        let max_connections = s.max_connections.unwrap_or(512);
+        if max_connections == 0 {
+            return Err(self.invalid("socket.max_connections", "must be at least 1".into()));
+        }
+        Ok(SocketConfig {
+            path,
+            max_line,
+            idle_timeout: s.idle_timeout.unwrap_or(ms(30_000)),
+            max_connections,
+        })
+    }
+
+    fn log(&self, raw: RawLog) -> Result<LogConfig, ConfigError> {
+        let level = raw.level.unwrap_or_else(|| "info".to_string());
+        if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+            return Err(self.invalid(
+                "log.level",
+                format!("{level:?} is not one of error, warn, info, debug, trace"),
+            ));
+        }
+        Ok(LogConfig {
+            level,
+            format: raw.format.unwrap_or_default(),
+        })
+    }
+}
+
+fn watch_section(w: RawWatch) -> WatchConfig {
+    WatchConfig {
         enabled: w.enabled.unwrap_or(true),
         debounce: w.debounce.unwrap_or(ms(1_000)),
         snapshot_on_change: w.snapshot_on_change.unwrap_or(false),
         quiet_period: w.quiet_period.unwrap_or(ms(30_000)),
         min_interval: w.min_interval.unwrap_or(ms(300_000)),
-    };
-
-    let s = raw.socket;
-    let socket_path = match s.path {
-        Some(p) if p.trim().is_empty() => {
-            return Err(invalid("socket.path", "must not be empty".into()));
-        }
-        Some(p) => resolve(&p),
-        None => default_socket_path(env),
-    };
-    let max_line = s.max_line.unwrap_or(ByteSize(64 * 1024));
-    if max_line.0 < 1024 || max_line.0 > 16 * 1024 * 1024 {
-        return Err(invalid(
-            "socket.max_line",
-            format!("{} is out of range 1KiB..=16MiB", max_line.0),
-        ));
     }
-    let max_connections = s.max_connections.unwrap_or(512);
-    if max_connections == 0 {
-        return Err(invalid(
-            "socket.max_connections",
-            "must be at least 1".into(),
-        ));
-    }
-
-    let level_s = raw.log.level.unwrap_or_else(|| "info".to_string());
-    if !["error", "warn", "info", "debug", "trace"].contains(&level_s.as_str()) {
-        return Err(invalid(
-            "log.level",
-            format!("{level_s:?} is not one of error, warn, info, debug, trace"),
-        ));
-    }
-
-    Ok(Config {
-        source: source.map(Path::to_path_buf),
-        database: DatabaseConfig {
-            path: db_path,
-            mode: raw.database.mode,
-        },
-        store: StoreConfig {
-            dir: store_dir,
-            compression_level: level,
-            min_free_space: raw
-                .store
-                .min_free_space
-                .unwrap_or(ByteSize(64 * 1024 * 1024)),
-        },
-        capture: CaptureConfig {
-            attempts,
-            backoff,
-            timeout,
-        },
-        schedule: ScheduleConfig {
-            enabled: raw.schedule.enabled.unwrap_or(true),
-            cron,
-            timezone,
-        },
-        retention,
-        watch,
-        socket: SocketConfig {
-            path: socket_path,
-            max_line,
-            idle_timeout: s.idle_timeout.unwrap_or(ms(30_000)),
-            max_connections,
-        },
-        log: LogConfig {
-            level: level_s,
-            format: raw.log.format.unwrap_or_default(),
-        },
-    })
 }
 
 fn expand_home(p: &str, env: &HostEnv) -> PathBuf {

@@ -164,8 +164,37 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
     });
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); snaps.len()];
     // Protected snapshots survive even the size budget.
-    let mut protected = vec![false; snaps.len()];
+    let pinned = pins(&snaps, now, &mut reasons);
+    let mut protected = pinned.clone();
+    let ctx = RuleCtx {
+        snaps: &snaps,
+        pinned: &pinned,
+        now,
+    };
+    let all: Vec<usize> = (0..snaps.len()).collect();
+    ctx.apply(&all, &global_rule(policy), "", &mut reasons);
+    for (reason, rule) in &policy.reasons {
+        let subset: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| snaps[i].reason == *reason)
+            .collect();
+        let before: Vec<usize> = reasons.iter().map(Vec::len).collect();
+        ctx.apply(&subset, rule, &format!("reason {reason}: "), &mut reasons);
+        for &i in &subset {
+            protected[i] |= reasons[i].len() > before[i];
+        }
+    }
+    if let Some(i) = newest_good(&snaps, &mut reasons) {
+        protected[i] = true;
+    }
+    let mut keep: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
+    let forget_reason = apply_budget(&snaps, policy, &protected, &mut keep);
+    decide(&snaps, reasons, keep, forget_reason)
+}
 
+/// Snapshots pinned by hand, or by a pin that has not expired at `now`.
+fn pins(snaps: &[&Candidate], now: DateTime<Utc>, reasons: &mut [Vec<String>]) -> Vec<bool> {
     let mut pinned = vec![false; snaps.len()];
     for (i, s) in snaps.iter().enumerate() {
         match (s.pinned, s.pinned_until) {
@@ -176,71 +205,74 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
             _ => continue,
         }
         pinned[i] = true;
-        protected[i] = true;
     }
-    let all: Vec<usize> = (0..snaps.len()).collect();
-    let global = ReasonRule {
+    pinned
+}
+
+fn global_rule(policy: &RetentionConfig) -> ReasonRule {
+    ReasonRule {
         keep_last: policy.keep_last,
         keep_hourly: policy.keep_hourly,
         keep_daily: policy.keep_daily,
         keep_weekly: policy.keep_weekly,
         keep_monthly: policy.keep_monthly,
         keep_within: policy.keep_within,
-    };
-    let ctx = RuleCtx {
-        snaps: &snaps,
-        pinned: &pinned,
-        now,
-    };
-    ctx.apply(&all, &global, "", &mut reasons);
-    for (reason, rule) in &policy.reasons {
-        let subset: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|&i| snaps[i].reason == *reason)
-            .collect();
-        let before: Vec<usize> = reasons.iter().map(Vec::len).collect();
-        ctx.apply(&subset, rule, &format!("reason {reason}: "), &mut reasons);
-        for &i in &subset {
-            if reasons[i].len() > before[i] {
-                protected[i] = true;
-            }
-        }
     }
-    let newest_good = snaps
+}
+
+/// The newest verified snapshot (or the newest, when none is) is always
+/// kept; returns its index.
+fn newest_good(snaps: &[&Candidate], reasons: &mut [Vec<String>]) -> Option<usize> {
+    let i = snaps
         .iter()
         .position(|s| s.verified)
-        .or(if snaps.is_empty() { None } else { Some(0) });
-    if let Some(i) = newest_good {
-        reasons[i].push(if snaps[i].verified {
-            "newest good snapshot".into()
-        } else {
-            "newest snapshot (none is verified)".into()
-        });
-        protected[i] = true;
-    }
+        .or(if snaps.is_empty() { None } else { Some(0) })?;
+    reasons[i].push(if snaps[i].verified {
+        "newest good snapshot".into()
+    } else {
+        "newest snapshot (none is verified)".into()
+    });
+    Some(i)
+}
 
-    let mut keep: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
+/// Drops the oldest kept, unprotected snapshots while the kept set is over
+/// `max_total_size`; returns why each dropped one goes.
+fn apply_budget(
+    snaps: &[&Candidate],
+    policy: &RetentionConfig,
+    protected: &[bool],
+    keep: &mut [bool],
+) -> Vec<Option<String>> {
     let mut forget_reason: Vec<Option<String>> = vec![None; snaps.len()];
-    if let Some(budget) = policy.max_total_size {
-        loop {
-            let total = kept_total(&snaps, &keep);
-            if total <= budget.0 {
-                break;
-            }
-            // Oldest kept, unprotected snapshot.
-            let Some(i) = (0..snaps.len()).rev().find(|&i| keep[i] && !protected[i]) else {
-                break;
-            };
-            keep[i] = false;
-            forget_reason[i] = Some(format!(
-                "max_total_size {}: kept snapshots hold {total} bytes",
-                budget.0
-            ));
+    let Some(budget) = policy.max_total_size else {
+        return forget_reason;
+    };
+    loop {
+        let total = kept_total(snaps, keep);
+        if total <= budget.0 {
+            break;
         }
+        let Some(i) = (0..snaps.len()).rev().find(|&i| keep[i] && !protected[i]) else {
+            break;
+        };
+        keep[i] = false;
+        forget_reason[i] = Some(format!(
+            "max_total_size {}: kept snapshots hold {total} bytes",
+            budget.0
+        ));
     }
+    forget_reason
+}
 
-    let kept_bytes = kept_total(&snaps, &keep);
+/// The plan: every snapshot, newest first, with the rules that keep it or
+/// the reason it goes.
+fn decide(
+    snaps: &[&Candidate],
+    mut reasons: Vec<Vec<String>>,
+    keep: Vec<bool>,
+    mut forget_reason: Vec<Option<String>>,
+) -> Plan {
+    let kept_bytes = kept_total(snaps, &keep);
     let decisions = snaps
         .iter()
         .enumerate()

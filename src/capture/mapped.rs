@@ -18,6 +18,8 @@
 //! crash, that leaves the store as it was (the chunks written so far are in
 //! staging, which the next operation clears).
 
+#![allow(unsafe_code)] // see the header: why it is sound here
+
 use std::fs::File;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;

@@ -685,6 +685,17 @@ fn copy_chunks(
         );
         results
     });
+    let puts = in_order(results, n)?;
+    Ok(file_entry(role, puts, new_chunks))
+}
+
+/// The workers' chunks in file order, or the most telling error: a worker
+/// that saw the file shrink (or failed) rather than one that merely stopped
+/// because another failed.
+fn in_order(
+    results: Vec<Result<Vec<(usize, PutChunk)>, AttemptError>>,
+    n: usize,
+) -> Result<Vec<PutChunk>, AttemptError> {
     let mut slots: Vec<Option<PutChunk>> = vec![None; n];
     let mut first_error = None;
     for r in results {
@@ -694,8 +705,6 @@ fn copy_chunks(
                     slots[i] = Some(put);
                 }
             }
-            // A worker that saw the file shrink is more telling than one
-            // that merely stopped because another failed.
             Err(e) => {
                 if first_error.is_none() || matches!(e, AttemptError::Fatal(_)) {
                     first_error = Some(e);
@@ -706,21 +715,28 @@ fn copy_chunks(
     if let Some(e) = first_error {
         return Err(e);
     }
+    Ok(slots
+        .into_iter()
+        .map(|p| p.expect("every chunk index was taken by a worker that succeeded"))
+        .collect())
+}
+
+/// The manifest entry of a file stored as `puts`; notes the new chunks.
+fn file_entry(role: &str, puts: Vec<PutChunk>, new_chunks: &mut HashMap<String, u64>) -> FileEntry {
     let mut size = 0;
-    let mut chunks = Vec::with_capacity(n);
-    for put in slots {
-        let put = put.expect("every chunk index was taken by a worker that succeeded");
+    let mut chunks = Vec::with_capacity(puts.len());
+    for put in puts {
         if put.new {
             new_chunks.insert(put.chunk.hash.clone(), put.stored);
         }
         size += put.chunk.len;
         chunks.push(put.chunk);
     }
-    Ok(FileEntry {
+    FileEntry {
         role: role.to_string(),
         size,
         hash: chunk_list_hash(&chunks).expect("chunk hashes are BLAKE3 hex"),
         hash_of: FileHash::ChunkList,
         chunks,
-    })
+    }
 }

@@ -1,12 +1,14 @@
 //! systemd socket activation: taking over the listening socket systemd
 //! passes as file descriptor 3 (`LISTEN_FDS`, `LISTEN_PID`).
 //!
-//! This is the one place with `unsafe`: adopting an inherited descriptor by
+//! One of the two modules that allow `unsafe` (see `lib.rs`): adopting an inherited descriptor by
 //! number cannot be expressed safely. It is sound because the descriptor is
 //! only adopted when systemd's protocol says it is ours (`LISTEN_PID` is this
 //! process, `LISTEN_FDS` ≥ 1), `stat` of `/proc/self/fd/3` confirms it is an open socket, and it
 //! is adopted exactly once (the variables are consumed by the caller and the
 //! function is only called at start-up).
+
+#![allow(unsafe_code)] // see the header: why it is sound here
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixListener;

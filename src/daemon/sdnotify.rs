@@ -60,10 +60,6 @@ impl Notifier {
         self.send(&format!("READY=1\nSTATUS={status}"));
     }
 
-    pub fn status(&self, status: &str) {
-        self.send(&format!("STATUS={status}"));
-    }
-
     pub fn reloading(&self) {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
             .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000)

@@ -38,8 +38,6 @@ impl LockKind {
 pub struct Holder {
     /// The holding process for a POSIX lock (DuckDB's); `None` for an OFD lock.
     pub pid: Option<i32>,
-    /// Whether the conflicting lock is a write lock.
-    pub write: bool,
 }
 
 fn whole_file(kind: libc::c_short) -> libc::flock {
@@ -61,7 +59,6 @@ pub fn conflicting(file: &File, kind: LockKind) -> io::Result<Option<Holder>> {
     }
     Ok(Some(Holder {
         pid: (fl.l_pid > 0).then_some(fl.l_pid),
-        write: fl.l_type == libc::F_WRLCK as libc::c_short,
     }))
 }
 

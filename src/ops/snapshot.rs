@@ -85,24 +85,7 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
     journal::recover(db)?;
     // Check the database before the store is created or locked, so that a
     // wrong path leaves the store untouched.
-    let meta = match fs::metadata(db) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(CaptureError::Missing { path: db.clone() }.into());
-        }
-        Err(source) => {
-            return Err(CaptureError::Io {
-                op: "stat",
-                path: db.clone(),
-                source,
-            }
-            .into());
-        }
-    };
-    if !meta.is_file() {
-        return Err(CaptureError::NotAFile { path: db.clone() }.into());
-    }
-    Header::read_path(db).map_err(CaptureError::from)?;
+    let meta = database_file(db)?;
 
     let store = open_store(ctx, true)?;
     let lock = store.lock()?;
@@ -132,19 +115,11 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
         }
     };
 
-    if req.skip_unchanged {
-        let files = |fs: &[crate::store::FileEntry]| {
-            fs.iter()
-                .map(|f| (f.role.clone(), f.hash_of, f.hash.clone()))
-                .collect::<Vec<_>>()
-        };
-        if let Some(newest) = store.catalog()?.first()
-            && let Ok(m) = store.load_manifest(&newest.id)
-            && files(&m.files) == files(&cap.files)
-        {
-            tracing::info!(event = "snapshot.skipped", since = %m.id, reason = %req.reason, "database unchanged since the newest snapshot; nothing stored");
-            return Ok(SnapshotOutcome::Unchanged { since: m.id });
-        }
+    if req.skip_unchanged
+        && let Some(since) = same_as_newest(&store, &cap)?
+    {
+        tracing::info!(event = "snapshot.skipped", since = %since, reason = %req.reason, "database unchanged since the newest snapshot; nothing stored");
+        return Ok(SnapshotOutcome::Unchanged { since });
     }
     let captured = started.elapsed();
     let manifest = commit_capture(&store, &lock, db, cap, req, created_at, started)?;
@@ -155,6 +130,53 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
         "capture and commit finished"
     );
     Ok(SnapshotOutcome::Created(Box::new(manifest)))
+}
+
+/// The database file's metadata, or why it cannot be snapshotted: missing,
+/// not a regular file, or without a DuckDB header.
+fn database_file(db: &Path) -> Result<fs::Metadata, OpError> {
+    let meta = match fs::metadata(db) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(CaptureError::Missing {
+                path: db.to_path_buf(),
+            }
+            .into());
+        }
+        Err(source) => {
+            return Err(CaptureError::Io {
+                op: "stat",
+                path: db.to_path_buf(),
+                source,
+            }
+            .into());
+        }
+    };
+    if !meta.is_file() {
+        return Err(CaptureError::NotAFile {
+            path: db.to_path_buf(),
+        }
+        .into());
+    }
+    Header::read_path(db).map_err(CaptureError::from)?;
+    Ok(meta)
+}
+
+/// The newest snapshot, when the captured files equal its files.
+fn same_as_newest(store: &Store, cap: &Captured) -> Result<Option<SnapshotId>, OpError> {
+    let files = |fs: &[crate::store::FileEntry]| {
+        fs.iter()
+            .map(|f| (f.role.clone(), f.hash_of, f.hash.clone()))
+            .collect::<Vec<_>>()
+    };
+    let Some(newest) = store.catalog()?.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(store
+        .load_manifest(&newest.id)
+        .ok()
+        .filter(|m| files(&m.files) == files(&cap.files))
+        .map(|m| m.id))
 }
 
 /// What a capture of `db` (`len` bytes) may write to the store: every file
