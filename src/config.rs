@@ -83,19 +83,12 @@ pub struct HumanDuration(pub Duration);
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("invalid duration {s:?}: missing unit (ms, s, m, h, d, w)"))?;
-        let (num, unit) = t.split_at(split);
-        if num.is_empty() {
+        if !s.trim().contains(|c: char| !c.is_ascii_digit()) {
             return Err(format!(
-                "invalid duration {s:?}: expected a number then a unit, e.g. \"30s\""
+                "invalid duration {s:?}: missing unit (ms, s, m, h, d, w)"
             ));
         }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        let (n, unit) = number_and_unit(s, "duration", "30s")?;
         let ms_per: u64 = match unit {
             "ms" => 1,
             "s" => 1_000,
@@ -153,20 +146,27 @@ impl<'de> Deserialize<'de> for HumanDuration {
 #[serde(into = "String")]
 pub struct ByteSize(pub u64);
 
+/// `"30s"` -> `(30, "s")`; the unit may be empty. `what` and `example`
+/// word the errors.
+fn number_and_unit<'a>(s: &'a str, what: &str, example: &str) -> Result<(u64, &'a str), String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!(
+            "invalid {what} {s:?}: expected a number then a unit, e.g. \"{example}\""
+        ));
+    }
+    let n = num
+        .parse()
+        .map_err(|_| format!("invalid {what} {s:?}: number too large"))?;
+    Ok((n, unit))
+}
+
 impl FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        if num.is_empty() {
-            return Err(format!(
-                "invalid size {s:?}: expected a number then a unit, e.g. \"330MB\""
-            ));
-        }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid size {s:?}: number too large"))?;
+        let (n, unit) = number_and_unit(s, "size", "330MB")?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "KB" | "kB" => 1_000,
@@ -366,6 +366,8 @@ struct RawRetention {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+// The same keys as the top of `[retention]`: serde cannot `flatten` one
+// struct into the other while refusing unknown keys (`deny_unknown_fields`).
 struct RawReasonRule {
     keep_last: Option<u32>,
     keep_hourly: Option<u32>,
