@@ -30,11 +30,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::database::oslock::{self, LockKind};
+
+mod manifest;
+
 use crate::id::SnapshotId;
+pub use manifest::{
+    BadEntry, CaptureInfo, CaptureMethod, CheckInfo, CheckStatus, ChunkRef, DatabaseInfo,
+    FileEntry, FileHash, MANIFEST_FORMAT, Manifest, Summary, TableCount, chunk_list_hash,
+};
+pub(crate) use manifest::{MAX_CHUNK_LEN, is_hash};
 
 const MARKER: &str = "ducksnap-store 1\n";
 const CATALOG: &str = "snapshot_metadata.json";
-pub const MANIFEST_FORMAT: u32 = 1;
 
 /// Errors at the store boundary; each names the path and what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -85,264 +92,10 @@ pub(crate) fn io_err<'a>(
     }
 }
 
-/// One chunk of a file, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkRef {
-    /// BLAKE3 of the plain bytes, lowercase hex.
-    pub hash: String,
-    /// Plain length in bytes.
-    pub len: u64,
-}
-
-/// A file captured in a snapshot, as the ordered list of its chunks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// `db` or `wal`.
-    pub role: String,
-    pub size: u64,
-    /// BLAKE3 of the whole file, in the scheme `hash_of` names.
-    pub hash: String,
-    /// What `hash` is the hash of (absent in manifests written before the
-    /// chunk-list scheme: the file's bytes).
-    #[serde(default)]
-    pub hash_of: FileHash,
-    pub chunks: Vec<ChunkRef>,
-}
-
-/// What a [`FileEntry`]'s `hash` covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileHash {
-    /// BLAKE3 of the file's bytes, in order.
-    #[default]
-    Bytes,
-    /// [`chunk_list_hash`] of the chunk list: as binding as a hash of the
-    /// bytes (every chunk's hash is checked against its bytes when read), and
-    /// computed from the chunk hashes, so no thread has to hash the whole
-    /// file in order.
-    ChunkList,
-}
-
-/// The whole-file hash in the [`FileHash::ChunkList`] scheme: keyed BLAKE3
-/// over each chunk's 32-byte hash and its length (u64, little-endian), in
-/// order. None if a chunk hash is not 64 hex digits.
-pub fn chunk_list_hash(chunks: &[ChunkRef]) -> Option<String> {
-    let mut h = blake3::Hasher::new_derive_key("ducksnap 2026-11 file chunk list v1");
-    for c in chunks {
-        let ch = blake3::Hash::from_hex(&c.hash).ok()?;
-        h.update(ch.as_bytes());
-        h.update(&c.len.to_le_bytes());
-    }
-    Some(h.finalize().to_hex().to_string())
-}
-
-/// How a capture was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptureMethod {
-    /// No writer held the database; an OFD read lock kept one out meanwhile.
-    Quiescent,
-    /// A writer held DuckDB's lock; header and file checks bracketed the copy.
-    Online,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureInfo {
-    pub method: CaptureMethod,
-    pub attempts: u32,
-    pub duration_ms: u64,
-}
-
-/// The database as captured.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DatabaseInfo {
-    pub path: String,
-    pub header_version: u64,
-    pub storage_version: u64,
-    pub block_size: u64,
-    pub block_count: u64,
-    pub iteration: u64,
-}
-
-/// Outcome of opening the captured copy with the bundled DuckDB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStatus {
-    /// Opened read-only, every table listed and counted.
-    Verified,
-    /// Not opened, e.g. a storage version newer than the bundled DuckDB reads.
-    NotVerified,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableCount {
-    pub schema: String,
-    pub name: String,
-    pub rows: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckInfo {
-    pub status: CheckStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Version of the DuckDB library that checked it.
-    pub duckdb_version: String,
-    pub tables: Vec<TableCount>,
-}
-
-/// A snapshot's manifest: everything needed to reassemble and judge it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    pub format: u32,
-    pub id: SnapshotId,
-    pub created_at: DateTime<Utc>,
-    pub reason: String,
-    #[serde(default)]
-    pub label: Option<String>,
-    #[serde(default)]
-    pub pinned: bool,
-    /// A pin that expires (a `pre-restore` safety snapshot's); `None` with
-    /// `pinned` is a pin by hand, kept until `unpin`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pinned_until: Option<DateTime<Utc>>,
-    pub database: DatabaseInfo,
-    pub files: Vec<FileEntry>,
-    pub capture: CaptureInfo,
-    pub check: CheckInfo,
-    /// Stored (compressed) bytes of the chunks this snapshot added to the store.
-    pub bytes_new: u64,
-    pub ducksnap_version: String,
-}
-
-impl Manifest {
-    pub fn file(&self, role: &str) -> Option<&FileEntry> {
-        self.files.iter().find(|f| f.role == role)
-    }
-
-    /// Bytes of every file captured (database and side files).
-    pub fn total_size(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
-    }
-
-    /// Bytes of the side files captured (`.wal`, `.wal.checkpoint`).
-    pub fn side_size(&self) -> u64 {
-        self.total_size() - self.db_size()
-    }
-
-    /// Everything a manifest must satisfy before anything trusts it; one
-    /// check shared by `load_manifest` and therefore by restore, verify,
-    /// list and garbage collection: a supported format, one `db` entry, only
-    /// roles a snapshot holds (each once), chunk names that are BLAKE3 hex
-    /// with plausible lengths adding up to the file size, and (chunk-list
-    /// scheme) a chunk list that hashes to the recorded file hash — so that
-    /// a damaged or edited chunk name is caught before it could mislead
-    /// garbage collection.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.format != MANIFEST_FORMAT {
-            return Err(format!(
-                "format {} is not supported (expected {MANIFEST_FORMAT})",
-                self.format
-            ));
-        }
-        let mut roles = BTreeSet::new();
-        for f in &self.files {
-            if crate::database::duckfile::role_path(Path::new("db"), &f.role).is_none() {
-                return Err(format!("unknown file role {:?}", f.role));
-            }
-            if !roles.insert(f.role.as_str()) {
-                return Err(format!("file role {:?} appears twice", f.role));
-            }
-            if let Some(c) = f.chunks.iter().find(|c| !is_hash(&c.hash)) {
-                return Err(format!("chunk name {:?} is not a BLAKE3 hex hash", c.hash));
-            }
-            if let Some(c) = f.chunks.iter().find(|c| c.len > MAX_CHUNK_LEN) {
-                return Err(format!(
-                    "chunk {} claims an implausible length {}",
-                    c.hash, c.len
-                ));
-            }
-            let total: u64 = f.chunks.iter().map(|c| c.len).sum();
-            if total != f.size {
-                return Err(format!(
-                    "file {} has chunks totalling {total} bytes, not {}",
-                    f.role, f.size
-                ));
-            }
-            if f.hash_of == FileHash::ChunkList
-                && chunk_list_hash(&f.chunks).as_deref() != Some(f.hash.as_str())
-            {
-                return Err(format!(
-                    "file {}: its chunk list does not match the file hash {} (the manifest was altered or damaged)",
-                    f.role, f.hash
-                ));
-            }
-        }
-        if !roles.contains(crate::database::duckfile::DB_ROLE) {
-            return Err("no db file entry".into());
-        }
-        Ok(())
-    }
-
-    /// Size of the database file captured.
-    pub fn db_size(&self) -> u64 {
-        self.file("db").map(|f| f.size).unwrap_or(0)
-    }
-
-    pub fn chunk_hashes(&self) -> impl Iterator<Item = &str> {
-        self.files
-            .iter()
-            .flat_map(|f| f.chunks.iter().map(|c| c.hash.as_str()))
-    }
-}
-
-/// One line of the catalog and of `list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    pub id: SnapshotId,
-    pub created_at: DateTime<Utc>,
-    pub reason: String,
-    pub label: Option<String>,
-    pub pinned: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pinned_until: Option<DateTime<Utc>>,
-    pub db_size: u64,
-    pub wal_size: u64,
-    pub bytes_new: u64,
-    pub verified: bool,
-    pub method: CaptureMethod,
-}
-
-impl From<&Manifest> for Summary {
-    fn from(m: &Manifest) -> Summary {
-        Summary {
-            id: m.id.clone(),
-            created_at: m.created_at,
-            reason: m.reason.clone(),
-            label: m.label.clone(),
-            pinned: m.pinned,
-            pinned_until: m.pinned_until,
-            db_size: m.db_size(),
-            wal_size: m.side_size(),
-            bytes_new: m.bytes_new,
-            verified: m.check.status == CheckStatus::Verified,
-            method: m.capture.method,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct Catalog {
     format: u32,
     snapshots: Vec<Summary>,
-}
-
-/// A manifest file that could not be read, reported rather than fatal.
-#[derive(Debug, Clone, Serialize)]
-pub struct BadEntry {
-    pub file: String,
-    pub reason: String,
 }
 
 /// Held while mutating the store; released on drop or process death.
@@ -360,10 +113,6 @@ pub struct PutChunk {
     /// Bytes written to disk (0 when it already existed).
     pub stored: u64,
 }
-
-/// Largest chunk length a manifest may claim (chunks are at most one
-/// 256 KiB DuckDB block or [`crate::capture::CHUNK_TARGET`]; this leaves room).
-const MAX_CHUNK_LEN: u64 = 64 * 1024 * 1024;
 
 /// Reusable buffers for reading chunks.
 #[derive(Default)]
@@ -1206,10 +955,6 @@ fn tighten_modes(root: &Path) -> Result<()> {
         "the store was readable by other users; its directories are now 0700 and its files 0600"
     );
     Ok(())
-}
-
-fn is_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn tmp_suffix() -> String {
