@@ -1,0 +1,90 @@
+//! What a capture produces ([`Captured`]) and how it fails: [`CaptureError`]
+//! for the caller, and within the retry loop an [`AttemptError`] that says
+//! whether another attempt may succeed; [`Attempt`] is one consistent copy
+//! and DuckDB's verdict on it.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::database::check::CheckError;
+use crate::database::duckfile::{Header, HeaderError};
+use crate::store::{CaptureMethod, CheckInfo, FileEntry, StoreError};
+
+/// A capture that succeeded: its chunks are in the store, not yet committed.
+#[derive(Debug)]
+pub struct Captured {
+    pub files: Vec<FileEntry>,
+    pub header: Header,
+    pub method: CaptureMethod,
+    pub attempts: u32,
+    pub check: CheckInfo,
+    /// Chunks this capture added to the store, with their stored size.
+    pub new_chunks: HashMap<String, u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("database {path} does not exist (is database.path right? has the app created it yet?)")]
+    Missing { path: PathBuf },
+    #[error("database path {path} is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("capture: cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "could not take a consistent snapshot of {path} in {attempts} attempt(s) over {elapsed_ms} ms \
+         (last: {last}); the database is busy with checkpoints; try again, or raise capture.attempts / capture.timeout"
+    )]
+    Inconsistent {
+        path: PathBuf,
+        attempts: u32,
+        elapsed_ms: u64,
+        last: String,
+    },
+    #[error("the copy of {path} taken while no writer held it fails DuckDB's check: {source}")]
+    Check {
+        path: PathBuf,
+        #[source]
+        source: CheckError,
+    },
+}
+
+pub(super) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> CaptureError + 'a {
+    move |source| CaptureError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Why an attempt has to be retried, or that it cannot succeed.
+pub(super) enum AttemptError {
+    Unstable(String),
+    Fatal(CaptureError),
+}
+
+impl<E: Into<CaptureError>> From<E> for AttemptError {
+    fn from(e: E) -> Self {
+        AttemptError::Fatal(e.into())
+    }
+}
+
+/// One consistent copy and the result of DuckDB's check of exactly those bytes.
+pub(super) struct Attempt {
+    pub(super) files: Vec<FileEntry>,
+    pub(super) header: Header,
+    pub(super) method: CaptureMethod,
+    pub(super) check: Result<CheckInfo, CheckError>,
+}
