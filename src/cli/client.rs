@@ -8,9 +8,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::environment::Mode;
 use crate::ops::Ctx;
-use crate::protocol::{Request, Response};
+use crate::protocol::{Hello, Request, Response};
 
 /// A server on the socket that this client must not trust.
 #[derive(Debug, thiserror::Error)]
@@ -85,17 +84,6 @@ impl Client {
         serde_json::from_str(&answer)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
-}
-
-/// What a daemon says about itself (`hello`).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Hello {
-    pub mode: Mode,
-    #[serde(default)]
-    pub mode_reason: String,
-    pub pid: u64,
-    pub store: PathBuf,
-    pub database: PathBuf,
 }
 
 /// A connection to a daemon that serves the same store and database as

@@ -7,6 +7,7 @@ use super::output::{outln, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -1,7 +1,7 @@
 //! `ducksnap pin ID` / `ducksnap unpin ID`.
 
-use crate::ops::Ctx;
-use crate::protocol::Request;
+use crate::ops::{Ctx, SnapshotRef};
+use crate::protocol::calls;
 use crate::store::Summary;
 
 use super::output::{outln, print_json};
@@ -9,19 +9,15 @@ use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    id: String,
+    #[command(flatten)]
+    snapshot: SnapshotRef,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args, pinned: bool) -> anyhow::Result<u8> {
-    let id = a.id;
-    let req = if pinned {
-        Request::Pin { id }
-    } else {
-        Request::Unpin { id }
-    };
-    let s: Summary = remote::call_as(ctx, req)?;
+    let s: Summary = remote::call(ctx, calls::pin(a.snapshot, pinned))?;
     if a.json {
         print_json(&s)?;
     } else {

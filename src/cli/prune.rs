@@ -2,23 +2,24 @@
 //! delete unreferenced chunks.
 
 use crate::environment;
-use crate::ops::{self, Ctx};
-use crate::protocol::Request;
+use crate::ops::{Ctx, PruneReport, PruneRequest};
+use crate::protocol::calls;
 
 use super::output::{outln, print_json};
 use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Show what would be removed, and why, without removing anything.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    req: PruneRequest,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
-    let r: ops::PruneReport = remote::call_as(ctx, Request::Prune { dry_run: a.dry_run })?;
+    let dry_run = a.req.dry_run;
+    let r: PruneReport = remote::call(ctx, calls::prune(a.req))?;
     if a.json {
         print_json(&r)?;
         return Ok(0);
@@ -38,7 +39,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
             );
         }
     }
-    if a.dry_run {
+    if dry_run {
         let n = r.plan.as_ref().map(|p| p.forgotten().count()).unwrap_or(0);
         outln!("dry run: {n} snapshot(s) would be removed");
     } else {

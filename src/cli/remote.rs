@@ -6,7 +6,7 @@
 use crate::config::{self, HostEnv};
 use crate::environment;
 use crate::ops::{self, Ctx, dispatch};
-use crate::protocol::{ErrorCode, Request, Response};
+use crate::protocol::{Call, ErrorCode, Request, Response};
 
 use super::client;
 
@@ -70,8 +70,12 @@ pub fn forward_to(ctx: &Ctx) -> anyhow::Result<Option<client::Client>> {
 }
 
 /// Runs a request through the daemon when one serves this store, else
-/// directly with the same dispatch; returns the result value.
-pub fn call(ctx: &Ctx, req: Request) -> anyhow::Result<serde_json::Value> {
+/// directly with the same dispatch; returns its typed result.
+pub fn call<R: serde::de::DeserializeOwned>(ctx: &Ctx, c: Call<R>) -> anyhow::Result<R> {
+    Ok(serde_json::from_value(call_value(ctx, c.request)?)?)
+}
+
+fn call_value(ctx: &Ctx, req: Request) -> anyhow::Result<serde_json::Value> {
     let resp = match forward_to(ctx)? {
         Some(mut c) => {
             tracing::debug!(
@@ -83,9 +87,4 @@ pub fn call(ctx: &Ctx, req: Request) -> anyhow::Result<serde_json::Value> {
         None => dispatch::handle(ctx, req, ops::DaemonInfo::default()),
     };
     answer(resp)
-}
-
-/// [`call`], with the result read as `T`.
-pub fn call_as<T: serde::de::DeserializeOwned>(ctx: &Ctx, req: Request) -> anyhow::Result<T> {
-    Ok(serde_json::from_value(call(ctx, req)?)?)
 }

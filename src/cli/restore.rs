@@ -1,49 +1,34 @@
 //! `ducksnap restore ID`: put a snapshot back (after a confirmation).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::HostEnv;
-use crate::ops::{self, Ctx, OpError};
-use crate::protocol::Request;
+use crate::ops::{Ctx, OpError, RestoreRequest, Restored};
+use crate::protocol::calls;
 
 use super::output::{outln, print_json};
 use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    id: String,
-    /// Write the snapshot to this path instead of replacing the database.
-    #[arg(long, value_name = "PATH")]
-    to: Option<PathBuf>,
-    /// With --to: overwrite an existing file.
-    #[arg(long)]
-    force: bool,
-    /// Also open the restored file with DuckDB and compare its tables and
-    /// row counts with the snapshot's (every chunk's and the whole file's
-    /// hash is always checked).
-    #[arg(long)]
-    check: bool,
+    #[command(flatten)]
+    req: RestoreRequest,
     /// Do not ask for confirmation (needed when not on a terminal).
     #[arg(long)]
     yes: bool,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
+    let mut req = a.req;
     if !a.yes {
-        confirm(ctx, &a.id, a.to.as_deref())?;
+        confirm(ctx, &req.id, req.to.as_deref())?;
     }
-    let to = a.to.map(|p| env.cwd.join(p));
-    let r: ops::Restored = remote::call_as(
-        ctx,
-        Request::Restore {
-            id: a.id,
-            to,
-            force: a.force,
-            check: a.check,
-        },
-    )?;
+    // The daemon's working directory is not ours.
+    req.to = req.to.map(|p| env.cwd.join(p));
+    let r: Restored = remote::call(ctx, calls::restore(req))?;
     if a.json {
         print_json(&r)?;
         return Ok(0);

@@ -1,19 +1,21 @@
 //! `ducksnap show ID`: one snapshot's manifest (read here, from the store).
 
-use crate::ops::{self, Ctx, OpError};
+use crate::ops::{self, Ctx, OpError, SnapshotRef};
 use crate::store::{FileHash, Manifest};
 
 use super::output::{outln, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    id: String,
+    #[command(flatten)]
+    snapshot: SnapshotRef,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
-    let shown = ops::show(ctx, &a.id)?;
+    let shown = ops::show(ctx, &a.snapshot)?;
     if a.json {
         print_json(&shown)?;
     } else {

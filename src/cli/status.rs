@@ -10,6 +10,7 @@ use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -1,33 +1,26 @@
 //! `ducksnap verify [ID]`: re-hash chunks; `--deep` has DuckDB read each copy.
 
 use crate::environment;
-use crate::ops::{self, Ctx, OpError, SnapshotCheck};
-use crate::protocol::Request;
+use crate::ops::{Ctx, OpError, SnapshotCheck, VerifyReport, VerifyRequest};
+use crate::protocol::calls;
 
 use super::output::{outln, print_json};
 use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// One snapshot (default: all).
-    id: Option<String>,
+    #[command(flatten)]
+    req: VerifyRequest,
     /// All snapshots (the default; kept for scripts that say so).
     #[arg(long, conflicts_with = "id")]
     all: bool,
-    #[arg(long)]
-    deep: bool,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
-    let report: ops::VerifyReport = remote::call_as(
-        ctx,
-        Request::Verify {
-            id: a.id,
-            deep: a.deep,
-        },
-    )?;
+    let report: VerifyReport = remote::call(ctx, calls::verify(a.req))?;
     if a.json {
         print_json(&report)?;
     } else if report.disabled {

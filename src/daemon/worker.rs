@@ -7,7 +7,9 @@
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::ops::{self, Ctx, SnapshotOutcome, SnapshotRequest, dispatch};
+use crate::ops::{
+    self, Ctx, PruneRequest, SnapshotOutcome, SnapshotReply, SnapshotRequest, dispatch,
+};
 use crate::protocol::{ErrorCode, Request, Response};
 
 use super::jobs::{self, Job, JobKind, Settings, StateHandle};
@@ -54,7 +56,7 @@ fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> Response {
     match kind {
         JobKind::Request(req) => {
             let what = req.name();
-            let is_snapshot = matches!(req, Request::Snapshot { .. });
+            let is_snapshot = matches!(req, Request::Snapshot(_));
             let r = dispatch::handle(ctx, req, state.info());
             if is_snapshot && r.ok {
                 state.note_snapshot(jobs::fingerprint(&ctx.config.database.path), true);
@@ -94,7 +96,7 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
         Ok(o) => {
             let taken = !matches!(o, SnapshotOutcome::Unchanged { .. });
             state.note_snapshot(now_fp, taken);
-            Response::ok(dispatch::snapshot_json(&o))
+            Response::ok(serde_json::to_value(SnapshotReply::from(o)).expect("reply serializes"))
         }
         Err(e) => Response::err(e.code(), e.to_string()),
     };
@@ -109,7 +111,7 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
 }
 
 fn apply_retention(ctx: &Ctx, state: &StateHandle) {
-    match ops::prune(ctx, false) {
+    match ops::prune(ctx, &PruneRequest::default()) {
         Ok(p) => {
             if p.removed > 0 {
                 tracing::info!(

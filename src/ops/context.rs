@@ -12,8 +12,17 @@ use crate::config::{Config, ConfigError};
 use crate::database::dbpath;
 use crate::environment::{self, Detection};
 use crate::id::{InvalidId, SnapshotId};
-use crate::protocol::ErrorCode;
+use crate::protocol::code::ErrorCode;
 use crate::store::{Store, StoreError};
+
+/// One snapshot, by id: what `show`, `pin` and `unpin` are asked for (the
+/// CLI's argument and the wire's field).
+#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRef {
+    /// The snapshot's id (YYYYMMDDTHHMMSSZ-xxxx).
+    pub id: String,
+}
 
 /// Everything an operation needs: the checked config and the environment decision.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use crate::ops::context::{Ctx, OpError, open_store};
 use crate::store::{BadEntry, Store, Summary};
 
 /// One row of `list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ListEntry {
     #[serde(flatten)]
     pub summary: Summary,

@@ -16,12 +16,12 @@ mod snapshot;
 mod status;
 mod verify;
 
-pub use context::{Ctx, OpError, database_path};
+pub use context::{Ctx, OpError, SnapshotRef, database_path};
 pub use list::{ListEntry, Listing, list};
 pub use pin::pin;
-pub use prune::{PruneReport, prune};
+pub use prune::{PruneReport, PruneRequest, prune};
 pub use restore::{RestoreRequest, Restored, restore};
 pub use show::{Shown, show};
-pub use snapshot::{SnapshotOutcome, SnapshotRequest, snapshot};
+pub use snapshot::{SnapshotOutcome, SnapshotReply, SnapshotRequest, snapshot};
 pub use status::{DaemonInfo, LastError, StatusReport, status};
-pub use verify::{SnapshotCheck, VerifyReport, verify};
+pub use verify::{SnapshotCheck, VerifyReport, VerifyRequest, verify};

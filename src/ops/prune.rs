@@ -49,8 +49,19 @@ fn candidates(store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
         .collect()
 }
 
+/// What `prune` is asked for (the CLI's arguments and the wire's fields).
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// Show what would be removed, and why, without removing anything.
+    #[arg(long)]
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// Applies retention, then deletes chunks no manifest names.
-pub fn prune(ctx: &Ctx, dry_run: bool) -> Result<PruneReport, OpError> {
+pub fn prune(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
+    let dry_run = req.dry_run;
     let empty = |disabled| PruneReport {
         disabled,
         dry_run,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::id::SnapshotId;
-use crate::ops::context::{Ctx, OpError, store_for};
+use crate::ops::context::{Ctx, OpError, SnapshotRef, store_for};
 use crate::store::{Manifest, Store};
 
 /// Result of `show`.
@@ -14,8 +14,8 @@ pub struct Shown {
 }
 
 /// One snapshot's manifest, with the chunks it names that are missing.
-pub fn show(ctx: &Ctx, id: &str) -> Result<Shown, OpError> {
-    let id = SnapshotId::parse(id)?;
+pub fn show(ctx: &Ctx, req: &SnapshotRef) -> Result<Shown, OpError> {
+    let id = SnapshotId::parse(&req.id)?;
     let store = store_for(ctx, &id)?;
     let manifest = store.load_manifest(&id)?;
     let present = store.chunk_set()?;

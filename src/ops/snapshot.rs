@@ -18,15 +18,72 @@ use crate::ops::context::{Ctx, OpError, check_space_at, database_path, open_stor
 use crate::ops::restore::journal;
 use crate::store::{DatabaseInfo, MANIFEST_FORMAT, Manifest, Store, StoreLock};
 
-/// What `snapshot` was asked for.
-#[derive(Debug, Clone)]
+/// What `snapshot` is asked for: the CLI's arguments, the wire request's
+/// fields and the operation's input, in one type.
+#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SnapshotRequest {
+    /// Why: manual, pre-delete, scheduled, ... (letters, digits, - _ .).
+    #[arg(long, default_value = "manual")]
+    #[serde(default = "manual")]
     pub reason: String,
+    /// Free text shown in listings.
+    #[arg(long)]
+    #[serde(default)]
     pub label: Option<String>,
+    /// Keep this snapshot whatever the retention policy says.
+    #[arg(long)]
+    #[serde(default)]
     pub pin: bool,
     /// Do not commit when the captured files equal the newest snapshot's
-    /// (scheduled snapshots).
+    /// (the daemon's scheduled snapshots; not an argument from outside).
+    #[arg(skip)]
+    #[serde(skip)]
     pub skip_unchanged: bool,
+}
+
+fn manual() -> String {
+    "manual".into()
+}
+
+/// What `snapshot` answers: the manifest, or why there is none.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotReply {
+    /// The new snapshot's manifest.
+    pub snapshot: Option<Box<Manifest>>,
+    /// Cloud mode: backups are disabled (`reason` says why).
+    pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The database equals snapshot `since`: nothing was stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<SnapshotId>,
+}
+
+impl From<SnapshotOutcome> for SnapshotReply {
+    fn from(o: SnapshotOutcome) -> SnapshotReply {
+        let mut r = SnapshotReply {
+            snapshot: None,
+            disabled: false,
+            reason: None,
+            unchanged: false,
+            since: None,
+        };
+        match o {
+            SnapshotOutcome::Disabled { reason } => {
+                r.disabled = true;
+                r.reason = Some(reason);
+            }
+            SnapshotOutcome::Created(m) => r.snapshot = Some(m),
+            SnapshotOutcome::Unchanged { since } => {
+                r.unchanged = true;
+                r.since = Some(since);
+            }
+        }
+        r
+    }
 }
 
 impl SnapshotRequest {

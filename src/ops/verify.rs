@@ -37,10 +37,24 @@ pub struct VerifyReport {
     pub snapshots: Vec<SnapshotCheck>,
 }
 
+/// What `verify` is asked for (the CLI's arguments and the wire's fields).
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// One snapshot (default: all).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Also reassemble each snapshot and have DuckDB read every column.
+    #[arg(long)]
+    #[serde(default)]
+    pub deep: bool,
+}
+
 /// Re-hashes every chunk of one snapshot (`id`) or of all; `deep` also
 /// reassembles each and reads every column with DuckDB.
-pub fn verify(ctx: &Ctx, id: Option<&str>, deep: bool) -> Result<VerifyReport, OpError> {
-    let id = id.map(SnapshotId::parse).transpose()?;
+pub fn verify(ctx: &Ctx, req: &VerifyRequest) -> Result<VerifyReport, OpError> {
+    let deep = req.deep;
+    let id = req.id.as_deref().map(SnapshotId::parse).transpose()?;
     let empty = |disabled| VerifyReport {
         disabled,
         checked: 0,

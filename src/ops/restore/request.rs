@@ -6,16 +6,27 @@ use serde::Serialize;
 
 use crate::id::SnapshotId;
 
-/// What `restore` was asked for.
-#[derive(Debug, Clone)]
+/// What `restore` is asked for: the CLI's arguments, the wire request's
+/// fields and the operation's input, in one type.
+#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
+    /// The snapshot to put back.
     pub id: String,
-    /// Write a standalone copy here instead of replacing the database.
+    /// Write the snapshot to this path instead of replacing the database
+    /// (on the wire: an absolute path).
+    #[arg(long, value_name = "PATH")]
+    #[serde(default)]
     pub to: Option<PathBuf>,
-    /// With `to`: overwrite an existing file.
+    /// With --to: overwrite an existing file.
+    #[arg(long)]
+    #[serde(default)]
     pub force: bool,
     /// Also open the restored file with DuckDB and compare its tables and
-    /// row counts with the snapshot's.
+    /// row counts with the snapshot's (every chunk's and the whole file's
+    /// hash is always checked).
+    #[arg(long)]
+    #[serde(default)]
     pub check: bool,
 }
 

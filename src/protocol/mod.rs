@@ -7,25 +7,36 @@
 //! `{"ok": false, "error": {"code": "…", "message": "…"}}`.
 //! `docs/PROTOCOL.md` documents it with `socat` examples.
 
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::environment::Mode;
+use crate::ops::{
+    ListEntry, PruneReport, PruneRequest, RestoreRequest, Restored, Shown, SnapshotRef,
+    SnapshotReply, SnapshotRequest, StatusReport, VerifyReport, VerifyRequest,
+};
+use crate::store::Summary;
+
+pub mod code;
+
+pub use code::ErrorCode;
+
 /// Bumped on any incompatible change; `hello` returns it.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-fn default_reason() -> String {
-    "manual".into()
-}
-
-/// One request line. (Variants without arguments are empty structs so that
-/// unknown fields are refused for them too.)
+/// One request line. Operations with arguments carry the operation's own
+/// argument type (the CLI's too), so a new flag is one field of that type;
+/// variants without arguments are empty structs so that unknown fields are
+/// refused for them too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// Handshake: returns the protocol and daemon versions, the mode and the
-    /// store directory (clients use it to tell they talk to the right daemon).
+    /// Handshake: the protocol and daemon versions, the mode and why, the
+    /// store and the database ([`Hello`]; clients use it to find the daemon
+    /// that protects their database).
     Hello {
         #[serde(default)]
         client: Option<String>,
@@ -37,47 +48,91 @@ pub enum Request {
     Status {},
     /// Take a snapshot now and wait for it. Cloud mode: `{"snapshot": null,
     /// "disabled": true, "reason": …}`.
-    Snapshot {
-        #[serde(default = "default_reason")]
-        reason: String,
-        #[serde(default)]
-        label: Option<String>,
-        #[serde(default)]
-        pin: bool,
-    },
+    Snapshot(SnapshotRequest),
     /// Snapshots, newest first. Cloud mode: `[]`.
     List {},
     /// One snapshot's manifest and its missing chunks.
-    Show { id: String },
+    Show(SnapshotRef),
     /// Restore a snapshot over the database (or `to` a standalone file).
     /// Cloud mode: error `disabled`.
-    Restore {
-        id: String,
-        #[serde(default)]
-        to: Option<PathBuf>,
-        #[serde(default)]
-        force: bool,
-        /// Also open the restored file with DuckDB and compare its tables
-        /// and row counts with the snapshot's (the hashes are always checked).
-        #[serde(default)]
-        check: bool,
-    },
+    Restore(RestoreRequest),
     /// Re-hash chunks of one snapshot or all; `deep` also opens each copy.
-    Verify {
-        #[serde(default)]
-        id: Option<String>,
-        #[serde(default)]
-        deep: bool,
-    },
+    Verify(VerifyRequest),
     /// Apply retention and collect garbage. Cloud mode: 0 removed.
-    Prune {
-        #[serde(default)]
-        dry_run: bool,
-    },
+    Prune(PruneRequest),
     /// Pin a snapshot (retention never removes it).
-    Pin { id: String },
+    Pin(SnapshotRef),
     /// Unpin a snapshot.
-    Unpin { id: String },
+    Unpin(SnapshotRef),
+}
+
+/// What a daemon says about itself (`hello`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub version: String,
+    pub mode: Mode,
+    #[serde(default)]
+    pub mode_reason: String,
+    #[serde(default)]
+    pub signals_fired: Vec<String>,
+    pub store: PathBuf,
+    pub database: PathBuf,
+    pub pid: u64,
+}
+
+/// A request together with the type of its result, so that the caller gets
+/// a typed reply: `Call::<Restored>`, built by the functions below.
+#[derive(Debug, Clone)]
+pub struct Call<R> {
+    pub request: Request,
+    reply: PhantomData<fn() -> R>,
+}
+
+fn call<R>(request: Request) -> Call<R> {
+    Call {
+        request,
+        reply: PhantomData,
+    }
+}
+
+/// The typed calls, one per request.
+pub mod calls {
+    use super::*;
+
+    pub fn hello(client: &str) -> Call<Hello> {
+        call(Request::Hello {
+            client: Some(client.into()),
+        })
+    }
+    pub fn status() -> Call<StatusReport> {
+        call(Request::Status {})
+    }
+    pub fn snapshot(r: SnapshotRequest) -> Call<SnapshotReply> {
+        call(Request::Snapshot(r))
+    }
+    pub fn list() -> Call<Vec<ListEntry>> {
+        call(Request::List {})
+    }
+    pub fn show(r: SnapshotRef) -> Call<Shown> {
+        call(Request::Show(r))
+    }
+    pub fn restore(r: RestoreRequest) -> Call<Restored> {
+        call(Request::Restore(r))
+    }
+    pub fn verify(r: VerifyRequest) -> Call<VerifyReport> {
+        call(Request::Verify(r))
+    }
+    pub fn prune(r: PruneRequest) -> Call<PruneReport> {
+        call(Request::Prune(r))
+    }
+    pub fn pin(r: SnapshotRef, pinned: bool) -> Call<Summary> {
+        call(if pinned {
+            Request::Pin(r)
+        } else {
+            Request::Unpin(r)
+        })
+    }
 }
 
 impl Request {
@@ -87,14 +142,14 @@ impl Request {
             Request::Hello { .. } => "hello",
             Request::Ping {} => "ping",
             Request::Status {} => "status",
-            Request::Snapshot { .. } => "snapshot",
+            Request::Snapshot(_) => "snapshot",
             Request::List {} => "list",
-            Request::Show { .. } => "show",
-            Request::Restore { .. } => "restore",
-            Request::Verify { .. } => "verify",
-            Request::Prune { .. } => "prune",
-            Request::Pin { .. } => "pin",
-            Request::Unpin { .. } => "unpin",
+            Request::Show(_) => "show",
+            Request::Restore(_) => "restore",
+            Request::Verify(_) => "verify",
+            Request::Prune(_) => "prune",
+            Request::Pin(_) => "pin",
+            Request::Unpin(_) => "unpin",
         }
     }
 
@@ -102,117 +157,13 @@ impl Request {
     pub fn mutates(&self) -> bool {
         matches!(
             self,
-            Request::Snapshot { .. }
-                | Request::Restore { .. }
-                | Request::Prune { .. }
-                | Request::Pin { .. }
-                | Request::Unpin { .. }
-                | Request::Verify { deep: true, .. }
+            Request::Snapshot(_)
+                | Request::Restore(_)
+                | Request::Prune(_)
+                | Request::Pin(_)
+                | Request::Unpin(_)
+                | Request::Verify(VerifyRequest { deep: true, .. })
         )
-    }
-}
-
-/// The one table of error codes: what the wire says and what the CLI
-/// exits with (README, "Exit codes"). Every failure ducksnap reports — an
-/// operation's error, the server refusing a request, the CLI giving the
-/// daemon's answer — goes through one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The request line is not JSON.
-    InvalidJson,
-    /// Not a request: unknown `op`, unknown or duplicate field, relative path.
-    InvalidRequest,
-    LineTooLong,
-    IdleTimeout,
-    /// The peer runs as another user.
-    Unauthorized,
-    TooManyConnections,
-    ShuttingDown,
-    /// Cloud mode: backups are disabled.
-    Disabled,
-    /// A bad argument or config: an id, reason, label, path, confirmation.
-    InvalidArgument,
-    /// No snapshot with that id.
-    NotFound,
-    /// The database is missing, not a file, or not a DuckDB database.
-    DatabaseMissing,
-    /// No consistent copy within the capture bounds.
-    Busy,
-    /// Another process holds the database (restore).
-    InUse,
-    /// A snapshot or the store is damaged, or verification found problems.
-    Damaged,
-    NoSpace,
-    /// The request named another database than the daemon's.
-    WrongDatabase,
-    /// Anything else (an I/O error, a failed restore that was rolled back);
-    /// also what an unknown code from a newer daemon reads as.
-    #[serde(other)]
-    Failed,
-}
-
-impl ErrorCode {
-    /// The process exit code (README, "Exit codes").
-    pub fn exit_code(self) -> u8 {
-        match self {
-            ErrorCode::InvalidJson
-            | ErrorCode::InvalidRequest
-            | ErrorCode::InvalidArgument
-            | ErrorCode::WrongDatabase => 2,
-            ErrorCode::DatabaseMissing => 3,
-            ErrorCode::Busy => 4,
-            ErrorCode::NotFound => 5,
-            ErrorCode::Damaged => 6,
-            ErrorCode::Disabled => 7,
-            ErrorCode::InUse => 8,
-            _ => 1,
-        }
-    }
-
-    /// The wire name, e.g. `in_use`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidJson => "invalid_json",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::LineTooLong => "line_too_long",
-            ErrorCode::IdleTimeout => "idle_timeout",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::TooManyConnections => "too_many_connections",
-            ErrorCode::ShuttingDown => "shutting_down",
-            ErrorCode::Disabled => "disabled",
-            ErrorCode::InvalidArgument => "invalid_argument",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::DatabaseMissing => "database_missing",
-            ErrorCode::Busy => "busy",
-            ErrorCode::InUse => "in_use",
-            ErrorCode::Damaged => "damaged",
-            ErrorCode::NoSpace => "no_space",
-            ErrorCode::WrongDatabase => "wrong_database",
-            ErrorCode::Failed => "failed",
-        }
-    }
-
-    /// Whether the daemon refused the request (the caller's answer) rather
-    /// than failed at its own work.
-    pub fn is_refusal(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::InvalidJson
-                | ErrorCode::InvalidRequest
-                | ErrorCode::InvalidArgument
-                | ErrorCode::NotFound
-                | ErrorCode::InUse
-                | ErrorCode::Disabled
-                | ErrorCode::WrongDatabase
-                | ErrorCode::ShuttingDown
-        )
-    }
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -303,7 +254,7 @@ pub fn parse_request(line: &[u8]) -> Result<Parsed, Response> {
     };
     let req: Request = serde_json::from_value(value)
         .map_err(|e| Response::err(ErrorCode::InvalidRequest, e.to_string()))?;
-    if let Request::Restore { to: Some(to), .. } = &req
+    if let Request::Restore(RestoreRequest { to: Some(to), .. }) = &req
         && !to.is_absolute()
     {
         return Err(Response::err(

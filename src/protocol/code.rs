@@ -1,0 +1,108 @@
+//! The one table of error codes: what the wire says and what the CLI exits
+//! with (README, "Exit codes").
+
+use serde::{Deserialize, Serialize};
+
+/// The one table of error codes: what the wire says and what the CLI
+/// exits with (README, "Exit codes"). Every failure ducksnap reports — an
+/// operation's error, the server refusing a request, the CLI giving the
+/// daemon's answer — goes through one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request line is not JSON.
+    InvalidJson,
+    /// Not a request: unknown `op`, unknown or duplicate field, relative path.
+    InvalidRequest,
+    LineTooLong,
+    IdleTimeout,
+    /// The peer runs as another user.
+    Unauthorized,
+    TooManyConnections,
+    ShuttingDown,
+    /// Cloud mode: backups are disabled.
+    Disabled,
+    /// A bad argument or config: an id, reason, label, path, confirmation.
+    InvalidArgument,
+    /// No snapshot with that id.
+    NotFound,
+    /// The database is missing, not a file, or not a DuckDB database.
+    DatabaseMissing,
+    /// No consistent copy within the capture bounds.
+    Busy,
+    /// Another process holds the database (restore).
+    InUse,
+    /// A snapshot or the store is damaged, or verification found problems.
+    Damaged,
+    NoSpace,
+    /// The request named another database than the daemon's.
+    WrongDatabase,
+    /// Anything else (an I/O error, a failed restore that was rolled back);
+    /// also what an unknown code from a newer daemon reads as.
+    #[serde(other)]
+    Failed,
+}
+
+impl ErrorCode {
+    /// The process exit code (README, "Exit codes").
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidArgument
+            | ErrorCode::WrongDatabase => 2,
+            ErrorCode::DatabaseMissing => 3,
+            ErrorCode::Busy => 4,
+            ErrorCode::NotFound => 5,
+            ErrorCode::Damaged => 6,
+            ErrorCode::Disabled => 7,
+            ErrorCode::InUse => 8,
+            _ => 1,
+        }
+    }
+
+    /// The wire name, e.g. `in_use`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::IdleTimeout => "idle_timeout",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Disabled => "disabled",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::DatabaseMissing => "database_missing",
+            ErrorCode::Busy => "busy",
+            ErrorCode::InUse => "in_use",
+            ErrorCode::Damaged => "damaged",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::WrongDatabase => "wrong_database",
+            ErrorCode::Failed => "failed",
+        }
+    }
+
+    /// Whether the daemon refused the request (the caller's answer) rather
+    /// than failed at its own work.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::InvalidJson
+                | ErrorCode::InvalidRequest
+                | ErrorCode::InvalidArgument
+                | ErrorCode::NotFound
+                | ErrorCode::InUse
+                | ErrorCode::Disabled
+                | ErrorCode::WrongDatabase
+                | ErrorCode::ShuttingDown
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
