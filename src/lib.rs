@@ -6,16 +6,21 @@
 //!   ([`database::dbpath`]), the OFD locks that see DuckDB's
 //!   ([`database::oslock`]), and opening a copy with the bundled DuckDB
 //!   ([`database::check`]).
-//! - [`capture`]: consistent copies of a live database (quiescent / online),
-//!   through the read-only maps of [`capture::mapped`].
-//! - [`store`]: chunks, manifests, catalog, lock, staging and garbage
-//!   collection on disk; [`id`]: snapshot ids.
+//! - [`capture`]: consistent copies of a live database — the retry loop,
+//!   online and quiescent attempts, the parallel copy, the read-only maps of
+//!   [`capture::mapped`].
+//! - [`store`]: chunks, catalog, lock, staging, reassembly and garbage
+//!   collection on disk, and what a manifest says ([`store::Manifest`]);
+//!   [`id`]: snapshot ids.
 //! - [`ops`]: one module per operation (snapshot, list, show, restore,
-//!   verify, prune, pin, status) and [`ops::dispatch`], which answers a
-//!   protocol request with one; [`retention`]: the pure retention planner.
-//! - [`protocol`]: the socket's wire contract.
-//! - [`daemon`]: the service — its tasks, the socket server, the schedule,
-//!   the watcher, systemd notifications and socket activation.
+//!   verify, prune, pin, status), each with its one argument type, and
+//!   [`ops::dispatch`], which answers a protocol request with one;
+//!   [`retention`]: the pure retention planner.
+//! - [`protocol`]: the socket's wire contract — requests, typed replies and
+//!   the one table of error codes ([`protocol::ErrorCode`]).
+//! - [`daemon`]: the service — the handles its tasks share, the worker, the
+//!   socket server, the scheduler, the watcher, systemd notifications and
+//!   socket activation.
 //! - [`cli`]: the command-line front end and its client of the daemon;
 //!   [`config`], [`environment`], [`logging`]: shared by both.
 //!

@@ -20,7 +20,7 @@ use crate::store::{
 pub const CHUNK_TARGET: u64 = 256 * 1024;
 
 /// Copies the side files a snapshot holds (`.wal`, `.wal.checkpoint`; see
-/// [`duckfile::SIDE_FILES`]) that exist and then the first `size` bytes of
+/// [`crate::database::duckfile::SIDE_FILES`]) that exist and then the first `size` bytes of
 /// the database into chunks, and, given a `staging` directory, into
 /// `staging/db.duckdb` and its side files, so that DuckDB's check of the
 /// staged copy opens exactly the captured set. Returns the entries,

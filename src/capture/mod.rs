@@ -1,7 +1,7 @@
 //! Taking a consistent copy of a live DuckDB database into the store.
 //!
 //! A database is a set of files: `<db>`, and when present `<db>.wal` and
-//! `<db>.wal.checkpoint` (see [`duckfile::SIDE_FILES`]); a snapshot holds
+//! `<db>.wal.checkpoint` (see [`crate::database::duckfile::SIDE_FILES`]); a snapshot holds
 //! the whole set, never `<db>.wal.recovery`.
 //!
 //! * **Quiescent**: no process holds a lock that conflicts with a read lock.
@@ -70,11 +70,7 @@ pub fn capture(
     let mut made = 0;
     for attempt in 1..=opts.attempts.max(1) {
         if attempt > 1 {
-            let factor = 1u32 << (attempt - 2).min(10);
-            let delay = opts
-                .backoff
-                .saturating_mul(factor)
-                .min(Duration::from_secs(2));
+            let delay = backoff(opts, attempt);
             if start.elapsed() + delay > opts.timeout {
                 break;
             }
@@ -93,13 +89,8 @@ pub fn capture(
             // before the commit's syncfs would write it out.
             let _ = fs::remove_dir_all(&dir);
         }
-        match outcome {
-            Ok(Attempt {
-                files,
-                header,
-                method,
-                check: Ok(check),
-            }) => {
+        match judge(db, attempt, outcome)? {
+            Ok((files, header, method, check)) => {
                 batch.commit()?;
                 return Ok(Captured {
                     files,
@@ -110,27 +101,7 @@ pub fn capture(
                     new_chunks,
                 });
             }
-            Ok(Attempt {
-                method: CaptureMethod::Online,
-                check: Err(e),
-                ..
-            }) => {
-                tracing::debug!(event = "capture.retry", attempt, reason = %e, "copy failed DuckDB's check; retrying");
-                last = e.to_string();
-            }
-            Ok(Attempt {
-                check: Err(source), ..
-            }) => {
-                return Err(CaptureError::Check {
-                    path: db.to_path_buf(),
-                    source,
-                });
-            }
-            Err(AttemptError::Unstable(reason)) => {
-                tracing::debug!(event = "capture.retry", attempt, reason = %reason, "database changed during the copy; retrying");
-                last = reason;
-            }
-            Err(AttemptError::Fatal(e)) => return Err(e),
+            Err(reason) => last = reason,
         }
     }
     let _ = fs::remove_dir_all(staging.join("attempt"));
@@ -140,6 +111,60 @@ pub fn capture(
         elapsed_ms: start.elapsed().as_millis() as u64,
         last,
     })
+}
+
+/// The wait before attempt `attempt` (≥ 2): the backoff doubled each time,
+/// at most 2 s.
+fn backoff(opts: &CaptureOptions, attempt: u32) -> Duration {
+    let factor = 1u32 << (attempt - 2).min(10);
+    opts.backoff
+        .saturating_mul(factor)
+        .min(Duration::from_secs(2))
+}
+
+/// A copy that passed DuckDB's check.
+type GoodCopy = (
+    Vec<crate::store::FileEntry>,
+    crate::database::duckfile::Header,
+    CaptureMethod,
+    crate::store::CheckInfo,
+);
+
+/// What one attempt's outcome means: `Ok(Ok(copy))` a good copy,
+/// `Ok(Err(why))` try again, `Err` give up (a quiescent copy that fails
+/// DuckDB's check cannot get better by waiting).
+fn judge(
+    db: &Path,
+    attempt: u32,
+    outcome: Result<Attempt, AttemptError>,
+) -> Result<Result<GoodCopy, String>, CaptureError> {
+    match outcome {
+        Ok(Attempt {
+            files,
+            header,
+            method,
+            check: Ok(check),
+        }) => Ok(Ok((files, header, method, check))),
+        Ok(Attempt {
+            method: CaptureMethod::Online,
+            check: Err(e),
+            ..
+        }) => {
+            tracing::debug!(event = "capture.retry", attempt, reason = %e, "copy failed DuckDB's check; retrying");
+            Ok(Err(e.to_string()))
+        }
+        Ok(Attempt {
+            check: Err(source), ..
+        }) => Err(CaptureError::Check {
+            path: db.to_path_buf(),
+            source,
+        }),
+        Err(AttemptError::Unstable(reason)) => {
+            tracing::debug!(event = "capture.retry", attempt, reason = %reason, "database changed during the copy; retrying");
+            Ok(Err(reason))
+        }
+        Err(AttemptError::Fatal(e)) => Err(e),
+    }
 }
 
 fn attempt_once(

@@ -1,6 +1,6 @@
 //! Command-line interface: the global options and a short dispatch to one
 //! module per subcommand, each owning its arguments, its call and its
-//! printing. Output goes through [`outln!`], so a closed pipe
+//! printing. Output goes through `outln!` (`cli/output.rs`), so a closed pipe
 //! (`ducksnap list | head -1`) ends the command quietly (see `main.rs`).
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Everything a subcommand prints goes through here: [`outln!`] and
+//! Everything a subcommand prints goes through here: `outln!` and
 //! [`print_json`] return write errors instead of panicking, and a closed
 //! pipe becomes [`StdoutClosed`], which `main.rs` turns into a quiet exit 0.
 

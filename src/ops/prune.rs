@@ -103,21 +103,7 @@ pub fn prune(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
         tracing::error!(event = "prune.refused", error = %e, "prune refused");
         return Err(e.into());
     }
-    let mut removed = 0;
-    for d in plan.forgotten() {
-        let path = store
-            .root()
-            .join("snapshots")
-            .join(format!("{}.json", d.id));
-        fs::remove_file(&path).map_err(|source| StoreError::Io {
-            op: "remove manifest",
-            path: path.clone(),
-            source,
-        })?;
-        removed += 1;
-        tracing::info!(event = "prune.removed", id = %d.id, reason = %d.reasons.join("; "), "snapshot removed by retention");
-    }
-    crate::store::fsync_dir(&store.root().join("snapshots"))?;
+    let removed = remove_forgotten(&store, &plan)?;
     release_expired_pins(&store, &lock, &manifests, &plan);
     // Delete before writing anything: on a full disk, the catalog rewrite
     // is what needs the space being freed (and it is rebuilt when stale).
@@ -140,6 +126,27 @@ pub fn prune(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
         chunks_deleted,
         bytes_freed,
     })
+}
+
+/// Removes the manifests of the snapshots the plan forgets (the commit
+/// point of each removal), then makes the removals durable.
+fn remove_forgotten(store: &Store, plan: &Plan) -> Result<usize, OpError> {
+    let mut removed = 0;
+    for d in plan.forgotten() {
+        let path = store
+            .root()
+            .join("snapshots")
+            .join(format!("{}.json", d.id));
+        fs::remove_file(&path).map_err(|source| StoreError::Io {
+            op: "remove manifest",
+            path: path.clone(),
+            source,
+        })?;
+        removed += 1;
+        tracing::info!(event = "prune.removed", id = %d.id, reason = %d.reasons.join("; "), "snapshot removed by retention");
+    }
+    crate::store::fsync_dir(&store.root().join("snapshots"))?;
+    Ok(removed)
 }
 
 /// Clears the pins whose time has passed on the snapshots retention keeps

@@ -809,19 +809,7 @@ impl Store {
             result
         });
         written?;
-        // Every chunk's bytes matched its hash on the way; what is left is
-        // to tie the list (or the bytes) to the manifest's file hash.
-        let got = match h {
-            Some(h) => h.finalize().to_hex().to_string(),
-            None => chunk_list_hash(&f.chunks).unwrap_or_default(),
-        };
-        if got != f.hash {
-            return Err(StoreError::ChunkCorrupt {
-                hash: f.hash.clone(),
-                reason: format!("reassembled {} hashes to {got}", f.role),
-            });
-        }
-        Ok(())
+        check_file_hash(f, h)
     }
 
     /// Reassembles a snapshot as `<dir>/<name>` plus its side files
@@ -907,6 +895,22 @@ pub(crate) fn create_private_file(p: &Path) -> io::Result<File> {
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(p)
+}
+
+/// Every chunk's bytes matched its hash on the way; what is left is to tie
+/// the list (or, for old manifests, the bytes) to the manifest's file hash.
+fn check_file_hash(f: &FileEntry, bytes: Option<blake3::Hasher>) -> Result<()> {
+    let got = match bytes {
+        Some(h) => h.finalize().to_hex().to_string(),
+        None => chunk_list_hash(&f.chunks).unwrap_or_default(),
+    };
+    if got != f.hash {
+        return Err(StoreError::ChunkCorrupt {
+            hash: f.hash.clone(),
+            reason: format!("reassembled {} hashes to {got}", f.role),
+        });
+    }
+    Ok(())
 }
 
 /// A store made by an older ducksnap (or copied with `cp -r`) may be

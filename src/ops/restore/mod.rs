@@ -1,6 +1,6 @@
-//! `restore`: a snapshot reassembled and checked ([`staged`]), then written
-//! as a standalone copy ([`to`]) or swapped in over the database
-//! ([`swap`]), with the crash-safe journal and its rollback in [`journal`].
+//! `restore`: a snapshot reassembled and checked (`staged.rs`), then written
+//! as a standalone copy (`to.rs`) or swapped in over the database
+//! (`swap.rs`), with the crash-safe journal and its rollback in [`journal`].
 
 pub mod journal;
 mod request;

@@ -120,18 +120,7 @@ pub(super) fn restore_in_place(
     }
     // Keep the app out for the whole restore.
     let old = lock_out_the_app(db)?;
-    let db_own = match &old {
-        Some(f) => Ownership::of(&f.metadata().map_err(|source| StoreError::Io {
-            op: "stat",
-            path: db.to_path_buf(),
-            source,
-        })?),
-        None => Ownership {
-            mode: 0o600,
-            uid: nix::unistd::getuid().as_raw(),
-            gid: nix::unistd::getgid().as_raw(),
-        },
-    };
+    let db_own = ownership_of(db, old.as_ref())?;
     check_space_at(
         &dir,
         m.total_size() + ctx.config.store.min_free_space.0,
@@ -158,16 +147,9 @@ pub(super) fn restore_in_place(
         return Err(e);
     }
     // Upgrade the guard's read lock: from here on no one opens the new file.
-    if !oslock::try_lock(&new_file, LockKind::Write).map_err(|source| StoreError::Io {
-        op: "lock",
-        path: staged.clone(),
-        source,
-    })? {
+    if let Err(e) = lock_staged(&new_file, &staged) {
         unstage();
-        return Err(OpError::InUse {
-            path: staged.clone(),
-            pid: None,
-        });
+        return Err(e);
     }
     let mut journal = journal_for(db, m, &staged, old.as_ref())?;
     journal::write_journal(&journal)?;
@@ -189,6 +171,41 @@ pub(super) fn restore_in_place(
         checked: true,
         wal: m.side_size() > 0,
     })
+}
+
+/// The mode and owner the restored database gets: those of the database it
+/// replaces, or 0600 and ours when there is none.
+fn ownership_of(db: &Path, old: Option<&File>) -> Result<Ownership, OpError> {
+    Ok(match old {
+        Some(f) => Ownership::of(&f.metadata().map_err(|source| StoreError::Io {
+            op: "stat",
+            path: db.to_path_buf(),
+            source,
+        })?),
+        None => Ownership {
+            mode: 0o600,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        },
+    })
+}
+
+/// Takes the write lock on the staged file (whose read lock the staging
+/// guard holds): nobody may open the new database before the swap is done.
+fn lock_staged(new_file: &File, staged: &Path) -> Result<(), OpError> {
+    let locked = oslock::try_lock(new_file, LockKind::Write).map_err(|source| StoreError::Io {
+        op: "lock",
+        path: staged.to_path_buf(),
+        source,
+    })?;
+    if locked {
+        Ok(())
+    } else {
+        Err(OpError::InUse {
+            path: staged.to_path_buf(),
+            pid: None,
+        })
+    }
 }
 
 /// Rolls a failed swap back and says what happened.
