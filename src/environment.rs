@@ -52,6 +52,11 @@ impl Detection {
         self.mode == Mode::Cloud
     }
 
+    /// Names of the signals that fired, owned (for replies and reports).
+    pub fn fired_names(&self) -> Vec<String> {
+        self.fired().into_iter().map(String::from).collect()
+    }
+
     /// Names of the signals that fired.
     pub fn fired(&self) -> Vec<&'static str> {
         self.signals

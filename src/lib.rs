@@ -9,8 +9,8 @@
 //! - [`capture`]: consistent copies of a live database — the retry loop,
 //!   online and quiescent attempts, the parallel copy, the read-only maps of
 //!   [`capture::mapped`].
-//! - [`store`]: chunks, catalog, lock, staging, reassembly and garbage
-//!   collection on disk, and what a manifest says ([`store::Manifest`]);
+//! - [`store`]: the store on disk — opening, lock and staging, chunks,
+//!   manifests and the catalog, reassembly, garbage collection;
 //!   [`id`]: snapshot ids.
 //! - [`ops`]: one module per operation (snapshot, list, show, restore,
 //!   verify, prune, pin, status), each with its one argument type, and

@@ -73,9 +73,9 @@ pub enum Command {
     /// Apply the retention policy and delete chunks no snapshot needs.
     Prune(prune::Args),
     /// Keep a snapshot whatever the retention policy says.
-    Pin(pin::Args),
+    Pin(show::Args),
     /// Let retention remove a snapshot again.
-    Unpin(pin::Args),
+    Unpin(show::Args),
     /// Run the service: schedule, watcher and socket (systemd user unit).
     Daemon,
     /// Mode, database, last snapshot, next run, store size, last error.

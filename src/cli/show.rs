@@ -5,13 +5,14 @@ use crate::store::{FileHash, Manifest};
 
 use super::output::{outln, print_json};
 
+/// One snapshot (also `pin` and `unpin`'s arguments).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    snapshot: SnapshotRef,
+    pub(super) snapshot: SnapshotRef,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {

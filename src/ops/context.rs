@@ -2,7 +2,7 @@
 //! fails with (and its code in the one table), and the helpers that find
 //! the database, open the store and check free space.
 
-use std::fs::{self};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 

@@ -19,12 +19,7 @@ pub fn hello(ctx: &Ctx) -> Hello {
         version: env!("CARGO_PKG_VERSION").into(),
         mode: ctx.detection.mode,
         mode_reason: ctx.detection.reason.clone(),
-        signals_fired: ctx
-            .detection
-            .fired()
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        signals_fired: ctx.detection.fired_names(),
         store: ctx.config.store.dir.clone(),
         database: ctx.config.database.path.clone(),
         pid: std::process::id().into(),

@@ -2,7 +2,7 @@
 //! chunks no snapshot names deleted.
 
 use std::collections::HashMap;
-use std::fs::{self};
+use std::fs;
 
 use chrono::Utc;
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! `status`: mode, database, last snapshot, store, and what the daemon
 //! reports about itself.
 
-use std::fs::{self};
+use std::fs;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -79,12 +79,7 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
     Ok(StatusReport {
         mode: ctx.detection.mode,
         mode_reason: ctx.detection.reason.clone(),
-        signals_fired: ctx
-            .detection
-            .fired()
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        signals_fired: ctx.detection.fired_names(),
         database: db.clone(),
         database_exists: meta.is_some(),
         database_bytes: meta.map(|m| m.len()),

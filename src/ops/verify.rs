@@ -2,7 +2,7 @@
 //! reassembles each and has DuckDB read every column.
 
 use std::collections::HashMap;
-use std::fs::{self};
+use std::fs;
 
 use serde::Serialize;
 

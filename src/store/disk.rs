@@ -1,0 +1,129 @@
+//! Small file-system helpers of the store: private directories and files,
+//! tightened modes, unique temporary names, directory fsync, the number of
+//! workers, and full positional reads.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use crate::id::SnapshotId;
+
+use super::error::{Result, io_err};
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Creates a directory (and missing parents) only its owner can enter.
+pub(crate) fn create_private_dir(p: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(p)
+}
+
+/// Creates (or truncates) a file only its owner can read. Never follows a
+/// link at `p`.
+pub(crate) fn create_private_file(p: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(p)
+}
+
+/// A store made by an older ducksnap (or copied with `cp -r`) may be
+/// readable by other users: its chunks are the database. When the store's
+/// directory admits anyone but its owner, every directory in it becomes
+/// 0700 and every file 0600 (links are neither followed nor changed; they
+/// are reported by the operations that meet them). One log line says so.
+pub(super) fn tighten_modes(root: &Path) -> Result<()> {
+    // The store's own path may be a link the user made (a store on another
+    // disk): that one is followed, nothing inside it is.
+    let root = &fs::canonicalize(root).map_err(io_err("resolve", root))?;
+    let mode = fs::symlink_metadata(root)
+        .map_err(io_err("stat", root))?
+        .permissions()
+        .mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    fn walk(p: &Path, changed: &mut usize) -> Result<()> {
+        let m = fs::symlink_metadata(p).map_err(io_err("stat", p))?;
+        let want = if m.is_dir() {
+            0o700
+        } else if m.is_file() {
+            0o600
+        } else {
+            return Ok(());
+        };
+        if m.permissions().mode() & 0o7777 != want {
+            fs::set_permissions(p, fs::Permissions::from_mode(want))
+                .map_err(io_err("restrict the mode of", p))?;
+            *changed += 1;
+        }
+        if m.is_dir() {
+            for e in fs::read_dir(p).map_err(io_err("read directory", p))? {
+                walk(&e.map_err(io_err("read directory", p))?.path(), changed)?;
+            }
+        }
+        Ok(())
+    }
+    let mut changed = 0;
+    walk(root, &mut changed)?;
+    tracing::warn!(
+        event = "store.modes_tightened",
+        store = %root.display(),
+        entries = changed,
+        "the store was readable by other users; its directories are now 0700 and its files 0600"
+    );
+    Ok(())
+}
+
+pub(super) fn tmp_suffix() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// fsyncs a directory so a rename in it is durable.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// Reads exactly `buf.len()` bytes at `off`, or fewer at end of file.
+/// Newest first: by creation time, then by id.
+pub(super) fn sort_newest_first<T>(v: &mut [T], key: impl Fn(&T) -> (&DateTime<Utc>, &SnapshotId)) {
+    v.sort_by(|a, b| key(b).cmp(&key(a)));
+}
+
+/// Threads that hash, compress and copy chunks: one per core, at most 8.
+/// Asked once per process (the answer reads cgroup files).
+pub fn workers() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+    })
+}
+
+pub fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], off + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
