@@ -189,9 +189,28 @@ impl FromStr for ByteSize {
     }
 }
 
+/// The unit that writes the size with the smallest whole number, so that
+/// it reads back exactly: `67108864` → `64MiB`, `330000000` → `330MB`.
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}B", self.0)
+        let units: [(u64, &str); 8] = [
+            (1 << 40, "TiB"),
+            (1_000_000_000_000, "TB"),
+            (1 << 30, "GiB"),
+            (1_000_000_000, "GB"),
+            (1 << 20, "MiB"),
+            (1_000_000, "MB"),
+            (1 << 10, "KiB"),
+            (1_000, "KB"),
+        ];
+        let exact = units
+            .iter()
+            .filter(|(per, _)| self.0 > 0 && self.0.is_multiple_of(*per))
+            .min_by_key(|(per, _)| self.0 / per);
+        match exact {
+            Some((per, unit)) => write!(f, "{}{unit}", self.0 / per),
+            None => write!(f, "{}B", self.0),
+        }
     }
 }
 
@@ -277,6 +296,17 @@ pub enum ModeSetting {
     Auto,
     Local,
     Cloud,
+}
+
+/// The documented lower-case word (as in JSON, manifests and the config).
+impl std::fmt::Display for ModeSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModeSetting::Auto => "auto",
+            ModeSetting::Local => "local",
+            ModeSetting::Cloud => "cloud",
+        })
+    }
 }
 
 /// Log output format.

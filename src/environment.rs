@@ -24,6 +24,16 @@ pub enum Mode {
     Cloud,
 }
 
+/// The documented lower-case word (as in JSON, manifests and the config).
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Local => "local",
+            Mode::Cloud => "cloud",
+        })
+    }
+}
+
 /// One input to the decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct Signal {

@@ -40,3 +40,4 @@ pub mod ops;
 pub mod protocol;
 pub mod retention;
 pub mod store;
+pub mod when;

@@ -8,25 +8,32 @@ use clap::Parser;
 use ducksnap::cli::{self, Cli, RemoteError};
 use ducksnap::config::HostEnv;
 use ducksnap::ops::OpError;
+use ducksnap::protocol::ErrorCode;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    let json = args.wants_json();
     match cli::run(args, HostEnv::from_process()) {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ducksnap: error: {}", render_chain(&err));
-            let code = err
-                .downcast_ref::<OpError>()
-                .map(OpError::exit_code)
-                .or_else(|| {
-                    err.downcast_ref::<RemoteError>()
-                        .map(RemoteError::exit_code)
-                })
-                .unwrap_or(1);
-            ExitCode::from(code)
+            let message = render_chain(&err);
+            eprintln!("ducksnap: error: {message}");
+            let code = error_code(&err);
+            if json {
+                cli::print_json_error(code.as_str(), code.exit_code(), &message);
+            }
+            ExitCode::from(code.exit_code())
         }
     }
+}
+
+/// The error's code in the one table; `failed` (exit 1) for the rest.
+fn error_code(err: &anyhow::Error) -> ErrorCode {
+    err.downcast_ref::<OpError>()
+        .map(OpError::code)
+        .or_else(|| err.downcast_ref::<RemoteError>().map(|e| e.code))
+        .unwrap_or(ErrorCode::Failed)
 }
 
 /// Whether the command stopped only because stdout's reader went away

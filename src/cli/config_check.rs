@@ -10,7 +10,7 @@ use super::output::{outln, print_json};
 pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {

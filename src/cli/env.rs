@@ -11,7 +11,7 @@ use super::output::{outln, print_json};
 pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
@@ -20,13 +20,13 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
         print_json(d)?;
         return Ok(0);
     }
-    outln!("mode: {:?} ({})", d.mode, d.reason);
-    outln!("setting: database.mode = {:?}", d.setting);
+    outln!("mode: {} ({})", d.mode, d.reason);
+    outln!("setting: database.mode = {}", d.setting);
     if config::mode_from_env(env)?.is_none()
         && let Some((_, hello)) = client::daemon_for(ctx)?
     {
         outln!(
-            "a daemon serves this store (pid {}): its mode, {:?} ({}), is what the other commands use",
+            "a daemon serves this store (pid {}): its mode, {} ({}), is what the other commands use",
             hello.pid,
             hello.mode,
             hello.mode_reason

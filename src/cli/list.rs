@@ -1,19 +1,57 @@
-//! `ducksnap list`: the snapshots, newest first (read here, from the store).
+//! `ducksnap list`: the snapshots, newest first (read here, from the store),
+//! optionally only those of one reason, with a label, or since a time.
+
+use chrono::{DateTime, Utc};
 
 use crate::environment;
-use crate::ops::{self, Ctx, ListEntry};
+use crate::ops::{self, Ctx, ListEntry, OpError};
+use crate::when;
 
+use super::human;
 use super::output::{outln, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print JSON instead of text.
+    /// Only snapshots taken for this reason (manual, pre-delete, scheduled, …).
+    #[arg(long, value_name = "R")]
+    reason: Option<String>,
+    /// Only snapshots whose label contains TEXT (ignoring case).
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+    /// Only snapshots taken at or after T: 2h, 7d, 2026-11-29T14:00:00Z,
+    /// "2026-11-29 14:00 local", … (see `ducksnap help list`).
+    #[arg(long, value_name = "T", long_help = when_help())]
+    since: Option<String>,
+    /// Times in UTC instead of local time.
     #[arg(long)]
-    json: bool,
+    utc: bool,
+    /// Print JSON instead of text (the same entries, exact numbers).
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+fn when_help() -> String {
+    format!(
+        "Only snapshots taken at or after this time. Accepted: {}.",
+        when::FORMS
+    )
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
-    let listing = ops::list(ctx)?;
+    let now = Utc::now();
+    let since = a
+        .since
+        .as_deref()
+        .map(|s| when::parse(s, now))
+        .transpose()
+        .map_err(|reason| OpError::InvalidArgument {
+            what: "--since",
+            reason,
+        })?;
+    let mut listing = ops::list(ctx)?;
+    listing
+        .snapshots
+        .retain(|e| keep(e, a.reason.as_deref(), a.label.as_deref(), since));
     if a.json {
         print_json(&listing.snapshots)?;
     } else if listing.disabled {
@@ -21,18 +59,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     } else if listing.snapshots.is_empty() && listing.unreadable.is_empty() {
         outln!("no snapshots in {}", ctx.config.store.dir.display());
     } else {
-        outln!(
-            "{:<22} {:<20} {:<12} {:>12} {:>12} {:<8} label",
-            "id",
-            "time (UTC)",
-            "reason",
-            "db bytes",
-            "new bytes",
-            "verified"
-        );
-        for e in &listing.snapshots {
-            print_row(e)?;
-        }
+        print_table(&listing.snapshots, a.utc, now)?;
     }
     for b in &listing.unreadable {
         eprintln!("warning: unreadable manifest {}: {}", b.file, b.reason);
@@ -40,30 +67,51 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn print_row(e: &ListEntry) -> anyhow::Result<()> {
+fn keep(
+    e: &ListEntry,
+    reason: Option<&str>,
+    label: Option<&str>,
+    since: Option<DateTime<Utc>>,
+) -> bool {
     let s = &e.summary;
-    let mut flags = String::new();
-    match (s.pinned, s.pinned_until) {
-        (true, Some(t)) => flags.push_str(&format!(" [pinned until {}]", t.format("%Y-%m-%d"))),
-        (true, None) => flags.push_str(" [pinned]"),
-        _ => {}
+    reason.is_none_or(|r| s.reason == r)
+        && label.is_none_or(|l| {
+            s.label
+                .as_deref()
+                .is_some_and(|have| have.to_lowercase().contains(&l.to_lowercase()))
+        })
+        && since.is_none_or(|t| s.created_at >= t)
+}
+
+fn print_table(entries: &[ListEntry], utc: bool, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let mut t = human::table(&[
+        "id", "taken", "age", "reason", "size", "new", "verified", "pinned", "label",
+    ]);
+    for e in entries {
+        let s = &e.summary;
+        let pinned = match (s.pinned, s.pinned_until) {
+            (true, Some(until)) => format!("until {}", human::time(until, utc)),
+            (true, None) => "yes".into(),
+            (false, _) => "no".into(),
+        };
+        let mut label = human::cut(s.label.as_deref().unwrap_or(""), 40);
+        if e.missing_chunks > 0 {
+            label = format!("DAMAGED: {} chunk(s) missing {label}", e.missing_chunks);
+        }
+        t.add_row(vec![
+            s.id.to_string(),
+            human::time(s.created_at, utc),
+            human::age(s.created_at, now),
+            s.reason.clone(),
+            human::size(s.db_size + s.wal_size),
+            human::size(s.bytes_new),
+            if s.verified { "yes" } else { "no" }.into(),
+            pinned,
+            label,
+        ]);
     }
-    if e.missing_chunks > 0 {
-        flags.push_str(&format!(
-            " [DAMAGED: {} chunk(s) missing]",
-            e.missing_chunks
-        ));
+    for line in t.lines() {
+        outln!("{}", line.trim_end());
     }
-    outln!(
-        "{:<22} {:<20} {:<12} {:>12} {:>12} {:<8} {}{}",
-        s.id,
-        s.created_at.format("%Y-%m-%d %H:%M:%S"),
-        s.reason,
-        s.db_size,
-        s.bytes_new,
-        if s.verified { "yes" } else { "no" },
-        s.label.as_deref().unwrap_or(""),
-        flags
-    );
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod client;
 mod config_check;
 mod daemon;
 mod env;
+pub mod human;
 mod list;
 mod output;
 mod pin;
@@ -27,7 +28,7 @@ mod snapshot;
 mod status;
 mod verify;
 
-pub use output::StdoutClosed;
+pub use output::{StdoutClosed, print_json_error};
 pub use remote::RemoteError;
 
 #[derive(Debug, Parser)]
@@ -95,12 +96,33 @@ pub enum ConfigCommand {
     Check(config_check::Args),
 }
 
+impl Cli {
+    /// Whether the command was asked for JSON (`--json`): then its error,
+    /// too, is reported as JSON on stdout (`main.rs`).
+    pub fn wants_json(&self) -> bool {
+        match &self.command {
+            Command::Snapshot(a) => a.json,
+            Command::List(a) => a.json,
+            Command::Show(a) | Command::Pin(a) | Command::Unpin(a) => a.json,
+            Command::Restore(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Prune(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Config {
+                command: ConfigCommand::Check(a),
+            } => a.json,
+            Command::Env(a) => a.json,
+            Command::Daemon => false,
+        }
+    }
+}
+
 /// Runs the parsed command. Returns the exit code on success.
 pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
     let config = config::load(cli.config.as_deref(), &env).map_err(OpError::from)?;
     init_logging(&cli, &config, &env)?;
     let detection = environment::detect(&env, &config.database.path, config.database.mode);
-    tracing::debug!(event = "env.detected", mode = ?detection.mode, reason = %detection.reason, "environment detected");
+    tracing::debug!(event = "env.detected", mode = %detection.mode, reason = %detection.reason, "environment detected");
     let mut ctx = Ctx { config, detection };
     if !matches!(
         cli.command,

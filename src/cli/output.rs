@@ -39,3 +39,26 @@ pub(super) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
         .write_all(&text)
         .map_err(stdout_error)
 }
+
+/// An operation's error after its report was printed: with `--json` the
+/// report was the one JSON document on stdout, so the error goes to stderr
+/// only and the exit code carries it; otherwise it is returned for `main`
+/// to print.
+pub(super) fn fail_after_report(json: bool, err: crate::ops::OpError) -> anyhow::Result<u8> {
+    if json {
+        eprintln!("ducksnap: error: {err}");
+        return Ok(err.exit_code());
+    }
+    Err(err.into())
+}
+
+/// A command's error as the one JSON document on stdout (`--json`):
+/// `{"error": {"code": "not_found", "exit_code": 5, "message": "…"}}`, the
+/// code and exit code from the one table (README, "Exit codes").
+pub fn print_json_error(code: &str, exit_code: u8, message: &str) {
+    let doc = serde_json::json!({
+        "error": { "code": code, "exit_code": exit_code, "message": message }
+    });
+    // Best effort: stdout may be the very thing that failed.
+    let _ = print_json(&doc);
+}

@@ -49,7 +49,7 @@ pub fn adopt_daemon_mode(ctx: &mut Ctx, env: &HostEnv) -> anyhow::Result<()> {
     }
     if let Some((_, hello)) = client::daemon_for(ctx)? {
         if hello.mode != ctx.detection.mode {
-            tracing::info!(event = "env.daemon_decides", daemon = ?hello.mode, here = ?ctx.detection.mode, "the running daemon's mode differs from this shell's detection; using the daemon's");
+            tracing::info!(event = "env.daemon_decides", daemon = %hello.mode, here = %ctx.detection.mode, "the running daemon's mode differs from this shell's detection; using the daemon's");
         }
         ctx.detection =
             environment::Detection::from_daemon(hello.mode, &hello.mode_reason, hello.pid);

@@ -3,6 +3,7 @@
 use crate::ops::{self, Ctx, OpError, SnapshotRef};
 use crate::store::{FileHash, Manifest};
 
+use super::human;
 use super::output::{outln, print_json};
 
 /// One snapshot (also `pin` and `unpin`'s arguments).
@@ -10,6 +11,9 @@ use super::output::{outln, print_json};
 pub struct Args {
     #[command(flatten)]
     pub(super) snapshot: SnapshotRef,
+    /// Times in UTC instead of local time.
+    #[arg(long)]
+    pub(super) utc: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(super) json: bool,
@@ -20,28 +24,46 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     if a.json {
         print_json(&shown)?;
     } else {
-        print_manifest(&shown.manifest)?;
+        print_manifest(&shown.manifest, a.utc)?;
     }
     if !shown.missing_chunks.is_empty() {
         for h in &shown.missing_chunks {
             eprintln!("missing chunk: {h}");
         }
-        return Err(OpError::Damaged {
+        let err = OpError::Damaged {
             id: shown.manifest.id.clone(),
             missing: shown.missing_chunks.len(),
-        }
-        .into());
+        };
+        return super::output::fail_after_report(a.json, err);
     }
     Ok(0)
 }
 
-fn print_manifest(m: &Manifest) -> anyhow::Result<()> {
+fn print_manifest(m: &Manifest, utc: bool) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
     outln!("id:          {}", m.id);
-    outln!("created:     {}", m.created_at.to_rfc3339());
+    outln!(
+        "created:     {} ({})",
+        human::time(m.created_at, utc),
+        human::age(m.created_at, now)
+    );
     outln!("reason:      {}", m.reason);
     outln!("label:       {}", m.label.as_deref().unwrap_or("-"));
-    outln!("pinned:      {}", m.pinned);
-    outln!("database:    {} ({} bytes)", m.database.path, m.db_size());
+    let pinned = match (m.pinned, m.pinned_until) {
+        (true, Some(t)) => format!(
+            "yes, until {} ({})",
+            human::time(t, utc),
+            human::age(t, now)
+        ),
+        (true, None) => "yes".into(),
+        (false, _) => "no".into(),
+    };
+    outln!("pinned:      {pinned}");
+    outln!(
+        "database:    {} ({})",
+        m.database.path,
+        human::size(m.db_size())
+    );
     outln!(
         "storage:     version {}, block size {}, {} blocks, header iteration {}",
         m.database.storage_version,
@@ -51,9 +73,9 @@ fn print_manifest(m: &Manifest) -> anyhow::Result<()> {
     );
     for f in &m.files {
         outln!(
-            "file {:<6} {} bytes, {} chunks, blake3 ({}) {}",
+            "file {:<6} {}, {} chunks, blake3 ({}) {}",
             f.role,
-            f.size,
+            human::size(f.size),
             f.chunks.len(),
             match f.hash_of {
                 FileHash::Bytes => "of the bytes",
@@ -63,14 +85,14 @@ fn print_manifest(m: &Manifest) -> anyhow::Result<()> {
         );
     }
     outln!(
-        "capture:     {:?}, {} attempt(s), {} ms, {} new bytes stored",
+        "capture:     {}, {} attempt(s), {} ms, {} new stored",
         m.capture.method,
         m.capture.attempts,
         m.capture.duration_ms,
-        m.bytes_new
+        human::size(m.bytes_new)
     );
     outln!(
-        "check:       {:?}{} (DuckDB {})",
+        "check:       {}{} (DuckDB {})",
         m.check.status,
         m.check
             .reason

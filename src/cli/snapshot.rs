@@ -12,7 +12,7 @@ pub struct Args {
     req: SnapshotRequest,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
             m.id,
             m.db_size(),
             m.bytes_new,
-            format!("{:?}", m.capture.method).to_lowercase(),
+            m.capture.method.to_string(),
             m.capture.duration_ms,
             m.check
                 .reason

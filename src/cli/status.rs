@@ -5,14 +5,18 @@ use crate::ops::{self, Ctx, DaemonInfo, StatusReport};
 use crate::protocol::Request;
 
 use super::client;
+use super::human;
 use super::output::{outln, print_json};
 use super::remote;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Times in UTC instead of local time.
+    #[arg(long)]
+    utc: bool,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
@@ -25,13 +29,14 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     if a.json {
         print_json(&report)?;
     } else {
-        print_status(&report)?;
+        print_status(&report, a.utc)?;
     }
     Ok(0)
 }
 
-fn print_status(r: &StatusReport) -> anyhow::Result<()> {
-    outln!("mode:          {:?} ({})", r.mode, r.mode_reason);
+fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    outln!("mode:          {} ({})", r.mode, r.mode_reason);
     if let Some(d) = &r.disabled {
         outln!("               {d}");
     }
@@ -39,21 +44,27 @@ fn print_status(r: &StatusReport) -> anyhow::Result<()> {
         "database:      {} ({})",
         r.database.display(),
         r.database_bytes
-            .map(|b| format!("{b} bytes"))
+            .map(human::size)
             .unwrap_or_else(|| "missing".into())
     );
     outln!(
-        "store:         {} ({} snapshots, {} bytes stored)",
+        "store:         {} ({} snapshots, {} stored)",
         r.store.display(),
         r.snapshots,
-        r.store_bytes
+        human::size(r.store_bytes)
     );
-    match (&r.last_snapshot, r.last_snapshot_age_seconds) {
-        (Some(s), Some(age)) => outln!("last snapshot: {} ({}, {age} s ago)", s.id, s.reason),
-        _ => outln!("last snapshot: none"),
+    match &r.last_snapshot {
+        Some(s) => outln!(
+            "last snapshot: {} ({}, {}, {})",
+            s.id,
+            s.reason,
+            human::time(s.created_at, utc),
+            human::age(s.created_at, now)
+        ),
+        None => outln!("last snapshot: none"),
     }
     match &r.daemon {
-        Some(d) => print_daemon(r, d),
+        Some(d) => print_daemon(r, d, utc),
         None => {
             outln!("next run:      none (no daemon runs; the schedule runs in `ducksnap daemon`)");
             outln!("daemon:        not running");
@@ -62,19 +73,20 @@ fn print_status(r: &StatusReport) -> anyhow::Result<()> {
     }
 }
 
-fn print_daemon(r: &StatusReport, d: &DaemonInfo) -> anyhow::Result<()> {
+fn print_daemon(r: &StatusReport, d: &DaemonInfo, utc: bool) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
     outln!(
         "next run:      {}",
         r.next_run
-            .map(|t| t.to_rfc3339())
+            .map(|t| format!("{} ({})", human::time(t, utc), human::age(t, now)))
             .unwrap_or_else(|| "none scheduled".into())
     );
     outln!("daemon:        running (pid {})", d.pid);
     match &d.last_error {
         Some(e) => outln!(
-            "last error:    {} ({} s ago) {}: {}",
-            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            (chrono::Utc::now() - e.at).num_seconds(),
+            "last error:    {} ({}) {}: {}",
+            human::time(e.at, utc),
+            human::age(e.at, now),
             e.what,
             e.message
         ),

@@ -16,7 +16,7 @@ pub struct Args {
     all: bool,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
@@ -37,11 +37,11 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
         );
     }
     if report.problems > 0 {
-        return Err(OpError::VerifyFailed {
+        let err = OpError::VerifyFailed {
             checked: report.checked,
             problems: report.problems,
-        }
-        .into());
+        };
+        return super::output::fail_after_report(a.json, err);
     }
     Ok(0)
 }

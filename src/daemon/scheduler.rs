@@ -40,7 +40,7 @@ pub async fn scheduler(
                     break;
                 }
                 next = next_slot(&settings);
-                tracing::info!(event = "schedule.reloaded", next_run = ?next, "schedule reloaded");
+                tracing::info!(event = "schedule.reloaded", next_run = next.map(|t| t.to_rfc3339()), "schedule reloaded");
                 continue;
             }
             _ = tokio::time::sleep(wait) => {}

@@ -15,12 +15,14 @@ use crate::id::{InvalidId, SnapshotId};
 use crate::protocol::code::ErrorCode;
 use crate::store::{Store, StoreError};
 
-/// One snapshot, by id: what `show`, `pin` and `unpin` are asked for (the
-/// CLI's argument and the wire's field).
+/// One snapshot: what `show`, `pin` and `unpin` are asked for (the CLI's
+/// argument and the wire's field). An id, a unique id prefix, `latest` or
+/// `latest:REASON` (see [`super::select`]).
 #[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotRef {
-    /// The snapshot's id (YYYYMMDDTHHMMSSZ-xxxx).
+    /// The snapshot: its id (YYYYMMDDTHHMMSSZ-xxxx), a unique prefix of it,
+    /// `latest`, or `latest:REASON` (e.g. latest:pre-delete).
     pub id: String,
 }
 
@@ -53,6 +55,8 @@ pub enum OpError {
         needed: u64,
         what: &'static str,
     },
+    #[error("no snapshot matches {given} in {store}")]
+    NoMatch { given: String, store: PathBuf },
     #[error("snapshot {id} is damaged: {missing} chunk(s) missing from the store")]
     Damaged { id: SnapshotId, missing: usize },
     #[error("{reason}")]
@@ -88,7 +92,9 @@ impl OpError {
             | OpError::Capture(CaptureError::NotAFile { .. })
             | OpError::Capture(CaptureError::Header(_)) => ErrorCode::DatabaseMissing,
             OpError::Capture(CaptureError::Inconsistent { .. }) => ErrorCode::Busy,
-            OpError::Store(StoreError::NotFound { .. }) => ErrorCode::NotFound,
+            OpError::Store(StoreError::NotFound { .. }) | OpError::NoMatch { .. } => {
+                ErrorCode::NotFound
+            }
             OpError::Damaged { .. }
             | OpError::VerifyFailed { .. }
             | OpError::Store(StoreError::GcRefused { .. })
@@ -137,18 +143,17 @@ pub(crate) fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
 
 /// The store of a local-mode operation on an existing snapshot: the disabled
 /// error in cloud mode, not-found when no store exists yet.
-pub(crate) fn store_for(ctx: &Ctx, id: &SnapshotId) -> Result<Store, OpError> {
+pub(crate) fn store_for(ctx: &Ctx, given: &str) -> Result<Store, OpError> {
     if ctx.detection.is_cloud() {
         return Err(OpError::Disabled {
             reason: environment::disabled_message(&ctx.detection),
         });
     }
     if !ctx.config.store.dir.join("STORE").exists() {
-        return Err(StoreError::NotFound {
-            id: id.clone(),
+        return Err(OpError::NoMatch {
+            given: format!("{given:?}"),
             store: ctx.config.store.dir.clone(),
-        }
-        .into());
+        });
     }
     open_store(ctx, false)
 }

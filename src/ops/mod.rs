@@ -11,6 +11,7 @@ mod list;
 mod pin;
 mod prune;
 pub mod restore;
+pub mod select;
 mod show;
 mod snapshot;
 mod status;

@@ -1,13 +1,12 @@
 //! `pin` / `unpin`: keep a snapshot whatever retention says, or not.
 
-use crate::id::SnapshotId;
-use crate::ops::context::{Ctx, OpError, SnapshotRef, store_for};
+use crate::ops::context::{Ctx, OpError, SnapshotRef};
+use crate::ops::select::resolve;
 use crate::store::Summary;
 
 /// Sets or clears a snapshot's pin.
 pub fn pin(ctx: &Ctx, req: &SnapshotRef, pinned: bool) -> Result<Summary, OpError> {
-    let id = SnapshotId::parse(&req.id)?;
-    let store = store_for(ctx, &id)?;
+    let (store, id) = resolve(ctx, &req.id)?;
     let lock = store.lock()?;
     let mut m = store.load_manifest(&id)?;
     // A pin by hand has no expiry (it also makes a pre-restore pin permanent).

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::id::SnapshotId;
-use crate::ops::context::{Ctx, OpError, SnapshotRef, store_for};
+use crate::ops::context::{Ctx, OpError, SnapshotRef};
+use crate::ops::select::resolve;
 use crate::store::{Manifest, Store};
 
 /// Result of `show`.
@@ -15,8 +15,7 @@ pub struct Shown {
 
 /// One snapshot's manifest, with the chunks it names that are missing.
 pub fn show(ctx: &Ctx, req: &SnapshotRef) -> Result<Shown, OpError> {
-    let id = SnapshotId::parse(&req.id)?;
-    let store = store_for(ctx, &id)?;
+    let (store, id) = resolve(ctx, &req.id)?;
     let manifest = store.load_manifest(&id)?;
     let present = store.chunk_set()?;
     let missing_chunks = Store::missing_chunks(&manifest, &present);

@@ -90,12 +90,7 @@ impl SnapshotRequest {
     /// Checks reason and label (they come from outside).
     pub fn validate(&self) -> Result<(), OpError> {
         let r = &self.reason;
-        if r.is_empty()
-            || r.len() > 64
-            || !r
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        {
+        if !valid_reason(r) {
             return Err(OpError::InvalidArgument {
                 what: "reason",
                 reason: format!(
@@ -113,6 +108,14 @@ impl SnapshotRequest {
         }
         Ok(())
     }
+}
+
+/// A snapshot reason: 1 to 64 letters, digits, `-`, `_` or `.`.
+pub(crate) fn valid_reason(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 64
+        && r.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Result of `snapshot`.
@@ -307,7 +310,7 @@ pub(crate) fn commit_capture(
         event = "snapshot.created",
         id = %manifest.id,
         reason = %manifest.reason,
-        method = ?manifest.capture.method,
+        method = %manifest.capture.method,
         attempts = manifest.capture.attempts,
         db_bytes = manifest.db_size(),
         bytes_new = manifest.bytes_new,

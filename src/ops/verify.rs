@@ -11,6 +11,7 @@ use crate::database::duckfile::Header;
 use crate::id::SnapshotId;
 use crate::ops::context::{Ctx, OpError, open_store};
 use crate::ops::restore::compare_tables;
+use crate::ops::select::{Selector, resolve_in};
 use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
 
 /// One snapshot's verification.
@@ -54,7 +55,7 @@ pub struct VerifyRequest {
 /// reassembles each and reads every column with DuckDB.
 pub fn verify(ctx: &Ctx, req: &VerifyRequest) -> Result<VerifyReport, OpError> {
     let deep = req.deep;
-    let id = req.id.as_deref().map(SnapshotId::parse).transpose()?;
+    let selector = req.id.as_deref().map(Selector::parse).transpose()?;
     let empty = |disabled| VerifyReport {
         disabled,
         checked: 0,
@@ -65,16 +66,19 @@ pub fn verify(ctx: &Ctx, req: &VerifyRequest) -> Result<VerifyReport, OpError> {
         return Ok(empty(true));
     }
     if !ctx.config.store.dir.join("STORE").exists() {
-        return match id {
-            Some(id) => Err(StoreError::NotFound {
-                id,
+        return match req.id.as_deref() {
+            Some(given) => Err(OpError::NoMatch {
+                given: format!("{given:?}"),
                 store: ctx.config.store.dir.clone(),
-            }
-            .into()),
+            }),
             None => Ok(empty(false)),
         };
     }
     let store = open_store(ctx, false)?;
+    let id = match (&selector, req.id.as_deref()) {
+        (Some(sel), Some(given)) => Some(resolve_in(&store, sel, given)?),
+        _ => None,
+    };
     // Lists the chunk directories without following links: a link there is
     // damage to report, not a place to read from.
     store.chunk_set()?;
@@ -104,7 +108,7 @@ pub fn verify(ctx: &Ctx, req: &VerifyRequest) -> Result<VerifyReport, OpError> {
     }
     let problems = results.iter().filter(|r| !r.ok).count();
     for r in results.iter().filter(|r| !r.ok) {
-        tracing::error!(event = "verify.problem", id = %r.id, missing = r.missing_chunks.len(), corrupt = r.corrupt_chunks.len(), error = ?r.error, "snapshot failed verification");
+        tracing::error!(event = "verify.problem", id = %r.id, missing = r.missing_chunks.len(), corrupt = r.corrupt_chunks.len(), error = r.error.as_deref(), "snapshot failed verification");
     }
     Ok(VerifyReport {
         disabled: false,

@@ -84,6 +84,16 @@ pub enum CaptureMethod {
     Online,
 }
 
+/// The documented lower-case word (as in JSON, manifests and the config).
+impl std::fmt::Display for CaptureMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaptureMethod::Quiescent => "quiescent",
+            CaptureMethod::Online => "online",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureInfo {
     pub method: CaptureMethod,
@@ -110,6 +120,16 @@ pub enum CheckStatus {
     Verified,
     /// Not opened, e.g. a storage version newer than the bundled DuckDB reads.
     NotVerified,
+}
+
+/// The documented lower-case word (as in JSON, manifests and the config).
+impl std::fmt::Display for CheckStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckStatus::Verified => "verified",
+            CheckStatus::NotVerified => "not_verified",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -358,7 +358,7 @@ pub fn recover(db: &Path) -> Result<Option<String>, RecoverError> {
             format!("finished cleaning up after the restore of {}", db.display())
         }
     };
-    tracing::warn!(event = "restore.recovered", database = %db.display(), state = ?j.state, "{msg}");
+    tracing::warn!(event = "restore.recovered", database = %db.display(), state = match j.state { JournalState::Swapping => "swapping", JournalState::Committed => "committed" }, "{msg}");
     remove_orphans(db)?;
     Ok(Some(msg))
 }

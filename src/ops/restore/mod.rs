@@ -13,13 +13,12 @@ pub(crate) use staged::compare_tables;
 use swap::restore_in_place;
 use to::restore_to;
 
-use crate::id::SnapshotId;
-use crate::ops::context::{Ctx, OpError, database_path, store_for};
+use crate::ops::context::{Ctx, OpError, database_path};
+use crate::ops::select::resolve;
 
 /// Restores snapshot `id` over the configured database (or to `--to PATH`).
 pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
-    let id = SnapshotId::parse(&req.id)?;
-    let store = store_for(ctx, &id)?;
+    let (store, id) = resolve(ctx, &req.id)?;
     let lock = store.lock()?;
     let m = store.load_manifest(&id)?;
     let db = database_path(ctx)?;

@@ -162,7 +162,7 @@ pub(super) fn restore_in_place(
     journal::clean_up(&journal)?;
     drop(new_file);
     drop(old);
-    tracing::info!(event = "restore.completed", id = %m.id, database = %db.display(), pre_restore = ?pre_restore.as_ref().map(|i| i.to_string()), "database restored");
+    tracing::info!(event = "restore.completed", id = %m.id, database = %db.display(), pre_restore = pre_restore.as_ref().map(|i| i.as_str()), "database restored");
     Ok(Restored {
         id: m.id.clone(),
         path: db.to_path_buf(),
