@@ -15,6 +15,7 @@ use crate::ops::{Ctx, OpError};
 pub mod client;
 mod config_check;
 mod daemon;
+mod demo;
 mod env;
 pub mod human;
 mod list;
@@ -57,8 +58,25 @@ pub enum LogFormatArg {
     Json,
 }
 
+/// Every subcommand: those that work on a configured database and store,
+/// and those that need no config (the demo, `init`, completions, the man
+/// page, `version`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Configured(Configured),
+    /// See the main job work on a sample database of its own: the daemon, an
+    /// app holding the database, an online pre-delete snapshot, the delete,
+    /// the restore, the rows back.
+    Demo(demo::Args),
+    /// The demo's application process (internal).
+    #[command(name = "__demo-app", hide = true)]
+    DemoApp(demo::app::Args),
+}
+
+/// The subcommands that load the config first.
+#[derive(Debug, Subcommand)]
+pub enum Configured {
     /// Take a snapshot of the database now.
     Snapshot(snapshot::Args),
     /// List snapshots, newest first.
@@ -100,65 +118,98 @@ impl Cli {
     /// Whether the command was asked for JSON (`--json`): then its error,
     /// too, is reported as JSON on stdout (`main.rs`).
     pub fn wants_json(&self) -> bool {
-        match &self.command {
-            Command::Snapshot(a) => a.json,
-            Command::List(a) => a.json,
-            Command::Show(a) | Command::Pin(a) | Command::Unpin(a) => a.json,
-            Command::Restore(a) => a.json,
-            Command::Verify(a) => a.json,
-            Command::Prune(a) => a.json,
-            Command::Status(a) => a.json,
-            Command::Config {
+        let Command::Configured(command) = &self.command else {
+            return false;
+        };
+        match command {
+            Configured::Snapshot(a) => a.json,
+            Configured::List(a) => a.json,
+            Configured::Show(a) | Configured::Pin(a) | Configured::Unpin(a) => a.json,
+            Configured::Restore(a) => a.json,
+            Configured::Verify(a) => a.json,
+            Configured::Prune(a) => a.json,
+            Configured::Status(a) => a.json,
+            Configured::Config {
                 command: ConfigCommand::Check(a),
             } => a.json,
-            Command::Env(a) => a.json,
-            Command::Daemon => false,
+            Configured::Env(a) => a.json,
+            Configured::Daemon => false,
         }
     }
 }
 
 /// Runs the parsed command. Returns the exit code on success.
 pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
-    let config = config::load(cli.config.as_deref(), &env).map_err(OpError::from)?;
-    init_logging(&cli, &config, &env)?;
+    let level = cli.log_level.as_deref();
+    match cli.command {
+        Command::Configured(c) => run_configured(c, cli.config, cli.log_format, level, env),
+        Command::Demo(a) => {
+            init_logging(cli.log_format, level, None, &env)?;
+            demo::run(a)
+        }
+        Command::DemoApp(a) => demo::app::run(a),
+    }
+}
+
+fn run_configured(
+    command: Configured,
+    config_arg: Option<PathBuf>,
+    format: Option<LogFormatArg>,
+    level: Option<&str>,
+    env: HostEnv,
+) -> anyhow::Result<u8> {
+    let config = config::load(config_arg.as_deref(), &env).map_err(OpError::from)?;
+    let daemon = matches!(command, Configured::Daemon);
+    init_logging(format, level, Some((&config, daemon)), &env)?;
     let detection = environment::detect(&env, &config.database.path, config.database.mode);
     tracing::debug!(event = "env.detected", mode = %detection.mode, reason = %detection.reason, "environment detected");
     let mut ctx = Ctx { config, detection };
     if !matches!(
-        cli.command,
-        Command::Daemon | Command::Config { .. } | Command::Env { .. }
+        command,
+        Configured::Daemon | Configured::Config { .. } | Configured::Env { .. }
     ) {
         remote::adopt_daemon_mode(&mut ctx, &env)?;
     }
-    match cli.command {
-        Command::Snapshot(a) => snapshot::run(&ctx, a),
-        Command::List(a) => list::run(&ctx, a),
-        Command::Show(a) => show::run(&ctx, a),
-        Command::Restore(a) => restore::run(&ctx, &env, a),
-        Command::Verify(a) => verify::run(&ctx, a),
-        Command::Prune(a) => prune::run(&ctx, a),
-        Command::Pin(a) => pin::run(&ctx, a, true),
-        Command::Unpin(a) => pin::run(&ctx, a, false),
-        Command::Status(a) => status::run(&ctx, a),
-        Command::Daemon => daemon::run(ctx, env, cli.config),
-        Command::Config {
+    match command {
+        Configured::Snapshot(a) => snapshot::run(&ctx, a),
+        Configured::List(a) => list::run(&ctx, a),
+        Configured::Show(a) => show::run(&ctx, a),
+        Configured::Restore(a) => restore::run(&ctx, &env, a),
+        Configured::Verify(a) => verify::run(&ctx, a),
+        Configured::Prune(a) => prune::run(&ctx, a),
+        Configured::Pin(a) => pin::run(&ctx, a, true),
+        Configured::Unpin(a) => pin::run(&ctx, a, false),
+        Configured::Status(a) => status::run(&ctx, a),
+        Configured::Daemon => daemon::run(ctx, env, config_arg),
+        Configured::Config {
             command: ConfigCommand::Check(a),
         } => config_check::run(&ctx, a),
-        Command::Env(a) => env::run(&ctx, &env, a),
+        Configured::Env(a) => env::run(&ctx, &env, a),
     }
 }
 
-fn init_logging(cli: &Cli, config: &config::Config, env: &HostEnv) -> Result<(), OpError> {
-    let format = match cli.log_format {
+/// Logging on stderr: `--log-format` / `--log-level`, else the config's
+/// format, and its level for the daemon; `warn` for every other command
+/// (and human lines when there is no config).
+fn init_logging(
+    format: Option<LogFormatArg>,
+    level: Option<&str>,
+    config: Option<(&config::Config, bool)>,
+    env: &HostEnv,
+) -> Result<(), OpError> {
+    let format = match format {
         Some(LogFormatArg::Json) => LogFormat::Json,
         Some(LogFormatArg::Human) => LogFormat::Human,
-        None => config.log.format,
+        None => config
+            .map(|(c, _)| c.log.format)
+            .unwrap_or(LogFormat::Human),
     };
-    let level = cli.log_level.clone().unwrap_or_else(|| match cli.command {
-        Command::Daemon => config.log.level.clone(),
-        _ => "warn".to_string(),
-    });
-    logging::init(format, &level, env.var("DUCKSNAP_LOG")).map_err(|reason| {
+    let level = match (level, config) {
+        (Some(l), _) => l,
+        (None, Some((c, true))) => c.log.level.as_str(),
+        _ => "warn",
+    };
+    logging::init(format, level, env.var("DUCKSNAP_LOG")).map_err(|reason| {
         OpError::InvalidArgument {
             what: "--log-level",
             reason,

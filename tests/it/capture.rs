@@ -402,7 +402,7 @@ fn hostile_ids_are_rejected() {
         let out = ws.run(&["show", id]);
         assert_eq!(out.status.code(), Some(2), "{id:?}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains("invalid snapshot id"),
+            stderr(&out).contains("invalid snapshot"),
             "{id:?}: {}",
             stderr(&out)
         );

@@ -1089,7 +1089,10 @@ fn last_error_has_a_time_clears_on_success_and_ignores_refusals() {
     let at: chrono::DateTime<chrono::Utc> = e["at"].as_str().unwrap().parse().unwrap();
     assert!(at >= before - chrono::Duration::seconds(1), "{e}");
     let human = stdout(&ws.run(&["status"]));
-    assert!(human.contains("s ago) snapshot:"), "{human}");
+    assert!(
+        human.contains("last error:") && human.contains(") snapshot:"),
+        "{human}"
+    );
     // The next successful snapshot clears it.
     std::fs::write(ws.db(), good).unwrap();
     let r = c.call(json!({"op": "snapshot"}));

@@ -7,5 +7,6 @@ mod daemon;
 mod edges;
 mod environment;
 mod helpers;
+mod people;
 mod restore;
 mod retention;

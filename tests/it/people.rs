@@ -1,0 +1,257 @@
+//! What a newcomer and a person at a terminal see: the demo, saying which
+//! snapshot, errors as JSON, sizes and times for people, configs that print
+//! back exactly what they say.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn snapshot_with(ws: &Workspace, reason: &str, sql: &str) -> String {
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch(sql).unwrap();
+    drop(c);
+    let v = ws.json(&["snapshot", "--reason", reason, "--json"]);
+    v["snapshot"]["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_demo_shows_the_main_job_and_checks_it() {
+    let ws = Workspace::new();
+    let dir = ws.path().join("demo");
+    let out = ws
+        .bare_cmd()
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    for step in [
+        "online capture",
+        "$ ducksnap snapshot --reason pre-delete",
+        "deletes customer 42",
+        "$ ducksnap restore latest:pre-delete",
+        "The rows are back",
+        "Every step checked out",
+    ] {
+        assert!(text.contains(step), "{step:?} missing from:\n{text}");
+    }
+    // What it says happened did: the store holds the online pre-delete
+    // snapshot and the restore's safety snapshot, and customer 42 is back.
+    let config = dir.join("ducksnap.toml");
+    let out = ws
+        .bare_cmd()
+        .arg("--config")
+        .arg(&config)
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["pre-restore", "pre-delete"], "{list}");
+    assert_eq!(list[1]["method"], "online", "{list}");
+    let c = open_ro(&dir.join("data/shop.duckdb"));
+    assert_eq!(
+        query_i64(&c, "SELECT count(*) FROM orders WHERE customer_id = 42"),
+        21
+    );
+    drop(c);
+    // It never works in a directory that holds anything.
+    let before = tree_digest(&dir);
+    let out = ws
+        .bare_cmd()
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    assert_eq!(tree_digest(&dir), before);
+}
+
+/// The shortest prefix of `id` that no other id in `ids` starts with.
+fn unique_prefix(id: &str, ids: &[String]) -> String {
+    (1..=id.len())
+        .map(|n| &id[..n])
+        .find(|p| ids.iter().filter(|o| o.starts_with(p)).count() == 1)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn latest_prefixes_and_reasons_select_a_snapshot() {
+    let ws = Workspace::new();
+    let first = snapshot_with(&ws, "manual", "CREATE TABLE t AS SELECT 1 AS i");
+    let pre = snapshot_with(&ws, "pre-delete", "INSERT INTO t VALUES (2)");
+    let newest = snapshot_with(&ws, "manual", "INSERT INTO t VALUES (3)");
+    let ids = ws.list_ids();
+    let shown = |sel: &str| ws.json(&["show", sel, "--json"])["manifest"]["id"].clone();
+    assert_eq!(shown("latest"), newest.as_str());
+    assert_eq!(shown("latest:pre-delete"), pre.as_str());
+    assert_eq!(shown("latest:manual"), newest.as_str());
+    assert_eq!(shown(&unique_prefix(&first, &ids)), first.as_str());
+    assert_eq!(shown(&first), first.as_str());
+    // Ambiguous: exit 2, every candidate named, on stderr and in JSON.
+    let out = ws.run(&["show", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    for id in &ids {
+        assert!(stderr(&out).contains(id.as_str()), "{}", stderr(&out));
+    }
+    let out = ws.run(&["show", "2", "--json"]);
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "invalid_argument", "{err}");
+    assert_eq!(err["error"]["exit_code"], 2, "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains(&pre));
+    // No match, and hostile ones.
+    let out = ws.run(&["show", "latest:scheduled", "--json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "not_found", "{err}");
+    for bad in [
+        "latest:",
+        "latest:../x",
+        "x\"; DROP TABLE t; --",
+        "2026/..",
+        "",
+    ] {
+        let out = ws.run(&["show", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+    }
+    // restore --to, pin and verify take them too.
+    let to = ws.path().join("copy.duckdb");
+    let r = ws.json(&[
+        "restore",
+        "latest:pre-delete",
+        "--to",
+        to.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(r["id"], pre.as_str(), "{r}");
+    assert_eq!(query_i64(&open_ro(&to), "SELECT count(*) FROM t"), 2);
+    let p = ws.json(&["pin", &unique_prefix(&pre, &ids), "--json"]);
+    assert_eq!(
+        (p["id"].as_str(), p["pinned"].as_bool()),
+        (Some(pre.as_str()), Some(true))
+    );
+    let v = ws.json(&["verify", "latest", "--json"]);
+    assert_eq!(v["snapshots"][0]["id"], newest.as_str(), "{v}");
+    // In place, `latest` is the newest snapshot before the restore's own
+    // pre-restore snapshot.
+    snapshot_with(&ws, "scratch", "INSERT INTO t VALUES (4)");
+    let latest = ws.list_ids()[0].clone();
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch("INSERT INTO t VALUES (5)").unwrap();
+    drop(c);
+    let r = ws.json(&["restore", "latest", "--yes", "--json"]);
+    assert_eq!(r["id"], latest.as_str(), "{r}");
+    assert_ne!(r["pre_restore"], latest.as_str(), "{r}");
+    assert_eq!(query_i64(&open_ro(&ws.db()), "SELECT count(*) FROM t"), 4);
+}
+
+#[test]
+fn list_filters_by_reason_label_and_time() {
+    let ws = Workspace::new();
+    snapshot_with(&ws, "manual", "CREATE TABLE t AS SELECT 1 AS i");
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch("INSERT INTO t VALUES (2)").unwrap();
+    drop(c);
+    let labelled = ws.json(&[
+        "snapshot",
+        "--reason",
+        "pre-delete",
+        "--label",
+        "Before deleting customer 42",
+        "--json",
+    ])["snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["list", "--json"];
+        a.extend_from_slice(args);
+        ws.json(&a)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&["--reason", "pre-delete"]), [labelled.clone()]);
+    assert_eq!(ids(&["--label", "CUSTOMER 42"]), [labelled.clone()]);
+    assert_eq!(ids(&["--since", "1h"]).len(), 2);
+    assert_eq!(ids(&["--since", "2h ago", "--reason", "manual"]).len(), 1);
+    assert!(ids(&["--since", "2099-01-01T00:00:00Z"]).is_empty());
+    assert_eq!(ids(&["--since", "2000-01-01 00:00 Europe/Berlin"]).len(), 2);
+    for bad in ["yesterday-ish", "2026-11-29 14:00", "5 parsecs"] {
+        let out = ws.run(&["list", "--since", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&out).contains("accepted:"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn sizes_and_times_are_printed_for_people() {
+    let ws = Workspace::new();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range i FROM range(300000)",
+    );
+    let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let list = stdout(&ws.run(&["list"]));
+    assert!(list.contains(" KiB") && list.contains("just now"), "{list}");
+    assert!(list.lines().next().unwrap().contains("pinned"), "{list}");
+    let db_bytes = std::fs::metadata(ws.db()).unwrap().len().to_string();
+    assert!(!list.contains(&db_bytes), "raw byte count in:\n{list}");
+    let utc = stdout(&ws.run(&["list", "--utc"]));
+    assert!(utc.contains(" UTC"), "{utc}");
+    let show = stdout(&ws.run(&["show", &id]));
+    assert!(show.contains("capture:     quiescent"), "{show}");
+    assert!(show.contains("check:       verified"), "{show}");
+    let status = stdout(&ws.run(&["status"]));
+    assert!(status.starts_with("mode:          local"), "{status}");
+    assert!(status.contains(" KiB"), "{status}");
+    // --json keeps exact numbers.
+    let v = ws.json(&["list", "--json"]);
+    assert!(v[0]["db_size"].is_u64(), "{v}");
+}
+
+/// `config check` prints what it read in units that read back to the same
+/// values: the printed config, loaded again, is the same config.
+#[test]
+fn config_check_round_trips_every_shipped_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ws = Workspace::new();
+    for shipped in ["config/ducksnap.toml", "config/default.toml"] {
+        let path = root.join(shipped);
+        let check = |p: &Path, json: bool| {
+            let mut c = ws.bare_cmd();
+            c.current_dir("/")
+                .arg("--config")
+                .arg(p)
+                .args(["config", "check"]);
+            if json {
+                c.arg("--json");
+            }
+            let out = c.output().unwrap();
+            assert!(out.status.success(), "{shipped}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let printed = check(&path, false);
+        assert!(!printed.contains("67108864"), "{printed}");
+        let again = ws.path().join("printed.toml");
+        std::fs::write(&again, &printed).unwrap();
+        let mut a: Value = serde_json::from_str(&check(&path, true)).unwrap();
+        let mut b: Value = serde_json::from_str(&check(&again, true)).unwrap();
+        a.as_object_mut().unwrap().remove("source");
+        b.as_object_mut().unwrap().remove("source");
+        assert_eq!(a, b, "{shipped} printed as:\n{printed}");
+    }
+}
