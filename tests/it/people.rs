@@ -184,8 +184,8 @@ fn list_filters_by_reason_label_and_time() {
             .map(|e| e["id"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(ids(&["--reason", "pre-delete"]), [labelled.clone()]);
-    assert_eq!(ids(&["--label", "CUSTOMER 42"]), [labelled.clone()]);
+    assert_eq!(ids(&["--reason", "pre-delete"]), vec![labelled.as_str()]);
+    assert_eq!(ids(&["--label", "CUSTOMER 42"]), vec![labelled.as_str()]);
     assert_eq!(ids(&["--since", "1h"]).len(), 2);
     assert_eq!(ids(&["--since", "2h ago", "--reason", "manual"]).len(), 1);
     assert!(ids(&["--since", "2099-01-01T00:00:00Z"]).is_empty());
