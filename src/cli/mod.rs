@@ -18,6 +18,7 @@ mod daemon;
 mod demo;
 mod env;
 pub mod human;
+mod init;
 mod list;
 mod output;
 mod pin;
@@ -69,6 +70,9 @@ pub enum Command {
     /// app holding the database, an online pre-delete snapshot, the delete,
     /// the restore, the rows back.
     Demo(demo::Args),
+    /// Set a project up: find its DuckDB file, write ducksnap.toml with
+    /// absolute paths, optionally install a systemd user unit.
+    Init(init::Args),
     /// The demo's application process (internal).
     #[command(name = "__demo-app", hide = true)]
     DemoApp(demo::app::Args),
@@ -148,6 +152,10 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             demo::run(a)
         }
         Command::DemoApp(a) => demo::app::run(a),
+        Command::Init(a) => {
+            init_logging(cli.log_format, level, None, &env)?;
+            init::run(a, &env)
+        }
     }
 }
 

@@ -44,10 +44,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
         outln!("dry run: {n} snapshot(s) would be removed");
     } else {
         outln!(
-            "{} snapshot(s) removed, {} chunk(s) deleted, {} bytes freed",
+            "{} snapshot(s) removed, {} chunk(s) deleted, {} freed",
             r.removed,
             r.chunks_deleted,
-            r.bytes_freed
+            super::human::size(r.bytes_freed)
         );
     }
     Ok(0)

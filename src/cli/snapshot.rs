@@ -25,11 +25,11 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
         outln!("database unchanged since snapshot {since}; nothing stored");
     } else if let Some(m) = &r.snapshot {
         outln!(
-            "snapshot {} created: {} database bytes, {} new bytes stored, {} capture in {} ms, {}",
+            "snapshot {} created: database {}, {} new stored, {} capture in {} ms, {}",
             m.id,
-            m.db_size(),
-            m.bytes_new,
-            m.capture.method.to_string(),
+            super::human::size(m.db_size()),
+            super::human::size(m.bytes_new),
+            m.capture.method,
             m.capture.duration_ms,
             m.check
                 .reason

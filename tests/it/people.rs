@@ -255,3 +255,100 @@ fn config_check_round_trips_every_shipped_config() {
         assert_eq!(a, b, "{shipped} printed as:\n{printed}");
     }
 }
+
+#[test]
+fn init_writes_a_config_that_works_from_anywhere_and_never_overwrites() {
+    let ws = Workspace::new();
+    std::fs::remove_file(ws.config_path()).unwrap();
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
+    // Not candidates: a database inside a hidden directory, and a store.
+    std::fs::create_dir_all(ws.path().join(".venv")).unwrap();
+    make_db(
+        &ws.path().join(".venv/other.duckdb"),
+        "CREATE TABLE u (i INT)",
+    );
+    let init = |args: &[&str]| {
+        ws.bare_cmd()
+            .env("XDG_CONFIG_HOME", ws.path().join("cfg"))
+            .env("XDG_RUNTIME_DIR", ws.path().join("run"))
+            .arg("init")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = init(&["--systemd"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("systemctl --user enable --now"),
+        "{}",
+        stdout(&out)
+    );
+    let written = std::fs::read(ws.config_path()).unwrap();
+    // From cwd "/", the config finds the same database and store.
+    let out = ws
+        .bare_cmd()
+        .current_dir("/")
+        .arg("--config")
+        .arg(ws.config_path())
+        .args(["config", "check", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let real = std::fs::canonicalize(ws.db()).unwrap();
+    assert_eq!(c["database"]["path"], real.to_str().unwrap(), "{c}");
+    assert_eq!(
+        c["socket"]["path"],
+        ws.path()
+            .join("run/ducksnap")
+            .join(format!(
+                "{}.sock",
+                ws.path()
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .trim_start_matches('.')
+            ))
+            .to_str()
+            .unwrap(),
+        "{c}"
+    );
+    // The unit starts this very binary with this config.
+    let units = ws.path().join("cfg/systemd/user");
+    let unit_file = std::fs::read_dir(&units)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let unit = std::fs::read_to_string(&unit_file).unwrap();
+    let exe = std::fs::canonicalize(BIN).unwrap();
+    let exec = format!(
+        "ExecStart=\"{}\" --config \"{}\" daemon",
+        exe.display(),
+        ws.config_path().canonicalize().unwrap().display()
+    );
+    assert!(unit.contains(&exec), "{exec}\n{unit}");
+    // A second init refuses, config and unit untouched; --force rewrites.
+    let out = init(&["--systemd"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(ws.config_path()).unwrap(), written);
+    std::fs::write(ws.config_path(), "# mine\n").unwrap();
+    let out = init(&["--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(ws.config_path()).unwrap(), written);
+    // Two candidate databases: refused, both named; --database chooses.
+    make_db(
+        &ws.path().join("data/second.duckdb"),
+        "CREATE TABLE v (i INT)",
+    );
+    let out = init(&["--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("second.duckdb") && stderr(&out).contains("app.duckdb"));
+    let out = init(&["--force", "--database", "data/second.duckdb"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    assert!(text.contains("second.duckdb\""), "{text}");
+}
