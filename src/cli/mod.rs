@@ -13,6 +13,7 @@ use crate::logging;
 use crate::ops::{Ctx, OpError};
 
 pub mod client;
+mod completions;
 mod config_check;
 mod daemon;
 mod demo;
@@ -29,6 +30,7 @@ mod show;
 mod snapshot;
 mod status;
 mod verify;
+mod version;
 
 pub use output::{StdoutClosed, print_json_error};
 pub use remote::RemoteError;
@@ -37,7 +39,9 @@ pub use remote::RemoteError;
 #[command(
     name = "ducksnap",
     version,
-    about = "Point-in-time snapshots of a local DuckDB database"
+    about = "Point-in-time snapshots of a local DuckDB database",
+    after_help = "See `ducksnap --help` for examples and the exit codes.",
+    after_long_help = long_help()
 )]
 pub struct Cli {
     /// Config file (default: $DUCKSNAP_CONFIG, ./ducksnap.toml, $XDG_CONFIG_HOME/ducksnap/config.toml).
@@ -51,6 +55,31 @@ pub struct Cli {
     pub log_level: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Examples and the exit-code table, after `--help`.
+fn long_help() -> String {
+    let mut s = String::from(
+        "Examples:
+  ducksnap demo                           see the main job work on a sample database
+  ducksnap init --systemd                 set this project up, with a systemd user unit
+  ducksnap snapshot --reason pre-delete --label \"before the cleanup\"
+  ducksnap list --since 1d --reason pre-delete
+  ducksnap show latest
+  ducksnap restore latest:pre-delete      put back the newest pre-delete snapshot
+  ducksnap restore 20261129T14 --to /tmp/copy.duckdb   (a unique id prefix)
+  ducksnap verify --deep
+
+A snapshot is named by its id, a unique prefix of it, `latest`, or
+`latest:REASON`.
+
+Exit codes:
+",
+    );
+    for (code, meaning) in crate::protocol::code::EXIT_CODES {
+        s.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    s
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -73,6 +102,12 @@ pub enum Command {
     /// Set a project up: find its DuckDB file, write ducksnap.toml with
     /// absolute paths, optionally install a systemd user unit.
     Init(init::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Print the man page (roff): `ducksnap man | man -l -`.
+    Man,
+    /// This build, the bundled DuckDB and the storage versions it reads.
+    Version(version::Args),
     /// The demo's application process (internal).
     #[command(name = "__demo-app", hide = true)]
     DemoApp(demo::app::Args),
@@ -122,8 +157,10 @@ impl Cli {
     /// Whether the command was asked for JSON (`--json`): then its error,
     /// too, is reported as JSON on stdout (`main.rs`).
     pub fn wants_json(&self) -> bool {
-        let Command::Configured(command) = &self.command else {
-            return false;
+        let command = match &self.command {
+            Command::Configured(c) => c,
+            Command::Version(a) => return a.json,
+            _ => return false,
         };
         match command {
             Configured::Snapshot(a) => a.json,
@@ -152,6 +189,9 @@ pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
             demo::run(a)
         }
         Command::DemoApp(a) => demo::app::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man => completions::man(),
+        Command::Version(a) => version::run(a),
         Command::Init(a) => {
             init_logging(cli.log_format, level, None, &env)?;
             init::run(a, &env)

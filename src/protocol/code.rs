@@ -43,6 +43,44 @@ pub enum ErrorCode {
     Failed,
 }
 
+/// Every exit code and what it means: `--help`, README's "Exit codes"
+/// (a test keeps the two the same) and `ducksnap version --json`.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (
+        0,
+        "success, including \"backups are disabled\" in cloud mode",
+    ),
+    (
+        1,
+        "the operation failed: an I/O error, an unusable store, an idle database's copy failing DuckDB's check, not enough free space, a restore that failed and was rolled back",
+    ),
+    (
+        2,
+        "usage or configuration error: bad arguments, a bad config file (the message names the file, line and key), an invalid $DUCKSNAP_MODE, snapshot, reason, label or time, an ambiguous id prefix (the candidates are listed); a restore not confirmed (answered no, or no --yes without a terminal); a --to file or a ducksnap.toml that exists, without --force; --to naming the database itself; a request about another database than the daemon's",
+    ),
+    (
+        3,
+        "the database is missing, not a regular file, or not a DuckDB database",
+    ),
+    (
+        4,
+        "the database was too busy: no consistent copy within capture.attempts / capture.timeout",
+    ),
+    (5, "no snapshot matches the id, prefix or latest:REASON"),
+    (
+        6,
+        "the snapshot or store is damaged: chunks it names are missing, a manifest fails validation (then prune deletes nothing and names it), a link inside the store, or verify found problems",
+    ),
+    (
+        7,
+        "backups are disabled (cloud mode) and the command cannot do without them (restore, show, pin, unpin)",
+    ),
+    (
+        8,
+        "the database is in use: another process holds DuckDB's lock (restore)",
+    ),
+];
+
 impl ErrorCode {
     /// The process exit code (README, "Exit codes").
     pub fn exit_code(self) -> u8 {

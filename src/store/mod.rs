@@ -34,4 +34,4 @@ pub use manifest::{
     BadEntry, CaptureInfo, CaptureMethod, CheckInfo, CheckStatus, ChunkRef, DatabaseInfo,
     FileEntry, FileHash, MANIFEST_FORMAT, Manifest, Summary, TableCount, chunk_list_hash,
 };
-pub use open::{Store, StoreLock};
+pub use open::{STORE_FORMAT, Store, StoreLock};

@@ -11,6 +11,8 @@ use crate::database::oslock::{self, LockKind};
 use super::disk::{create_private_dir, tighten_modes, tmp_suffix};
 use super::error::{Result, StoreError, io_err};
 
+/// The store format this build reads and writes (the `STORE` marker).
+pub const STORE_FORMAT: u32 = 1;
 const MARKER: &str = "ducksnap-store 1\n";
 
 /// Held while mutating the store; released on drop or process death.

@@ -352,3 +352,82 @@ fn init_writes_a_config_that_works_from_anywhere_and_never_overwrites() {
     let text = std::fs::read_to_string(ws.config_path()).unwrap();
     assert!(text.contains("second.duckdb\""), "{text}");
 }
+
+/// README's exit-code table is the one `--help` prints
+/// (`protocol::code::EXIT_CODES`), row for row.
+#[test]
+fn the_exit_code_table_is_complete_and_the_same_everywhere() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let rows: Vec<(u8, String)> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("### Exit codes"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            match cells.as_slice() {
+                ["", code, meaning, ""] => Some((code.parse().ok()?, meaning.to_string())),
+                _ => None,
+            }
+        })
+        .collect();
+    let table: Vec<(u8, String)> = ducksnap::protocol::code::EXIT_CODES
+        .iter()
+        .map(|(c, m)| (*c, m.to_string()))
+        .collect();
+    assert_eq!(rows[..table.len()], table[..]);
+    let help = stdout(&Workspace::new().bare_cmd().arg("--help").output().unwrap());
+    for (code, meaning) in &table {
+        assert!(
+            help.contains(&format!("  {code}  {meaning}")),
+            "{code} missing from --help"
+        );
+    }
+    // Every code an error can carry is in the table.
+    use ducksnap::protocol::ErrorCode::*;
+    for c in [
+        InvalidJson,
+        InvalidRequest,
+        LineTooLong,
+        IdleTimeout,
+        Unauthorized,
+        TooManyConnections,
+        ShuttingDown,
+        Disabled,
+        InvalidArgument,
+        NotFound,
+        DatabaseMissing,
+        Busy,
+        InUse,
+        Damaged,
+        NoSpace,
+        WrongDatabase,
+        Failed,
+    ] {
+        assert!(
+            table.iter().any(|(code, _)| *code == c.exit_code()),
+            "{c:?}"
+        );
+    }
+}
+
+#[test]
+fn version_completions_and_man_page() {
+    let ws = Workspace::new();
+    let v = ws.json(&["version", "--json"]);
+    assert_eq!(v["ducksnap"], env!("CARGO_PKG_VERSION"));
+    assert!(v["duckdb"].as_str().unwrap().starts_with('v'), "{v}");
+    assert_eq!(
+        v["storage_versions"][1],
+        ducksnap::database::duckfile::BUNDLED_STORAGE_VERSION
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ws.run(&["completions", shell]);
+        assert!(out.status.success());
+        assert!(stdout(&out).contains("restore"), "{shell}");
+    }
+    let out = ws.run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    let man = stdout(&ws.run(&["man"]));
+    assert!(man.starts_with(".ie") && man.contains(".SH NAME"), "{man}");
+    assert!(man.contains("latest:REASON") && man.contains("Exit codes"));
+}
