@@ -1,17 +1,22 @@
 //! Logging setup: `tracing` to stderr, human-readable (ANSI colours only on a
-//! terminal) or one JSON object per line. Events carry a stable `event` field
+//! terminal without `NO_COLOR`) or one JSON object per line. Events carry a stable `event` field
 //! (`snapshot.created`, `capture.retry`, ...) and stable field names
 //! (`id`, `bytes_new`, `duration_ms`, ...), which log monitoring can match.
-
-use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
 /// Installs the global subscriber. `level` is one of error..trace;
-/// `filter_override` (from `$DUCKSNAP_LOG`) is a full `EnvFilter` directive.
-pub fn init(format: LogFormat, level: &str, filter_override: Option<&str>) -> Result<(), String> {
+/// `filter_override` (from `$DUCKSNAP_LOG`) is a full `EnvFilter` directive;
+/// `color`: ANSI colours in human lines (the caller decides: a terminal,
+/// and no `NO_COLOR`).
+pub fn init(
+    format: LogFormat,
+    level: &str,
+    filter_override: Option<&str>,
+    color: bool,
+) -> Result<(), String> {
     if !["error", "warn", "info", "debug", "trace"].contains(&level) {
         return Err(format!(
             "{level:?} is not one of error, warn, info, debug, trace"
@@ -29,9 +34,7 @@ pub fn init(format: LogFormat, level: &str, filter_override: Option<&str>) -> Re
         .with_target(false);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Human => builder.with_ansi(color).try_init(),
     };
     // A second init (tests calling run twice in one process) keeps the first.
     let _ = result;

@@ -23,6 +23,7 @@ mod init;
 mod list;
 mod output;
 mod pin;
+mod progress;
 mod prune;
 mod remote;
 mod restore;
@@ -212,6 +213,7 @@ fn run_configured(
     let detection = environment::detect(&env, &config.database.path, config.database.mode);
     tracing::debug!(event = "env.detected", mode = %detection.mode, reason = %detection.reason, "environment detected");
     let mut ctx = Ctx { config, detection };
+    let feedback = progress::Feedback::from_env(&env);
     if !matches!(
         command,
         Configured::Daemon | Configured::Config { .. } | Configured::Env { .. }
@@ -219,11 +221,11 @@ fn run_configured(
         remote::adopt_daemon_mode(&mut ctx, &env)?;
     }
     match command {
-        Configured::Snapshot(a) => snapshot::run(&ctx, a),
+        Configured::Snapshot(a) => snapshot::run(&ctx, a, feedback),
         Configured::List(a) => list::run(&ctx, a),
         Configured::Show(a) => show::run(&ctx, a),
-        Configured::Restore(a) => restore::run(&ctx, &env, a),
-        Configured::Verify(a) => verify::run(&ctx, a),
+        Configured::Restore(a) => restore::run(&ctx, &env, a, feedback),
+        Configured::Verify(a) => verify::run(&ctx, a, feedback),
         Configured::Prune(a) => prune::run(&ctx, a),
         Configured::Pin(a) => pin::run(&ctx, a, true),
         Configured::Unpin(a) => pin::run(&ctx, a, false),
@@ -257,7 +259,8 @@ fn init_logging(
         (None, Some((c, true))) => c.log.level.as_str(),
         _ => "warn",
     };
-    logging::init(format, level, env.var("DUCKSNAP_LOG")).map_err(|reason| {
+    let color = progress::Feedback::from_env(env).color;
+    logging::init(format, level, env.var("DUCKSNAP_LOG"), color).map_err(|reason| {
         OpError::InvalidArgument {
             what: "--log-level",
             reason,

@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use crate::config::HostEnv;
-use crate::ops::{Ctx, OpError, RestoreRequest, Restored};
+use crate::ops::{Ctx, OpError, RestoreRequest, Restored, select};
 use crate::protocol::calls;
 
 use super::output::{outln, print_json};
+use super::progress::Feedback;
 use super::remote;
 
 #[derive(Debug, clap::Args)]
@@ -21,14 +22,22 @@ pub struct Args {
     pub(super) json: bool,
 }
 
-pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
+pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Result<u8> {
     let mut req = a.req;
+    if !ctx.detection.is_cloud() {
+        // `latest` is decided once, here: what the prompt names is what is
+        // restored, whatever snapshot lands meanwhile.
+        req.id = select::resolve(ctx, &req.id)?.1.to_string();
+    }
     if !a.yes {
         confirm(ctx, &req.id, req.to.as_deref())?;
     }
     // The daemon's working directory is not ours.
     req.to = req.to.map(|p| env.cwd.join(p));
-    let r: Restored = remote::call(ctx, calls::restore(req))?;
+    let spinner = feedback.spinner(&format!("restoring {}", req.id));
+    let r = remote::call(ctx, calls::restore(req));
+    spinner.finish_and_clear();
+    let r: Restored = r?;
     if a.json {
         print_json(&r)?;
         return Ok(0);

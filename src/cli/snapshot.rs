@@ -4,6 +4,7 @@ use crate::ops::{Ctx, SnapshotReply, SnapshotRequest};
 use crate::protocol::calls;
 
 use super::output::{outln, print_json};
+use super::progress::Feedback;
 use super::remote;
 
 #[derive(Debug, clap::Args)]
@@ -15,8 +16,14 @@ pub struct Args {
     pub(super) json: bool,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
-    let r: SnapshotReply = remote::call(ctx, calls::snapshot(a.req))?;
+pub fn run(ctx: &Ctx, a: Args, feedback: Feedback) -> anyhow::Result<u8> {
+    let spinner = feedback.spinner(&format!(
+        "snapshot of {}: capturing and checking",
+        ctx.config.database.path.display()
+    ));
+    let r = remote::call(ctx, calls::snapshot(a.req));
+    spinner.finish_and_clear();
+    let r: SnapshotReply = r?;
     if a.json {
         print_json(&r)?;
     } else if r.disabled {

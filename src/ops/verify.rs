@@ -10,6 +10,7 @@ use crate::database::check;
 use crate::database::duckfile::Header;
 use crate::id::SnapshotId;
 use crate::ops::context::{Ctx, OpError, open_store};
+use crate::ops::progress::{Event, Progress};
 use crate::ops::restore::compare_tables;
 use crate::ops::select::{Selector, resolve_in};
 use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
@@ -54,6 +55,16 @@ pub struct VerifyRequest {
 /// Re-hashes every chunk of one snapshot (`id`) or of all; `deep` also
 /// reassembles each and reads every column with DuckDB.
 pub fn verify(ctx: &Ctx, req: &VerifyRequest) -> Result<VerifyReport, OpError> {
+    verify_with(ctx, req, &Progress::none())
+}
+
+/// [`verify`], reporting the bytes checked and each snapshot's result as it
+/// finishes to `progress`.
+pub fn verify_with(
+    ctx: &Ctx,
+    req: &VerifyRequest,
+    progress: &Progress,
+) -> Result<VerifyReport, OpError> {
     let deep = req.deep;
     let selector = req.id.as_deref().map(Selector::parse).transpose()?;
     let empty = |disabled| VerifyReport {
@@ -85,10 +96,13 @@ pub fn verify(ctx: &Ctx, req: &VerifyRequest) -> Result<VerifyReport, OpError> {
     let mut results = Vec::new();
     let manifests = verify_targets(&store, id.as_ref(), &mut results)?;
     let lock = if deep { Some(store.lock()?) } else { None };
+    progress.emit(Event::Begin {
+        total: work_bytes(&manifests, deep),
+    });
     // A chunk shared by many snapshots is read once.
     let mut seen: HashMap<String, Result<(), bool>> = HashMap::new();
     for m in &manifests {
-        let mut r = check_chunks(&store, m, &mut seen);
+        let mut r = check_chunks(&store, m, &mut seen, progress);
         if let Some(lock) = lock.as_ref().filter(|_| r.ok) {
             match deep_check(&store, lock, m)? {
                 Ok(msg) => r.deep = Some(msg),
@@ -104,6 +118,10 @@ pub fn verify(ctx: &Ctx, req: &VerifyRequest) -> Result<VerifyReport, OpError> {
             tracing::debug!(event = "verify.removed_meanwhile", id = %m.id, "snapshot removed while it was being verified");
             continue;
         }
+        if deep {
+            progress.emit(Event::Bytes(m.db_size()));
+        }
+        progress.emit(Event::Checked(&r));
         results.push(r);
     }
     let problems = results.iter().filter(|r| !r.ok).count();
@@ -116,6 +134,20 @@ pub fn verify(ctx: &Ctx, req: &VerifyRequest) -> Result<VerifyReport, OpError> {
         problems,
         snapshots: results,
     })
+}
+
+/// The bytes `verify` reads: every distinct chunk once, plus each database
+/// reassembled and read by DuckDB with `deep`.
+fn work_bytes(manifests: &[Manifest], deep: bool) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let chunks: u64 = manifests
+        .iter()
+        .flat_map(|m| m.files.iter().flat_map(|f| f.chunks.iter()))
+        .filter(|c| seen.insert(c.hash.as_str()))
+        .map(|c| c.len)
+        .sum();
+    let dbs: u64 = manifests.iter().map(Manifest::db_size).sum();
+    chunks + if deep { dbs } else { 0 }
 }
 
 /// A failed check of a snapshot that has no chunks to look at.
@@ -168,6 +200,7 @@ fn check_chunks(
     store: &Store,
     m: &Manifest,
     seen: &mut HashMap<String, Result<(), bool>>,
+    progress: &Progress,
 ) -> SnapshotCheck {
     let mut r = SnapshotCheck {
         id: m.id.to_string(),
@@ -183,7 +216,10 @@ fn check_chunks(
         let res = seen
             .entry(c.hash.clone())
             .or_insert_with(|| match store.read_chunk(c) {
-                Ok(_) => Ok(()),
+                Ok(_) => {
+                    progress.emit(Event::Bytes(c.len));
+                    Ok(())
+                }
                 Err(StoreError::ChunkMissing { .. }) => Err(true),
                 Err(_) => Err(false),
             });

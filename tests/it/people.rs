@@ -431,3 +431,63 @@ fn version_completions_and_man_page() {
     assert!(man.starts_with(".ie") && man.contains(".SH NAME"), "{man}");
     assert!(man.contains("latest:REASON") && man.contains("Exit codes"));
 }
+
+/// Runs `args` with stdin, stdout and stderr on a pseudo-terminal
+/// (util-linux `script`); returns everything the terminal received.
+fn on_a_pty(ws: &Workspace, env: &[(&str, &str)], args: &str) -> String {
+    let cmd = format!("{BIN} --config {} {args}", ws.config_path().display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", ws.path())
+        .env("TERM", "xterm")
+        .envs(env.iter().copied())
+        .current_dir(ws.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn progress_and_colour_only_on_a_terminal_and_never_with_no_color() {
+    let ws = Workspace::new();
+    make_big(&ws, 2_000_000);
+    ws.snapshot();
+    let tty = on_a_pty(&ws, &[], "verify --deep");
+    assert!(tty.contains("verifying ["), "no progress bar:\n{tty}");
+    assert!(tty.contains("\x1b[2K"), "the bar is not redrawn:\n{tty}");
+    assert!(tty.contains("1 snapshot(s) checked, 1 ok"), "{tty}");
+    let plain = on_a_pty(&ws, &[("NO_COLOR", "1")], "verify --deep");
+    assert!(
+        !plain.contains('\x1b'),
+        "escape sequences with NO_COLOR:\n{plain:?}"
+    );
+    assert!(plain.contains("ok      "), "{plain}");
+    // Log lines: coloured on a terminal, plain with NO_COLOR (a stale
+    // catalog makes `list` log a warning).
+    let stale = || std::fs::write(ws.store_dir().join("snapshot_metadata.json"), "{}").unwrap();
+    stale();
+    let tty = on_a_pty(&ws, &[], "list");
+    assert!(
+        tty.contains("WARN") && tty.contains("\x1b[3"),
+        "warning not coloured:\n{tty:?}"
+    );
+    stale();
+    let plain = on_a_pty(&ws, &[("NO_COLOR", "1")], "list");
+    assert!(
+        plain.contains("WARN") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+    // Piped: the results and nothing else.
+    let out = ws.run(&["verify", "--deep"]);
+    assert!(out.status.success());
+    assert!(!stdout(&out).contains("verifying") && !stdout(&out).contains('\x1b'));
+    assert_eq!(stderr(&out), "", "nothing extra on a pipe");
+}
