@@ -22,11 +22,21 @@
 //!   socket server, the scheduler, the watcher, systemd notifications and
 //!   socket activation.
 //! - [`cli`]: the command-line front end and its client of the daemon;
-//!   [`config`], [`environment`], [`logging`]: shared by both.
+//!   [`config`], [`environment`], [`logging`], [`when`] (times people type):
+//!   shared by both.
 //!
 //! `unsafe` is denied crate-wide (`[lints]` in Cargo.toml) and allowed only
 //! in [`capture::mapped`] (read-only maps of a locked database) and
 //! [`daemon::activation`] (taking ownership of a passed file descriptor).
+
+// The consistency argument rests on Linux's OFD locks (F_OFD_SETLK), which
+// see DuckDB's locks and which DuckDB's locks see, and on inotify,
+// copy_file_range and SO_PEERCRED: refuse to build a copier without them.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "ducksnap runs on Linux only: its consistent copies rely on open file description locks \
+     (F_OFD_SETLK), inotify and copy_file_range (README, \"Platforms\")"
+);
 
 pub mod capture;
 pub mod cli;

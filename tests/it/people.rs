@@ -491,3 +491,56 @@ fn progress_and_colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(!stdout(&out).contains("verifying") && !stdout(&out).contains('\x1b'));
     assert_eq!(stderr(&out), "", "nothing extra on a pipe");
 }
+
+#[test]
+fn times_people_type_parse_exactly_as_documented() {
+    use chrono::{TimeZone, Utc};
+    use ducksnap::when::parse;
+    let now = Utc.with_ymd_and_hms(2026, 11, 29, 15, 0, 0).unwrap();
+    let at = |s: &str| parse(s, now).map(|t| t.to_rfc3339());
+    assert_eq!(at("now").unwrap(), now.to_rfc3339());
+    assert_eq!(at("90m").unwrap(), "2026-11-29T13:30:00+00:00");
+    assert_eq!(at("2h ago").unwrap(), "2026-11-29T13:00:00+00:00");
+    assert_eq!(at("1w").unwrap(), "2026-11-22T15:00:00+00:00");
+    assert_eq!(
+        at("2026-11-29T14:00:00Z").unwrap(),
+        "2026-11-29T14:00:00+00:00"
+    );
+    assert_eq!(
+        at("2026-11-29 15:00:00+01:00").unwrap(),
+        "2026-11-29T14:00:00+00:00"
+    );
+    assert_eq!(
+        at("2026-11-29 14:00 UTC").unwrap(),
+        "2026-11-29T14:00:00+00:00"
+    );
+    assert_eq!(
+        at("2026-11-29 14:00 Europe/Berlin").unwrap(),
+        "2026-11-29T13:00:00+00:00"
+    );
+    assert_eq!(
+        at("2026-07-01 Europe/Berlin").unwrap(),
+        "2026-06-30T22:00:00+00:00"
+    );
+    // 02:30 does not exist in Berlin on 2026-03-29 (clocks go 02:00 → 03:00).
+    let skipped = at("2026-03-29 02:30 Europe/Berlin").unwrap_err();
+    assert!(skipped.contains("does not exist"), "{skipped}");
+    // A repeated hour (2026-10-25 02:30 happens twice) means the earlier one.
+    assert_eq!(
+        at("2026-10-25 02:30 Europe/Berlin").unwrap(),
+        "2026-10-25T00:30:00+00:00"
+    );
+    for bad in [
+        "",
+        "2026-11-29 14:00",
+        "14:00 UTC",
+        "2026-13-01 UTC",
+        "5 parsecs",
+        "2h later",
+        "2026-11-29 14:00 Mars/Olympus",
+        "99999999999999999999h",
+    ] {
+        let e = at(bad).unwrap_err();
+        assert!(e.contains("accepted:"), "{bad:?}: {e}");
+    }
+}

@@ -33,6 +33,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 import time
 import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -49,11 +50,50 @@ __all__ = [
     "detect_cloud",
     "default_socket_path",
     "with_snapshot",
+    "find_binary",
+    "__version__",
 ]
 
 log = logging.getLogger("ducksnap")
 
 PROTOCOL_VERSION = 1
+
+
+def _version() -> str:
+    """The installed distribution's version: ``ducksnap`` (the wheel with the
+    daemon inside) or ``ducksnap-client`` (the client alone)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # pragma: no cover - Python < 3.8
+        return "unknown"
+    for dist in ("ducksnap", "ducksnap-client"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+__version__ = _version()
+
+
+def find_binary(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The ``ducksnap`` executable to run: ``$DUCKSNAP_BIN``, else the one
+    installed with this package (the ``ducksnap`` wheel puts it in this
+    interpreter's scripts directory), else the first on ``PATH``; None when
+    there is none (the client-only install, no daemon built)."""
+    import shutil
+    import sysconfig
+
+    env = os.environ if env is None else env
+    if env.get("DUCKSNAP_BIN"):
+        return env["DUCKSNAP_BIN"]
+    for scripts in (sysconfig.get_path("scripts"), os.path.dirname(os.path.abspath(sys.executable))):
+        exe = os.path.join(scripts, "ducksnap")
+        if os.path.isfile(exe) and os.access(exe, os.X_OK):
+            return exe
+    return shutil.which("ducksnap", path=env.get("PATH"))
+
 
 # How long "no daemon answers" is remembered by a Client, in seconds.
 NEGATIVE_TTL = 2.0
