@@ -149,4 +149,4 @@ def test_the_cli_agrees_whatever_the_shell_says(auto_daemon):
     assert pruned["disabled"] is False
     out = cli("restore", snap["id"], "--yes")
     assert out.returncode == 0, out.stderr
-    assert cli("status").stdout.startswith("mode:          Local")
+    assert cli("status").stdout.startswith("mode:          local")
