@@ -339,6 +339,22 @@ struct RawConfig {
     socket: RawSocket,
     #[serde(default)]
     log: RawLog,
+    offsite: Option<RawOffsite>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffsite {
+    url: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    allow_http: Option<bool>,
+    credentials_file: Option<String>,
+    key_file: Option<String>,
+    encryption: Option<Encryption>,
+    push: Option<String>,
+    timeout: Option<HumanDuration>,
+    retention: Option<RawRetention>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -446,6 +462,8 @@ pub struct Config {
     pub watch: WatchConfig,
     pub socket: SocketConfig,
     pub log: LogConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offsite: Option<OffsiteConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -534,6 +552,65 @@ pub struct SocketConfig {
     pub max_line: ByteSize,
     pub idle_timeout: HumanDuration,
     pub max_connections: u32,
+}
+
+/// `[offsite]`: a copy of the store in S3-compatible object storage.
+#[derive(Debug, Clone, Serialize)]
+pub struct OffsiteConfig {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// An S3-compatible server's URL (default: AWS).
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Plain HTTP: a loopback endpoint, or set explicitly (warned at start).
+    pub allow_http: bool,
+    /// Whether `allow_http` was written for a non-loopback endpoint.
+    #[serde(skip)]
+    pub http_warning: bool,
+    pub credentials_file: Option<PathBuf>,
+    pub key_file: PathBuf,
+    pub encryption: Encryption,
+    pub push: OffsitePush,
+    /// Per request; a server that does not answer fails the request then.
+    pub timeout: HumanDuration,
+    pub retention: RetentionConfig,
+}
+
+/// How offsite objects are protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Encryption {
+    #[serde(rename = "xchacha20poly1305")]
+    XChaCha20Poly1305,
+    #[serde(rename = "none")]
+    None,
+}
+
+impl Encryption {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encryption::XChaCha20Poly1305 => "xchacha20poly1305",
+            Encryption::None => "none",
+        }
+    }
+}
+
+/// When the daemon pushes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum OffsitePush {
+    AfterSnapshot,
+    Manual,
+    Cron(CronExpr),
+}
+
+impl From<OffsitePush> for String {
+    fn from(p: OffsitePush) -> String {
+        match p {
+            OffsitePush::AfterSnapshot => "after-snapshot".into(),
+            OffsitePush::Manual => "manual".into(),
+            OffsitePush::Cron(c) => c.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -652,16 +729,19 @@ pub fn from_str_at(
     })?;
     let database = c.database(raw.database)?;
     let store = c.store(raw.store, &database.path)?;
+    let retention = c.retention(raw.retention)?;
+    let offsite = raw.offsite.map(|o| c.offsite(o, &retention)).transpose()?;
     Ok(Config {
         source: source.map(Path::to_path_buf),
         database,
         store,
         capture: c.capture(raw.capture)?,
         schedule: c.schedule(raw.schedule)?,
-        retention: c.retention(raw.retention)?,
+        retention,
         watch: watch_section(raw.watch),
         socket: c.socket(raw.socket)?,
         log: c.log(raw.log)?,
+        offsite,
     })
 }
 
@@ -813,6 +893,105 @@ impl Checker<'_> {
             idle_timeout: s.idle_timeout.unwrap_or(ms(30_000)),
             max_connections,
         })
+    }
+
+    fn offsite(
+        &self,
+        o: RawOffsite,
+        local: &RetentionConfig,
+    ) -> Result<OffsiteConfig, ConfigError> {
+        let url = o.url.ok_or_else(|| {
+            self.invalid(
+                "offsite.url",
+                "missing (e.g. \"s3://bucket/prefix\")".into(),
+            )
+        })?;
+        crate::offsite::remote::split_url(&url)
+            .map_err(|e| self.invalid("offsite.url", e.to_string()))?;
+        let (allow_http, http_warning) = self.offsite_http(o.endpoint.as_deref(), o.allow_http)?;
+        let encryption = o.encryption.unwrap_or(Encryption::XChaCha20Poly1305);
+        let key_file = match (o.key_file, encryption) {
+            (Some(k), _) => self.resolve(&k),
+            (None, Encryption::None) => PathBuf::new(),
+            (None, _) => {
+                return Err(self.invalid(
+                    "offsite.key_file",
+                    "missing: where `ducksnap offsite init` keeps the encryption key (or write encryption = \"none\")".into(),
+                ));
+            }
+        };
+        let push = match o.push.as_deref() {
+            None | Some("after-snapshot") => OffsitePush::AfterSnapshot,
+            Some("manual") => OffsitePush::Manual,
+            Some(c) => OffsitePush::Cron(CronExpr::parse_str(c).map_err(|e| {
+                self.invalid(
+                    "offsite.push",
+                    format!("{e} (or \"after-snapshot\", \"manual\")"),
+                )
+            })?),
+        };
+        let retention = match o.retention {
+            Some(r) => self.retention(r)?,
+            None => RetentionConfig {
+                keep_daily: local.keep_daily.max(30),
+                ..local.clone()
+            },
+        };
+        Ok(OffsiteConfig {
+            url,
+            endpoint: o.endpoint,
+            region: o.region.unwrap_or_else(|| "us-east-1".into()),
+            allow_http,
+            http_warning,
+            credentials_file: o.credentials_file.map(|p| self.resolve(&p)),
+            key_file,
+            encryption,
+            push,
+            timeout: o.timeout.unwrap_or(ms(30_000)),
+            retention,
+        })
+    }
+
+    /// Plain HTTP is allowed to a loopback endpoint, or when `allow_http`
+    /// says so (then with a warning at every start). Returns (allowed,
+    /// warn).
+    fn offsite_http(
+        &self,
+        endpoint: Option<&str>,
+        allow: Option<bool>,
+    ) -> Result<(bool, bool), ConfigError> {
+        let Some(e) = endpoint else {
+            return Ok((false, false));
+        };
+        let (scheme, rest) = e.split_once("://").ok_or_else(|| {
+            self.invalid(
+                "offsite.endpoint",
+                format!("{e:?} is not a URL (e.g. \"https://s3.example.com\")"),
+            )
+        })?;
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.split(':').next().unwrap_or(""),
+        };
+        if host.is_empty() {
+            return Err(self.invalid("offsite.endpoint", format!("{e:?} has no host")));
+        }
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        match (scheme, allow) {
+            ("https", _) => Ok((false, false)),
+            ("http", _) if loopback => Ok((true, false)),
+            ("http", Some(true)) => Ok((true, true)),
+            ("http", _) => Err(self.invalid(
+                "offsite.allow_http",
+                format!("{e:?} is plain HTTP to a host that is not this machine: credentials and data would cross the network unprotected; use https, or set allow_http = true if you must"),
+            )),
+            _ => Err(self.invalid("offsite.endpoint", format!("{e:?}: use https:// (or http:// to this machine)"))),
+        }
     }
 
     fn log(&self, raw: RawLog) -> Result<LogConfig, ConfigError> {

@@ -21,6 +21,7 @@ mod env;
 pub mod human;
 mod init;
 mod list;
+mod offsite;
 mod output;
 mod pin;
 mod progress;
@@ -146,6 +147,8 @@ pub enum Configured {
     },
     /// Show the environment detection: the mode and every signal.
     Env(env::Args),
+    /// The copy of the store in S3-compatible object storage.
+    Offsite(offsite::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +178,7 @@ impl Cli {
                 command: ConfigCommand::Check(a),
             } => a.json,
             Configured::Env(a) => a.json,
+            Configured::Offsite(a) => a.json,
             Configured::Daemon => false,
         }
     }
@@ -235,6 +239,7 @@ fn run_configured(
             command: ConfigCommand::Check(a),
         } => config_check::run(&ctx, a),
         Configured::Env(a) => env::run(&ctx, &env, a),
+        Configured::Offsite(a) => offsite::run(&ctx, &env, a),
     }
 }
 

@@ -14,6 +14,11 @@ use super::remote;
 pub struct Args {
     #[command(flatten)]
     req: RestoreRequest,
+    /// Where the snapshot is: the local store (default), or offsite — then
+    /// it is pulled into the local store first (created if absent: a new
+    /// machine needs only the config and the key file).
+    #[arg(long, value_enum, default_value = "local")]
+    from: Source,
     /// Do not ask for confirmation (needed when not on a terminal).
     #[arg(long)]
     yes: bool,
@@ -22,8 +27,20 @@ pub struct Args {
     pub(super) json: bool,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Source {
+    Local,
+    Offsite,
+}
+
 pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Result<u8> {
     let mut req = a.req;
+    if let Source::Offsite = a.from {
+        let spinner = feedback.spinner(&format!("pulling {} from offsite", req.id));
+        let pulled = crate::ops::offsite::pull_one(ctx, env, &req.id);
+        spinner.finish_and_clear();
+        req.id = pulled?.id;
+    }
     if !ctx.detection.is_cloud() {
         // `latest` is decided once, here: what the prompt names is what is
         // restored, whatever snapshot lands meanwhile.

@@ -74,6 +74,8 @@ pub enum OpError {
     Recover(#[from] RecoverError),
     #[error("not confirmed: {0}")]
     NotConfirmed(String),
+    #[error(transparent)]
+    Offsite(#[from] crate::offsite::OffsiteError),
     #[error("verification found problems in {problems} of {checked} snapshot(s)")]
     VerifyFailed { checked: usize, problems: usize },
 }
@@ -101,6 +103,7 @@ impl OpError {
             | OpError::Store(StoreError::Link { .. })
             | OpError::Store(StoreError::BadManifest { .. }) => ErrorCode::Damaged,
             OpError::NoSpace { .. } => ErrorCode::NoSpace,
+            OpError::Offsite(e) => offsite_code(e),
             OpError::Disabled { .. } => ErrorCode::Disabled,
             OpError::InUse { .. } => ErrorCode::InUse,
             _ => ErrorCode::Failed,
@@ -110,6 +113,22 @@ impl OpError {
     /// The process exit code (README, "Exit codes").
     pub fn exit_code(&self) -> u8 {
         self.code().exit_code()
+    }
+}
+
+/// Offsite failures in the one table: setup and key problems are the
+/// config's (2), an object that fails its seal or checks is damage (6), the
+/// network and the server are failures (1).
+fn offsite_code(e: &crate::offsite::OffsiteError) -> ErrorCode {
+    use crate::offsite::OffsiteError as E;
+    use crate::offsite::seal::SealError;
+    match e {
+        E::NotConfigured | E::Setup { .. } | E::WrongKey | E::KeyMissing(_) | E::NotInitialized => {
+            ErrorCode::InvalidArgument
+        }
+        E::Seal(SealError::Key { .. }) => ErrorCode::InvalidArgument,
+        E::Seal(SealError::Object { .. }) | E::BadRecord { .. } => ErrorCode::Damaged,
+        E::Remote { .. } | E::Layout(_) => ErrorCode::Failed,
     }
 }
 

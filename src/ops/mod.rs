@@ -8,6 +8,7 @@
 pub mod context;
 pub mod dispatch;
 mod list;
+pub mod offsite;
 mod pin;
 pub mod progress;
 mod prune;

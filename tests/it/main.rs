@@ -7,6 +7,8 @@ mod daemon;
 mod edges;
 mod environment;
 mod helpers;
+mod offsite;
 mod people;
 mod restore;
 mod retention;
+mod s3;

@@ -1,0 +1,134 @@
+//! `ducksnap offsite init|push|status|list|pull`: the copy of the store in
+//! object storage (README, "Offsite").
+
+use crate::config::HostEnv;
+use crate::ops::{Ctx, offsite};
+
+use super::human;
+use super::output::{outln, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub(super) json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Check the server, the credentials and the bucket; create the key
+    /// (never over an existing one); set the remote up.
+    Init,
+    /// Upload every local snapshot the remote lacks, oldest first.
+    Push,
+    /// Snapshots offsite, local ones not pushed yet, the lag.
+    Status,
+    /// The snapshots offsite, newest first.
+    List,
+    /// Copy a snapshot from offsite into the local store (created if absent).
+    Pull {
+        /// An id, a unique prefix, latest or latest:REASON (among the remote's).
+        id: String,
+    },
+}
+
+pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
+    match a.command {
+        Sub::Init => {
+            let r = offsite::init(ctx, env)?;
+            if a.json {
+                return print_json(&r).map(|()| 0);
+            }
+            if r.key_created {
+                let key = ctx
+                    .config
+                    .offsite
+                    .as_ref()
+                    .map(|o| o.key_file.display().to_string());
+                eprintln!(
+                    "NEW KEY written to {}: every offsite object is encrypted with it. Keep a copy somewhere else than this machine (a password manager): without it the offsite copy cannot be read by anyone, you included.",
+                    key.unwrap_or_default()
+                );
+            }
+            outln!(
+                "offsite {} {} (encryption {}, conditional puts {})",
+                r.url,
+                if r.existed {
+                    "was set up already; the key fits"
+                } else {
+                    "is set up"
+                },
+                r.encryption,
+                if r.conditional_put {
+                    "supported"
+                } else {
+                    "not supported: plain puts"
+                }
+            );
+        }
+        Sub::Push => {
+            let r = offsite::push(ctx, env)?;
+            if a.json {
+                return print_json(&r).map(|()| 0);
+            }
+            outln!(
+                "{} snapshot(s) pushed ({} object(s), {}); {} already offsite",
+                r.snapshots.len(),
+                r.objects,
+                human::size(r.bytes),
+                r.already
+            );
+        }
+        Sub::Status => {
+            let r = offsite::status(ctx, env)?;
+            if a.json {
+                return print_json(&r).map(|()| 0);
+            }
+            outln!("offsite:     {}", r.url);
+            outln!(
+                "snapshots:   {} offsite, {} local not pushed yet",
+                r.remote_snapshots,
+                r.not_pushed.len()
+            );
+            match r.lag_seconds {
+                Some(s) => outln!("lag:         {s} s (the oldest snapshot not pushed yet)"),
+                None => outln!("lag:         none (every local snapshot is offsite)"),
+            }
+        }
+        Sub::List => {
+            let r = offsite::list(ctx, env)?;
+            if a.json {
+                return print_json(&r).map(|()| 0);
+            }
+            for s in &r {
+                outln!(
+                    "{}  {:<12} {}  {}",
+                    s.id,
+                    s.reason,
+                    human::size(s.db_size + s.wal_size),
+                    s.label.as_deref().unwrap_or("")
+                );
+            }
+            outln!("{} snapshot(s) offsite", r.len());
+        }
+        Sub::Pull { id } => {
+            let r = offsite::pull_one(ctx, env, &id)?;
+            if a.json {
+                return print_json(&r).map(|()| 0);
+            }
+            if r.already {
+                outln!("snapshot {} is in the local store already", r.id);
+            } else {
+                outln!(
+                    "pulled snapshot {} ({} pack(s), {})",
+                    r.id,
+                    r.packs,
+                    human::size(r.bytes)
+                );
+            }
+        }
+    }
+    Ok(0)
+}

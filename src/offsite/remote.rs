@@ -1,0 +1,265 @@
+//! The object store behind `[offsite]`: Apache Arrow's `object_store` (S3
+//! and every S3-compatible server), driven from synchronous code on a small
+//! runtime of its own. Every request has a timeout and bounded retries, so
+//! a server that accepts and never answers fails the operation instead of
+//! hanging it; uploads run several at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::path::Path as ObjPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
+
+use super::OffsiteError;
+use crate::config::OffsiteConfig;
+
+/// Uploads in flight at once.
+pub const PARALLEL: usize = 4;
+
+/// Credentials, never printed.
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
+}
+
+/// One object listed: its name under the prefix, size and time.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub size: u64,
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// A connected remote: the bucket and prefix of `offsite.url`.
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    rt: tokio::runtime::Runtime,
+    /// Whether `PutMode::Create` is used (recorded by `offsite init`).
+    pub conditional: bool,
+    shown: String,
+}
+
+impl Remote {
+    pub fn connect(
+        cfg: &OffsiteConfig,
+        creds: &Credentials,
+        conditional: bool,
+    ) -> Result<Remote, OffsiteError> {
+        let (bucket, prefix) = split_url(&cfg.url)?;
+        let options = ClientOptions::new()
+            .with_timeout(cfg.timeout.0)
+            .with_connect_timeout(Duration::from_secs(5).min(cfg.timeout.0))
+            .with_allow_http(cfg.allow_http);
+        let retry = RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 2,
+            retry_timeout: cfg.timeout.0 * 3,
+        };
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&bucket)
+            .with_region(&cfg.region)
+            .with_access_key_id(&creds.access_key_id)
+            .with_secret_access_key(&creds.secret_access_key)
+            .with_client_options(options)
+            .with_retry(retry)
+            .with_allow_http(cfg.allow_http)
+            .with_conditional_put(if conditional {
+                S3ConditionalPut::ETagMatch
+            } else {
+                S3ConditionalPut::Disabled
+            });
+        if let Some(t) = &creds.session_token {
+            b = b.with_token(t);
+        }
+        if let Some(e) = &cfg.endpoint {
+            b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+        }
+        let store = b.build().map_err(|e| OffsiteError::Setup {
+            what: "offsite.url / offsite.endpoint".into(),
+            reason: e.to_string(),
+        })?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| OffsiteError::Setup {
+                what: "runtime".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Remote {
+            store: Arc::new(store),
+            prefix,
+            rt,
+            conditional,
+            shown: cfg.url.clone(),
+        })
+    }
+
+    fn path(&self, name: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(name)
+        } else {
+            ObjPath::from(format!("{}/{name}", self.prefix))
+        }
+    }
+
+    fn err(&self, op: &'static str, name: &str, e: object_store::Error) -> OffsiteError {
+        OffsiteError::Remote {
+            op,
+            object: format!("{}/{name}", self.shown.trim_end_matches('/')),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Stores `bytes` as `name`: created only if absent when the server
+    /// supports it (an object that exists already counts as success: names
+    /// are content hashes), a plain put otherwise. Returns whether it was
+    /// new.
+    pub fn put(&self, name: &str, bytes: Vec<u8>) -> Result<bool, OffsiteError> {
+        self.rt.block_on(self.put_async(name.to_string(), bytes))
+    }
+
+    async fn put_async(&self, name: String, bytes: Vec<u8>) -> Result<bool, OffsiteError> {
+        let mode = if self.conditional {
+            PutMode::Create
+        } else {
+            PutMode::Overwrite
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(&name), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.err("upload", &name, e)),
+        }
+    }
+
+    /// Uploads every `(name, bytes)`, [`PARALLEL`] at a time; returns how
+    /// many were new. Stops at the first error (objects already uploaded
+    /// stay: nothing names them until a record does).
+    pub fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<usize, OffsiteError> {
+        self.rt.block_on(async {
+            let mut uploads =
+                futures::stream::iter(objects.into_iter().map(|(n, b)| self.put_async(n, b)))
+                    .buffer_unordered(PARALLEL);
+            let mut new = 0;
+            while let Some(r) = uploads.next().await {
+                new += usize::from(r?);
+            }
+            Ok(new)
+        })
+    }
+
+    /// The object, or `None` when there is none.
+    pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>, OffsiteError> {
+        self.rt.block_on(async {
+            match self.store.get(&self.path(name)).await {
+                Ok(r) => r
+                    .bytes()
+                    .await
+                    .map(|b| Some(b.to_vec()))
+                    .map_err(|e| self.err("download", name, e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.err("download", name, e)),
+            }
+        })
+    }
+
+    /// Downloads every named object, [`PARALLEL`] at a time, in the order given.
+    pub fn get_all(&self, names: &[String]) -> Result<Vec<Vec<u8>>, OffsiteError> {
+        self.rt.block_on(async {
+            let gets = names.iter().map(|n| async move {
+                let r = self
+                    .store
+                    .get(&self.path(n))
+                    .await
+                    .map_err(|e| self.err("download", n, e))?;
+                r.bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| self.err("download", n, e))
+            });
+            let mut out = Vec::with_capacity(names.len());
+            let mut s = futures::stream::iter(gets).buffered(PARALLEL);
+            while let Some(r) = s.next().await {
+                out.push(r?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every object under `dir/` (names relative to `dir/`).
+    pub fn list(&self, dir: &str) -> Result<Vec<Listed>, OffsiteError> {
+        self.rt.block_on(async {
+            let base = self.path(dir);
+            let mut out = Vec::new();
+            let mut s = self.store.list(Some(&base));
+            while let Some(m) = s.next().await {
+                let m = m.map_err(|e| self.err("list", dir, e))?;
+                let full = m.location.to_string();
+                let name = full.rsplit('/').next().unwrap_or(&full).to_string();
+                out.push(Listed {
+                    name,
+                    size: m.size,
+                    modified: m.last_modified,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), OffsiteError> {
+        self.rt.block_on(async {
+            match self.store.delete(&self.path(name)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.err("delete", name, e)),
+            }
+        })
+    }
+}
+
+/// `s3://bucket/prefix` → (bucket, prefix without slashes at either end).
+pub fn split_url(url: &str) -> Result<(String, String), OffsiteError> {
+    let bad = |reason: &str| OffsiteError::Setup {
+        what: "offsite.url".into(),
+        reason: format!("{url:?}: {reason} (expected s3://bucket/prefix)"),
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad("not an s3:// URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+        return Err(bad(
+            "the bucket name must be 3 to 63 lower-case letters, digits, '-' or '.'",
+        ));
+    }
+    let prefix = prefix.trim_matches('/').to_string();
+    if prefix.split('/').any(|p| p == ".." || p == ".") || prefix.contains("//") {
+        return Err(bad("the prefix must not contain '.', '..' or empty parts"));
+    }
+    Ok((bucket.to_string(), prefix))
+}

@@ -1,0 +1,193 @@
+//! The offsite operations behind `ducksnap offsite …` and `restore --from
+//! offsite`: set a remote up ([`init`]), push, list, status, pull. Each
+//! opens the remote itself (the network is never touched by the other
+//! operations); in cloud mode each gives the disabled error.
+
+use serde::Serialize;
+
+use crate::config::{Encryption, HostEnv};
+use crate::environment;
+use crate::offsite::layout::{MARKER, Marker};
+use crate::offsite::pull::{Pulled, pull, remote_snapshots};
+use crate::offsite::push::{Pushed, push as push_all};
+use crate::offsite::remote::Remote;
+use crate::offsite::{self, Offsite, OffsiteError, seal};
+use crate::ops::context::{Ctx, OpError, open_store};
+use crate::ops::select::Selector;
+use crate::store::Summary;
+
+/// What `offsite init` found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Initialized {
+    pub url: String,
+    /// The remote was set up by an earlier init (and the key fits it).
+    pub existed: bool,
+    /// A new key file was written.
+    pub key_created: bool,
+    pub encryption: &'static str,
+    pub conditional_put: bool,
+}
+
+fn enabled(ctx: &Ctx) -> Result<(), OpError> {
+    if ctx.detection.is_cloud() {
+        return Err(OpError::Disabled {
+            reason: environment::disabled_message(&ctx.detection),
+        });
+    }
+    Ok(())
+}
+
+/// Checks reachability, credentials and bucket access, creates the key
+/// (never over an existing one), detects conditional puts, writes the
+/// marker. Run again, it checks that the key fits the remote.
+pub fn init(ctx: &Ctx, env: &HostEnv) -> Result<Initialized, OpError> {
+    enabled(ctx)?;
+    let cfg = ctx
+        .config
+        .offsite
+        .as_ref()
+        .ok_or(OffsiteError::NotConfigured)?;
+    let creds = offsite::credentials(cfg, env)?;
+    let remote = Remote::connect(cfg, &creds, true)?;
+    let existing = offsite::read_marker(&remote)?;
+    let key_created = cfg.encryption != Encryption::None && !cfg.key_file.exists();
+    if key_created && existing.is_some() {
+        return Err(OffsiteError::KeyMissing(cfg.key_file.clone()).into());
+    }
+    if key_created {
+        seal::create_key(&cfg.key_file).map_err(OffsiteError::from)?;
+    }
+    let sealer = offsite::sealer(cfg)?;
+    let mut out = Initialized {
+        url: cfg.url.clone(),
+        existed: existing.is_some(),
+        key_created,
+        encryption: cfg.encryption.as_str(),
+        conditional_put: false,
+    };
+    if let Some(m) = existing {
+        m.check(&sealer, cfg.encryption.as_str())?;
+        out.conditional_put = m.conditional_put;
+        return Ok(out);
+    }
+    out.conditional_put = probe_conditional(&remote)?;
+    let marker = Marker::new(&sealer, cfg.encryption.as_str(), out.conditional_put);
+    remote.put(
+        MARKER,
+        serde_json::to_vec_pretty(&marker).expect("marker serializes"),
+    )?;
+    tracing::info!(event = "offsite.initialized", url = %cfg.url, conditional_put = out.conditional_put, "offsite remote set up");
+    Ok(out)
+}
+
+/// Whether the server refuses a second create of one name.
+fn probe_conditional(remote: &Remote) -> Result<bool, OffsiteError> {
+    let name = format!("probe-{}", std::process::id());
+    remote.put(&name, b"1".to_vec())?;
+    let second_was_new = remote.put(&name, b"2".to_vec())?;
+    remote.delete(&name)?;
+    Ok(!second_was_new)
+}
+
+/// Opens the configured remote for an operation.
+pub fn open(ctx: &Ctx, env: &HostEnv) -> Result<Offsite, OpError> {
+    enabled(ctx)?;
+    Ok(offsite::open(ctx.config.offsite.as_ref(), env)?)
+}
+
+/// Pushes every local snapshot the remote lacks.
+pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
+    let off = open(ctx, env)?;
+    let store = open_store(ctx, true)?;
+    let _lock = store.lock()?;
+    let r = push_all(&store, &off);
+    if let Err(e) = &r {
+        tracing::error!(event = "offsite.push_failed", error = %e, "offsite push failed");
+    }
+    Ok(r?)
+}
+
+/// The snapshots offsite, newest first.
+pub fn list(ctx: &Ctx, env: &HostEnv) -> Result<Vec<Summary>, OpError> {
+    let off = open(ctx, env)?;
+    let mut v: Vec<Summary> = remote_snapshots(&off)?
+        .iter()
+        .map(|(_, r)| Summary::from(&r.manifest))
+        .collect();
+    v.reverse();
+    Ok(v)
+}
+
+/// What `offsite status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct OffsiteStatus {
+    pub url: String,
+    pub remote_snapshots: usize,
+    /// Local snapshots not offsite yet, oldest first.
+    pub not_pushed: Vec<String>,
+    /// Seconds since the oldest local snapshot not yet pushed was taken.
+    pub lag_seconds: Option<i64>,
+}
+
+pub fn status(ctx: &Ctx, env: &HostEnv) -> Result<OffsiteStatus, OpError> {
+    let off = open(ctx, env)?;
+    let remote: std::collections::BTreeSet<String> = remote_snapshots(&off)?
+        .into_iter()
+        .map(|(_, r)| r.manifest.id.to_string())
+        .collect();
+    let store = open_store(ctx, true)?;
+    let mut local = store.catalog()?;
+    local.sort_by(|a, b| a.id.cmp(&b.id));
+    let waiting: Vec<&Summary> = local
+        .iter()
+        .filter(|s| !remote.contains(s.id.as_str()))
+        .collect();
+    Ok(OffsiteStatus {
+        url: ctx
+            .config
+            .offsite
+            .as_ref()
+            .map(|o| o.url.clone())
+            .unwrap_or_default(),
+        remote_snapshots: remote.len(),
+        lag_seconds: waiting
+            .first()
+            .map(|s| (chrono::Utc::now() - s.created_at).num_seconds()),
+        not_pushed: waiting.iter().map(|s| s.id.to_string()).collect(),
+    })
+}
+
+/// Copies the offsite snapshot `given` (an id, prefix, `latest`…) into the
+/// local store, created if absent; returns what was pulled.
+pub fn pull_one(ctx: &Ctx, env: &HostEnv, given: &str) -> Result<Pulled, OpError> {
+    let sel = Selector::parse(given)?;
+    let off = open(ctx, env)?;
+    let records = remote_snapshots(&off)?;
+    let summaries: Vec<Summary> = records
+        .iter()
+        .map(|(_, r)| Summary::from(&r.manifest))
+        .collect();
+    let id = sel.pick(given, &summaries).map_err(|e| match e {
+        crate::ops::select::Unresolved::None => OpError::NoMatch {
+            given: format!("{given:?}"),
+            store: ctx
+                .config
+                .offsite
+                .as_ref()
+                .map(|o| o.url.clone())
+                .unwrap_or_default()
+                .into(),
+        },
+        crate::ops::select::Unresolved::Ambiguous(reason) => OpError::InvalidArgument {
+            what: "snapshot",
+            reason,
+        },
+    })?;
+    let (_, record) = records
+        .iter()
+        .find(|(_, r)| r.manifest.id == id)
+        .expect("picked from these");
+    let store = open_store(ctx, true)?;
+    let lock = store.lock()?;
+    Ok(pull(&store, &lock, &off, record)?)
+}

