@@ -42,7 +42,13 @@ pub struct Candidate {
     pub verified: bool,
     /// Chunks it references, by hash, with their stored size.
     pub chunks: Vec<(String, u64)>,
+    /// Offsite is configured and this snapshot has not reached it yet: kept
+    /// ("not offsite yet") unless the size budget needs its space.
+    pub offsite_pending: bool,
 }
+
+/// The reason that keeps a snapshot offsite does not have yet.
+pub const NOT_OFFSITE: &str = "not offsite yet";
 
 /// Keep or forget one snapshot, with every reason that applied.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -187,6 +193,11 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
     }
     if let Some(i) = newest_good(&snaps, &mut reasons) {
         protected[i] = true;
+    }
+    for (i, s) in snaps.iter().enumerate() {
+        if s.offsite_pending {
+            reasons[i].push(NOT_OFFSITE.into());
+        }
     }
     let mut keep: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
     let forget_reason = apply_budget(&snaps, policy, &protected, &mut keep);

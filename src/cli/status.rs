@@ -63,6 +63,17 @@ fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {
         ),
         None => outln!("last snapshot: none"),
     }
+    if let Some(o) = &r.offsite {
+        match o.lag_seconds {
+            Some(s) => outln!(
+                "offsite:       {} ({} snapshot(s) not pushed yet, the oldest for {})",
+                o.url,
+                o.not_pushed,
+                human::age(now - chrono::TimeDelta::seconds(s), now).trim_end_matches(" ago")
+            ),
+            None => outln!("offsite:       {} (every snapshot is offsite)", o.url),
+        }
+    }
     match &r.daemon {
         Some(d) => print_daemon(r, d, utc),
         None => {

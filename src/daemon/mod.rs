@@ -20,6 +20,7 @@
 
 pub mod activation;
 pub mod jobs;
+pub mod pusher;
 pub mod schedule;
 pub mod scheduler;
 pub mod sdnotify;
@@ -163,11 +164,13 @@ pub async fn serve(
     let state = StateHandle::started(std::process::id(), Utc::now());
     let (queue, jobs_rx) = Queue::new(1024);
     let mut tasks = JoinSet::new();
+    let snapshot_taken = Arc::new(tokio::sync::Notify::new());
     tasks.spawn(worker::worker(
         settings.clone(),
         state.clone(),
         jobs_rx,
         token.clone(),
+        snapshot_taken.clone(),
     ));
     let server = server::Server {
         settings: settings.clone(),
@@ -184,6 +187,13 @@ pub async fn serve(
             token.clone(),
         );
         tasks.spawn(scheduler::scheduler(s, q, st, t));
+        tasks.spawn(pusher::pusher(pusher::Pusher {
+            settings: settings.clone(),
+            state: state.clone(),
+            token: token.clone(),
+            env: env.clone(),
+            kick: snapshot_taken,
+        }));
         tasks.spawn(watch::watcher(watch::Watch {
             settings: settings.clone(),
             queue,

@@ -4,7 +4,9 @@
 //! answer. A scheduled or change-triggered snapshot is followed by
 //! retention.
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::{
@@ -21,6 +23,7 @@ pub async fn worker(
     state: StateHandle,
     mut jobs: mpsc::Receiver<Job>,
     token: CancellationToken,
+    snapshot_taken: Arc<Notify>,
 ) {
     loop {
         let job = tokio::select! {
@@ -32,7 +35,16 @@ pub async fn worker(
         let answer = tokio::task::spawn_blocking(move || run_job(&ctx, &st, job.kind))
             .await
             .unwrap_or_else(|e| Response::err(ErrorCode::Failed, format!("internal error: {e}")));
+        let took = answer.ok
+            && answer
+                .result
+                .as_ref()
+                .is_some_and(|r| r.get("snapshot").is_some_and(|s| s.is_object()));
+        // The answer goes out first: the pusher's work starts after it.
         let _ = job.reply.send(answer);
+        if took {
+            snapshot_taken.notify_one();
+        }
     }
     jobs.close();
     while let Some(job) = jobs.recv().await {

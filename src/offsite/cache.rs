@@ -103,6 +103,24 @@ impl Cache {
     }
 }
 
+/// The ids offsite according to the cache, when offsite is configured (an
+/// empty set when nothing was pushed yet); `None` without `[offsite]`. No
+/// network: retention asks this.
+pub fn pushed_ids(
+    cfg: Option<&crate::config::OffsiteConfig>,
+    store: &Store,
+) -> Option<BTreeSet<String>> {
+    cfg?;
+    let saved = std::fs::read(super::cache_path(store.root()))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Cache>(&b).ok());
+    Some(
+        saved
+            .map(|c| c.snapshots.into_keys().collect())
+            .unwrap_or_default(),
+    )
+}
+
 /// Downloads, opens and checks the records named `objects`; returns them
 /// with their object names, oldest snapshot first.
 pub fn fetch_records(

@@ -23,8 +23,9 @@ pub struct PruneReport {
     pub bytes_freed: u64,
 }
 
-fn candidates(store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
+fn candidates(ctx: &Ctx, store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
     let mut sizes: HashMap<String, u64> = HashMap::new();
+    let pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), store);
     manifests
         .iter()
         .map(|m| Candidate {
@@ -45,6 +46,7 @@ fn candidates(store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
                     (h.to_string(), size)
                 })
                 .collect(),
+            offsite_pending: pushed.as_ref().is_some_and(|p| !p.contains(m.id.as_str())),
         })
         .collect()
 }
@@ -80,7 +82,7 @@ pub fn prune(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
     let lock = store.lock()?;
     let (manifests, bad) = store.manifests()?;
     let plan = retention::plan(
-        &candidates(&store, &manifests),
+        &candidates(ctx, &store, &manifests),
         &ctx.config.retention,
         Utc::now(),
     );
@@ -102,6 +104,11 @@ pub fn prune(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
         };
         tracing::error!(event = "prune.refused", error = %e, "prune refused");
         return Err(e.into());
+    }
+    for d in plan.forgotten() {
+        if d.reasons.iter().any(|r| r.contains(retention::NOT_OFFSITE)) {
+            tracing::error!(event = "prune.unpushed_removed", id = %d.id, "removing a snapshot that has not reached offsite yet: the size budget (retention.max_total_size) needs its space");
+        }
     }
     let removed = remove_forgotten(&store, &plan)?;
     release_expired_pins(&store, &lock, &manifests, &plan);

@@ -30,7 +30,7 @@ pub struct DaemonInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LastError {
     pub at: DateTime<Utc>,
-    /// `snapshot`, `retention` or `reload`.
+    /// `snapshot`, `retention`, `reload` or `offsite`.
     pub what: String,
     pub message: String,
 }
@@ -54,6 +54,18 @@ pub struct StatusReport {
     pub daemon: Option<DaemonInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<String>,
+    /// With `[offsite]`: local snapshots not offsite yet (from the local
+    /// record of pushes; no network), and how long the oldest has waited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite: Option<OffsiteLag>,
+}
+
+/// How far offsite is behind.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct OffsiteLag {
+    pub url: String,
+    pub not_pushed: usize,
+    pub lag_seconds: Option<i64>,
 }
 
 /// Mode and why, database, last snapshot and its age, next run, store size
@@ -63,16 +75,32 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
     let db = &ctx.config.database.path;
     let meta = fs::metadata(db).ok().filter(|m| m.is_file());
     let cloud = ctx.detection.is_cloud();
+    let mut pushed = None;
     let (summaries, store_bytes) = if !cloud && ctx.config.store.dir.join("STORE").exists() {
         let store = Store::open(
             &ctx.config.store.dir,
             false,
             ctx.config.store.compression_level,
         )?;
+        pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store);
         (store.catalog()?, store.stored_bytes()?)
     } else {
         (Vec::new(), 0)
     };
+    let offsite = ctx.config.offsite.as_ref().filter(|_| !cloud).map(|o| {
+        let waiting: Vec<&Summary> = summaries
+            .iter()
+            .filter(|s| !pushed.as_ref().is_some_and(|p| p.contains(s.id.as_str())))
+            .collect();
+        OffsiteLag {
+            url: o.url.clone(),
+            not_pushed: waiting.len(),
+            lag_seconds: waiting
+                .iter()
+                .map(|s| (now - s.created_at).num_seconds())
+                .max(),
+        }
+    });
     let last = summaries.first().cloned();
     // Only a running daemon runs the schedule.
     let next_run = daemon.as_ref().and_then(|d| d.next_run);
@@ -91,5 +119,6 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
         next_run,
         daemon,
         disabled: cloud.then(|| environment::disabled_message(&ctx.detection)),
+        offsite,
     })
 }

@@ -1537,3 +1537,86 @@ fn a_reload_reaches_the_watcher() {
     let path = shown["manifest"]["database"]["path"].as_str().unwrap();
     assert!(path.ends_with("other.duckdb"), "{path}");
 }
+
+/// With `[offsite] push = "after-snapshot"` the daemon pushes in the
+/// background: a pre-delete snapshot is answered while the server hangs,
+/// the failure is retried, retention keeps what is not offsite yet, and the
+/// queue drains when the server is back.
+#[test]
+fn offsite_pushes_in_the_background_and_never_holds_up_a_pre_delete() {
+    use crate::s3::{KEY_ID, S3, SECRET};
+    let root = tempfile::tempdir().unwrap();
+    let mut server = S3::rclone(root.path());
+    server.bucket("backups");
+    let ws = Workspace::new();
+    let key = ws.path().join("offsite.key");
+    set_config(
+        &ws,
+        &format!(
+            "[schedule]\nenabled = false\n[retention]\nkeep_last = 1\n{}",
+            server.section("backups", &key)
+        ),
+    );
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i FROM range(100000)",
+    );
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    let out = cli_with(&ws, &creds, &["offsite", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut d = Daemon::start(&ws, &creds);
+    let mut c = d.connect();
+    let pre_delete = json!({"op": "snapshot", "reason": "pre-delete"});
+    let t = Instant::now();
+    assert_eq!(c.call(pre_delete.clone())["ok"], true);
+    let normal = t.elapsed();
+    d.wait_event("offsite.pushed", Duration::from_secs(60));
+    // The server now accepts connections and never answers.
+    let port = server.port;
+    server.kill();
+    let hang = crate::s3::Hang::at(port);
+    write_db(&ws.db(), "INSERT INTO t VALUES (-1)");
+    let t = Instant::now();
+    let r = d.connect().call(pre_delete.clone());
+    let hanging = t.elapsed();
+    println!(
+        "pre-delete snapshot answered in {normal:?} normally, {hanging:?} while the offsite server hangs"
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    // The push times out (10 s a request here); the answer came long before.
+    assert!(hanging < Duration::from_secs(10), "{hanging:?}");
+    let failed = d.wait_event("offsite.push_failed", Duration::from_secs(120));
+    assert!(!failed.to_string().contains(SECRET));
+    let st = d.connect().call(json!({"op": "status"}));
+    assert_eq!(
+        st["result"]["daemon"]["last_error"]["what"], "offsite",
+        "{st}"
+    );
+    assert_eq!(st["result"]["offsite"]["not_pushed"], 1, "{st}");
+    // keep_last = 1, but the snapshot not offsite yet stays.
+    let p = d.connect().call(json!({"op": "prune"}));
+    let kept: Vec<&Value> = p["result"]["plan"]["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .collect();
+    assert_eq!(kept.len(), 2, "{p}");
+    assert!(
+        kept[0]["reasons"].to_string().contains("not offsite yet"),
+        "{p}"
+    );
+    // The server comes back where it was: the retry drains the queue.
+    drop(hang);
+    let _back = S3::rclone_at(root.path(), port);
+    d.wait_event("offsite.push_completed", Duration::from_secs(120));
+    let st = d.connect().call(json!({"op": "status"}));
+    assert_eq!(st["result"]["offsite"]["not_pushed"], 0, "{st}");
+    assert!(st["result"]["daemon"]["last_error"].is_null(), "{st}");
+    let out = cli_with(&ws, &creds, &["offsite", "list", "--json"]);
+    let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(remote.as_array().unwrap().len(), 2, "{remote}");
+}

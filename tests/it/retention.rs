@@ -40,6 +40,7 @@ fn snap(at: DateTime<Utc>, n: u32) -> Candidate {
             (format!("{n:064x}"), 100),
             ("shared".repeat(10) + "0000", 1000),
         ],
+        offsite_pending: false,
     }
 }
 
@@ -432,6 +433,7 @@ fn arb_snaps() -> impl Strategy<Value = Vec<Candidate>> {
                     reason: ["scheduled", "pre-delete", "pre-restore"][reason].into(),
                     verified,
                     chunks: vec![(format!("{i:064x}"), 100), (format!("{chunk:064x}"), 300)],
+                    offsite_pending: false,
                 },
             )
             .collect()

@@ -47,7 +47,11 @@ impl S3 {
     }
 
     pub fn rclone(root: &Path) -> S3 {
-        let port = free_port();
+        S3::rclone_at(root, free_port())
+    }
+
+    /// rclone on a given port (a server coming back where it was).
+    pub fn rclone_at(root: &Path, port: u16) -> S3 {
         std::fs::create_dir_all(root).unwrap();
         let child = Command::new(venv_bin("rclone"))
             .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
@@ -152,4 +156,34 @@ pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// A server that accepts connections and never answers (a Python process,
+/// so that killing it frees the port for the real server to come back).
+pub struct Hang(Child);
+
+impl Hang {
+    pub fn at(port: u16) -> Hang {
+        let code = "import socket,sys\n\
+            s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+            s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(64); print('ready', flush=True)\n\
+            held=[]\n\
+            while True: held.append(s.accept()[0])\n";
+        let mut child = Command::new(python())
+            .args(["-c", code, &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        Hang(child)
+    }
+}
+
+impl Drop for Hang {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
