@@ -367,3 +367,138 @@ fn an_incremental_push_uploads_about_what_changed() {
     );
     assert!(received * 20 <= db, "{received} > 5% of {db}");
 }
+
+/// Restores every snapshot the remote lists on a fresh machine (only the
+/// config and the key) and checks each against the local original.
+fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
+    let fresh = Workspace::new();
+    std::fs::copy(
+        ws.path().join("offsite.key"),
+        fresh.path().join("offsite.key"),
+    )
+    .unwrap();
+    fresh.write_config(&server.section("backups", &fresh.path().join("offsite.key")));
+    let listed = ok_json(&fresh, &["offsite", "list", "--json"]);
+    let ids: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &ids {
+        let to = fresh.path().join(format!("{id}.duckdb"));
+        ok_json(
+            &fresh,
+            &[
+                "restore",
+                id,
+                "--from",
+                "offsite",
+                "--to",
+                to.to_str().unwrap(),
+                "--yes",
+                "--json",
+            ],
+        );
+        let original = ws.reassemble(id, &ws.path().join("orig").join(id));
+        assert_eq!(
+            std::fs::read(&to).unwrap(),
+            std::fs::read(&original).unwrap(),
+            "{id}"
+        );
+    }
+    ids.len()
+}
+
+/// ducksnap killed with SIGKILL at random instants of pushes, 20 times,
+/// then the server killed mid-push and restarted: the remote only ever
+/// lists snapshots that restore, and the next push completes.
+#[test]
+fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = S3::rclone(root.path());
+    let ws = offsite_ws(&server);
+    make_big(&ws, 500_000);
+    ws.snapshot();
+    let push = || {
+        ws.cmd(&["offsite", "push"])
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long a whole first push takes: the kills fall within that.
+    let start = std::time::Instant::now();
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    let window = start.elapsed().as_millis() as u64;
+    let mut rng = Rng(0x0ff5_17e);
+    let mut killed = 0;
+    for round in 0..20 {
+        if round % 2 == 0 {
+            let c = duckdb::Connection::open(ws.db()).unwrap();
+            c.execute_batch(&format!(
+                "UPDATE events SET amount = {round} WHERE id % 97 = {round}; CHECKPOINT;"
+            ))
+            .unwrap();
+            drop(c);
+            ws.snapshot();
+        }
+        let mut child = push();
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(window)));
+        killed += usize::from(child.try_wait().unwrap().is_none());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!("{killed} of 20 pushes were killed while running");
+    let restored = every_remote_snapshot_restores(&ws, &server);
+    println!("after the kills: {restored} remote snapshot(s), each restores");
+    // The server dies mid-push and comes back: it is killed as soon as the
+    // push has committed a small snapshot, while it uploads the packs of a
+    // large change.
+    ws.snapshot();
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch("UPDATE events SET amount = -1, token = md5(token); CHECKPOINT;")
+        .unwrap();
+    drop(c);
+    ws.snapshot();
+    let mut child = ws
+        .cmd(&[
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "offsite",
+            "push",
+        ])
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::io::BufReader::new(child.stderr.take().unwrap());
+    use std::io::BufRead;
+    let mut lines = log.lines().map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains("offsite.pushed")),
+        "no snapshot pushed"
+    );
+    let port = server.port;
+    server.kill();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the push finished before the server died"
+    );
+    let server = S3::rclone_at(root.path(), port);
+    let done = ok_json(&ws, &["offsite", "push", "--json"]);
+    println!("server killed during a push; after it came back: {done}");
+    let local = ws.list_ids().len();
+    let restored = every_remote_snapshot_restores(&ws, &server);
+    assert_eq!(
+        restored, local,
+        "every local snapshot is offsite and restores"
+    );
+}
