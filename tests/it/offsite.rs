@@ -433,7 +433,7 @@ fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
     let start = std::time::Instant::now();
     ok_json(&ws, &["offsite", "push", "--json"]);
     let window = start.elapsed().as_millis() as u64;
-    let mut rng = Rng(0x0ff5_17e);
+    let mut rng = Rng(0x00ff_517e);
     let mut killed = 0;
     for round in 0..20 {
         if round % 2 == 0 {
