@@ -354,6 +354,7 @@ struct RawOffsite {
     encryption: Option<Encryption>,
     push: Option<String>,
     timeout: Option<HumanDuration>,
+    prune_grace: Option<HumanDuration>,
     retention: Option<RawRetention>,
 }
 
@@ -573,6 +574,9 @@ pub struct OffsiteConfig {
     pub push: OffsitePush,
     /// Per request; a server that does not answer fails the request then.
     pub timeout: HumanDuration,
+    /// How long a pack no record names stays before `offsite prune`
+    /// deletes it (pushes from other processes finish within half of it).
+    pub prune_grace: HumanDuration,
     pub retention: RetentionConfig,
 }
 
@@ -948,6 +952,7 @@ impl Checker<'_> {
             encryption,
             push,
             timeout: o.timeout.unwrap_or(ms(30_000)),
+            prune_grace: o.prune_grace.unwrap_or(ms(3_600_000)),
             retention,
         })
     }

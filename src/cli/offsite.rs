@@ -27,6 +27,20 @@ enum Sub {
     Status,
     /// The snapshots offsite, newest first.
     List,
+    /// Apply [offsite.retention], then delete packs no snapshot names (in
+    /// two phases: a pack goes once it has been unnamed for prune_grace).
+    Prune {
+        /// Show the plan, with reasons, without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Download and check every record and a sample of the packs.
+    Verify {
+        /// Percent of the packs to check this time (a rolling sample:
+        /// repeated runs cover them all).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+        sample: u32,
+    },
     /// Copy a snapshot from offsite into the local store (created if absent).
     Pull {
         /// An id, a unique prefix, latest or latest:REASON (among the remote's).
@@ -112,6 +126,53 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
                 );
             }
             outln!("{} snapshot(s) offsite", r.len());
+        }
+        Sub::Prune { dry_run } => {
+            let r = offsite::prune(ctx, env, dry_run)?;
+            if a.json {
+                return print_json(&r).map(|()| 0);
+            }
+            for d in &r.plan.decisions {
+                outln!(
+                    "{} {}  {}",
+                    if d.keep { "keep  " } else { "remove" },
+                    d.id,
+                    d.reasons.join("; ")
+                );
+            }
+            outln!(
+                "{}{} snapshot(s) removed offsite; {} pack(s) deleted ({}), {} newly unnamed (deleted by a prune after offsite.prune_grace)",
+                if r.dry_run { "dry run: " } else { "" },
+                r.records_deleted,
+                r.packs_deleted,
+                human::size(r.bytes_freed),
+                r.packs_doomed
+            );
+        }
+        Sub::Verify { sample } => {
+            let r = offsite::verify(ctx, env, sample)?;
+            if a.json {
+                print_json(&r)?;
+            } else {
+                for p in &r.problems {
+                    outln!("PROBLEM {p}");
+                }
+                outln!(
+                    "{} snapshot record(s), {} of {} pack(s) checked ({} chunks), {} problem(s)",
+                    r.snapshots,
+                    r.packs_checked,
+                    r.packs_total,
+                    r.chunks_checked,
+                    r.problems.len()
+                );
+            }
+            if !r.problems.is_empty() {
+                let err = crate::ops::OpError::VerifyFailed {
+                    checked: r.packs_checked,
+                    problems: r.problems.len(),
+                };
+                return super::output::fail_after_report(a.json, err);
+            }
         }
         Sub::Pull { id } => {
             let r = offsite::pull_one(ctx, env, &id)?;

@@ -7,10 +7,12 @@
 
 pub mod cache;
 pub mod layout;
+pub mod prune;
 pub mod pull;
 pub mod push;
 pub mod remote;
 pub mod seal;
+pub mod verify;
 
 use std::path::PathBuf;
 

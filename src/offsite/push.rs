@@ -30,8 +30,13 @@ pub struct Pushed {
 }
 
 /// Pushes every local snapshot the remote lacks.
-pub fn push(store: &Store, off: &Offsite) -> Result<Pushed, OffsiteError> {
+pub fn push(
+    store: &Store,
+    off: &Offsite,
+    grace: std::time::Duration,
+) -> Result<Pushed, OffsiteError> {
     let mut cache = Cache::current(store, off)?;
+    let looked = std::time::Instant::now();
     let (mut manifests, _) = store
         .manifests()
         .map_err(|e| OffsiteError::Layout(e.to_string()))?;
@@ -42,7 +47,7 @@ pub fn push(store: &Store, off: &Offsite) -> Result<Pushed, OffsiteError> {
             done.already += 1;
             continue;
         }
-        push_one(store, off, &mut cache, m, &mut done)?;
+        push_one(store, off, &mut cache, m, &mut done, (looked, grace))?;
         cache.save(store)?;
         tracing::info!(event = "offsite.pushed", id = %m.id, objects = done.objects, bytes = done.bytes, "snapshot pushed offsite");
         done.snapshots.push(m.id.to_string());
@@ -56,6 +61,7 @@ fn push_one(
     cache: &mut Cache,
     m: &Manifest,
     done: &mut Pushed,
+    (looked, grace): (std::time::Instant, std::time::Duration),
 ) -> Result<(), OffsiteError> {
     let mut needed: Vec<&ChunkRef> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -83,6 +89,15 @@ fn push_one(
         }
         done.objects += objects.len();
         off.remote.put_all(objects)?;
+    }
+    // A record naming packs this push did not upload must land within half
+    // the prune grace of learning they exist (offsite/prune.rs says why).
+    let reuses = m.chunk_hashes().any(|h| !seen.contains(h));
+    if reuses && looked.elapsed() > grace / 2 {
+        return Err(OffsiteError::Layout(format!(
+            "this push took longer than half of offsite.prune_grace ({}); the next push re-reads the remote and goes on",
+            crate::config::HumanDuration(grace)
+        )));
     }
     let (object, sealed) = record_for(off, cache, m)?;
     done.bytes += sealed.len() as u64;

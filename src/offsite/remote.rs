@@ -157,6 +157,18 @@ impl Remote {
         }
     }
 
+    /// Stores `bytes` as `name`, replacing what is there (the one mutable
+    /// object: the doomed-pack list).
+    pub fn put_overwrite(&self, name: &str, bytes: Vec<u8>) -> Result<(), OffsiteError> {
+        self.rt.block_on(async {
+            self.store
+                .put(&self.path(name), PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.err("upload", name, e))
+        })
+    }
+
     /// Uploads every `(name, bytes)`, [`PARALLEL`] at a time; returns how
     /// many were new. Stops at the first error (objects already uploaded
     /// stay: nothing names them until a record does).

@@ -8,9 +8,11 @@ use serde::Serialize;
 use crate::config::{Encryption, HostEnv};
 use crate::environment;
 use crate::offsite::layout::{MARKER, Marker};
+use crate::offsite::prune::RemotePruned;
 use crate::offsite::pull::{Pulled, pull, remote_snapshots};
 use crate::offsite::push::{Pushed, push as push_all};
 use crate::offsite::remote::Remote;
+use crate::offsite::verify::RemoteVerified;
 use crate::offsite::{self, Offsite, OffsiteError, seal};
 use crate::ops::context::{Ctx, OpError, open_store};
 use crate::ops::select::Selector;
@@ -103,7 +105,13 @@ pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
         // are read and hash-checked; one that a prune removed meanwhile
         // fails this push, and the next one skips the pruned snapshot.
         let store = open_store(ctx, true)?;
-        Ok(push_all(&store, &off)?)
+        let grace = ctx
+            .config
+            .offsite
+            .as_ref()
+            .map(|o| o.prune_grace.0)
+            .unwrap_or_default();
+        Ok(push_all(&store, &off, grace)?)
     })();
     if let Err(e) = &r
         && !matches!(e, OpError::Disabled { .. })
@@ -111,6 +119,32 @@ pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
         tracing::error!(event = "offsite.push_failed", error = %e, "offsite push failed");
     }
     r
+}
+
+/// Remote retention and the two-phase deletion of unnamed packs.
+pub fn prune(ctx: &Ctx, env: &HostEnv, dry_run: bool) -> Result<RemotePruned, OpError> {
+    let off = open(ctx, env)?;
+    let cfg = ctx
+        .config
+        .offsite
+        .as_ref()
+        .ok_or(OffsiteError::NotConfigured)?;
+    let store = open_store(ctx, true)?;
+    Ok(crate::offsite::prune::prune(
+        &store,
+        &off,
+        &cfg.retention,
+        cfg.prune_grace.0,
+        dry_run,
+        chrono::Utc::now(),
+    )?)
+}
+
+/// Checks every record and `percent` of the packs (a rolling sample).
+pub fn verify(ctx: &Ctx, env: &HostEnv, percent: u32) -> Result<RemoteVerified, OpError> {
+    let off = open(ctx, env)?;
+    let store = open_store(ctx, true)?;
+    Ok(crate::offsite::verify::verify(&store, &off, percent)?)
 }
 
 /// The snapshots offsite, newest first.

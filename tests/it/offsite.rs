@@ -502,3 +502,138 @@ fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
         "every local snapshot is offsite and restores"
     );
 }
+
+/// Remote retention removes the snapshots the policy forgets, then — one
+/// grace period later — exactly the packs no remaining record names; a
+/// verify names a damaged pack; a rolling sample covers every pack.
+#[test]
+fn offsite_prune_and_verify() {
+    let root = tempfile::tempdir().unwrap();
+    let server = S3::rclone(root.path());
+    let ws = offsite_ws(&server);
+    let key = ws.path().join("offsite.key");
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(400000)",
+    );
+    ws.snapshot();
+    // A new database in its place: the first snapshot shares nothing with
+    // the later ones, so its packs become unnamed once it is pruned (a pack
+    // stays while any chunk in it is named: there is no repacking).
+    std::fs::remove_file(ws.db()).unwrap();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE u AS SELECT range AS i, md5((range * 7)::VARCHAR) AS s FROM range(300000)",
+    );
+    ws.snapshot();
+    for n in 0..2 {
+        change(&ws, &format!("UPDATE u SET s = md5(s) WHERE i % 4 = {n}"));
+    }
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    let extra = "prune_grace = \"3s\"\n[offsite.retention]\nkeep_last = 2\n";
+    ws.write_config(&(server.section("backups", &key) + extra));
+    let dry = ok_json(&ws, &["offsite", "prune", "--dry-run", "--json"]);
+    assert_eq!(dry["records_deleted"], 0);
+    let kept: Vec<&Value> = dry["plan"]["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .collect();
+    assert_eq!(kept.len(), 2, "{dry}");
+    let packs = |root: &Path| {
+        s3::files(root)
+            .into_iter()
+            .filter(|(p, _)| p.to_string_lossy().contains("/packs/"))
+            .count()
+    };
+    let before = packs(root.path());
+    let first = ok_json(&ws, &["offsite", "prune", "--json"]);
+    assert_eq!(first["records_deleted"], 2, "{first}");
+    assert_eq!(first["packs_deleted"], 0, "{first}");
+    assert!(first["packs_doomed"].as_u64().unwrap() > 0, "{first}");
+    assert_eq!(
+        packs(root.path()),
+        before,
+        "nothing deleted before the grace"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let second = ok_json(&ws, &["offsite", "prune", "--json"]);
+    assert_eq!(second["packs_deleted"], first["packs_doomed"], "{second}");
+    let v = ok_json(&ws, &["offsite", "verify", "--json"]);
+    assert_eq!(
+        v["packs_total"].as_u64().unwrap() as usize,
+        packs(root.path()),
+        "packs left = packs named: {v}"
+    );
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(every_remote_snapshot_restores(&ws, &server), 2);
+    // Half and half: two sampled runs cover every pack.
+    let a = ok_json(&ws, &["offsite", "verify", "--sample", "50", "--json"]);
+    let b = ok_json(&ws, &["offsite", "verify", "--sample", "50", "--json"]);
+    assert!(
+        a["packs_checked"].as_u64().unwrap() + b["packs_checked"].as_u64().unwrap()
+            >= v["packs_total"].as_u64().unwrap()
+    );
+    // A flipped byte in one pack: named, exit 6.
+    let (pack, mut bytes) = s3::files(root.path())
+        .into_iter()
+        .find(|(p, _)| p.to_string_lossy().contains("/packs/"))
+        .unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x80;
+    std::fs::write(&pack, bytes).unwrap();
+    let out = with_creds(&ws, &["offsite", "verify"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(pack.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A prune racing pushes from another process: every snapshot the remote
+/// lists afterwards restores.
+#[test]
+fn a_prune_racing_a_push_loses_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let server = S3::rclone(root.path());
+    let ws = offsite_ws(&server);
+    let key = ws.path().join("offsite.key");
+    let extra = "prune_grace = \"6s\"\n[offsite.retention]\nkeep_last = 3\n";
+    ws.write_config(&(server.section("backups", &key) + extra));
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(300000)",
+    );
+    ws.snapshot();
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    let started = std::time::Instant::now();
+    for round in 0..6 {
+        change(
+            &ws,
+            &format!("UPDATE t SET s = md5(s) WHERE i % 3 = {}", round % 3),
+        );
+        let mut pusher = ws
+            .cmd(&["offsite", "push"])
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = with_creds(&ws, &["offsite", "prune"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        pusher.wait().unwrap();
+        if round == 2 {
+            // Let the packs doomed so far age past the grace.
+            std::thread::sleep(std::time::Duration::from_secs(6));
+        }
+    }
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let last = ok_json(&ws, &["offsite", "prune", "--json"]);
+    println!("after {:?} of racing: {last}", started.elapsed());
+    let n = every_remote_snapshot_restores(&ws, &server);
+    assert!(n >= 3, "{n}");
+}
