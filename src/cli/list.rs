@@ -84,9 +84,15 @@ fn keep(
 }
 
 fn print_table(entries: &[ListEntry], utc: bool, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let mut t = human::table(&[
-        "id", "taken", "age", "reason", "size", "new", "verified", "pinned", "label",
-    ]);
+    let offsite = entries.iter().any(|e| e.offsite.is_some());
+    let mut header = vec![
+        "id", "taken", "age", "reason", "size", "new", "verified", "pinned",
+    ];
+    if offsite {
+        header.push("offsite");
+    }
+    header.push("label");
+    let mut t = human::table(&header);
     for e in entries {
         let s = &e.summary;
         let pinned = match (s.pinned, s.pinned_until) {
@@ -98,7 +104,7 @@ fn print_table(entries: &[ListEntry], utc: bool, now: DateTime<Utc>) -> anyhow::
         if e.missing_chunks > 0 {
             label = format!("DAMAGED: {} chunk(s) missing {label}", e.missing_chunks);
         }
-        t.add_row(vec![
+        let mut row = vec![
             s.id.to_string(),
             human::time(s.created_at, utc),
             human::age(s.created_at, now),
@@ -107,8 +113,19 @@ fn print_table(entries: &[ListEntry], utc: bool, now: DateTime<Utc>) -> anyhow::
             human::size(s.bytes_new),
             if s.verified { "yes" } else { "no" }.into(),
             pinned,
-            label,
-        ]);
+        ];
+        if offsite {
+            row.push(
+                if e.offsite == Some(true) {
+                    "yes"
+                } else {
+                    "not yet"
+                }
+                .into(),
+            );
+        }
+        row.push(label);
+        t.add_row(row);
     }
     for line in t.lines() {
         outln!("{}", line.trim_end());

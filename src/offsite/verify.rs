@@ -62,10 +62,7 @@ pub fn verify(store: &Store, off: &Offsite, percent: u32) -> Result<RemoteVerifi
         .collect();
     let mut chunks_checked = 0;
     for group in chosen.chunks(super::remote::PARALLEL) {
-        let bodies = match off.remote.get_all(group) {
-            Ok(b) => b,
-            Err(e) => return Err(e),
-        };
+        let bodies = off.remote.get_all(group)?;
         for (name, sealed) in group.iter().zip(bodies) {
             chunks_checked += check_pack(off, name, &sealed, &packs[name], &mut problems);
         }

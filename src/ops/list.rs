@@ -12,6 +12,10 @@ pub struct ListEntry {
     pub summary: Summary,
     /// Chunks the manifest names that the store does not have.
     pub missing_chunks: usize,
+    /// With `[offsite]`: whether the snapshot is offsite (by the local
+    /// record of pushes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite: Option<bool>,
 }
 
 /// Result of `list`.
@@ -44,6 +48,7 @@ pub fn list(ctx: &Ctx) -> Result<Listing, OpError> {
     let summaries = store.catalog()?;
     let (manifests, unreadable) = store.manifests()?;
     let present = store.chunk_set()?;
+    let pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store);
     let snapshots = summaries
         .into_iter()
         .map(|summary| {
@@ -52,9 +57,11 @@ pub fn list(ctx: &Ctx) -> Result<Listing, OpError> {
                 .find(|m| m.id == summary.id)
                 .map(|m| Store::missing_chunks(m, &present).len())
                 .unwrap_or(0);
+            let offsite = pushed.as_ref().map(|p| p.contains(summary.id.as_str()));
             ListEntry {
                 summary,
                 missing_chunks,
+                offsite,
             }
         })
         .collect();

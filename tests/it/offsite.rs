@@ -637,3 +637,68 @@ fn a_prune_racing_a_push_loses_nothing() {
     let n = every_remote_snapshot_restores(&ws, &server);
     assert!(n >= 3, "{n}");
 }
+
+/// `list` says which snapshots are offsite; cloud mode disables every
+/// offsite operation; no secret reaches `config check` or the logs.
+#[test]
+fn list_marks_offsite_cloud_disables_it_secrets_stay_hidden() {
+    let server = S3::moto();
+    let ws = offsite_ws(&server);
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i FROM range(1000)",
+    );
+    let first = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let list = ws.json(&["list", "--json"]);
+    assert_eq!(list[0]["offsite"], false, "{list}");
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    let second = change(&ws, "INSERT INTO t VALUES (-1)");
+    let list = ws.json(&["list", "--json"]);
+    let by_id = |id: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap()["offsite"]
+            .clone()
+    };
+    assert_eq!(
+        (by_id(&first), by_id(&second)),
+        (Value::Bool(true), Value::Bool(false)),
+        "{list}"
+    );
+    assert!(stdout(&ws.run(&["list"])).contains("not yet"));
+    let st = ws.json(&["status", "--json"]);
+    assert_eq!(st["offsite"]["not_pushed"], 1, "{st}");
+    // Cloud mode: every offsite operation is disabled (exit 7), no request made.
+    for args in [
+        &["offsite", "push"][..],
+        &["offsite", "status"],
+        &["offsite", "list"],
+        &["offsite", "init"],
+    ] {
+        let out = ws
+            .cmd(args)
+            .env("DUCKSNAP_MODE", "cloud")
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(7), "{args:?}: {}", stderr(&out));
+    }
+    // Secrets: not in config check, not in debug logs of a push.
+    let check = stdout(&with_creds(&ws, &["config", "check"]));
+    assert!(
+        check.contains("[offsite]") && !check.contains(SECRET) && !check.contains(KEY_ID),
+        "{check}"
+    );
+    let key = std::fs::read_to_string(ws.path().join("offsite.key")).unwrap();
+    let hexkey = key.split_whitespace().last().unwrap().to_string();
+    let out = with_creds(&ws, &["--log-level", "trace", "offsite", "push"]);
+    let logs = stderr(&out);
+    assert!(out.status.success(), "{logs}");
+    assert!(
+        !logs.contains(SECRET) && !logs.contains(&hexkey),
+        "a secret in the logs"
+    );
+}
