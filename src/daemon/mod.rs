@@ -110,6 +110,14 @@ fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(o) = &ctx.config.offsite {
+        if o.http_warning {
+            tracing::warn!(event = "offsite.plain_http", endpoint = o.endpoint.as_deref().unwrap_or(""), "offsite.allow_http = true: credentials and (sealed) data cross the network without TLS");
+        }
+        if o.encryption == crate::config::Encryption::None {
+            tracing::warn!(event = "offsite.unencrypted", url = %o.url, "offsite.encryption = \"none\": the object store can read every snapshot");
+        }
+    }
     // Open (create) the store now: cleans staging, checks the format.
     Store::open(
         &ctx.config.store.dir,
