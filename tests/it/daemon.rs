@@ -1590,6 +1590,8 @@ fn offsite_pushes_in_the_background_and_never_holds_up_a_pre_delete() {
     assert!(hanging < Duration::from_secs(10), "{hanging:?}");
     let failed = d.wait_event("offsite.push_failed", Duration::from_secs(120));
     assert!(!failed.to_string().contains(SECRET));
+    // Logged after the failure is recorded for `status`.
+    d.wait_event("offsite.retry_scheduled", Duration::from_secs(10));
     let st = d.connect().call(json!({"op": "status"}));
     assert_eq!(
         st["result"]["daemon"]["last_error"]["what"], "offsite",
