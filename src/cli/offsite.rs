@@ -96,7 +96,8 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
             );
         }
         Sub::Status => {
-            let r = offsite::status(ctx, env)?;
+            let mut r = offsite::status(ctx, env)?;
+            r.last_error = daemon_offsite_error(ctx);
             if a.json {
                 return print_json(&r).map(|()| 0);
             }
@@ -109,6 +110,15 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
             match r.lag_seconds {
                 Some(s) => outln!("lag:         {s} s (the oldest snapshot not pushed yet)"),
                 None => outln!("lag:         none (every local snapshot is offsite)"),
+            }
+            match &r.last_error {
+                Some(e) => outln!(
+                    "last error:  {} ({}): {}",
+                    human::time(e.at, false),
+                    human::age(e.at, chrono::Utc::now()),
+                    e.message
+                ),
+                None => outln!("last error:  none"),
             }
         }
         Sub::List => {
@@ -192,4 +202,13 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The running daemon's last offsite failure (it pushes in the background).
+fn daemon_offsite_error(ctx: &Ctx) -> Option<crate::ops::LastError> {
+    let (mut c, _) = super::client::daemon_for(ctx).ok()??;
+    let resp = c.call(&crate::protocol::Request::Status {}).ok()?;
+    let report: crate::ops::StatusReport =
+        serde_json::from_value(super::remote::answer(resp).ok()?).ok()?;
+    report.daemon?.last_error.filter(|e| e.what == "offsite")
 }

@@ -112,7 +112,11 @@ fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     }
     if let Some(o) = &ctx.config.offsite {
         if o.http_warning {
-            tracing::warn!(event = "offsite.plain_http", endpoint = o.endpoint.as_deref().unwrap_or(""), "offsite.allow_http = true: credentials and (sealed) data cross the network without TLS");
+            tracing::warn!(
+                event = "offsite.plain_http",
+                endpoint = o.endpoint.as_deref().unwrap_or(""),
+                "offsite.allow_http = true: credentials and (sealed) data cross the network without TLS"
+            );
         }
         if o.encryption == crate::config::Encryption::None {
             tracing::warn!(event = "offsite.unencrypted", url = %o.url, "offsite.encryption = \"none\": the object store can read every snapshot");

@@ -167,6 +167,9 @@ pub struct OffsiteStatus {
     pub not_pushed: Vec<String>,
     /// Seconds since the oldest local snapshot not yet pushed was taken.
     pub lag_seconds: Option<i64>,
+    /// The running daemon's last offsite failure, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<crate::ops::LastError>,
 }
 
 pub fn status(ctx: &Ctx, env: &HostEnv) -> Result<OffsiteStatus, OpError> {
@@ -194,6 +197,7 @@ pub fn status(ctx: &Ctx, env: &HostEnv) -> Result<OffsiteStatus, OpError> {
             .first()
             .map(|s| (chrono::Utc::now() - s.created_at).num_seconds()),
         not_pushed: waiting.iter().map(|s| s.id.to_string()).collect(),
+        last_error: None,
     })
 }
 

@@ -337,8 +337,13 @@ fn an_incremental_push_uploads_about_what_changed() {
     let ws = offsite_ws(&server);
     let size = make_big(&ws, 2_500_000);
     assert!(size >= 64 << 20, "database of {size} bytes");
-    ws.snapshot();
-    ok_json(&ws, &["offsite", "push", "--json"]);
+    let first_id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let first = ok_json(&ws, &["offsite", "push", "--json"]);
+    let chunks = ws.manifest(&first_id).chunk_hashes().count();
+    println!(
+        "first push: {} objects ({} bytes) for {chunks} chunks of a {size}-byte database",
+        first["objects"], first["bytes"]
+    );
     let stored = |root: &Path| {
         s3::files(root)
             .iter()
