@@ -42,6 +42,17 @@ pub fn push(
         .map_err(|e| OffsiteError::Layout(e.to_string()))?;
     manifests.sort_by(|a, b| a.id.cmp(&b.id));
     let mut done = Pushed::default();
+    let waiting = manifests
+        .iter()
+        .filter(|m| !cache.snapshots.contains_key(m.id.as_str()))
+        .count();
+    if waiting > 0 {
+        tracing::info!(
+            event = "offsite.push_started",
+            snapshots = waiting,
+            "offsite push started"
+        );
+    }
     for m in &manifests {
         if cache.snapshots.contains_key(m.id.as_str()) {
             done.already += 1;

@@ -1622,3 +1622,52 @@ fn offsite_pushes_in_the_background_and_never_holds_up_a_pre_delete() {
     let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(remote.as_array().unwrap().len(), 2, "{remote}");
 }
+
+/// SIGTERM while the daemon pushes a large snapshot: it exits within its
+/// shutdown bound, and every snapshot the remote lists restores.
+#[test]
+fn sigterm_during_an_offsite_push_stops_in_time_and_leaves_the_remote_whole() {
+    use crate::s3::{KEY_ID, S3, SECRET};
+    let root = tempfile::tempdir().unwrap();
+    let server = S3::rclone(root.path());
+    server.bucket("backups");
+    let ws = Workspace::new();
+    let key = ws.path().join("offsite.key");
+    set_config(
+        &ws,
+        &format!(
+            "[schedule]\nenabled = false\n{}",
+            server.section("backups", &key)
+        ),
+    );
+    make_big(&ws, 1_500_000);
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    let out = cli_with(&ws, &creds, &["offsite", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut d = Daemon::start(&ws, &creds);
+    let r = d
+        .connect()
+        .call(json!({"op": "snapshot", "reason": "pre-delete"}));
+    assert_eq!(r["ok"], true, "{r}");
+    d.wait_event("offsite.push_started", Duration::from_secs(30));
+    let t = Instant::now();
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let code = d.wait_exit(ducksnap::daemon::SHUTDOWN_BOUND + Duration::from_secs(10));
+    println!(
+        "stopped {:?} after SIGTERM, mid-push, with {code:?}",
+        t.elapsed()
+    );
+    assert_eq!(code, Some(0));
+    let n = crate::offsite::every_remote_snapshot_restores(&ws, &server);
+    println!("{n} snapshot(s) offsite after the stop, each restores");
+    // The next push completes what the stop cut off.
+    let done = crate::offsite::ok_json(&ws, &["offsite", "push", "--json"]);
+    assert_eq!(
+        crate::offsite::every_remote_snapshot_restores(&ws, &server),
+        1,
+        "{done}"
+    );
+}

@@ -18,7 +18,7 @@ fn with_creds(ws: &Workspace, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok_json(ws: &Workspace, args: &[&str]) -> Value {
+pub fn ok_json(ws: &Workspace, args: &[&str]) -> Value {
     let out = with_creds(ws, args);
     assert!(
         out.status.success(),
@@ -375,7 +375,7 @@ fn an_incremental_push_uploads_about_what_changed() {
 
 /// Restores every snapshot the remote lists on a fresh machine (only the
 /// config and the key) and checks each against the local original.
-fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
+pub fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
     let fresh = Workspace::new();
     std::fs::copy(
         ws.path().join("offsite.key"),
