@@ -128,6 +128,9 @@ async fn push_once(p: &Pusher) -> Option<bool> {
     p.state.note_run("offsite", outcome.is_ok());
     match outcome {
         Ok(pushed) => {
+            // Recorded before it is logged: whoever sees the log line sees
+            // the cleared error in `status`.
+            p.state.record("offsite", Ok(()));
             if !pushed.snapshots.is_empty() {
                 tracing::info!(
                     event = "offsite.push_completed",
@@ -137,7 +140,6 @@ async fn push_once(p: &Pusher) -> Option<bool> {
                     "offsite push completed"
                 );
             }
-            p.state.record("offsite", Ok(()));
             Some(true)
         }
         Err(message) => {
