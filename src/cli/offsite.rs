@@ -49,157 +49,178 @@ enum Sub {
 }
 
 pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
+    let json = a.json;
     match a.command {
-        Sub::Init => {
-            let r = offsite::init(ctx, env)?;
-            if a.json {
-                return print_json(&r).map(|()| 0);
-            }
-            if r.key_created {
-                let key = ctx
-                    .config
-                    .offsite
-                    .as_ref()
-                    .map(|o| o.key_file.display().to_string());
-                eprintln!(
-                    "NEW KEY written to {}: every offsite object is encrypted with it. Keep a copy somewhere else than this machine (a password manager): without it the offsite copy cannot be read by anyone, you included.",
-                    key.unwrap_or_default()
-                );
-            }
-            outln!(
-                "offsite {} {} (encryption {}, conditional puts {})",
-                r.url,
-                if r.existed {
-                    "was set up already; the key fits"
-                } else {
-                    "is set up"
-                },
-                r.encryption,
-                if r.conditional_put {
-                    "supported"
-                } else {
-                    "not supported: plain puts"
-                }
-            );
+        Sub::Init => init(ctx, env, json),
+        Sub::Push => push(ctx, env, json),
+        Sub::Status => status(ctx, env, json),
+        Sub::List => list(ctx, env, json),
+        Sub::Prune { dry_run } => prune(ctx, env, json, dry_run),
+        Sub::Verify { sample } => verify(ctx, env, json, sample),
+        Sub::Pull { id } => pull(ctx, env, json, &id),
+    }
+}
+
+fn init(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {
+    let r = offsite::init(ctx, env)?;
+    if json {
+        return print_json(&r).map(|()| 0);
+    }
+    if r.key_created {
+        let key = ctx
+            .config
+            .offsite
+            .as_ref()
+            .map(|o| o.key_file.display().to_string());
+        eprintln!(
+            "NEW KEY written to {}: every offsite object is encrypted with it. Keep a copy somewhere else than this machine (a password manager): without it the offsite copy cannot be read by anyone, you included.",
+            key.unwrap_or_default()
+        );
+    }
+    outln!(
+        "offsite {} {} (encryption {}, conditional puts {})",
+        r.url,
+        if r.existed {
+            "was set up already; the key fits"
+        } else {
+            "is set up"
+        },
+        r.encryption,
+        if r.conditional_put {
+            "supported"
+        } else {
+            "not supported: plain puts"
         }
-        Sub::Push => {
-            let r = offsite::push(ctx, env)?;
-            if a.json {
-                return print_json(&r).map(|()| 0);
-            }
-            outln!(
-                "{} snapshot(s) pushed ({} object(s), {}); {} already offsite",
-                r.snapshots.len(),
-                r.objects,
-                human::size(r.bytes),
-                r.already
-            );
+    );
+    Ok(0)
+}
+
+fn push(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {
+    let r = offsite::push(ctx, env)?;
+    if json {
+        return print_json(&r).map(|()| 0);
+    }
+    outln!(
+        "{} snapshot(s) pushed ({} object(s), {}); {} already offsite",
+        r.snapshots.len(),
+        r.objects,
+        human::size(r.bytes),
+        r.already
+    );
+    Ok(0)
+}
+
+fn status(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {
+    let mut r = offsite::status(ctx, env)?;
+    r.last_error = daemon_offsite_error(ctx);
+    if json {
+        return print_json(&r).map(|()| 0);
+    }
+    outln!("offsite:     {}", r.url);
+    outln!(
+        "snapshots:   {} offsite, {} local not pushed yet",
+        r.remote_snapshots,
+        r.not_pushed.len()
+    );
+    match r.lag_seconds {
+        Some(s) => outln!("lag:         {s} s (the oldest snapshot not pushed yet)"),
+        None => outln!("lag:         none (every local snapshot is offsite)"),
+    }
+    match &r.last_error {
+        Some(e) => outln!(
+            "last error:  {} ({}): {}",
+            human::time(e.at, false),
+            human::age(e.at, chrono::Utc::now()),
+            e.message
+        ),
+        None => outln!("last error:  none"),
+    }
+    Ok(0)
+}
+
+fn list(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {
+    let r = offsite::list(ctx, env)?;
+    if json {
+        return print_json(&r).map(|()| 0);
+    }
+    for s in &r {
+        outln!(
+            "{}  {:<12} {}  {}",
+            s.id,
+            s.reason,
+            human::size(s.db_size + s.wal_size),
+            s.label.as_deref().unwrap_or("")
+        );
+    }
+    outln!("{} snapshot(s) offsite", r.len());
+    Ok(0)
+}
+
+fn prune(ctx: &Ctx, env: &HostEnv, json: bool, dry_run: bool) -> anyhow::Result<u8> {
+    let r = offsite::prune(ctx, env, dry_run)?;
+    if json {
+        return print_json(&r).map(|()| 0);
+    }
+    for d in &r.plan.decisions {
+        outln!(
+            "{} {}  {}",
+            if d.keep { "keep  " } else { "remove" },
+            d.id,
+            d.reasons.join("; ")
+        );
+    }
+    outln!(
+        "{}{} snapshot(s) removed offsite; {} pack(s) deleted ({}), {} newly unnamed (deleted by a prune after offsite.prune_grace)",
+        if r.dry_run { "dry run: " } else { "" },
+        r.records_deleted,
+        r.packs_deleted,
+        human::size(r.bytes_freed),
+        r.packs_doomed
+    );
+    Ok(0)
+}
+
+fn verify(ctx: &Ctx, env: &HostEnv, json: bool, sample: u32) -> anyhow::Result<u8> {
+    let r = offsite::verify(ctx, env, sample)?;
+    if json {
+        print_json(&r)?;
+    } else {
+        for p in &r.problems {
+            outln!("PROBLEM {p}");
         }
-        Sub::Status => {
-            let mut r = offsite::status(ctx, env)?;
-            r.last_error = daemon_offsite_error(ctx);
-            if a.json {
-                return print_json(&r).map(|()| 0);
-            }
-            outln!("offsite:     {}", r.url);
-            outln!(
-                "snapshots:   {} offsite, {} local not pushed yet",
-                r.remote_snapshots,
-                r.not_pushed.len()
-            );
-            match r.lag_seconds {
-                Some(s) => outln!("lag:         {s} s (the oldest snapshot not pushed yet)"),
-                None => outln!("lag:         none (every local snapshot is offsite)"),
-            }
-            match &r.last_error {
-                Some(e) => outln!(
-                    "last error:  {} ({}): {}",
-                    human::time(e.at, false),
-                    human::age(e.at, chrono::Utc::now()),
-                    e.message
-                ),
-                None => outln!("last error:  none"),
-            }
-        }
-        Sub::List => {
-            let r = offsite::list(ctx, env)?;
-            if a.json {
-                return print_json(&r).map(|()| 0);
-            }
-            for s in &r {
-                outln!(
-                    "{}  {:<12} {}  {}",
-                    s.id,
-                    s.reason,
-                    human::size(s.db_size + s.wal_size),
-                    s.label.as_deref().unwrap_or("")
-                );
-            }
-            outln!("{} snapshot(s) offsite", r.len());
-        }
-        Sub::Prune { dry_run } => {
-            let r = offsite::prune(ctx, env, dry_run)?;
-            if a.json {
-                return print_json(&r).map(|()| 0);
-            }
-            for d in &r.plan.decisions {
-                outln!(
-                    "{} {}  {}",
-                    if d.keep { "keep  " } else { "remove" },
-                    d.id,
-                    d.reasons.join("; ")
-                );
-            }
-            outln!(
-                "{}{} snapshot(s) removed offsite; {} pack(s) deleted ({}), {} newly unnamed (deleted by a prune after offsite.prune_grace)",
-                if r.dry_run { "dry run: " } else { "" },
-                r.records_deleted,
-                r.packs_deleted,
-                human::size(r.bytes_freed),
-                r.packs_doomed
-            );
-        }
-        Sub::Verify { sample } => {
-            let r = offsite::verify(ctx, env, sample)?;
-            if a.json {
-                print_json(&r)?;
-            } else {
-                for p in &r.problems {
-                    outln!("PROBLEM {p}");
-                }
-                outln!(
-                    "{} snapshot record(s), {} of {} pack(s) checked ({} chunks), {} problem(s)",
-                    r.snapshots,
-                    r.packs_checked,
-                    r.packs_total,
-                    r.chunks_checked,
-                    r.problems.len()
-                );
-            }
-            if !r.problems.is_empty() {
-                let err = crate::ops::OpError::VerifyFailed {
-                    checked: r.packs_checked,
-                    problems: r.problems.len(),
-                };
-                return super::output::fail_after_report(a.json, err);
-            }
-        }
-        Sub::Pull { id } => {
-            let r = offsite::pull_one(ctx, env, &id)?;
-            if a.json {
-                return print_json(&r).map(|()| 0);
-            }
-            if r.already {
-                outln!("snapshot {} is in the local store already", r.id);
-            } else {
-                outln!(
-                    "pulled snapshot {} ({} pack(s), {})",
-                    r.id,
-                    r.packs,
-                    human::size(r.bytes)
-                );
-            }
-        }
+        outln!(
+            "{} snapshot record(s), {} of {} pack(s) checked ({} chunks), {} problem(s)",
+            r.snapshots,
+            r.packs_checked,
+            r.packs_total,
+            r.chunks_checked,
+            r.problems.len()
+        );
+    }
+    if !r.problems.is_empty() {
+        let err = crate::ops::OpError::VerifyFailed {
+            checked: r.packs_checked,
+            problems: r.problems.len(),
+        };
+        return super::output::fail_after_report(json, err);
+    }
+    Ok(0)
+}
+
+fn pull(ctx: &Ctx, env: &HostEnv, json: bool, id: &str) -> anyhow::Result<u8> {
+    let r = offsite::pull_one(ctx, env, id)?;
+    if json {
+        return print_json(&r).map(|()| 0);
+    }
+    if r.already {
+        outln!("snapshot {} is in the local store already", r.id);
+    } else {
+        outln!(
+            "pulled snapshot {} ({} pack(s), {})",
+            r.id,
+            r.packs,
+            human::size(r.bytes)
+        );
     }
     Ok(0)
 }

@@ -192,26 +192,15 @@ pub async fn serve(
     };
     tasks.spawn(server::serve(server, listener));
     if !cloud {
-        let (s, q, st, t) = (
-            settings.clone(),
-            queue.clone(),
-            state.clone(),
-            token.clone(),
-        );
-        tasks.spawn(scheduler::scheduler(s, q, st, t));
-        tasks.spawn(pusher::pusher(pusher::Pusher {
-            settings: settings.clone(),
-            state: state.clone(),
-            token: token.clone(),
-            env: env.clone(),
-            kick: snapshot_taken,
-        }));
-        tasks.spawn(watch::watcher(watch::Watch {
+        let local = LocalTasks {
             settings: settings.clone(),
             queue,
             state: state.clone(),
             token: token.clone(),
-        }));
+            env: env.clone(),
+            snapshot_taken,
+        };
+        local.spawn(&mut tasks);
     }
     if let Some(every) = notifier.watchdog_interval() {
         tasks.spawn(watchdog(notifier.clone(), every, token.clone()));
@@ -239,6 +228,42 @@ pub async fn serve(
     token.cancel();
     shut_down(tasks, &mut control, &socket_path, socket_ino).await;
     Ok(0)
+}
+
+/// The handles of the tasks that only run in local mode.
+struct LocalTasks {
+    settings: jobs::Settings,
+    queue: Queue,
+    state: StateHandle,
+    token: CancellationToken,
+    env: HostEnv,
+    snapshot_taken: Arc<tokio::sync::Notify>,
+}
+
+impl LocalTasks {
+    /// The scheduler, the offsite pusher and the watcher.
+    fn spawn(self, tasks: &mut JoinSet<()>) {
+        let (s, q, st, t) = (
+            self.settings.clone(),
+            self.queue.clone(),
+            self.state.clone(),
+            self.token.clone(),
+        );
+        tasks.spawn(scheduler::scheduler(s, q, st, t));
+        tasks.spawn(pusher::pusher(pusher::Pusher {
+            settings: self.settings.clone(),
+            state: self.state.clone(),
+            token: self.token.clone(),
+            env: self.env,
+            kick: self.snapshot_taken,
+        }));
+        tasks.spawn(watch::watcher(watch::Watch {
+            settings: self.settings,
+            queue: self.queue,
+            state: self.state,
+            token: self.token,
+        }));
+    }
 }
 
 async fn watchdog(n: Notifier, every: Duration, token: CancellationToken) {
