@@ -2,7 +2,7 @@
 //! the same run. Prints a Markdown table and writes JSON.
 //!
 //! ```sh
-//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g]
+//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h]
 //! ```
 //!
 //! Peers (each timed durably, fsync included where the tool does it): `cp` +
@@ -10,7 +10,8 @@
 //! borg with its default chunker and with `--chunker-params
 //! fixed,262144,12288`), and Python `duckdb` `EXPORT DATABASE` (the
 //! repository's `.venv`). A peer that is not installed is reported as
-//! missing, not skipped silently. See docs/BENCHMARKS.md.
+//! missing, not skipped silently. (h), offsite push against `rclone serve
+//! s3`, is in `bench/offsite.rs`. See docs/BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -20,6 +21,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+#[path = "bench/offsite.rs"]
+mod offsite;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ducksnap");
 
@@ -586,6 +590,13 @@ fn main() {
                 ));
             }
             results.insert(format!("{mb}MB_daemon"), g);
+        }
+    }
+    if want(&a, "h") {
+        let (h, rows) = offsite::run(&root, &a.sizes, a.runs, has_restic);
+        md.push_str(&rows);
+        if let Value::Object(h) = h {
+            results.extend(h);
         }
     }
     if want(&a, "f") {

@@ -111,12 +111,17 @@ fn push(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {
 }
 
 fn status(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {
-    let mut r = offsite::status(ctx, env)?;
+    let (mut r, failure) = offsite::status(ctx, env)?;
     r.last_error = daemon_offsite_error(ctx);
+    // Unreachable: the report from the local record, then the failure's exit code.
+    let code = failure.map_or(0, |e| e.exit_code());
     if json {
-        return print_json(&r).map(|()| 0);
+        return print_json(&r).map(|()| code);
     }
     outln!("offsite:     {}", r.url);
+    if let Some(why) = &r.unreachable {
+        outln!("remote:      unreachable ({why}); figures from the local record of pushes");
+    }
     outln!(
         "snapshots:   {} offsite, {} local not pushed yet",
         r.remote_snapshots,
@@ -135,7 +140,7 @@ fn status(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {
         ),
         None => outln!("last error:  none"),
     }
-    Ok(0)
+    Ok(code)
 }
 
 fn list(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {

@@ -3,6 +3,8 @@
 //! opens the remote itself (the network is never touched by the other
 //! operations); in cloud mode each gives the disabled error.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use crate::config::{Encryption, HostEnv};
@@ -162,30 +164,49 @@ pub fn list(ctx: &Ctx, env: &HostEnv) -> Result<Vec<Summary>, OpError> {
 #[derive(Debug, Clone, Serialize)]
 pub struct OffsiteStatus {
     pub url: String,
+    /// Snapshots offsite: listed on the remote, or — when it cannot be
+    /// reached — what the local record says was pushed.
     pub remote_snapshots: usize,
     /// Local snapshots not offsite yet, oldest first.
     pub not_pushed: Vec<String>,
     /// Seconds since the oldest local snapshot not yet pushed was taken.
     pub lag_seconds: Option<i64>,
+    /// Why the remote could not be asked (the figures above then come from
+    /// the local record of what was pushed, `<store>/offsite/pushed.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
     /// The running daemon's last offsite failure, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<crate::ops::LastError>,
 }
 
-pub fn status(ctx: &Ctx, env: &HostEnv) -> Result<OffsiteStatus, OpError> {
-    let off = open(ctx, env)?;
-    let remote: std::collections::BTreeSet<String> = remote_snapshots(&off)?
-        .into_iter()
-        .map(|(_, r)| r.manifest.id.to_string())
-        .collect();
+/// The remote's view when it answers; when the network or the server fails,
+/// the local record's view and the failure (an `Err` only for what a retry
+/// would not fix: configuration, key, damage).
+pub fn status(ctx: &Ctx, env: &HostEnv) -> Result<(OffsiteStatus, Option<OpError>), OpError> {
+    let asked = open(ctx, env).and_then(|off| Ok(remote_snapshots(&off)?));
     let store = open_store(ctx, true)?;
+    let (remote, failure): (BTreeSet<String>, _) = match asked {
+        Ok(records) => (
+            records
+                .into_iter()
+                .map(|(_, r)| r.manifest.id.to_string())
+                .collect(),
+            None,
+        ),
+        Err(e @ OpError::Offsite(OffsiteError::Remote { .. })) => (
+            offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store).unwrap_or_default(),
+            Some(e),
+        ),
+        Err(e) => return Err(e),
+    };
     let mut local = store.catalog()?;
     local.sort_by(|a, b| a.id.cmp(&b.id));
     let waiting: Vec<&Summary> = local
         .iter()
         .filter(|s| !remote.contains(s.id.as_str()))
         .collect();
-    Ok(OffsiteStatus {
+    let status = OffsiteStatus {
         url: ctx
             .config
             .offsite
@@ -197,8 +218,10 @@ pub fn status(ctx: &Ctx, env: &HostEnv) -> Result<OffsiteStatus, OpError> {
             .first()
             .map(|s| (chrono::Utc::now() - s.created_at).num_seconds()),
         not_pushed: waiting.iter().map(|s| s.id.to_string()).collect(),
+        unreachable: failure.as_ref().map(|e| e.to_string()),
         last_error: None,
-    })
+    };
+    Ok((status, failure))
 }
 
 /// Copies the offsite snapshot `given` (an id, prefix, `latest`…) into the

@@ -1671,3 +1671,58 @@ fn sigterm_during_an_offsite_push_stops_in_time_and_leaves_the_remote_whole() {
         "{done}"
     );
 }
+
+/// `push = "manual"`: the daemon never pushes by itself, `offsite push`
+/// does; a reload to a cron expression makes the daemon push at those
+/// times (each second here) without a snapshot kicking it.
+#[test]
+fn offsite_push_manual_then_cron() {
+    use crate::s3::{KEY_ID, S3, SECRET};
+    let root = tempfile::tempdir().unwrap();
+    let server = S3::rclone(root.path());
+    server.bucket("backups");
+    let ws = Workspace::new();
+    let key = ws.path().join("offsite.key");
+    let with_push = |push: &str| {
+        format!(
+            "[schedule]\nenabled = false\n{}push = \"{push}\"\n",
+            server.section("backups", &key)
+        )
+    };
+    set_config(&ws, &with_push("manual"));
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i FROM range(1000)",
+    );
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    assert!(cli_with(&ws, &creds, &["offsite", "init"]).status.success());
+    let mut d = Daemon::start(&ws, &creds);
+    let not_pushed = |d: &Daemon| {
+        let st = d.connect().call(json!({"op": "status"}));
+        st["result"]["offsite"]["not_pushed"].clone()
+    };
+    assert_eq!(d.connect().call(json!({"op": "snapshot"}))["ok"], true);
+    // After-snapshot would start within milliseconds; manual never does.
+    let started = d.wait_where(Duration::from_secs(3), |v| {
+        v["event"] == "offsite.push_started"
+    });
+    assert!(started.is_none(), "{started:?}");
+    assert_eq!(not_pushed(&d), 1);
+    let out = cli_with(&ws, &creds, &["offsite", "push", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(not_pushed(&d), 0);
+
+    // Cron each second: the daemon pushes a snapshot taken while it waits.
+    set_config(&ws, &with_push("* * * * * *"));
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_event("daemon.reloaded", Duration::from_secs(10));
+    write_db(&ws.db(), "INSERT INTO t VALUES (-1)");
+    assert_eq!(d.connect().call(json!({"op": "snapshot"}))["ok"], true);
+    let pushed = d.wait_where(Duration::from_secs(30), |v| v["event"] == "offsite.pushed");
+    assert!(pushed.is_some(), "no cron push within 30 s");
+    d.wait_event("offsite.push_completed", Duration::from_secs(30));
+    assert_eq!(not_pushed(&d), 0);
+}

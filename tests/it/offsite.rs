@@ -707,3 +707,36 @@ fn list_marks_offsite_cloud_disables_it_secrets_stay_hidden() {
         "a secret in the logs"
     );
 }
+
+/// `offsite status` with the server gone: it still reports, from the local
+/// record of pushes, says why the remote could not be asked, and exits 1.
+#[test]
+fn offsite_status_says_when_the_remote_cannot_be_reached() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = S3::rclone(root.path());
+    let ws = offsite_ws(&server);
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i FROM range(1000)",
+    );
+    ws.snapshot();
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    let second = change(&ws, "INSERT INTO t VALUES (-1)");
+    let up = ok_json(&ws, &["offsite", "status", "--json"]);
+    assert_eq!(up["remote_snapshots"], 1, "{up}");
+    assert_eq!(up["not_pushed"], serde_json::json!([second]), "{up}");
+    assert!(up.get("unreachable").is_none(), "{up}");
+
+    server.kill();
+    let out = with_creds(&ws, &["offsite", "status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let down: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(down["remote_snapshots"], 1, "{down}");
+    assert_eq!(down["not_pushed"], serde_json::json!([second]), "{down}");
+    assert!(down["lag_seconds"].as_i64().unwrap() >= 0, "{down}");
+    assert!(!down["unreachable"].as_str().unwrap().is_empty(), "{down}");
+    let out = with_creds(&ws, &["offsite", "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("unreachable"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains(s3::SECRET));
+}
