@@ -217,7 +217,7 @@ fn one_run(s: &Server, root: &Path, mb: u64, run: usize, has_restic: bool, t: &m
             timed(&mut ws.ducksnap(&["snapshot"]));
         }
         settle();
-        let ours_first = run % 2 == 0;
+        let ours_first = run.is_multiple_of(2);
         if ours_first {
             t.ducksnap[phase].measure(&ours, || ducksnap_push(&ws));
         }
