@@ -47,6 +47,23 @@ pub fn parse(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     in_zone(naive, zone).map_err(|e| fail(&e))
 }
 
+/// A length of time exactly, largest units first: `0s`, `45s`, `12m 5s`,
+/// `1d 2h`, `3h 0m 7s` → `3h 7s` (zero units left out).
+pub fn span(d: chrono::TimeDelta) -> String {
+    let mut n = d.num_seconds().unsigned_abs();
+    if n == 0 {
+        return "0s".into();
+    }
+    let mut parts = Vec::new();
+    for (per, unit) in [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")] {
+        if n >= per {
+            parts.push(format!("{}{unit}", n / per));
+            n %= per;
+        }
+    }
+    parts.join(" ")
+}
+
 /// `90m`, `2h ago`: `None` when `t` is not of that shape.
 fn relative(t: &str) -> Option<Result<chrono::TimeDelta, String>> {
     let t = t.strip_suffix(" ago").unwrap_or(t).trim();

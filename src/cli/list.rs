@@ -22,6 +22,10 @@ pub struct Args {
     /// "2026-11-29 14:00 local", … (see `ducksnap help list`).
     #[arg(long, value_name = "T", long_help = when_help())]
     since: Option<String>,
+    /// The snapshots as of time T: only those taken at or before it (the
+    /// first one listed is what `restore --as-of T` would choose).
+    #[arg(long, value_name = "T")]
+    as_of: Option<String>,
     /// Times in UTC instead of local time.
     #[arg(long)]
     utc: bool,
@@ -48,10 +52,20 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
             what: "--since",
             reason,
         })?;
+    let until = a
+        .as_of
+        .as_deref()
+        .map(|s| when::parse(s, now))
+        .transpose()
+        .map_err(|reason| OpError::InvalidArgument {
+            what: "--as-of",
+            reason,
+        })?;
     let mut listing = ops::list(ctx)?;
-    listing
-        .snapshots
-        .retain(|e| keep(e, a.reason.as_deref(), a.label.as_deref(), since));
+    listing.snapshots.retain(|e| {
+        keep(e, a.reason.as_deref(), a.label.as_deref(), since)
+            && until.is_none_or(|t| e.summary.created_at <= t)
+    });
     if a.json {
         print_json(&listing.snapshots)?;
     } else if listing.disabled {

@@ -35,26 +35,35 @@ enum Source {
 
 pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Result<u8> {
     let mut req = a.req;
+    let mut given = req.given()?;
     if let Source::Offsite = a.from {
-        let spinner = feedback.spinner(&format!("pulling {} from offsite", req.id));
-        let pulled = crate::ops::offsite::pull_one(ctx, env, &req.id);
+        let spinner = feedback.spinner(&format!("pulling {given} from offsite"));
+        let pulled = crate::ops::offsite::pull_one(ctx, env, &given);
         spinner.finish_and_clear();
-        req.id = pulled?.id;
+        given = pulled?.id;
     }
+    let mut as_of = None;
     if !ctx.detection.is_cloud() {
-        // `latest` is decided once, here: what the prompt names is what is
-        // restored, whatever snapshot lands meanwhile.
-        req.id = select::resolve(ctx, &req.id)?.1.to_string();
+        // `latest` and `--as-of` are decided once, here: what the prompt
+        // names is what is restored, whatever snapshot lands meanwhile.
+        let (store, id) = select::resolve(ctx, &given)?;
+        as_of = select::as_of_note(&store, &given, &id);
+        given = id.to_string();
     }
+    if let Some(note) = &as_of {
+        eprintln!("{note}");
+    }
+    (req.id, req.as_of) = (Some(given.clone()), None);
     if !a.yes {
-        confirm(ctx, &req.id, req.to.as_deref())?;
+        confirm(ctx, &given, req.to.as_deref())?;
     }
     // The daemon's working directory is not ours.
     req.to = req.to.map(|p| env.cwd.join(p));
-    let spinner = feedback.spinner(&format!("restoring {}", req.id));
+    let spinner = feedback.spinner(&format!("restoring {given}"));
     let r = remote::call(ctx, calls::restore(req));
     spinner.finish_and_clear();
-    let r: Restored = r?;
+    let mut r: Restored = r?;
+    r.as_of = as_of;
     if a.json {
         print_json(&r)?;
         return Ok(0);

@@ -16,14 +16,52 @@ use crate::protocol::code::ErrorCode;
 use crate::store::{Store, StoreError};
 
 /// One snapshot: what `show`, `pin` and `unpin` are asked for (the CLI's
-/// argument and the wire's field). An id, a unique id prefix, `latest` or
-/// `latest:REASON` (see [`super::select`]).
+/// argument and the wire's field). An id, a unique id prefix, `latest`,
+/// `latest:REASON` or `as-of:TIME`; or `--as-of TIME` (see
+/// [`super::select`]).
 #[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotRef {
     /// The snapshot: its id (YYYYMMDDTHHMMSSZ-xxxx), a unique prefix of it,
     /// `latest`, or `latest:REASON` (e.g. latest:pre-delete).
-    pub id: String,
+    #[arg(required_unless_present = "as_of", conflicts_with = "as_of")]
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Instead of an id: the newest snapshot taken at or before this time
+    /// (2h, "90m ago", 2026-11-29T14:00:00Z, "2026-11-29 14:00 local", …).
+    #[arg(long, value_name = "TIME")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+}
+
+impl SnapshotRef {
+    pub fn id(id: impl Into<String>) -> SnapshotRef {
+        SnapshotRef {
+            id: Some(id.into()),
+            as_of: None,
+        }
+    }
+
+    /// The selector as one string (`as-of:TIME` for `--as-of`).
+    pub fn given(&self) -> Result<String, OpError> {
+        selector_of(self.id.as_deref(), self.as_of.as_deref())
+    }
+}
+
+/// `id`, or `as-of:TIME`: exactly one of the two (both come from outside).
+pub fn selector_of(id: Option<&str>, as_of: Option<&str>) -> Result<String, OpError> {
+    match (id, as_of) {
+        (Some(id), None) => Ok(id.to_string()),
+        (None, Some(t)) => Ok(format!("{}{t}", super::select::AS_OF)),
+        (Some(_), Some(_)) => Err(OpError::InvalidArgument {
+            what: "snapshot",
+            reason: "give an id or --as-of, not both".into(),
+        }),
+        (None, None) => Err(OpError::InvalidArgument {
+            what: "snapshot",
+            reason: "give an id or --as-of TIME".into(),
+        }),
+    }
 }
 
 /// Everything an operation needs: the checked config and the environment decision.
@@ -59,6 +97,20 @@ pub enum OpError {
     NoMatch { given: String, store: PathBuf },
     #[error("snapshot {id} is damaged: {missing} chunk(s) missing from the store")]
     Damaged { id: SnapshotId, missing: usize },
+    #[error("{reason}")]
+    NoSnapshotAtTime { reason: String },
+    #[error(
+        "snapshot {id}, the newest at that time, is damaged: {missing} chunk(s) missing from the store; {}",
+        match instead {
+            Some((older, at)) => format!("the next older one, {older} (taken {}), is whole: give its id to use it", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            None => "no older snapshot is whole".into(),
+        }
+    )]
+    DamagedChoice {
+        id: SnapshotId,
+        missing: usize,
+        instead: Option<(SnapshotId, chrono::DateTime<chrono::Utc>)>,
+    },
     #[error("{reason}")]
     Disabled { reason: String },
     #[error("{path} exists; pass --force to overwrite it")]
@@ -97,7 +149,9 @@ impl OpError {
             OpError::Store(StoreError::NotFound { .. }) | OpError::NoMatch { .. } => {
                 ErrorCode::NotFound
             }
+            OpError::NoSnapshotAtTime { .. } => ErrorCode::NoSnapshotAtTime,
             OpError::Damaged { .. }
+            | OpError::DamagedChoice { .. }
             | OpError::VerifyFailed { .. }
             | OpError::Store(StoreError::GcRefused { .. })
             | OpError::Store(StoreError::Link { .. })

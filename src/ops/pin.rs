@@ -6,7 +6,7 @@ use crate::store::Summary;
 
 /// Sets or clears a snapshot's pin.
 pub fn pin(ctx: &Ctx, req: &SnapshotRef, pinned: bool) -> Result<Summary, OpError> {
-    let (store, id) = resolve(ctx, &req.id)?;
+    let (store, id) = resolve(ctx, &req.given()?)?;
     let lock = store.lock()?;
     let mut m = store.load_manifest(&id)?;
     // A pin by hand has no expiry (it also makes a pre-restore pin permanent).

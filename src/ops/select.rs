@@ -1,9 +1,13 @@
-//! Saying which snapshot: an exact id, a unique id prefix, `latest`, or
-//! `latest:REASON` (the newest snapshot taken for that reason). Every
+//! Saying which snapshot: an exact id, a unique id prefix, `latest`,
+//! `latest:REASON` (the newest snapshot taken for that reason), or
+//! `as-of:TIME` (the newest snapshot taken at or before TIME, in any form
+//! [`crate::when`] accepts; what `--as-of TIME` means). Every
 //! operation that takes an id (`show`, `restore`, `pin`, `unpin`, `verify`)
 //! resolves it here, against the store's catalog, before doing anything
 //! else — `restore latest` means the newest snapshot *before* the restore's
 //! own safety snapshot.
+
+use chrono::{DateTime, Utc};
 
 use crate::id::SnapshotId;
 use crate::ops::context::{Ctx, OpError, store_for};
@@ -22,11 +26,37 @@ pub enum Selector {
     Latest { reason: Option<String> },
     /// The one snapshot whose id starts with this.
     Prefix(String),
+    /// The newest snapshot taken at or before this instant.
+    AsOf(DateTime<Utc>),
 }
+
+/// The prefix of an as-of selector.
+pub const AS_OF: &str = "as-of:";
 
 impl Selector {
     /// Checks a selector that came from outside (CLI, socket).
     pub fn parse(given: &str) -> Result<Selector, OpError> {
+        Selector::parse_at(given, Utc::now())
+    }
+
+    /// [`Selector::parse`] with relative times counted back from `now`. A
+    /// time after `now` is refused: no snapshot can be that new yet.
+    pub fn parse_at(given: &str, now: DateTime<Utc>) -> Result<Selector, OpError> {
+        if let Some(t) = given.strip_prefix(AS_OF) {
+            let at = crate::when::parse(t, now).map_err(|reason| OpError::InvalidArgument {
+                what: "--as-of",
+                reason,
+            })?;
+            if at > now {
+                return Err(OpError::NoSnapshotAtTime {
+                    reason: format!(
+                        "{t:?} is {} in the future; no snapshot is taken after now",
+                        crate::when::span(at - now)
+                    ),
+                });
+            }
+            return Ok(Selector::AsOf(at));
+        }
         let bad = |reason: &str| OpError::InvalidArgument {
             what: "snapshot",
             reason: format!("{}: {reason}", shown(given)),
@@ -65,12 +95,15 @@ impl Selector {
                 Selector::Latest { reason: None } => true,
                 Selector::Latest { reason: Some(r) } => &s.reason == r,
                 Selector::Prefix(p) => s.id.as_str().starts_with(p.as_str()),
+                Selector::AsOf(at) => s.created_at <= *at,
             })
             .collect();
         hits.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         match (self, hits.as_slice()) {
             (_, []) => Err(Unresolved::None),
-            (Selector::Latest { .. }, [newest, ..]) | (_, [newest]) => Ok(newest.id.clone()),
+            (Selector::Latest { .. } | Selector::AsOf(_), [newest, ..]) | (_, [newest]) => {
+                Ok(newest.id.clone())
+            }
             (_, many) => Err(Unresolved::Ambiguous(ambiguity(given, many))),
         }
     }
@@ -128,8 +161,27 @@ pub(crate) fn resolve_in(
         // loading it then says why).
         return Ok(id.clone());
     }
-    match sel.pick(given, &store.catalog()?) {
-        Ok(id) => Ok(id),
+    let catalog = store.catalog()?;
+    match sel.pick(given, &catalog) {
+        Ok(id) => match sel {
+            Selector::AsOf(_) => intact_or_older(store, &catalog, id),
+            _ => Ok(id),
+        },
+        Err(Unresolved::None) if matches!(sel, Selector::AsOf(_)) => {
+            Err(OpError::NoSnapshotAtTime {
+                reason: match catalog.iter().min_by_key(|s| s.created_at) {
+                    Some(oldest) => format!(
+                        "no snapshot was taken at or before {} (the oldest, {}, was taken at {})",
+                        given.trim_start_matches(AS_OF),
+                        oldest.id,
+                        oldest
+                            .created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => format!("no snapshots in {}", store.root().display()),
+                },
+            })
+        }
         Err(Unresolved::None) => Err(OpError::NoMatch {
             given: shown(given),
             store: store.root().to_path_buf(),
@@ -139,4 +191,51 @@ pub(crate) fn resolve_in(
             reason,
         }),
     }
+}
+
+/// `id` when every chunk it names is in the store; else the damage, naming
+/// the newest older snapshot that is whole (what `--as-of` would take
+/// instead, if the user wants it).
+fn intact_or_older(
+    store: &Store,
+    catalog: &[Summary],
+    id: SnapshotId,
+) -> Result<SnapshotId, OpError> {
+    let present = store.chunk_set()?;
+    let missing = |id: &SnapshotId| -> Result<usize, OpError> {
+        Ok(Store::missing_chunks(&store.load_manifest(id)?, &present).len())
+    };
+    let n = missing(&id)?;
+    if n == 0 {
+        return Ok(id);
+    }
+    let chosen = catalog.iter().find(|s| s.id == id).expect("picked from it");
+    let mut older: Vec<&Summary> = catalog
+        .iter()
+        .filter(|s| (s.created_at, &s.id) < (chosen.created_at, &chosen.id))
+        .collect();
+    older.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let whole = older
+        .into_iter()
+        .find(|s| missing(&s.id).is_ok_and(|n| n == 0));
+    Err(OpError::DamagedChoice {
+        id,
+        missing: n,
+        instead: whole.map(|s| (s.id.clone(), s.created_at)),
+    })
+}
+
+/// How long before the asked time `id` was taken, for `--as-of` output:
+/// "snapshot X, taken 12 min before 2026-11-29T14:00:00Z".
+pub fn as_of_note(store: &Store, given: &str, id: &SnapshotId) -> Option<String> {
+    let Ok(Selector::AsOf(at)) = Selector::parse(given) else {
+        return None;
+    };
+    let m = store.load_manifest(id).ok()?;
+    Some(format!(
+        "as of {}: snapshot {id} ({}), taken {} before",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        m.reason,
+        crate::when::span(at - m.created_at)
+    ))
 }

@@ -15,7 +15,7 @@ pub struct Shown {
 
 /// One snapshot's manifest, with the chunks it names that are missing.
 pub fn show(ctx: &Ctx, req: &SnapshotRef) -> Result<Shown, OpError> {
-    let (store, id) = resolve(ctx, &req.id)?;
+    let (store, id) = resolve(ctx, &req.given()?)?;
     let manifest = store.load_manifest(&id)?;
     let present = store.chunk_set()?;
     let missing_chunks = Store::missing_chunks(&manifest, &present);

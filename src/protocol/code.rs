@@ -37,6 +37,8 @@ pub enum ErrorCode {
     NoSpace,
     /// The request named another database than the daemon's.
     WrongDatabase,
+    /// `--as-of`: no snapshot is that old, or the time is in the future.
+    NoSnapshotAtTime,
     /// Anything else (an I/O error, a failed restore that was rolled back);
     /// also what an unknown code from a newer daemon reads as.
     #[serde(other)]
@@ -79,6 +81,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         8,
         "the database is in use: another process holds DuckDB's lock (restore)",
     ),
+    (
+        9,
+        "--as-of: no snapshot was taken at or before that time, or the time is in the future",
+    ),
 ];
 
 impl ErrorCode {
@@ -95,6 +101,7 @@ impl ErrorCode {
             ErrorCode::Damaged => 6,
             ErrorCode::Disabled => 7,
             ErrorCode::InUse => 8,
+            ErrorCode::NoSnapshotAtTime => 9,
             _ => 1,
         }
     }
@@ -118,6 +125,7 @@ impl ErrorCode {
             ErrorCode::Damaged => "damaged",
             ErrorCode::NoSpace => "no_space",
             ErrorCode::WrongDatabase => "wrong_database",
+            ErrorCode::NoSnapshotAtTime => "no_snapshot_at_time",
             ErrorCode::Failed => "failed",
         }
     }
@@ -131,6 +139,7 @@ impl ErrorCode {
                 | ErrorCode::InvalidRequest
                 | ErrorCode::InvalidArgument
                 | ErrorCode::NotFound
+                | ErrorCode::NoSnapshotAtTime
                 | ErrorCode::InUse
                 | ErrorCode::Disabled
                 | ErrorCode::WrongDatabase

@@ -12,3 +12,4 @@ mod people;
 mod restore;
 mod retention;
 mod s3;
+mod timetravel;

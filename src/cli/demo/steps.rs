@@ -234,7 +234,8 @@ impl Demo {
         let status = app.child.wait()?;
         ensure!(status.success(), "the app exited with {status}");
         let req = RestoreRequest {
-            id: "latest:pre-delete".into(),
+            id: Some("latest:pre-delete".into()),
+            as_of: None,
             to: None,
             force: false,
             check: false,

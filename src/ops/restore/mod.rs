@@ -18,7 +18,7 @@ use crate::ops::select::resolve;
 
 /// Restores snapshot `id` over the configured database (or to `--to PATH`).
 pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
-    let (store, id) = resolve(ctx, &req.id)?;
+    let (store, id) = resolve(ctx, &req.given()?)?;
     let lock = store.lock()?;
     let m = store.load_manifest(&id)?;
     let db = database_path(ctx)?;

@@ -11,8 +11,16 @@ use crate::id::SnapshotId;
 #[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
-    /// The snapshot to put back.
-    pub id: String,
+    /// The snapshot to put back: an id, a unique prefix, `latest` or
+    /// `latest:REASON`.
+    #[arg(required_unless_present = "as_of", conflicts_with = "as_of")]
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Instead of an id: the newest snapshot taken at or before this time
+    /// (2h, "90m ago", 2026-11-29T14:00:00Z, "2026-11-29 14:00 local", …).
+    #[arg(long, value_name = "TIME")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
     /// Write the snapshot to this path instead of replacing the database
     /// (on the wire: an absolute path).
     #[arg(long, value_name = "PATH")]
@@ -28,6 +36,13 @@ pub struct RestoreRequest {
     #[arg(long)]
     #[serde(default)]
     pub check: bool,
+}
+
+impl RestoreRequest {
+    /// The selector as one string (`as-of:TIME` for `--as-of`).
+    pub fn given(&self) -> Result<String, crate::ops::OpError> {
+        crate::ops::context::selector_of(self.id.as_deref(), self.as_of.as_deref())
+    }
 }
 
 /// Result of `restore`.
@@ -47,4 +62,8 @@ pub struct Restored {
     #[serde(default)]
     pub checked: bool,
     pub wal: bool,
+    /// `--as-of`: which snapshot that time chose and how long before it
+    /// it was taken (set by the CLI, which resolves the time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
 }

@@ -92,6 +92,7 @@ pub(super) fn restore_to(
         verified,
         checked,
         wal: m.side_size() > 0,
+        as_of: None,
     })
 }
 
