@@ -17,7 +17,9 @@ mod completions;
 mod config_check;
 mod daemon;
 mod demo;
+mod diff;
 mod env;
+mod export;
 pub mod human;
 mod init;
 mod list;
@@ -127,6 +129,11 @@ pub enum Configured {
     /// Put a snapshot back: over the configured database (after a pinned
     /// pre-restore safety snapshot), or as a standalone file with --to.
     Restore(restore::Args),
+    /// What changed between two states: snapshots, --as-of a time, or live;
+    /// with --table, that table's rows (added, removed, changed).
+    Diff(diff::Args),
+    /// One table of a snapshot (or --as-of a time) to a .csv or .duckdb file.
+    Export(export::Args),
     /// Check that snapshots are intact: every chunk re-hashed; --deep also
     /// opens each with DuckDB and reads every column.
     Verify(verify::Args),
@@ -171,6 +178,8 @@ impl Cli {
             Configured::List(a) => a.json,
             Configured::Show(a) | Configured::Pin(a) | Configured::Unpin(a) => a.json,
             Configured::Restore(a) => a.json,
+            Configured::Diff(a) => a.json,
+            Configured::Export(a) => a.json,
             Configured::Verify(a) => a.json,
             Configured::Prune(a) => a.json,
             Configured::Status(a) => a.json,
@@ -229,6 +238,8 @@ fn run_configured(
         Configured::List(a) => list::run(&ctx, a),
         Configured::Show(a) => show::run(&ctx, a),
         Configured::Restore(a) => restore::run(&ctx, &env, a, feedback),
+        Configured::Diff(a) => diff::run(&ctx, a),
+        Configured::Export(a) => export::run(&ctx, &env, a),
         Configured::Verify(a) => verify::run(&ctx, a, feedback),
         Configured::Prune(a) => prune::run(&ctx, a),
         Configured::Pin(a) => pin::run(&ctx, a, true),

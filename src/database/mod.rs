@@ -3,9 +3,14 @@
 //! that make up the database ([`duckfile`]), which file is the database
 //! ([`dbpath`]), the OFD locks that see and are seen by DuckDB's POSIX locks
 //! ([`oslock`]), and opening a captured copy read-only with the bundled
-//! DuckDB ([`check`]). ducksnap never opens the user's database read-write.
+//! DuckDB ([`check`]), and comparing two such copies or writing a table out
+//! ([`compare`], [`changes`], [`rows`]). ducksnap never opens the user's
+//! database read-write.
 
+pub mod changes;
 pub mod check;
+pub mod compare;
 pub mod dbpath;
 pub mod duckfile;
 pub mod oslock;
+pub mod rows;

@@ -128,6 +128,8 @@ pub enum OpError {
     NotConfirmed(String),
     #[error(transparent)]
     Offsite(#[from] crate::offsite::OffsiteError),
+    #[error(transparent)]
+    Compare(#[from] crate::database::compare::CompareError),
     #[error("verification found problems in {problems} of {checked} snapshot(s)")]
     VerifyFailed { checked: usize, problems: usize },
 }
@@ -158,6 +160,10 @@ impl OpError {
             | OpError::Store(StoreError::BadManifest { .. }) => ErrorCode::Damaged,
             OpError::NoSpace { .. } => ErrorCode::NoSpace,
             OpError::Offsite(e) => offsite_code(e),
+            OpError::Compare(crate::database::compare::CompareError::DuckDb { .. }) => {
+                ErrorCode::Failed
+            }
+            OpError::Compare(_) => ErrorCode::InvalidArgument,
             OpError::Disabled { .. } => ErrorCode::Disabled,
             OpError::InUse { .. } => ErrorCode::InUse,
             _ => ErrorCode::Failed,

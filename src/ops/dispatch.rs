@@ -40,5 +40,10 @@ pub fn handle(ctx: &Ctx, req: Request, daemon: DaemonInfo) -> Response {
         Request::Prune(r) => answer(ops::prune(ctx, &r)),
         Request::Pin(r) => answer(ops::pin(ctx, &r, true)),
         Request::Unpin(r) => answer(ops::pin(ctx, &r, false)),
+        Request::Diff(mut r) => {
+            r.limit = r.limit.min(ops::diff::SOCKET_ROW_CAP);
+            answer(ops::diff(ctx, &r))
+        }
+        Request::Export(r) => answer(ops::export(ctx, &r)),
     }
 }

@@ -6,7 +6,9 @@
 //! "disabled" result in cloud mode. [`context`] holds what they share.
 
 pub mod context;
+pub mod diff;
 pub mod dispatch;
+pub mod export;
 mod list;
 pub mod offsite;
 mod pin;
@@ -20,6 +22,8 @@ mod status;
 mod verify;
 
 pub use context::{Ctx, OpError, SnapshotRef, database_path};
+pub use diff::{DiffReport, DiffRequest, diff};
+pub use export::{ExportRequest, Exported, export};
 pub use list::{ListEntry, Listing, list};
 pub use pin::pin;
 pub use prune::{PruneReport, PruneRequest, prune};

@@ -15,8 +15,9 @@ use serde_json::Value;
 
 use crate::environment::Mode;
 use crate::ops::{
-    ListEntry, PruneReport, PruneRequest, RestoreRequest, Restored, Shown, SnapshotRef,
-    SnapshotReply, SnapshotRequest, StatusReport, VerifyReport, VerifyRequest,
+    DiffReport, DiffRequest, ExportRequest, Exported, ListEntry, PruneReport, PruneRequest,
+    RestoreRequest, Restored, Shown, SnapshotRef, SnapshotReply, SnapshotRequest, StatusReport,
+    VerifyReport, VerifyRequest,
 };
 use crate::store::Summary;
 
@@ -64,6 +65,11 @@ pub enum Request {
     Pin(SnapshotRef),
     /// Unpin a snapshot.
     Unpin(SnapshotRef),
+    /// What changed between two states (snapshots, `as-of:TIME`, `live`);
+    /// with `table`, that table's rows (at most 1000 of each kind here).
+    Diff(DiffRequest),
+    /// One table of a snapshot to a CSV or DuckDB file (`to`: absolute).
+    Export(ExportRequest),
 }
 
 /// What a daemon says about itself (`hello`).
@@ -126,6 +132,12 @@ pub mod calls {
     pub fn prune(r: PruneRequest) -> Call<PruneReport> {
         call(Request::Prune(r))
     }
+    pub fn diff(r: DiffRequest) -> Call<DiffReport> {
+        call(Request::Diff(r))
+    }
+    pub fn export(r: ExportRequest) -> Call<Exported> {
+        call(Request::Export(r))
+    }
     pub fn pin(r: SnapshotRef, pinned: bool) -> Call<Summary> {
         call(if pinned {
             Request::Pin(r)
@@ -150,6 +162,8 @@ impl Request {
             Request::Prune(_) => "prune",
             Request::Pin(_) => "pin",
             Request::Unpin(_) => "unpin",
+            Request::Diff(_) => "diff",
+            Request::Export(_) => "export",
         }
     }
 
@@ -254,7 +268,12 @@ pub fn parse_request(line: &[u8]) -> Result<Parsed, Response> {
     };
     let req: Request = serde_json::from_value(value)
         .map_err(|e| Response::err(ErrorCode::InvalidRequest, e.to_string()))?;
-    if let Request::Restore(RestoreRequest { to: Some(to), .. }) = &req
+    let to = match &req {
+        Request::Restore(RestoreRequest { to: Some(to), .. }) => Some(to),
+        Request::Export(ExportRequest { to, .. }) => Some(to),
+        _ => None,
+    };
+    if let Some(to) = to
         && !to.is_absolute()
     {
         return Err(Response::err(

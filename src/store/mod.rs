@@ -9,6 +9,8 @@
 //! <dir>/snapshots/<id>.json    manifest, written last (tmp, fsync, rename, dir fsync)
 //! <dir>/snapshot_metadata.json catalog derived from the manifests
 //! <dir>/staging/               temporary files, removed at open
+//! <dir>/scratch/<use>/         snapshots reassembled for diff/export, each
+//!                              locked by its user (see [`scratch`])
 //! ```
 //!
 //! Commit protocol: every chunk is written to staging, made durable
@@ -26,6 +28,7 @@ mod gc;
 mod manifest;
 mod open;
 mod reassemble;
+pub mod scratch;
 
 pub use chunks::{ChunkBatch, ChunkBuf, Compressors, PutChunk};
 pub use disk::{fsync_dir, read_full_at, workers};
@@ -35,3 +38,4 @@ pub use manifest::{
     FileEntry, FileHash, MANIFEST_FORMAT, Manifest, Summary, TableCount, chunk_list_hash,
 };
 pub use open::{STORE_FORMAT, Store, StoreLock};
+pub use scratch::Scratch;

@@ -96,6 +96,9 @@ impl Store {
         if let Some(lock) = store.try_lock()? {
             store.clean_staging(&lock)?;
         }
+        if let Err(e) = store.clean_scratch() {
+            tracing::warn!(event = "store.scratch_clean_failed", error = %e, "could not remove scratch leftovers");
+        }
         Ok(store)
     }
 

@@ -26,17 +26,20 @@ request names it, and a daemon protecting another database is refused
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import json
 import logging
 import os
+import shutil
 import socket
 import struct
 import sys
+import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 __all__ = [
     "Client",
@@ -477,6 +480,95 @@ class Client:
             req["to"] = os.path.abspath(to)
             req["force"] = force
         return self.call(req)
+
+    # -- time travel -------------------------------------------------------
+    @staticmethod
+    def _which(snapshot: Optional[str], as_of: Optional[str]) -> Dict[str, str]:
+        """``{"id": …}`` or ``{"as_of": …}``: exactly one of the two."""
+        if (snapshot is None) == (as_of is None):
+            raise ValueError("give a snapshot (id, prefix, 'latest', 'latest:REASON') or as_of=TIME, not both")
+        return {"id": snapshot} if snapshot is not None else {"as_of": as_of}
+
+    def diff(
+        self,
+        a: Optional[str] = None,
+        b: str = "live",
+        *,
+        as_of: Optional[str] = None,
+        table: Optional[str] = None,
+        key: Optional[List[str]] = None,
+        limit: int = 20,
+    ) -> Dict[str, Any]:
+        """What changed from state ``a`` (a snapshot selector, or
+        ``as_of=TIME``) to ``b`` (default ``"live"``: the database now, which
+        the daemon captures first). With ``table``: that table's rows added,
+        removed and (with ``key`` or its primary key) changed — exact counts,
+        at most ``limit`` rows of each (the daemon caps it at 1000)."""
+        if self.cloud:
+            raise BackupsDisabled(self.disabled_reason())
+        if (a is None) == (as_of is None):
+            raise ValueError("give a (a snapshot selector) or as_of=TIME, not both")
+        req: Dict[str, Any] = {"op": "diff", "b": b, "limit": limit}
+        if a is not None:
+            req["a"] = a
+        else:
+            req["as_of"] = as_of
+        if table is not None:
+            req["table"] = table
+        if key is not None:
+            req["key"] = list(key)
+        return self.call(req)
+
+    def export(
+        self,
+        snapshot: Optional[str] = None,
+        *,
+        to: str,
+        table: Optional[str] = None,
+        as_of: Optional[str] = None,
+        force: bool = False,
+    ) -> Dict[str, Any]:
+        """Writes ``table`` of a snapshot to ``to`` (``.csv``: DuckDB's CSV
+        with a header; ``.duckdb``: a database holding that table). Without
+        ``table``, the whole snapshot to a ``.duckdb`` file."""
+        if self.cloud:
+            raise BackupsDisabled(self.disabled_reason())
+        req: Dict[str, Any] = {"op": "export", "to": os.path.abspath(to), "force": force}
+        req.update(self._which(snapshot, as_of))
+        if table is not None:
+            req["table"] = table
+        return self.call(req)
+
+    @contextlib.contextmanager
+    def snapshot_copy(
+        self, snapshot: Optional[str] = None, *, as_of: Optional[str] = None, directory: Optional[str] = None
+    ) -> Iterator[str]:
+        """A verified, read-only, standalone copy of a snapshot, for the app
+        to ``ATTACH '<path>' AS old (READ_ONLY)`` and ``INSERT … SELECT`` the
+        rows it wants back with its own connection. Yields the copy's path
+        (in a private temporary directory, removed afterwards — DETACH
+        before leaving the block)::
+
+            with client.snapshot_copy("latest:pre-delete") as path:
+                con.execute(f"ATTACH '{path}' AS old (READ_ONLY)")
+                con.execute("INSERT INTO orders SELECT * FROM old.orders WHERE customer = 42")
+                con.execute("DETACH old")
+        """
+        if self.cloud:
+            raise BackupsDisabled(self.disabled_reason())
+        which = self._which(snapshot, as_of)
+        tmp = tempfile.mkdtemp(prefix="ducksnap-copy-", dir=directory)
+        try:
+            path = os.path.join(tmp, "snapshot.duckdb")
+            # check: DuckDB opens the copy and compares tables and row counts
+            # with the snapshot's record (the hashes are always checked).
+            self.call(dict(which, op="restore", to=path, check=True))
+            for p in (path, path + ".wal", path + ".wal.checkpoint"):
+                if os.path.exists(p):
+                    os.chmod(p, 0o400)
+            yield path
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class with_snapshot:  # noqa: N801 - used as a decorator

@@ -1,0 +1,124 @@
+//! What changed between two databases, table by table: relations added and
+//! removed, columns added, removed and retyped, row counts on each side and
+//! whether the content changed (by [`Pair::fingerprint`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::compare::{Column, CompareError, Pair, Relation, Side, by_name};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Added,
+    Removed,
+    Changed,
+    Unchanged,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Added => "added",
+            Status::Removed => "removed",
+            Status::Changed => "changed",
+            Status::Unchanged => "unchanged",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retyped {
+    pub name: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// One table's (or view's) change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableChange {
+    pub table: String,
+    pub view: bool,
+    pub status: Status,
+    pub rows_before: Option<u64>,
+    pub rows_after: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns_added: Vec<Column>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns_removed: Vec<Column>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns_retyped: Vec<Retyped>,
+}
+
+impl TableChange {
+    pub fn schema_changed(&self) -> bool {
+        !(self.columns_added.is_empty()
+            && self.columns_removed.is_empty()
+            && self.columns_retyped.is_empty())
+    }
+}
+
+/// Every relation of either side with its change, by schema and name.
+pub fn summarize(pair: &Pair) -> Result<Vec<TableChange>, CompareError> {
+    let a = by_name(pair.relations(Side::A)?);
+    let mut b = by_name(pair.relations(Side::B)?);
+    let mut out = Vec::new();
+    for (k, ta) in &a {
+        match b.remove(k) {
+            Some(tb) => out.push(both(pair, ta, &tb)?),
+            None => {
+                let (before, _) = pair.fingerprint(Side::A, ta)?;
+                out.push(only(ta, Status::Removed, Some(before), None));
+            }
+        }
+    }
+    for tb in b.values() {
+        let (after, _) = pair.fingerprint(Side::B, tb)?;
+        out.push(only(tb, Status::Added, None, Some(after)));
+    }
+    out.sort_by(|x, y| x.table.cmp(&y.table));
+    Ok(out)
+}
+
+fn only(t: &Relation, status: Status, before: Option<u64>, after: Option<u64>) -> TableChange {
+    TableChange {
+        table: t.shown(),
+        view: t.view,
+        status,
+        rows_before: before,
+        rows_after: after,
+        columns_added: Vec::new(),
+        columns_removed: Vec::new(),
+        columns_retyped: Vec::new(),
+    }
+}
+
+fn both(pair: &Pair, ta: &Relation, tb: &Relation) -> Result<TableChange, CompareError> {
+    let mut c = only(tb, Status::Unchanged, None, None);
+    c.view = ta.view && tb.view;
+    let find = |cols: &[Column], name: &str| cols.iter().find(|x| x.name == name).cloned();
+    for col in &tb.columns {
+        match find(&ta.columns, &col.name) {
+            None => c.columns_added.push(col.clone()),
+            Some(old) if old.data_type != col.data_type => c.columns_retyped.push(Retyped {
+                name: col.name.clone(),
+                before: old.data_type,
+                after: col.data_type.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    c.columns_removed = ta
+        .columns
+        .iter()
+        .filter(|x| find(&tb.columns, &x.name).is_none())
+        .cloned()
+        .collect();
+    let fa = pair.fingerprint(Side::A, ta)?;
+    let fb = pair.fingerprint(Side::B, tb)?;
+    (c.rows_before, c.rows_after) = (Some(fa.0), Some(fb.0));
+    let same_order = ta.columns == tb.columns;
+    if c.schema_changed() || !same_order || fa != fb || ta.view != tb.view {
+        c.status = Status::Changed;
+    }
+    Ok(c)
+}

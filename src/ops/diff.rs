@@ -1,0 +1,205 @@
+//! `diff A B`: what changed between two states of the database — two
+//! snapshots, or a snapshot and `live` (the database now, captured first as
+//! a snapshot with reason `diff`, or the newest snapshot when nothing
+//! changed since). Identical files answer "no changes" at once; otherwise
+//! both are reassembled in a scratch directory and compared with DuckDB
+//! (see [`crate::database::changes`] and [`crate::database::rows`]).
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::database::changes::{TableChange, summarize};
+use crate::database::compare::{Pair, Side, find};
+use crate::database::rows::{RowDiff, diff_rows};
+use crate::id::SnapshotId;
+use crate::ops::context::{Ctx, OpError, check_space_at, selector_of, store_for};
+use crate::ops::select::resolve_in;
+use crate::ops::snapshot::{SnapshotOutcome, SnapshotRequest, snapshot};
+use crate::store::{Manifest, Scratch, Store};
+
+/// Most rows of each kind one diff returns over the socket.
+pub const SOCKET_ROW_CAP: u64 = 1000;
+
+/// What `diff` is asked for (CLI arguments and wire fields).
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffRequest {
+    /// The earlier state: a snapshot id, prefix, latest, latest:REASON,
+    /// as-of:TIME, or `live` (default with --as-of: the snapshot of that time).
+    #[arg(required_unless_present = "as_of")]
+    #[serde(default)]
+    pub a: Option<String>,
+    /// The later state (same forms; default `live`).
+    #[serde(default)]
+    pub b: Option<String>,
+    /// A is the newest snapshot taken at or before this time.
+    #[arg(long, value_name = "TIME", conflicts_with = "b")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    /// Show this table's rows: added, removed and (with a key) changed.
+    #[arg(long, value_name = "TABLE")]
+    #[serde(default)]
+    pub table: Option<String>,
+    /// With --table: match rows by these columns (default: the primary key).
+    #[arg(long, value_name = "COL[,COL]", value_delimiter = ',')]
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
+    /// With --table: at most this many rows of each kind (counts are exact).
+    #[arg(long, default_value_t = 20)]
+    #[serde(default = "twenty")]
+    pub limit: u64,
+}
+
+fn twenty() -> u64 {
+    20
+}
+
+/// One side of a diff as resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffSide {
+    pub given: String,
+    pub id: SnapshotId,
+    pub taken_at: DateTime<Utc>,
+}
+
+/// What `diff` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffReport {
+    pub a: DiffSide,
+    pub b: DiffSide,
+    /// The two states are the same files: nothing changed.
+    pub identical: bool,
+    pub tables: Vec<TableChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<RowDiff>,
+}
+
+impl DiffRequest {
+    /// (A, B) as selectors; B defaults to `live`.
+    fn sides(&self) -> Result<(String, String), OpError> {
+        let (a, b) = match (&self.as_of, &self.a, &self.b) {
+            (Some(_), Some(a), None) => (selector_of(None, self.as_of.as_deref())?, a.clone()),
+            (Some(_), None, None) => (selector_of(None, self.as_of.as_deref())?, "live".into()),
+            (None, Some(a), b) => (a.clone(), b.clone().unwrap_or_else(|| "live".into())),
+            _ => {
+                return Err(OpError::InvalidArgument {
+                    what: "diff",
+                    reason: "give A [B], or --as-of TIME [B]".into(),
+                });
+            }
+        };
+        Ok((a, b))
+    }
+}
+
+/// Compares the two states the request names.
+pub fn diff(ctx: &Ctx, req: &DiffRequest) -> Result<DiffReport, OpError> {
+    let (ga, gb) = req.sides()?;
+    let store = store_for(ctx, &ga)?;
+    let a = side(ctx, &store, &ga)?;
+    let b = side(ctx, &store, &gb)?;
+    let (ma, mb) = (store.load_manifest(&a.id)?, store.load_manifest(&b.id)?);
+    if same_files(&ma, &mb) && req.table.is_none() {
+        return Ok(DiffReport {
+            a,
+            b,
+            identical: true,
+            tables: Vec::new(),
+            rows: None,
+        });
+    }
+    let scratch = scratch_for(ctx, &store, "diff", &[&ma, &mb])?;
+    let pair = Pair::new(&spill_dir(&scratch)?)?;
+    pair.attach(Side::A, &store.reassemble(&ma, scratch.dir(), "a.duckdb")?)?;
+    pair.attach(Side::B, &store.reassemble(&mb, scratch.dir(), "b.duckdb")?)?;
+    let tables = summarize(&pair)?;
+    let rows = match &req.table {
+        None => None,
+        Some(t) => {
+            let ta = pair.relations(Side::A)?;
+            let tb = pair.relations(Side::B)?;
+            let (ta, tb) = (find(&ta, t)?, find(&tb, t)?);
+            Some(diff_rows(&pair, ta, tb, req.key.as_deref(), req.limit)?)
+        }
+    };
+    drop(pair);
+    drop(scratch);
+    Ok(DiffReport {
+        identical: same_files(&ma, &mb),
+        a,
+        b,
+        tables,
+        rows,
+    })
+}
+
+/// The snapshot `given` names; `live` captures the database first.
+fn side(ctx: &Ctx, store: &Store, given: &str) -> Result<DiffSide, OpError> {
+    let id = if given == "live" {
+        let req = SnapshotRequest {
+            reason: "diff".into(),
+            label: None,
+            pin: false,
+            skip_unchanged: true,
+        };
+        match snapshot(ctx, &req)? {
+            SnapshotOutcome::Created(m) => m.id,
+            SnapshotOutcome::Unchanged { since } => since,
+            SnapshotOutcome::Disabled { reason } => return Err(OpError::Disabled { reason }),
+        }
+    } else {
+        let sel = crate::ops::select::Selector::parse(given)?;
+        resolve_in(store, &sel, given)?
+    };
+    let m = store.load_manifest(&id)?;
+    Ok(DiffSide {
+        given: given.to_string(),
+        id,
+        taken_at: m.created_at,
+    })
+}
+
+/// Whether two snapshots hold the same files (by role and hash).
+fn same_files(a: &Manifest, b: &Manifest) -> bool {
+    let key = |m: &Manifest| {
+        let mut v: Vec<String> = m
+            .files
+            .iter()
+            .map(|f| format!("{} {:?} {}", f.role, f.hash_of, f.hash))
+            .collect();
+        v.sort();
+        v
+    };
+    key(a) == key(b)
+}
+
+/// A scratch directory with room for `manifests` reassembled plus
+/// `store.min_free_space`.
+pub(crate) fn scratch_for(
+    ctx: &Ctx,
+    store: &Store,
+    what: &str,
+    manifests: &[&Manifest],
+) -> Result<Scratch, OpError> {
+    let scratch = store.scratch(what)?;
+    let need: u64 = manifests.iter().map(|m| m.total_size()).sum();
+    check_space_at(
+        scratch.dir(),
+        need + ctx.config.store.min_free_space.0,
+        "the snapshots reassembled for reading, plus store.min_free_space",
+    )?;
+    Ok(scratch)
+}
+
+/// Where DuckDB may spill, inside the scratch directory.
+pub(crate) fn spill_dir(scratch: &Scratch) -> Result<PathBuf, OpError> {
+    let p = scratch.dir().join("spill");
+    std::fs::create_dir(&p).map_err(|source| crate::store::StoreError::Io {
+        op: "create directory",
+        path: p.clone(),
+        source,
+    })?;
+    Ok(p)
+}

@@ -1,0 +1,173 @@
+//! `export`: one table of one snapshot, written as CSV or as a standalone
+//! DuckDB file (without a table: the whole snapshot, which is `restore
+//! --to`). Never touches the live database; the file appears complete or
+//! not at all (written beside `--to` under a temporary name, then renamed).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::database::compare::{Format, Pair, Side, find};
+use crate::database::{dbpath, duckfile};
+use crate::id::SnapshotId;
+use crate::ops::context::{Ctx, OpError, database_path, selector_of};
+use crate::ops::diff::{scratch_for, spill_dir};
+use crate::ops::restore::{RestoreRequest, restore};
+use crate::ops::select::resolve;
+use crate::store::StoreError;
+
+/// What `export` is asked for (CLI arguments and wire fields).
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// The snapshot: id, prefix, latest, latest:REASON.
+    #[arg(required_unless_present = "as_of", conflicts_with = "as_of")]
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Instead of an id: the newest snapshot taken at or before TIME.
+    #[arg(long, value_name = "TIME")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    /// The table (TABLE or SCHEMA.TABLE). Without it, the whole snapshot
+    /// goes to a .duckdb file (as `restore --to` does).
+    #[arg(long)]
+    #[serde(default)]
+    pub table: Option<String>,
+    /// The file to write: .csv or .duckdb (on the wire: an absolute path).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What `export` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exported {
+    pub id: SnapshotId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub path: PathBuf,
+    pub format: Format,
+    /// Rows written (a table export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+fn format_of(to: &Path) -> Result<Format, OpError> {
+    match to.extension().and_then(|e| e.to_str()) {
+        Some("csv") => Ok(Format::Csv),
+        Some("duckdb") | Some("db") | Some("ddb") => Ok(Format::Duckdb),
+        _ => Err(OpError::InvalidArgument {
+            what: "--to",
+            reason: format!(
+                "{}: the extension says the format: .csv or .duckdb (.parquet is not built in)",
+                to.display()
+            ),
+        }),
+    }
+}
+
+/// Writes the table (or the snapshot) the request names.
+pub fn export(ctx: &Ctx, req: &ExportRequest) -> Result<Exported, OpError> {
+    let given = selector_of(req.id.as_deref(), req.as_of.as_deref())?;
+    let format = format_of(&req.to)?;
+    let Some(table) = &req.table else {
+        if format != Format::Duckdb {
+            return Err(OpError::InvalidArgument {
+                what: "--to",
+                reason: "without --table the whole snapshot is exported: give a .duckdb file"
+                    .into(),
+            });
+        }
+        let r = restore(
+            ctx,
+            &RestoreRequest {
+                id: Some(given),
+                as_of: None,
+                to: Some(req.to.clone()),
+                force: req.force,
+                check: false,
+            },
+        )?;
+        return Ok(Exported {
+            id: r.id,
+            table: None,
+            path: r.path,
+            format,
+            rows: None,
+        });
+    };
+    let to = target(ctx, &req.to, req.force)?;
+    let (store, id) = resolve(ctx, &given)?;
+    let m = store.load_manifest(&id)?;
+    let scratch = scratch_for(ctx, &store, "export", &[&m])?;
+    let pair = Pair::new(&spill_dir(&scratch)?)?;
+    pair.attach(Side::A, &store.reassemble(&m, scratch.dir(), "a.duckdb")?)?;
+    let rels = pair.relations(Side::A)?;
+    let t = find(&rels, table)?;
+    let tmp = to.with_file_name(format!(
+        ".{}.ducksnap-export-{}",
+        to.file_name().and_then(|n| n.to_str()).unwrap_or("export"),
+        std::process::id()
+    ));
+    let written = pair.export(Side::A, t, &tmp, format);
+    drop(pair);
+    let rows = written
+        .map_err(OpError::from)
+        .and_then(|n| finish(&tmp, &to).map(|()| n));
+    for p in duckfile::all_paths(&tmp) {
+        let _ = fs::remove_file(p);
+    }
+    let rows = rows?;
+    Ok(Exported {
+        id,
+        table: Some(t.shown()),
+        path: to,
+        format,
+        rows: Some(rows),
+    })
+}
+
+/// `to` resolved: never the database by any spelling, not a directory, not
+/// an existing file without `force`.
+fn target(ctx: &Ctx, to: &Path, force: bool) -> Result<PathBuf, OpError> {
+    let bad = |reason: String| OpError::InvalidArgument {
+        what: "--to",
+        reason,
+    };
+    let to = dbpath::real_path(to).map_err(|e| bad(format!("{}: {e}", to.display())))?;
+    let db = database_path(ctx)?;
+    if let Some(p) = dbpath::clash(&db, &to) {
+        return Err(bad(format!(
+            "{} is the configured database or one of its files ({})",
+            to.display(),
+            p.display()
+        )));
+    }
+    if to.is_dir() {
+        return Err(bad(format!("{} is a directory", to.display())));
+    }
+    if fs::symlink_metadata(&to).is_ok() && !force {
+        return Err(OpError::Exists { path: to });
+    }
+    Ok(to)
+}
+
+/// Makes the written file private and moves it over `to`.
+fn finish(tmp: &Path, to: &Path) -> Result<(), OpError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OpError::Store(StoreError::Io { op, path, source })
+    };
+    fs::set_permissions(tmp, fs::Permissions::from_mode(0o600))
+        .map_err(io("set the mode of", tmp))?;
+    fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io("fsync", tmp))?;
+    fs::rename(tmp, to).map_err(io("rename into place", to))?;
+    Ok(())
+}
