@@ -244,13 +244,16 @@ impl Pair {
     }
 }
 
-/// The relation `given` names among `rels`: `TABLE` (in any schema, if
-/// only one has it) or `SCHEMA.TABLE`, compared exactly.
+/// The relation `given` names among `rels`, compared exactly:
+/// `SCHEMA.TABLE`, or `TABLE` — in `main` as DuckDB resolves it, else in
+/// the one schema that has it.
 pub fn find<'a>(rels: &'a [Relation], given: &str) -> Result<&'a Relation, CompareError> {
-    let hits: Vec<&Relation> = rels
-        .iter()
-        .filter(|r| r.name == given || format!("{}.{}", r.schema, r.name) == given)
-        .collect();
+    if let Some(r) = rels.iter().find(|r| {
+        format!("{}.{}", r.schema, r.name) == given || (r.schema == "main" && r.name == given)
+    }) {
+        return Ok(r);
+    }
+    let hits: Vec<&Relation> = rels.iter().filter(|r| r.name == given).collect();
     let known = || {
         let mut names: Vec<String> = rels.iter().map(Relation::shown).collect();
         names.dedup();

@@ -157,6 +157,8 @@ impl OpError {
             | OpError::VerifyFailed { .. }
             | OpError::Store(StoreError::GcRefused { .. })
             | OpError::Store(StoreError::Link { .. })
+            | OpError::Store(StoreError::ChunkMissing { .. })
+            | OpError::Store(StoreError::ChunkCorrupt { .. })
             | OpError::Store(StoreError::BadManifest { .. }) => ErrorCode::Damaged,
             OpError::NoSpace { .. } => ErrorCode::NoSpace,
             OpError::Offsite(e) => offsite_code(e),

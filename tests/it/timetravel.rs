@@ -233,3 +233,360 @@ fn restore_as_of_a_damaged_snapshot_names_an_older_whole_one() {
     );
     assert!(!to.exists());
 }
+
+fn sql(ws: &Workspace, q: &str) {
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch(q).unwrap();
+}
+
+fn snap(ws: &Workspace) -> String {
+    ws.snapshot()["id"].as_str().unwrap().to_string()
+}
+
+fn table<'a>(d: &'a Value, name: &str) -> &'a Value {
+    d["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {d}"))
+}
+
+/// Schema changes, multisets without a key (duplicates counted), the
+/// identical fast path, and a hostile table name that is only "no such
+/// table".
+#[test]
+fn diff_reports_schema_changes_and_rows_without_a_key() {
+    let ws = Workspace::new();
+    ws.write_config("");
+    make_db(
+        &ws.db(),
+        "CREATE TABLE dup(k INTEGER, v VARCHAR);
+         INSERT INTO dup VALUES (1, 'a'), (1, 'a'), (1, 'a'), (2, 'b');
+         CREATE TABLE gone AS SELECT 1 AS x;
+         CREATE TABLE retyped(c INTEGER); INSERT INTO retyped VALUES (7);
+         CREATE TABLE grows(c INTEGER); INSERT INTO grows VALUES (1);
+         CREATE TABLE same AS SELECT range AS i FROM range(100);",
+    );
+    let a = snap(&ws);
+    sql(
+        &ws,
+        "DELETE FROM dup WHERE rowid = (SELECT min(rowid) FROM dup WHERE k = 1);
+         INSERT INTO dup VALUES (3, 'c'), (3, 'c');
+         DROP TABLE gone;
+         ALTER TABLE retyped ALTER c TYPE BIGINT;
+         ALTER TABLE grows ADD COLUMN note VARCHAR;
+         CREATE VIEW v AS SELECT * FROM same;",
+    );
+    let b = snap(&ws);
+    let d = ws.json(&["diff", &a, &b, "--json"]);
+    assert_eq!(d["identical"], false);
+    assert_eq!(table(&d, "gone")["status"], "removed");
+    assert_eq!(table(&d, "v")["status"], "added");
+    assert_eq!(table(&d, "v")["view"], true);
+    assert_eq!(table(&d, "same")["status"], "unchanged");
+    let r = &table(&d, "retyped")["columns_retyped"][0];
+    assert_eq!(
+        (
+            r["name"].as_str(),
+            r["before"].as_str(),
+            r["after"].as_str()
+        ),
+        (Some("c"), Some("INTEGER"), Some("BIGINT"))
+    );
+    assert_eq!(table(&d, "grows")["columns_added"][0]["name"], "note");
+    let dup = table(&d, "dup");
+    assert_eq!(
+        (dup["rows_before"].as_u64(), dup["rows_after"].as_u64()),
+        (Some(4), Some(5))
+    );
+
+    let d = ws.json(&["diff", &a, &b, "--table", "dup", "--json"]);
+    let rows = &d["rows"];
+    assert_eq!(rows["key"], serde_json::json!([]));
+    assert_eq!(
+        (rows["removed"].as_u64(), rows["added"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(rows["changed"].is_null());
+    assert_eq!(rows["removed_rows"], serde_json::json!([["1", "a"]]));
+    assert_eq!(
+        rows["added_rows"],
+        serde_json::json!([["3", "c"], ["3", "c"]])
+    );
+    // Retyped columns are compared as text: 7 is still 7.
+    let d = ws.json(&["diff", &a, &b, "--table", "retyped", "--json"]);
+    assert_eq!(
+        (d["rows"]["removed"].as_u64(), d["rows"]["added"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // The same state twice: "no changes" from the manifests alone.
+    let d = ws.json(&["diff", &b, "live", "--json"]);
+    assert_eq!(d["identical"], true, "{d}");
+    assert_eq!(
+        d["b"]["id"],
+        b.as_str(),
+        "live equals the newest snapshot: reused"
+    );
+    let out = ws.run(&["diff", &b, &b]);
+    assert!(stdout(&out).contains("no changes"), "{}", stdout(&out));
+
+    // Hostile names reach no SQL; the tables are untouched.
+    for bad in [
+        "x\"; DROP TABLE same; --",
+        "same; DROP TABLE dup",
+        "main.nope",
+    ] {
+        let out = ws.run(&["diff", &a, &b, "--table", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("no such table"), "{}", stderr(&out));
+        let out = ws.run(&["diff", &a, &b, "--table", "dup", "--key", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("no such column"), "{}", stderr(&out));
+    }
+    assert_eq!(
+        query_i64(&open_ro(&ws.db()), "SELECT count(*) FROM same"),
+        100
+    );
+    // A key that is not unique is refused, not joined into nonsense.
+    let out = ws.run(&["diff", &a, &b, "--table", "dup", "--key", "k"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not unique"), "{}", stderr(&out));
+    let scratch = ws.store_dir().join("scratch");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "scratch left behind"
+    );
+}
+
+/// A snapshot taken while the app holds the database with rows only in its
+/// WAL: the diff sees them (replayed in memory), and the store's files are
+/// not touched. A file written in storage version 64 (DuckDB 1.x format)
+/// against the same data written by 2.0: no content change.
+#[test]
+fn diff_reads_a_wal_and_an_older_storage_version() {
+    let ws = Workspace::new();
+    ws.write_config("");
+    // Storage version 64, as DuckDB 1.0–1.1 write it.
+    let c = duckdb::Connection::open_in_memory().unwrap();
+    c.execute_batch(&format!(
+        "ATTACH '{}' AS v (STORAGE_VERSION 'v1.0.0');
+         CREATE TABLE v.t AS SELECT range AS id, 'row ' || range AS s FROM range(5000);
+         DETACH v;",
+        ws.db().display()
+    ))
+    .unwrap();
+    drop(c);
+    let old = snap(&ws);
+    assert_eq!(ws.manifest(&old).database.storage_version, 64);
+    // The same rows in a file 2.0 writes in its own version.
+    let fresh = ws.path().join("fresh.duckdb");
+    make_db(
+        &fresh,
+        &format!(
+            "ATTACH '{}' AS o (READ_ONLY); CREATE TABLE t AS SELECT * FROM o.t ORDER BY id DESC; DETACH o;",
+            ws.db().display()
+        ),
+    );
+    std::fs::rename(&fresh, ws.db()).unwrap();
+    let new = snap(&ws);
+    let d = ws.json(&["diff", &old, &new, "--json"]);
+    assert_eq!(d["identical"], false);
+    assert_eq!(table(&d, "t")["status"], "unchanged", "{d}");
+
+    // The app holds the database; its last rows are only in the WAL.
+    let app = duckdb::Connection::open(ws.db()).unwrap();
+    app.execute_batch("SET wal_autocheckpoint = '1GB'; INSERT INTO t VALUES (-1, 'in the wal'); UPDATE t SET s = 'changed' WHERE id = 7;").unwrap();
+    let with_wal = snap(&ws);
+    assert!(
+        ws.manifest(&with_wal).files.iter().any(|f| f.role == "wal"),
+        "the capture holds a WAL"
+    );
+    let before = tree_digest(&ws.store_dir().join("chunks"));
+    let d = ws.json(&[
+        "diff", &new, &with_wal, "--table", "t", "--key", "id", "--json",
+    ]);
+    let rows = &d["rows"];
+    assert_eq!(
+        (
+            rows["added"].as_u64(),
+            rows["removed"].as_u64(),
+            rows["changed"].as_u64()
+        ),
+        (Some(1), Some(0), Some(1)),
+        "{d}"
+    );
+    assert_eq!(
+        rows["added_rows"],
+        serde_json::json!([["-1", "in the wal"]])
+    );
+    assert_eq!(
+        rows["changed_rows"][0]["after"],
+        serde_json::json!(["7", "changed"])
+    );
+    assert_eq!(
+        before,
+        tree_digest(&ws.store_dir().join("chunks")),
+        "chunks untouched"
+    );
+    drop(app);
+}
+
+/// A million rows, ~1% changed: exact counts, `--limit` respected, and the
+/// diff's peak memory (printed; bounded by DuckDB's memory limit).
+#[test]
+fn diff_of_a_million_rows_is_exact_and_bounded() {
+    let ws = Workspace::new();
+    ws.write_config("");
+    make_db(
+        &ws.db(),
+        "CREATE TABLE big(id BIGINT PRIMARY KEY, s VARCHAR, x DOUBLE);
+         INSERT INTO big SELECT range, md5(range::VARCHAR), range * 0.5 FROM range(1000000);",
+    );
+    let a = snap(&ws);
+    sql(
+        &ws,
+        "UPDATE big SET x = x + 1 WHERE id BETWEEN 100000 AND 104999;
+         DELETE FROM big WHERE id BETWEEN 500000 AND 502999;
+         INSERT INTO big SELECT range, 'new', 0 FROM range(2000000, 2002000);",
+    );
+    let b = snap(&ws);
+    let bin = env!("CARGO_BIN_EXE_ducksnap");
+    let code = "import json, resource, subprocess, sys\n\
+        out = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n\
+        assert out.returncode == 0, out.stderr\n\
+        print(json.dumps({'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 'report': json.loads(out.stdout)}))";
+    let cfg = ws.config_path();
+    let args = [
+        bin,
+        "--config",
+        cfg.to_str().unwrap(),
+        "diff",
+        &a,
+        &b,
+        "--table",
+        "big",
+        "--limit",
+        "7",
+        "--json",
+    ];
+    let v: Value = serde_json::from_str(&run_python(code, &args)).unwrap();
+    let rows = &v["report"]["rows"];
+    assert_eq!(
+        rows["key"],
+        serde_json::json!(["id"]),
+        "the primary key is used"
+    );
+    assert_eq!(
+        (
+            rows["changed"].as_u64(),
+            rows["removed"].as_u64(),
+            rows["added"].as_u64()
+        ),
+        (Some(5000), Some(3000), Some(2000))
+    );
+    for k in ["changed_rows", "removed_rows", "added_rows"] {
+        assert_eq!(rows[k].as_array().unwrap().len(), 7, "{k}");
+    }
+    assert_eq!(rows["removed_rows"][0][0], "500000", "ordered");
+    let peak = v["peak_kib"].as_u64().unwrap();
+    println!(
+        "diff of 1,000,000 rows (1% changed): peak RSS {} MiB",
+        peak / 1024
+    );
+    // DuckDB's memory limit is 512 MB; the process stays within it plus
+    // its own overhead.
+    assert!(peak < 900 * 1024, "peak RSS {peak} KiB");
+}
+
+/// `export`: a .duckdb file with the table's rows; refusals that leave
+/// nothing behind (unknown id, existing file, the database itself, a
+/// missing chunk); a crash's scratch leftovers removed at the next open.
+#[test]
+fn export_writes_a_table_and_refuses_bad_input() {
+    let ws = Workspace::new();
+    ws.write_config("");
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i FROM range(3000); CREATE SCHEMA s; CREATE TABLE s.t AS SELECT 1 AS one;",
+    );
+    let id = snap(&ws);
+    let out = ws.path().join("t.duckdb");
+    let r = ws.json(&["export", &id, "--table", "t", "--to", "t.duckdb", "--json"]);
+    assert_eq!(
+        (r["rows"].as_u64(), r["format"].as_str()),
+        (Some(3000), Some("duckdb"))
+    );
+    assert_eq!(
+        query_i64(&open_ro(&out), "SELECT sum(i) FROM t"),
+        3000 * 2999 / 2
+    );
+    // `t` is in two schemas: unqualified, it is main's (as in DuckDB).
+    let o = ws.run(&["export", &id, "--table", "s.t", "--to", "s.csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("s.csv")).unwrap(),
+        "one\n1\n"
+    );
+    for (args, code, words) in [
+        (
+            vec![
+                "export",
+                "20200101T000000Z-0000",
+                "--table",
+                "t",
+                "--to",
+                "a.csv",
+            ],
+            5,
+            "no snapshot",
+        ),
+        (
+            vec!["export", &id, "--table", "t", "--to", "t.duckdb"],
+            2,
+            "exists",
+        ),
+        (
+            vec![
+                "export",
+                &id,
+                "--table",
+                "t",
+                "--to",
+                "data/app.duckdb",
+                "--force",
+            ],
+            2,
+            "configured database",
+        ),
+        (
+            vec!["export", &id, "--table", "t", "--to", "t.parquet"],
+            2,
+            ".csv or .duckdb",
+        ),
+    ] {
+        let o = ws.run(&args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(words), "{args:?}: {}", stderr(&o));
+    }
+    // A chunk gone: damaged (6), no file written, no scratch left.
+    let m = ws.manifest(&id);
+    let h = m.chunk_hashes().next().unwrap().to_string();
+    std::fs::remove_file(ws.store().chunk_path(&h)).unwrap();
+    let o = ws.run(&["export", &id, "--table", "t", "--to", "gone.csv"]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(!ws.path().join("gone.csv").exists());
+    let scratch = ws.store_dir().join("scratch");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    // A crash's leftover (nobody holds its lock) goes at the next open; one
+    // in use stays.
+    let dead = scratch.join("diff-999999-0");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("a.duckdb"), b"partial").unwrap();
+    let busy = ws.store().scratch("diff").unwrap();
+    ws.json(&["list", "--json"]);
+    assert!(!dead.exists(), "leftover removed");
+    assert!(busy.dir().exists(), "a directory in use is left alone");
+}
