@@ -157,6 +157,39 @@ def test_streamlit_page_local(daemon):
     assert len(reasons) == len(client.list_snapshots()), "the table is refreshed"
 
 
+def test_streamlit_page_time_travel(daemon):
+    """Changes since a snapshot (diff ID live) and a table as CSV."""
+    con = duckdb.connect(str(daemon.db))
+    app.create_schema(con)
+    con.close()
+    client = Client(socket_path=str(daemon.socket), env=CLEAN)
+    client.snapshot("manual", label="first")
+    at = _apptest(str(daemon.socket), CLEAN, str(daemon.db)).run()
+    at.button(key="app_delete").click().run()
+    assert not at.exception, at.exception
+    pre = [s for s in client.list_snapshots() if s["reason"] == "pre-delete"][0]
+    at.selectbox(key="ducksnap_diff_id").select(pre["id"]).run()
+    at.button(key="ducksnap_diff").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    changes = [d.value for d in at.dataframe if "change" in d.value.columns]
+    assert changes, "the changes table is shown"
+    got = {r["table"]: (r["change"], r["rows then"], r["rows now"]) for r in changes[0].to_dict("records")}
+    assert got == {"customers": ("changed", 50, 49), "orders": ("changed", 1000, 980)}, got
+    # The table as it was in the pre-delete snapshot, as CSV.
+    at.selectbox(key="ducksnap_export_table").select("orders").run()
+    at.button(key="ducksnap_export").click().run()
+    assert not at.exception, at.exception
+    name, data = at.session_state["ducksnap_csv"]
+    assert name == f"orders-{pre['id']}.csv"
+    lines = data.decode().splitlines()
+    assert lines[0] == "id,customer_id,amount" and len(lines) == 1001, lines[:3]
+    # Right after the snapshot nothing changed.
+    at.selectbox(key="ducksnap_diff_id").select(client.list_snapshots()[0]["id"]).run()
+    at.button(key="ducksnap_diff").click().run()
+    assert any("No changes" in s.value for s in at.success), [s.value for s in at.success]
+
+
 def test_streamlit_page_cloud(tmp_path):
     db = tmp_path / "app.duckdb"
     con = duckdb.connect(str(db))

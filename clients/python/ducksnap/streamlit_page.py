@@ -10,7 +10,10 @@
     render_backups_page(connection_factory=get_connection)
 
 Locally it shows the snapshots (time, reason, label, sizes in human units),
-a "Back up now" button and a restore with confirmation. A restore closes the
+a "Back up now" button, per snapshot the changes since then (tables added,
+removed or changed, with row counts then and now: ``diff ID live``), a CSV
+download of one table as it was in a snapshot, and a restore with
+confirmation. A restore closes the
 app's connection first (DuckDB holds the file; the daemon refuses to
 replace a database in use), clears the ``st.cache_resource`` cache of
 ``connection_factory`` so that the next call opens the restored file, and
@@ -21,6 +24,8 @@ the app keeps rendering.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any, Callable, Dict, List, Optional
 
 import streamlit as st
@@ -145,7 +150,69 @@ def render_backups_page(
         ],
         hide_index=True,
     )
+    _time_travel(client, snapshots)
     _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection)
+
+
+def _time_travel(client: Client, snapshots: List[Dict[str, Any]]) -> None:
+    """Changes since a snapshot, and one of its tables as CSV."""
+    st.subheader("Changes since a snapshot")
+    by_id = {s["id"]: s for s in snapshots}
+    choice = st.selectbox(
+        "Snapshot", list(by_id), format_func=lambda i: describe(by_id[i]), key="ducksnap_diff_id"
+    )
+    if st.button("Show changes since this snapshot", key="ducksnap_diff"):
+        try:
+            report = client.diff(choice, "live")
+        except (DaemonUnavailable, RequestFailed) as e:
+            st.error(f"Diff failed: {e}")
+            report = None
+        if report is not None:
+            changed = [t for t in report["tables"] if t["status"] != "unchanged"]
+            if report["identical"] or not changed:
+                st.success("No changes since this snapshot.")
+            else:
+                st.dataframe(
+                    [
+                        {
+                            "table": t["table"],
+                            "change": t["status"],
+                            "rows then": t.get("rows_before"),
+                            "rows now": t.get("rows_after"),
+                            "schema": _schema_text(t),
+                        }
+                        for t in changed
+                    ],
+                    hide_index=True,
+                    key="ducksnap_changes",
+                )
+    try:
+        tables = [t["name"] if t["schema"] == "main" else f"{t['schema']}.{t['name']}"
+                  for t in client.call({"op": "show", "id": choice})["manifest"]["check"]["tables"]]
+    except (DaemonUnavailable, RequestFailed, KeyError):
+        tables = []
+    if not tables:
+        return
+    table = st.selectbox("Table", tables, key="ducksnap_export_table")
+    if st.button("Prepare CSV", key="ducksnap_export"):
+        with tempfile.TemporaryDirectory(prefix="ducksnap-page-") as tmp:
+            path = os.path.join(tmp, "table.csv")
+            try:
+                client.export(choice, table=table, to=path)
+                with open(path, "rb") as f:
+                    st.session_state["ducksnap_csv"] = (f"{table}-{choice}.csv", f.read())
+            except (DaemonUnavailable, RequestFailed) as e:
+                st.error(f"Export failed: {e}")
+    ready = st.session_state.get("ducksnap_csv")
+    if ready:
+        st.download_button("Download CSV", data=ready[1], file_name=ready[0], mime="text/csv", key="ducksnap_download")
+
+
+def _schema_text(t: Dict[str, Any]) -> str:
+    parts = [f"+{c['name']} {c['type']}" for c in t.get("columns_added", [])]
+    parts += [f"-{c['name']} {c['type']}" for c in t.get("columns_removed", [])]
+    parts += [f"{c['name']} {c['before']} → {c['after']}" for c in t.get("columns_retyped", [])]
+    return ", ".join(parts)
 
 
 def _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection) -> None:
