@@ -72,13 +72,19 @@ pub fn keep_instance() {
     }
 }
 
+/// The settings every DuckDB instance ducksnap starts begins with:
+/// extension autoload and autoinstall off (nothing is fetched or loaded
+/// because a file or a name asked for it).
+pub fn base_config() -> duckdb::Result<Config> {
+    Config::default()
+        .enable_autoload_extension(false)?
+        .with("autoinstall_known_extensions", "false")
+}
+
 fn shared_instance() -> duckdb::Result<Connection> {
     // External access stays on: ATTACH needs it. Only our own fixed queries
     // (identifiers quoted) ever run here.
-    let config = Config::default()
-        .enable_autoload_extension(false)?
-        .with("autoinstall_known_extensions", "false")?
-        .threads(1)?;
+    let config = base_config()?.threads(1)?;
     Connection::open_in_memory_with_flags(config)
 }
 
@@ -137,10 +143,8 @@ pub fn check_copy(db: &Path, header: &Header, deep: bool) -> Result<CheckInfo, C
         }
         return result;
     }
-    let config = Config::default()
-        .access_mode(AccessMode::ReadOnly)
-        .and_then(|c| c.enable_autoload_extension(false))
-        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+    let config = base_config()
+        .and_then(|c| c.access_mode(AccessMode::ReadOnly))
         .and_then(|c| c.enable_external_access(false))
         .and_then(|c| c.threads(1))
         .map_err(err("configuring"))?;

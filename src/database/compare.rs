@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use duckdb::{Config, Connection};
+use duckdb::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::check::quote;
@@ -116,9 +116,7 @@ pub struct Pair {
 impl Pair {
     /// Starts the instance; `spill` is where it may write temporary data.
     pub fn new(spill: &Path) -> Result<Pair, CompareError> {
-        let config = Config::default()
-            .enable_autoload_extension(false)
-            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        let config = super::check::base_config()
             .and_then(|c| c.with("memory_limit", MEMORY_LIMIT))
             .and_then(|c| c.with("temp_directory", spill.to_string_lossy()))
             .map_err(at("configuring DuckDB"))?;

@@ -19,9 +19,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let config = duckdb::Config::default()
-        .enable_autoload_extension(false)?
-        .with("autoinstall_known_extensions", "false")?;
+    let config = crate::database::check::base_config()?;
     let conn = Connection::open_with_flags(&a.db, config)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready {}", std::process::id())?;

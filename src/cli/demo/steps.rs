@@ -87,7 +87,8 @@ impl Demo {
     }
 
     fn create_database(&mut self) -> anyhow::Result<()> {
-        let conn = duckdb::Connection::open(&self.db)?;
+        let conn =
+            duckdb::Connection::open_with_flags(&self.db, crate::database::check::base_config()?)?;
         conn.execute_batch(&format!(
             "CREATE TABLE customers (id INTEGER PRIMARY KEY, name VARCHAR, city VARCHAR);
              -- No REFERENCES: DuckDB refuses to delete a referenced row even
@@ -253,9 +254,8 @@ impl Demo {
     }
 
     fn rows_back(&mut self, before: i64) -> anyhow::Result<()> {
-        let config = duckdb::Config::default()
-            .access_mode(duckdb::AccessMode::ReadOnly)?
-            .enable_autoload_extension(false)?;
+        let config =
+            crate::database::check::base_config()?.access_mode(duckdb::AccessMode::ReadOnly)?;
         let conn = duckdb::Connection::open_with_flags(&self.db, config)?;
         let (name, orders): (String, i64) = conn.query_row(
             "SELECT c.name, (SELECT count(*) FROM orders WHERE customer_id = c.id) FROM customers c WHERE c.id = ?",
