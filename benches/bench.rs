@@ -2,7 +2,7 @@
 //! the same run. Prints a Markdown table and writes JSON.
 //!
 //! ```sh
-//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h]
+//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i]
 //! ```
 //!
 //! Peers (each timed durably, fsync included where the tool does it): `cp` +
@@ -11,7 +11,8 @@
 //! fixed,262144,12288`), and Python `duckdb` `EXPORT DATABASE` (the
 //! repository's `.venv`). A peer that is not installed is reported as
 //! missing, not skipped silently. (h), offsite push against `rclone serve
-//! s3`, is in `bench/offsite.rs`. See docs/BENCHMARKS.md.
+//! s3`, is in `bench/offsite.rs`; (i), diff and export against doing it
+//! by hand, in `bench/timetravel.rs`. See docs/BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -24,6 +25,8 @@ use serde_json::{Value, json};
 
 #[path = "bench/offsite.rs"]
 mod offsite;
+#[path = "bench/timetravel.rs"]
+mod timetravel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ducksnap");
 
@@ -597,6 +600,13 @@ fn main() {
         md.push_str(&rows);
         if let Value::Object(h) = h {
             results.extend(h);
+        }
+    }
+    if want(&a, "i") {
+        for &mb in &a.sizes {
+            let (i, rows) = timetravel::run(&root, mb, a.runs);
+            md.push_str(&rows);
+            results.insert(format!("{mb}MB_timetravel"), i);
         }
     }
     if want(&a, "f") {
