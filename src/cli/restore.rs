@@ -47,7 +47,10 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Res
         // `latest` and `--as-of` are decided once, here: what the prompt
         // names is what is restored, whatever snapshot lands meanwhile.
         let (store, id) = select::resolve(ctx, &given)?;
-        as_of = select::as_of_note(&store, &given, &id);
+        as_of = store
+            .load_manifest(&id)
+            .ok()
+            .and_then(|m| select::as_of_note(&given, &m));
         given = id.to_string();
     }
     if let Some(note) = &as_of {

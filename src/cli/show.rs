@@ -21,6 +21,12 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     let shown = ops::show(ctx, &a.snapshot)?;
+    if let Some(t) = &a.snapshot.as_of {
+        let given = format!("{}{t}", ops::select::AS_OF);
+        if let Some(note) = ops::select::as_of_note(&given, &shown.manifest) {
+            eprintln!("{note}");
+        }
+    }
     if a.json {
         print_json(&shown)?;
     } else {

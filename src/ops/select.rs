@@ -225,16 +225,17 @@ fn intact_or_older(
     })
 }
 
-/// How long before the asked time `id` was taken, for `--as-of` output:
-/// "snapshot X, taken 12 min before 2026-11-29T14:00:00Z".
-pub fn as_of_note(store: &Store, given: &str, id: &SnapshotId) -> Option<String> {
+/// How long before the asked time snapshot `m` was taken, for `--as-of`
+/// output: "as of 2026-11-29T14:00:00Z: snapshot X (pre-delete), taken 12m
+/// 5s before"; `None` unless `given` is an as-of selector.
+pub fn as_of_note(given: &str, m: &crate::store::Manifest) -> Option<String> {
     let Ok(Selector::AsOf(at)) = Selector::parse(given) else {
         return None;
     };
-    let m = store.load_manifest(id).ok()?;
     Some(format!(
-        "as of {}: snapshot {id} ({}), taken {} before",
+        "as of {}: snapshot {} ({}), taken {} before",
         at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        m.id,
         m.reason,
         crate::when::span(at - m.created_at)
     ))
