@@ -340,6 +340,16 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     offsite: Option<RawOffsite>,
+    #[serde(default)]
+    monitor: RawMonitor,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    warn_age: Option<HumanDuration>,
+    crit_age: Option<HumanDuration>,
+    metrics_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -395,6 +405,7 @@ struct RawSchedule {
     enabled: Option<bool>,
     cron: Option<OneOrMany>,
     timezone: Option<String>,
+    verify: Option<CronExpr>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -465,6 +476,7 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offsite: Option<OffsiteConfig>,
+    pub monitor: MonitorConfig,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -496,6 +508,22 @@ pub struct ScheduleConfig {
     pub cron: Vec<CronExpr>,
     /// `UTC` or an IANA time zone name.
     pub timezone: String,
+    /// When the daemon deep-verifies the newest snapshot and a rolling
+    /// sample of older ones (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<CronExpr>,
+}
+
+/// `[monitor]`: the age thresholds of `status --check` (absent: derived
+/// from the schedule) and the Prometheus textfile.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct MonitorConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warn_age: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crit_age: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -746,6 +774,7 @@ pub fn from_str_at(
         socket: c.socket(raw.socket)?,
         log: c.log(raw.log)?,
         offsite,
+        monitor: c.monitor(raw.monitor)?,
     })
 }
 
@@ -853,6 +882,38 @@ impl Checker<'_> {
             enabled: raw.enabled.unwrap_or(true),
             cron,
             timezone,
+            verify: raw.verify,
+        })
+    }
+
+    fn monitor(&self, raw: RawMonitor) -> Result<MonitorConfig, ConfigError> {
+        if let (Some(w), Some(c)) = (&raw.warn_age, &raw.crit_age)
+            && w.0 >= c.0
+        {
+            return Err(self.invalid(
+                "monitor.crit_age",
+                format!("must be longer than monitor.warn_age ({} <= {})", c, w),
+            ));
+        }
+        for (key, d) in [
+            ("monitor.warn_age", &raw.warn_age),
+            ("monitor.crit_age", &raw.crit_age),
+        ] {
+            if d.as_ref().is_some_and(|d| d.0.is_zero()) {
+                return Err(self.invalid(key, "must be greater than 0".into()));
+            }
+        }
+        let metrics_file = match raw.metrics_file {
+            Some(p) if p.trim().is_empty() => {
+                return Err(self.invalid("monitor.metrics_file", "must not be empty".into()));
+            }
+            Some(p) => Some(self.resolve(&p)),
+            None => None,
+        };
+        Ok(MonitorConfig {
+            warn_age: raw.warn_age,
+            crit_age: raw.crit_age,
+            metrics_file,
         })
     }
 

@@ -46,6 +46,7 @@ pub mod database;
 pub mod environment;
 pub mod id;
 pub mod logging;
+pub mod monitor;
 pub mod offsite;
 pub mod ops;
 pub mod protocol;

@@ -276,7 +276,8 @@ fn init_logging(
         _ => "warn",
     };
     let color = progress::Feedback::from_env(env).color;
-    logging::init(format, level, env.var("DUCKSNAP_LOG"), color).map_err(|reason| {
+    let journal = logging::stderr_is_journal(env.var("JOURNAL_STREAM"));
+    logging::init(format, level, env.var("DUCKSNAP_LOG"), color, journal).map_err(|reason| {
         OpError::InvalidArgument {
             what: "--log-level",
             reason,

@@ -17,11 +17,19 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     pub(super) json: bool,
+    /// One verdict for monitoring, as a Nagios plugin: a line with
+    /// perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (--json: the
+    /// checks as data).
+    #[arg(long)]
+    check: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     let from_daemon =
         client::daemon_for(ctx)?.and_then(|(mut c, _)| c.call(&Request::Status {}).ok());
+    if a.check {
+        return check(ctx, from_daemon, a.json);
+    }
     let report: StatusReport = match from_daemon {
         Some(resp) => serde_json::from_value(remote::answer(resp)?)?,
         None => ops::status(ctx, None)?,
@@ -32,6 +40,29 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
         print_status(&report, a.utc)?;
     }
     Ok(0)
+}
+
+/// `--check`: the verdict and the plugin exit code.
+fn check(
+    ctx: &Ctx,
+    from_daemon: Option<crate::protocol::Response>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let answered = from_daemon.is_some();
+    let report = match from_daemon {
+        Some(resp) => remote::answer(resp)
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())),
+        None => ops::status(ctx, None).map_err(|e| e.to_string()),
+    };
+    let facts = ops::health::facts(ctx, report, answered);
+    let verdict = crate::monitor::check::evaluate(&facts, chrono::Utc::now());
+    if json {
+        print_json(&verdict)?;
+    } else {
+        outln!("{}", verdict.line);
+    }
+    Ok(verdict.level.exit_code())
 }
 
 fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {

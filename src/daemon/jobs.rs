@@ -29,6 +29,9 @@ pub enum JobKind {
     Scheduled,
     /// A snapshot after the database changed and settled, then retention.
     Changed,
+    /// A restore drill: deep-verify the newest snapshot and a rolling
+    /// sample of older ones.
+    Drill,
 }
 
 #[derive(Debug)]

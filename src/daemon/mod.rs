@@ -183,6 +183,7 @@ pub async fn serve(
         jobs_rx,
         token.clone(),
         snapshot_taken.clone(),
+        notifier.clone(),
     ));
     let server = server::Server {
         settings: settings.clone(),
@@ -249,7 +250,20 @@ impl LocalTasks {
             self.state.clone(),
             self.token.clone(),
         );
-        tasks.spawn(scheduler::scheduler(s, q, st, t));
+        tasks.spawn(scheduler::scheduler(
+            scheduler::Which::Snapshots,
+            s,
+            q,
+            st,
+            t,
+        ));
+        tasks.spawn(scheduler::scheduler(
+            scheduler::Which::Drills,
+            self.settings.clone(),
+            self.queue.clone(),
+            self.state.clone(),
+            self.token.clone(),
+        ));
         tasks.spawn(pusher::pusher(pusher::Pusher {
             settings: self.settings.clone(),
             state: self.state.clone(),

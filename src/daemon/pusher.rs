@@ -95,6 +95,7 @@ fn until_next(p: &Pusher, cron: &crate::config::CronExpr) -> Duration {
         enabled: true,
         cron: vec![cron.clone()],
         timezone: tz,
+        verify: None,
     };
     schedule::next_after(&cfg, Utc::now())
         .and_then(|t| (t - Utc::now()).to_std().ok())

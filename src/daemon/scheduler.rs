@@ -1,6 +1,8 @@
-//! The scheduler task: sleeps until the next cron slot ([`super::schedule`]
-//! says which, and why it is a loop rather than tokio-cron-scheduler),
-//! queues a scheduled snapshot and waits for it. It re-reads the wall clock
+//! The scheduler tasks: each sleeps until the next cron slot
+//! ([`super::schedule`] says which, and why it is a loop rather than
+//! tokio-cron-scheduler), queues its job — a scheduled snapshot
+//! (`[schedule] cron`) or a restore drill (`[schedule] verify`) — and waits
+//! for it. It re-reads the wall clock
 //! at least once a minute (a suspend or a clock jump is noticed), runs a
 //! missed slot once, and follows a reloaded schedule at once.
 
@@ -9,23 +11,59 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ScheduleConfig;
+
 use super::jobs::{JobKind, Queue, Settings, StateHandle};
 use super::schedule::{self, Due};
 use crate::protocol::ErrorCode;
 
 const RECHECK: Duration = Duration::from_secs(60);
 
-/// Fires scheduled jobs until cancelled.
+/// Which schedule a scheduler follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// `[schedule] cron`: scheduled snapshots (and `status`'s next run).
+    Snapshots,
+    /// `[schedule] verify`: restore drills.
+    Drills,
+}
+
+impl Which {
+    fn plan(self, s: &ScheduleConfig) -> ScheduleConfig {
+        match self {
+            Which::Snapshots => s.clone(),
+            Which::Drills => ScheduleConfig {
+                enabled: s.verify.is_some(),
+                cron: s.verify.iter().cloned().collect(),
+                timezone: s.timezone.clone(),
+                verify: None,
+            },
+        }
+    }
+
+    fn job(self) -> JobKind {
+        match self {
+            Which::Snapshots => JobKind::Scheduled,
+            Which::Drills => JobKind::Drill,
+        }
+    }
+}
+
+/// Fires `which`'s jobs until cancelled.
 pub async fn scheduler(
+    which: Which,
     mut settings: Settings,
     queue: Queue,
     state: StateHandle,
     token: CancellationToken,
 ) {
-    let next_slot = |s: &Settings| schedule::next_after(&s.borrow().config.schedule, Utc::now());
+    let next_slot =
+        |s: &Settings| schedule::next_after(&which.plan(&s.borrow().config.schedule), Utc::now());
     let mut next = next_slot(&settings);
     loop {
-        state.set_next_run(next);
+        if which == Which::Snapshots {
+            state.set_next_run(next);
+        }
         let wait = match next {
             Some(n) => (n - Utc::now())
                 .to_std()
@@ -54,7 +92,7 @@ pub async fn scheduler(
             }
         }
         tracing::debug!(event = "schedule.fire", planned = %planned.to_rfc3339(), "scheduled run");
-        let r = queue.submit(JobKind::Scheduled).await;
+        let r = queue.submit(which.job()).await;
         if r.error
             .as_ref()
             .is_some_and(|e| e.code == ErrorCode::ShuttingDown)

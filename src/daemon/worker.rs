@@ -15,6 +15,7 @@ use crate::ops::{
 use crate::protocol::{ErrorCode, Request, Response};
 
 use super::jobs::{self, Job, JobKind, Settings, StateHandle};
+use super::sdnotify::Notifier;
 
 /// Runs jobs until cancelled; answers what is still queued with
 /// `shutting_down`.
@@ -24,6 +25,7 @@ pub async fn worker(
     mut jobs: mpsc::Receiver<Job>,
     token: CancellationToken,
     snapshot_taken: Arc<Notify>,
+    notifier: Notifier,
 ) {
     loop {
         let job = tokio::select! {
@@ -45,6 +47,29 @@ pub async fn worker(
         if took {
             snapshot_taken.notify_one();
         }
+        let ctx = settings.borrow().clone();
+        let info = state.info();
+        let line = tokio::task::spawn_blocking(move || {
+            crate::monitor::status_line(
+                crate::monitor::newest_snapshot(&ctx),
+                info.next_run,
+                info.last_error
+                    .as_ref()
+                    .map(|e| {
+                        format!(
+                            "{} at {}: {}",
+                            e.what,
+                            e.at.format("%H:%M:%S UTC"),
+                            e.message
+                        )
+                    })
+                    .as_deref(),
+                chrono::Utc::now(),
+            )
+        })
+        .await
+        .unwrap_or_default();
+        notifier.send(&format!("STATUS={line}"));
     }
     jobs.close();
     while let Some(job) = jobs.recv().await {
@@ -78,6 +103,14 @@ fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> Response {
         }
         JobKind::Scheduled => background_snapshot(ctx, state, true),
         JobKind::Changed => background_snapshot(ctx, state, false),
+        JobKind::Drill => {
+            let r = match ops::drill::drill(ctx) {
+                Ok(v) => Response::ok(serde_json::to_value(v).expect("report serializes")),
+                Err(e) => Response::err(e.code(), e.to_string()),
+            };
+            set_result(state, "verify", &r);
+            r
+        }
     }
 }
 
@@ -87,8 +120,20 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
     let db = &ctx.config.database.path;
     let now_fp = jobs::fingerprint(db);
     if now_fp.is_none() {
-        tracing::info!(event = "schedule.skipped", reason = "database missing", database = %db.display(), "scheduled snapshot skipped: the database does not exist");
-        return Response::ok(serde_json::json!({"skipped": "database missing"}));
+        // Nothing is protected while the file is gone: a failed run, for
+        // `status --check`, the metrics and STATUS=.
+        let message = format!("the database {} does not exist", db.display());
+        crate::monitor::record(ctx, |h| {
+            h.note(
+                crate::monitor::Job::Snapshot,
+                chrono::Utc::now(),
+                Err(message.clone()),
+            )
+        });
+        let r = Response::err(ErrorCode::DatabaseMissing, message);
+        set_result(state, if scheduled { "scheduled" } else { "change" }, &r);
+        tracing::warn!(event = "schedule.skipped", reason = "database missing", database = %db.display(), "scheduled snapshot skipped: the database does not exist");
+        return r;
     }
     if scheduled && now_fp == state.fingerprint() {
         tracing::info!(

@@ -8,7 +8,9 @@
 pub mod context;
 pub mod diff;
 pub mod dispatch;
+pub mod drill;
 pub mod export;
+pub mod health;
 mod list;
 pub mod offsite;
 mod pin;
@@ -18,7 +20,7 @@ pub mod restore;
 pub mod select;
 mod show;
 mod snapshot;
-mod status;
+pub mod status;
 mod verify;
 
 pub use context::{Ctx, OpError, SnapshotRef, database_path};

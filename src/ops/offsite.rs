@@ -101,6 +101,7 @@ pub fn open(ctx: &Ctx, env: &HostEnv) -> Result<Offsite, OpError> {
 
 /// Pushes every local snapshot the remote lacks.
 pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
+    let started = std::time::Instant::now();
     let r = (|| {
         let off = open(ctx, env)?;
         // No store lock: the network must never hold up a snapshot. Chunks
@@ -120,6 +121,7 @@ pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
     {
         tracing::error!(event = "offsite.push_failed", error = %e, "offsite push failed");
     }
+    crate::monitor::note(ctx, crate::monitor::Job::Offsite, started, &r);
     r
 }
 

@@ -63,6 +63,15 @@ pub struct PruneRequest {
 
 /// Applies retention, then deletes chunks no manifest names.
 pub fn prune(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
+    let started = std::time::Instant::now();
+    let r = apply(ctx, req);
+    if !req.dry_run && !r.as_ref().is_ok_and(|r| r.disabled) {
+        crate::monitor::note(ctx, crate::monitor::Job::Prune, started, &r);
+    }
+    r
+}
+
+fn apply(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
     let dry_run = req.dry_run;
     let empty = |disabled| PruneReport {
         disabled,

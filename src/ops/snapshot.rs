@@ -132,8 +132,18 @@ pub enum SnapshotOutcome {
     },
 }
 
-/// Takes a snapshot of the configured database.
+/// Takes a snapshot of the configured database (its result goes into the
+/// health record).
 pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
+    let started = Instant::now();
+    let r = take(ctx, req);
+    if !matches!(r, Ok(SnapshotOutcome::Disabled { .. })) {
+        crate::monitor::note(ctx, crate::monitor::Job::Snapshot, started, &r);
+    }
+    r
+}
+
+fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
     req.validate()?;
     if ctx.detection.is_cloud() {
         tracing::debug!(event = "snapshot.disabled", reason = %ctx.detection.reason, "snapshot skipped: cloud mode");

@@ -65,6 +65,75 @@ pub fn verify_with(
     req: &VerifyRequest,
     progress: &Progress,
 ) -> Result<VerifyReport, OpError> {
+    let started = std::time::Instant::now();
+    let r = check_all(ctx, req, progress);
+    if !r.as_ref().is_ok_and(|r| r.disabled) {
+        note_verify(ctx, started, &r);
+    }
+    r
+}
+
+/// Records a verify in the health record: its outcome, and which snapshots
+/// it found damaged or whole.
+pub(crate) fn note_verify(
+    ctx: &Ctx,
+    started: std::time::Instant,
+    r: &Result<VerifyReport, OpError>,
+) {
+    use crate::monitor::{Job, state::Damage};
+    let Ok(report) = r else {
+        crate::monitor::note(ctx, Job::Verify, started, r);
+        return;
+    };
+    let now = chrono::Utc::now();
+    let bad: Vec<Damage> = report
+        .snapshots
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| Damage {
+            id: s.id.clone(),
+            at: now,
+            message: damage_text(s),
+        })
+        .collect();
+    let outcome = if bad.is_empty() {
+        Ok(started.elapsed())
+    } else {
+        Err(bad
+            .iter()
+            .map(|d| format!("snapshot {}: {}", d.id, d.message))
+            .collect::<Vec<_>>()
+            .join("; "))
+    };
+    crate::monitor::record(ctx, |h| {
+        h.damaged
+            .retain(|d| !report.snapshots.iter().any(|s| s.id == d.id));
+        h.damaged.extend(bad);
+        h.note(Job::Verify, now, outcome);
+    });
+}
+
+/// What is wrong with one snapshot, naming chunks.
+fn damage_text(s: &SnapshotCheck) -> String {
+    let mut parts = Vec::new();
+    if !s.missing_chunks.is_empty() {
+        parts.push(format!("missing chunk(s) {}", s.missing_chunks.join(", ")));
+    }
+    if !s.corrupt_chunks.is_empty() {
+        parts.push(format!("corrupt chunk(s) {}", s.corrupt_chunks.join(", ")));
+    }
+    parts.extend(s.error.clone());
+    if parts.is_empty() {
+        parts.push("failed verification".into());
+    }
+    parts.join("; ")
+}
+
+pub(crate) fn check_all(
+    ctx: &Ctx,
+    req: &VerifyRequest,
+    progress: &Progress,
+) -> Result<VerifyReport, OpError> {
     let deep = req.deep;
     let selector = req.id.as_deref().map(Selector::parse).transpose()?;
     let empty = |disabled| VerifyReport {

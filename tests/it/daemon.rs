@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 /// A running `ducksnap daemon` with a fake `NOTIFY_SOCKET`; its JSON log
 /// lines arrive on a channel. Stopped (SIGTERM, then SIGKILL) on drop.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
     socket: PathBuf,
     notify: UnixDatagram,
@@ -36,7 +36,7 @@ fn config(ws: &Workspace, extra: &str) -> String {
 }
 
 /// Writes the daemon config (with `extra`) into the workspace.
-fn set_config(ws: &Workspace, extra: &str) {
+pub(crate) fn set_config(ws: &Workspace, extra: &str) {
     std::fs::write(ws.config_path(), config(ws, extra)).unwrap();
 }
 
@@ -49,7 +49,7 @@ fn daemon_ws(extra: &str, sql: &str) -> Workspace {
 }
 
 impl Daemon {
-    fn start(ws: &Workspace, extra_env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start(ws: &Workspace, extra_env: &[(&str, &str)]) -> Daemon {
         let mut cmd = ws.cmd(&["daemon"]);
         for (k, v) in extra_env {
             cmd.env(k, v);
@@ -59,7 +59,7 @@ impl Daemon {
 
     /// Starts `cmd` (a `ducksnap daemon` command) listening on `socket`;
     /// returns once it said READY=1.
-    fn spawn(ws: &Workspace, mut cmd: std::process::Command, socket: PathBuf) -> Daemon {
+    pub(crate) fn spawn(ws: &Workspace, mut cmd: std::process::Command, socket: PathBuf) -> Daemon {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let notify_path = ws.path().join(format!("notify-{}-{n}", std::process::id()));
@@ -94,14 +94,14 @@ impl Daemon {
         d
     }
 
-    fn notification(&self) -> String {
+    pub(crate) fn notification(&self) -> String {
         let mut buf = [0u8; 4096];
         let n = self.notify.recv(&mut buf).expect("a systemd notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     /// Waits for a log event with this `event` field (and optional field match).
-    fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
+    pub(crate) fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
         self.wait_where(timeout, |v| v["event"] == event)
             .unwrap_or_else(|| {
                 panic!(
@@ -114,7 +114,11 @@ impl Daemon {
             })
     }
 
-    fn wait_where(&mut self, timeout: Duration, f: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub(crate) fn wait_where(
+        &mut self,
+        timeout: Duration,
+        f: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.logs.recv_timeout(left) {
@@ -130,20 +134,20 @@ impl Daemon {
         None
     }
 
-    fn count(&self, event: &str) -> usize {
+    pub(crate) fn count(&self, event: &str) -> usize {
         self.seen.iter().filter(|v| v["event"] == event).count()
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
     }
 
-    fn signal(&self, sig: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
     }
 
     /// Waits for exit; returns the code.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         let child = self.child.as_mut().unwrap();
         loop {
@@ -158,7 +162,7 @@ impl Daemon {
         }
     }
 
-    fn connect(&self) -> Conn {
+    pub(crate) fn connect(&self) -> Conn {
         Conn::new(&self.socket)
     }
 }
@@ -183,13 +187,13 @@ impl Drop for Daemon {
     }
 }
 
-struct Conn {
+pub(crate) struct Conn {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
 }
 
 impl Conn {
-    fn new(path: &Path) -> Conn {
+    pub(crate) fn new(path: &Path) -> Conn {
         let s =
             UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
         s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
@@ -199,11 +203,11 @@ impl Conn {
         }
     }
 
-    fn send_raw(&mut self, bytes: &[u8]) {
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).unwrap();
     }
 
-    fn read(&mut self) -> Option<Value> {
+    pub(crate) fn read(&mut self) -> Option<Value> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
             Ok(0) | Err(_) => None,
@@ -214,7 +218,7 @@ impl Conn {
         }
     }
 
-    fn call(&mut self, req: Value) -> Value {
+    pub(crate) fn call(&mut self, req: Value) -> Value {
         let mut line = serde_json::to_vec(&req).unwrap();
         line.push(b'\n');
         self.send_raw(&line);
@@ -222,13 +226,13 @@ impl Conn {
     }
 
     /// True once the daemon has closed the connection.
-    fn closed(&mut self) -> bool {
+    pub(crate) fn closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
         matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
     }
 }
 
-fn write_db(db: &Path, sql: &str) {
+pub(crate) fn write_db(db: &Path, sql: &str) {
     // The daemon may be mid-capture (its OFD read lock keeps writers out for
     // the copy): retry until DuckDB can open the file.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -680,25 +684,34 @@ fn database_replaced_deleted_recreated() {
     );
     let mut d = Daemon::start(&ws, &[]);
     d.wait_event("snapshot.created", Duration::from_secs(30));
+    // A snapshot of the new file: one the scheduler (each second) may take
+    // before the watcher's event is logged, else one after it.
+    let snapshot_after = |d: &mut Daemon, before: usize| {
+        if d.count("snapshot.created") == before {
+            d.wait_event("snapshot.created", Duration::from_secs(30));
+        }
+    };
     // Replaced by rename.
     let other = ws.path().join("data/other.duckdb");
     make_db(
         &other,
         "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (2)",
     );
+    let before = d.count("snapshot.created");
     std::fs::rename(&other, ws.db()).unwrap();
     d.wait_event("watch.database_replaced", Duration::from_secs(10));
-    d.wait_event("snapshot.created", Duration::from_secs(30));
+    snapshot_after(&mut d, before);
     // Deleted.
     std::fs::remove_file(ws.db()).unwrap();
     d.wait_event("watch.database_missing", Duration::from_secs(10));
     // Created again: snapshots resume.
+    let before = d.count("snapshot.created");
     make_db(
         &ws.db(),
         "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (3)",
     );
     d.wait_event("watch.database_appeared", Duration::from_secs(10));
-    d.wait_event("snapshot.created", Duration::from_secs(30));
+    snapshot_after(&mut d, before);
     assert_eq!(d.connect().call(json!({"op": "ping"}))["result"], "pong");
 }
 
@@ -719,14 +732,17 @@ fn unit_files_verify() {
         units.push(copy);
     }
     assert!(units.iter().any(|u| u.extension().unwrap() == "service"));
-    // A template is verified as one of its instances.
+    // A template is verified as one of its instances (the template stays
+    // too: OnFailure= names instances of ducksnap-alert@.service).
     for u in units.iter_mut() {
-        if u.file_name().unwrap() == "ducksnap@.service" {
-            let instance = u.with_file_name("ducksnap@shop.service");
-            std::fs::rename(&*u, &instance).unwrap();
+        let name = u.file_name().unwrap().to_str().unwrap().to_string();
+        if let Some(prefix) = name.strip_suffix("@.service") {
+            let instance = u.with_file_name(format!("{prefix}@shop.service"));
+            std::fs::copy(&*u, &instance).unwrap();
             *u = instance;
         }
     }
+    assert!(units.iter().any(|u| u.extension().unwrap() == "timer"));
     assert!(units.iter().any(|u| u.extension().unwrap() == "socket"));
     for u in &units {
         let out = std::process::Command::new("systemd-analyze")
@@ -1008,7 +1024,11 @@ fn snapshots_succeed_under_heavy_checkpointing() {
 }
 
 /// Runs the CLI with `env` added to the workspace's clean environment.
-fn cli_with(ws: &Workspace, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+pub(crate) fn cli_with(
+    ws: &Workspace,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
     let mut c = ws.cmd(args);
     for (k, v) in env {
         c.env(k, v);

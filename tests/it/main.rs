@@ -7,6 +7,7 @@ mod daemon;
 mod edges;
 mod environment;
 mod helpers;
+mod monitor;
 mod offsite;
 mod people;
 mod restore;

@@ -493,6 +493,7 @@ mod schedule {
             enabled: true,
             cron: vec![CronExpr::parse_str(expr).unwrap()],
             timezone: tz.into(),
+            verify: None,
         }
     }
 

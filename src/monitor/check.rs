@@ -1,0 +1,250 @@
+//! `status --check`: the health of the backups as one verdict, the way a
+//! Nagios plugin reports it. Pure: [`evaluate`] takes the facts gathered
+//! elsewhere and the time, and returns every check with its level, the
+//! worst level, one line with perfdata, and the plugin exit code.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::state::{Damage, Job, JobRecord};
+use crate::when::span;
+
+/// Plugin levels, in increasing badness; the exit code is the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Level {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl Level {
+    pub fn exit_code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        })
+    }
+}
+
+/// Failures of the same job in a row before a failing job is CRITICAL.
+pub const CRITICAL_AFTER: u64 = 3;
+
+/// What [`evaluate`] looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Cloud mode: why backups are disabled.
+    pub disabled: Option<String>,
+    pub database_present: bool,
+    /// The store could not be read (or has no snapshot yet): why.
+    pub store_error: Option<String>,
+    pub snapshots: usize,
+    pub store_bytes: u64,
+    /// When the newest snapshot not known to be damaged was taken.
+    pub newest_good: Option<DateTime<Utc>>,
+    pub warn_age: Duration,
+    pub crit_age: Duration,
+    pub jobs: Vec<(Job, JobRecord)>,
+    pub damaged: Vec<Damage>,
+    /// (available, required) bytes on the store's file system.
+    pub free_space: Option<(u64, u64)>,
+    /// `Some(false)`: a daemon is expected and none answers.
+    pub daemon_running: Option<bool>,
+    /// The daemon's own last error, when it runs and has one.
+    pub daemon_error: Option<String>,
+    /// Seconds the oldest snapshot not offsite yet has waited.
+    pub offsite_lag: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub level: Level,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verdict {
+    pub level: Level,
+    /// The Nagios line: `DUCKSNAP LEVEL - reasons | perfdata`.
+    pub line: String,
+    pub checks: Vec<Check>,
+}
+
+fn check(name: &str, level: Level, message: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        level,
+        message: message.into(),
+    }
+}
+
+/// The verdict on `f` at `now`.
+pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
+    if let Some(why) = &f.disabled {
+        let c = check("mode", Level::Ok, format!("backups disabled: {why}"));
+        return verdict(vec![c], String::new());
+    }
+    let mut checks = vec![age_check(f, now)];
+    if !f.database_present {
+        checks.push(check(
+            "database",
+            Level::Warning,
+            "the database file is missing",
+        ));
+    }
+    if let Some(e) = &f.store_error {
+        checks.push(check("store", Level::Critical, format!("store: {e}")));
+    }
+    checks.extend(f.jobs.iter().filter_map(|(job, r)| job_check(*job, r)));
+    for d in &f.damaged {
+        checks.push(check(
+            "verify",
+            Level::Critical,
+            format!("snapshot {} is damaged: {}", d.id, d.message),
+        ));
+    }
+    if let Some((avail, need)) = f.free_space
+        && avail < need
+    {
+        checks.push(check("free_space", Level::Critical, format!("{avail} bytes free in the store's file system, store.min_free_space is {need}: snapshots are refused")));
+    }
+    match (f.daemon_running, &f.daemon_error) {
+        (Some(false), _) => checks.push(check(
+            "daemon",
+            Level::Warning,
+            "the daemon is not running: nothing is scheduled",
+        )),
+        (_, Some(e)) => checks.push(check("daemon", Level::Warning, format!("daemon: {e}"))),
+        _ => {}
+    }
+    if let Some(lag) = f.offsite_lag
+        && lag > f.crit_age.as_secs() as i64
+    {
+        checks.push(check(
+            "offsite",
+            Level::Warning,
+            format!("offsite {} behind", span(chrono::TimeDelta::seconds(lag))),
+        ));
+    }
+    let perf = perfdata(f, now);
+    verdict(checks, perf)
+}
+
+fn age_check(f: &Facts, now: DateTime<Utc>) -> Check {
+    let Some(t) = f.newest_good else {
+        return check("age", Level::Critical, "no good snapshot at all");
+    };
+    let age = now - t;
+    if age < chrono::TimeDelta::seconds(-60) {
+        return check(
+            "age",
+            Level::Warning,
+            format!(
+                "newest snapshot is {} in the future (clock skew?)",
+                span(-age)
+            ),
+        );
+    }
+    let secs = age.num_seconds().max(0) as u64;
+    let level = if secs >= f.crit_age.as_secs() {
+        Level::Critical
+    } else if secs >= f.warn_age.as_secs() {
+        Level::Warning
+    } else {
+        Level::Ok
+    };
+    check(
+        "age",
+        level,
+        format!(
+            "newest snapshot {} old",
+            span(chrono::TimeDelta::seconds(secs as i64))
+        ),
+    )
+}
+
+fn job_check(job: Job, r: &JobRecord) -> Option<Check> {
+    let fail = r.last_failure.as_ref().filter(|_| r.failing())?;
+    let level = match job {
+        // A verify that fails found damage (or could not read the store).
+        Job::Verify => Level::Critical,
+        _ if r.failing_since_success >= CRITICAL_AFTER => Level::Critical,
+        _ => Level::Warning,
+    };
+    Some(check(
+        job.name(),
+        level,
+        format!(
+            "last {} failed ({} in a row): {}",
+            job.name(),
+            r.failing_since_success,
+            fail.message
+        ),
+    ))
+}
+
+fn perfdata(f: &Facts, now: DateTime<Utc>) -> String {
+    let mut p = Vec::new();
+    if let Some(t) = f.newest_good {
+        p.push(format!(
+            "age={}s;{};{}",
+            (now - t).num_seconds().max(0),
+            f.warn_age.as_secs(),
+            f.crit_age.as_secs()
+        ));
+    }
+    p.push(format!("snapshots={}", f.snapshots));
+    p.push(format!("store_bytes={}B", f.store_bytes));
+    if let Some((avail, need)) = f.free_space {
+        p.push(format!("free_bytes={avail}B;;{need}"));
+    }
+    if let Some(lag) = f.offsite_lag {
+        p.push(format!("offsite_lag={lag}s"));
+    }
+    p.join(" ")
+}
+
+fn verdict(checks: Vec<Check>, perf: String) -> Verdict {
+    let level = checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok);
+    // Every problem, the worst first; all is well: what was checked.
+    let mut problems: Vec<&Check> = checks.iter().filter(|c| c.level != Level::Ok).collect();
+    problems.sort_by_key(|c| std::cmp::Reverse(c.level));
+    let mut bad: Vec<&str> = problems.iter().map(|c| c.message.as_str()).collect();
+    if bad.is_empty() {
+        bad = checks.iter().map(|c| c.message.as_str()).collect();
+    }
+    let mut line = format!("DUCKSNAP {level} - {}", bad.join("; ").replace('|', "/"));
+    if !perf.is_empty() {
+        line.push_str(" | ");
+        line.push_str(&perf);
+    }
+    Verdict {
+        level,
+        line,
+        checks,
+    }
+}
+
+/// Default thresholds from the schedule's interval: about 1.5× and 3× it
+/// (`interval` `None`: no schedule, a day and a half and three days).
+pub fn default_ages(interval: Option<Duration>) -> (Duration, Duration) {
+    match interval {
+        Some(i) => (i.mul_f64(1.5), i * 3),
+        None => (
+            Duration::from_secs(36 * 3600),
+            Duration::from_secs(72 * 3600),
+        ),
+    }
+}

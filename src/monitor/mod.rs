@@ -1,0 +1,128 @@
+//! Health as seen from outside the daemon: every job's result recorded in
+//! the store ([`state`]), the verdict `status --check` gives ([`check`],
+//! pure), the Prometheus textfile ([`metrics`]), and the one-line summary
+//! the daemon sends systemd as `STATUS=`.
+//!
+//! Operations call [`note`] when they finish, whoever runs them; a record
+//! that cannot be written (no store yet, a read-only store) is logged at
+//! debug level and never turns the job's own result into another one.
+
+pub mod check;
+pub mod metrics;
+pub mod state;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::ops::{Ctx, OpError};
+use crate::store::Store;
+pub use state::{Health, Job};
+
+/// The store, when it exists and opens (no creation, no network).
+fn store_of(ctx: &Ctx) -> Option<Store> {
+    if ctx.detection.is_cloud() || !ctx.config.store.dir.join("STORE").exists() {
+        return None;
+    }
+    Store::open(
+        &ctx.config.store.dir,
+        false,
+        ctx.config.store.compression_level,
+    )
+    .ok()
+}
+
+/// Records how a run of `job` that started at `started` ended. Refusals
+/// (the caller's bad input) and cloud mode's "disabled" are not runs.
+pub fn note<T>(ctx: &Ctx, job: Job, started: Instant, result: &Result<T, OpError>) {
+    let outcome = match result {
+        Ok(_) => Ok(started.elapsed()),
+        Err(OpError::Disabled { .. }) => return,
+        Err(e) if e.code().is_refusal() => return,
+        Err(e) => Err(e.to_string()),
+    };
+    record(ctx, |h| h.note(job, Utc::now(), outcome));
+}
+
+/// Applies `change` to the health record, then refreshes the metrics file.
+pub fn record(ctx: &Ctx, change: impl FnOnce(&mut Health)) {
+    let Some(store) = store_of(ctx) else {
+        return;
+    };
+    match state::update(&store, change) {
+        Ok(h) => refresh_metrics(ctx, &store, &h),
+        Err(e) => {
+            tracing::debug!(event = "monitor.record_failed", error = %e, "could not write the health record")
+        }
+    }
+}
+
+/// Rewrites `[monitor] metrics_file`, when set.
+pub fn refresh_metrics(ctx: &Ctx, store: &Store, h: &Health) {
+    let Some(path) = &ctx.config.monitor.metrics_file else {
+        return;
+    };
+    let facts = store_facts(ctx, store);
+    if let Err(e) = metrics::write(path, &metrics::render(h, &facts, Utc::now())) {
+        tracing::warn!(event = "monitor.metrics_failed", path = %path.display(), error = %e, "could not write the metrics file");
+    }
+}
+
+/// Counts, sizes, the newest snapshot and the offsite lag of `store`.
+pub fn store_facts(ctx: &Ctx, store: &Store) -> metrics::StoreFacts {
+    let catalog = store.catalog().unwrap_or_default();
+    let (manifests, _) = store.manifests().unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    let unique_bytes = manifests
+        .iter()
+        .flat_map(|m| m.files.iter().flat_map(|f| f.chunks.iter()))
+        .filter(|c| seen.insert(c.hash.as_str()))
+        .map(|c| c.len)
+        .sum();
+    let pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), store);
+    let now = Utc::now();
+    let offsite_lag = pushed.map(|p| {
+        catalog
+            .iter()
+            .filter(|s| !p.contains(s.id.as_str()))
+            .map(|s| (now - s.created_at).num_seconds())
+            .max()
+            .unwrap_or(0)
+    });
+    metrics::StoreFacts {
+        snapshots: catalog.len(),
+        store_bytes: store.stored_bytes().unwrap_or(0),
+        unique_bytes,
+        newest: catalog.iter().map(|s| s.created_at).max(),
+        offsite_lag,
+    }
+}
+
+/// When the newest snapshot in the store was taken.
+pub fn newest_snapshot(ctx: &Ctx) -> Option<DateTime<Utc>> {
+    let store = store_of(ctx)?;
+    store.catalog().ok()?.iter().map(|s| s.created_at).max()
+}
+
+/// The daemon's `STATUS=` line: "last snapshot 12m ago · next 14:00 UTC ·
+/// last error: …".
+pub fn status_line(
+    last_snapshot: Option<DateTime<Utc>>,
+    next: Option<DateTime<Utc>>,
+    last_error: Option<&str>,
+    now: DateTime<Utc>,
+) -> String {
+    let mut parts = vec![match last_snapshot {
+        Some(t) => format!("last snapshot {} ago", crate::when::span(now - t)),
+        None => "no snapshot yet".into(),
+    }];
+    if let Some(n) = next {
+        parts.push(format!("next {}", n.format("%Y-%m-%d %H:%M UTC")));
+    }
+    if let Some(e) = last_error {
+        let e: String = e.chars().take(200).collect();
+        parts.push(format!("last error: {e}"));
+    }
+    parts.join(" · ")
+}

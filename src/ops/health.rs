@@ -1,0 +1,119 @@
+//! The facts `status --check` judges ([`crate::monitor::check`]): the
+//! status report (the daemon's when it answers), the health record in the
+//! store, free space, and the age thresholds (`[monitor]`, else derived
+//! from the schedule).
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::monitor::check::{Facts, default_ages};
+use crate::monitor::{Health, Job};
+use crate::ops::context::Ctx;
+use crate::ops::status::StatusReport;
+use crate::store::Store;
+
+/// The interval between the schedule's next two runs (`None`: no schedule).
+fn schedule_interval(ctx: &Ctx) -> Option<Duration> {
+    let s = &ctx.config.schedule;
+    if !s.enabled {
+        return None;
+    }
+    let first = crate::daemon::schedule::next_after(s, Utc::now())?;
+    let second = crate::daemon::schedule::next_after(s, first)?;
+    (second - first).to_std().ok()
+}
+
+/// Warning and critical ages of the newest snapshot.
+pub fn thresholds(ctx: &Ctx) -> (Duration, Duration) {
+    let (w, c) = default_ages(schedule_interval(ctx));
+    let m = &ctx.config.monitor;
+    let warn = m.warn_age.as_ref().map_or(w, |d| d.0);
+    let crit = m.crit_age.as_ref().map_or(c.max(warn * 2), |d| d.0);
+    (warn, crit)
+}
+
+/// Gathers the facts. `report` is the status (or why it failed);
+/// `daemon_answered` whether a daemon served it.
+pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: bool) -> Facts {
+    let (warn_age, crit_age) = thresholds(ctx);
+    let mut f = Facts {
+        warn_age,
+        crit_age,
+        ..Facts::default()
+    };
+    let r = match report {
+        Ok(r) => r,
+        Err(e) => {
+            f.store_error = Some(e);
+            f.database_present = ctx.config.database.path.is_file();
+            return f;
+        }
+    };
+    if let Some(d) = r.disabled {
+        f.disabled = Some(d);
+        return f;
+    }
+    f.database_present = r.database_exists;
+    f.snapshots = r.snapshots;
+    f.store_bytes = r.store_bytes;
+    f.offsite_lag = r.offsite.as_ref().map(|o| o.lag_seconds.unwrap_or(0));
+    f.daemon_running = (!daemon_answered && ctx.config.schedule.enabled).then_some(false);
+    f.daemon_error = r
+        .daemon
+        .as_ref()
+        .and_then(|d| d.last_error.as_ref())
+        // Job failures come from the health record; the rest (a failed
+        // reload) only the daemon knows.
+        .filter(|e| {
+            !["snapshot", "retention", "prune", "verify", "offsite"].contains(&e.what.as_str())
+        })
+        .map(|e| format!("{} failed at {}: {}", e.what, e.at.to_rfc3339(), e.message));
+    if !ctx.config.store.dir.join("STORE").exists() {
+        f.store_error = Some(format!(
+            "no store at {} (no snapshot yet?)",
+            ctx.config.store.dir.display()
+        ));
+        return f;
+    }
+    match Store::open(
+        &ctx.config.store.dir,
+        false,
+        ctx.config.store.compression_level,
+    ) {
+        Ok(store) => from_store(ctx, &store, &mut f),
+        Err(e) => f.store_error = Some(e.to_string()),
+    }
+    f
+}
+
+/// The health record, the newest good snapshot and free space.
+fn from_store(ctx: &Ctx, store: &Store, f: &mut Facts) {
+    let catalog = match store.catalog() {
+        Ok(c) => c,
+        Err(e) => {
+            f.store_error = Some(e.to_string());
+            return;
+        }
+    };
+    let h = Health::load(store);
+    f.damaged = h
+        .damaged
+        .iter()
+        .filter(|d| catalog.iter().any(|s| s.id.as_str() == d.id))
+        .cloned()
+        .collect();
+    f.newest_good = catalog
+        .iter()
+        .filter(|s| !f.damaged.iter().any(|d| d.id == s.id.as_str()))
+        .map(|s| s.created_at)
+        .max();
+    f.jobs = Job::ALL
+        .iter()
+        .filter_map(|j| h.jobs.get(j).map(|r| (*j, r.clone())))
+        .collect();
+    if let Ok(st) = nix::sys::statvfs::statvfs(store.root()) {
+        let avail = st.blocks_available() * st.fragment_size();
+        f.free_space = Some((avail, ctx.config.store.min_free_space.0));
+    }
+}

@@ -1,0 +1,352 @@
+//! Monitoring: the pure verdict of `status --check`, and the real daemon's
+//! health as cron, systemd and Prometheus see it when its work fails.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+
+use ducksnap::monitor::check::{Facts, Level, default_ages, evaluate};
+use ducksnap::monitor::state::{Damage, Failure, Job, JobRecord};
+
+use crate::daemon::{Daemon, cli_with, set_config};
+use crate::helpers::*;
+
+/// Facts with the newest snapshot `age` seconds before `NOW`.
+fn facts(age: Option<i64>) -> Facts {
+    let (warn_age, crit_age) = default_ages(Some(Duration::from_secs(3600)));
+    Facts {
+        database_present: true,
+        snapshots: 3,
+        store_bytes: 1000,
+        newest_good: age.map(|s| now() - TimeDelta::seconds(s)),
+        warn_age,
+        crit_age,
+        ..Facts::default()
+    }
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(2026, 11, 29, 14, 0, 0).unwrap()
+}
+
+fn failing(n: u64) -> JobRecord {
+    JobRecord {
+        last_failure: Some(Failure {
+            at: Utc::now(),
+            message: "the database /x does not exist".into(),
+        }),
+        failing_since_success: n,
+        failed_runs: n,
+        ..JobRecord::default()
+    }
+}
+
+/// The table: ages against the thresholds, nothing at all, cloud mode, a
+/// snapshot from the future, failing jobs, damage, free space.
+#[test]
+fn the_verdict_table() {
+    let now = now();
+    let level = |f: &Facts| evaluate(f, now).level;
+    // Hourly schedule: warn at 1.5 h, critical at 3 h.
+    assert_eq!(
+        default_ages(Some(Duration::from_secs(3600))),
+        (Duration::from_secs(5400), Duration::from_secs(10800))
+    );
+    assert_eq!(
+        default_ages(None),
+        (
+            Duration::from_secs(36 * 3600),
+            Duration::from_secs(72 * 3600)
+        )
+    );
+    for (age, want) in [
+        (60, Level::Ok),
+        (5399, Level::Ok),
+        (5400, Level::Warning),
+        (10799, Level::Warning),
+        (10800, Level::Critical),
+        (86400 * 3, Level::Critical),
+    ] {
+        assert_eq!(level(&facts(Some(age))), want, "age {age}");
+    }
+    let none = evaluate(&facts(None), now);
+    assert_eq!(none.level, Level::Critical);
+    assert!(none.line.contains("no good snapshot"), "{}", none.line);
+    let cloud = Facts {
+        disabled: Some("STREAMLIT_SHARING_MODE is set".into()),
+        ..facts(None)
+    };
+    let v = evaluate(&cloud, now);
+    assert_eq!(
+        (v.level, v.line.as_str()),
+        (
+            Level::Ok,
+            "DUCKSNAP OK - backups disabled: STREAMLIT_SHARING_MODE is set"
+        )
+    );
+    let future = evaluate(&facts(Some(-3600)), now);
+    assert_eq!(future.level, Level::Warning);
+    assert!(future.line.contains("in the future"), "{}", future.line);
+    // Failing jobs: a warning, critical from the third failure in a row.
+    for (n, want) in [
+        (1, Level::Warning),
+        (2, Level::Warning),
+        (3, Level::Critical),
+    ] {
+        let f = Facts {
+            jobs: vec![(Job::Snapshot, failing(n))],
+            ..facts(Some(60))
+        };
+        let v = evaluate(&f, now);
+        assert_eq!(v.level, want, "{n} failures: {}", v.line);
+        assert!(v.line.contains("does not exist"), "{}", v.line);
+    }
+    // A failure followed by a success is history, not a problem.
+    let mut healed = failing(2);
+    healed.failing_since_success = 0;
+    assert_eq!(
+        level(&Facts {
+            jobs: vec![(Job::Snapshot, healed)],
+            ..facts(Some(60))
+        }),
+        Level::Ok
+    );
+    let damaged = Facts {
+        damaged: vec![Damage {
+            id: "20261129T140000Z-abcd".into(),
+            at: now,
+            message: "corrupt chunk(s) ab12".into(),
+        }],
+        ..facts(Some(60))
+    };
+    let v = evaluate(&damaged, now);
+    assert_eq!(v.level, Level::Critical);
+    assert!(
+        v.line.contains("20261129T140000Z-abcd") && v.line.contains("ab12"),
+        "{}",
+        v.line
+    );
+    let full = Facts {
+        free_space: Some((10, 100)),
+        ..facts(Some(60))
+    };
+    assert_eq!(level(&full), Level::Critical);
+    let ok = evaluate(
+        &Facts {
+            free_space: Some((1000, 100)),
+            ..facts(Some(60))
+        },
+        now,
+    );
+    assert_eq!(ok.level, Level::Ok);
+    assert!(ok.line.starts_with("DUCKSNAP OK - newest snapshot 1m old | age=60s;5400;10800 snapshots=3 store_bytes=1000B free_bytes=1000B;;100"), "{}", ok.line);
+    assert_eq!(Level::Unknown.exit_code(), 3);
+}
+
+fn check(ws: &Workspace) -> (i32, String) {
+    let out = ws.run(&["status", "--check"]);
+    (out.status.code().unwrap(), stdout(&out).trim().to_string())
+}
+
+fn metric(ws: &Workspace, line_start: &str) -> Option<String> {
+    let text = std::fs::read_to_string(ws.path().join("metrics/ducksnap.prom")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+}
+
+impl Daemon {
+    /// Waits for a `STATUS=` notification that `ok` accepts.
+    fn wait_status(&self, ok: impl Fn(&str) -> bool) -> String {
+        loop {
+            let n = self.notification();
+            if n.contains("STATUS=") && ok(&n) {
+                return n;
+            }
+        }
+    }
+}
+
+/// Scheduled snapshots start failing (the database removed, then the store
+/// made unusable): OK → WARNING → CRITICAL with the reason, STATUS= names
+/// the error, the metrics count the failures and keep the last success;
+/// with the daemon stopped a fresh process still sees the last failure;
+/// repaired, all three are back to OK.
+#[test]
+fn failing_snapshots_are_seen_by_check_systemd_and_metrics() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path().join("metrics")).unwrap();
+    // Ages far from the thresholds: the failures alone move the verdict.
+    let extra = "[schedule]\ncron = \"*/2 * * * * *\"\n[watch]\nenabled = false\n\
+                 [monitor]\nmetrics_file = \"metrics/ducksnap.prom\"\nwarn_age = \"1h\"\ncrit_age = \"2h\"\n";
+    set_config(&ws, extra);
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+    let (code, line) = check(&ws);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.starts_with("DUCKSNAP OK - newest snapshot"), "{line}");
+    let success = metric(
+        &ws,
+        "ducksnap_last_success_timestamp_seconds{job=\"snapshot\"}",
+    )
+    .unwrap();
+
+    std::fs::remove_file(ws.db()).unwrap();
+    d.wait_event("schedule.skipped", Duration::from_secs(10));
+    let (code, line) = check(&ws);
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.starts_with("DUCKSNAP WARNING - ") && line.contains("does not exist"),
+        "{line}"
+    );
+    let status = d.wait_status(|n| n.contains("last error"));
+    assert!(status.contains("does not exist"), "{status}");
+    for _ in 0..2 {
+        d.wait_event("schedule.skipped", Duration::from_secs(10));
+    }
+    let (code, line) = check(&ws);
+    assert_eq!(code, 2, "{line}");
+    assert!(
+        line.starts_with("DUCKSNAP CRITICAL - last snapshot failed (3 in a row)")
+            || line.contains("in a row"),
+        "{line}"
+    );
+    let failed: u64 = metric(
+        &ws,
+        "ducksnap_runs_total{job=\"snapshot\",result=\"failed\"}",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(failed >= 3, "{failed}");
+    assert_eq!(
+        metric(
+            &ws,
+            "ducksnap_last_success_timestamp_seconds{job=\"snapshot\"}"
+        )
+        .unwrap(),
+        success
+    );
+
+    // The daemon stops: a fresh process still knows, from the store.
+    drop(d);
+    let (code, line) = check(&ws);
+    assert_eq!(code, 2, "{line}");
+    assert!(
+        line.contains("does not exist") && line.contains("daemon is not running"),
+        "{line}"
+    );
+
+    // Running again, the database back, but the store made unusable under
+    // it: critical, saying why, and STATUS= names it.
+    let mut d = Daemon::start(&ws, &[]);
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 2 AS i");
+    let marker = ws.store_dir().join("STORE");
+    let good = std::fs::read(&marker).unwrap();
+    std::fs::write(&marker, b"not a ducksnap store\n").unwrap();
+    d.wait_event("schedule.failed", Duration::from_secs(10));
+    let (code, line) = check(&ws);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("STORE marker"), "{line}");
+    d.wait_status(|n| n.contains("STORE marker"));
+
+    // Repaired: the next run brings all three back.
+    std::fs::write(&marker, good).unwrap();
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+    let status = d.wait_status(|n| !n.contains("last error"));
+    assert!(status.contains("last snapshot"), "{status}");
+    let (code, line) = check(&ws);
+    assert_eq!(code, 0, "{line}");
+    assert_ne!(
+        metric(
+            &ws,
+            "ducksnap_last_success_timestamp_seconds{job=\"snapshot\"}"
+        )
+        .unwrap(),
+        success
+    );
+    assert_eq!(
+        metric(&ws, "ducksnap_job_failing{job=\"snapshot\"}").unwrap(),
+        "0"
+    );
+}
+
+/// A chunk rots on disk: the next restore drill finds it, `status --check`
+/// is CRITICAL naming the snapshot, and in the journal the log line has
+/// error priority (`<3>`, since stderr is `$JOURNAL_STREAM`).
+#[test]
+fn a_rotted_chunk_is_found_by_the_drill() {
+    use std::io::BufRead;
+    use std::os::unix::fs::MetadataExt;
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[schedule]\nenabled = false\nverify = \"* * * * * *\"\n[watch]\nenabled = false\n",
+    );
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i FROM range(100000)",
+    );
+    let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let m = ws.manifest(&id);
+    let chunk = ws.store().chunk_path(m.chunk_hashes().next().unwrap());
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&chunk, bytes).unwrap();
+
+    let (rd, wr) = nix::unistd::pipe().unwrap();
+    let st = std::fs::metadata(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&wr)
+    ))
+    .unwrap();
+    let mut child = ws
+        .cmd(&["daemon"])
+        .env("JOURNAL_STREAM", format!("{}:{}", st.dev(), st.ino()))
+        .stderr(std::process::Stdio::from(wr))
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(std::fs::File::from(rd)).lines();
+    let found = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("verify.damaged"))
+        .expect("a verify.damaged line");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    assert!(found.starts_with("<3>"), "{found}");
+    assert!(found.contains(&id), "{found}");
+    let (code, line) = check(&ws);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains(&id) && line.contains("damaged"), "{line}");
+    // The same from the CLI's own verify, and an intact store is OK again.
+    let out = cli_with(&ws, &[], &["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(6));
+}
+
+/// The drill's rolling sample: the newest every time, and at daily runs
+/// every older snapshot within a week, wrapping around.
+#[test]
+fn the_drill_covers_every_snapshot_within_seven_runs() {
+    use ducksnap::ops::drill::pick;
+    for n in [1usize, 2, 8, 15, 50] {
+        let ids: Vec<String> = (0..n).map(|i| format!("{i:04}")).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..7 {
+            let p = pick(&ids, cursor.as_deref());
+            assert_eq!(p[0], ids[n - 1], "the newest first");
+            assert_eq!(p.len(), 1 + (n - 1).div_ceil(7));
+            seen.extend(p.iter().cloned());
+            cursor = p[1..].last().cloned().or(cursor);
+        }
+        assert_eq!(seen.len(), n, "{n} snapshots: {seen:?}");
+    }
+    assert!(pick(&[], None).is_empty());
+}
