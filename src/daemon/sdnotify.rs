@@ -37,11 +37,15 @@ impl Notifier {
         self.watchdog.map(|d| d / 2)
     }
 
-    /// Sends one message; failures are logged, never fatal.
+    /// Sends one message without blocking; failures (a full queue, no
+    /// listener) are logged, never fatal.
     pub fn send(&self, msg: &str) {
         let Some(target) = &self.target else { return };
         let result = (|| -> std::io::Result<()> {
             let sock = UnixDatagram::unbound()?;
+            // Never wait for a reader: a full queue drops this message
+            // instead of stalling the daemon.
+            sock.set_nonblocking(true)?;
             if let Some(name) = target.strip_prefix('@') {
                 use std::os::linux::net::SocketAddrExt;
                 let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;

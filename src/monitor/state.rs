@@ -9,8 +9,6 @@
 //! is replaced atomically (the store's write-fsync-rename).
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -124,14 +122,7 @@ impl Health {
 /// back; returns the new record.
 pub fn update(store: &Store, change: impl FnOnce(&mut Health)) -> std::io::Result<Health> {
     let lock_path = store.root().join("health.lock");
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&lock_path)?;
+    let lock = crate::store::open_lock_file(&lock_path)?;
     oslock::lock_wait(&lock, LockKind::Write)?;
     let mut h = Health::load(store);
     change(&mut h);

@@ -33,6 +33,19 @@ pub(crate) fn create_private_file(p: &Path) -> io::Result<File> {
         .open(p)
 }
 
+/// Opens (creating it private if missing, never truncating) a file that is
+/// only ever locked, not written. Never follows a link at `p`.
+pub fn open_lock_file(p: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(p)
+}
+
 /// A store made by an older ducksnap (or copied with `cp -r`) may be
 /// readable by other users: its chunks are the database. When the store's
 /// directory admits anyone but its owner, every directory in it becomes

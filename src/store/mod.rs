@@ -31,7 +31,7 @@ mod reassemble;
 pub mod scratch;
 
 pub use chunks::{ChunkBatch, ChunkBuf, Compressors, PutChunk};
-pub use disk::{fsync_dir, read_full_at, workers};
+pub use disk::{fsync_dir, open_lock_file, read_full_at, workers};
 pub use error::{Result, StoreError};
 pub use manifest::{
     BadEntry, CaptureInfo, CaptureMethod, CheckInfo, CheckStatus, ChunkRef, DatabaseInfo,

@@ -1,9 +1,8 @@
 //! Opening a store (checking its format, cleaning staging, tightening
 //! modes), its lock, and its staging area.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::database::oslock::{self, LockKind};
@@ -112,15 +111,7 @@ impl Store {
 
     fn lock_file(&self) -> Result<File> {
         let p = self.root.join("lock");
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(io_err("open", &p))
+        super::disk::open_lock_file(&p).map_err(io_err("open", &p))
     }
 
     /// Takes the mutation lock, waiting for another holder to finish.

@@ -8,12 +8,11 @@
 //! removes the directory; a directory whose lock nobody holds is a crash's
 //! leftover, removed by [`Store::clean_scratch`] at the next open.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::disk::{create_private_dir, tmp_suffix};
+use super::disk::{create_private_dir, open_lock_file, tmp_suffix};
 use super::error::{Result, StoreError, io_err};
 use super::open::Store;
 use crate::database::oslock::{self, LockKind};
@@ -35,17 +34,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-fn open_lock(p: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(p)
 }
 
 impl Store {
@@ -79,7 +67,7 @@ impl Store {
         let (dir, lock) = loop {
             let dir = root.join(format!("{what}-{}", tmp_suffix()));
             create_private_dir(&dir).map_err(io_err("create directory", &dir))?;
-            match open_lock(&dir.join("lock")) {
+            match open_lock_file(&dir.join("lock")) {
                 Ok(f) => break (dir, f),
                 Err(e) if tries < 3 && e.kind() == io::ErrorKind::NotFound => tries += 1,
                 Err(e) => return Err(io_err("open", &dir.join("lock"))(e)),
@@ -111,7 +99,7 @@ impl Store {
                 n += 1;
                 continue;
             }
-            let in_use = open_lock(&p.join("lock"))
+            let in_use = open_lock_file(&p.join("lock"))
                 .and_then(|f| oslock::try_lock(&f, LockKind::Write))
                 .is_ok_and(|free| !free);
             if !in_use {

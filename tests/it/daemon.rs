@@ -17,7 +17,9 @@ use crate::helpers::*;
 pub(crate) struct Daemon {
     child: Option<Child>,
     socket: PathBuf,
-    notify: UnixDatagram,
+    /// What the daemon sent `$NOTIFY_SOCKET`, read by a thread as it
+    /// arrives (as systemd does: a full queue would make it drop messages).
+    notify: mpsc::Receiver<String>,
     logs: mpsc::Receiver<Value>,
     seen: Vec<Value>,
 }
@@ -64,10 +66,17 @@ impl Daemon {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let notify_path = ws.path().join(format!("notify-{}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
+        let dgram = UnixDatagram::bind(&notify_path).unwrap();
+        let (notify_tx, notify) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = dgram.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if notify_tx.send(msg).is_err() {
+                    break;
+                }
+            }
+        });
         cmd.env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -95,9 +104,20 @@ impl Daemon {
     }
 
     pub(crate) fn notification(&self) -> String {
-        let mut buf = [0u8; 4096];
-        let n = self.notify.recv(&mut buf).expect("a systemd notification");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        // STATUS= updates after each job are not what callers wait for.
+        loop {
+            let n = self.notification_raw();
+            if !n.starts_with("STATUS=") {
+                return n;
+            }
+        }
+    }
+
+    /// The next notification, whatever it is.
+    pub(crate) fn notification_raw(&self) -> String {
+        self.notify
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a systemd notification")
     }
 
     /// Waits for a log event with this `event` field (and optional field match).

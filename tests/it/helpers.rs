@@ -196,7 +196,9 @@ pub fn run_python(code: &str, args: &[&str]) -> String {
 }
 
 /// Hash of every file under `dir` (relative path → blake3), to prove a store
-/// was left unchanged.
+/// was left unchanged. A store's health record (`health.json`, `health.lock`:
+/// the last success and failure of each job, written by every run, failed
+/// ones included) is not its data and is left out.
 pub fn tree_digest(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     fn walk(base: &Path, d: &Path, out: &mut Vec<(String, String)>) {
@@ -214,6 +216,7 @@ pub fn tree_digest(dir: &Path) -> Vec<(String, String)> {
         }
     }
     walk(dir, dir, &mut out);
+    out.retain(|(p, _)| p != "health.json" && p != "health.lock");
     out.sort();
     out
 }

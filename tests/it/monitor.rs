@@ -160,7 +160,7 @@ impl Daemon {
     /// Waits for a `STATUS=` notification that `ok` accepts.
     fn wait_status(&self, ok: impl Fn(&str) -> bool) -> String {
         loop {
-            let n = self.notification();
+            let n = self.notification_raw();
             if n.contains("STATUS=") && ok(&n) {
                 return n;
             }
