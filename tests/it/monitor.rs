@@ -350,3 +350,51 @@ fn the_drill_covers_every_snapshot_within_seven_runs() {
     }
     assert!(pick(&[], None).is_empty());
 }
+
+/// A notify socket nobody reads after READY=1 (its queue holds 10
+/// datagrams here): the STATUS= updates after every job are dropped, never
+/// waited for — 30 snapshots are all answered.
+#[test]
+fn an_unread_notify_socket_never_stalls_the_daemon() {
+    use std::io::{BufRead, BufReader, Write};
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[schedule]\nenabled = false\n[watch]\nenabled = false\n",
+    );
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
+    let path = ws.path().join("notify-unread");
+    let dgram = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let mut child = ws
+        .cmd(&["daemon"])
+        .env("NOTIFY_SOCKET", &path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    dgram
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let n = dgram.recv(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"READY=1"));
+    let socket = ws.path().join("run/ducksnap.sock");
+    for i in 0..30 {
+        let s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        writeln!(
+            w,
+            "{}",
+            serde_json::json!({"op": "snapshot", "label": format!("n{i}")})
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        assert!(line.contains("\"ok\":true"), "request {i}: {line}");
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+}
