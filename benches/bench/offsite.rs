@@ -75,11 +75,10 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A new, empty bucket; its directory on the server's disk.
+    /// A bucket's directory on the server's disk (every bucket is made
+    /// before the server starts: rclone caches the directory listing).
     fn bucket(&self, name: &str) -> PathBuf {
-        let d = self.dir.join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+        self.dir.join(name)
     }
 }
 
@@ -233,6 +232,15 @@ fn one_run(s: &Server, root: &Path, mb: u64, run: usize, has_restic: bool, t: &m
 
 /// Runs (h) for every size; the JSON results and the Markdown rows.
 pub fn run(root: &Path, sizes: &[u64], runs: usize, has_restic: bool) -> (Value, String) {
+    super::discard(root, &root.join("s3"));
+    for &mb in sizes {
+        for run in 0..runs {
+            for tool in ["duck", "copy", "restic"] {
+                std::fs::create_dir_all(root.join("s3").join(format!("{tool}-{mb}-{run}")))
+                    .unwrap();
+            }
+        }
+    }
     let Some(server) = Server::start(&root.join("s3")) else {
         return (Value::Null, String::new());
     };

@@ -3,7 +3,9 @@
 //! export` of that table to CSV, against doing the same by hand — `restore
 //! --to` both snapshots, then DuckDB's own `EXCEPT ALL` both ways (or
 //! `COPY … TO`) in Python duckdb from the repository's `.venv`, fetching 20
-//! rows of each kind as `diff` shows them.
+//! rows of each kind as `diff` shows them. The by-hand export ends with
+//! `os.sync()`, as ducksnap's export makes its file durable (the other
+//! peers here are timed durably too).
 //!
 //! Two diffs are timed: `--table events` (rows compared whole, exactly the
 //! by-hand `EXCEPT ALL`s) and `--table events --key id` (added, removed and
@@ -47,9 +49,10 @@ fn by_hand_export(ws: &Ws, b: &str, py: &Path) -> f64 {
     let pb = dir.join("b.duckdb");
     let t = timed(&mut ws.ducksnap(&["restore", b, "--to", pb.to_str().unwrap(), "--yes"]));
     t + timed(Command::new(py).arg("-c").arg(format!(
-        "import duckdb\n\
+        "import duckdb, os\n\
          c = duckdb.connect('{}', read_only=True)\n\
-         c.execute(\"COPY events TO '{}' (FORMAT csv, HEADER)\")\n",
+         c.execute(\"COPY events TO '{}' (FORMAT csv, HEADER)\")\n\
+         os.sync()\n",
         pb.display(),
         dir.join("events.csv").display()
     )))

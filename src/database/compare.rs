@@ -23,7 +23,7 @@ use super::check::quote;
 
 /// How much memory DuckDB may use for a comparison before it spills to the
 /// scratch directory.
-pub const MEMORY_LIMIT: &str = "512MB";
+pub const MEMORY_LIMIT: &str = "2GB";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -235,6 +235,16 @@ impl Pair {
         self.conn
             .query_row(&q, [], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .map_err(at("fingerprinting a table"))
+    }
+
+    /// Row count of a table or view.
+    pub fn count(&self, side: Side, t: &Relation) -> Result<u64, CompareError> {
+        self.conn
+            .query_row(&format!("SELECT count(*) FROM {}", t.sql(side)), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(at("counting rows"))
     }
 
     pub(crate) fn conn(&self) -> &Connection {

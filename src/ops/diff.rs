@@ -114,16 +114,24 @@ pub fn diff(ctx: &Ctx, req: &DiffRequest) -> Result<DiffReport, OpError> {
     let pair = Pair::new(&spill_dir(&scratch)?)?;
     pair.attach(Side::A, &store.reassemble(&ma, scratch.dir(), "a.duckdb")?)?;
     pair.attach(Side::B, &store.reassemble(&mb, scratch.dir(), "b.duckdb")?)?;
-    let tables = summarize(&pair)?;
-    let rows = match &req.table {
+    let (rels_a, rels_b) = (pair.relations(Side::A)?, pair.relations(Side::B)?);
+    let chosen = match &req.table {
         None => None,
-        Some(t) => {
-            let ta = pair.relations(Side::A)?;
-            let tb = pair.relations(Side::B)?;
-            let (ta, tb) = (find(&ta, t)?, find(&tb, t)?);
-            Some(diff_rows(&pair, ta, tb, req.key.as_deref(), req.limit)?)
-        }
+        Some(t) => Some((find(&rels_a, t)?, find(&rels_b, t)?)),
     };
+    let rows = match chosen {
+        None => None,
+        Some((ta, tb)) => Some(diff_rows(&pair, ta, tb, req.key.as_deref(), req.limit)?),
+    };
+    // The chosen table is judged by its rows, not fingerprinted again.
+    let counted = chosen.map(|(ta, _)| (ta.schema.as_str(), ta.name.as_str()));
+    let mut tables = summarize(&pair, counted)?;
+    if let (Some(d), Some((ta, _))) = (&rows, chosen)
+        && let Some(c) = tables.iter_mut().find(|c| c.table == ta.shown())
+        && d.added + d.removed + d.changed.unwrap_or(0) > 0
+    {
+        c.status = crate::database::changes::Status::Changed;
+    }
     drop(pair);
     drop(scratch);
     Ok(DiffReport {
