@@ -56,42 +56,16 @@ fn per_job(
         .collect()
 }
 
-/// The file's text.
-pub fn render(h: &Health, s: &StoreFacts, now: DateTime<Utc>) -> String {
-    let mut o = String::new();
-    let ts =
-        |name: &str, help: &str, f: &dyn Fn(&super::state::JobRecord) -> Option<DateTime<Utc>>| {
-            (
-                name.to_string(),
-                help.to_string(),
-                per_job(h, |r| f(r).map(secs)),
-            )
-        };
-    for (name, help, samples) in [
-        ts(
-            "ducksnap_last_success_timestamp_seconds",
-            "When each job last succeeded (Unix time).",
-            &|r| r.last_success,
-        ),
-        ts(
-            "ducksnap_last_failure_timestamp_seconds",
-            "When each job last failed (Unix time).",
-            &|r| r.last_failure.as_ref().map(|f| f.at),
-        ),
-    ] {
-        family(&mut o, &name, "gauge", &help, &samples);
-    }
-    let durations = per_job(h, |r| {
-        r.last_duration_ms
-            .map(|ms| format!("{:.3}", ms as f64 / 1000.0))
-    });
-    family(
-        &mut o,
-        "ducksnap_last_duration_seconds",
-        "gauge",
-        "How long each job's last successful run took.",
-        &durations,
-    );
+/// A metric family: name, type, help, samples (labels, value).
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(String, String)>,
+);
+
+/// The per-job families.
+fn job_families(h: &Health) -> Vec<Family> {
     let runs: Vec<(String, String)> = Job::ALL
         .iter()
         .flat_map(|j| {
@@ -104,74 +78,103 @@ pub fn render(h: &Health, s: &StoreFacts, now: DateTime<Utc>) -> String {
             })
         })
         .collect();
-    family(
-        &mut o,
-        "ducksnap_runs_total",
-        "counter",
-        "Runs of each job by result.",
-        &runs,
-    );
-    let failing = per_job(h, |r| Some(u8::from(r.failing()).to_string()));
-    family(
-        &mut o,
-        "ducksnap_job_failing",
-        "gauge",
-        "1 while a job's newest run failed.",
-        &failing,
-    );
+    vec![
+        (
+            "ducksnap_last_success_timestamp_seconds",
+            "gauge",
+            "When each job last succeeded (Unix time).",
+            per_job(h, |r| r.last_success.map(secs)),
+        ),
+        (
+            "ducksnap_last_failure_timestamp_seconds",
+            "gauge",
+            "When each job last failed (Unix time).",
+            per_job(h, |r| r.last_failure.as_ref().map(|f| secs(f.at))),
+        ),
+        (
+            "ducksnap_last_duration_seconds",
+            "gauge",
+            "How long each job's last successful run took.",
+            per_job(h, |r| {
+                r.last_duration_ms
+                    .map(|ms| format!("{:.3}", ms as f64 / 1000.0))
+            }),
+        ),
+        (
+            "ducksnap_runs_total",
+            "counter",
+            "Runs of each job by result.",
+            runs,
+        ),
+        (
+            "ducksnap_job_failing",
+            "gauge",
+            "1 while a job's newest run failed.",
+            per_job(h, |r| Some(u8::from(r.failing()).to_string())),
+        ),
+    ]
+}
+
+/// The store's gauges.
+fn store_families(h: &Health, s: &StoreFacts, now: DateTime<Utc>) -> Vec<Family> {
     let one = |v: String| vec![(String::new(), v)];
-    family(
-        &mut o,
-        "ducksnap_snapshots",
-        "gauge",
-        "Snapshots in the store.",
-        &one(s.snapshots.to_string()),
-    );
-    family(
-        &mut o,
-        "ducksnap_store_bytes",
-        "gauge",
-        "Bytes of chunk files on disk.",
-        &one(s.store_bytes.to_string()),
-    );
-    family(
-        &mut o,
-        "ducksnap_unique_bytes",
-        "gauge",
-        "Bytes of distinct data the snapshots hold, uncompressed.",
-        &one(s.unique_bytes.to_string()),
-    );
-    family(
-        &mut o,
-        "ducksnap_damaged_snapshots",
-        "gauge",
-        "Snapshots the last verify runs found damaged.",
-        &one(h.damaged.len().to_string()),
-    );
+    let mut v: Vec<Family> = vec![
+        (
+            "ducksnap_snapshots",
+            "gauge",
+            "Snapshots in the store.",
+            one(s.snapshots.to_string()),
+        ),
+        (
+            "ducksnap_store_bytes",
+            "gauge",
+            "Bytes of chunk files on disk.",
+            one(s.store_bytes.to_string()),
+        ),
+        (
+            "ducksnap_unique_bytes",
+            "gauge",
+            "Bytes of distinct data the snapshots hold, uncompressed.",
+            one(s.unique_bytes.to_string()),
+        ),
+        (
+            "ducksnap_damaged_snapshots",
+            "gauge",
+            "Snapshots the last verify runs found damaged.",
+            one(h.damaged.len().to_string()),
+        ),
+    ];
     if let Some(t) = s.newest {
-        family(
-            &mut o,
+        v.push((
             "ducksnap_newest_snapshot_timestamp_seconds",
             "gauge",
             "When the newest snapshot was taken (Unix time).",
-            &one(secs(t)),
-        );
-        family(
-            &mut o,
+            one(secs(t)),
+        ));
+        v.push((
             "ducksnap_newest_snapshot_age_seconds",
             "gauge",
             "Age of the newest snapshot when this file was written.",
-            &one((now - t).num_seconds().max(0).to_string()),
-        );
+            one((now - t).num_seconds().max(0).to_string()),
+        ));
     }
     if let Some(lag) = s.offsite_lag {
-        family(
-            &mut o,
+        v.push((
             "ducksnap_offsite_lag_seconds",
             "gauge",
             "How long the oldest snapshot not offsite yet has waited (0: none).",
-            &one(lag.max(0).to_string()),
-        );
+            one(lag.max(0).to_string()),
+        ));
+    }
+    v
+}
+
+/// The file's text.
+pub fn render(h: &Health, s: &StoreFacts, now: DateTime<Utc>) -> String {
+    let mut o = String::new();
+    for (name, kind, help, samples) in job_families(h).into_iter().chain(store_families(h, s, now))
+    {
+        family(&mut o, name, kind, help, &samples);
     }
     o
 }
