@@ -4,7 +4,7 @@
 //! ([`dbpath`]), the OFD locks that see and are seen by DuckDB's POSIX locks
 //! ([`oslock`]), and opening a captured copy read-only with the bundled
 //! DuckDB ([`check`]), and comparing two such copies or writing a table out
-//! ([`compare`], [`changes`], [`rows`]). ducksnap never opens the user's
+//! ([`compare`], [`changes`], [`rows`], [`narrow`]). ducksnap never opens the user's
 //! database read-write.
 
 pub mod changes;
@@ -12,5 +12,6 @@ pub mod check;
 pub mod compare;
 pub mod dbpath;
 pub mod duckfile;
+pub mod narrow;
 pub mod oslock;
 pub mod rows;

@@ -6,14 +6,16 @@
 //! Without a key the sides are compared as multisets over the columns both
 //! have (`EXCEPT ALL`: a row present twice on one side and once on the
 //! other is one added or removed row). Columns retyped between the sides
-//! are compared as text. Intermediate results go to temporary tables of
-//! the in-memory instance, which spill to the scratch directory beyond the
-//! memory limit.
+//! are compared as text. Only the rows of ranges whose fingerprints differ
+//! are compared ([`super::narrow`]). Intermediate results go to temporary
+//! tables of the in-memory instance, which spill to the scratch directory
+//! beyond the memory limit.
 
 use serde::{Deserialize, Serialize};
 
 use super::check::quote;
 use super::compare::{CompareError, Pair, Relation, Side};
+use super::narrow::{Narrowing, narrow};
 
 pub type Row = Vec<Option<String>>;
 
@@ -37,6 +39,10 @@ pub struct RowDiff {
     pub added_rows: Vec<Row>,
     pub removed_rows: Vec<Row>,
     pub changed_rows: Vec<ChangedRow>,
+    /// How far the comparison was narrowed to ranges of rows that differ
+    /// (absent: the tables were compared whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrowing: Option<Narrowing>,
 }
 
 fn at(op: &'static str) -> impl Fn(duckdb::Error) -> CompareError {
@@ -133,7 +139,13 @@ pub fn diff_rows(
         });
     }
     let key = key_of(ta, tb, key)?;
-    let (a, b) = (ta.sql(Side::A), tb.sql(Side::B));
+    if !key.is_empty() && (key != ta.primary_key || key != tb.primary_key) {
+        // A declared primary key is unique already: DuckDB enforces it.
+        unique(pair, &ta.sql(Side::A), &key, ta)?;
+        unique(pair, &tb.sql(Side::B), &key, tb)?;
+    }
+    let narrowed = narrow(pair, ta, tb, &exprs(&cols, ""))?;
+    let (a, b) = (narrowed.a.as_str(), narrowed.b.as_str());
     if key.is_empty() {
         pair.conn().execute_batch(&format!(
             "CREATE OR REPLACE TEMP TABLE ducksnap_added AS SELECT {0} FROM {b} EXCEPT ALL SELECT {0} FROM {a};
@@ -142,11 +154,11 @@ pub fn diff_rows(
         ))
         .map_err(at("comparing rows"))?;
     } else {
-        unique(pair, &a, &key, ta)?;
-        unique(pair, &b, &key, tb)?;
-        keyed(pair, &a, &b, &cols, &key)?;
+        keyed(pair, a, b, &cols, &key)?;
     }
-    collect(pair, tb.shown(), key, &cols, limit)
+    let mut diff = collect(pair, tb.shown(), key, &cols, limit)?;
+    diff.narrowing = narrowed.narrowing;
+    Ok(diff)
 }
 
 /// Refuses a key that does not identify one row on a side.
@@ -275,5 +287,6 @@ fn collect(
         removed_rows: rows("ducksnap_removed", n)?,
         changed_rows,
         key,
+        narrowing: None,
     })
 }
