@@ -9,7 +9,10 @@
 //!
 //! Two diffs are timed: `--table events` (rows compared whole, exactly the
 //! by-hand `EXCEPT ALL`s) and `--table events --key id` (added, removed and
-//! changed by key, which the by-hand script does not do).
+//! changed by key, which the by-hand script does not do). A third snapshot
+//! C then changes 1% of the rows scattered (every 100th): every range of
+//! row ids differs, so `diff B C --table events` compares the table whole —
+//! the case the narrowing cannot help.
 
 use std::path::Path;
 use std::process::Command;
@@ -86,9 +89,16 @@ pub fn run(root: &Path, mb: u64, runs: usize) -> (Value, String) {
     let a = id(&ws);
     update(&ws.db(), mb, false, 3);
     let b = id(&ws);
+    update(&ws.db(), mb, true, 5);
+    let c = id(&ws);
     let (mut whole, mut keyed, mut hand, mut exp, mut hand_exp) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let (mut scattered, mut hand_scattered) = (vec![], vec![]);
     for _ in 0..runs {
+        scattered.push(timed(
+            &mut ws.ducksnap(&["diff", &b, &c, "--table", "events", "--json"]),
+        ));
+        hand_scattered.push(by_hand_diff(&ws, &b, &c, &py));
         whole.push(timed(
             &mut ws.ducksnap(&["diff", &a, &b, "--table", "events", "--json"]),
         ));
@@ -103,6 +113,7 @@ pub fn run(root: &Path, mb: u64, runs: usize) -> (Value, String) {
         "database_bytes": std::fs::metadata(ws.db()).unwrap().len(),
         "diff_whole_rows": whole, "diff_by_key": keyed, "by_hand_diff": hand,
         "export_csv": exp, "by_hand_export": hand_exp,
+        "diff_scattered_whole_rows": scattered, "by_hand_diff_scattered": hand_scattered,
     });
     let m = |k: &str| {
         median(
@@ -116,7 +127,8 @@ pub fn run(root: &Path, mb: u64, runs: usize) -> (Value, String) {
     let md = format!(
         "| {mb} MB | (i) `diff A B --table events` (1% of rows changed), rows compared whole | {:.2} s | | | | | by hand: {:.2} s | {:.2}× by hand |\n\
          | {mb} MB | (i) `diff A B --table events --key id` | {:.2} s | | | | | by hand (whole rows): {:.2} s | {:.2}× by hand |\n\
-         | {mb} MB | (i) `export B --table events --to events.csv` | {:.2} s | | | | | by hand: {:.2} s | {:.2}× by hand |\n",
+         | {mb} MB | (i) `export B --table events --to events.csv` | {:.2} s | | | | | by hand: {:.2} s | {:.2}× by hand |\n\
+         | {mb} MB | (i) `diff B C --table events` (1% of rows changed, every 100th row), rows compared whole | {:.2} s | | | | | by hand: {:.2} s | {:.2}× by hand |\n",
         m("diff_whole_rows"),
         m("by_hand_diff"),
         m("diff_whole_rows") / m("by_hand_diff"),
@@ -126,6 +138,9 @@ pub fn run(root: &Path, mb: u64, runs: usize) -> (Value, String) {
         m("export_csv"),
         m("by_hand_export"),
         m("export_csv") / m("by_hand_export"),
+        m("diff_scattered_whole_rows"),
+        m("by_hand_diff_scattered"),
+        m("diff_scattered_whole_rows") / m("by_hand_diff_scattered"),
     );
     (r, md)
 }

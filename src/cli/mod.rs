@@ -197,6 +197,12 @@ impl Cli {
 pub fn run(cli: Cli, env: HostEnv) -> anyhow::Result<u8> {
     let level = cli.log_level.as_deref();
     match cli.command {
+        Command::Configured(Configured::Status(a)) if a.check => {
+            let json = a.json;
+            let c = Configured::Status(a);
+            run_configured(c, cli.config, cli.log_format, level, env)
+                .or_else(|e| status::unknown(e, json))
+        }
         Command::Configured(c) => run_configured(c, cli.config, cli.log_format, level, env),
         Command::Demo(a) => {
             init_logging(cli.log_format, level, None, &env)?;

@@ -21,7 +21,7 @@ pub struct Args {
     /// perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (--json: the
     /// checks as data).
     #[arg(long)]
-    check: bool,
+    pub(super) check: bool,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
@@ -57,6 +57,22 @@ fn check(
     };
     let facts = ops::health::facts(ctx, report, answered);
     let verdict = crate::monitor::check::evaluate(&facts, chrono::Utc::now());
+    if json {
+        print_json(&verdict)?;
+    } else {
+        outln!("{}", verdict.line);
+    }
+    Ok(verdict.level.exit_code())
+}
+
+/// `--check` when the command failed before a verdict (an unreadable
+/// config, say): UNKNOWN with the error, exit 3 — a plugin runner reads
+/// the usual exit 2 as CRITICAL. A closed stdout stays an error.
+pub(super) fn unknown(err: anyhow::Error, json: bool) -> anyhow::Result<u8> {
+    if err.downcast_ref::<super::StdoutClosed>().is_some() {
+        return Err(err);
+    }
+    let verdict = crate::monitor::check::unknown(&format!("{err:#}"));
     if json {
         print_json(&verdict)?;
     } else {

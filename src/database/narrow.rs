@@ -2,22 +2,25 @@
 //! change to a large table is compared at the cost of a scan, not of a
 //! multiset difference of every row.
 //!
-//! Both sides are cut into ranges of [`RANGE`] row ids. Each range gets a
-//! fingerprint: its row count, and the sum (HUGEINT) and XOR of
+//! Stage one: both sides are cut into ranges of [`RANGE`] row ids. Each
+//! range gets a fingerprint: its row count, and the sum (HUGEINT) and XOR of
 //! `hash(every compared column)` over its rows. Ranges whose fingerprints
-//! are equal on both sides are taken to hold the same rows; the rows of the
-//! other ranges, on both sides, are copied into temporary tables and
-//! compared exactly by the caller. This is exact whatever the partition is
-//! (equal multisets per range make equal multisets in all), as long as the
-//! fingerprints do not collide: a changed range goes unseen only if its
-//! count, sum and XOR of 64-bit hashes all come out equal, which for data
-//! not crafted to collide is below 2^-64 per range.
+//! are equal on both sides are taken to hold the same rows. Stage two:
+//! within the other ranges, rows are paired by row id, and a pair whose
+//! hashes are equal is taken to be the same row. What is left — rows
+//! changed, or on one side only — is copied into temporary tables and
+//! compared exactly by the caller. Leaving out equal parts of both sides
+//! does not change a multiset difference, so this is exact as long as the
+//! hashes do not collide: a changed range goes unseen only if its count,
+//! sum and XOR of 64-bit hashes all come out equal, a changed row only if
+//! its 64-bit hash does — for data not crafted to collide, below 2^-64 per
+//! range or row.
 //!
 //! DuckDB keeps a row's row id through UPDATEs and DELETEs of other rows and
 //! gives appended rows new ones, so an update, a cascade delete or a few
-//! inserts leave the other ranges' fingerprints equal. When rows have moved
-//! (a table rebuilt, or row groups vacuumed after deletes) most ranges
-//! differ, and the tables are compared whole: exact, only slower.
+//! inserts — contiguous or scattered — leave little to compare. When rows
+//! have moved (a table rebuilt, or row groups vacuumed after deletes) most
+//! rows differ, and the tables are compared whole: exact, only slower.
 //!
 //! Not narrowed: views (no row ids) and tables with a column named `rowid`
 //! (it hides the row id).
@@ -39,8 +42,12 @@ const MAX_FILTERS: usize = 64;
 pub struct Narrowing {
     /// Ranges of row ids on either side.
     pub ranges: u64,
-    /// Ranges whose fingerprints differ: their rows were compared.
+    /// Ranges whose fingerprints differ.
     pub ranges_differing: u64,
+    /// Rows of both sides compared exactly: within the differing ranges,
+    /// those whose row id holds another row (by hash) on the other side,
+    /// or no row; all of them when most rows differ.
+    pub rows_compared: u64,
 }
 
 /// The two relations to compare rows of (SQL), and how they were narrowed
@@ -84,6 +91,41 @@ pub fn narrow(
         });
     }
     let h = format!("hash({})", hashed.join(", "));
+    let (ranges, differing, rows) = fingerprint_ranges(pair, &a, &b, &h)?;
+    let filter = filter(pair, differing == ranges)?;
+    let compared = pair_rows(pair, &a, &b, &h, &filter)?;
+    let narrowing = Some(Narrowing {
+        ranges,
+        ranges_differing: differing,
+        rows_compared: if compared * 2 > rows { rows } else { compared },
+    });
+    if compared * 2 > rows {
+        // Most rows differ (a table rebuilt in another order): copying
+        // them first would only cost more.
+        return Ok(Narrowed { a, b, narrowing });
+    }
+    pair.conn()
+        .execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE ducksnap_ca AS SELECT * FROM {a} WHERE ({filter}) AND rowid IN (SELECT ra FROM ducksnap_dr);
+             CREATE OR REPLACE TEMP TABLE ducksnap_cb AS SELECT * FROM {b} WHERE ({filter}) AND rowid IN (SELECT rb FROM ducksnap_dr);"
+        ))
+        .map_err(at("reading the rows that differ"))?;
+    Ok(Narrowed {
+        a: "ducksnap_ca".into(),
+        b: "ducksnap_cb".into(),
+        narrowing,
+    })
+}
+
+/// Stage one: a fingerprint per range of row ids on each side, and the
+/// ranges whose fingerprints differ (`ducksnap_dg`). Returns the number of
+/// ranges, of differing ones, and the rows of both sides.
+fn fingerprint_ranges(
+    pair: &Pair,
+    a: &str,
+    b: &str,
+    h: &str,
+) -> Result<(u64, u64, u64), CompareError> {
     let conn = pair.conn();
     conn.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE ducksnap_fa AS SELECT rowid // {RANGE} AS g, count(*) AS n, sum({h}::HUGEINT) AS s, bit_xor({h}) AS x FROM {a} GROUP BY g;
@@ -92,36 +134,44 @@ pub fn narrow(
            WHERE ducksnap_fa.n IS DISTINCT FROM ducksnap_fb.n OR ducksnap_fa.s IS DISTINCT FROM ducksnap_fb.s OR ducksnap_fa.x IS DISTINCT FROM ducksnap_fb.x;"
     ))
     .map_err(at("fingerprinting ranges of rows"))?;
-    let (ranges, differing): (i64, i64) = conn
+    let (ranges, differing, rows): (i64, i64, i64) = conn
         .query_row(
-            "SELECT (SELECT count(*) FROM (SELECT g FROM ducksnap_fa UNION SELECT g FROM ducksnap_fb)), (SELECT count(*) FROM ducksnap_dg)",
+            "SELECT (SELECT count(*) FROM (SELECT g FROM ducksnap_fa UNION SELECT g FROM ducksnap_fb)), (SELECT count(*) FROM ducksnap_dg),
+                    (SELECT coalesce(sum(n), 0) FROM ducksnap_fa)::BIGINT + (SELECT coalesce(sum(n), 0) FROM ducksnap_fb)::BIGINT",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(at("fingerprinting ranges of rows"))?;
-    let narrowing = Some(Narrowing {
-        ranges: ranges as u64,
-        ranges_differing: differing as u64,
-    });
-    if differing * 2 > ranges {
-        // Most of the table differs: copying it first would only cost more.
-        return Ok(Narrowed { a, b, narrowing });
-    }
-    let filter = filter(pair)?;
-    conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE ducksnap_ca AS SELECT * FROM {a} WHERE {filter};
-         CREATE OR REPLACE TEMP TABLE ducksnap_cb AS SELECT * FROM {b} WHERE {filter};"
-    ))
-    .map_err(at("reading the rows of differing ranges"))?;
-    Ok(Narrowed {
-        a: "ducksnap_ca".into(),
-        b: "ducksnap_cb".into(),
-        narrowing,
-    })
+    Ok((ranges as u64, differing as u64, rows as u64))
 }
 
-/// The WHERE clause selecting the rows of the differing ranges.
-fn filter(pair: &Pair) -> Result<String, CompareError> {
+/// Stage two: within the differing ranges, rows paired by row id; a pair
+/// with equal hashes is the same row. The others — changed, or on one
+/// side only — go to `ducksnap_dr` (`ra`, `rb`: their row ids on each
+/// side). Returns how many rows of both sides that is.
+fn pair_rows(pair: &Pair, a: &str, b: &str, h: &str, filter: &str) -> Result<u64, CompareError> {
+    pair.conn()
+        .execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE ducksnap_dr AS SELECT x.r AS ra, y.r AS rb
+               FROM (SELECT rowid AS r, {h} AS h FROM {a} WHERE {filter}) x
+               FULL JOIN (SELECT rowid AS r, {h} AS h FROM {b} WHERE {filter}) y ON x.r = y.r
+               WHERE x.h IS DISTINCT FROM y.h;"
+        ))
+        .map_err(at("pairing rows by row id"))?;
+    pair.conn()
+        .query_row("SELECT count(ra) + count(rb) FROM ducksnap_dr", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .map_err(at("pairing rows by row id"))
+}
+
+/// The WHERE clause selecting the rows of the differing ranges (`all`:
+/// every range differs).
+fn filter(pair: &Pair, all: bool) -> Result<String, CompareError> {
+    if all {
+        return Ok("true".into());
+    }
     // Runs of consecutive differing ranges, as (first, last).
     let mut st = pair
         .conn()

@@ -216,6 +216,15 @@ fn perfdata(f: &Facts, now: DateTime<Utc>) -> String {
     p.join(" ")
 }
 
+/// The verdict when nothing could be checked (the config unreadable, say):
+/// UNKNOWN, as a plugin runner expects, with the reason.
+pub fn unknown(why: &str) -> Verdict {
+    // One line, as a plugin's status line must be (TOML errors span several).
+    let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
+    let c = check("ducksnap", Level::Unknown, format!("cannot check: {why}"));
+    verdict(vec![c], String::new())
+}
+
 fn verdict(checks: Vec<Check>, perf: String) -> Verdict {
     let level = checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok);
     // Every problem, the worst first; all is well: what was checked.

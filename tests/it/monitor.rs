@@ -144,6 +144,30 @@ fn the_verdict_table() {
     assert_eq!(Level::Unknown.exit_code(), 3);
 }
 
+/// When nothing can be checked (an unreadable config), `status --check`
+/// says UNKNOWN with the reason and exits 3 — not 2, which a plugin runner
+/// reads as CRITICAL; `--json` gives the same verdict as data.
+#[test]
+fn check_with_a_broken_config_is_unknown() {
+    let ws = Workspace::new();
+    std::fs::write(ws.config_path(), "[store]\nkeep = [").unwrap();
+    let (code, line) = check(&ws);
+    assert_eq!(code, 3, "{line}");
+    assert!(
+        line.starts_with("DUCKSNAP UNKNOWN - cannot check: "),
+        "{line}"
+    );
+    assert!(line.contains("ducksnap.toml"), "names the config: {line}");
+    let out = ws.run(&["status", "--check", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["level"], "UNKNOWN", "{v}");
+    assert!(!v["line"].as_str().unwrap().contains('\n'), "one line: {v}");
+    // Without --check the usual config error and exit code stay.
+    let out = ws.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
 fn check(ws: &Workspace) -> (i32, String) {
     let out = ws.run(&["status", "--check"]);
     (out.status.code().unwrap(), stdout(&out).trim().to_string())

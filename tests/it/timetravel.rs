@@ -526,7 +526,8 @@ fn diff_of_a_million_rows_is_exact_and_bounded() {
 /// swapped between rows of one range, a row deleted and re-inserted
 /// unchanged (it moves to a new range), one of three duplicates deleted and
 /// re-added elsewhere, NULL against '' and -0.0 against 0.0, the first and
-/// last rows of ranges, changes scattered over many ranges, a table rebuilt
+/// last rows of ranges, changes scattered over many ranges or over all of
+/// them, a table rebuilt
 /// in another order (every range differs: compared whole), and a column
 /// named `rowid` (not narrowed). Every count must be the multiset truth,
 /// which the test computes with DuckDB's own EXCEPT ALL on the two files.
@@ -539,6 +540,7 @@ fn diff_narrowing_never_hides_a_change() {
         "CREATE TABLE t AS SELECT range AS id, 'v' || (range % 1000) AS s, NULL::VARCHAR AS n, 0.0::DOUBLE AS z FROM range(50000);
          CREATE TABLE moved AS FROM t;
          CREATE TABLE sc AS SELECT range AS id, range AS v FROM range(400000);
+         CREATE TABLE every AS SELECT range AS id, range AS v FROM range(100000);
          CREATE TABLE r(rowid INTEGER, v VARCHAR);
          INSERT INTO r SELECT range, 'x' FROM range(10000);",
     );
@@ -556,7 +558,9 @@ fn diff_narrowing_never_hides_a_change() {
          UPDATE t SET s = 'first of a range' WHERE id = 6144;
          CREATE OR REPLACE TABLE moved AS SELECT * FROM moved WHERE id <> 5 ORDER BY hash(id);
          UPDATE r SET v = 'y' WHERE rowid = 5;
-         UPDATE sc SET v = -v WHERE id % 4096 = 100 AND id < 140 * 2048;",
+         UPDATE sc SET v = -v WHERE id % 4096 = 100 AND id < 140 * 2048;
+         UPDATE every SET v = -v WHERE id % 1000 = 999;
+         DELETE FROM every WHERE id % 1000 = 500;",
     );
     let b = snap(&ws);
     let truth = |table: &str| -> (i64, i64) {
@@ -577,7 +581,15 @@ fn diff_narrowing_never_hides_a_change() {
     };
     // sc: one row in every other range, 70 runs: more than are given to
     // DuckDB as row-id filters, so read by a join with the ranges.
-    for (table, narrowed) in [("t", true), ("moved", true), ("r", false), ("sc", true)] {
+    // every: one row in 1000 changed and one deleted — every range
+    // differs, the rows are paired by row id.
+    for (table, narrowed) in [
+        ("t", true),
+        ("moved", true),
+        ("r", false),
+        ("sc", true),
+        ("every", true),
+    ] {
         let d = ws.json(&["diff", &a, &b, "--table", table, "--json"]);
         let rows = &d["rows"];
         let got = (
@@ -593,12 +605,18 @@ fn diff_narrowing_never_hides_a_change() {
     // rows at the edges of ranges (12287, 6144) one each way.
     assert_eq!(truth("t"), (6, 6));
     assert_eq!(truth("sc"), (70, 70));
+    assert_eq!(truth("every"), (200, 100));
+    let d = ws.json(&["diff", &a, &b, "--table", "every", "--json"]);
+    let n = &d["rows"]["narrowing"];
+    assert_eq!(n["ranges_differing"], n["ranges"], "{n}");
+    assert_eq!(n["rows_compared"], 300, "{n}");
     let d = ws.json(&["diff", &a, &b, "--table", "moved", "--json"]);
     let n = &d["rows"]["narrowing"];
     assert!(
         n["ranges_differing"].as_u64().unwrap() * 2 > n["ranges"].as_u64().unwrap(),
-        "rebuilt in another order: compared whole ({n})"
+        "rebuilt in another order: every range differs ({n})"
     );
+    assert_eq!(n["rows_compared"], 2 * 50000 - 1, "compared whole: {n}");
     assert_eq!(d["rows"]["removed_rows"][0][0], "5");
 }
 
