@@ -39,8 +39,8 @@ pub struct RowDiff {
     pub added_rows: Vec<Row>,
     pub removed_rows: Vec<Row>,
     pub changed_rows: Vec<ChangedRow>,
-    /// How far the comparison was narrowed to ranges of rows that differ
-    /// (absent: the tables were compared whole).
+    /// How far the comparison was narrowed to the rows that differ
+    /// (absent: views and tables with a `rowid` column, compared whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub narrowing: Option<Narrowing>,
 }
