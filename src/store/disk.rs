@@ -1,6 +1,6 @@
 //! Small file-system helpers of the store: private directories and files,
-//! tightened modes, unique temporary names, directory fsync, the number of
-//! workers, and full positional reads.
+//! tightened modes, unique temporary names, removing leftovers, directory
+//! fsync, the number of workers, and full positional reads.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -92,6 +92,33 @@ pub(super) fn tighten_modes(root: &Path) -> Result<()> {
         "the store was readable by other users; its directories are now 0700 and its files 0600"
     );
     Ok(())
+}
+
+/// Removes the entries of `dir` (files, and directories with their
+/// contents) that `keep` does not keep — it is given each entry's path and
+/// whether it is a directory. Returns how many went; `op` names the removal
+/// in errors.
+pub(super) fn remove_entries(
+    dir: &Path,
+    op: &'static str,
+    keep: impl Fn(&Path, bool) -> bool,
+) -> Result<usize> {
+    let mut n = 0;
+    for e in fs::read_dir(dir).map_err(io_err("read directory", dir))? {
+        let e = e.map_err(io_err("read directory", dir))?;
+        let (p, is_dir) = (e.path(), e.file_type().is_ok_and(|t| t.is_dir()));
+        if keep(&p, is_dir) {
+            continue;
+        }
+        let r = if is_dir {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        r.map_err(io_err(op, &p))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 pub(super) fn tmp_suffix() -> String {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::database::oslock::{self, LockKind};
 
-use super::disk::{create_private_dir, tighten_modes, tmp_suffix};
+use super::disk::{create_private_dir, remove_entries, tighten_modes, tmp_suffix};
 use super::error::{Result, StoreError, io_err};
 
 /// The store format this build reads and writes (the `STORE` marker).
@@ -134,19 +134,7 @@ impl Store {
     /// Removes everything in staging. Needs the lock: staging belongs to the
     /// holder while it works.
     pub fn clean_staging(&self, _lock: &StoreLock) -> Result<usize> {
-        let dir = self.staging();
-        let mut n = 0;
-        for e in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
-            let e = e.map_err(io_err("read directory", &dir))?;
-            let p = e.path();
-            let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            r.map_err(io_err("remove staging leftover", &p))?;
-            n += 1;
-        }
+        let n = remove_entries(&self.staging(), "remove staging leftover", |_, _| false)?;
         if n > 0 {
             tracing::info!(
                 event = "store.staging_cleaned",

@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::disk::{create_private_dir, open_lock_file, tmp_suffix};
+use super::disk::{create_private_dir, open_lock_file, remove_entries, tmp_suffix};
 use super::error::{Result, StoreError, io_err};
 use super::open::Store;
 use crate::database::oslock::{self, LockKind};
@@ -88,25 +88,18 @@ impl Store {
     /// how many. Ones in use are left alone.
     pub fn clean_scratch(&self) -> Result<usize> {
         let root = self.root.join("scratch");
-        let Ok(entries) = fs::read_dir(&root) else {
+        // Only a real directory: never through a link planted there.
+        if !fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
             return Ok(0);
-        };
-        let mut n = 0;
-        for e in entries.flatten() {
-            let p = e.path();
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                fs::remove_file(&p).map_err(io_err("remove scratch leftover", &p))?;
-                n += 1;
-                continue;
-            }
-            let in_use = open_lock_file(&p.join("lock"))
-                .and_then(|f| oslock::try_lock(&f, LockKind::Write))
-                .is_ok_and(|free| !free);
-            if !in_use {
-                fs::remove_dir_all(&p).map_err(io_err("remove scratch leftover", &p))?;
-                n += 1;
-            }
         }
+        // A directory whose lock someone holds is in use: kept.
+        let in_use = |p: &Path, is_dir: bool| {
+            is_dir
+                && open_lock_file(&p.join("lock"))
+                    .and_then(|f| oslock::try_lock(&f, LockKind::Write))
+                    .is_ok_and(|free| !free)
+        };
+        let n = remove_entries(&root, "remove scratch leftover", in_use)?;
         if n > 0 {
             tracing::info!(
                 event = "store.scratch_cleaned",

@@ -708,4 +708,27 @@ fn export_writes_a_table_and_refuses_bad_input() {
     ws.json(&["list", "--json"]);
     assert!(!dead.exists(), "leftover removed");
     assert!(busy.dir().exists(), "a directory in use is left alone");
+
+    // A link planted where scratch should be: the next open removes
+    // nothing behind it, and an export refuses to write through it.
+    drop(busy);
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let elsewhere = ws.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("dir")).unwrap();
+    std::fs::write(elsewhere.join("precious.txt"), b"keep").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &scratch).unwrap();
+    let fresh = snap(&ws);
+    assert!(
+        elsewhere.join("precious.txt").exists(),
+        "file behind the link kept"
+    );
+    assert!(
+        elsewhere.join("dir").exists(),
+        "directory behind the link kept"
+    );
+    let o = ws.run(&["export", &fresh, "--table", "t", "--to", "l.csv"]);
+    assert_eq!(o.status.code(), Some(6), "store damaged: {}", stderr(&o));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert!(!ws.path().join("l.csv").exists());
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 2);
 }
