@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use crate::config::{ReasonRule, RetentionConfig};
 use crate::id::SnapshotId;
+use crate::store::{CheckStatus, Manifest};
 
 /// What the planner needs to know about a snapshot.
 #[derive(Debug, Clone)]
@@ -45,6 +46,23 @@ pub struct Candidate {
     /// Offsite is configured and this snapshot has not reached it yet: kept
     /// ("not offsite yet") unless the size budget needs its space.
     pub offsite_pending: bool,
+}
+
+impl Candidate {
+    /// The snapshot `m` describes, with its chunks (hash, stored size) and
+    /// whether offsite still lacks it.
+    pub fn of(m: &Manifest, chunks: Vec<(String, u64)>, offsite_pending: bool) -> Candidate {
+        Candidate {
+            id: m.id.clone(),
+            created_at: m.created_at,
+            pinned: m.pinned,
+            pinned_until: m.pinned_until,
+            reason: m.reason.clone(),
+            verified: m.check.status == CheckStatus::Verified,
+            chunks,
+            offsite_pending,
+        }
+    }
 }
 
 /// The reason that keeps a snapshot offsite does not have yet.

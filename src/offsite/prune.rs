@@ -23,7 +23,7 @@ use super::pull::remote_snapshots;
 use super::{Offsite, OffsiteError};
 use crate::config::RetentionConfig;
 use crate::retention::{self, Candidate, Plan};
-use crate::store::{CheckStatus, Store};
+use crate::store::Store;
 
 /// The object listing doomed packs.
 pub const DOOMED: &str = "doomed";
@@ -93,17 +93,8 @@ fn candidates(records: &[(String, Record)]) -> Vec<Candidate> {
     records
         .iter()
         .map(|(_, r)| {
-            let m = &r.manifest;
-            Candidate {
-                id: m.id.clone(),
-                created_at: m.created_at,
-                pinned: m.pinned,
-                pinned_until: m.pinned_until,
-                reason: m.reason.clone(),
-                verified: m.check.status == CheckStatus::Verified,
-                chunks: r.chunks.iter().map(|(h, l)| (h.clone(), l.len)).collect(),
-                offsite_pending: false,
-            }
+            let chunks = r.chunks.iter().map(|(h, l)| (h.clone(), l.len)).collect();
+            Candidate::of(&r.manifest, chunks, false)
         })
         .collect()
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::ops::context::{Ctx, OpError, open_store};
 use crate::retention::{self, Candidate, Plan};
-use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
+use crate::store::{Manifest, Store, StoreError, StoreLock};
 
 /// Result of `prune`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -28,14 +28,8 @@ fn candidates(ctx: &Ctx, store: &Store, manifests: &[Manifest]) -> Vec<Candidate
     let pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), store);
     manifests
         .iter()
-        .map(|m| Candidate {
-            id: m.id.clone(),
-            created_at: m.created_at,
-            pinned: m.pinned,
-            pinned_until: m.pinned_until,
-            reason: m.reason.clone(),
-            verified: m.check.status == CheckStatus::Verified,
-            chunks: m
+        .map(|m| {
+            let chunks = m
                 .chunk_hashes()
                 .map(|h| {
                     let size = *sizes.entry(h.to_string()).or_insert_with(|| {
@@ -45,8 +39,9 @@ fn candidates(ctx: &Ctx, store: &Store, manifests: &[Manifest]) -> Vec<Candidate
                     });
                     (h.to_string(), size)
                 })
-                .collect(),
-            offsite_pending: pushed.as_ref().is_some_and(|p| !p.contains(m.id.as_str())),
+                .collect();
+            let pending = pushed.as_ref().is_some_and(|p| !p.contains(m.id.as_str()));
+            Candidate::of(m, chunks, pending)
         })
         .collect()
 }
