@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use super::copy::{copy_files, open_optional};
 use super::outcome::{Attempt, AttemptError, CaptureError, io_err};
 use crate::database::check::{self};
 use crate::database::duckfile::{self, Header, wal_checkpoint_path, wal_path};
+use crate::database::stamp::Stamp;
 use crate::store::{CaptureMethod, ChunkBatch};
 
 /// An online attempt. The only window in which a checkpoint or a write of
@@ -38,7 +38,7 @@ pub(super) fn online_attempt(
         ));
     }
     let before = Header::read_at(file, db)?;
-    let fp_before = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
+    let fp_before = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
     let staged_db = dir.join("db.duckdb");
     let window = Instant::now();
     let wal = wal_path(db);
@@ -48,7 +48,7 @@ pub(super) fn online_attempt(
     }
     kernel_copy(file, db, &staged_db, fp_before.size)?;
     let after = Header::read_at(file, db)?;
-    let fp_after = fingerprint(&file.metadata().map_err(io_err("stat", db))?);
+    let fp_after = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
     let window = window.elapsed();
     tracing::debug!(
         event = "capture.window",
@@ -68,7 +68,7 @@ pub(super) fn online_attempt(
         ));
     }
     match fs::metadata(db) {
-        Ok(m) if fingerprint(&m).ino == fp_before.ino && fingerprint(&m).dev == fp_before.dev => {}
+        Ok(m) if Stamp::of(&m).same_file(&fp_before) => {}
         _ => {
             return Err(AttemptError::Unstable(
                 "database file was replaced during the copy".into(),
@@ -169,22 +169,5 @@ pub(super) fn wait_for_checkpoint(db: &Path, limit: Duration) -> Result<(), Capt
             Ok(h) if h.iteration != start => return Ok(()),
             _ => {}
         }
-    }
-}
-
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-struct Fingerprint {
-    ino: u64,
-    dev: u64,
-    size: u64,
-    mtime: (i64, i64),
-}
-
-fn fingerprint(m: &fs::Metadata) -> Fingerprint {
-    Fingerprint {
-        ino: m.ino(),
-        dev: m.dev(),
-        size: m.size(),
-        mtime: (m.mtime(), m.mtime_nsec()),
     }
 }

@@ -6,7 +6,6 @@
 //! Locking rule: the state sits behind a `std::sync::Mutex` that is only
 //! ever held for a copy in or out, never across an `.await`.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::database::stamp::Stamp;
 use crate::ops::{Ctx, DaemonInfo, LastError};
 use crate::protocol::{ErrorCode, Request, Response};
 
@@ -68,17 +68,17 @@ pub fn shutting_down() -> Response {
     Response::err(ErrorCode::ShuttingDown, "the daemon is shutting down")
 }
 
-/// Database (size, mtime, inode) and WAL (size, mtime) at the last snapshot
-/// or skip; the scheduler skips while they are unchanged.
-pub type Fingerprint = (u64, i64, i64, u64, Option<(u64, i64, i64)>);
+/// The database's and its WAL's stamps at the last snapshot or skip; the
+/// scheduler skips while they are unchanged.
+pub type Fingerprint = (Stamp, Option<Stamp>);
 
 /// Cheap change detector for the database and its WAL.
 pub fn fingerprint(db: &Path) -> Option<Fingerprint> {
     let m = std::fs::metadata(db).ok()?;
     let w = std::fs::metadata(crate::database::duckfile::wal_path(db))
         .ok()
-        .map(|w| (w.len(), w.mtime(), w.mtime_nsec()));
-    Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino(), w))
+        .map(|w| Stamp::of(&w));
+    Some((Stamp::of(&m), w))
 }
 
 #[derive(Debug, Default)]

@@ -1,6 +1,6 @@
 //! The user's DuckDB database, as ducksnap sees it from outside: the file
 //! header and the side files (`.wal`, `.wal.checkpoint`, `.wal.recovery`)
-//! that make up the database ([`duckfile`]), which file is the database
+//! that make up the database ([`duckfile`]), their `stat` stamps ([`stamp`]), which file is the database
 //! ([`dbpath`]), the OFD locks that see and are seen by DuckDB's POSIX locks
 //! ([`oslock`]), and opening a captured copy read-only with the bundled
 //! DuckDB ([`check`]), and comparing two such copies or writing a table out
@@ -15,3 +15,4 @@ pub mod duckfile;
 pub mod narrow;
 pub mod oslock;
 pub mod rows;
+pub mod stamp;
