@@ -64,7 +64,7 @@ fn format_of(to: &Path) -> Result<Format, OpError> {
         _ => Err(OpError::InvalidArgument {
             what: "--to",
             reason: format!(
-                "{}: the extension says the format: .csv or .duckdb (.parquet is not built in)",
+                "{}: the extension says the format: .csv or .duckdb (.parquet is not built in: export to .duckdb, then COPY … TO 'x.parquet' (FORMAT parquet) in any DuckDB)",
                 to.display()
             ),
         }),
