@@ -1,5 +1,7 @@
 //! Watching the database: its parent directory (DuckDB rewrites in place; a
-//! restore or the app may replace the file by rename), filtered to the
+//! restore or the app may replace the file by rename) and, when the
+//! configured path is a link, the real file's directory (DuckDB resolves
+//! the link and keeps its WAL beside the real file), filtered to the
 //! database and its WAL, debounced. Logs when the database disappears and
 //! when it appears; with `watch.snapshot_on_change`, queues a snapshot once
 //! the database has been quiet for `quiet_period`, at most once per
@@ -7,6 +9,7 @@
 //! A reload starts it over with the new database path and `[watch]`. Falls back to polling, with a warning, when inotify
 //! cannot be used.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,15 +22,45 @@ use super::jobs::{JobKind, Queue, Settings, StateHandle};
 use crate::config::WatchConfig;
 use crate::protocol::ErrorCode;
 
+/// The directories to watch and the file names that matter in them: the
+/// configured path's directory (the database, or a link to it, replaced by
+/// rename) and, when the path is a link, the real file's directory, where
+/// DuckDB writes the file and puts its WAL.
+fn targets(db: &Path) -> (Vec<PathBuf>, Vec<OsString>) {
+    let dir_of = |p: &Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    };
+    let mut dirs = vec![dir_of(db)];
+    let mut names = Vec::new();
+    let real = crate::database::dbpath::real_path(db).unwrap_or_else(|_| db.to_path_buf());
+    for p in [db, real.as_path()] {
+        let Some(name) = p.file_name() else { continue };
+        let mut wal = name.to_os_string();
+        wal.push(".wal");
+        names.extend([name.to_os_string(), wal]);
+    }
+    if real.parent() != db.parent() {
+        dirs.push(dir_of(&real));
+    }
+    (dirs, names)
+}
+
+/// Watches every directory in `dirs` with `w`.
+fn watch_all<W: Watcher>(mut w: W, dirs: &[PathBuf]) -> notify::Result<W> {
+    for d in dirs {
+        w.watch(d, RecursiveMode::NonRecursive)?;
+    }
+    Ok(w)
+}
+
 /// Starts the watcher that sends `()` for each relevant event.
 fn start(db: &Path, tx: mpsc::UnboundedSender<()>) -> Option<Box<dyn Watcher + Send>> {
-    let dir = db
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    let mut wal = name.clone();
-    wal.push(".wal");
+    let (dirs, names) = targets(db);
+    let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let shown = shown.join(", ");
     let handler = move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if matches!(ev.kind, EventKind::Access(_)) {
@@ -35,25 +68,23 @@ fn start(db: &Path, tx: mpsc::UnboundedSender<()>) -> Option<Box<dyn Watcher + S
         }
         let relevant = ev.paths.iter().any(|p| {
             p.file_name()
-                .is_some_and(|f| f == name.as_os_str() || f == wal.as_os_str())
+                .is_some_and(|f| names.iter().any(|n| n.as_os_str() == f))
         });
         if relevant {
             let _ = tx.send(());
         }
     };
     match notify::RecommendedWatcher::new(handler.clone(), notify::Config::default())
-        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w))
+        .and_then(|w| watch_all(w, &dirs))
     {
         Ok(w) => Some(Box::new(w)),
         Err(e) => {
-            tracing::warn!(event = "watch.polling", error = %e, directory = %dir.display(), "inotify is not available; falling back to polling every 2s");
+            tracing::warn!(event = "watch.polling", error = %e, directory = %shown, "inotify is not available; falling back to polling every 2s");
             let cfg = notify::Config::default().with_poll_interval(Duration::from_secs(2));
-            match notify::PollWatcher::new(handler, cfg)
-                .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w))
-            {
+            match notify::PollWatcher::new(handler, cfg).and_then(|w| watch_all(w, &dirs)) {
                 Ok(w) => Some(Box::new(w)),
                 Err(e) => {
-                    tracing::error!(event = "watch.failed", error = %e, directory = %dir.display(), "cannot watch the database directory; scheduled snapshots still run");
+                    tracing::error!(event = "watch.failed", error = %e, directory = %shown, "cannot watch the database directory; scheduled snapshots still run");
                     None
                 }
             }

@@ -1090,6 +1090,41 @@ fn a_change_within_min_interval_is_deferred_not_dropped() {
     );
 }
 
+/// The configured database is a link to a file in another directory.
+/// DuckDB resolves the link and writes the real file and its WAL there, so
+/// a watcher of the link's directory alone never sees a change.
+#[test]
+fn the_watcher_sees_a_database_behind_a_link() {
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[schedule]\nenabled = false\n[watch]\nsnapshot_on_change = true\ndebounce = \"100ms\"\nquiet_period = \"200ms\"\nmin_interval = \"1s\"\n",
+    );
+    let real = ws.path().join("real/app.duckdb");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    make_db(&real, "CREATE TABLE t(i INTEGER); INSERT INTO t VALUES (1)");
+    std::fs::create_dir_all(ws.db().parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&real, ws.db()).unwrap();
+    let mut d = Daemon::start(&ws, &[]);
+    write_db(&ws.db(), "INSERT INTO t VALUES (2)");
+    let created = d.wait_event("snapshot.created", Duration::from_secs(30));
+    assert_eq!(created["reason"], "change", "{created}");
+    let newest = ws.json(&["list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let copy = ws.path().join("copy.duckdb");
+    ws.json(&[
+        "restore",
+        &newest,
+        "--to",
+        copy.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(query_i64(&open_ro(&copy), "SELECT count(*) FROM t"), 2);
+}
+
 #[test]
 fn status_without_a_daemon_promises_no_next_run() {
     let ws = Workspace::new();
