@@ -1072,19 +1072,8 @@ fn a_change_within_min_interval_is_deferred_not_dropped() {
     d.wait_event("watch.deferred", Duration::from_secs(10));
     let created = d.wait_event("snapshot.created", Duration::from_secs(30));
     assert_eq!(created["reason"], "change", "{created}");
-    let list = ws.json(&["list", "--json"]);
-    let newest = list[0]["id"].as_str().unwrap().to_string();
-    let copy = ws.path().join("deferred.duckdb");
-    ws.json(&[
-        "restore",
-        &newest,
-        "--to",
-        copy.to_str().unwrap(),
-        "--yes",
-        "--json",
-    ]);
     assert_eq!(
-        query_i64(&open_ro(&copy), "SELECT count(*) FROM t"),
+        count_in_newest(&ws, "t"),
         2,
         "the deferred snapshot holds the change"
     );
@@ -1109,11 +1098,16 @@ fn the_watcher_sees_a_database_behind_a_link() {
     write_db(&ws.db(), "INSERT INTO t VALUES (2)");
     let created = d.wait_event("snapshot.created", Duration::from_secs(30));
     assert_eq!(created["reason"], "change", "{created}");
+    assert_eq!(count_in_newest(&ws, "t"), 2);
+}
+
+/// The rows of `table` in the newest snapshot (restored to a copy).
+fn count_in_newest(ws: &Workspace, table: &str) -> i64 {
     let newest = ws.json(&["list", "--json"])[0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let copy = ws.path().join("copy.duckdb");
+    let copy = ws.path().join(format!("newest-{newest}.duckdb"));
     ws.json(&[
         "restore",
         &newest,
@@ -1122,7 +1116,7 @@ fn the_watcher_sees_a_database_behind_a_link() {
         "--yes",
         "--json",
     ]);
-    assert_eq!(query_i64(&open_ro(&copy), "SELECT count(*) FROM t"), 2);
+    query_i64(&open_ro(&copy), &format!("SELECT count(*) FROM {table}"))
 }
 
 #[test]
