@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,34 +16,77 @@ use super::error::{Result, io_err};
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Creates a directory (and missing parents) only its owner can enter.
-pub(crate) fn create_private_dir(p: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(p)
+/// When ducksnap runs as root in a directory that belongs to someone else
+/// (a `sudo ducksnap restore` in a user's project), the owner of the
+/// directory an entry is created in, to give it to: otherwise the user's
+/// own daemon could not read the chunks, manifests and locks root left in
+/// their store. `None`: not root, or the directory is root's.
+fn owner_for(p: &Path) -> Option<(u32, u32)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let dir = p.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let m = fs::metadata(dir).ok()?;
+    (m.uid() != 0).then_some((m.uid(), m.gid()))
 }
 
-/// Creates (or truncates) a file only its owner can read. Never follows a
-/// link at `p`.
+/// Gives the new file `f` at `p` to [`owner_for`] `p`, if anyone.
+fn adopt_file(f: File, p: &Path) -> io::Result<File> {
+    if let Some((uid, gid)) = owner_for(p) {
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+    }
+    Ok(f)
+}
+
+/// Creates a directory (and missing parents) only its owner can enter;
+/// as root, each one created is given to its parent's owner ([`owner_for`]).
+pub(crate) fn create_private_dir(p: &Path) -> io::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return fs::DirBuilder::new().recursive(true).mode(0o700).create(p);
+    }
+    let missing: Vec<&Path> = p
+        .ancestors()
+        .take_while(|a| fs::symlink_metadata(a).is_err())
+        .collect();
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        if let Some((uid, gid)) = owner_for(d) {
+            std::os::unix::fs::lchown(d, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or truncates) a file only its owner can read (as root, given
+/// to the directory's owner: [`owner_for`]). Never follows a link at `p`.
 pub(crate) fn create_private_file(p: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(p)
+        .open(p)?;
+    adopt_file(f, p)
 }
 
 /// Opens (creating it private if missing, never truncating) a file that is
-/// only ever locked, not written. Never follows a link at `p`.
+/// only ever locked, not written (as root, given to the directory's owner:
+/// [`owner_for`]). Never follows a link at `p`.
 pub fn open_lock_file(p: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(p)
+        .open(p)?;
+    adopt_file(f, p)
 }
 
 /// A store made by an older ducksnap (or copied with `cp -r`) may be

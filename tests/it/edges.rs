@@ -434,6 +434,68 @@ fn restore_keeps_the_database_owner_and_mode() {
     }
 }
 
+/// Every entry under `p` (not following links), `p` included.
+fn entries(p: &Path) -> Vec<PathBuf> {
+    let mut out = vec![p.to_path_buf()];
+    if std::fs::symlink_metadata(p).unwrap().is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            out.extend(entries(&e.unwrap().path()));
+        }
+    }
+    out
+}
+
+/// Root working in a project another user owns (`sudo ducksnap restore`
+/// there): every directory, chunk, manifest and lock it creates in the
+/// store is the user's, so that the user's own daemon can still read it —
+/// checked by reading every file as that user.
+#[test]
+fn root_leaves_a_users_store_the_users() {
+    if !nix::unistd::getuid().is_root() {
+        println!("not root: exercised only as root");
+        return;
+    }
+    let ws = Workspace::new();
+    db_with_wal(&ws);
+    for p in entries(ws.path()) {
+        std::os::unix::fs::lchown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let out = ws.run(&["restore", &id, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ws.run(&["diff", &id, "live", "--table", "t"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let store = ws.store_dir();
+    let files = entries(&store);
+    assert!(files.len() > 10, "{files:?}");
+    for p in &files {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
+    }
+    use std::os::unix::process::CommandExt;
+    let read = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import os,sys
+n=0
+for d,_,fs in os.walk(sys.argv[1]):
+    for f in fs:
+        open(os.path.join(d,f),'rb').read(1); n+=1
+print(n)",
+        )
+        .arg(&store)
+        .uid(65534)
+        .gid(65534)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "the user cannot read their store: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+}
+
 /// A directory outside the store holding files named like chunks.
 fn bait(ws: &Workspace) -> PathBuf {
     let outside = ws.path().join("outside");
