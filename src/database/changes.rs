@@ -1,10 +1,18 @@
 //! What changed between two databases, table by table: relations added and
 //! removed, columns added, removed and retyped, row counts on each side and
-//! whether the content changed (by [`Pair::fingerprint`]).
+//! whether the content changed.
+//!
+//! "Unchanged" means DuckDB's own `EXCEPT ALL` finds no row on either side
+//! that the other lacks: the tables are narrowed first ([`narrow`]: equal
+//! ranges of rows skipped by SHA-256 fingerprint, equal rows by text) and
+//! what is left is compared with `EXCEPT ALL`. Views are compared by their
+//! definition and by their rows, whole.
 
 use serde::{Deserialize, Serialize};
 
+use super::check::quote;
 use super::compare::{Column, CompareError, Pair, Relation, Side, by_name};
+use super::narrow::narrow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,9 +67,9 @@ impl TableChange {
 
 /// Every relation of either side with its change, by schema and name.
 /// `counted`: a table (schema, name) present on both sides whose content
-/// the caller judges from its row diff — only counted here, not scanned
-/// twice more for its fingerprint; its status says only whether the
-/// schema changed until the caller sets it.
+/// the caller judges from its row diff — only counted here, not compared
+/// twice; its status says only whether the schema changed until the
+/// caller sets it.
 pub fn summarize(
     pair: &Pair,
     counted: Option<(&str, &str)>,
@@ -73,13 +81,13 @@ pub fn summarize(
         match b.remove(k) {
             Some(tb) => out.push(both(pair, ta, &tb, counted == Some((&k.0, &k.1)))?),
             None => {
-                let (before, _) = pair.fingerprint(Side::A, ta)?;
+                let before = pair.count(Side::A, ta)?;
                 out.push(only(ta, Status::Removed, Some(before), None));
             }
         }
     }
     for tb in b.values() {
-        let (after, _) = pair.fingerprint(Side::B, tb)?;
+        let after = pair.count(Side::B, tb)?;
         out.push(only(tb, Status::Added, None, Some(after)));
     }
     out.sort_by(|x, y| x.table.cmp(&y.table));
@@ -125,21 +133,38 @@ fn both(
         .filter(|x| find(&tb.columns, &x.name).is_none())
         .cloned()
         .collect();
-    let (fa, fb) = if counted {
-        (
-            (pair.count(Side::A, ta)?, String::new()),
-            (pair.count(Side::B, tb)?, String::new()),
-        )
-    } else {
-        (
-            pair.fingerprint(Side::A, ta)?,
-            pair.fingerprint(Side::B, tb)?,
-        )
-    };
-    (c.rows_before, c.rows_after) = (Some(fa.0), Some(fb.0));
+    let (na, nb) = (pair.count(Side::A, ta)?, pair.count(Side::B, tb)?);
+    (c.rows_before, c.rows_after) = (Some(na), Some(nb));
     let same_order = ta.columns == tb.columns;
-    if c.schema_changed() || !same_order || fa != fb || ta.view != tb.view {
+    if c.schema_changed()
+        || !same_order
+        || na != nb
+        || ta.view != tb.view
+        || pair.definition(Side::A, ta)? != pair.definition(Side::B, tb)?
+        || (!counted && content_differs(pair, ta, tb)?)
+    {
         c.status = Status::Changed;
     }
     Ok(c)
+}
+
+/// Whether two relations with the same columns and row counts hold
+/// different rows: narrowed, then `EXCEPT ALL` over what is left. With
+/// equal counts on both sides (and equal parts left out of both), A
+/// holding no row that B lacks means the multisets are equal, so one
+/// direction is enough.
+fn content_differs(pair: &Pair, ta: &Relation, tb: &Relation) -> Result<bool, CompareError> {
+    let cols: Vec<String> = ta.columns.iter().map(|c| quote(&c.name)).collect();
+    if cols.is_empty() {
+        return Ok(false);
+    }
+    let narrowed = narrow(pair, ta, tb, &cols)?;
+    if narrowed.narrowing.is_some_and(|n| n.ranges_differing == 0) {
+        return Ok(false);
+    }
+    let list = cols.join(", ");
+    pair.exceeds(
+        &format!("SELECT {list} FROM {}", narrowed.a),
+        &format!("SELECT {list} FROM {}", narrowed.b),
+    )
 }

@@ -1,6 +1,6 @@
 //! Comparing two captured databases with the bundled DuckDB: their schemas,
-//! each table's row count and content fingerprint, and one table's rows
-//! (added, removed, changed), plus writing one table out (`export`).
+//! each table's row count and whether its content changed, and one table's
+//! rows (added, removed, changed), plus writing one table out (`export`).
 //!
 //! Both files are copies (reassembled snapshots in a scratch directory),
 //! ATTACHed `READ_ONLY` to one in-memory instance with extension autoload
@@ -9,9 +9,8 @@
 //! from the catalog, quoted ([`quote`]); a name given from outside is only
 //! ever compared with those, so a hostile one is "no such table".
 //!
-//! The content fingerprint of a table is its row count and the sum (as
-//! HUGEINT) of `hash(every column)` over its rows: independent of row
-//! order, sensitive to duplicates.
+//! Whether content changed is decided exactly, never by a hash alone:
+//! see [`super::changes`] and [`super::narrow`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -220,21 +219,28 @@ impl Pair {
         })
     }
 
-    /// Row count and content fingerprint of a table (views: count only).
-    pub fn fingerprint(&self, side: Side, t: &Relation) -> Result<(u64, String), CompareError> {
-        let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
-        let q = if t.view || cols.is_empty() {
-            format!("SELECT count(*), '' FROM {}", t.sql(side))
-        } else {
-            format!(
-                "SELECT count(*), coalesce(sum(hash({})::HUGEINT), 0)::VARCHAR FROM {}",
-                cols.join(", "),
-                t.sql(side)
-            )
-        };
+    /// The SQL a view was defined with (`None`: a table).
+    pub fn definition(&self, side: Side, t: &Relation) -> Result<Option<String>, CompareError> {
+        if !t.view {
+            return Ok(None);
+        }
         self.conn
-            .query_row(&q, [], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-            .map_err(at("fingerprinting a table"))
+            .query_row(
+                "SELECT sql FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?",
+                [side.alias(), t.schema.as_str(), t.name.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(at("reading a view's definition"))
+    }
+
+    /// Whether the first query's rows, as a multiset, hold a row the
+    /// second's do not (`EXCEPT ALL`).
+    pub fn exceeds(&self, a: &str, b: &str) -> Result<bool, CompareError> {
+        self.conn
+            .query_row(&format!("SELECT EXISTS ({a} EXCEPT ALL {b})"), [], |r| {
+                r.get(0)
+            })
+            .map_err(at("comparing rows"))
     }
 
     /// Row count of a table or view.
@@ -336,7 +342,7 @@ impl Pair {
                         t.sql(side)
                     ))
                     .map_err(at("writing a DuckDB file"))?;
-                self.fingerprint(side, t).map(|(n, _)| n)
+                self.count(side, t)
             }
         }
     }

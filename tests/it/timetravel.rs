@@ -732,3 +732,165 @@ fn export_writes_a_table_and_refuses_bad_input() {
     assert!(!ws.path().join("l.csv").exists());
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 2);
 }
+
+/// DuckDB's own answer: rows of `table` in `x` that `y` lacks and the
+/// reverse, by `EXCEPT ALL` on the two files.
+fn except_all(before: &std::path::Path, after: &std::path::Path, table: &str) -> (i64, i64) {
+    let c = duckdb::Connection::open_in_memory().unwrap();
+    c.execute_batch(&format!(
+        "ATTACH '{}' AS a (READ_ONLY); ATTACH '{}' AS b (READ_ONLY);",
+        before.display(),
+        after.display()
+    ))
+    .unwrap();
+    let n = |x: &str, y: &str| {
+        query_i64(
+            &c,
+            &format!("SELECT count(*) FROM (FROM {x}.{table} EXCEPT ALL FROM {y}.{table})"),
+        )
+    };
+    (n("a", "b"), n("b", "a"))
+}
+
+/// DuckDB's integer hash (`MurmurHash64` in its `hash()`), and its inverse:
+/// what lets anyone build rows whose hashes cancel.
+fn murmur(mut x: u64) -> u64 {
+    const C: u64 = 0xd6e8_feb8_6659_fd93;
+    x ^= x >> 32;
+    x = x.wrapping_mul(C);
+    x ^= x >> 32;
+    x = x.wrapping_mul(C);
+    x ^ (x >> 32)
+}
+
+fn unmurmur(mut h: u64) -> u64 {
+    const C: u64 = 0xd6e8_feb8_6659_fd93;
+    // The inverse of C modulo 2^64, by Newton's iteration.
+    let mut inv: u64 = C;
+    for _ in 0..6 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(C.wrapping_mul(inv)));
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(inv);
+    h ^= h >> 32;
+    h = h.wrapping_mul(inv);
+    h ^ (h >> 32)
+}
+
+/// Changes that DuckDB's `hash()` cannot see — nested NULLs and empties,
+/// lists regrouped, a crafted pair of integers whose hashes cancel in a
+/// count, sum and XOR — a view redefined with the same row count, and
+/// columns named like every word of ducksnap's SQL: every table's verdict
+/// and rows equal DuckDB's own `EXCEPT ALL` on the two files, keyed and
+/// keyless, at the table and the schema level.
+#[test]
+fn diff_is_exact_where_hashes_collide() {
+    let (lo, hi) = (unmurmur(1 << 5), unmurmur(1 << 9));
+    let (both, zero) = (unmurmur((1 << 5) | (1 << 9)), unmurmur(0));
+    assert_eq!(murmur(lo), 1 << 5, "the inverse is right");
+    let ws = Workspace::new();
+    let hostile = "g, n, s, e, r, ra, rb, x, y, h, \"hash\", \"count\", \"sum\", \"list\", ducksnap_g, \"select\"";
+    make_db(
+        &ws.db(),
+        &format!(
+            "CREATE TABLE tags(labels VARCHAR[], id INT PRIMARY KEY);
+             INSERT INTO tags VALUES ([], 1), (['a'], 2), ([NULL], 3), ([['x']]::VARCHAR[], 4);
+             CREATE TABLE nest(v VARCHAR[][], st STRUCT(a INT, b VARCHAR), m MAP(VARCHAR, INT), id INT);
+             INSERT INTO nest VALUES ([['a'], ['b']], {{'a': NULL, 'b': NULL}}, MAP {{}}, 1), ([[]], NULL, NULL, 2);
+             CREATE TABLE crafted(v BIGINT);
+             INSERT INTO crafted VALUES ({lo}), ({hi});
+             CREATE TABLE base(id INT);
+             INSERT INTO base VALUES (1), (2), (3);
+             CREATE VIEW firsts AS SELECT id FROM base WHERE id < 3;
+             CREATE TABLE words({});
+             INSERT INTO words SELECT {} FROM range(5000);",
+            hostile
+                .split(", ")
+                .map(|c| format!("{c} INT"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            hostile
+                .split(", ")
+                .map(|_| "range::INT")
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    );
+    let a = snap(&ws);
+    let before = ws.path().join("before.duckdb");
+    std::fs::copy(ws.db(), &before).unwrap();
+    // The old fingerprint (count, sum and XOR of hash()) of `crafted` is
+    // the same before and after: the attack is real.
+    let fp = |c: &duckdb::Connection| -> String {
+        c.query_row(
+            "SELECT count(*)::VARCHAR || sum(hash(v)::HUGEINT)::VARCHAR || bit_xor(hash(v))::VARCHAR FROM crafted",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let old_fp = fp(&open_ro(&before));
+    sql(
+        &ws,
+        &format!(
+            "UPDATE tags SET labels = NULL WHERE id = 1;
+             UPDATE tags SET labels = [] WHERE id = 3;
+             UPDATE nest SET v = [['a', 'b']], st = NULL, m = NULL WHERE id = 1;
+             UPDATE nest SET v = [NULL] WHERE id = 2;
+             UPDATE crafted SET v = CASE v WHEN {lo} THEN {both} ELSE {zero} END;
+             CREATE OR REPLACE VIEW firsts AS SELECT id FROM base WHERE id > 1;
+             UPDATE words SET g = -1 WHERE g = 4000;",
+            lo = lo as i64,
+            both = both as i64,
+            zero = zero as i64,
+        ),
+    );
+    assert_eq!(fp(&open_ro(&ws.db())), old_fp, "hashes cancel");
+    let b = snap(&ws);
+    let after = ws.db();
+    let d = ws.json(&["diff", &a, &b, "--json"]);
+    for name in ["tags", "nest", "crafted", "words", "firsts"] {
+        let (removed, added) = except_all(&before, &after, name);
+        assert!(removed + added > 0, "{name}: the change is real");
+        assert_eq!(table(&d, name)["status"], "changed", "{name}: {d}");
+    }
+    assert_eq!(table(&d, "base")["status"], "unchanged", "{d}");
+    for name in ["tags", "nest", "crafted", "words"] {
+        let d = ws.json(&["diff", &a, &b, "--table", name, "--json"]);
+        let rows = &d["rows"];
+        let got = (
+            rows["removed"].as_i64().unwrap(),
+            rows["added"].as_i64().unwrap(),
+        );
+        if name == "tags" {
+            // Keyed by its primary key: two rows changed, none added or removed.
+            assert_eq!(got, (0, 0), "{rows}");
+            assert_eq!(rows["changed"], 2, "{rows}");
+        } else {
+            assert_eq!(got, except_all(&before, &after, name), "{name}: {rows}");
+        }
+        assert_eq!(table(&d, name)["status"], "changed", "{name}: {d}");
+    }
+    // By a given key: every changed row found, none added or removed.
+    for (name, key, changed) in [("nest", "id", 2), ("words", "select", 1)] {
+        let d = ws.json(&["diff", &a, &b, "--table", name, "--key", key, "--json"]);
+        let rows = &d["rows"];
+        assert_eq!(
+            (&rows["removed"], &rows["added"]),
+            (&0.into(), &0.into()),
+            "{rows}"
+        );
+        assert_eq!(rows["changed"], changed, "{name}: {rows}");
+    }
+    // The view: compared by definition and by rows, whole.
+    let d = ws.json(&["diff", &a, &b, "--table", "firsts", "--json"]);
+    let rows = &d["rows"];
+    assert_eq!(
+        (
+            rows["removed"].as_i64().unwrap(),
+            rows["added"].as_i64().unwrap()
+        ),
+        except_all(&before, &after, "firsts"),
+        "{rows}"
+    );
+}
