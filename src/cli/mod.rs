@@ -12,6 +12,7 @@ use crate::environment;
 use crate::logging;
 use crate::ops::{Ctx, OpError};
 
+mod adopt;
 pub mod client;
 mod completions;
 mod config_check;
@@ -156,6 +157,9 @@ pub enum Configured {
     Env(env::Args),
     /// The copy of the store in S3-compatible object storage.
     Offsite(offsite::Args),
+    /// Make the configured store this database's: for a project that moved
+    /// or was copied on purpose (a store belongs to one database).
+    Adopt(adopt::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +192,7 @@ impl Cli {
             } => a.json,
             Configured::Env(a) => a.json,
             Configured::Offsite(a) => a.json,
+            Configured::Adopt(a) => a.json,
             Configured::Daemon => false,
         }
     }
@@ -247,7 +252,7 @@ fn run_configured(
         Configured::Diff(a) => diff::run(&ctx, a),
         Configured::Export(a) => export::run(&ctx, &env, a),
         Configured::Verify(a) => verify::run(&ctx, a, feedback),
-        Configured::Prune(a) => prune::run(&ctx, a),
+        Configured::Prune(a) => prune::run(&ctx, &env, a),
         Configured::Pin(a) => pin::run(&ctx, a, true),
         Configured::Unpin(a) => pin::run(&ctx, a, false),
         Configured::Status(a) => status::run(&ctx, a),
@@ -257,6 +262,7 @@ fn run_configured(
         } => config_check::run(&ctx, a),
         Configured::Env(a) => env::run(&ctx, &env, a),
         Configured::Offsite(a) => offsite::run(&ctx, &env, a),
+        Configured::Adopt(a) => adopt::run(&ctx, a),
     }
 }
 

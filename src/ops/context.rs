@@ -132,6 +132,15 @@ pub enum OpError {
     Compare(#[from] crate::database::compare::CompareError),
     #[error("verification found problems in {problems} of {checked} snapshot(s)")]
     VerifyFailed { checked: usize, problems: usize },
+    #[error(
+        "the store {} belongs to the database {}, not to {}: two projects must not share a store — give this project its own store.dir, or, if this project's database moved or was copied here on purpose, make the store this database's with `ducksnap adopt`",
+        store.display(), owner.display(), database.display()
+    )]
+    ForeignStore {
+        store: PathBuf,
+        owner: PathBuf,
+        database: PathBuf,
+    },
 }
 
 impl OpError {
@@ -168,6 +177,7 @@ impl OpError {
             OpError::Compare(_) => ErrorCode::InvalidArgument,
             OpError::Disabled { .. } => ErrorCode::Disabled,
             OpError::InUse { .. } => ErrorCode::InUse,
+            OpError::ForeignStore { .. } => ErrorCode::WrongDatabase,
             _ => ErrorCode::Failed,
         }
     }
@@ -215,11 +225,13 @@ pub(crate) fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
     // A restore that a crash interrupted is undone before anything else
     // looks at the database.
     journal::recover(&database_path(ctx)?)?;
-    Ok(Store::open(
+    let store = Store::open(
         &ctx.config.store.dir,
         create,
         ctx.config.store.compression_level,
-    )?)
+    )?;
+    super::owner::check(ctx, &store)?;
+    Ok(store)
 }
 
 /// The store of a local-mode operation on an existing snapshot: the disabled

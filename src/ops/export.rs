@@ -1,7 +1,8 @@
 //! `export`: one table of one snapshot, written as CSV or as a standalone
 //! DuckDB file (without a table: the whole snapshot, which is `restore
 //! --to`). Never touches the live database; the file appears complete or
-//! not at all (written beside `--to` under a temporary name, then renamed).
+//! not at all: written in a private directory beside `--to`, then renamed
+//! into place ([`super::outfile`]: nothing planted there can redirect it).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -10,10 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::database::compare::{Format, Pair, Side, find};
-use crate::database::{dbpath, duckfile};
+use crate::database::duckfile;
 use crate::id::SnapshotId;
-use crate::ops::context::{Ctx, OpError, database_path, selector_of};
+use crate::ops::context::{Ctx, OpError, selector_of};
 use crate::ops::diff::{scratch_for, spill_dir};
+use crate::ops::outfile::{self, PrivateDir};
 use crate::ops::restore::{RestoreRequest, restore};
 use crate::ops::select::resolve;
 use crate::store::StoreError;
@@ -101,7 +103,7 @@ pub fn export(ctx: &Ctx, req: &ExportRequest) -> Result<Exported, OpError> {
             rows: None,
         });
     };
-    let to = target(ctx, &req.to, req.force)?;
+    let to = outfile::target(ctx, &req.to, req.force, format == Format::Duckdb)?;
     let (store, id) = resolve(ctx, &given)?;
     let m = store.load_manifest(&id)?;
     let scratch = scratch_for(ctx, &store, "export", &[&m])?;
@@ -109,19 +111,17 @@ pub fn export(ctx: &Ctx, req: &ExportRequest) -> Result<Exported, OpError> {
     pair.attach(Side::A, &store.reassemble(&m, scratch.dir(), "a.duckdb")?)?;
     let rels = pair.relations(Side::A)?;
     let t = find(&rels, table)?;
-    let tmp = to.with_file_name(format!(
-        ".{}.ducksnap-export-{}",
-        to.file_name().and_then(|n| n.to_str()).unwrap_or("export"),
-        std::process::id()
-    ));
+    let dir = PrivateDir::beside(&to)?;
+    let tmp = dir.path().join(match format {
+        Format::Csv => "export.csv",
+        Format::Duckdb => "export.duckdb",
+    });
     let written = pair.export(Side::A, t, &tmp, format);
     drop(pair);
     let rows = written
         .map_err(OpError::from)
-        .and_then(|n| finish(&tmp, &to).map(|()| n));
-    for p in duckfile::all_paths(&tmp) {
-        let _ = fs::remove_file(p);
-    }
+        .and_then(|n| finish(&tmp, &to, format).map(|()| n));
+    drop(dir);
     let rows = rows?;
     Ok(Exported {
         id,
@@ -132,33 +132,10 @@ pub fn export(ctx: &Ctx, req: &ExportRequest) -> Result<Exported, OpError> {
     })
 }
 
-/// `to` resolved: never the database by any spelling, not a directory, not
-/// an existing file without `force`.
-fn target(ctx: &Ctx, to: &Path, force: bool) -> Result<PathBuf, OpError> {
-    let bad = |reason: String| OpError::InvalidArgument {
-        what: "--to",
-        reason,
-    };
-    let to = dbpath::real_path(to).map_err(|e| bad(format!("{}: {e}", to.display())))?;
-    let db = database_path(ctx)?;
-    if let Some(p) = dbpath::clash(&db, &to) {
-        return Err(bad(format!(
-            "{} is the configured database or one of its files ({})",
-            to.display(),
-            p.display()
-        )));
-    }
-    if to.is_dir() {
-        return Err(bad(format!("{} is a directory", to.display())));
-    }
-    if fs::symlink_metadata(&to).is_ok() && !force {
-        return Err(OpError::Exists { path: to });
-    }
-    Ok(to)
-}
-
-/// Makes the written file private and moves it over `to`.
-fn finish(tmp: &Path, to: &Path) -> Result<(), OpError> {
+/// Makes the written file private and moves it over `to` (a DuckDB file:
+/// after removing stale side files of another database there, which
+/// [`outfile::target`] found to be regular files).
+fn finish(tmp: &Path, to: &Path, format: Format) -> Result<(), OpError> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| OpError::Store(StoreError::Io { op, path, source })
@@ -168,6 +145,18 @@ fn finish(tmp: &Path, to: &Path) -> Result<(), OpError> {
     fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(io("fsync", tmp))?;
+    if format == Format::Duckdb {
+        for side in duckfile::all_paths(to).iter().skip(1) {
+            match fs::remove_file(side) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io("remove the stale side file", side)(e));
+                }
+                _ => {}
+            }
+        }
+    }
     fs::rename(tmp, to).map_err(io("rename into place", to))?;
+    let dir = to.parent().unwrap_or(Path::new("/"));
+    crate::store::fsync_dir(dir)?;
     Ok(())
 }

@@ -13,6 +13,8 @@ pub mod export;
 pub mod health;
 mod list;
 pub mod offsite;
+pub mod outfile;
+pub mod owner;
 mod pin;
 pub mod progress;
 mod prune;

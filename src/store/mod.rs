@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! <dir>/STORE                  format marker ("ducksnap-store 1")
+//! <dir>/DATABASE               the database the store belongs to (see [`owner`])
 //! <dir>/lock                   OFD write lock held while mutating
 //! <dir>/chunks/ab/<blake3>     one chunk: tag byte (0 raw, 1 zstd) + payload
 //! <dir>/snapshots/<id>.json    manifest, written last (tmp, fsync, rename, dir fsync)
@@ -27,6 +28,7 @@ mod error;
 mod gc;
 mod manifest;
 mod open;
+pub mod owner;
 mod reassemble;
 pub mod scratch;
 
@@ -38,4 +40,5 @@ pub use manifest::{
     FileEntry, FileHash, MANIFEST_FORMAT, Manifest, Summary, TableCount, chunk_list_hash,
 };
 pub use open::{STORE_FORMAT, Store, StoreLock};
+pub use owner::Owner;
 pub use scratch::Scratch;

@@ -23,7 +23,7 @@ pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
     let m = store.load_manifest(&id)?;
     let db = database_path(ctx)?;
     match &req.to {
-        Some(to) => restore_to(&store, &m, &db, to, req),
+        Some(to) => restore_to(ctx, &store, &m, &db, to, req),
         // In place, DuckDB always checks the result at the database's own path.
         None => restore_in_place(ctx, &store, &lock, &m, &db),
     }

@@ -1,4 +1,8 @@
-//! `restore --to`: a standalone copy, never the database by any spelling.
+//! `restore --to`: a standalone copy, never the database by any spelling
+//! (unless no file of the database exists: a fresh machine restoring to the
+//! configured path), never inside the store, replacing only regular files;
+//! reassembled in a private directory beside it and renamed into place
+//! ([`crate::ops::outfile`]).
 
 use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -7,43 +11,23 @@ use std::path::Path;
 use super::journal;
 use super::request::{RestoreRequest, Restored};
 use super::staged::{file_set, remove_if_exists, rename, stage_restore};
-use crate::database::dbpath;
 use crate::database::duckfile::{self};
 use crate::database::oslock::{self, LockKind};
-use crate::ops::context::{OpError, check_space_at};
+use crate::ops::context::{Ctx, OpError, check_space_at};
+use crate::ops::outfile::{self, PrivateDir};
 use crate::store::{Manifest, Store, StoreError};
 
-/// Writes a standalone copy of `m` at `to` (which must not be the database
-/// by any spelling); stale side files there are refused without `force`.
+/// Writes a standalone copy of `m` at `to` ([`outfile::target`]); stale
+/// side files there are refused without `force`.
 pub(super) fn restore_to(
+    ctx: &Ctx,
     store: &Store,
     m: &Manifest,
     db: &Path,
     to: &Path,
     req: &RestoreRequest,
 ) -> Result<Restored, OpError> {
-    let bad = |reason: String| OpError::InvalidArgument {
-        what: "--to",
-        reason,
-    };
-    let to = dbpath::real_path(to).map_err(|e| bad(format!("{}: {e}", to.display())))?;
-    if let Some(p) = dbpath::clash(db, &to) {
-        return Err(bad(format!(
-            "{} is the configured database {} or one of its files ({}), whatever --force says; \
-             restore without --to to replace the database (with a safety snapshot first)",
-            to.display(),
-            db.display(),
-            p.display()
-        )));
-    }
-    if to.is_dir() {
-        return Err(bad(format!("{} is a directory", to.display())));
-    }
-    for p in duckfile::all_paths(&to) {
-        if fs::symlink_metadata(&p).is_ok() && !req.force {
-            return Err(OpError::Exists { path: p });
-        }
-    }
+    let to = outfile::target(ctx, to, req.force, true)?;
     if let Ok(f) = File::open(&to)
         && let Some(h) =
             oslock::conflicting(&f, LockKind::Write).map_err(|source| StoreError::Io {
@@ -66,7 +50,8 @@ pub(super) fn restore_to(
     let mode = fs::metadata(db)
         .map(|md| md.mode() & 0o777)
         .unwrap_or(0o600);
-    let (staged, _guard) = journal::claim_staging(&to)?;
+    let private = PrivateDir::beside(&to)?;
+    let staged = private.path().join("restore.duckdb");
     let result = stage_restore(store, m, &staged, req.check).and_then(|verified| {
         for (_, p) in file_set(&staged, m) {
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(|source| {
@@ -80,9 +65,7 @@ pub(super) fn restore_to(
         put_in_place(&staged, &to, m)?;
         Ok(verified)
     });
-    for p in duckfile::all_paths(&staged) {
-        let _ = fs::remove_file(p);
-    }
+    drop(private);
     let (verified, checked) = result?;
     tracing::info!(event = "restore.copied", id = %m.id, path = %to.display(), "snapshot written to a standalone file");
     Ok(Restored {
