@@ -43,18 +43,26 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Res
         given = pulled?.id;
     }
     let mut as_of = None;
+    let mut chosen = None;
     if !ctx.detection.is_cloud() {
         // `latest` and `--as-of` are decided once, here: what the prompt
         // names is what is restored, whatever snapshot lands meanwhile.
         let (store, id) = select::resolve(ctx, &given)?;
-        as_of = store
-            .load_manifest(&id)
-            .ok()
-            .and_then(|m| select::as_of_note(&given, &m));
+        let manifest = store.load_manifest(&id).ok();
+        as_of = manifest
+            .as_ref()
+            .and_then(|m| select::as_of_note(&given, m));
+        chosen = manifest.map(|m| describe(&m));
         given = id.to_string();
     }
     if let Some(note) = &as_of {
         eprintln!("{note}");
+    }
+    if let Some((what, warning)) = &chosen {
+        eprintln!("{what}");
+        if let Some(w) = warning {
+            eprintln!("{w}");
+        }
     }
     (req.id, req.as_of) = (Some(given.clone()), None);
     if !a.yes {
@@ -86,6 +94,29 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Res
         );
     }
     Ok(0)
+}
+
+/// What is about to be restored, for people: "snapshot ID: reason
+/// pre-delete, label "…", taken 3 hours ago (2026-…)", and a warning when
+/// it is a `pre-restore` safety copy — the state an earlier restore undid.
+fn describe(m: &crate::store::Manifest) -> (String, Option<String>) {
+    let now = chrono::Utc::now();
+    let label = m
+        .label
+        .as_deref()
+        .map(|l| format!(", label {:?}", super::human::cut(l, 60)))
+        .unwrap_or_default();
+    let what = format!(
+        "snapshot {}: reason {}{label}, taken {} ({})",
+        m.id,
+        m.reason,
+        super::human::age(m.created_at, now),
+        super::human::time(m.created_at, false)
+    );
+    let warning = (m.reason == "pre-restore").then(|| {
+        "warning: this is a pre-restore safety copy: the database as it was just before an earlier restore replaced it. To go further back, name an older snapshot (ducksnap list).".to_string()
+    });
+    (what, warning)
 }
 
 /// Asks on the terminal before replacing the database; refuses without one.

@@ -122,12 +122,14 @@ fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
             tracing::warn!(event = "offsite.unencrypted", url = %o.url, "offsite.encryption = \"none\": the object store can read every snapshot");
         }
     }
-    // Open (create) the store now: cleans staging, checks the format.
-    Store::open(
+    // Open (create) the store now: cleans staging, checks the format and
+    // that the store is this database's.
+    let store = Store::open(
         &ctx.config.store.dir,
         true,
         ctx.config.store.compression_level,
     )?;
+    crate::ops::owner::check(ctx, &store)?;
     crate::ops::restore::journal::recover(&ctx.config.database.path)?;
     // One DuckDB instance for every check: a pre-delete snapshot then does
     // not pay for starting one.
@@ -200,6 +202,7 @@ pub async fn serve(
             token: token.clone(),
             env: env.clone(),
             snapshot_taken,
+            notifier: notifier.clone(),
         };
         local.spawn(&mut tasks);
     }
@@ -239,6 +242,7 @@ struct LocalTasks {
     token: CancellationToken,
     env: HostEnv,
     snapshot_taken: Arc<tokio::sync::Notify>,
+    notifier: Notifier,
 }
 
 impl LocalTasks {
@@ -270,6 +274,7 @@ impl LocalTasks {
             token: self.token.clone(),
             env: self.env,
             kick: self.snapshot_taken,
+            notifier: self.notifier,
         }));
         tasks.spawn(watch::watcher(watch::Watch {
             settings: self.settings,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::jobs::{Settings, StateHandle};
 use super::schedule;
+use super::sdnotify::Notifier;
 use crate::config::{HostEnv, OffsitePush, ScheduleConfig};
 
 const FIRST_RETRY: Duration = Duration::from_secs(5);
@@ -32,6 +33,8 @@ pub struct Pusher {
     pub env: HostEnv,
     /// Notified by the worker after each snapshot it commits.
     pub kick: Arc<Notify>,
+    /// `STATUS=` after each push, as the worker sends after each job.
+    pub notifier: Notifier,
 }
 
 /// Pushes until cancelled.
@@ -127,6 +130,19 @@ async fn push_once(p: &Pusher) -> Option<bool> {
         Err(e) => Err(format!("internal error: {e}")),
     };
     p.state.note_run("offsite", outcome.is_ok());
+    let ok = record(p, outcome);
+    let (ctx, st, n) = (
+        p.settings.borrow().clone(),
+        p.state.clone(),
+        p.notifier.clone(),
+    );
+    let _ = tokio::task::spawn_blocking(move || super::worker::send_status(&ctx, &st, &n)).await;
+    Some(ok)
+}
+
+/// Records a push's outcome in the daemon's state (`status`) and logs a
+/// completed one; returns whether it succeeded.
+fn record(p: &Pusher, outcome: Result<crate::offsite::push::Pushed, String>) -> bool {
     match outcome {
         Ok(pushed) => {
             // Recorded before it is logged: whoever sees the log line sees
@@ -141,12 +157,12 @@ async fn push_once(p: &Pusher) -> Option<bool> {
                     "offsite push completed"
                 );
             }
-            Some(true)
+            true
         }
         Err(message) => {
             // ops::offsite::push logged offsite.push_failed.
             p.state.record("offsite", Err(message));
-            Some(false)
+            false
         }
     }
 }

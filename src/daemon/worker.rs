@@ -48,28 +48,8 @@ pub async fn worker(
             snapshot_taken.notify_one();
         }
         let ctx = settings.borrow().clone();
-        let info = state.info();
-        let line = tokio::task::spawn_blocking(move || {
-            crate::monitor::status_line(
-                crate::monitor::newest_snapshot(&ctx),
-                info.next_run,
-                info.last_error
-                    .as_ref()
-                    .map(|e| {
-                        format!(
-                            "{} at {}: {}",
-                            e.what,
-                            e.at.format("%H:%M:%S UTC"),
-                            e.message
-                        )
-                    })
-                    .as_deref(),
-                chrono::Utc::now(),
-            )
-        })
-        .await
-        .unwrap_or_default();
-        notifier.send(&format!("STATUS={line}"));
+        let (st, n) = (state.clone(), notifier.clone());
+        let _ = tokio::task::spawn_blocking(move || send_status(&ctx, &st, &n)).await;
     }
     jobs.close();
     while let Some(job) = jobs.recv().await {
@@ -86,6 +66,33 @@ fn set_result(state: &StateHandle, what: &str, r: &Response) {
         Some(e) if e.code.is_refusal() => {}
         Some(e) => state.record(what, Err(e.message.clone())),
     }
+}
+
+/// Sends systemd `STATUS=`: the newest snapshot, the next run, and the
+/// daemon's last error — else the newest failure of a job the health
+/// record says is failing (the metrics file, a push from another process).
+/// Reads the store (blocking).
+pub(super) fn send_status(ctx: &Ctx, state: &StateHandle, notifier: &Notifier) {
+    let info = state.info();
+    let error = info
+        .last_error
+        .as_ref()
+        .map(|e| {
+            format!(
+                "{} at {}: {}",
+                e.what,
+                e.at.format("%H:%M:%S UTC"),
+                e.message
+            )
+        })
+        .or_else(|| crate::monitor::failing_job(ctx));
+    let line = crate::monitor::status_line(
+        crate::monitor::newest_snapshot(ctx),
+        info.next_run,
+        error.as_deref(),
+        chrono::Utc::now(),
+    );
+    notifier.send(&format!("STATUS={line}"));
 }
 
 /// Runs one job (blocking).
@@ -141,6 +148,7 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
             reason = "unchanged",
             "scheduled snapshot skipped: the database has not changed since the last snapshot"
         );
+        crate::monitor::confirm(ctx, None);
         return Response::ok(serde_json::json!({"skipped": "unchanged"}));
     }
     let req = SnapshotRequest {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::state::{Damage, Job, JobRecord};
+use super::state::{Damage, Job, JobRecord, Lost};
 use crate::when::span;
 
 /// Plugin levels, in increasing badness; the exit code is the number.
@@ -51,12 +51,21 @@ pub struct Facts {
     pub store_error: Option<String>,
     pub snapshots: usize,
     pub store_bytes: u64,
-    /// When the newest snapshot not known to be damaged was taken.
+    /// When the newest snapshot not known to be damaged and not dated in
+    /// the future was taken.
     pub newest_good: Option<DateTime<Utc>>,
+    /// A snapshot dated in the future (more than a minute): when.
+    pub future: Option<DateTime<Utc>>,
+    /// When a snapshot job last found the database unchanged since a good
+    /// snapshot (and so stored none): protected as of then.
+    pub confirmed: Option<DateTime<Utc>>,
     pub warn_age: Duration,
     pub crit_age: Duration,
     pub jobs: Vec<(Job, JobRecord)>,
     pub damaged: Vec<Damage>,
+    /// The health record was found unreadable, and these snapshots have
+    /// not been verified since.
+    pub health_lost: Option<Lost>,
     /// (available, required) bytes on the store's file system.
     pub free_space: Option<(u64, u64)>,
     /// `Some(false)`: a daemon is expected and none answers.
@@ -65,6 +74,9 @@ pub struct Facts {
     pub daemon_error: Option<String>,
     /// Seconds the oldest snapshot not offsite yet has waited.
     pub offsite_lag: Option<i64>,
+    /// Snapshots pushed from here, still local, that the bucket did not
+    /// hold whole at the last check (a record or pack gone).
+    pub offsite_lost: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +109,7 @@ pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
         return verdict(vec![c], String::new());
     }
     let mut checks = vec![age_check(f, now)];
+    checks.extend(future_check(f, now));
     if !f.database_present {
         checks.push(check(
             "database",
@@ -108,6 +121,18 @@ pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
         checks.push(check("store", Level::Critical, format!("store: {e}")));
     }
     checks.extend(f.jobs.iter().filter_map(|(job, r)| job_check(*job, r)));
+    if let Some(l) = &f.health_lost {
+        checks.push(check(
+            "health",
+            Level::Critical,
+            format!(
+                "the health record was unreadable at {} ({}): what it said about damage is unknown until {} snapshot(s) are verified (ducksnap verify --all)",
+                l.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                l.why,
+                l.unverified.len()
+            ),
+        ));
+    }
     for d in &f.damaged {
         checks.push(check(
             "verify",
@@ -138,25 +163,31 @@ pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
             format!("offsite {} behind", span(chrono::TimeDelta::seconds(lag))),
         ));
     }
+    if !f.offsite_lost.is_empty() {
+        checks.push(check(
+            "offsite",
+            Level::Critical,
+            format!(
+                "snapshot(s) {} were pushed from here and are no longer restorable offsite (a record or pack is gone from the bucket); the next push sends them again",
+                f.offsite_lost.join(", ")
+            ),
+        ));
+    }
     let perf = perfdata(f, now);
     verdict(checks, perf)
 }
 
+/// How long the database has gone without protection: since the newest
+/// good snapshot, or since a snapshot job last confirmed it unchanged since
+/// one. A snapshot dated in the future counts for nothing here (it gets a
+/// warning of its own).
 fn age_check(f: &Facts, now: DateTime<Utc>) -> Check {
-    let Some(t) = f.newest_good else {
+    let skew = chrono::TimeDelta::seconds(60);
+    let Some(t) = f.newest_good.filter(|t| *t <= now + skew) else {
         return check("age", Level::Critical, "no good snapshot at all");
     };
-    let age = now - t;
-    if age < chrono::TimeDelta::seconds(-60) {
-        return check(
-            "age",
-            Level::Warning,
-            format!(
-                "newest snapshot is {} in the future (clock skew?)",
-                span(-age)
-            ),
-        );
-    }
+    let confirmed = f.confirmed.filter(|c| *c > t && *c <= now + skew);
+    let age = now - confirmed.unwrap_or(t);
     let secs = age.num_seconds().max(0) as u64;
     let level = if secs >= f.crit_age.as_secs() {
         Level::Critical
@@ -165,14 +196,31 @@ fn age_check(f: &Facts, now: DateTime<Utc>) -> Check {
     } else {
         Level::Ok
     };
-    check(
-        "age",
-        level,
-        format!(
-            "newest snapshot {} old",
-            span(chrono::TimeDelta::seconds(secs as i64))
+    let old = span(chrono::TimeDelta::seconds(secs as i64));
+    let message = match confirmed {
+        Some(_) => format!(
+            "database unchanged since the newest snapshot ({} old), confirmed {old} ago",
+            span(now - t)
         ),
-    )
+        None => format!("newest snapshot {old} old"),
+    };
+    check("age", level, message)
+}
+
+/// A snapshot dated more than a minute ahead: the clock moved, or it did.
+fn future_check(f: &Facts, now: DateTime<Utc>) -> Option<Check> {
+    let t = f
+        .future
+        .or(f.newest_good)
+        .filter(|t| *t > now + chrono::TimeDelta::seconds(60))?;
+    Some(check(
+        "future",
+        Level::Warning,
+        format!(
+            "a snapshot is dated {} in the future (clock skew?)",
+            span(t - now)
+        ),
+    ))
 }
 
 fn job_check(job: Job, r: &JobRecord) -> Option<Check> {
@@ -180,6 +228,8 @@ fn job_check(job: Job, r: &JobRecord) -> Option<Check> {
     let level = match job {
         // A verify that fails found damage (or could not read the store).
         Job::Verify => Level::Critical,
+        // A stale metrics file hides nothing from this check.
+        Job::Metrics => Level::Warning,
         _ if r.failing_since_success >= CRITICAL_AFTER => Level::Critical,
         _ => Level::Warning,
     };

@@ -5,7 +5,10 @@
 //!
 //! Operations call [`note`] when they finish, whoever runs them; a record
 //! that cannot be written (no store yet, a read-only store) is logged at
-//! debug level and never turns the job's own result into another one.
+//! debug level and never turns the job's own result into another one. A
+//! metrics file that cannot be written is a failure of its own job
+//! ([`Job::Metrics`]), so that `status --check` and `STATUS=` say the file
+//! is stale.
 
 pub mod check;
 pub mod metrics;
@@ -36,10 +39,21 @@ fn store_of(ctx: &Ctx) -> Option<Store> {
 /// Records how a run of `job` that started at `started` ended. Refusals
 /// (the caller's bad input) and cloud mode's "disabled" are not runs.
 pub fn note<T>(ctx: &Ctx, job: Job, started: Instant, result: &Result<T, OpError>) {
+    if let Err(e) = result
+        && e.code().is_refusal()
+    {
+        return;
+    }
+    note_every(ctx, job, started, result);
+}
+
+/// [`note`] for work nobody asked for at that moment (the daemon's pushes,
+/// a schedule): every failure is one, whatever its code — a push refused
+/// for want of credentials is a push that did not happen.
+pub fn note_every<T>(ctx: &Ctx, job: Job, started: Instant, result: &Result<T, OpError>) {
     let outcome = match result {
         Ok(_) => Ok(started.elapsed()),
         Err(OpError::Disabled { .. }) => return,
-        Err(e) if e.code().is_refusal() => return,
         Err(e) => Err(e.to_string()),
     };
     record(ctx, |h| h.note(job, Utc::now(), outcome));
@@ -58,14 +72,30 @@ pub fn record(ctx: &Ctx, change: impl FnOnce(&mut Health)) {
     }
 }
 
-/// Rewrites `[monitor] metrics_file`, when set.
+/// Rewrites `[monitor] metrics_file`, when set, and records the outcome
+/// as a run of [`Job::Metrics`] when it failed, or succeeded after a
+/// failure (not every success: that would double every record's writes).
 pub fn refresh_metrics(ctx: &Ctx, store: &Store, h: &Health) {
     let Some(path) = &ctx.config.monitor.metrics_file else {
         return;
     };
+    let started = Instant::now();
     let facts = store_facts(ctx, store);
-    if let Err(e) = metrics::write(path, &metrics::render(h, &facts, Utc::now())) {
-        tracing::warn!(event = "monitor.metrics_failed", path = %path.display(), error = %e, "could not write the metrics file");
+    let result = metrics::write(path, &metrics::render(h, &facts, Utc::now()));
+    let was_failing = h.jobs.get(&Job::Metrics).is_some_and(|r| r.failing());
+    let outcome = match &result {
+        Ok(()) if !was_failing => return,
+        Ok(()) => Ok(started.elapsed()),
+        Err(e) => {
+            tracing::warn!(event = "monitor.metrics_failed", path = %path.display(), error = %e, "could not write the metrics file");
+            Err(format!(
+                "could not write the metrics file {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    if let Err(e) = state::update(store, |h| h.note(Job::Metrics, Utc::now(), outcome)) {
+        tracing::debug!(event = "monitor.record_failed", error = %e, "could not write the health record");
     }
 }
 
@@ -97,6 +127,44 @@ pub fn store_facts(ctx: &Ctx, store: &Store) -> metrics::StoreFacts {
         newest: catalog.iter().map(|s| s.created_at).max(),
         offsite_lag,
     }
+}
+
+/// The newest failure of a job the health record says is failing:
+/// "metrics at 12:00:00 UTC: could not write …".
+pub fn failing_job(ctx: &Ctx) -> Option<String> {
+    let h = Health::load(&store_of(ctx)?);
+    h.jobs
+        .iter()
+        .filter(|(_, r)| r.failing())
+        .filter_map(|(j, r)| r.last_failure.as_ref().map(|f| (j, f)))
+        .max_by_key(|(_, f)| f.at)
+        .map(|(j, f)| {
+            format!(
+                "{} at {}: {}",
+                j.name(),
+                f.at.format("%H:%M:%S UTC"),
+                f.message
+            )
+        })
+}
+
+/// Records that a snapshot job found the database unchanged since snapshot
+/// `id` (`None`: the newest in the store) and stored nothing: protection
+/// confirmed now, for the age check.
+pub fn confirm(ctx: &Ctx, id: Option<String>) {
+    let Some(id) = id.or_else(|| {
+        let store = store_of(ctx)?;
+        let catalog = store.catalog().ok()?;
+        catalog
+            .iter()
+            .max_by_key(|s| (s.created_at, s.id.clone()))
+            .map(|s| s.id.to_string())
+    }) else {
+        return;
+    };
+    record(ctx, |h| {
+        h.confirmed = Some(state::Confirmed { at: Utc::now(), id })
+    });
 }
 
 /// When the newest snapshot in the store was taken.

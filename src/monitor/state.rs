@@ -7,6 +7,12 @@
 //!
 //! Read-modify-write under an OFD lock on `<store>/health.lock`; the file
 //! is replaced atomically (the store's write-fsync-rename).
+//!
+//! A record that exists but cannot be read (garbage, truncated, a directory
+//! in its place) is never taken as "all is well": it is kept aside as
+//! `health.json.unreadable`, and the new record starts with [`Lost`] naming
+//! every snapshot in the store, which `status --check` reports as CRITICAL
+//! until a verify of each has said again whether it is whole.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,10 +31,18 @@ pub enum Job {
     Prune,
     Verify,
     Offsite,
+    /// Writing `[monitor] metrics_file`.
+    Metrics,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [Job::Snapshot, Job::Prune, Job::Verify, Job::Offsite];
+    pub const ALL: [Job; 5] = [
+        Job::Snapshot,
+        Job::Prune,
+        Job::Verify,
+        Job::Offsite,
+        Job::Metrics,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +50,7 @@ impl Job {
             Job::Prune => "prune",
             Job::Verify => "verify",
             Job::Offsite => "offsite",
+            Job::Metrics => "metrics",
         }
     }
 }
@@ -73,6 +88,16 @@ pub struct Damage {
     pub message: String,
 }
 
+/// The record was found unreadable: what it said about damage is lost
+/// until every snapshot it could have named is verified again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lost {
+    pub at: DateTime<Utc>,
+    pub why: String,
+    /// Snapshots that existed then and no verify has checked since.
+    pub unverified: Vec<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     #[serde(default)]
@@ -85,18 +110,74 @@ pub struct Health {
     /// id it verified last.
     #[serde(default)]
     pub drill_cursor: Option<String>,
+    /// Set when the record was found unreadable (see the module header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Lost>,
+    /// The last time a snapshot job found the database unchanged since a
+    /// stored snapshot (so it stored none): protection confirmed then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<Confirmed>,
+}
+
+/// The database was found equal to snapshot `id` at `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmed {
+    pub at: DateTime<Utc>,
+    pub id: String,
 }
 
 const FILE: &str = "health.json";
 
 impl Health {
-    /// The record in `store`; empty when there is none or it is unreadable
-    /// (it is a record of the past, never a reason to fail).
+    /// The record in `store`: empty when there is none; when it exists but
+    /// cannot be read, empty but for [`Lost`] naming every snapshot in the
+    /// store (the record is never a reason for a job to fail, and never
+    /// forgets damage by being damaged itself).
     pub fn load(store: &Store) -> Health {
-        std::fs::read(store.root().join(FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        Self::read(store).unwrap_or_else(|why| Self::lost(store, why))
+    }
+
+    /// An empty record that remembers it replaces an unreadable one.
+    fn lost(store: &Store, why: String) -> Health {
+        Health {
+            lost: Some(Lost {
+                at: Utc::now(),
+                why,
+                unverified: store
+                    .catalog()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| s.id.to_string())
+                    .collect(),
+            }),
+            ..Health::default()
+        }
+    }
+
+    /// The record as it is on disk: `Err` says why it is unreadable.
+    fn read(store: &Store) -> Result<Health, String> {
+        let path = store.root().join(FILE);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Health::default()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Ok(m) if !m.is_file() => return Err(format!("{} is not a file", path.display())),
+            Ok(_) => {}
+        }
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Notes that a verify checked `ids`: what the lost record might have
+    /// said about them is known again.
+    pub fn verified<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        let Some(lost) = &mut self.lost else {
+            return;
+        };
+        let ids: std::collections::BTreeSet<&str> = ids.into_iter().collect();
+        lost.unverified.retain(|id| !ids.contains(id.as_str()));
+        if lost.unverified.is_empty() {
+            self.lost = None;
+        }
     }
 
     /// Notes one run of `job` at `now`: its duration, or why it failed.
@@ -124,7 +205,23 @@ pub fn update(store: &Store, change: impl FnOnce(&mut Health)) -> std::io::Resul
     let lock_path = store.root().join("health.lock");
     let lock = crate::store::open_lock_file(&lock_path)?;
     oslock::lock_wait(&lock, LockKind::Write)?;
-    let mut h = Health::load(store);
+    let mut h = Health::read(store).unwrap_or_else(|why| {
+        // Kept for whoever investigates (whatever it is: the entry itself
+        // is moved, never followed), out of the way of the new record.
+        let path = store.root().join(FILE);
+        if std::fs::rename(&path, store.root().join("health.json.unreadable")).is_err() {
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(_) => {}
+            }
+        }
+        Health::lost(store, why)
+    });
     change(&mut h);
     let body = serde_json::to_vec_pretty(&h).expect("health serializes");
     store

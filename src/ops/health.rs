@@ -81,7 +81,10 @@ pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: b
         false,
         ctx.config.store.compression_level,
     ) {
-        Ok(store) => from_store(ctx, &store, &mut f),
+        Ok(store) => match crate::ops::owner::check(ctx, &store) {
+            Ok(()) => from_store(ctx, &store, &mut f),
+            Err(e) => f.store_error = Some(e.to_string()),
+        },
         Err(e) => f.store_error = Some(e.to_string()),
     }
     f
@@ -97,17 +100,44 @@ fn from_store(ctx: &Ctx, store: &Store, f: &mut Facts) {
         }
     };
     let h = Health::load(store);
+    f.health_lost = h.lost.clone().and_then(|mut l| {
+        l.unverified
+            .retain(|id| catalog.iter().any(|s| s.id.as_str() == id));
+        (!l.unverified.is_empty()).then_some(l)
+    });
     f.damaged = h
         .damaged
         .iter()
         .filter(|d| catalog.iter().any(|s| s.id.as_str() == d.id))
         .cloned()
         .collect();
-    f.newest_good = catalog
+    let now = Utc::now();
+    let ahead = |t: &chrono::DateTime<Utc>| *t > now + chrono::TimeDelta::seconds(60);
+    let good: Vec<_> = catalog
         .iter()
         .filter(|s| !f.damaged.iter().any(|d| d.id == s.id.as_str()))
+        .collect();
+    f.newest_good = good
+        .iter()
         .map(|s| s.created_at)
+        .filter(|t| !ahead(t))
         .max();
+    f.future = good.iter().map(|s| s.created_at).filter(ahead).max();
+    f.confirmed = h
+        .confirmed
+        .as_ref()
+        .filter(|c| good.iter().any(|s| s.id.as_str() == c.id))
+        .map(|c| c.at);
+    if ctx.config.offsite.is_some() {
+        f.offsite_lost = crate::offsite::cache::Cache::saved(store)
+            .map(|c| {
+                c.lost
+                    .into_iter()
+                    .filter(|id| catalog.iter().any(|s| s.id.as_str() == id))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
     f.jobs = Job::ALL
         .iter()
         .filter_map(|j| h.jobs.get(j).map(|r| (*j, r.clone())))

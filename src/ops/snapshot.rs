@@ -140,6 +140,9 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
     if !matches!(r, Ok(SnapshotOutcome::Disabled { .. })) {
         crate::monitor::note(ctx, crate::monitor::Job::Snapshot, started, &r);
     }
+    if let Ok(SnapshotOutcome::Unchanged { since }) = &r {
+        crate::monitor::confirm(ctx, Some(since.to_string()));
+    }
     r
 }
 

@@ -109,6 +109,7 @@ pub(crate) fn note_verify(
         h.damaged
             .retain(|d| !report.snapshots.iter().any(|s| s.id == d.id));
         h.damaged.extend(bad);
+        h.verified(report.snapshots.iter().map(|s| s.id.as_str()));
         h.note(Job::Verify, now, outcome);
     });
 }

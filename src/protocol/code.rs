@@ -58,7 +58,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         2,
-        "usage or configuration error: bad arguments, a bad config file (the message names the file, line and key), an invalid $DUCKSNAP_MODE, snapshot, reason, label or time, an ambiguous id prefix (the candidates are listed); a restore not confirmed (answered no, or no --yes without a terminal); a --to file or a ducksnap.toml that exists, without --force; --to naming the database itself; a request about another database than the daemon's",
+        "usage or configuration error: bad arguments, a bad config file (the message names the file, line and key), an invalid $DUCKSNAP_MODE, snapshot, reason, label or time, an ambiguous id prefix (the candidates are listed); a restore not confirmed (answered no, or no --yes without a terminal); a --to file or a ducksnap.toml that exists, without --force; --to naming the database itself, a device, FIFO, socket or directory, or a path in the store; a request about another database than the daemon's; a store that belongs to another database (both are named; `ducksnap adopt`)",
     ),
     (
         3,

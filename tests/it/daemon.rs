@@ -1575,7 +1575,8 @@ fn one_error_table_for_the_cli_and_the_socket() {
 #[test]
 fn a_reload_reaches_the_watcher() {
     // Started with the watcher off; the reloaded config turns it on (with
-    // snapshots on change) and points it at another database.
+    // snapshots on change) and points it at another database, with its own
+    // store (a store belongs to one database).
     let ws = daemon_ws(
         "[schedule]\nenabled = false\n[watch]\nenabled = false\n",
         "CREATE TABLE t(i INTEGER)",
@@ -1587,7 +1588,8 @@ fn a_reload_reaches_the_watcher() {
         &ws,
         "[schedule]\nenabled = false\n[watch]\nsnapshot_on_change = true\ndebounce = \"100ms\"\nquiet_period = \"200ms\"\nmin_interval = \"1s\"\n",
     )
-    .replace("data/app.duckdb", "data/other.duckdb");
+    .replace("data/app.duckdb", "data/other.duckdb")
+    .replace("data/backups", "data/other-backups");
     std::fs::write(ws.config_path(), text).unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP);
     let reloaded = d.wait_event("watch.reloaded", Duration::from_secs(10));

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 
 use ducksnap::monitor::check::{Facts, Level, default_ages, evaluate};
-use ducksnap::monitor::state::{Damage, Failure, Job, JobRecord};
+use ducksnap::monitor::state::{Damage, Failure, Job, JobRecord, Lost};
 
 use crate::daemon::{Daemon, cli_with, set_config};
 use crate::helpers::*;
@@ -85,7 +85,14 @@ fn the_verdict_table() {
             "DUCKSNAP OK - backups disabled: STREAMLIT_SHARING_MODE is set"
         )
     );
-    let future = evaluate(&facts(Some(-3600)), now);
+    // A snapshot dated an hour ahead beside a recent real one: a warning.
+    let future = evaluate(
+        &Facts {
+            future: Some(now + TimeDelta::seconds(3600)),
+            ..facts(Some(60))
+        },
+        now,
+    );
     assert_eq!(future.level, Level::Warning);
     assert!(future.line.contains("in the future"), "{}", future.line);
     // Failing jobs: a warning, critical from the third failure in a row.
@@ -182,7 +189,7 @@ fn metric(ws: &Workspace, line_start: &str) -> Option<String> {
 
 impl Daemon {
     /// Waits for a `STATUS=` notification that `ok` accepts.
-    fn wait_status(&self, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_status(&self, ok: impl Fn(&str) -> bool) -> String {
         loop {
             let n = self.notification_raw();
             if n.contains("STATUS=") && ok(&n) {
@@ -421,4 +428,190 @@ fn an_unread_notify_socket_never_stalls_the_daemon() {
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = child.wait();
+}
+
+/// What the age check measures is protection, not activity: a quiet,
+/// unchanged database whose scheduled runs confirm it unchanged stays OK
+/// through a day in fast-forward; without confirmations it goes WARNING
+/// then CRITICAL. A snapshot dated in the future never hides an old real
+/// one. A lost health record is CRITICAL; a stale metrics file a WARNING.
+#[test]
+fn the_age_is_the_age_of_protection() {
+    let start = now();
+    let (warn_age, crit_age) = default_ages(Some(Duration::from_secs(3600)));
+    let base = Facts {
+        database_present: true,
+        snapshots: 1,
+        newest_good: Some(start),
+        warn_age,
+        crit_age,
+        ..Facts::default()
+    };
+    // Hourly runs for a day, each finding the database unchanged.
+    for hour in 1..=24 {
+        let t = start + TimeDelta::hours(hour);
+        let f = Facts {
+            confirmed: Some(t - TimeDelta::seconds(5)),
+            ..base.clone()
+        };
+        let v = evaluate(&f, t + TimeDelta::minutes(59));
+        assert_eq!(v.level, Level::Ok, "hour {hour}: {}", v.line);
+        assert!(
+            v.line.contains("unchanged since the newest snapshot"),
+            "{}",
+            v.line
+        );
+    }
+    let unconfirmed = evaluate(&base, start + TimeDelta::hours(24));
+    assert_eq!(unconfirmed.level, Level::Critical, "{}", unconfirmed.line);
+    // A confirmation older than the snapshot counts for nothing.
+    let stale = Facts {
+        confirmed: Some(start - TimeDelta::hours(1)),
+        ..base.clone()
+    };
+    assert_eq!(
+        evaluate(&stale, start + TimeDelta::hours(2)).level,
+        Level::Warning
+    );
+    // A snapshot a day ahead, the newest real one 3× crit_age old.
+    let hidden = Facts {
+        future: Some(start + TimeDelta::days(1)),
+        newest_good: Some(start - TimeDelta::from_std(crit_age * 3).unwrap()),
+        ..base.clone()
+    };
+    let v = evaluate(&hidden, start);
+    assert_eq!(v.level, Level::Critical, "{}", v.line);
+    assert!(v.line.contains("in the future"), "{}", v.line);
+    // Only a future snapshot: nothing protects the database now.
+    let only_future = Facts {
+        future: Some(start + TimeDelta::days(1)),
+        newest_good: None,
+        ..base.clone()
+    };
+    assert_eq!(evaluate(&only_future, start).level, Level::Critical);
+    let lost = Facts {
+        health_lost: Some(Lost {
+            at: start,
+            why: "health.json: expected value at line 1 column 1".into(),
+            unverified: vec!["20261129T140000Z-abcd".into()],
+        }),
+        ..base.clone()
+    };
+    let v = evaluate(&lost, start);
+    assert_eq!(v.level, Level::Critical, "{}", v.line);
+    assert!(
+        v.line.contains("unreadable") && v.line.contains("verify --all"),
+        "{}",
+        v.line
+    );
+    for n in [1, 5] {
+        let f = Facts {
+            jobs: vec![(Job::Metrics, failing(n))],
+            ..base.clone()
+        };
+        assert_eq!(evaluate(&f, start).level, Level::Warning, "{n} failures");
+    }
+}
+
+/// A verify finds a damaged snapshot (CRITICAL); then garbage is written
+/// over the health record: the check stays CRITICAL — the record is
+/// unreadable, what it said is unknown — until a verify of every snapshot
+/// has said again which are damaged; the damage itself clears only when a
+/// verify of that snapshot passes.
+#[test]
+fn a_damaged_health_record_never_says_ok() {
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[schedule]\nenabled = false\n[watch]\nenabled = false\n",
+    );
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i FROM range(100000)",
+    );
+    let first = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let m = ws.manifest(&first);
+    let chunk = ws.store().chunk_path(m.chunk_hashes().next().unwrap());
+    let good = std::fs::read(&chunk).unwrap();
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    std::fs::write(&chunk, &bad).unwrap();
+    let out = ws.run(&["verify", "--all", "--json"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let (code, line) = check(&ws);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains(&first), "{line}");
+    let health = ws.store_dir().join("health.json");
+    for garbage in [&b"\x00garbage{"[..], b"", b"{\"jobs\": 7}"] {
+        std::fs::write(&health, garbage).unwrap();
+        let (code, line) = check(&ws);
+        assert_eq!(code, 2, "garbage {garbage:?}: {line}");
+        assert!(line.contains("unreadable"), "{line}");
+        // Another job writing the record keeps the loss on it.
+        make_db(&ws.db(), "INSERT INTO t VALUES (1)");
+        ws.snapshot();
+        let (code, line) = check(&ws);
+        assert_eq!(code, 2, "after a snapshot: {line}");
+        assert!(line.contains("unreadable"), "{line}");
+        assert!(ws.store_dir().join("health.json.unreadable").exists());
+        // A verify of every snapshot rebuilds the facts: the damage again.
+        let out = ws.run(&["verify", "--all", "--json"]);
+        assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+        let (code, line) = check(&ws);
+        assert_eq!(code, 2, "{line}");
+        assert!(
+            line.contains(&first) && !line.contains("unreadable"),
+            "{line}"
+        );
+    }
+    // A directory where the record should be: the same.
+    std::fs::remove_file(&health).unwrap();
+    std::fs::create_dir(&health).unwrap();
+    let (code, line) = check(&ws);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("unreadable"), "{line}");
+    // Repaired, and verified: OK.
+    std::fs::write(&chunk, &good).unwrap();
+    let out = ws.run(&["verify", "--all", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (code, line) = check(&ws);
+    assert_eq!(code, 0, "{line}");
+}
+
+/// The metrics file cannot be written (its directory made read-only): the
+/// check says WARNING naming the file, and so does the next job's
+/// `STATUS=`-worthy record; writable again, OK.
+#[test]
+fn a_metrics_file_that_cannot_be_written_is_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new();
+    let dir = ws.path().join("metrics");
+    std::fs::create_dir_all(&dir).unwrap();
+    set_config(
+        &ws,
+        "[schedule]\nenabled = false\n[watch]\nenabled = false\n[monitor]\nmetrics_file = \"metrics/ducksnap.prom\"\n",
+    );
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
+    ws.snapshot();
+    assert!(metric(&ws, "ducksnap_snapshots").is_some());
+    // Root ignores directory modes: put a file where the directory was.
+    std::fs::rename(&dir, ws.path().join("metrics.real")).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o444)).unwrap();
+    make_db(&ws.db(), "INSERT INTO t VALUES (2)");
+    ws.snapshot();
+    let (code, line) = check(&ws);
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.contains("metrics") && line.contains("ducksnap.prom"),
+        "{line}"
+    );
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(ws.path().join("metrics.real"), &dir).unwrap();
+    make_db(&ws.db(), "INSERT INTO t VALUES (3)");
+    ws.snapshot();
+    let (code, line) = check(&ws);
+    assert_eq!(code, 0, "{line}");
+    assert_eq!(metric(&ws, "ducksnap_snapshots").unwrap(), "3");
 }
