@@ -16,8 +16,16 @@
 //!   newest good (verified) snapshot — or the newest at all when none is
 //!   verified — are always kept.
 //! * `max_total_size B`: while the unique stored bytes of the kept set exceed
-//!   B, the oldest kept snapshot that no protection covers is forgotten;
-//!   pins, the newest good snapshot and reason rules protect.
+//!   B, the oldest kept snapshot that no protection covers is forgotten —
+//!   snapshots taken only to look first; pins, the newest good snapshot and
+//!   reason rules protect.
+//!
+//! Snapshots taken only to look ([`LOOK_ONLY`]: `diff … live` stores the
+//! live state as a `diff` snapshot) take no one's place: the global
+//! `keep_last` and `keep_hourly/daily/weekly/monthly` rules and the newest
+//! good snapshot are decided over the other snapshots only, as if they did
+//! not exist; they are kept by `keep_within`, by a `reasons.diff` rule, by a
+//! pin, or while offsite lacks them.
 //!
 //! Planning the kept set again forgets nothing.
 
@@ -63,6 +71,15 @@ impl Candidate {
             offsite_pending,
         }
     }
+}
+
+/// The reasons of snapshots taken only to look at the database, not to
+/// keep it (see the module header).
+pub const LOOK_ONLY: &[&str] = &["diff"];
+
+/// Whether snapshots taken for `reason` are only for looking.
+pub fn look_only(reason: &str) -> bool {
+    LOOK_ONLY.contains(&reason)
 }
 
 /// The reason that keeps a snapshot offsite does not have yet.
@@ -196,7 +213,14 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
         now,
     };
     let all: Vec<usize> = (0..snaps.len()).collect();
-    ctx.apply(&all, &global_rule(policy), "", &mut reasons);
+    let (kept_for_looking, for_keeping): (Vec<usize>, Vec<usize>) =
+        all.iter().partition(|&&i| look_only(&snaps[i].reason));
+    ctx.apply(&for_keeping, &global_rule(policy), "", &mut reasons);
+    let within = ReasonRule {
+        keep_within: policy.keep_within,
+        ..ReasonRule::default()
+    };
+    ctx.apply(&kept_for_looking, &within, "", &mut reasons);
     for (reason, rule) in &policy.reasons {
         let subset: Vec<usize> = all
             .iter()
@@ -209,7 +233,7 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
             protected[i] |= reasons[i].len() > before[i];
         }
     }
-    if let Some(i) = newest_good(&snaps, &mut reasons) {
+    if let Some(i) = newest_good(&snaps, &for_keeping, &mut reasons) {
         protected[i] = true;
     }
     for (i, s) in snaps.iter().enumerate() {
@@ -249,13 +273,21 @@ fn global_rule(policy: &RetentionConfig) -> ReasonRule {
     }
 }
 
-/// The newest verified snapshot (or the newest, when none is) is always
-/// kept; returns its index.
-fn newest_good(snaps: &[&Candidate], reasons: &mut [Vec<String>]) -> Option<usize> {
-    let i = snaps
+/// The newest verified snapshot (or the newest, when none is) among
+/// `among` (indices, newest first) — else among all — is always kept;
+/// returns its index.
+fn newest_good(
+    snaps: &[&Candidate],
+    among: &[usize],
+    reasons: &mut [Vec<String>],
+) -> Option<usize> {
+    let all: Vec<usize> = (0..snaps.len()).collect();
+    let among = if among.is_empty() { &all } else { among };
+    let i = among
         .iter()
-        .position(|s| s.verified)
-        .or(if snaps.is_empty() { None } else { Some(0) })?;
+        .copied()
+        .find(|&i| snaps[i].verified)
+        .or(among.first().copied())?;
     reasons[i].push(if snaps[i].verified {
         "newest good snapshot".into()
     } else {
@@ -281,7 +313,13 @@ fn apply_budget(
         if total <= budget.0 {
             break;
         }
-        let Some(i) = (0..snaps.len()).rev().find(|&i| keep[i] && !protected[i]) else {
+        let droppable = |i: &usize| keep[*i] && !protected[*i];
+        let Some(i) = (0..snaps.len())
+            .rev()
+            .filter(droppable)
+            .find(|&i| look_only(&snaps[i].reason))
+            .or_else(|| (0..snaps.len()).rev().find(droppable))
+        else {
             break;
         };
         keep[i] = false;

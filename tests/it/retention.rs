@@ -571,3 +571,84 @@ mod schedule {
         );
     }
 }
+
+proptest! {
+    /// Snapshots taken only to look (`diff … live`) take no one's place:
+    /// with any number of them added, every other snapshot's decision is
+    /// the same (without a size budget, which counts every byte).
+    #[test]
+    fn looking_changes_no_decision(
+        snaps in arb_snaps(),
+        p in arb_policy(),
+        looks in proptest::collection::vec(0i64..24 * 90, 0..10),
+    ) {
+        let mut p = p;
+        p.max_total_size = None;
+        let before = plan(&snaps, &p, t0());
+        let mut with = snaps.clone();
+        for (i, mins) in looks.iter().enumerate() {
+            let at = t0() - Duration::minutes(mins * 37 + 1);
+            with.push(Candidate {
+                reason: "diff".into(),
+                ..snap(at, 1000 + i as u32)
+            });
+        }
+        let after = plan(&with, &p, t0());
+        for d in before.decisions.iter() {
+            let a = after.decisions.iter().find(|x| x.id == d.id).unwrap();
+            prop_assert_eq!(a.keep, d.keep, "{} changed: {:?} → {:?}", d.id, d.reasons, a.reasons);
+        }
+    }
+}
+
+/// Seven `diff … live` runs, each after a change, store seven `diff`
+/// snapshots: `prune --dry-run` decides about the user's own snapshots as
+/// before, and `restore --as-of now` is not pointed at a snapshot taken only
+/// to look when the user's own holds the same content.
+#[test]
+fn diffs_use_up_no_retention() {
+    use crate::helpers::*;
+    let ws = Workspace::new();
+    ws.write_config(
+        "[retention]\nkeep_last = 2\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n",
+    );
+    make_db(&ws.db(), "CREATE TABLE t(i INT); INSERT INTO t VALUES (0)");
+    let mut mine = Vec::new();
+    for i in 1..=3 {
+        let c = duckdb::Connection::open(ws.db()).unwrap();
+        c.execute_batch(&format!("INSERT INTO t VALUES ({i})"))
+            .unwrap();
+        drop(c);
+        mine.push(ws.snapshot()["id"].as_str().unwrap().to_string());
+    }
+    let decisions = |ws: &Workspace| -> Vec<(String, bool)> {
+        let v = ws.json(&["prune", "--dry-run", "--json"]);
+        let mut out: Vec<(String, bool)> = v["plan"]["decisions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .filter(|d| mine.contains(&d["id"].as_str().unwrap().to_string()))
+            .map(|d| {
+                (
+                    d["id"].as_str().unwrap().to_string(),
+                    d["keep"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let before = decisions(&ws);
+    assert_eq!(before.iter().filter(|d| d.1).count(), 2, "{before:?}");
+    for i in 10..17 {
+        let c = duckdb::Connection::open(ws.db()).unwrap();
+        c.execute_batch(&format!("INSERT INTO t VALUES ({i})"))
+            .unwrap();
+        drop(c);
+        let d = ws.json(&["diff", &mine[2], "live", "--json"]);
+        assert!(d["b"]["id"].is_string(), "{d}");
+    }
+    let listed = ws.json(&["list", "--reason", "diff", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(7), "{listed}");
+    assert_eq!(decisions(&ws), before);
+}
