@@ -1,6 +1,10 @@
 //! `ducksnap prune`: apply retention (every decision with its rule), then
-//! delete unreferenced chunks.
+//! delete unreferenced chunks. With `[offsite]`, the bucket is asked first
+//! which snapshots it holds whole, so that none is given up locally on the
+//! word of an old record (the daemon's own retention uses the check of its
+//! last push).
 
+use crate::config::HostEnv;
 use crate::environment;
 use crate::ops::{Ctx, PruneReport, PruneRequest};
 use crate::protocol::calls;
@@ -17,8 +21,16 @@ pub struct Args {
     pub(super) json: bool,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
+pub fn run(ctx: &Ctx, env: &HostEnv, a: Args) -> anyhow::Result<u8> {
     let dry_run = a.req.dry_run;
+    if ctx.config.offsite.is_some()
+        && !ctx.detection.is_cloud()
+        && let Err(e) = crate::ops::offsite::confirm(ctx, env)
+    {
+        eprintln!(
+            "warning: offsite could not be checked ({e}): no snapshot counts as offsite, so none that waits for it is removed"
+        );
+    }
     let r: PruneReport = remote::call(ctx, calls::prune(a.req))?;
     if a.json {
         print_json(&r)?;

@@ -1,9 +1,21 @@
 //! The local record of what is offsite (`<store>/offsite/pushed.json`):
-//! which snapshots have a remote record and where each pushed chunk is. It
-//! lets an incremental push upload only new chunks without listing the
-//! packs. It is only a cache: missing, unreadable, of another remote, or
-//! naming a snapshot whose record the remote no longer has (pruned from
-//! elsewhere), it is rebuilt from the remote's records.
+//! which snapshots the remote holds whole — a record *and* every pack it
+//! names — and where each pushed chunk is, as last checked against the
+//! bucket. It lets an incremental push upload only new chunks.
+//!
+//! It is checked, never trusted: every push, `offsite verify` and a prune
+//! by hand first list the remote's records and packs ([`Cache::current`]).
+//! Missing, unreadable, of another remote, naming a record the remote no
+//! longer lists or a pack it no longer has, the cache is rebuilt from the
+//! records that open, validate and name only packs that exist; a snapshot
+//! whose record or pack is gone is then not offsite, and the next push
+//! sends it again. Local retention counts a snapshot as offsite only while
+//! the last check succeeded ([`pushed_ids`]). It also remembers which
+//! snapshots this machine pushed, so that one vanishing from the bucket is
+//! an alarm (`status --check`, `offsite verify`), not a silent re-push.
+//!
+//! One bad object (garbage, a replayed or renamed record, a nested name)
+//! is reported and skipped: every intact record stays usable.
 //!
 //! Also reads `offsite.credentials_file`.
 
@@ -11,9 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::layout::{self, Record, SNAPSHOTS};
+use super::layout::{self, PACKS, Record, SNAPSHOTS};
 use super::remote::Credentials;
 use super::{Offsite, OffsiteError};
 use crate::store::Store;
@@ -26,37 +39,207 @@ pub struct Where {
     pub len: u64,
 }
 
+/// The last check of the cache against the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checked {
+    pub at: DateTime<Utc>,
+    /// Why it failed (`None`: it succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Cache {
     pub remote_id: String,
-    /// Snapshot id → its record's object name.
+    /// Snapshot id → its record's object name: the snapshots the remote
+    /// held whole at the last check.
     pub snapshots: BTreeMap<String, String>,
     /// Chunk hash → where it is.
     pub chunks: BTreeMap<String, Where>,
+    /// Snapshots this machine pushed (kept across rebuilds; an offsite
+    /// prune from here removes what it deletes).
+    #[serde(default)]
+    pub pushed_here: BTreeSet<String>,
+    /// Snapshots this machine pushed, still in the local store, that the
+    /// remote did not hold whole at the last check: not restorable offsite
+    /// until the next push sends them again.
+    #[serde(default)]
+    pub lost: BTreeSet<String>,
+    /// Objects under `snapshots/` that could not be used at the last check,
+    /// with why.
+    #[serde(default)]
+    pub bad_objects: Vec<String>,
+    #[serde(default)]
+    pub checked: Option<Checked>,
+}
+
+/// The remote's records and packs as listed, and the records read.
+pub struct Listing {
+    /// Record objects listed (`snapshots/<name>`).
+    pub records: BTreeSet<String>,
+    /// Pack objects listed (`packs/<name>`).
+    pub packs: BTreeSet<String>,
+}
+
+impl Listing {
+    pub fn read(off: &Offsite) -> Result<Listing, OffsiteError> {
+        let list = |dir: &str| -> Result<BTreeSet<String>, OffsiteError> {
+            Ok(off
+                .remote
+                .list(dir)?
+                .into_iter()
+                .map(|l| format!("{dir}/{}", l.name))
+                .collect())
+        };
+        Ok(Listing {
+            records: list(SNAPSHOTS)?,
+            packs: list(PACKS)?,
+        })
+    }
+}
+
+/// The remote's records, read and checked: those that open, validate and
+/// name only listed packs (`whole`), those that name a missing pack
+/// (`incomplete`), and objects that are not usable records (`bad`, with
+/// why).
+#[derive(Default)]
+pub struct View {
+    pub whole: Vec<(String, Record)>,
+    pub incomplete: Vec<(String, Record, Vec<String>)>,
+    pub bad: Vec<String>,
+}
+
+impl View {
+    /// Reads every listed record.
+    pub fn read(off: &Offsite, listing: &Listing) -> Result<View, OffsiteError> {
+        let (records, bad) = fetch_records(off, listing.records.iter().cloned().collect())?;
+        let mut v = View {
+            bad,
+            ..View::default()
+        };
+        for (object, r) in records {
+            let missing: Vec<String> = r
+                .packs
+                .iter()
+                .filter(|p| !listing.packs.contains(*p))
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                v.whole.push((object, r));
+            } else {
+                v.incomplete.push((object, r, missing));
+            }
+        }
+        for (object, r, missing) in &v.incomplete {
+            tracing::warn!(event = "offsite.record_incomplete", object = %object, id = %r.manifest.id, missing = ?missing, "offsite snapshot {} names missing pack(s): not restorable offsite", r.manifest.id);
+        }
+        for b in &v.bad {
+            tracing::warn!(event = "offsite.bad_object", problem = %b, "offsite object skipped: {b}");
+        }
+        Ok(v)
+    }
+
+    /// Lists and reads the remote.
+    pub fn current(off: &Offsite) -> Result<View, OffsiteError> {
+        View::read(off, &Listing::read(off)?)
+    }
 }
 
 impl Cache {
-    /// The cache of `off`'s remote: the saved one when it still matches the
-    /// remote's records, else rebuilt from them (and saved).
-    pub fn current(store: &Store, off: &Offsite) -> Result<Cache, OffsiteError> {
-        let listed: BTreeSet<String> = off
-            .remote
-            .list(SNAPSHOTS)?
-            .into_iter()
-            .map(|l| format!("{SNAPSHOTS}/{}", l.name))
-            .collect();
-        let saved = std::fs::read(super::cache_path(store.root()))
+    /// The cache of `off`'s remote, checked against the bucket now: the
+    /// saved one when every record it names is listed and every pack it
+    /// places a chunk in exists, else rebuilt from the remote's whole
+    /// records. Saved either way, with the check's time; a failure to
+    /// reach the remote is saved as a failed check (so that local
+    /// retention stops counting anything as offsite) and returned.
+    pub fn current(store: &Store, off: &Offsite) -> Result<(Cache, Listing), OffsiteError> {
+        let saved = Self::saved(store).filter(|c| c.remote_id == off.marker.remote_id);
+        let checked: Result<(Cache, Listing), OffsiteError> = (|| {
+            let listing = Listing::read(off)?;
+            let fits = |c: &&Cache| {
+                c.snapshots.values().all(|o| listing.records.contains(o))
+                    && c.chunks.values().all(|w| listing.packs.contains(&w.pack))
+            };
+            let mut c = match saved.as_ref().filter(fits) {
+                Some(c) => c.clone(),
+                None => {
+                    let view = View::read(off, &listing)?;
+                    let mut c = Cache::from_records(&off.marker.remote_id, &view.whole);
+                    // Chunks of incomplete records that lie in packs that
+                    // exist need not be sent again.
+                    for (_, r, _) in &view.incomplete {
+                        for (hash, l) in &r.chunks {
+                            let pack = &r.packs[l.pack as usize];
+                            if listing.packs.contains(pack) && !c.chunks.contains_key(hash) {
+                                c.chunks.insert(
+                                    hash.clone(),
+                                    Where {
+                                        pack: pack.clone(),
+                                        offset: l.offset,
+                                        len: l.len,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    c.bad_objects = view.bad;
+                    c
+                }
+            };
+            c.pushed_here = saved
+                .as_ref()
+                .map(|s| s.pushed_here.clone())
+                .unwrap_or_default();
+            Ok((c, listing))
+        })();
+        match checked {
+            Ok((mut c, listing)) => {
+                c.checked = Some(Checked {
+                    at: Utc::now(),
+                    failed: None,
+                });
+                c.note_lost(store);
+                c.save(store)?;
+                Ok((c, listing))
+            }
+            Err(e) => {
+                if let Some(mut c) = saved {
+                    c.checked = Some(Checked {
+                        at: Utc::now(),
+                        failed: Some(e.to_string()),
+                    });
+                    let _ = c.save(store);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The saved cache, if it reads.
+    pub fn saved(store: &Store) -> Option<Cache> {
+        std::fs::read(super::cache_path(store.root()))
             .ok()
             .and_then(|b| serde_json::from_slice::<Cache>(&b).ok())
-            .filter(|c| c.remote_id == off.marker.remote_id)
-            .filter(|c| c.snapshots.values().all(|o| listed.contains(o)));
-        if let Some(c) = saved {
-            return Ok(c);
+    }
+
+    /// Sets [`Cache::lost`]: pushed from here, still local, not whole
+    /// offsite.
+    pub fn note_lost(&mut self, store: &Store) {
+        let local: BTreeSet<String> = store
+            .catalog()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect();
+        self.lost = self
+            .pushed_here
+            .iter()
+            .filter(|id| local.contains(*id) && !self.snapshots.contains_key(*id))
+            .cloned()
+            .collect();
+        if !self.lost.is_empty() {
+            tracing::error!(event = "offsite.snapshot_lost", ids = ?self.lost, "snapshot(s) pushed from here are no longer restorable offsite (a record or pack is gone); the next push sends them again");
         }
-        let records = fetch_records(off, listed.into_iter().collect())?;
-        let c = Cache::from_records(&off.marker.remote_id, &records);
-        c.save(store)?;
-        Ok(c)
     }
 
     pub fn from_records(remote_id: &str, records: &[(String, Record)]) -> Cache {
@@ -103,49 +286,100 @@ impl Cache {
     }
 }
 
-/// The ids offsite according to the cache, when offsite is configured (an
-/// empty set when nothing was pushed yet); `None` without `[offsite]`. No
-/// network: retention asks this.
+/// Records a check that could not even reach the remote (no credentials,
+/// a bad key): local retention then counts nothing as offsite.
+pub fn note_failed_check(store: &Store, why: &str) {
+    if let Some(mut c) = Cache::saved(store) {
+        c.checked = Some(Checked {
+            at: Utc::now(),
+            failed: Some(why.to_string()),
+        });
+        let _ = c.save(store);
+    }
+}
+
+/// The ids offsite as far as this machine knows — held whole by the remote
+/// at the last check that reached it — when offsite is configured; `None`
+/// without `[offsite]`. No network: `status`, `list` and the lag ask this.
 pub fn pushed_ids(
     cfg: Option<&crate::config::OffsiteConfig>,
     store: &Store,
 ) -> Option<BTreeSet<String>> {
     cfg?;
-    let saved = std::fs::read(super::cache_path(store.root()))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Cache>(&b).ok());
     Some(
-        saved
+        Cache::saved(store)
             .map(|c| c.snapshots.into_keys().collect())
             .unwrap_or_default(),
     )
 }
 
-/// Downloads, opens and checks the records named `objects`; returns them
-/// with their object names, oldest snapshot first.
+/// The ids local retention may count as offsite: [`pushed_ids`], but none
+/// while the last check failed (or there was none) — nothing local is
+/// given up on the word of a remote that could not be asked.
+pub fn confirmed_ids(
+    cfg: Option<&crate::config::OffsiteConfig>,
+    store: &Store,
+) -> Option<BTreeSet<String>> {
+    cfg?;
+    Some(
+        Cache::saved(store)
+            .filter(|c| c.checked.as_ref().is_some_and(|k| k.failed.is_none()))
+            .map(|c| c.snapshots.into_keys().collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// Records with their object names.
+pub type Records = Vec<(String, Record)>;
+
+/// Downloads, opens and checks the records named `objects`; returns those
+/// that are good, with their object names, oldest snapshot first, and a
+/// line for each that is not (it cannot be opened, does not validate, is
+/// not where its snapshot's record belongs). Only the network failing is
+/// an error.
 pub fn fetch_records(
     off: &Offsite,
     objects: Vec<String>,
-) -> Result<Vec<(String, Record)>, OffsiteError> {
-    let bodies = off.remote.get_all(&objects)?;
+) -> Result<(Records, Vec<String>), OffsiteError> {
+    let bodies: Vec<Option<Vec<u8>>> = match off.remote.get_all(&objects) {
+        Ok(b) => b.into_iter().map(Some).collect(),
+        // One object failing (gone since the listing, say): one by one.
+        Err(_) => objects
+            .iter()
+            .map(|o| off.remote.get(o))
+            .collect::<Result<_, _>>()?,
+    };
     let mut out = Vec::with_capacity(objects.len());
+    let mut bad = Vec::new();
     for (object, sealed) in objects.into_iter().zip(bodies) {
-        let bad = |reason: String| OffsiteError::BadRecord {
-            object: object.clone(),
-            reason,
-        };
-        let plain = off.sealer.open(&object, &sealed)?;
-        let r: Record = serde_json::from_slice(&plain).map_err(|e| bad(e.to_string()))?;
-        r.validate().map_err(bad)?;
-        if layout::record_object(&off.sealer, r.manifest.id.as_str()) != object {
-            return Err(bad(
-                "names another snapshot than its object name says".into()
-            ));
+        match open_record(off, &object, sealed) {
+            Ok(r) => out.push((object, r)),
+            Err(e) => bad.push(e.to_string()),
         }
-        out.push((object, r));
     }
     out.sort_by(|a, b| a.1.manifest.id.cmp(&b.1.manifest.id));
-    Ok(out)
+    Ok((out, bad))
+}
+
+fn open_record(
+    off: &Offsite,
+    object: &str,
+    sealed: Option<Vec<u8>>,
+) -> Result<Record, OffsiteError> {
+    let bad = |reason: String| OffsiteError::BadRecord {
+        object: object.to_string(),
+        reason,
+    };
+    let sealed = sealed.ok_or_else(|| bad("listed, but gone when read".into()))?;
+    let plain = off.sealer.open(object, &sealed)?;
+    let r: Record = serde_json::from_slice(&plain).map_err(|e| bad(e.to_string()))?;
+    r.validate().map_err(bad)?;
+    if layout::record_object(&off.sealer, r.manifest.id.as_str()) != object {
+        return Err(bad(
+            "names another snapshot than its object name says".into()
+        ));
+    }
+    Ok(r)
 }
 
 /// Reads `offsite.credentials_file`: `aws_access_key_id`,

@@ -11,6 +11,11 @@
 //! it re-reads them whenever a record it knew of is gone — so a pack
 //! doomed after the push looked is either named by the push's record by
 //! the time the deleting prune lists the records, or was never chosen.
+//!
+//! An object under `snapshots/` that is not a usable record may name packs
+//! nobody can read: while there is one, no pack is doomed or deleted (the
+//! prune names it), as local prune refuses over an unreadable manifest.
+//! Records naming a missing pack are weighed by retention like the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +43,9 @@ pub struct RemotePruned {
     pub packs_doomed: usize,
     pub packs_deleted: usize,
     pub bytes_freed: u64,
+    /// Objects that kept packs from being deleted (not usable records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep_refused: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -56,7 +64,17 @@ pub fn prune(
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<RemotePruned, OffsiteError> {
-    let records = remote_snapshots(off)?;
+    let view = remote_snapshots(off)?;
+    let records: Vec<(String, Record)> = view
+        .whole
+        .iter()
+        .cloned()
+        .chain(
+            view.incomplete
+                .iter()
+                .map(|(o, r, _)| (o.clone(), r.clone())),
+        )
+        .collect();
     let plan = retention::plan(&candidates(&records), policy, now);
     let mut out = RemotePruned {
         dry_run,
@@ -65,6 +83,7 @@ pub fn prune(
         packs_doomed: 0,
         packs_deleted: 0,
         bytes_freed: 0,
+        sweep_refused: Vec::new(),
     };
     if dry_run {
         return Ok(out);
@@ -78,13 +97,36 @@ pub fn prune(
         }
     }
     // The records as they are now (a push may have added one meanwhile).
-    let named: BTreeSet<String> = remote_snapshots(off)?
-        .iter()
-        .flat_map(|(_, r)| r.packs.iter().cloned())
-        .collect();
-    sweep(off, &named, grace, now, &mut out)?;
-    // The local record of pushes follows the remote.
-    let fresh = Cache::from_records(&off.marker.remote_id, &remote_snapshots(off)?);
+    let now_view = remote_snapshots(off)?;
+    if now_view.bad.is_empty() {
+        let named: BTreeSet<String> = now_view
+            .whole
+            .iter()
+            .map(|(_, r)| r)
+            .chain(now_view.incomplete.iter().map(|(_, r, _)| r))
+            .flat_map(|r| r.packs.iter().cloned())
+            .collect();
+        sweep(off, &named, grace, now, &mut out)?;
+    } else {
+        tracing::error!(event = "offsite.sweep_refused", objects = ?now_view.bad, "no pack deleted: object(s) under snapshots/ could not be read, and the packs they name cannot be known");
+        out.sweep_refused = now_view.bad.clone();
+    }
+    // The local record of pushes follows the remote; what was pruned from
+    // here is no longer "pushed from here".
+    let mut fresh = Cache::from_records(&off.marker.remote_id, &now_view.whole);
+    fresh.pushed_here = Cache::saved(store)
+        .filter(|c| c.remote_id == off.marker.remote_id)
+        .map(|c| c.pushed_here)
+        .unwrap_or_default();
+    for id in &forget {
+        fresh.pushed_here.remove(id);
+    }
+    fresh.bad_objects = now_view.bad;
+    fresh.checked = Some(super::cache::Checked {
+        at: now,
+        failed: None,
+    });
+    fresh.note_lost(store);
     fresh.save(store)?;
     Ok(out)
 }

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::cache::fetch_records;
-use super::layout::{Record, SNAPSHOTS};
+use super::cache::View;
+use super::layout::Record;
 use super::push::PACK_TARGET;
 use super::{Offsite, OffsiteError};
 use crate::store::{Compressors, Store, StoreLock};
@@ -32,15 +32,10 @@ pub struct Pulled {
     pub bytes: u64,
 }
 
-/// Every snapshot offsite, oldest first, with its record's object name.
-pub fn remote_snapshots(off: &Offsite) -> Result<Vec<(String, Record)>, OffsiteError> {
-    let objects = off
-        .remote
-        .list(SNAPSHOTS)?
-        .into_iter()
-        .map(|l| format!("{SNAPSHOTS}/{}", l.name))
-        .collect();
-    fetch_records(off, objects)
+/// Every snapshot offsite: the records that are whole (oldest first), the
+/// incomplete ones and the objects that are not records.
+pub fn remote_snapshots(off: &Offsite) -> Result<View, OffsiteError> {
+    View::current(off)
 }
 
 /// Copies the snapshot of `record` into `store`.

@@ -3,6 +3,12 @@
 //! [`PACK_TARGET`] plain bytes a pack, zstd, sealed) and uploaded
 //! [`super::remote::PARALLEL`] at a time; then the snapshot's record — the
 //! remote commit point, never visible before every pack it names.
+//!
+//! "Lacks" is the bucket's word, checked at the start of every push
+//! ([`Cache::current`] lists the records and packs): a snapshot whose
+//! record was deleted, or whose record names a pack that is gone, is sent
+//! again — its missing chunks in new packs, its record replacing the
+//! broken one.
 
 use std::collections::BTreeMap;
 
@@ -35,7 +41,7 @@ pub fn push(
     off: &Offsite,
     grace: std::time::Duration,
 ) -> Result<Pushed, OffsiteError> {
-    let mut cache = Cache::current(store, off)?;
+    let (mut cache, listing) = Cache::current(store, off)?;
     let looked = std::time::Instant::now();
     let (mut manifests, _) = store
         .manifests()
@@ -58,7 +64,20 @@ pub fn push(
             done.already += 1;
             continue;
         }
-        push_one(store, off, &mut cache, m, &mut done, (looked, grace))?;
+        let replace = listing
+            .records
+            .contains(&layout::record_object(&off.sealer, m.id.as_str()));
+        push_one(
+            store,
+            off,
+            &mut cache,
+            m,
+            &mut done,
+            (looked, grace),
+            replace,
+        )?;
+        cache.pushed_here.insert(m.id.to_string());
+        cache.lost.remove(m.id.as_str());
         cache.save(store)?;
         tracing::info!(event = "offsite.pushed", id = %m.id, objects = done.objects, bytes = done.bytes, "snapshot pushed offsite");
         done.snapshots.push(m.id.to_string());
@@ -73,6 +92,7 @@ fn push_one(
     m: &Manifest,
     done: &mut Pushed,
     (looked, grace): (std::time::Instant, std::time::Duration),
+    replace: bool,
 ) -> Result<(), OffsiteError> {
     let mut needed: Vec<&ChunkRef> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -113,7 +133,13 @@ fn push_one(
     let (object, sealed) = record_for(off, cache, m)?;
     done.bytes += sealed.len() as u64;
     done.objects += 1;
-    off.remote.put(&object, sealed)?;
+    if replace {
+        // A record is listed under this snapshot's name, but the check
+        // found it unusable or naming a pack that is gone.
+        off.remote.put_overwrite(&object, sealed)?;
+    } else {
+        off.remote.put(&object, sealed)?;
+    }
     cache.snapshots.insert(m.id.to_string(), object);
     Ok(())
 }

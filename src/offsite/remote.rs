@@ -223,16 +223,19 @@ impl Remote {
         })
     }
 
-    /// Every object under `dir/` (names relative to `dir/`).
+    /// Every object under `dir/`, at any depth (names relative to `dir/`:
+    /// a planted `dir/sub/x` is listed as `sub/x`, so that it is seen as
+    /// what it is and not mistaken for `dir/x`).
     pub fn list(&self, dir: &str) -> Result<Vec<Listed>, OffsiteError> {
         self.rt.block_on(async {
             let base = self.path(dir);
+            let strip = format!("{base}/");
             let mut out = Vec::new();
             let mut s = self.store.list(Some(&base));
             while let Some(m) = s.next().await {
                 let m = m.map_err(|e| self.err("list", dir, e))?;
                 let full = m.location.to_string();
-                let name = full.rsplit('/').next().unwrap_or(&full).to_string();
+                let name = full.strip_prefix(&strip).unwrap_or(&full).to_string();
                 out.push(Listed {
                     name,
                     size: m.size,

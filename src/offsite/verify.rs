@@ -3,7 +3,10 @@
 //! or a rolling sample, so that repeated runs cover the whole remote (the
 //! cursor lives in the local cache directory). A pack is checked by
 //! opening it (the AEAD tag or checksum) and hashing every chunk a record
-//! places in it.
+//! places in it. Problems are also: an object under `snapshots/` that is
+//! not a usable record, a record naming a pack that is gone, and a
+//! snapshot this machine pushed, still in the local store, that the remote
+//! no longer holds whole.
 
 use std::collections::BTreeMap;
 
@@ -29,14 +32,30 @@ pub struct RemoteVerified {
 /// where the previous sample stopped.
 pub fn verify(store: &Store, off: &Offsite, percent: u32) -> Result<RemoteVerified, OffsiteError> {
     let mut problems = Vec::new();
-    let records = match remote_snapshots(off) {
-        Ok(r) => r,
-        Err(e @ (OffsiteError::BadRecord { .. } | OffsiteError::Seal(_))) => {
-            problems.push(e.to_string());
-            Vec::new()
+    // The check of the local record against the bucket, first: it names
+    // what this machine pushed and the bucket lost.
+    let (cache, _) = super::cache::Cache::current(store, off)?;
+    let view = remote_snapshots(off)?;
+    problems.extend(view.bad.iter().cloned());
+    for (object, r, missing) in &view.incomplete {
+        problems.push(format!(
+            "offsite record {object} (snapshot {}): pack(s) {} are gone: not restorable offsite",
+            r.manifest.id,
+            missing.join(", ")
+        ));
+    }
+    for id in &cache.lost {
+        if !view
+            .incomplete
+            .iter()
+            .any(|(_, r, _)| r.manifest.id.as_str() == id)
+        {
+            problems.push(format!(
+                "snapshot {id} was pushed from here and its record is gone from the remote (the next push sends it again)"
+            ));
         }
-        Err(e) => return Err(e),
-    };
+    }
+    let records = view.whole;
     // Pack → every chunk some record places in it.
     let mut packs: BTreeMap<String, BTreeMap<String, Loc>> = BTreeMap::new();
     for (_, r) in &records {
@@ -62,9 +81,21 @@ pub fn verify(store: &Store, off: &Offsite, percent: u32) -> Result<RemoteVerifi
         .collect();
     let mut chunks_checked = 0;
     for group in chosen.chunks(super::remote::PARALLEL) {
-        let bodies = off.remote.get_all(group)?;
+        let bodies: Vec<Option<Vec<u8>>> = match off.remote.get_all(group) {
+            Ok(b) => b.into_iter().map(Some).collect(),
+            // One pack gone since the listing: one by one, to name it.
+            Err(_) => group
+                .iter()
+                .map(|n| off.remote.get(n))
+                .collect::<Result<_, _>>()?,
+        };
         for (name, sealed) in group.iter().zip(bodies) {
-            chunks_checked += check_pack(off, name, &sealed, &packs[name], &mut problems);
+            match sealed {
+                Some(sealed) => {
+                    chunks_checked += check_pack(off, name, &sealed, &packs[name], &mut problems)
+                }
+                None => problems.push(format!("offsite object {name} is gone")),
+            }
         }
     }
     if !names.is_empty() {

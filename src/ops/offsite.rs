@@ -103,7 +103,15 @@ pub fn open(ctx: &Ctx, env: &HostEnv) -> Result<Offsite, OpError> {
 pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
     let started = std::time::Instant::now();
     let r = (|| {
-        let off = open(ctx, env)?;
+        let off = match open(ctx, env) {
+            Ok(o) => o,
+            Err(e) => {
+                if let Ok(store) = open_store(ctx, true) {
+                    offsite::cache::note_failed_check(&store, &e.to_string());
+                }
+                return Err(e);
+            }
+        };
         // No store lock: the network must never hold up a snapshot. Chunks
         // are read and hash-checked; one that a prune removed meanwhile
         // fails this push, and the next one skips the pruned snapshot.
@@ -121,8 +129,24 @@ pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
     {
         tracing::error!(event = "offsite.push_failed", error = %e, "offsite push failed");
     }
-    crate::monitor::note(ctx, crate::monitor::Job::Offsite, started, &r);
+    crate::monitor::note_every(ctx, crate::monitor::Job::Offsite, started, &r);
     r
+}
+
+/// Checks the local record of what is offsite against the bucket (lists
+/// its records and packs; reads records only when they changed). A failure
+/// is recorded too: local retention then counts nothing as offsite.
+pub fn confirm(ctx: &Ctx, env: &HostEnv) -> Result<(), OpError> {
+    let store = open_store(ctx, true)?;
+    let off = match open(ctx, env) {
+        Ok(o) => o,
+        Err(e) => {
+            offsite::cache::note_failed_check(&store, &e.to_string());
+            return Err(e);
+        }
+    };
+    offsite::cache::Cache::current(&store, &off)?;
+    Ok(())
 }
 
 /// Remote retention and the two-phase deletion of unnamed packs.
@@ -151,10 +175,13 @@ pub fn verify(ctx: &Ctx, env: &HostEnv, percent: u32) -> Result<RemoteVerified, 
     Ok(crate::offsite::verify::verify(&store, &off, percent)?)
 }
 
-/// The snapshots offsite, newest first.
+/// The snapshots offsite that can be restored, newest first (records
+/// naming a missing pack, and objects that are not records, are logged as
+/// warnings and left out).
 pub fn list(ctx: &Ctx, env: &HostEnv) -> Result<Vec<Summary>, OpError> {
     let off = open(ctx, env)?;
     let mut v: Vec<Summary> = remote_snapshots(&off)?
+        .whole
         .iter()
         .map(|(_, r)| Summary::from(&r.manifest))
         .collect();
@@ -186,16 +213,10 @@ pub struct OffsiteStatus {
 /// the local record's view and the failure (an `Err` only for what a retry
 /// would not fix: configuration, key, damage).
 pub fn status(ctx: &Ctx, env: &HostEnv) -> Result<(OffsiteStatus, Option<OpError>), OpError> {
-    let asked = open(ctx, env).and_then(|off| Ok(remote_snapshots(&off)?));
     let store = open_store(ctx, true)?;
+    let asked = open(ctx, env).and_then(|off| Ok(offsite::cache::Cache::current(&store, &off)?));
     let (remote, failure): (BTreeSet<String>, _) = match asked {
-        Ok(records) => (
-            records
-                .into_iter()
-                .map(|(_, r)| r.manifest.id.to_string())
-                .collect(),
-            None,
-        ),
+        Ok((cache, _)) => (cache.snapshots.into_keys().collect(), None),
         Err(e @ OpError::Offsite(OffsiteError::Remote { .. })) => (
             offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store).unwrap_or_default(),
             Some(e),
@@ -231,7 +252,7 @@ pub fn status(ctx: &Ctx, env: &HostEnv) -> Result<(OffsiteStatus, Option<OpError
 pub fn pull_one(ctx: &Ctx, env: &HostEnv, given: &str) -> Result<Pulled, OpError> {
     let sel = Selector::parse(given)?;
     let off = open(ctx, env)?;
-    let records = remote_snapshots(&off)?;
+    let records = remote_snapshots(&off)?.whole;
     let summaries: Vec<Summary> = records
         .iter()
         .map(|(_, r)| Summary::from(&r.manifest))

@@ -25,7 +25,7 @@ pub struct PruneReport {
 
 fn candidates(ctx: &Ctx, store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
     let mut sizes: HashMap<String, u64> = HashMap::new();
-    let pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), store);
+    let pushed = crate::offsite::cache::confirmed_ids(ctx.config.offsite.as_ref(), store);
     manifests
         .iter()
         .map(|m| {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::s3::{self, KEY_ID, S3, SECRET};
 
-fn with_creds(ws: &Workspace, args: &[&str]) -> Output {
+pub fn with_creds(ws: &Workspace, args: &[&str]) -> Output {
     ws.cmd(args)
         .env("AWS_ACCESS_KEY_ID", KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -31,7 +31,7 @@ pub fn ok_json(ws: &Workspace, args: &[&str]) -> Value {
 }
 
 /// A workspace whose config has `[offsite]` on `server`, initialised.
-fn offsite_ws(server: &S3) -> Workspace {
+pub fn offsite_ws(server: &S3) -> Workspace {
     let ws = Workspace::new();
     server.bucket("backups");
     let key = ws.path().join("offsite.key");
@@ -42,7 +42,7 @@ fn offsite_ws(server: &S3) -> Workspace {
     ws
 }
 
-fn change(ws: &Workspace, sql: &str) -> String {
+pub fn change(ws: &Workspace, sql: &str) -> String {
     let c = duckdb::Connection::open(ws.db()).unwrap();
     c.execute_batch(sql).unwrap();
     drop(c);

@@ -57,6 +57,9 @@ impl S3 {
             .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
             .args(["--auth-key", &format!("{KEY_ID},{SECRET}")])
             .args(["--config", "/dev/null"])
+            // Listings read the disk every time: the tests delete and plant
+            // objects behind the server's back, as an attacker would.
+            .args(["--dir-cache-time", "100ms", "--poll-interval", "0s"])
             .arg(root)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
