@@ -129,7 +129,7 @@ fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         true,
         ctx.config.store.compression_level,
     )?;
-    crate::ops::owner::check(ctx, &store)?;
+    crate::ops::context::check_owner(ctx, &store)?;
     crate::ops::restore::journal::recover(&ctx.config.database.path)?;
     // One DuckDB instance for every check: a pre-delete snapshot then does
     // not pay for starting one.

@@ -13,7 +13,7 @@ use crate::database::dbpath;
 use crate::environment::{self, Detection};
 use crate::id::{InvalidId, SnapshotId};
 use crate::protocol::code::ErrorCode;
-use crate::store::{Store, StoreError};
+use crate::store::{Owner, Store, StoreError};
 
 /// One snapshot: what `show`, `pin` and `unpin` are asked for (the CLI's
 /// argument and the wire's field). An id, a unique id prefix, `latest`,
@@ -221,6 +221,60 @@ pub fn database_path(ctx: &Ctx) -> Result<PathBuf, OpError> {
     }
 }
 
+/// One store, one database: checks the store's owner record
+/// ([`crate::store::owner`]) against the configured database. No record
+/// and the database exists — the store is claimed (stores made before the
+/// record existed, and new ones); the record names the database's real
+/// path — this project's store; another path but the same device and inode
+/// — the project moved with `mv`, the record follows it; anything else —
+/// refused, naming both databases (exit 2; `ducksnap adopt` hands the store
+/// over on purpose).
+pub(crate) fn check_owner(ctx: &Ctx, store: &Store) -> Result<(), OpError> {
+    let db = database_path(ctx)?;
+    let recorded = store.owner()?;
+    match recorded {
+        Some(o) if o.same_path(&db) => {
+            // A restore replaces the file (a new inode): keep the record
+            // current so that a later move is still recognised.
+            if !o.same_file(&db)
+                && db.is_file()
+                && let Ok(now) = Owner::of(&db, Some(o.store_id.clone()))
+            {
+                write_owner(store, &now);
+            }
+            Ok(())
+        }
+        Some(o) if db.is_file() && o.same_file(&db) => {
+            tracing::info!(event = "store.owner_moved", store = %store.root().display(), from = %o.database.display(), to = %db.display(), "the database moved; the store follows it");
+            if let Ok(now) = Owner::of(&db, Some(o.store_id)) {
+                write_owner(store, &now);
+            }
+            Ok(())
+        }
+        Some(o) => Err(OpError::ForeignStore {
+            store: store.root().to_path_buf(),
+            owner: o.database,
+            database: db,
+        }),
+        None if db.is_file() => {
+            if let Ok(now) = Owner::of(&db, None) {
+                tracing::info!(event = "store.owner_recorded", store = %store.root().display(), database = %db.display(), "the store now records the database it belongs to");
+                write_owner(store, &now);
+            }
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// A record that cannot be written (a read-only store) leaves the check
+/// to the next writer; it never fails the operation.
+fn write_owner(store: &Store, owner: &Owner) {
+    if let Err(e) = store.set_owner(owner) {
+        tracing::debug!(event = "store.owner_write_failed", error = %e, "could not write the store's owner record");
+    }
+}
+
 pub(crate) fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
     // A restore that a crash interrupted is undone before anything else
     // looks at the database.
@@ -230,7 +284,7 @@ pub(crate) fn open_store(ctx: &Ctx, create: bool) -> Result<Store, OpError> {
         create,
         ctx.config.store.compression_level,
     )?;
-    super::owner::check(ctx, &store)?;
+    check_owner(ctx, &store)?;
     Ok(store)
 }
 

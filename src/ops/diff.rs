@@ -171,16 +171,7 @@ fn side(ctx: &Ctx, store: &Store, given: &str) -> Result<DiffSide, OpError> {
 
 /// Whether two snapshots hold the same files (by role and hash).
 fn same_files(a: &Manifest, b: &Manifest) -> bool {
-    let key = |m: &Manifest| {
-        let mut v: Vec<String> = m
-            .files
-            .iter()
-            .map(|f| format!("{} {:?} {}", f.role, f.hash_of, f.hash))
-            .collect();
-        v.sort();
-        v
-    };
-    key(a) == key(b)
+    a.same_files(b)
 }
 
 /// A scratch directory with room for `manifests` reassembled plus

@@ -81,7 +81,7 @@ pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: b
         false,
         ctx.config.store.compression_level,
     ) {
-        Ok(store) => match crate::ops::owner::check(ctx, &store) {
+        Ok(store) => match crate::ops::context::check_owner(ctx, &store) {
             Ok(()) => from_store(ctx, &store, &mut f),
             Err(e) => f.store_error = Some(e.to_string()),
         },

@@ -1,13 +1,7 @@
-//! One store, one database: every operation that opens the store checks
-//! its owner record ([`crate::store::owner`]) against the configured
-//! database, and `ducksnap adopt` hands a store to the configured database
-//! explicitly (a project moved or copied on purpose).
-//!
-//! The rules: no record and the database exists — the store is claimed
-//! (stores made before the record existed, and new ones); the record names
-//! the database's real path — this project's store; another path but the
-//! same device and inode — the project moved with `mv`, the record follows
-//! it; anything else — refused, naming both databases (exit 2).
+//! `ducksnap adopt`: hands a store to the configured database on purpose
+//! (a project moved or copied). The check every operation makes — is this
+//! store the configured database's? — is `check_owner` in
+//! [`super::context`], beside `open_store`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,54 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::context::{Ctx, OpError, database_path};
 use crate::store::{Owner, Store};
-
-/// Checks that `store` belongs to the configured database (or claims it),
-/// see the module header.
-pub fn check(ctx: &Ctx, store: &Store) -> Result<(), OpError> {
-    let db = database_path(ctx)?;
-    let recorded = store.owner()?;
-    match recorded {
-        Some(o) if o.same_path(&db) => {
-            // A restore replaces the file (a new inode): keep the record
-            // current so that a later move is still recognised.
-            if !o.same_file(&db)
-                && db.is_file()
-                && let Ok(now) = Owner::of(&db, Some(o.store_id.clone()))
-            {
-                write(store, &now);
-            }
-            Ok(())
-        }
-        Some(o) if db.is_file() && o.same_file(&db) => {
-            tracing::info!(event = "store.owner_moved", store = %store.root().display(), from = %o.database.display(), to = %db.display(), "the database moved; the store follows it");
-            if let Ok(now) = Owner::of(&db, Some(o.store_id)) {
-                write(store, &now);
-            }
-            Ok(())
-        }
-        Some(o) => Err(OpError::ForeignStore {
-            store: store.root().to_path_buf(),
-            owner: o.database,
-            database: db,
-        }),
-        None if db.is_file() => {
-            if let Ok(now) = Owner::of(&db, None) {
-                tracing::info!(event = "store.owner_recorded", store = %store.root().display(), database = %db.display(), "the store now records the database it belongs to");
-                write(store, &now);
-            }
-            Ok(())
-        }
-        None => Ok(()),
-    }
-}
-
-/// A record that cannot be written (a read-only store) leaves the check
-/// to the next writer; it never fails the operation.
-fn write(store: &Store, owner: &Owner) {
-    if let Err(e) = store.set_owner(owner) {
-        tracing::debug!(event = "store.owner_write_failed", error = %e, "could not write the store's owner record");
-    }
-}
 
 /// What `adopt` did.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -164,7 +164,7 @@ pub(crate) fn resolve_in(
     let catalog = store.catalog()?;
     match sel.pick(given, &catalog) {
         Ok(id) => match sel {
-            Selector::AsOf(_) => intact_or_older(store, &catalog, id),
+            Selector::AsOf(_) => intact_or_older(store, &catalog, prefer_own(store, &catalog, id)),
             _ => Ok(id),
         },
         Err(Unresolved::None) if matches!(sel, Selector::AsOf(_)) => {
@@ -191,6 +191,38 @@ pub(crate) fn resolve_in(
             reason,
         }),
     }
+}
+
+/// How many older snapshots [`prefer_own`] compares, at most.
+const OWN_LOOKBACK: usize = 50;
+
+/// For `--as-of`: when `id` was taken only to look (`diff … live`) and an
+/// older snapshot of the user's own holds the same files byte for byte,
+/// that one — the same state, under the name the user gave it.
+fn prefer_own(store: &Store, catalog: &[Summary], id: SnapshotId) -> SnapshotId {
+    let Some(chosen) = catalog.iter().find(|s| s.id == id) else {
+        return id;
+    };
+    if !crate::retention::look_only(&chosen.reason) {
+        return id;
+    }
+    let Ok(m) = store.load_manifest(&id) else {
+        return id;
+    };
+    let mut older: Vec<&Summary> = catalog
+        .iter()
+        .filter(|s| {
+            (s.created_at, &s.id) < (chosen.created_at, &chosen.id)
+                && !crate::retention::look_only(&s.reason)
+        })
+        .collect();
+    older.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    older
+        .into_iter()
+        .take(OWN_LOOKBACK)
+        .find(|s| store.load_manifest(&s.id).is_ok_and(|o| o.same_files(&m)))
+        .map(|s| s.id.clone())
+        .unwrap_or(id)
 }
 
 /// `id` when every chunk it names is in the store; else the damage, naming

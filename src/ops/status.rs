@@ -82,7 +82,7 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
             false,
             ctx.config.store.compression_level,
         )?;
-        super::owner::check(ctx, &store)?;
+        super::context::check_owner(ctx, &store)?;
         pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store);
         (store.catalog()?, store.stored_bytes()?)
     } else {

@@ -175,6 +175,21 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Whether `other` holds the same files, byte for byte (by role and
+    /// hash).
+    pub fn same_files(&self, other: &Manifest) -> bool {
+        let key = |m: &Manifest| {
+            let mut v: Vec<String> = m
+                .files
+                .iter()
+                .map(|f| format!("{} {:?} {}", f.role, f.hash_of, f.hash))
+                .collect();
+            v.sort();
+            v
+        };
+        key(self) == key(other)
+    }
+
     pub fn file(&self, role: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.role == role)
     }

@@ -651,4 +651,18 @@ fn diffs_use_up_no_retention() {
     let listed = ws.json(&["list", "--reason", "diff", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(7), "{listed}");
     assert_eq!(decisions(&ws), before);
+    // The first snapshot's state put back, then looked at: the `diff`
+    // snapshot holds the same bytes as the user's own, and `--as-of now`
+    // names the user's.
+    let out = ws.run(&["restore", &mine[0], "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let d = ws.json(&["diff", &mine[2], "live", "--json"]);
+    let looked = d["b"]["id"].as_str().unwrap().to_string();
+    assert!(!mine.contains(&looked), "a diff snapshot was stored: {d}");
+    assert!(
+        ws.manifest(&looked).same_files(&ws.manifest(&mine[0])),
+        "same bytes"
+    );
+    let shown = ws.json(&["show", "--as-of", "now", "--json"]);
+    assert_eq!(shown["manifest"]["id"], mine[0].as_str(), "{shown}");
 }
