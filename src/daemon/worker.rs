@@ -143,12 +143,14 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
         return r;
     }
     if scheduled && now_fp == state.fingerprint() {
+        // Recorded before it is logged: whoever sees the line sees the
+        // confirmation in `status --check`.
+        crate::monitor::confirm(ctx, None);
         tracing::info!(
             event = "schedule.skipped",
             reason = "unchanged",
             "scheduled snapshot skipped: the database has not changed since the last snapshot"
         );
-        crate::monitor::confirm(ctx, None);
         return Response::ok(serde_json::json!({"skipped": "unchanged"}));
     }
     let req = SnapshotRequest {

@@ -615,3 +615,33 @@ fn a_metrics_file_that_cannot_be_written_is_a_warning() {
     assert_eq!(code, 0, "{line}");
     assert_eq!(metric(&ws, "ducksnap_snapshots").unwrap(), "3");
 }
+
+/// A quiet database under a schedule: every run finds it unchanged and
+/// stores nothing, and `status --check` stays OK long past `crit_age`
+/// counted from the snapshot itself — the runs confirm the protection.
+#[test]
+fn a_quiet_database_stays_ok() {
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[schedule]\ncron = \"* * * * * *\"\n[watch]\nenabled = false\n[monitor]\nwarn_age = \"2s\"\ncrit_age = \"4s\"\n",
+    );
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("snapshot.created", Duration::from_secs(30));
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(6) {
+        d.wait_event("schedule.skipped", Duration::from_secs(10));
+    }
+    let (code, line) = check(&ws);
+    assert_eq!(code, 0, "{line}");
+    assert!(
+        line.contains("unchanged since the newest snapshot"),
+        "{line}"
+    );
+    // The daemon stops: nobody confirms any more, and the age tells.
+    drop(d);
+    std::thread::sleep(Duration::from_secs(5));
+    let (code, line) = check(&ws);
+    assert_eq!(code, 2, "{line}");
+}

@@ -625,3 +625,36 @@ fn pre_restore_of_a_stored_state_is_not_stored_twice_and_its_pin_expires() {
     assert!(out.status.success());
     assert!(ws.manifest(&p1).pinned_until.is_none());
 }
+
+/// `restore` says what it restores — reason, label, age — and warns when
+/// `latest` is the safety copy an earlier restore made (the state that
+/// restore undid).
+#[test]
+fn restore_names_what_it_restores_and_warns_on_a_safety_copy() {
+    let ws = Workspace::new();
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
+    let first = ws.json(&["snapshot", "--label", "before the import", "--json"]);
+    let first = first["snapshot"]["id"].as_str().unwrap().to_string();
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch("INSERT INTO t VALUES (2)").unwrap();
+    drop(c);
+    let out = ws.run(&["restore", &first, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains(&first)
+            && e.contains("reason manual")
+            && e.contains("before the import")
+            && (e.contains("ago") || e.contains("just now")),
+        "{e}"
+    );
+    assert!(!e.contains("warning"), "{e}");
+    let out = ws.run(&["restore", "latest", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("reason pre-restore"), "{e}");
+    assert!(
+        e.contains("warning: this is a pre-restore safety copy"),
+        "{e}"
+    );
+}
