@@ -192,10 +192,15 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_file_name(format!(".{name}.ducksnap-{}-{n}", std::process::id()));
     let result = (|| {
+        // Created where nothing is (a planted FIFO or link is never
+        // opened): a leftover of an earlier process with this pid first.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o644)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)?;

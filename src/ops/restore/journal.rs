@@ -148,7 +148,21 @@ pub fn write_journal(j: &Journal) -> Result<(), RecoverError> {
     let path = journal_path(&j.db);
     let tmp = sibling(&j.db, "ducksnap-restore.json.tmp");
     {
-        let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        // A leftover of a crash is ours to remove; the new file is created
+        // where nothing is (O_EXCL) and never through a link (O_NOFOLLOW).
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_err("remove", &tmp)(e));
+            }
+            _ => {}
+        }
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
         serde_json::to_writer_pretty(&f, j).map_err(|e| io_err("write", &tmp)(e.into()))?;
         f.sync_all().map_err(io_err("fsync", &tmp))?;
     }
