@@ -3,9 +3,9 @@
 //! whether the content changed.
 //!
 //! "Unchanged" means DuckDB's own `EXCEPT ALL` finds no row on either side
-//! that the other lacks: the tables are narrowed first ([`narrow`]: equal
-//! ranges of rows skipped by SHA-256 fingerprint, equal rows by text) and
-//! what is left is compared with `EXCEPT ALL`. Views are compared by their
+//! that the other lacks: the tables are narrowed first ([`narrow`]: rows
+//! paired by position or row id and found equal are left out of both
+//! sides) and what is left is compared with `EXCEPT ALL`. Views are compared by their
 //! definition and by their rows, whole.
 
 use serde::{Deserialize, Serialize};

@@ -6,9 +6,9 @@
 //! Without a key the sides are compared as multisets over the columns both
 //! have (`EXCEPT ALL`: a row present twice on one side and once on the
 //! other is one added or removed row). Columns retyped between the sides
-//! are compared as text. Only the rows left after narrowing (ranges of row
-//! ids, then rows paired by row id, compared by hash: [`super::narrow`])
-//! are compared exactly. Intermediate results go to temporary
+//! are compared as text. Only the rows left after narrowing (rows paired
+//! by position or row id and found equal by `IS DISTINCT FROM` are left
+//! out of both sides: [`super::narrow`]) go to the comparison. Intermediate results go to temporary
 //! tables of the in-memory instance, which spill to the scratch directory
 //! beyond the memory limit.
 

@@ -779,7 +779,8 @@ fn unmurmur(mut h: u64) -> u64 {
 
 /// Changes that DuckDB's `hash()` cannot see — nested NULLs and empties,
 /// lists regrouped, a crafted pair of integers whose hashes cancel in a
-/// count, sum and XOR — a view redefined with the same row count, and
+/// count, sum and XOR, a UNION value moved to another member — a view
+/// redefined with the same row count, and
 /// columns named like every word of ducksnap's SQL: every table's verdict
 /// and rows equal DuckDB's own `EXCEPT ALL` on the two files, keyed and
 /// keyless, at the table and the schema level.
@@ -797,6 +798,8 @@ fn diff_is_exact_where_hashes_collide() {
              INSERT INTO tags VALUES ([], 1), (['a'], 2), ([NULL], 3), ([['x']]::VARCHAR[], 4);
              CREATE TABLE nest(v VARCHAR[][], st STRUCT(a INT, b VARCHAR), m MAP(VARCHAR, INT), id INT);
              INSERT INTO nest VALUES ([['a'], ['b']], {{'a': NULL, 'b': NULL}}, MAP {{}}, 1), ([[]], NULL, NULL, 2);
+             CREATE TABLE uni(v UNION(a INT, b INT));
+             INSERT INTO uni VALUES (union_value(a := 1)), (union_value(b := 2));
              CREATE TABLE crafted(v BIGINT);
              INSERT INTO crafted VALUES ({lo}), ({hi});
              CREATE TABLE base(id INT);
@@ -838,6 +841,7 @@ fn diff_is_exact_where_hashes_collide() {
              UPDATE nest SET v = [['a', 'b']], st = NULL, m = NULL WHERE id = 1;
              UPDATE nest SET v = [NULL] WHERE id = 2;
              UPDATE crafted SET v = CASE v WHEN {lo} THEN {both} ELSE {zero} END;
+             UPDATE uni SET v = union_value(b := 1) WHERE v.a = 1;
              CREATE OR REPLACE VIEW firsts AS SELECT id FROM base WHERE id > 1;
              UPDATE words SET g = -1 WHERE g = 4000;",
             lo = lo as i64,
@@ -849,13 +853,13 @@ fn diff_is_exact_where_hashes_collide() {
     let b = snap(&ws);
     let after = ws.db();
     let d = ws.json(&["diff", &a, &b, "--json"]);
-    for name in ["tags", "nest", "crafted", "words", "firsts"] {
+    for name in ["tags", "nest", "crafted", "uni", "words", "firsts"] {
         let (removed, added) = except_all(&before, &after, name);
         assert!(removed + added > 0, "{name}: the change is real");
         assert_eq!(table(&d, name)["status"], "changed", "{name}: {d}");
     }
     assert_eq!(table(&d, "base")["status"], "unchanged", "{d}");
-    for name in ["tags", "nest", "crafted", "words"] {
+    for name in ["tags", "nest", "crafted", "uni", "words"] {
         let d = ws.json(&["diff", &a, &b, "--table", name, "--json"]);
         let rows = &d["rows"];
         let got = (
