@@ -305,9 +305,20 @@ pub fn pushed_ids(
     cfg: Option<&crate::config::OffsiteConfig>,
     store: &Store,
 ) -> Option<BTreeSet<String>> {
+    ids(cfg, store, |_| true)
+}
+
+/// The cache's snapshots when offsite is configured and `trust` accepts
+/// the cache (an empty set otherwise).
+fn ids(
+    cfg: Option<&crate::config::OffsiteConfig>,
+    store: &Store,
+    trust: impl Fn(&Cache) -> bool,
+) -> Option<BTreeSet<String>> {
     cfg?;
     Some(
         Cache::saved(store)
+            .filter(|c| trust(c))
             .map(|c| c.snapshots.into_keys().collect())
             .unwrap_or_default(),
     )
@@ -320,13 +331,9 @@ pub fn confirmed_ids(
     cfg: Option<&crate::config::OffsiteConfig>,
     store: &Store,
 ) -> Option<BTreeSet<String>> {
-    cfg?;
-    Some(
-        Cache::saved(store)
-            .filter(|c| c.checked.as_ref().is_some_and(|k| k.failed.is_none()))
-            .map(|c| c.snapshots.into_keys().collect())
-            .unwrap_or_default(),
-    )
+    ids(cfg, store, |c| {
+        c.checked.as_ref().is_some_and(|k| k.failed.is_none())
+    })
 }
 
 /// Records with their object names.
@@ -357,7 +364,12 @@ pub fn fetch_records(
             Err(e) => bad.push(e.to_string()),
         }
     }
-    out.sort_by(|a, b| a.1.manifest.id.cmp(&b.1.manifest.id));
+    // Oldest first by time taken (ids of one second sort by their random
+    // suffix, not by age).
+    out.sort_by(|a, b| {
+        (a.1.manifest.created_at, &a.1.manifest.id)
+            .cmp(&(b.1.manifest.created_at, &b.1.manifest.id))
+    });
     Ok((out, bad))
 }
 

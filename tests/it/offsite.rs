@@ -375,7 +375,9 @@ fn an_incremental_push_uploads_about_what_changed() {
 
 /// Restores every snapshot the remote lists on a fresh machine (only the
 /// config and the key) and checks each against the local original.
-pub fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
+/// A new machine for `ws`'s remote: a workspace with only the config and
+/// a copy of the key file.
+pub fn fresh_machine(ws: &Workspace, server: &S3) -> Workspace {
     let fresh = Workspace::new();
     std::fs::copy(
         ws.path().join("offsite.key"),
@@ -383,6 +385,11 @@ pub fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
     )
     .unwrap();
     fresh.write_config(&server.section("backups", &fresh.path().join("offsite.key")));
+    fresh
+}
+
+pub fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
+    let fresh = fresh_machine(ws, server);
     let listed = ok_json(&fresh, &["offsite", "list", "--json"]);
     let ids: Vec<String> = listed
         .as_array()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::offsite::{change, offsite_ws, ok_json, with_creds};
+use crate::offsite::{change, fresh_machine, offsite_ws, ok_json, with_creds};
 use crate::s3::{self, S3};
 
 /// The objects under `dir` (`snapshots` or `packs`) on rclone's disk.
@@ -41,13 +41,7 @@ fn check(ws: &Workspace) -> (i32, String) {
 /// Restores `id` from the bucket on a fresh machine and counts its rows of
 /// `t`.
 fn rows_offsite(ws: &Workspace, server: &S3, id: &str) -> i64 {
-    let fresh = Workspace::new();
-    std::fs::copy(
-        ws.path().join("offsite.key"),
-        fresh.path().join("offsite.key"),
-    )
-    .unwrap();
-    fresh.write_config(&server.section("backups", &fresh.path().join("offsite.key")));
+    let fresh = fresh_machine(ws, server);
     let to = fresh.path().join("r.duckdb");
     ok_json(
         &fresh,
@@ -260,13 +254,7 @@ fn the_guide_s_disaster_recovery_runs_as_written() {
     );
     ws.snapshot();
     push(&ws);
-    let fresh = Workspace::new();
-    std::fs::copy(
-        ws.path().join("offsite.key"),
-        fresh.path().join("offsite.key"),
-    )
-    .unwrap();
-    fresh.write_config(&server.section("backups", &fresh.path().join("offsite.key")));
+    let fresh = fresh_machine(&ws, &server);
     for line in [
         "ducksnap --config ducksnap.toml offsite list",
         "ducksnap --config ducksnap.toml restore latest --from offsite --to data/app.duckdb --check --yes",
