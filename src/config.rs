@@ -845,7 +845,7 @@ impl Checker<'_> {
     }
 
     fn capture(&self, raw: RawCapture) -> Result<CaptureConfig, ConfigError> {
-        let attempts = raw.attempts.unwrap_or(30);
+        let attempts = raw.attempts.unwrap_or(100);
         if attempts == 0 || attempts > 1000 {
             return Err(self.invalid(
                 "capture.attempts",
