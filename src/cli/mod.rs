@@ -255,7 +255,7 @@ fn run_configured(
         Configured::Prune(a) => prune::run(&ctx, &env, a),
         Configured::Pin(a) => pin::run(&ctx, a, true),
         Configured::Unpin(a) => pin::run(&ctx, a, false),
-        Configured::Status(a) => status::run(&ctx, a),
+        Configured::Status(a) => status::run(&ctx, &env, a),
         Configured::Daemon => daemon::run(ctx, env, config_arg),
         Configured::Config {
             command: ConfigCommand::Check(a),

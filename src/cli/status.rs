@@ -24,11 +24,11 @@ pub struct Args {
     pub(super) check: bool,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
+pub fn run(ctx: &Ctx, env: &crate::config::HostEnv, a: Args) -> anyhow::Result<u8> {
     let from_daemon =
         client::daemon_for(ctx)?.and_then(|(mut c, _)| c.call(&Request::Status {}).ok());
     if a.check {
-        return check(ctx, from_daemon, a.json);
+        return check(ctx, env, from_daemon, a.json);
     }
     let report: StatusReport = match from_daemon {
         Some(resp) => serde_json::from_value(remote::answer(resp)?)?,
@@ -45,17 +45,22 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
 /// `--check`: the verdict and the plugin exit code.
 fn check(
     ctx: &Ctx,
+    env: &crate::config::HostEnv,
     from_daemon: Option<crate::protocol::Response>,
     json: bool,
 ) -> anyhow::Result<u8> {
     let answered = from_daemon.is_some();
+    // The bucket asked now, when this process has the credentials (a cron
+    // job may not: then the last check's findings stand).
+    let offsite_unchecked = ops::offsite::confirm_if_possible(ctx, env).err();
     let report = match from_daemon {
         Some(resp) => remote::answer(resp)
             .map_err(|e| e.to_string())
             .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())),
         None => ops::status(ctx, None).map_err(|e| e.to_string()),
     };
-    let facts = ops::health::facts(ctx, report, answered);
+    let mut facts = ops::health::facts(ctx, report, answered);
+    facts.offsite_unchecked = offsite_unchecked;
     let verdict = crate::monitor::check::evaluate(&facts, chrono::Utc::now());
     if json {
         print_json(&verdict)?;

@@ -77,6 +77,8 @@ pub struct Facts {
     /// Snapshots pushed from here, still local, that the bucket did not
     /// hold whole at the last check (a record or pack gone).
     pub offsite_lost: Vec<String>,
+    /// The bucket could not be asked by this check: why.
+    pub offsite_unchecked: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +163,13 @@ pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
             "offsite",
             Level::Warning,
             format!("offsite {} behind", span(chrono::TimeDelta::seconds(lag))),
+        ));
+    }
+    if let Some(why) = &f.offsite_unchecked {
+        checks.push(check(
+            "offsite",
+            Level::Warning,
+            format!("offsite could not be checked now ({why}); the last check's findings stand"),
         ));
     }
     if !f.offsite_lost.is_empty() {

@@ -156,6 +156,12 @@ impl Cache {
         let saved = Self::saved(store).filter(|c| c.remote_id == off.marker.remote_id);
         let checked: Result<(Cache, Listing), OffsiteError> = (|| {
             let listing = Listing::read(off)?;
+            tracing::debug!(
+                event = "offsite.listed",
+                records = listing.records.len(),
+                packs = listing.packs.len(),
+                "offsite listing read"
+            );
             let fits = |c: &&Cache| {
                 c.snapshots.values().all(|o| listing.records.contains(o))
                     && c.chunks.values().all(|w| listing.packs.contains(&w.pack))

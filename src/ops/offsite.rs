@@ -149,6 +149,26 @@ pub fn confirm(ctx: &Ctx, env: &HostEnv) -> Result<(), OpError> {
     Ok(())
 }
 
+/// [`confirm`] for `status --check`: only with `[offsite]`, outside cloud
+/// mode, and when credentials are at hand (else `Ok`: the last check's
+/// findings stand). `Err` says why the bucket could not be asked.
+pub fn confirm_if_possible(ctx: &Ctx, env: &HostEnv) -> Result<(), String> {
+    let Some(cfg) = ctx.config.offsite.as_ref() else {
+        return Ok(());
+    };
+    if ctx.detection.is_cloud()
+        || offsite::credentials(cfg, env).is_err()
+        || !ctx.config.store.dir.join("STORE").exists()
+    {
+        tracing::debug!(
+            event = "offsite.check_skipped",
+            "offsite not checked: cloud mode, no credentials or no store"
+        );
+        return Ok(());
+    }
+    confirm(ctx, env).map_err(|e| e.to_string())
+}
+
 /// Remote retention and the two-phase deletion of unnamed packs.
 pub fn prune(ctx: &Ctx, env: &HostEnv, dry_run: bool) -> Result<RemotePruned, OpError> {
     let off = open(ctx, env)?;

@@ -23,10 +23,12 @@ fn objects(root: &Path, dir: &str) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// rclone caches directory listings (100 ms in these tests): an edit on
-/// its disk is seen by the next listing after that.
-fn settle() {
-    std::thread::sleep(std::time::Duration::from_millis(300));
+/// The object at `path` on rclone's disk deleted, or `body` written there,
+/// through the S3 API (the server's view changes at once; an edit on its
+/// disk shows only when its directory cache expires).
+fn edit(server: &S3, root: &Path, path: &Path, body: Option<&[u8]>) {
+    let key = path.strip_prefix(root.join("backups")).unwrap();
+    server.api("backups", key.to_str().unwrap(), body);
 }
 
 fn push(ws: &Workspace) -> Value {
@@ -96,8 +98,7 @@ fn a_deleted_record_never_costs_the_local_copy() {
         .cloned()
         .collect();
     assert_eq!(second.len(), 1, "one record per push");
-    std::fs::remove_file(&second[0]).unwrap();
-    settle();
+    edit(&server, root.path(), &second[0], None);
     let s3id = change(&ws, "INSERT INTO t SELECT range FROM range(7)");
     let pruned = ok_json(&ws, &["prune", "--json"]);
     let d2 = decision(&pruned, &s2);
@@ -138,10 +139,12 @@ fn a_deleted_record_never_costs_the_local_copy() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
 
-/// A pack the first snapshot's record names deleted on the server: the
-/// next snapshot's push re-checks every pack it would reuse and uploads
-/// the missing chunks again; `offsite verify` (and then `status --check`)
-/// says so until then; afterwards every snapshot restores.
+/// A pack the first snapshot's record names deleted on the server:
+/// `status --check` (which lists the bucket when it has the credentials)
+/// and `offsite verify` say so at once; the next snapshot's push re-checks
+/// every pack it would reuse and uploads the missing chunks again;
+/// afterwards every snapshot restores and the check is no longer
+/// CRITICAL.
 #[test]
 fn a_deleted_pack_is_sent_again() {
     let root = tempfile::tempdir().unwrap();
@@ -160,13 +163,16 @@ fn a_deleted_pack_is_sent_again() {
     // Every pack of the first push is named by both records (s2 shares
     // almost every chunk with s1): delete one.
     let gone = packs.iter().next().unwrap().clone();
-    std::fs::remove_file(&gone).unwrap();
-    settle();
-    let out = with_creds(&ws, &["offsite", "verify", "--json"]);
-    assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
+    edit(&server, root.path(), &gone, None);
+    // status --check asks the bucket itself (it has the credentials here).
     let (code, line) = check(&ws);
     assert_eq!(code, 2, "{line}");
-    assert!(line.contains("offsite"), "{line}");
+    assert!(
+        line.contains(&s1) && line.contains("no longer restorable offsite"),
+        "{line}"
+    );
+    let out = with_creds(&ws, &["offsite", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
     let s3id = change(&ws, "UPDATE t SET s = 'y' WHERE i < 10");
     let pushed = push(&ws);
     assert!(pushed["snapshots"].to_string().contains(&s3id), "{pushed}");
@@ -198,15 +204,17 @@ fn one_bad_object_never_blocks_the_others() {
     let records: Vec<PathBuf> = objects(root.path(), "snapshots").into_iter().collect();
     assert_eq!(records.len(), 2);
     let dir = records[0].parent().unwrap().to_path_buf();
-    std::fs::write(dir.join("garbage"), b"not a record at all").unwrap();
-    std::fs::copy(&records[0], dir.join("replayed")).unwrap();
-    std::fs::create_dir_all(dir.join("sub")).unwrap();
-    std::fs::copy(
-        &records[1],
-        dir.join("sub").join(records[1].file_name().unwrap()),
-    )
-    .unwrap();
-    settle();
+    edit(
+        &server,
+        root.path(),
+        &dir.join("garbage"),
+        Some(b"not a record at all"),
+    );
+    let first = std::fs::read(&records[0]).unwrap();
+    edit(&server, root.path(), &dir.join("replayed"), Some(&first));
+    let second = std::fs::read(&records[1]).unwrap();
+    let nested = dir.join("sub").join(records[1].file_name().unwrap());
+    edit(&server, root.path(), &nested, Some(&second));
     let listed = ok_json(&ws, &["offsite", "list", "--json"]);
     let ids: Vec<&str> = listed
         .as_array()

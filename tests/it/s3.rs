@@ -131,6 +131,33 @@ impl S3 {
         )
     }
 
+    /// Deletes an object, or writes `body` as one, through the server's
+    /// S3 API — as anyone with write access to the bucket could (boto3
+    /// from `.venv`, which moto brings). The server's own view changes at
+    /// once; an edit on rclone's disk is seen only when its directory cache
+    /// expires.
+    pub fn api(&self, bucket: &str, key: &str, body: Option<&[u8]>) {
+        let code = "import boto3, sys\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1')\n\
+            b, k = sys.argv[4], sys.argv[5]\n\
+            if len(sys.argv) > 6:\n\
+            \x20   s3.put_object(Bucket=b, Key=k, Body=bytes.fromhex(sys.argv[6]))\n\
+            else:\n\
+            \x20   s3.delete_object(Bucket=b, Key=k)\n\
+            print('ok')\n";
+        let hex: Option<String> = body.map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
+        let mut args = vec![
+            self.endpoint(),
+            KEY_ID.into(),
+            SECRET.into(),
+            bucket.into(),
+            key.into(),
+        ];
+        args.extend(hex);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(crate::helpers::run_python(code, &args).trim(), "ok");
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
