@@ -31,30 +31,11 @@ pub struct RemoteVerified {
 /// Checks every record and `percent` of the packs (at least one), starting
 /// where the previous sample stopped.
 pub fn verify(store: &Store, off: &Offsite, percent: u32) -> Result<RemoteVerified, OffsiteError> {
-    let mut problems = Vec::new();
     // The check of the local record against the bucket, first: it names
     // what this machine pushed and the bucket lost.
     let (cache, _) = super::cache::Cache::current(store, off)?;
     let view = remote_snapshots(off)?;
-    problems.extend(view.bad.iter().cloned());
-    for (object, r, missing) in &view.incomplete {
-        problems.push(format!(
-            "offsite record {object} (snapshot {}): pack(s) {} are gone: not restorable offsite",
-            r.manifest.id,
-            missing.join(", ")
-        ));
-    }
-    for id in &cache.lost {
-        if !view
-            .incomplete
-            .iter()
-            .any(|(_, r, _)| r.manifest.id.as_str() == id)
-        {
-            problems.push(format!(
-                "snapshot {id} was pushed from here and its record is gone from the remote (the next push sends it again)"
-            ));
-        }
-    }
+    let mut problems = listed_problems(&view, &cache);
     let records = view.whole;
     // Pack → every chunk some record places in it.
     let mut packs: BTreeMap<String, BTreeMap<String, Loc>> = BTreeMap::new();
@@ -114,6 +95,32 @@ pub fn verify(store: &Store, off: &Offsite, percent: u32) -> Result<RemoteVerifi
         chunks_checked,
         problems,
     })
+}
+
+/// What the listing and the records show without reading a pack: objects
+/// that are not records, records naming a pack that is gone, snapshots
+/// pushed from here whose record is gone.
+fn listed_problems(view: &super::cache::View, cache: &super::cache::Cache) -> Vec<String> {
+    let mut problems = view.bad.clone();
+    for (object, r, missing) in &view.incomplete {
+        problems.push(format!(
+            "offsite record {object} (snapshot {}): pack(s) {} are gone: not restorable offsite",
+            r.manifest.id,
+            missing.join(", ")
+        ));
+    }
+    for id in &cache.lost {
+        if !view
+            .incomplete
+            .iter()
+            .any(|(_, r, _)| r.manifest.id.as_str() == id)
+        {
+            problems.push(format!(
+                "snapshot {id} was pushed from here and its record is gone from the remote (the next push sends it again)"
+            ));
+        }
+    }
+    problems
 }
 
 fn check_pack(

@@ -388,6 +388,23 @@ pub fn fresh_machine(ws: &Workspace, server: &S3) -> Workspace {
     fresh
 }
 
+/// `restore ID --from offsite --to TO --yes` on `fresh`; its JSON.
+pub fn restore_from_offsite(fresh: &Workspace, id: &str, to: &Path) -> Value {
+    ok_json(
+        fresh,
+        &[
+            "restore",
+            id,
+            "--from",
+            "offsite",
+            "--to",
+            to.to_str().unwrap(),
+            "--yes",
+            "--json",
+        ],
+    )
+}
+
 pub fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
     let fresh = fresh_machine(ws, server);
     let listed = ok_json(&fresh, &["offsite", "list", "--json"]);
@@ -399,19 +416,7 @@ pub fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
         .collect();
     for id in &ids {
         let to = fresh.path().join(format!("{id}.duckdb"));
-        ok_json(
-            &fresh,
-            &[
-                "restore",
-                id,
-                "--from",
-                "offsite",
-                "--to",
-                to.to_str().unwrap(),
-                "--yes",
-                "--json",
-            ],
-        );
+        restore_from_offsite(&fresh, id, &to);
         let original = ws.reassemble(id, &ws.path().join("orig").join(id));
         assert_eq!(
             std::fs::read(&to).unwrap(),

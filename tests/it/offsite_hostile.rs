@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::offsite::{change, fresh_machine, offsite_ws, ok_json, with_creds};
+use crate::offsite::{
+    change, fresh_machine, offsite_ws, ok_json, restore_from_offsite, with_creds,
+};
 use crate::s3::{self, S3};
 
 /// The objects under `dir` (`snapshots` or `packs`) on rclone's disk.
@@ -45,19 +47,7 @@ fn check(ws: &Workspace) -> (i32, String) {
 fn rows_offsite(ws: &Workspace, server: &S3, id: &str) -> i64 {
     let fresh = fresh_machine(ws, server);
     let to = fresh.path().join("r.duckdb");
-    ok_json(
-        &fresh,
-        &[
-            "restore",
-            id,
-            "--from",
-            "offsite",
-            "--to",
-            to.to_str().unwrap(),
-            "--yes",
-            "--json",
-        ],
-    );
+    restore_from_offsite(&fresh, id, &to);
     query_i64(&open_ro(&to), "SELECT count(*) FROM t")
 }
 
