@@ -235,6 +235,22 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// The nicknames a cron expression may be.
+const CRON_NICKNAMES: [&str; 6] = [
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@yearly",
+    "@annually",
+];
+
+/// What a cron expression may look like, for error messages.
+pub const CRON_FORMS: &str = "5 fields \"minute hour day month weekday\" \
+    (\"0 * * * *\" every hour, \"30 2 * * *\" at 02:30 every day, \"*/15 * * * *\" \
+    every 15 minutes), 6 fields with seconds first, or @hourly, @daily, @weekly, \
+    @monthly, @yearly";
+
 /// A cron expression checked when parsed: 5 fields (minute first), 6 fields
 /// (seconds first), or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -244,20 +260,55 @@ pub struct CronExpr(pub String);
 impl CronExpr {
     pub fn parse_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        if t.is_empty() {
-            return Err("invalid cron expression \"\": empty".into());
-        }
         let fields = t.split_whitespace().count();
-        if !t.starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!(
-                "invalid cron expression {s:?}: expected 5 fields (minute hour day month weekday), \
-                 6 fields (with seconds first) or @hourly/@daily, found {fields} fields"
-            ));
-        }
-        Self::parser()
-            .parse(t)
-            .map_err(|e| format!("invalid cron expression {s:?}: {e}"))?;
-        Ok(CronExpr(t.to_string()))
+        let why = if t.is_empty() {
+            "empty".to_string()
+        } else if t.starts_with('@') && !CRON_NICKNAMES.iter().any(|n| n.eq_ignore_ascii_case(t)) {
+            format!("unknown nickname {t:?}")
+        } else if !t.starts_with('@') && !(5..=6).contains(&fields) {
+            format!("found {fields} field(s)")
+        } else {
+            match Self::parser().parse(t) {
+                Ok(_) => return Ok(CronExpr(t.to_string())),
+                Err(e) => Self::which_field(t).unwrap_or_else(|| e.to_string()),
+            }
+        };
+        Err(format!(
+            "invalid cron expression {s:?}: {why}; accepted: {CRON_FORMS}"
+        ))
+    }
+
+    /// The first field that is wrong on its own (every other field `*`),
+    /// named with its range: `hour "25" (0-23)`.
+    fn which_field(t: &str) -> Option<String> {
+        let fields: Vec<&str> = t.split_whitespace().collect();
+        let names: &[&str] = if fields.len() == 6 {
+            &[
+                "second (0-59)",
+                "minute (0-59)",
+                "hour (0-23)",
+                "day (1-31)",
+                "month (1-12 or JAN-DEC)",
+                "weekday (0-7 or SUN-SAT)",
+            ]
+        } else {
+            &[
+                "minute (0-59)",
+                "hour (0-23)",
+                "day (1-31)",
+                "month (1-12 or JAN-DEC)",
+                "weekday (0-7 or SUN-SAT)",
+            ]
+        };
+        (0..fields.len()).find_map(|i| {
+            let alone: Vec<&str> = (0..fields.len())
+                .map(|j| if i == j { fields[j] } else { "*" })
+                .collect();
+            Self::parser().parse(&alone.join(" ")).err().map(|e| {
+                let (name, range) = names[i].split_once(' ').unwrap_or((names[i], ""));
+                format!("{name} {:?} is not valid {range}: {e}", fields[i])
+            })
+        })
     }
 
     fn parser() -> croner::parser::CronParser {
@@ -392,11 +443,41 @@ struct RawCapture {
     timeout: Option<HumanDuration>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `cron = "…"` or `cron = ["…", …]`. Not `#[serde(untagged)]`: that
+/// would replace every expression's own error with serde's "did not match
+/// any variant".
+#[derive(Debug)]
 enum OneOrMany {
     One(CronExpr),
     Many(Vec<CronExpr>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a cron expression or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                CronExpr::parse_str(s)
+                    .map(OneOrMany::One)
+                    .map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut all = Vec::new();
+                while let Some(c) = seq.next_element::<CronExpr>()? {
+                    all.push(c);
+                }
+                Ok(OneOrMany::Many(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]

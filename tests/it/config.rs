@@ -294,6 +294,57 @@ fn malformed_configs_are_refused_with_file_and_key() {
     }
 }
 
+/// The cron typos people make: each refused with the expression, what is
+/// wrong with it and the accepted forms, never serde's "did not match any
+/// variant of untagged enum" (what they gave before).
+#[test]
+fn cron_typos_name_the_expression_and_the_accepted_forms() {
+    let cases: &[(&str, &str)] = &[
+        ("\"@hourlly\"", "unknown nickname \"@hourlly\""),
+        ("\"0 25 * * *\"", "hour \"25\" is not valid (0-23)"),
+        ("\"every hour\"", "found 2 field(s)"),
+        (
+            "[\"@daily\", \"61 * * * *\"]",
+            "minute \"61\" is not valid (0-59)",
+        ),
+        ("\"0 0 * FOO *\"", "month \"FOO\" is not valid"),
+        ("\"\"", "empty"),
+    ];
+    let ws = Workspace::new();
+    for (value, why) in cases {
+        let path = ws.path().join("cron.toml");
+        std::fs::write(&path, format!("[schedule]\ncron = {value}\n")).unwrap();
+        let out = ws
+            .bare_cmd()
+            .args(["--config", path.to_str().unwrap(), "config", "check"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{value}: {err}");
+        assert!(err.contains(why), "{value}: does not say {why:?}: {err}");
+        assert!(
+            err.contains("accepted: 5 fields \"minute hour day month weekday\"")
+                && err.contains("@hourly, @daily"),
+            "{value}: no accepted forms: {err}"
+        );
+        assert!(!err.contains("untagged"), "{value}: {err}");
+    }
+    for good in [
+        "\"@HOURLY\"",
+        "\"@annually\"",
+        "[\"*/5 * * * *\", \"0 30 2 * * *\"]",
+    ] {
+        let path = ws.path().join("cron.toml");
+        std::fs::write(&path, format!("[schedule]\ncron = {good}\n")).unwrap();
+        let out = ws
+            .bare_cmd()
+            .args(["--config", path.to_str().unwrap(), "config", "check"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{good}: {}", stderr(&out));
+    }
+}
+
 #[test]
 fn config_check_prints_effective_config() {
     let ws = Workspace::new();
