@@ -190,7 +190,10 @@ fn list_filters_by_reason_label_and_time() {
     assert_eq!(ids(&["--since", "2h ago", "--reason", "manual"]).len(), 1);
     assert!(ids(&["--since", "2099-01-01T00:00:00Z"]).is_empty());
     assert_eq!(ids(&["--since", "2000-01-01 00:00 Europe/Berlin"]).len(), 2);
-    for bad in ["yesterday-ish", "2026-11-29 14:00", "5 parsecs"] {
+    assert_eq!(ids(&["--since", "2 minutes ago"]).len(), 2);
+    assert_eq!(ids(&["--since", "yesterday"]).len(), 2);
+    assert_eq!(ids(&["--as-of", "2000-01-01 00:00"]).len(), 0);
+    for bad in ["yesterday-ish", "14:00", "5 parsecs"] {
         let out = ws.run(&["list", "--since", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(stderr(&out).contains("accepted:"), "{}", stderr(&out));
@@ -532,8 +535,9 @@ fn times_people_type_parse_exactly_as_documented() {
     );
     for bad in [
         "",
-        "2026-11-29 14:00",
         "14:00 UTC",
+        "yesterday at noon",
+        "today 25:00",
         "2026-13-01 UTC",
         "5 parsecs",
         "2h later",
@@ -543,4 +547,57 @@ fn times_people_type_parse_exactly_as_documented() {
         let e = at(bad).unwrap_err();
         assert!(e.contains("accepted:"), "{bad:?}: {e}");
     }
+}
+
+/// The times `list` prints and the ones people type from it: "2 minutes
+/// ago", a date and time without a zone (this machine's local time, as
+/// `list` shows it), "yesterday" (local midnight) — each accepted, with the
+/// clock changes handled as for an explicit zone.
+#[test]
+fn times_as_list_prints_them_are_accepted() {
+    use chrono::{TimeZone, Utc};
+    use chrono_tz::Europe::Berlin;
+    use ducksnap::when::parse_in;
+    let now = Utc.with_ymd_and_hms(2026, 12, 6, 12, 31, 0).unwrap();
+    let at = |s: &str| parse_in(s, now, &Berlin).map(|t| t.to_rfc3339());
+    for (typed, want) in [
+        ("2 minutes ago", "2026-12-06T12:29:00+00:00"),
+        ("1 minute ago", "2026-12-06T12:30:00+00:00"),
+        ("3 hours ago", "2026-12-06T09:31:00+00:00"),
+        ("1 day ago", "2026-12-05T12:31:00+00:00"),
+        ("2 weeks ago", "2026-11-22T12:31:00+00:00"),
+        ("45 seconds ago", "2026-12-06T12:30:15+00:00"),
+        ("10 minutes", "2026-12-06T12:21:00+00:00"),
+        ("just now", "2026-12-06T12:31:00+00:00"),
+        // Berlin is UTC+1 in December: local 13:29:36 is 12:29:36 UTC.
+        ("2026-12-06 13:29:36", "2026-12-06T12:29:36+00:00"),
+        ("2026-12-06 13:29", "2026-12-06T12:29:00+00:00"),
+        ("2026-12-06", "2026-12-05T23:00:00+00:00"),
+        ("yesterday", "2026-12-04T23:00:00+00:00"),
+        ("today", "2026-12-05T23:00:00+00:00"),
+        ("yesterday 14:00", "2026-12-05T13:00:00+00:00"),
+        ("today 09:15:30", "2026-12-06T08:15:30+00:00"),
+        // With a zone, as before.
+        ("2026-12-06 13:29:36 UTC", "2026-12-06T13:29:36+00:00"),
+        ("2026-12-06 13:29:36 local", "2026-12-06T12:29:36+00:00"),
+    ] {
+        assert_eq!(at(typed).as_deref(), Ok(want), "{typed:?}");
+    }
+    // A local time the spring clock change skips is refused, naming it; one
+    // the autumn change repeats means the earlier instant.
+    let skipped = at("2026-03-29 02:30").unwrap_err();
+    assert!(
+        skipped.contains("does not exist in local time"),
+        "{skipped}"
+    );
+    assert_eq!(
+        at("2026-10-25 02:30").as_deref(),
+        Ok("2026-10-25T00:30:00+00:00")
+    );
+    // Refusals show an accepted spelling of what was meant.
+    let e = at("12:29:36").unwrap_err();
+    assert!(
+        e.contains("needs a date") && e.contains("today 12:29:36") && e.contains("2 minutes ago"),
+        "{e}"
+    );
 }
