@@ -98,51 +98,83 @@ fn keep(
 }
 
 fn print_table(entries: &[ListEntry], utc: bool, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let offsite = entries.iter().any(|e| e.offsite.is_some());
-    let mut header = vec![
-        "id", "taken", "age", "reason", "size", "new", "verified", "pinned",
-    ];
-    if offsite {
-        header.push("offsite");
-    }
-    header.push("label");
-    let mut t = human::table(&header);
-    for e in entries {
-        let s = &e.summary;
-        let pinned = match (s.pinned, s.pinned_until) {
-            (true, Some(until)) => format!("until {}", human::time(until, utc)),
-            (true, None) => "yes".into(),
-            (false, _) => "no".into(),
-        };
-        let mut label = human::cut(s.label.as_deref().unwrap_or(""), 40);
-        if e.missing_chunks > 0 {
-            label = format!("DAMAGED: {} chunk(s) missing {label}", e.missing_chunks);
-        }
-        let mut row = vec![
-            s.id.to_string(),
-            human::time(s.created_at, utc),
-            human::age(s.created_at, now),
-            s.reason.clone(),
-            human::size(s.db_size + s.wal_size),
-            human::size(s.bytes_new),
-            if s.verified { "yes" } else { "no" }.into(),
-            pinned,
-        ];
-        if offsite {
-            row.push(
-                if e.offsite == Some(true) {
-                    "yes"
-                } else {
-                    "not yet"
-                }
-                .into(),
-            );
-        }
-        row.push(label);
-        t.add_row(row);
-    }
-    for line in t.lines() {
-        outln!("{}", line.trim_end());
+    for line in render(entries, utc, now, human::width()) {
+        outln!("{line}");
     }
     Ok(())
+}
+
+/// The order in which columns give way when the table is wider than the
+/// terminal (docs/USER_GUIDE.md, "Listing"): new bytes, verified, offsite,
+/// the full time, size, pinned; then the label is cut. The id, the age and
+/// the reason always stay, the id whole on one line.
+pub const GIVE_WAY: [&str; 6] = ["new", "verified", "offsite", "taken", "size", "pinned"];
+
+/// The `list` table as lines, laid out to `width` (none: every cell whole).
+pub fn render(
+    entries: &[ListEntry],
+    utc: bool,
+    now: DateTime<Utc>,
+    width: Option<usize>,
+) -> Vec<String> {
+    let column = |header: &'static str, cell: &dyn Fn(&ListEntry) -> String| human::Column {
+        header,
+        cells: entries.iter().map(cell).collect(),
+        give_way: GIVE_WAY
+            .iter()
+            .position(|g| *g == header)
+            .map(|p| u8::try_from(p).unwrap_or(u8::MAX)),
+    };
+    let mut columns = vec![
+        column("id", &|e| e.summary.id.to_string()),
+        column("taken", &|e| human::time(e.summary.created_at, utc)),
+        column("age", &|e| human::age(e.summary.created_at, now)),
+        column("reason", &|e| e.summary.reason.clone()),
+        column("size", &|e| {
+            human::size(e.summary.db_size + e.summary.wal_size)
+        }),
+        column("new", &|e| human::size(e.summary.bytes_new)),
+        column("verified", &|e| yes_no(e.summary.verified).into()),
+        column("pinned", &|e| pinned(e, utc)),
+    ];
+    if entries.iter().any(|e| e.offsite.is_some()) {
+        columns.push(column("offsite", &|e| {
+            if e.offsite == Some(true) {
+                "yes"
+            } else {
+                "not yet"
+            }
+            .into()
+        }));
+    }
+    columns.push(column("label", &label));
+    let cut = columns.len() - 1;
+    human::fit(columns, cut, width)
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// `yes`, `no`, or `until` and the date (`show` has the time).
+fn pinned(e: &ListEntry, utc: bool) -> String {
+    match (e.summary.pinned, e.summary.pinned_until) {
+        (true, Some(until)) => {
+            let t = human::time(until, utc);
+            format!("until {}", t.split(' ').next().unwrap_or(&t))
+        }
+        (true, None) => "yes".into(),
+        (false, _) => "no".into(),
+    }
+}
+
+/// The label (at most 40 characters), after `DAMAGED` when chunks are
+/// missing — the cut keeps that word.
+fn label(e: &ListEntry) -> String {
+    let label = human::cut(e.summary.label.as_deref().unwrap_or(""), 40);
+    if e.missing_chunks > 0 {
+        format!("DAMAGED: {} chunk(s) missing {label}", e.missing_chunks)
+    } else {
+        label
+    }
 }

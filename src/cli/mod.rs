@@ -23,7 +23,7 @@ mod env;
 mod export;
 pub mod human;
 mod init;
-mod list;
+pub mod list;
 mod offsite;
 mod output;
 mod pin;

@@ -7,6 +7,7 @@ mod daemon;
 mod edges;
 mod environment;
 mod helpers;
+mod list;
 mod monitor;
 mod offsite;
 mod offsite_hostile;
