@@ -45,6 +45,10 @@ pub enum OffsiteError {
     KeyMissing(PathBuf),
     #[error("the remote is not set up: run `ducksnap offsite init`")]
     NotInitialized,
+    #[error(
+        "bucket {bucket:?} does not exist at {endpoint}: create it (aws s3 mb s3://{bucket}, or in the provider's console), or fix offsite.url"
+    )]
+    NoBucket { bucket: String, endpoint: String },
     #[error("offsite layout: {0}")]
     Layout(String),
     #[error("offsite record {object}: {reason}")]

@@ -51,6 +51,8 @@ pub struct Remote {
     /// Whether `PutMode::Create` is used (recorded by `offsite init`).
     pub conditional: bool,
     shown: String,
+    bucket: String,
+    endpoint: String,
 }
 
 impl Remote {
@@ -106,6 +108,11 @@ impl Remote {
             rt,
             conditional,
             shown: cfg.url.clone(),
+            endpoint: cfg
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| format!("AWS S3 ({})", cfg.region)),
+            bucket,
         })
     }
 
@@ -118,10 +125,21 @@ impl Remote {
     }
 
     fn err(&self, op: &'static str, name: &str, e: object_store::Error) -> OffsiteError {
+        let text = e.to_string();
+        if s3_error_code(&text) == Some("NoSuchBucket") {
+            return self.no_bucket();
+        }
         OffsiteError::Remote {
             op,
             object: format!("{}/{name}", self.shown.trim_end_matches('/')),
-            reason: e.to_string(),
+            reason: one_line(&text),
+        }
+    }
+
+    fn no_bucket(&self) -> OffsiteError {
+        OffsiteError::NoBucket {
+            bucket: self.bucket.clone(),
+            endpoint: self.endpoint.clone(),
         }
     }
 
@@ -194,7 +212,11 @@ impl Remote {
                     .await
                     .map(|b| Some(b.to_vec()))
                     .map_err(|e| self.err("download", name, e)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e @ object_store::Error::NotFound { .. })
+                    if s3_error_code(&e.to_string()) != Some("NoSuchBucket") =>
+                {
+                    Ok(None)
+                }
                 Err(e) => Err(self.err("download", name, e)),
             }
         })
@@ -249,7 +271,12 @@ impl Remote {
     pub fn delete(&self, name: &str) -> Result<(), OffsiteError> {
         self.rt.block_on(async {
             match self.store.delete(&self.path(name)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Ok(()) => Ok(()),
+                Err(e @ object_store::Error::NotFound { .. })
+                    if s3_error_code(&e.to_string()) != Some("NoSuchBucket") =>
+                {
+                    Ok(())
+                }
                 Err(e) => Err(self.err("delete", name, e)),
             }
         })
@@ -257,6 +284,33 @@ impl Remote {
 }
 
 /// `s3://bucket/prefix` → (bucket, prefix without slashes at either end).
+/// The `<Code>` of an S3 error document inside `text`, if there is one.
+fn s3_error_code(text: &str) -> Option<&str> {
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(&text[start..start + len])
+}
+
+/// An error for one line: an S3 error document becomes its code and
+/// message (`NoSuchKey: The specified key does not exist.`), not XML.
+fn one_line(text: &str) -> String {
+    let Some(xml) = text.find("<?xml").or_else(|| text.find("<Error>")) else {
+        return text.replace('\n', " ");
+    };
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..start + len].to_string())
+    };
+    let head = text[..xml].trim_end().trim_end_matches(':');
+    match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{head}: {c}: {m}"),
+        (Some(c), None) => format!("{head}: {c}"),
+        _ => head.replace('\n', " "),
+    }
+}
+
 pub fn split_url(url: &str) -> Result<(String, String), OffsiteError> {
     let bad = |reason: &str| OffsiteError::Setup {
         what: "offsite.url".into(),

@@ -58,30 +58,46 @@ pub fn init(ctx: &Ctx, env: &HostEnv) -> Result<Initialized, OpError> {
     if key_created && existing.is_some() {
         return Err(OffsiteError::KeyMissing(cfg.key_file.clone()).into());
     }
+    if let Some(m) = existing {
+        let sealer = offsite::sealer(cfg)?;
+        m.check(&sealer, cfg.encryption.as_str())?;
+        return Ok(Initialized {
+            url: cfg.url.clone(),
+            existed: true,
+            key_created: false,
+            encryption: cfg.encryption.as_str(),
+            conditional_put: m.conditional_put,
+        });
+    }
+    // The remote takes writes (the probe) before a key exists: a key is
+    // written only for a remote that is then set up with it, so the run
+    // that succeeds is the one that says "NEW KEY".
+    let conditional_put = probe_conditional(&remote)?;
     if key_created {
         seal::create_key(&cfg.key_file).map_err(OffsiteError::from)?;
     }
-    let sealer = offsite::sealer(cfg)?;
-    let mut out = Initialized {
+    let written = offsite::sealer(cfg).and_then(|sealer| {
+        let marker = Marker::new(&sealer, cfg.encryption.as_str(), conditional_put);
+        remote.put(
+            MARKER,
+            serde_json::to_vec_pretty(&marker).expect("marker serializes"),
+        )
+    });
+    if let Err(e) = written {
+        if key_created {
+            // Nothing was sealed with it: a key for no remote only misleads.
+            let _ = std::fs::remove_file(&cfg.key_file);
+        }
+        return Err(e.into());
+    }
+    tracing::info!(event = "offsite.initialized", url = %cfg.url, conditional_put, "offsite remote set up");
+    Ok(Initialized {
         url: cfg.url.clone(),
-        existed: existing.is_some(),
+        existed: false,
         key_created,
         encryption: cfg.encryption.as_str(),
-        conditional_put: false,
-    };
-    if let Some(m) = existing {
-        m.check(&sealer, cfg.encryption.as_str())?;
-        out.conditional_put = m.conditional_put;
-        return Ok(out);
-    }
-    out.conditional_put = probe_conditional(&remote)?;
-    let marker = Marker::new(&sealer, cfg.encryption.as_str(), out.conditional_put);
-    remote.put(
-        MARKER,
-        serde_json::to_vec_pretty(&marker).expect("marker serializes"),
-    )?;
-    tracing::info!(event = "offsite.initialized", url = %cfg.url, conditional_put = out.conditional_put, "offsite remote set up");
-    Ok(out)
+        conditional_put,
+    })
 }
 
 /// Whether the server refuses a second create of one name.

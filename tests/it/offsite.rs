@@ -766,3 +766,46 @@ fn offsite_status_says_when_the_remote_cannot_be_reached() {
     assert!(stdout(&out).contains("unreachable"), "{}", stdout(&out));
     assert!(!stdout(&out).contains(s3::SECRET));
 }
+
+/// `offsite init` before the bucket exists: one line naming the bucket and
+/// what to do (not the server's XML), exit 6 like any unreachable remote,
+/// and no key file left behind — so the run after the bucket is created
+/// writes the key and shows the "NEW KEY" warning.
+#[test]
+fn offsite_init_before_the_bucket_exists() {
+    let server = S3::moto();
+    let ws = Workspace::new();
+    let key = ws.path().join("offsite.key");
+    ws.write_config(&server.section("not-yet", &key));
+    let out = with_creds(&ws, &["offsite", "init"]);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("bucket \"not-yet\" does not exist") && err.contains("create it"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('<') && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        !key.exists(),
+        "a key was written for a remote that was never set up"
+    );
+    server.bucket("not-yet");
+    let out = with_creds(&ws, &["offsite", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("NEW KEY written to"), "{said}");
+    assert!(key.exists());
+    // Once set up, the same message for a bucket that went away.
+    let gone = Workspace::new();
+    std::fs::copy(&key, gone.path().join("offsite.key")).unwrap();
+    gone.write_config(&server.section("other", &gone.path().join("offsite.key")));
+    let out = with_creds(&gone, &["offsite", "push"]);
+    assert!(
+        stderr(&out).contains("bucket \"other\" does not exist"),
+        "{}",
+        stderr(&out)
+    );
+}
