@@ -195,15 +195,13 @@ fn offsite_code(e: &crate::offsite::OffsiteError) -> ErrorCode {
     use crate::offsite::OffsiteError as E;
     use crate::offsite::seal::SealError;
     match e {
-        E::NotConfigured
-        | E::Setup { .. }
-        | E::WrongKey
-        | E::KeyMissing(_)
-        | E::NotInitialized
-        | E::NoBucket { .. } => ErrorCode::InvalidArgument,
+        E::NotConfigured | E::Setup { .. } | E::WrongKey | E::KeyMissing(_) | E::NotInitialized => {
+            ErrorCode::InvalidArgument
+        }
         E::Seal(SealError::Key { .. }) => ErrorCode::InvalidArgument,
         E::Seal(SealError::Object { .. }) | E::BadRecord { .. } => ErrorCode::Damaged,
-        E::Remote { .. } | E::Layout(_) => ErrorCode::Failed,
+        // A missing bucket is the remote's state, as before: exit 1.
+        E::Remote { .. } | E::Layout(_) | E::NoBucket { .. } => ErrorCode::Failed,
     }
 }
 

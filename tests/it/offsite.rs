@@ -768,7 +768,7 @@ fn offsite_status_says_when_the_remote_cannot_be_reached() {
 }
 
 /// `offsite init` before the bucket exists: one line naming the bucket and
-/// what to do (not the server's XML), exit 6 like any unreachable remote,
+/// what to do (not the server's XML), exit 1 as before,
 /// and no key file left behind — so the run after the bucket is created
 /// writes the key and shows the "NEW KEY" warning.
 #[test]
@@ -779,7 +779,7 @@ fn offsite_init_before_the_bucket_exists() {
     ws.write_config(&server.section("not-yet", &key));
     let out = with_creds(&ws, &["offsite", "init"]);
     let err = stderr(&out);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("bucket \"not-yet\" does not exist") && err.contains("create it"),
         "{err}"
