@@ -16,6 +16,7 @@ import streamlit as st
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import app  # noqa: E402
+from ducksnap import DucksnapError  # noqa: E402
 from ducksnap.streamlit_page import render_backups_page  # noqa: E402
 
 
@@ -29,8 +30,14 @@ def main(db, client=None):
     orders = con.execute("SELECT count(*) FROM orders").fetchone()[0]
     st.markdown(f"orders in the database: **{orders}**")
     if st.button("Delete customer 7", key="app_delete"):
-        app.protected_delete(con, 7, client=client)
-        st.rerun()
+        # The pattern docs/DEPLOYMENT.md shows: no snapshot, no delete, and
+        # the reason on the page instead of a traceback.
+        try:
+            app.protected_delete(con, 7, client=client)
+        except DucksnapError as e:
+            st.error(f"Customer 7 was not deleted: {e}")
+        else:
+            st.rerun()
 
     render_backups_page(client=client, connection_factory=get_connection)
 

@@ -131,8 +131,9 @@ def test_streamlit_page_local(daemon):
     at = _apptest(str(daemon.socket), CLEAN, str(daemon.db)).run()
     assert not at.exception, at.exception
     assert [h.value for h in at.header] == ["Backups"]
-    assert len(at.dataframe) == 1
-    assert at.dataframe[0].value["database size"][0].endswith("MiB"), at.dataframe[0].value
+    assert len(at.table) == 1
+    assert at.table[0].value["size"][0].endswith("MiB"), at.table[0].value
+    assert list(at.table[0].value.columns) == ["taken", "age", "reason", "label", "size", "new", "pinned", "verified", "id"]
     at.button(key="ducksnap_backup_now").click().run()
     assert not at.exception, at.exception
     assert any("created" in s.value for s in at.success)
@@ -147,13 +148,13 @@ def test_streamlit_page_local(daemon):
     assert "pre-delete · delete customer 7 · " in picker.format_func(picker.value)
     # Restore needs the confirmation box; the app holds its cached connection.
     assert at.button(key="ducksnap_restore").disabled
-    at.checkbox(key="ducksnap_restore_confirm").check().run()
+    at.checkbox(key=f"ducksnap_restore_confirm_{picker.value}_0").check().run()
     at.button(key="ducksnap_restore").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert any("Restored the snapshot of" in s.value for s in at.success), [s.value for s in at.success]
     assert _orders(at) == ["orders in the database: **1000**"], "the app shows the restored state"
-    reasons = list(at.dataframe[0].value["reason"])
+    reasons = list(at.table[0].value["reason"])
     assert len(reasons) == len(client.list_snapshots()), "the table is refreshed"
 
 
@@ -168,14 +169,29 @@ def test_streamlit_page_time_travel(daemon):
     at.button(key="app_delete").click().run()
     assert not at.exception, at.exception
     pre = [s for s in client.list_snapshots() if s["reason"] == "pre-delete"][0]
-    at.selectbox(key="ducksnap_diff_id").select(pre["id"]).run()
+    assert at.selectbox(key="ducksnap_diff_id").value == pre["id"], "the newest pre-delete is preselected"
     at.button(key="ducksnap_diff").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    changes = [d.value for d in at.dataframe if "change" in d.value.columns]
+    changes = [d.value for d in at.table if "change" in d.value.columns]
     assert changes, "the changes table is shown"
     got = {r["table"]: (r["change"], r["rows then"], r["rows now"]) for r in changes[0].to_dict("records")}
     assert got == {"customers": ("changed", 50, 49), "orders": ("changed", 1000, 980)}, got
+    # The rows themselves, against what the app's delete removed, read by
+    # DuckDB from the snapshot (the app holds the live file in this process).
+    at.selectbox(key=f"ducksnap_rows_table_{pre['id']}").select("orders").run()
+    assert not at.exception, at.exception
+    with client.snapshot_copy(pre["id"]) as copy:
+        truth = duckdb.connect(copy, read_only=True)
+        removed = truth.execute("SELECT * FROM orders WHERE customer_id = 7 ORDER BY id").fetchall()
+        truth.close()
+    assert len(removed) == 20
+    said = [m.value for m in at.markdown]
+    assert "**Removed rows: 20**" in said and "**Added rows: 0**" in said, said
+    shown = [t.value for t in at.table if list(t.value.columns) == ["id", "customer_id", "amount"]]
+    assert len(shown) == 1, [list(t.value.columns) for t in at.table]
+    rows = sorted(tuple(str(v) for v in r) for r in shown[0].itertuples(index=False))
+    assert rows == sorted(tuple(str(v) for v in r) for r in removed), (rows[:3], removed[:3])
     # The table as it was in the pre-delete snapshot, as CSV.
     at.selectbox(key="ducksnap_export_table").select("orders").run()
     at.button(key="ducksnap_export").click().run()
@@ -184,6 +200,13 @@ def test_streamlit_page_time_travel(daemon):
     assert name == f"orders-{pre['id']}.csv"
     lines = data.decode().splitlines()
     assert lines[0] == "id,customer_id,amount" and len(lines) == 1001, lines[:3]
+    # A snapshot other than the preselected one stays chosen while its
+    # changes are looked at (the diff snapshot that takes is not "new").
+    first = [s for s in client.list_snapshots() if s["reason"] == "manual"][0]
+    at.selectbox(key="ducksnap_diff_id").select(first["id"]).run()
+    at.button(key="ducksnap_diff").click().run()
+    assert at.selectbox(key="ducksnap_diff_id").value == first["id"]
+    assert any(t.value.get("change") is not None for t in at.table), "the changes since the first snapshot are shown"
     # Right after the snapshot nothing changed.
     at.selectbox(key="ducksnap_diff_id").select(client.list_snapshots()[0]["id"]).run()
     at.button(key="ducksnap_diff").click().run()

@@ -3,6 +3,7 @@ tests/e2e/page_app.py (the one-liner of docs/DEPLOYMENT.md with a
 ``st.cache_resource`` connection), driven by Selenium in Debian's headless
 Chromium, against the real daemon."""
 
+import datetime
 import os
 import pathlib
 import shutil
@@ -105,18 +106,64 @@ def test_restore_from_the_page_in_a_browser(daemon, browser, tmp_path):
         text_appears("created (")
         click_button("Delete customer 7")
         text_appears("orders in the database: 980")
-        # The picker shows time, reason and label, the newest pre-delete first.
-        picker = "//input[@role='combobox' and contains(@value, 'pre-delete · delete customer 7 · ')]"
-        wait.until(ec.presence_of_element_located((By.XPATH, picker)))
-        browser.find_element(By.XPATH, "//label[.//*[contains(text(), 'I understand')]]").click()
+        shot = lambda name: browser.save_screenshot(str(tmp_path / f"{name}.png"))  # noqa: E731
+        # Both pickers preselect the newest pre-delete, with local time and age.
+        today = datetime.datetime.now().astimezone().strftime("%Y-%m-%d")
+        pickers = "//input[@role='combobox' and contains(@value, 'pre-delete · delete customer 7 · ')]"
+        wait.until(lambda d: len(d.find_elements(By.XPATH, pickers)) == 2)
+        for p in browser.find_elements(By.XPATH, pickers):
+            value = p.get_attribute("value")
+            assert value.startswith(today) and ("(just now)" in value or " ago)" in value), value
+        # Every column of the snapshots table is inside the centered layout.
+        headers = ["taken", "age", "reason", "label", "size", "new", "pinned", "verified", "id"]
+        fits = browser.execute_script(
+            """const t = document.querySelector('[data-testid="stTable"] table');
+               const box = t.closest('[data-testid="stTable"]').getBoundingClientRect();
+               const ths = [...t.querySelectorAll('thead th')];
+               return {names: ths.map(h => h.innerText.trim()).filter(n => n),
+                       inside: ths.every(h => h.getBoundingClientRect().right <= box.right + 1),
+                       scroll: t.closest('[data-testid="stTable"]').scrollWidth - box.width};"""
+        )
+        shot("snapshots-table")
+        assert fits["names"] == headers and fits["inside"] and fits["scroll"] <= 1, fits
+        # Changes since the pre-delete snapshot: the tables, then the rows.
+        click_button("Show changes since this snapshot")
+        text_appears("Removed rows: 1")  # customers, the first changed table
+        text_appears("customer 7")
+        browser.find_element(By.XPATH, "//input[@role='combobox' and @value='customers']").click()
+        wait.until(ec.element_to_be_clickable((By.XPATH, "//*[@role='option' and normalize-space(.)='orders']"))).click()
+        text_appears("Removed rows: 20")
+        text_appears("Added rows: 0")
+        shot("removed-rows")
+        # Restore: the confirmation covers one snapshot once.
+        confirm = "//label[.//*[contains(text(), 'I understand')]]"
+        box = "//label[.//*[contains(text(), 'I understand')]]//input[@type='checkbox']"
+        browser.find_element(By.XPATH, confirm).click()
+        wait.until(lambda d: d.find_element(By.XPATH, box).is_selected())
         click_button("Restore")
         text_appears("Restored the snapshot of")
         text_appears("orders in the database: 1000")
         text_appears("footer: rendered after the backups page")
         assert "in_use" not in browser.page_source
+        shot("after-restore")
+        wait.until(lambda d: not d.find_element(By.XPATH, box).is_selected())
+        restore_button = "//button[normalize-space(.)='Restore']"
+        assert not browser.find_element(By.XPATH, restore_button).is_enabled(), "Restore is disabled until confirmed again"
+        # Ticked, then another snapshot picked: the tick is gone.
+        browser.find_element(By.XPATH, confirm).click()
+        wait.until(lambda d: d.find_element(By.XPATH, box).is_selected())
+        wait.until(lambda d: d.find_element(By.XPATH, restore_button).is_enabled())
+        restore_picker = browser.find_elements(By.XPATH, "//input[@role='combobox']")[-1]
+        restore_picker.click()
+        wait.until(ec.element_to_be_clickable((By.XPATH, "//*[@role='option' and contains(., '· manual · ')]"))).click()
+        wait.until(lambda d: not d.find_element(By.XPATH, box).is_selected())
+        wait.until(lambda d: not d.find_element(By.XPATH, restore_button).is_enabled())
+        shot("new-selection")
         # The list is refreshed: the pre-restore snapshot is offered now.
-        browser.find_element(By.XPATH, "//input[@role='combobox']").click()
+        restore_picker = browser.find_elements(By.XPATH, "//input[@role='combobox']")[-1]
+        restore_picker.click()
         wait.until(ec.presence_of_element_located((By.XPATH, "//*[@role='option' and contains(., 'pre-restore')]")))
+        print(f"screenshots in {tmp_path}")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -125,3 +172,50 @@ def test_restore_from_the_page_in_a_browser(daemon, browser, tmp_path):
     con.close()
     listed = [s["reason"] for s in __import__("ducksnap").Client(socket_path=str(daemon.socket), env={}).list_snapshots()]
     assert "pre-delete" in listed and "manual" in listed, listed
+
+
+def test_daemon_down_in_a_browser(browser, tmp_path):
+    """The set-up `ducksnap init --systemd` writes, with the daemon stopped:
+    the page names the project's socket and unit, once; the app's delete is
+    refused with a message, not a traceback, and nothing is deleted."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from conftest import ducksnap_bin
+
+    project = tmp_path / "myapp"
+    (project / "data").mkdir(parents=True)
+    db = project / "data" / "app.duckdb"
+    con = duckdb.connect(str(db))
+    app.create_schema(con)
+    con.close()
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(runtime)}
+    init = subprocess.run([ducksnap_bin(), "init", "--systemd"], cwd=str(project), env=env, capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    sock = runtime / "ducksnap" / "myapp.sock"
+    assert f'path = "{sock}"' in (project / "ducksnap.toml").read_text()
+    assert (tmp_path / ".config" / "systemd" / "user" / "ducksnap-myapp.service").exists()
+    proc, url = start_streamlit(project, dict(env, APP_DB=str(db)))
+    try:
+        wait = WebDriverWait(browser, 60)
+        browser.get(url)
+        advice = f"no ducksnap daemon answers on {sock} (start it: systemctl --user start ducksnap-myapp.service)"
+        wait.until(lambda d: advice in d.find_element(By.TAG_NAME, "body").text)
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert body.count("systemctl") == 1, body
+        assert "/tmp/ducksnap-" not in body and "start ducksnap)" not in body, body
+        wait.until(ec.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Delete customer 7']"))).click()
+        wait.until(lambda d: "Customer 7 was not deleted: no ducksnap daemon answers on" in d.find_element(By.TAG_NAME, "body").text)
+        browser.save_screenshot(str(tmp_path / "daemon-down.png"))
+        assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'), "a traceback is shown"
+        assert "Traceback" not in browser.page_source
+        assert "orders in the database: 1000" in browser.find_element(By.TAG_NAME, "body").text
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    con = duckdb.connect(str(db), read_only=True)
+    assert app.counts(con, 7) == (1, 20), "nothing was deleted without a snapshot"
+    con.close()

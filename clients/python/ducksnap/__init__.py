@@ -32,6 +32,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import struct
@@ -54,6 +55,8 @@ __all__ = [
     "default_socket_path",
     "with_snapshot",
     "find_binary",
+    "project_config",
+    "start_advice",
     "__version__",
 ]
 
@@ -152,6 +155,61 @@ def project_sockets(env: Optional[Mapping[str, str]] = None) -> List[str]:
     ``$XDG_RUNTIME_DIR/ducksnap/*.sock``, sorted."""
     env = os.environ if env is None else env
     return sorted(glob.glob(os.path.join(_runtime_dir(env), "ducksnap", "*.sock")))
+
+
+def _toml_value(text: str, section: str, key: str) -> Optional[str]:
+    """A basic string ``key = "…"`` in ``[section]`` of a TOML text — what
+    ``ducksnap init`` writes (tomllib is not in Python 3.9)."""
+    current = None
+    pattern = re.compile(r'^\s*' + re.escape(key) + r'\s*=\s*("(?:[^"\\]|\\.)*")')
+    for line in text.splitlines():
+        header = re.match(r"^\s*\[([^\]]+)\]\s*(#.*)?$", line)
+        if header:
+            current = header.group(1).strip()
+            continue
+        m = pattern.match(line) if current == section else None
+        if m:
+            try:
+                return json.loads(m.group(1))
+            except ValueError:
+                return None
+    return None
+
+
+def project_config(env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The ducksnap config the CLI would read here (``$DUCKSNAP_CONFIG``,
+    else ``./ducksnap.toml``, ``ducksnap init``'s file), as
+    ``{"path", "socket", "unit"}`` — the unit when ``init --systemd``
+    installed ``ducksnap-NAME.service`` for that socket — or None."""
+    env = os.environ if env is None else env
+    cwd = os.getcwd() if cwd is None else cwd
+    path = env.get("DUCKSNAP_CONFIG") or os.path.join(cwd, "ducksnap.toml")
+    path = os.path.join(cwd, path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return None
+    sock = _toml_value(text, "socket", "path")
+    unit = None
+    if sock and os.path.basename(os.path.dirname(sock)) == "ducksnap" and sock.endswith(".sock"):
+        name = os.path.basename(sock)[: -len(".sock")]
+        units = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+        if os.path.exists(os.path.join(units, "systemd", "user", f"ducksnap-{name}.service")):
+            unit = f"ducksnap-{name}.service"
+    return {"path": path, "socket": sock, "unit": unit}
+
+
+def start_advice(env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> str:
+    """How to start the daemon for this project, as one clause: the unit
+    ``ducksnap init --systemd`` installed, else the daemon with the project's
+    config, else ``ducksnap init``."""
+    cfg = project_config(env, cwd)
+    if cfg and cfg["unit"]:
+        return f"start it: systemctl --user start {cfg['unit']}"
+    if cfg:
+        return f"start it: ducksnap --config {cfg['path']} daemon (ducksnap init --systemd --force installs a service)"
+    return "set one up in the project directory: ducksnap init --systemd (docs/DEPLOYMENT.md)"
 
 
 def database_of(connection: Any) -> Optional[str]:
@@ -255,8 +313,23 @@ class Client:
     def _candidates(self) -> List[str]:
         if self.explicit_socket:
             return [self.explicit_socket]
+        cfg = project_config(self.env, self.cwd)
         default = default_socket_path(self.env)
-        return [default] + [p for p in project_sockets(self.env) if p != default]
+        if cfg and cfg["socket"]:
+            # The project's own socket first; the default only if a daemon
+            # left one there (it is not this project's).
+            ours = [cfg["socket"]] + ([default] if os.path.exists(default) else [])
+        else:
+            ours = [default]
+        return ours + [p for p in project_sockets(self.env) if p not in ours]
+
+    def unavailable(self) -> "DaemonUnavailable":
+        """The error for "no daemon answers": the sockets tried and how to
+        start the daemon for this project (once)."""
+        return DaemonUnavailable(
+            "no ducksnap daemon answers on " + ", ".join(self._candidates())
+            + " (" + start_advice(self.env, self.cwd) + ")"
+        )
 
     def _protects(self, hello: Dict[str, Any]) -> bool:
         theirs = hello.get("database")
@@ -360,10 +433,9 @@ class Client:
         hello = self._find_daemon()
         if hello is None:
             miss = self._miss[1] if self._miss else None
-            raise miss or DaemonUnavailable(
-                "no ducksnap daemon answers on " + ", ".join(self._candidates())
-                + " (start it: systemctl --user start ducksnap)"
-            )
+            if isinstance(miss, (WrongDatabase, UntrustedDaemon)):
+                raise miss
+            raise self.unavailable()
         if self.database:
             request = dict(request, database=self.database)
         try:
@@ -431,7 +503,7 @@ class Client:
     def hello(self) -> Dict[str, Any]:
         hello = self._find_daemon()
         if hello is None:
-            raise DaemonUnavailable("no ducksnap daemon answers on " + ", ".join(self._candidates()))
+            raise self.unavailable()
         return hello
 
     def status(self) -> Dict[str, Any]:

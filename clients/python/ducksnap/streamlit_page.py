@@ -9,11 +9,15 @@
 
     render_backups_page(connection_factory=get_connection)
 
-Locally it shows the snapshots (time, reason, label, sizes in human units),
-a "Back up now" button, per snapshot the changes since then (tables added,
-removed or changed, with row counts then and now: ``diff ID live``), a CSV
-download of one table as it was in a snapshot, and a restore with
-confirmation. A restore closes the
+Locally it shows the snapshots (local time and age, reason, label, sizes in
+human units, pinned, verified, id — a table that fits the default centered
+layout), a "Back up now" button, per snapshot the changes since then
+(tables added, removed or changed, with row counts then and now: ``diff ID
+live``, the newest ``pre-delete`` snapshot preselected) and a changed
+table's removed, added and changed rows (``diff ID live --table T``), a CSV
+download of one table as it was in a snapshot, and a restore with a
+confirmation that covers one snapshot once (it resets when another snapshot
+is picked and after each restore). A restore closes the
 app's connection first (DuckDB holds the file; the daemon refuses to
 replace a database in use), clears the ``st.cache_resource`` cache of
 ``connection_factory`` so that the next call opens the restored file, and
@@ -24,7 +28,9 @@ the app keeps rendering.
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import tempfile
 from typing import Any, Callable, Dict, List, Optional
 
@@ -57,11 +63,42 @@ def human_size(n: Optional[int]) -> str:
     return f"{n} B"
 
 
+def _taken(s: Dict[str, Any]) -> datetime.datetime:
+    """A snapshot's time (RFC 3339 with nanoseconds and ``Z``) as an aware
+    datetime (microseconds: what Python keeps)."""
+    m = re.fullmatch(r"(.{19})(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", s["created_at"])
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {s['created_at']!r}")
+    frac = (m.group(2) or "0")[:6]
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.datetime.fromisoformat(f"{m.group(1)}.{frac:0<6}{zone}")
+
+
+def local_time(s: Dict[str, Any]) -> str:
+    """``2026-12-06 18:34`` in this machine's zone (where the daemon runs),
+    as ``ducksnap list`` shows it."""
+    return _taken(s).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def age(s: Dict[str, Any], now: Optional[datetime.datetime] = None) -> str:
+    """``just now``, ``5 minutes ago``, ``2 days ago`` (as ``ducksnap list``)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    secs = int((now - _taken(s)).total_seconds())
+    n = abs(secs)
+    if n < 10:
+        return "just now"
+    for per, unit in ((7 * 86400, "week"), (86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if n >= per:
+            count = n // per
+            word = f"{count} {unit}{'' if count == 1 else 's'}"
+            return f"in {word}" if secs < 0 else f"{word} ago"
+    return "just now"
+
+
 def describe(s: Dict[str, Any]) -> str:
-    """One picker line: time, reason, label, size."""
-    when = s["created_at"].replace("T", " ")[:19] + " UTC"
+    """One picker line: local time and age, reason, label, size."""
     label = f" · {s['label']}" if s.get("label") else ""
-    return f"{when} · {s['reason']}{label} · {human_size(s.get('db_size'))}"
+    return f"{local_time(s)} ({age(s)}) · {s['reason']}{label} · {human_size(s.get('db_size'))}"
 
 
 def default_choice(snapshots: List[Dict[str, Any]]) -> int:
@@ -70,6 +107,19 @@ def default_choice(snapshots: List[Dict[str, Any]]) -> int:
         if s["reason"] == "pre-delete":
             return i
     return 0
+
+
+def _preselect(key: str, snapshots: List[Dict[str, Any]]) -> None:
+    """Points the picker ``key`` at the newest ``pre-delete`` snapshot when
+    it is new or a snapshot appeared since (a widget keeps the choice made
+    before otherwise); a choice made among the same snapshots stays. The
+    ``diff`` snapshots that looking at changes takes do not count as new:
+    they would reset the choice being looked at."""
+    newest = next((s["id"] for s in snapshots if s["reason"] != "diff"), snapshots[0]["id"])
+    seen = f"{key}_newest"
+    if st.session_state.get(seen) != newest or st.session_state.get(key) not in {s["id"] for s in snapshots}:
+        st.session_state[key] = snapshots[default_choice(snapshots)]["id"]
+        st.session_state[seen] = newest
 
 
 def _close(connection_factory: Optional[Callable[[], Any]], close_connection: Optional[Callable[[], Any]]) -> None:
@@ -119,7 +169,7 @@ def render_backups_page(
         st.info(str(e))
         return
     except (DaemonUnavailable, RequestFailed) as e:
-        st.error(f"No backups: {e}. Start the daemon with `systemctl --user start ducksnap`.")
+        st.error(f"No backups: {e}")
         return
 
     if st.button("Back up now", key="ducksnap_backup_now"):
@@ -134,58 +184,47 @@ def render_backups_page(
     if not snapshots:
         st.write("No snapshots yet.")
         return
-    st.dataframe(
+    st.table(
         [
             {
-                "time (UTC)": s["created_at"].replace("T", " ")[:19],
+                "taken": local_time(s),
+                "age": age(s),
                 "reason": s["reason"],
                 "label": s.get("label") or "",
-                "database size": human_size(s.get("db_size")),
-                "new data stored": human_size(s.get("bytes_new")),
-                "pinned": s["pinned"],
-                "verified": s["verified"],
+                "size": human_size(s.get("db_size")),
+                "new": human_size(s.get("bytes_new")),
+                "pinned": "yes" if s["pinned"] else "no",
+                "verified": "yes" if s["verified"] else "no",
                 "id": s["id"],
             }
             for s in snapshots
         ],
-        hide_index=True,
     )
     _time_travel(client, snapshots)
     _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection)
 
 
 def _time_travel(client: Client, snapshots: List[Dict[str, Any]]) -> None:
-    """Changes since a snapshot, and one of its tables as CSV."""
+    """Changes since a snapshot (tables, then one table's rows), and one of
+    its tables as CSV."""
     st.subheader("Changes since a snapshot")
     by_id = {s["id"]: s for s in snapshots}
+    _preselect("ducksnap_diff_id", snapshots)
     choice = st.selectbox(
-        "Snapshot", list(by_id), format_func=lambda i: describe(by_id[i]), key="ducksnap_diff_id"
+        "Snapshot",
+        list(by_id),
+        format_func=lambda i: describe(by_id[i]),
+        key="ducksnap_diff_id",
     )
     if st.button("Show changes since this snapshot", key="ducksnap_diff"):
         try:
-            report = client.diff(choice, "live")
+            st.session_state["ducksnap_report"] = (choice, client.diff(choice, "live"))
         except (DaemonUnavailable, RequestFailed) as e:
+            st.session_state.pop("ducksnap_report", None)
             st.error(f"Diff failed: {e}")
-            report = None
-        if report is not None:
-            changed = [t for t in report["tables"] if t["status"] != "unchanged"]
-            if report["identical"] or not changed:
-                st.success("No changes since this snapshot.")
-            else:
-                st.dataframe(
-                    [
-                        {
-                            "table": t["table"],
-                            "change": t["status"],
-                            "rows then": t.get("rows_before"),
-                            "rows now": t.get("rows_after"),
-                            "schema": _schema_text(t),
-                        }
-                        for t in changed
-                    ],
-                    hide_index=True,
-                    key="ducksnap_changes",
-                )
+    shown = st.session_state.get("ducksnap_report")
+    if shown and shown[0] == choice:
+        _changes(client, choice, shown[1])
     try:
         tables = [t["name"] if t["schema"] == "main" else f"{t['schema']}.{t['name']}"
                   for t in client.call({"op": "show", "id": choice})["manifest"]["check"]["tables"]]
@@ -208,6 +247,57 @@ def _time_travel(client: Client, snapshots: List[Dict[str, Any]]) -> None:
         st.download_button("Download CSV", data=ready[1], file_name=ready[0], mime="text/csv", key="ducksnap_download")
 
 
+ROWS_SHOWN = 50
+
+
+def _changes(client: Client, choice: str, report: Dict[str, Any]) -> None:
+    """The tables that changed since ``choice``; then, for one of them, the
+    rows removed, added and changed (against the same captured state)."""
+    changed = [t for t in report["tables"] if t["status"] != "unchanged"]
+    if report["identical"] or not changed:
+        st.success("No changes since this snapshot.")
+        return
+    st.table(
+        [
+            {
+                "table": t["table"],
+                "change": t["status"],
+                "rows then": t.get("rows_before"),
+                "rows now": t.get("rows_after"),
+                "schema": _schema_text(t),
+            }
+            for t in changed
+        ],
+    )
+    tables = [t["table"] for t in changed if t["status"] == "changed" and not t.get("view")]
+    if not tables:
+        return
+    table = st.selectbox("Rows of table", tables, key=f"ducksnap_rows_table_{choice}")
+    try:
+        rows = client.diff(choice, report["b"]["id"], table=table, limit=ROWS_SHOWN)["rows"]
+    except (DaemonUnavailable, RequestFailed) as e:
+        st.error(f"Diff of {table} failed: {e}")
+        return
+    columns = rows["columns"]
+    for kind, title in (("removed", "Removed rows"), ("added", "Added rows")):
+        count, shown = rows[kind], rows[f"{kind}_rows"]
+        more = f" (the first {len(shown)})" if count > len(shown) else ""
+        st.markdown(f"**{title}: {count}**{more}")
+        if shown:
+            st.table([dict(zip(columns, r)) for r in shown])
+    if rows.get("key"):
+        count, shown = rows["changed"], rows["changed_rows"]
+        more = f" (the first {len(shown)})" if count > len(shown) else ""
+        st.markdown(f"**Changed rows (by {', '.join(rows['key'])}): {count}**{more}")
+        if shown:
+            st.table(
+                [
+                    {f"{c} {when}": v for when, part in (("then", ch["before"]), ("now", ch["after"])) for c, v in zip(columns, part)}
+                    for ch in shown
+                ]
+            )
+
+
 def _schema_text(t: Dict[str, Any]) -> str:
     parts = [f"+{c['name']} {c['type']}" for c in t.get("columns_added", [])]
     parts += [f"-{c['name']} {c['type']}" for c in t.get("columns_removed", [])]
@@ -218,21 +308,20 @@ def _schema_text(t: Dict[str, Any]) -> str:
 def _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection) -> None:
     st.subheader("Restore")
     by_id = {s["id"]: s for s in snapshots}
-    # Preselect the newest pre-delete whenever a new snapshot appears (the
-    # widget would otherwise keep the choice made before it).
-    newest = snapshots[0]["id"]
-    if st.session_state.get("ducksnap_newest") != newest or st.session_state.get("ducksnap_restore_id") not in by_id:
-        st.session_state["ducksnap_restore_id"] = snapshots[default_choice(snapshots)]["id"]
-        st.session_state["ducksnap_newest"] = newest
+    _preselect("ducksnap_restore_id", snapshots)
     choice = st.selectbox(
         "Snapshot",
         list(by_id),
         format_func=lambda i: describe(by_id[i]),
         key="ducksnap_restore_id",
     )
+    # One confirmation covers one snapshot once: the box is new for each
+    # snapshot picked and after each restore.
+    restores = st.session_state.get("ducksnap_restores", 0)
     confirmed = st.checkbox(
         "I understand: the current database is replaced (it is saved first as a pinned pre-restore snapshot).",
-        key="ducksnap_restore_confirm",
+        value=False,
+        key=f"ducksnap_restore_confirm_{choice}_{restores}",
     )
     if not st.button("Restore", key="ducksnap_restore", disabled=not confirmed):
         return
@@ -249,5 +338,6 @@ def _restore_form(client, snapshots, connection_factory, close_connection, reope
         f"Restored the snapshot of {describe(by_id[choice])} ({result['id']}). "
         f"The previous state is snapshot {result.get('pre_restore') or '(none)'}."
     )
-    st.session_state.pop("ducksnap_restore_confirm", None)
+    st.session_state["ducksnap_restores"] = restores + 1
+    st.session_state.pop("ducksnap_report", None)
     st.rerun()
