@@ -70,12 +70,37 @@ def test_user_guide_samples(tmp_path):
 
 
 def test_deployment_samples(tmp_path):
-    env = workspace_env(tmp_path)
-    write_config(tmp_path)
+    """DEPLOYMENT.md's set-up from a project directory that has only the
+    app's database: `ducksnap init --systemd` as written, the daemon run as
+    written, and at the end a daemon that answered and a snapshot in the
+    store init chose."""
+    import json
+
     import duckdb
 
-    duckdb.connect(str(tmp_path / "data" / "app.duckdb")).close()
-    assert run_blocks("docs/DEPLOYMENT.md", tmp_path, env) >= 3
+    project = tmp_path / "myapp"
+    project.mkdir()
+    env = workspace_env(project)
+    del env["DUCKSNAP_SOCKET"]
+    env["HOME"] = str(tmp_path)
+    env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")
+    (tmp_path / "run").mkdir(mode=0o700)
+    con = duckdb.connect(str(project / "data" / "app.duckdb"))
+    con.execute("CREATE TABLE t AS SELECT range AS i FROM range(1000)")
+    con.close()
+    assert sorted(p.name for p in project.iterdir()) == ["clients", "data"]
+    assert run_blocks("docs/DEPLOYMENT.md", project, env) >= 3
+    config = (project / "ducksnap.toml").read_text()
+    sock = tmp_path / "run" / "ducksnap" / "myapp.sock"
+    assert f'path = "{sock}"' in config, config
+    assert (tmp_path / ".config" / "systemd" / "user" / "ducksnap-myapp.service").exists()
+    log = [json.loads(line) for line in (project / "daemon.log").read_text().splitlines() if line.startswith("{")]
+    assert any(e.get("fields", e).get("event") == "daemon.ready" for e in log), log[:5]
+    listed = subprocess.run(["ducksnap", "list", "--json"], cwd=project, env=env, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    snaps = json.loads(listed.stdout)
+    assert [s["label"] for s in snaps if s["reason"] == "manual"] == ["first"], snaps
+    assert (project / "data" / "backups").is_dir()
 
 
 def test_readme_samples(tmp_path):

@@ -333,6 +333,13 @@ fn init_writes_a_config_that_works_from_anywhere_and_never_overwrites() {
         ws.config_path().canonicalize().unwrap().display()
     );
     assert!(unit.contains(&exec), "{exec}\n{unit}");
+    // Where the offsite credentials and the alert go, said in the unit.
+    assert!(
+        unit.contains("\n#EnvironmentFile=%h/.config/ducksnap/")
+            && unit.contains("offsite.credentials_file")
+            && unit.contains("\n#OnFailure=ducksnap-alert@%n.service"),
+        "{unit}"
+    );
     // A second init refuses, config and unit untouched; --force rewrites.
     let out = init(&["--systemd"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -53,11 +53,18 @@ fn text(name: &str, exe: &Path, config: &Path) -> anyhow::Result<String> {
         "# Installed by `ducksnap init --systemd` for project {name}.
 [Unit]
 Description=ducksnap for project {name} - point-in-time snapshots of its DuckDB database
+# Once ducksnap-alert@.service is installed (docs/DEPLOYMENT.md, \"Alerts\"):
+#OnFailure=ducksnap-alert@%n.service
 
 [Service]
 Type=notify
 NotifyAccess=main
 ExecStart={exe} --config {config} daemon
+# Offsite credentials (only with [offsite]): offsite.credentials_file in the
+# config, or uncomment this and put AWS_ACCESS_KEY_ID=... and
+# AWS_SECRET_ACCESS_KEY=... lines in the file (chmod 600), then
+# systemctl --user daemon-reload and restart:
+#EnvironmentFile=%h/.config/ducksnap/{name}.env
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
