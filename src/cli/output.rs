@@ -62,3 +62,29 @@ pub fn print_json_error(code: &str, exit_code: u8, message: &str) {
     // Best effort: stdout may be the very thing that failed.
     let _ = print_json(&doc);
 }
+
+/// How to name this program in a command people copy: `ducksnap` when
+/// that is what `PATH` finds, else this binary's full path (after `cargo
+/// run`, `target/debug/ducksnap` is on no `PATH`).
+pub fn program() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "ducksnap".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("ducksnap"))
+            .find(|p| p.is_file())
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .is_some_and(|p| p == me)
+    });
+    if on_path {
+        "ducksnap".into()
+    } else {
+        let shown = me.display().to_string();
+        if shown.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+            format!("'{}'", shown.replace('\'', r"'\''"))
+        } else {
+            shown
+        }
+    }
+}

@@ -38,6 +38,20 @@ fn the_demo_shows_the_main_job_and_checks_it() {
     ] {
         assert!(text.contains(step), "{step:?} missing from:\n{text}");
     }
+    // The Python hint names the client's real API.
+    assert!(
+        text.contains("@with_snapshot(reason=\"pre-delete\")")
+            && text.contains("from ducksnap import with_snapshot")
+            && !text.contains("client.with_snapshot"),
+        "{text}"
+    );
+    // No `ducksnap` on this PATH: the commands to copy name this binary.
+    let me = std::fs::canonicalize(BIN).unwrap();
+    assert!(
+        text.contains(&format!("  {} list", me.display()))
+            && text.contains("no ducksnap on PATH runs this build"),
+        "{text}"
+    );
     // What it says happened did: the store holds the online pre-delete
     // snapshot and the restore's safety snapshot, and customer 42 is back.
     let config = dir.join("ducksnap.toml");
@@ -71,9 +85,51 @@ fn the_demo_shows_the_main_job_and_checks_it() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
     assert_eq!(tree_digest(&dir), before);
+    // With this binary on PATH as `ducksnap`, the commands say `ducksnap`.
+    let bin_dir = me.parent().unwrap();
+    let out = ws
+        .bare_cmd()
+        .env("PATH", bin_dir)
+        .args(["demo", "--dir"])
+        .arg(ws.path().join("demo2"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("\n  ducksnap list ") && !text.contains("no ducksnap on PATH"),
+        "{text}"
+    );
+}
+
+/// `init` that cannot tell which database is meant is a usage error (exit
+/// 2, as the exit-code table says), naming the candidates and the option.
+#[test]
+fn init_without_one_database_is_a_usage_error() {
+    let ws = Workspace::new();
+    std::fs::remove_file(ws.config_path()).unwrap();
+    let out = ws.bare_cmd().arg("init").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no DuckDB database found"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::create_dir_all(ws.path().join("a")).unwrap();
+    std::fs::create_dir_all(ws.path().join("b")).unwrap();
+    make_db(&ws.path().join("a/one.duckdb"), "CREATE TABLE t (i INT)");
+    make_db(&ws.path().join("b/two.duckdb"), "CREATE TABLE t (i INT)");
+    let out = ws.bare_cmd().arg("init").output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("one.duckdb") && err.contains("two.duckdb") && err.contains("--database FILE"),
+        "{err}"
+    );
+    assert!(!ws.config_path().exists());
 }
 
 /// The shortest prefix of `id` that no other id in `ids` starts with.
@@ -355,7 +411,7 @@ fn init_writes_a_config_that_works_from_anywhere_and_never_overwrites() {
         "CREATE TABLE v (i INT)",
     );
     let out = init(&["--force"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("second.duckdb") && stderr(&out).contains("app.duckdb"));
     let out = init(&["--force", "--database", "data/second.duckdb"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -53,10 +53,16 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     outln!();
     outln!("Every step checked out. Try the commands yourself:");
     outln!("  cd {}", dir.display());
-    outln!("  ducksnap list        # finds ./ducksnap.toml");
-    outln!("  ducksnap show latest:pre-delete");
-    outln!("  ducksnap daemon      # the service the demo ran in-process");
+    let me = super::output::program();
+    outln!("  {me} list        # finds ./ducksnap.toml");
+    outln!("  {me} show latest:pre-delete");
+    outln!("  {me} daemon      # the service the demo ran in-process");
     outln!("(config: {})", dir.join("ducksnap.toml").display());
+    if me != "ducksnap" {
+        outln!(
+            "(no ducksnap on PATH runs this build: cargo install --locked --path . puts it there)"
+        );
+    }
     Ok(0)
 }
 
@@ -67,10 +73,14 @@ fn prepare_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         Some(d) => {
             let d = std::path::absolute(&d).with_context(|| format!("--dir {}", d.display()))?;
             if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
-                bail!(
-                    "--dir {} is not empty: the demo only works in an empty or new directory (it never touches your files)",
-                    d.display()
-                );
+                return Err(crate::ops::OpError::InvalidArgument {
+                    what: "--dir",
+                    reason: format!(
+                        "{} is not empty: the demo only works in an empty or new directory (it never touches your files)",
+                        d.display()
+                    ),
+                }
+                .into());
             }
             d
         }

@@ -191,7 +191,7 @@ impl Demo {
             "Right before its cascade delete, the app asks the daemon for a snapshot over the socket and waits: {} ({} capture: the app kept its connection; {} attempt(s), {} ms; customer {VICTIM} has {orders} orders in it).",
             m.id, m.capture.method, m.capture.attempts, m.capture.duration_ms
         );
-        self.say(&what, "ducksnap snapshot --reason pre-delete   # Python: with client.with_snapshot(reason=\"pre-delete\"): …")?;
+        self.say(&what, "ducksnap snapshot --reason pre-delete   # Python: @with_snapshot(reason=\"pre-delete\") on the delete (from ducksnap import with_snapshot)")?;
         Ok(m.id.to_string())
     }
 

@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use crate::ops::OpError;
 
 use crate::database::duckfile::Header;
 
@@ -27,18 +27,26 @@ pub fn the_database(dir: &Path) -> anyhow::Result<PathBuf> {
     found.sort();
     match found.as_slice() {
         [one] => Ok(one.clone()),
-        [] => bail!(
-            "no DuckDB database found under {} (searched {MAX_DEPTH} levels deep); name it with --database FILE (it may not exist yet)",
-            dir.display()
-        ),
-        many => bail!(
-            "several DuckDB databases under {}: {}; choose one with --database FILE",
-            dir.display(),
-            many.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        [] => Err(OpError::InvalidArgument {
+            what: "--database",
+            reason: format!(
+                "not given, and no DuckDB database found under {} (searched {MAX_DEPTH} levels deep); name it with --database FILE (it may not exist yet)",
+                dir.display()
+            ),
+        }
+        .into()),
+        many => Err(OpError::InvalidArgument {
+            what: "--database",
+            reason: format!(
+                "not given, and there are several DuckDB databases under {}: {}; choose one with --database FILE",
+                dir.display(),
+                many.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        .into()),
     }
 }
 

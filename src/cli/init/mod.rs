@@ -132,9 +132,10 @@ fn config_text(name: &str, database: &Path, env: &HostEnv) -> String {
 fn next_steps(dir: &Path, name: &str, unit: Option<&str>) -> anyhow::Result<()> {
     outln!();
     outln!("next, in {}:", dir.display());
-    outln!("  ducksnap config check     # the effective config, every path resolved");
-    outln!("  ducksnap snapshot         # the first snapshot");
-    outln!("  ducksnap list");
+    let me = super::output::program();
+    outln!("  {me} config check     # the effective config, every path resolved");
+    outln!("  {me} snapshot         # the first snapshot");
+    outln!("  {me} list");
     match unit {
         Some(u) => {
             outln!("  systemctl --user daemon-reload");
@@ -142,9 +143,7 @@ fn next_steps(dir: &Path, name: &str, unit: Option<&str>) -> anyhow::Result<()> 
             outln!("  journalctl --user -u {u}");
         }
         None => {
-            outln!(
-                "  ducksnap daemon           # the service (or: ducksnap init --systemd --force)"
-            );
+            outln!("  {me} daemon           # the service (or: {me} init --systemd --force)");
         }
     }
     let _ = name;
