@@ -93,8 +93,13 @@ pub enum OpError {
         needed: u64,
         what: &'static str,
     },
-    #[error("no snapshot matches {given} in {store}")]
-    NoMatch { given: String, store: PathBuf },
+    #[error("no snapshot matches {given} in {store}{hint}")]
+    NoMatch {
+        given: String,
+        store: PathBuf,
+        /// What there is instead (`; the reasons there are: …`), or empty.
+        hint: String,
+    },
     #[error("snapshot {id} is damaged: {missing} chunk(s) missing from the store")]
     Damaged { id: SnapshotId, missing: usize },
     #[error("{reason}")]
@@ -301,6 +306,7 @@ pub(crate) fn store_for(ctx: &Ctx, given: &str) -> Result<Store, OpError> {
         return Err(OpError::NoMatch {
             given: format!("{given:?}"),
             store: ctx.config.store.dir.clone(),
+            hint: "; there is no store yet (no snapshot was taken)".into(),
         });
     }
     open_store(ctx, false)

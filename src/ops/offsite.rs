@@ -303,6 +303,7 @@ pub fn pull_one(ctx: &Ctx, env: &HostEnv, given: &str) -> Result<Pulled, OpError
                 .map(|o| o.url.clone())
                 .unwrap_or_default()
                 .into(),
+            hint: sel.instead(&summaries),
         },
         crate::ops::select::Unresolved::Ambiguous(reason) => OpError::InvalidArgument {
             what: "snapshot",

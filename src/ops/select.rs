@@ -80,10 +80,33 @@ impl Selector {
         let id_chars = |c: char| matches!(c, '0'..='9' | 'a'..='f' | 'T' | 'Z' | '-');
         if given.is_empty() || given.len() > 20 || !given.chars().all(id_chars) {
             return Err(bad(
-                "expected a snapshot id (20261126T084512Z-3f9a), a unique prefix of one, latest or latest:REASON",
+                "expected a snapshot id (20261126T084512Z-3f9a), a unique prefix of one, latest or latest:REASON (or --as-of TIME); `ducksnap list` shows the ids",
             ));
         }
         Ok(Selector::Prefix(given.to_string()))
+    }
+
+    /// When nothing matched: what there is instead, for the error
+    /// (`; the reasons there are: manual, pre-delete`), or empty.
+    pub fn instead(&self, catalog: &[Summary]) -> String {
+        if catalog.is_empty() {
+            return "; it holds no snapshots".into();
+        }
+        match self {
+            Selector::Latest { reason: Some(_) } => {
+                let mut reasons: Vec<&str> = catalog.iter().map(|s| s.reason.as_str()).collect();
+                reasons.sort_unstable();
+                reasons.dedup();
+                format!("; the reasons there are: {}", reasons.join(", "))
+            }
+            Selector::Id(_) | Selector::Prefix(_) => {
+                let newest = catalog.iter().max_by_key(|s| (s.created_at, s.id.as_str()));
+                newest.map_or_else(String::new, |n| {
+                    format!("; `ducksnap list` shows the ids (the newest is {})", n.id)
+                })
+            }
+            Selector::Latest { reason: None } | Selector::AsOf(_) => String::new(),
+        }
     }
 
     /// The one snapshot this selects among `catalog`'s.
@@ -185,6 +208,7 @@ pub(crate) fn resolve_in(
         Err(Unresolved::None) => Err(OpError::NoMatch {
             given: shown(given),
             store: store.root().to_path_buf(),
+            hint: sel.instead(&catalog),
         }),
         Err(Unresolved::Ambiguous(reason)) => Err(OpError::InvalidArgument {
             what: "snapshot",

@@ -151,6 +151,7 @@ pub(crate) fn check_all(
             Some(given) => Err(OpError::NoMatch {
                 given: format!("{given:?}"),
                 store: ctx.config.store.dir.clone(),
+                hint: "; there is no store yet (no snapshot was taken)".into(),
             }),
             None => Ok(empty(false)),
         };

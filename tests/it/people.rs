@@ -664,3 +664,41 @@ fn times_as_list_prints_them_are_accepted() {
         "{e}"
     );
 }
+
+/// A selector that matches nothing says what there is: the reasons the
+/// store has for `latest:REASON`, where the ids are for an id or prefix;
+/// one that is not a selector says the forms.
+#[test]
+fn a_selector_that_matches_nothing_says_what_there_is() {
+    let ws = Workspace::new();
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
+    let out = ws.run(&["pin", "latest:pre-delete"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(stderr(&out).contains("no store yet"), "{}", stderr(&out));
+    ws.run(&["snapshot", "--reason", "pre-delete"]);
+    let newest = ws.snapshot()["id"].as_str().unwrap().to_string();
+    let out = ws.run(&["pin", "latest:pre-delet"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the reasons there are: manual, pre-delete"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ws.run(&["show", "2025"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("the newest is {newest}")),
+        "{}",
+        stderr(&out)
+    );
+    let out = ws.run(&["show", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for form in [
+        "a unique prefix",
+        "latest:REASON",
+        "--as-of TIME",
+        "ducksnap list",
+    ] {
+        assert!(stderr(&out).contains(form), "{form}: {}", stderr(&out));
+    }
+}
