@@ -254,20 +254,25 @@ impl Cache {
             ..Cache::default()
         };
         for (object, r) in records {
-            c.snapshots
-                .insert(r.manifest.id.to_string(), object.clone());
-            for (hash, l) in &r.chunks {
-                c.chunks.insert(
-                    hash.clone(),
-                    Where {
-                        pack: r.packs[l.pack as usize].clone(),
-                        offset: l.offset,
-                        len: l.len,
-                    },
-                );
-            }
+            c.add(object, r);
         }
         c
+    }
+
+    /// Records that the remote holds `r`, whole, as `object`.
+    pub fn add(&mut self, object: &str, r: &Record) {
+        self.snapshots
+            .insert(r.manifest.id.to_string(), object.to_string());
+        for (hash, l) in &r.chunks {
+            self.chunks.insert(
+                hash.clone(),
+                Where {
+                    pack: r.packs[l.pack as usize].clone(),
+                    offset: l.offset,
+                    len: l.len,
+                },
+            );
+        }
     }
 
     pub fn save(&self, store: &Store) -> Result<(), OffsiteError> {

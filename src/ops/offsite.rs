@@ -310,11 +310,21 @@ pub fn pull_one(ctx: &Ctx, env: &HostEnv, given: &str) -> Result<Pulled, OpError
             reason,
         },
     })?;
-    let (_, record) = records
+    let (object, record) = records
         .iter()
         .find(|(_, r)| r.manifest.id == id)
         .expect("picked from these");
     let store = open_store(ctx, true)?;
     let lock = store.lock()?;
-    Ok(pull(&store, &lock, &off, record)?)
+    let pulled = pull(&store, &lock, &off, record)?;
+    // The remote holds it whole (it was just listed, read and pulled):
+    // `list` and `status` say it is offsite.
+    let mut cache = offsite::cache::Cache::saved(&store)
+        .filter(|c| c.remote_id == off.marker.remote_id)
+        .unwrap_or_else(|| offsite::cache::Cache::from_records(&off.marker.remote_id, &[]));
+    cache.add(object, record);
+    if let Err(e) = cache.save(&store) {
+        tracing::warn!(event = "offsite.cache_unsaved", error = %e, "pulled, but the record of what is offsite could not be saved");
+    }
+    Ok(pulled)
 }

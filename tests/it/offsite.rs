@@ -109,6 +109,16 @@ fn disaster_recovery(server: &S3) {
         let rows = query_i64(&open_ro(&to), "SELECT count(*) FROM t");
         assert_eq!(rows as u64, m.check.tables[0].rows, "{id}");
     }
+    // What came from offsite is offsite: `list` says so (it said "not yet").
+    let listed = ok_json(&fresh, &["list", "--json"]);
+    let offsite: Vec<(&str, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap(), e["offsite"] == true))
+        .collect();
+    assert_eq!(offsite.len(), 3, "{listed}");
+    assert!(offsite.iter().all(|(_, yes)| *yes), "{offsite:?}");
     println!(
         "{}: 3 snapshots recovered byte for byte on a fresh machine",
         server.kind
