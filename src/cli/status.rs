@@ -131,6 +131,16 @@ fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {
         None => {
             outln!("next run:      none (no daemon runs; the schedule runs in `ducksnap daemon`)");
             outln!("daemon:        not running");
+            match &r.recorded_error {
+                Some(e) => outln!(
+                    "last error:    {} ({}) {}: {}",
+                    human::time(e.at, utc),
+                    human::age(e.at, now),
+                    e.what,
+                    e.message
+                ),
+                None => outln!("last error:    none"),
+            }
             Ok(())
         }
     }

@@ -28,12 +28,23 @@ fn store_of(ctx: &Ctx) -> Option<Store> {
     if ctx.detection.is_cloud() || !ctx.config.store.dir.join("STORE").exists() {
         return None;
     }
-    Store::open(
+    let store = Store::open(
         &ctx.config.store.dir,
         false,
         ctx.config.store.compression_level,
     )
-    .ok()
+    .ok()?;
+    // A run with a config that names another database (a typo in
+    // database.path, another project's config) is not this store's work:
+    // its failure must not become the store's last error.
+    if let (Ok(db), Ok(Some(owner))) = (crate::ops::database_path(ctx), store.owner())
+        && !owner.same_path(&db)
+        && !(db.is_file() && owner.same_file(&db))
+    {
+        tracing::debug!(event = "monitor.foreign_run", store = %store.root().display(), owner = %owner.database.display(), database = %db.display(), "not recorded: the store belongs to another database");
+        return None;
+    }
+    Some(store)
 }
 
 /// Records how a run of `job` that started at `started` ended. Refusals

@@ -58,6 +58,11 @@ pub struct StatusReport {
     /// record of pushes; no network), and how long the oldest has waited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsite: Option<OffsiteLag>,
+    /// The newest failure of a job that has not succeeded since, from the
+    /// store's health record — the one `status --check` reports, whoever
+    /// ran the job (the daemon or a one-shot command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_error: Option<LastError>,
 }
 
 /// How far offsite is behind.
@@ -76,6 +81,7 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
     let meta = fs::metadata(db).ok().filter(|m| m.is_file());
     let cloud = ctx.detection.is_cloud();
     let mut pushed = None;
+    let mut recorded_error = None;
     let (summaries, store_bytes) = if !cloud && ctx.config.store.dir.join("STORE").exists() {
         let store = Store::open(
             &ctx.config.store.dir,
@@ -84,6 +90,7 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
         )?;
         super::context::check_owner(ctx, &store)?;
         pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store);
+        recorded_error = newest_failure(&crate::monitor::state::Health::load(&store));
         (store.catalog()?, store.stored_bytes()?)
     } else {
         (Vec::new(), 0)
@@ -121,5 +128,21 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
         daemon,
         disabled: cloud.then(|| environment::disabled_message(&ctx.detection)),
         offsite,
+        recorded_error,
     })
+}
+
+/// The newest failure among the jobs whose last run failed.
+fn newest_failure(h: &crate::monitor::state::Health) -> Option<LastError> {
+    h.jobs
+        .iter()
+        .filter(|(_, r)| r.failing())
+        .filter_map(|(job, r)| {
+            r.last_failure.as_ref().map(|f| LastError {
+                at: f.at,
+                what: job.name().to_string(),
+                message: f.message.clone(),
+            })
+        })
+        .max_by_key(|e| e.at)
 }

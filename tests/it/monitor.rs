@@ -645,3 +645,61 @@ fn a_quiet_database_stays_ok() {
     let (code, line) = check(&ws);
     assert_eq!(code, 2, "{line}");
 }
+
+/// `status` and `status --check` tell one story about the last error: a
+/// run with a mistyped `--config` naming the same store (its database.path
+/// misspelt) is not this store's work and leaves no error behind in either;
+/// a real failure of this database's snapshot shows in both, with the same
+/// message.
+#[test]
+fn status_and_check_agree_about_the_last_error() {
+    let ws = Workspace::new();
+    make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
+    ws.snapshot();
+    let (_, before) = check(&ws);
+    let typo = ws.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        std::fs::read_to_string(ws.config_path())
+            .unwrap()
+            .replace("data/app.duckdb", "data/appp.duckdb"),
+    )
+    .unwrap();
+    let out = ws
+        .bare_cmd()
+        .arg("--config")
+        .arg(&typo)
+        .arg("snapshot")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let (_, line) = check(&ws);
+    let verdict = |l: &str| l.split(" | ").next().unwrap_or_default().to_string();
+    assert_eq!(
+        verdict(&line),
+        verdict(&before),
+        "the typo's failure became the store's"
+    );
+    assert!(!line.contains("failed"), "{line}");
+    let status = stdout(&ws.run(&["status"]));
+    assert!(status.contains("last error:    none"), "{status}");
+    // This database's own snapshot failing: both say so, in the same words.
+    std::fs::rename(ws.db(), ws.path().join("away.duckdb")).unwrap();
+    let out = ws.run(&["snapshot"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let (_, line) = check(&ws);
+    assert!(line.contains("last snapshot failed"), "{line}");
+    let status = stdout(&ws.run(&["status"]));
+    let said = status
+        .lines()
+        .find(|l| l.starts_with("last error:"))
+        .unwrap_or_default()
+        .to_string();
+    let message = said.split("snapshot: ").nth(1).unwrap_or("(none)");
+    assert!(
+        line.contains(message) && message.contains("does not exist"),
+        "{line}\n{status}"
+    );
+    let json = ws.json(&["status", "--json"]);
+    assert_eq!(json["recorded_error"]["what"], "snapshot", "{json}");
+}
