@@ -278,3 +278,56 @@ def test_something_else_on_the_socket(tmp_path):
         Client(socket_path=path, env=CLEAN).snapshot("pre-delete")
     t.join()
     srv.close()
+
+
+def test_daemon_down_advice_follows_init(tmp_path):
+    """The advice when no daemon answers is the project's: the socket and
+    unit `ducksnap init --systemd` wrote (also when a stale socket file is
+    left there), `ducksnap --config … daemon` without a unit, `ducksnap
+    init` without a config — each said once, in the error with_snapshot
+    raises before the delete runs."""
+    import socket
+
+    from conftest import ducksnap_bin
+
+    project = tmp_path / "myapp"
+    (project / "data").mkdir(parents=True)
+    db = project / "data" / "app.duckdb"
+    con = duckdb.connect(str(db))
+    app.create_schema(con)
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(runtime)}
+    nothing = Client(env=env, cwd=str(project), database=str(db))
+    with pytest.raises(DaemonUnavailable) as e:
+        app.protected_delete(con, 7, client=nothing)
+    assert str(e.value).count("ducksnap init --systemd") == 1, e.value
+    con.close()
+    out = subprocess.run([ducksnap_bin(), "init"], cwd=str(project), env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    sock = runtime / "ducksnap" / "myapp.sock"
+    con = duckdb.connect(str(db))
+    with pytest.raises(DaemonUnavailable) as e:
+        app.protected_delete(con, 7, client=Client(env=env, cwd=str(project), database=str(db)))
+    assert f"no ducksnap daemon answers on {sock} (start it: ducksnap --config {project / 'ducksnap.toml'} daemon" in str(e.value), e.value
+    con.close()
+    out = subprocess.run([ducksnap_bin(), "init", "--systemd", "--force"], cwd=str(project), env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    # A stale socket file: bound once, nobody listening now.
+    sock.parent.mkdir(parents=True, exist_ok=True)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))
+    stale.close()
+    con = duckdb.connect(str(db))
+    with pytest.raises(DaemonUnavailable) as e:
+        app.protected_delete(con, 7, client=Client(env=env, cwd=str(project), database=str(db)))
+    said = str(e.value)
+    assert str(sock) in said and said.count("systemctl --user start ducksnap-myapp.service") == 1, said
+    assert "/tmp/ducksnap-" not in said and "start ducksnap)" not in said, said
+    # An app started from another directory: found beside its database.
+    elsewhere = Client(env=env, cwd=str(tmp_path), database=str(db))
+    with pytest.raises(DaemonUnavailable) as e:
+        app.protected_delete(con, 7, client=elsewhere)
+    assert str(e.value).count("systemctl --user start ducksnap-myapp.service") == 1, e.value
+    assert app.counts(con, 7) == (1, 20), "the delete did not run"
+    con.close()

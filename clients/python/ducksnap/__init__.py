@@ -16,8 +16,13 @@ Which mode (one truth, in this order): ``$DUCKSNAP_MODE`` (``local`` or
 ``hello``); else this process's own cloud signals (:func:`detect_cloud`).
 Deciding "cloud" while a daemon socket exists is logged as a warning.
 
-Which daemon: ``socket_path``, else ``$DUCKSNAP_SOCKET``, else the default
-socket and the per-project sockets in ``$XDG_RUNTIME_DIR/ducksnap/``; when
+Which daemon: ``socket_path``, else ``$DUCKSNAP_SOCKET``, else the socket
+of the project's ``ducksnap.toml`` (:func:`project_config`: the one in the
+working directory or beside the database, as ``ducksnap init`` writes it),
+the default socket and the per-project sockets in
+``$XDG_RUNTIME_DIR/ducksnap/``. When none answers, :class:`DaemonUnavailable`
+names the sockets tried and how to start this project's daemon
+(:func:`start_advice`: the unit ``init --systemd`` installed, if any); when
 the client knows its database (``connection=``, ``database=``,
 ``$DUCKSNAP_DATABASE``) it uses the daemon that protects that database, every
 request names it, and a daemon protecting another database is refused
@@ -176,19 +181,35 @@ def _toml_value(text: str, section: str, key: str) -> Optional[str]:
     return None
 
 
-def project_config(env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> Optional[Dict[str, Any]]:
-    """The ducksnap config the CLI would read here (``$DUCKSNAP_CONFIG``,
-    else ``./ducksnap.toml``, ``ducksnap init``'s file), as
-    ``{"path", "socket", "unit"}`` — the unit when ``init --systemd``
-    installed ``ducksnap-NAME.service`` for that socket — or None."""
+def project_config(
+    env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None, database: Optional[str] = None
+) -> Optional[Dict[str, Any]]:
+    """The project's ducksnap config: ``$DUCKSNAP_CONFIG``, else
+    ``./ducksnap.toml`` (as the CLI reads it), else the ``ducksnap.toml``
+    ``ducksnap init`` wrote beside the database or up to three directories
+    above it — as ``{"path", "socket", "unit"}``, the unit when ``init
+    --systemd`` installed ``ducksnap-NAME.service`` for that socket; or
+    None."""
     env = os.environ if env is None else env
     cwd = os.getcwd() if cwd is None else cwd
-    path = env.get("DUCKSNAP_CONFIG") or os.path.join(cwd, "ducksnap.toml")
-    path = os.path.join(cwd, path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError:
+    if env.get("DUCKSNAP_CONFIG"):
+        places = [os.path.join(cwd, env["DUCKSNAP_CONFIG"])]
+    else:
+        places = [os.path.join(cwd, "ducksnap.toml")]
+        d = os.path.dirname(database) if database and not database.startswith("md:") else None
+        for _ in range(4):
+            if not d:
+                break
+            places.append(os.path.join(d, "ducksnap.toml"))
+            d = os.path.dirname(d) if os.path.dirname(d) != d else None
+    for path in places:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            break
+        except OSError:
+            continue
+    else:
         return None
     sock = _toml_value(text, "socket", "path")
     unit = None
@@ -200,11 +221,13 @@ def project_config(env: Optional[Mapping[str, str]] = None, cwd: Optional[str] =
     return {"path": path, "socket": sock, "unit": unit}
 
 
-def start_advice(env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> str:
+def start_advice(
+    env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None, database: Optional[str] = None
+) -> str:
     """How to start the daemon for this project, as one clause: the unit
     ``ducksnap init --systemd`` installed, else the daemon with the project's
     config, else ``ducksnap init``."""
-    cfg = project_config(env, cwd)
+    cfg = project_config(env, cwd, database)
     if cfg and cfg["unit"]:
         return f"start it: systemctl --user start {cfg['unit']}"
     if cfg:
@@ -313,7 +336,7 @@ class Client:
     def _candidates(self) -> List[str]:
         if self.explicit_socket:
             return [self.explicit_socket]
-        cfg = project_config(self.env, self.cwd)
+        cfg = project_config(self.env, self.cwd, self.database)
         default = default_socket_path(self.env)
         if cfg and cfg["socket"]:
             # The project's own socket first; the default only if a daemon
@@ -328,7 +351,7 @@ class Client:
         start the daemon for this project (once)."""
         return DaemonUnavailable(
             "no ducksnap daemon answers on " + ", ".join(self._candidates())
-            + " (" + start_advice(self.env, self.cwd) + ")"
+            + " (" + start_advice(self.env, self.cwd, self.database) + ")"
         )
 
     def _protects(self, hello: Dict[str, Any]) -> bool:
@@ -435,6 +458,9 @@ class Client:
             miss = self._miss[1] if self._miss else None
             if isinstance(miss, (WrongDatabase, UntrustedDaemon)):
                 raise miss
+            if miss is not None:
+                # What the socket that exists said, and how to start ours.
+                raise DaemonUnavailable(f"{miss} ({start_advice(self.env, self.cwd, self.database)})") from miss
             raise self.unavailable()
         if self.database:
             request = dict(request, database=self.database)
