@@ -55,3 +55,44 @@ fn a_closed_stdout_ends_the_command_quietly() {
     assert_eq!(stdout(&out), "{\n");
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+/// Help read in an 80-column terminal (`COLUMNS=80`, as a terminal sets
+/// it): every line of `--help`, and of every subcommand's, fits.
+#[test]
+fn help_fits_80_columns() {
+    let ws = Workspace::new();
+    let help = |args: &[&str]| {
+        let out = ws
+            .bare_cmd()
+            .args(args)
+            .env("COLUMNS", "80")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let top = help(&["--help"]);
+    let commands: Vec<String> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 15, "{commands:?}");
+    for c in std::iter::once(None).chain(commands.iter().map(Some)) {
+        let args: Vec<&str> = c
+            .map(String::as_str)
+            .into_iter()
+            .chain(["--help"])
+            .collect();
+        for line in help(&args).lines() {
+            assert!(line.chars().count() <= 80, "{args:?}: {line}");
+        }
+    }
+}
