@@ -131,17 +131,7 @@ fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {
         None => {
             outln!("next run:      none (no daemon runs; the schedule runs in `ducksnap daemon`)");
             outln!("daemon:        not running");
-            match &r.recorded_error {
-                Some(e) => outln!(
-                    "last error:    {} ({}) {}: {}",
-                    human::time(e.at, utc),
-                    human::age(e.at, now),
-                    e.what,
-                    e.message
-                ),
-                None => outln!("last error:    none"),
-            }
-            Ok(())
+            print_last_error(r.recorded_error.as_ref(), utc)
         }
     }
 }
@@ -155,11 +145,15 @@ fn print_daemon(r: &StatusReport, d: &DaemonInfo, utc: bool) -> anyhow::Result<(
             .unwrap_or_else(|| "none scheduled".into())
     );
     outln!("daemon:        running (pid {})", d.pid);
-    match &d.last_error {
+    print_last_error(d.last_error.as_ref(), utc)
+}
+
+fn print_last_error(e: Option<&crate::ops::LastError>, utc: bool) -> anyhow::Result<()> {
+    match e {
         Some(e) => outln!(
             "last error:    {} ({}) {}: {}",
             human::time(e.at, utc),
-            human::age(e.at, now),
+            human::age(e.at, chrono::Utc::now()),
             e.what,
             e.message
         ),

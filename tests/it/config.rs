@@ -311,14 +311,16 @@ fn cron_typos_name_the_expression_and_the_accepted_forms() {
         ("\"\"", "empty"),
     ];
     let ws = Workspace::new();
-    for (value, why) in cases {
+    let check = |cron: &str| {
         let path = ws.path().join("cron.toml");
-        std::fs::write(&path, format!("[schedule]\ncron = {value}\n")).unwrap();
-        let out = ws
-            .bare_cmd()
+        std::fs::write(&path, format!("[schedule]\ncron = {cron}\n")).unwrap();
+        ws.bare_cmd()
             .args(["--config", path.to_str().unwrap(), "config", "check"])
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for (value, why) in cases {
+        let out = check(value);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{value}: {err}");
         assert!(err.contains(why), "{value}: does not say {why:?}: {err}");
@@ -334,13 +336,7 @@ fn cron_typos_name_the_expression_and_the_accepted_forms() {
         "\"@annually\"",
         "[\"*/5 * * * *\", \"0 30 2 * * *\"]",
     ] {
-        let path = ws.path().join("cron.toml");
-        std::fs::write(&path, format!("[schedule]\ncron = {good}\n")).unwrap();
-        let out = ws
-            .bare_cmd()
-            .args(["--config", path.to_str().unwrap(), "config", "check"])
-            .output()
-            .unwrap();
+        let out = check(good);
         assert_eq!(out.status.code(), Some(0), "{good}: {}", stderr(&out));
     }
 }
