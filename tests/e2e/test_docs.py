@@ -107,3 +107,57 @@ def test_readme_samples(tmp_path):
     env = workspace_env(tmp_path)
     write_config(tmp_path)
     assert run_blocks("README.md", tmp_path, env) >= 1
+
+
+GLOBAL_FLAGS = {"--config", "--log-format", "--log-level", "--help", "--version"}
+
+
+def help_tree(path=()):
+    """{command path: its flags} from `--help`, every subcommand down."""
+    out = subprocess.run([ducksnap_bin(), *path, "--help"], capture_output=True, text=True, env={"PATH": os.environ["PATH"], "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    options = text.split("\nOptions:\n", 1)[1] if "\nOptions:\n" in text else ""
+    flags = {f for f in re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", options, re.M)} - GLOBAL_FLAGS
+    tree = {path: flags}
+    if "\nCommands:\n" in text:
+        block = text.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
+        for name in re.findall(r"^  ([a-z][a-z-]*)\s", block, re.M):
+            if name != "help":
+                tree.update(help_tree(path + (name,)))
+    return tree
+
+
+def readme_table(known):
+    """{command path: flags} from README's command table."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("\n## Commands\n", 1)[1].split("\n### Exit codes", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        if not line.startswith("| `ducksnap"):
+            continue
+        first = line.split(" | ", 1)[0]
+        for cmd in re.findall(r"`(ducksnap [^`]*)`", first):
+            words = cmd.split()[1:]
+            path = ()
+            while words and (path + (words[0],)) in known:
+                path += (words.pop(0),)
+            rows.setdefault(path, set()).update(re.findall(r"--[a-z][a-z-]*", " ".join(words)))
+    return rows
+
+
+def test_readme_command_table_matches_help():
+    """Every subcommand and flag `--help` knows is in README's command
+    table, and the table names nothing `--help` does not know."""
+    tree = help_tree()
+    rows = readme_table(tree)
+    leaves = {p for p in tree if p and not any(q[: len(p)] == p and q != p for q in tree)}
+    missing = sorted(" ".join(p) for p in leaves if p not in rows)
+    assert not missing, f"README's command table lacks: {missing}"
+    for path, flags in rows.items():
+        assert path in tree, f"README names `ducksnap {' '.join(path)}`, which --help does not know"
+        # A group's own flags (`offsite --json`) count for its commands.
+        known = set().union(*(tree[path[:k]] for k in range(1, len(path) + 1)))
+        assert flags <= known, f"README gives `ducksnap {' '.join(path)}` {sorted(flags - known)}, which --help does not know"
+        lacking = tree[path] - flags
+        assert not lacking, f"README's row for `ducksnap {' '.join(path)}` lacks {sorted(lacking)}"
