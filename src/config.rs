@@ -1052,8 +1052,7 @@ impl Checker<'_> {
                 "missing (e.g. \"s3://bucket/prefix\")".into(),
             )
         })?;
-        crate::offsite::remote::split_url(&url)
-            .map_err(|e| self.invalid("offsite.url", e.to_string()))?;
+        split_s3_url(&url).map_err(|reason| self.invalid("offsite.url", reason))?;
         let (allow_http, http_warning) = self.offsite_http(o.endpoint.as_deref(), o.allow_http)?;
         let encryption = o.encryption.unwrap_or(Encryption::XChaCha20Poly1305);
         let key_file = match (o.key_file, encryption) {
@@ -1143,12 +1142,7 @@ impl Checker<'_> {
 
     fn log(&self, raw: RawLog) -> Result<LogConfig, ConfigError> {
         let level = raw.level.unwrap_or_else(|| "info".to_string());
-        if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
-            return Err(self.invalid(
-                "log.level",
-                format!("{level:?} is not one of error, warn, info, debug, trace"),
-            ));
-        }
+        check_log_level(&level).map_err(|why| self.invalid("log.level", why))?;
         Ok(LogConfig {
             level,
             format: raw.format.unwrap_or_default(),
@@ -1180,12 +1174,7 @@ fn reason_rules(
 ) -> Result<BTreeMap<String, ReasonRule>, String> {
     let mut rules = default_reason_rules();
     for (reason, r) in raw.unwrap_or_default() {
-        let ok = !reason.is_empty()
-            && reason.len() <= 64
-            && reason
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-        if !ok {
+        if !crate::id::valid_reason(&reason) {
             return Err(format!(
                 "{reason:?} is not a snapshot reason (1 to 64 letters, digits, '-', '_' or '.')"
             ));
@@ -1217,5 +1206,60 @@ pub fn default_socket_path(env: &HostEnv) -> PathBuf {
         None => {
             PathBuf::from(format!("/tmp/ducksnap-{}", nix::unistd::getuid())).join("ducksnap.sock")
         }
+    }
+}
+
+/// `s3://bucket/prefix` → the bucket and the prefix (no leading or
+/// trailing `/`); the reason when it is not one.
+pub fn split_s3_url(url: &str) -> Result<(String, String), String> {
+    let bad = |reason: &str| format!("{url:?}: {reason} (expected s3://bucket/prefix)");
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad("not an s3:// URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+        return Err(bad(
+            "the bucket name must be 3 to 63 lower-case letters, digits, '-' or '.'",
+        ));
+    }
+    let prefix = prefix.trim_matches('/').to_string();
+    if prefix.split('/').any(|p| p == ".." || p == ".") || prefix.contains("//") {
+        return Err(bad("the prefix must not contain '.', '..' or empty parts"));
+    }
+    Ok((bucket.to_string(), prefix))
+}
+
+/// The first slot strictly after `after`, over every expression, or `None`
+/// when the schedule is disabled or has no future slot.
+pub fn next_after(
+    cfg: &ScheduleConfig,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    if !cfg.enabled {
+        return None;
+    }
+    let tz: chrono_tz::Tz = if cfg.timezone == "UTC" {
+        chrono_tz::Tz::UTC
+    } else {
+        cfg.timezone.parse().ok()?
+    };
+    let local = after.with_timezone(&tz);
+    cfg.cron
+        .iter()
+        .filter_map(|c| c.cron().find_next_occurrence(&local, false).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .min()
+}
+
+/// The log levels, quietest first: `log.level`, `--log-level`.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// `level` if it is one of [`LOG_LEVELS`], else why not.
+pub fn check_log_level(level: &str) -> Result<(), String> {
+    if LOG_LEVELS.contains(&level) {
+        Ok(())
+    } else {
+        Err(format!("{level:?} is not one of {}", LOG_LEVELS.join(", ")))
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HostEnv, ModeSetting};
+use crate::config::{Config, HostEnv, ModeSetting};
 
 /// The mode ducksnap runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,4 +202,12 @@ pub fn disabled_message(d: &Detection) -> String {
          CREATE DATABASE ... FROM ... (SNAPSHOT_TIME ...)) cover production.",
         d.reason
     )
+}
+
+/// Everything an operation needs: the checked config and the environment
+/// decision.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub config: Config,
+    pub detection: Detection,
 }

@@ -99,3 +99,12 @@ impl From<SnapshotId> for String {
         id.0
     }
 }
+
+/// A snapshot reason (`pre-delete`, `manual`, …): 1 to 64 letters, digits,
+/// `-`, `_` or `.` — checked for a request, a selector and a retention rule.
+pub fn valid_reason(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 64
+        && r.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}

@@ -12,18 +12,25 @@
 //! - [`store`]: the store on disk — opening, lock and staging, chunks,
 //!   manifests and the catalog, reassembly, garbage collection;
 //!   [`id`]: snapshot ids.
+//! - [`retention`]: the pure retention planner; [`offsite`]: the store
+//!   replicated, sealed, to S3-compatible storage; [`monitor`]: the health
+//!   record, the verdict of `status --check`, metrics.
 //! - [`ops`]: one module per operation (snapshot, list, show, restore,
-//!   verify, prune, pin, status), each with its one argument type, and
-//!   [`ops::dispatch`], which answers a protocol request with one;
-//!   [`retention`]: the pure retention planner.
-//! - [`protocol`]: the socket's wire contract — requests, typed replies and
-//!   the one table of error codes ([`protocol::ErrorCode`]).
+//!   diff, export, verify, prune, pin, status, offsite, drill, health,
+//!   adopt's owner), each with its one argument type, never printing.
+//! - [`protocol`]: the socket's wire contract — requests, typed replies,
+//!   [`protocol::dispatch`] (a request answered by its operation) — and the
+//!   one table of error codes ([`protocol::ErrorCode`], defined in
+//!   [`ops::code`]).
 //! - [`daemon`]: the service — the handles its tasks share, the worker, the
-//!   socket server, the scheduler, the watcher, systemd notifications and
-//!   socket activation.
+//!   socket server, the scheduler, the pusher, the drills, the watcher,
+//!   systemd notifications and socket activation.
 //! - [`cli`]: the command-line front end and its client of the daemon;
-//!   [`config`], [`environment`], [`logging`], [`when`] (times people type):
-//!   shared by both.
+//!   [`config`], [`environment`] (with [`environment::Ctx`]), [`logging`],
+//!   [`when`] (times people type): shared by all.
+//!
+//! The layers, lowest first, and the test that holds them: docs/
+//! ARCHITECTURE.md, "Layers"; `tests/it/layers.rs`.
 //!
 //! `unsafe` is denied crate-wide (`[lints]` in Cargo.toml) and allowed only
 //! in [`capture::mapped`] (read-only maps of a locked database) and

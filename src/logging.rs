@@ -71,11 +71,7 @@ pub fn init(
     color: bool,
     journal: bool,
 ) -> Result<(), String> {
-    if !["error", "warn", "info", "debug", "trace"].contains(&level) {
-        return Err(format!(
-            "{level:?} is not one of error, warn, info, debug, trace"
-        ));
-    }
+    crate::config::check_log_level(level)?;
     let filter = match filter_override.filter(|s| !s.is_empty()) {
         Some(f) => {
             EnvFilter::try_new(f).map_err(|e| format!("invalid $DUCKSNAP_LOG {f:?}: {e}"))?

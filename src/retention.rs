@@ -111,21 +111,62 @@ impl Plan {
     }
 }
 
-fn bucket(kind: &str, t: DateTime<Utc>) -> String {
-    match kind {
-        "hourly" => format!(
-            "{:04}-{:02}-{:02}T{:02}",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour()
-        ),
-        "daily" => format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day()),
-        "weekly" => {
-            let w = t.iso_week();
-            format!("{:04}-W{:02}", w.year(), w.week())
+/// The calendar rules of a retention policy: one snapshot kept per hour,
+/// day, ISO week or month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Calendar {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl Calendar {
+    const ALL: [Calendar; 4] = [
+        Calendar::Hourly,
+        Calendar::Daily,
+        Calendar::Weekly,
+        Calendar::Monthly,
+    ];
+
+    /// How many periods `rule` keeps of this kind.
+    fn count(self, rule: &ReasonRule) -> u32 {
+        match self {
+            Calendar::Hourly => rule.keep_hourly,
+            Calendar::Daily => rule.keep_daily,
+            Calendar::Weekly => rule.keep_weekly,
+            Calendar::Monthly => rule.keep_monthly,
         }
-        _ => format!("{:04}-{:02}", t.year(), t.month()),
+    }
+
+    /// The word in the config key and in the reasons (`keep_daily`).
+    fn name(self) -> &'static str {
+        match self {
+            Calendar::Hourly => "hourly",
+            Calendar::Daily => "daily",
+            Calendar::Weekly => "weekly",
+            Calendar::Monthly => "monthly",
+        }
+    }
+
+    /// The period `t` falls in (`2026-11-29T14`, `2026-11-29`,
+    /// `2026-W48`, `2026-11`).
+    fn bucket(self, t: DateTime<Utc>) -> String {
+        match self {
+            Calendar::Hourly => format!(
+                "{:04}-{:02}-{:02}T{:02}",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour()
+            ),
+            Calendar::Daily => format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day()),
+            Calendar::Weekly => {
+                let w = t.iso_week();
+                format!("{:04}-W{:02}", w.year(), w.week())
+            }
+            Calendar::Monthly => format!("{:04}-{:02}", t.year(), t.month()),
+        }
     }
 }
 
@@ -170,18 +211,14 @@ impl RuleCtx<'_> {
                 }
             }
         }
-        for (kind, n) in [
-            ("hourly", rule.keep_hourly),
-            ("daily", rule.keep_daily),
-            ("weekly", rule.keep_weekly),
-            ("monthly", rule.keep_monthly),
-        ] {
+        for kind in Calendar::ALL {
+            let n = kind.count(rule);
             if n == 0 {
                 continue;
             }
             let mut seen: BTreeMap<String, ()> = BTreeMap::new();
             for &i in subset {
-                let b = bucket(kind, self.snaps[i].created_at);
+                let b = kind.bucket(self.snaps[i].created_at);
                 if seen.contains_key(&b) {
                     continue;
                 }
@@ -189,7 +226,7 @@ impl RuleCtx<'_> {
                     break;
                 }
                 seen.insert(b.clone(), ());
-                reasons[i].push(format!("{label}keep_{kind} {n} ({b})"));
+                reasons[i].push(format!("{label}keep_{} {n} ({b})", kind.name()));
             }
         }
     }

@@ -5,7 +5,8 @@
 
 use crate::config::{self, HostEnv};
 use crate::environment;
-use crate::ops::{self, Ctx, dispatch};
+use crate::ops::{self, Ctx};
+use crate::protocol::dispatch;
 use crate::protocol::{Call, ErrorCode, Request, Response};
 
 use super::client;

@@ -13,28 +13,9 @@
 //! and after a missed slot runs once and logs `schedule.missed`.
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
-use crate::config::ScheduleConfig;
-
-/// The first slot strictly after `after`, over every expression, or `None`
-/// when the schedule is disabled or has no future slot.
-pub fn next_after(cfg: &ScheduleConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    if !cfg.enabled {
-        return None;
-    }
-    let tz: Tz = if cfg.timezone == "UTC" {
-        Tz::UTC
-    } else {
-        cfg.timezone.parse().ok()?
-    };
-    let local = after.with_timezone(&tz);
-    cfg.cron
-        .iter()
-        .filter_map(|c| c.cron().find_next_occurrence(&local, false).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .min()
-}
+/// Computed in `config`, where operations below the daemon use it too.
+pub use crate::config::next_after;
 
 /// What the loop should do when it wakes at `now` for the slot `planned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

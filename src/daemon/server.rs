@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::jobs::{JobKind, Queue, Settings, StateHandle};
-use crate::ops::dispatch;
+use crate::protocol::dispatch;
 use crate::protocol::{self, ErrorCode, Request, Response};
 
 #[derive(Debug, thiserror::Error)]

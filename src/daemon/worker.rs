@@ -9,10 +9,8 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::ops::{
-    self, Ctx, PruneRequest, SnapshotOutcome, SnapshotReply, SnapshotRequest, dispatch,
-};
-use crate::protocol::{ErrorCode, Request, Response};
+use crate::ops::{self, Ctx, PruneRequest, SnapshotOutcome, SnapshotReply, SnapshotRequest};
+use crate::protocol::{ErrorCode, Request, Response, dispatch};
 
 use super::jobs::{self, Job, JobKind, Settings, StateHandle};
 use super::sdnotify::Notifier;

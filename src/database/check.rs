@@ -14,9 +14,46 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use duckdb::{AccessMode, Config, Connection};
+use serde::{Deserialize, Serialize};
 
 use crate::database::duckfile::{BUNDLED_STORAGE_VERSION, Header};
-use crate::store::{CheckInfo, CheckStatus, TableCount};
+
+/// Outcome of opening the captured copy with the bundled DuckDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// Opened read-only, every table listed and counted.
+    Verified,
+    /// Not opened, e.g. a storage version newer than the bundled DuckDB reads.
+    NotVerified,
+}
+
+/// The documented lower-case word (as in JSON, manifests and the config).
+impl std::fmt::Display for CheckStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckStatus::Verified => "verified",
+            CheckStatus::NotVerified => "not_verified",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    pub schema: String,
+    pub name: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInfo {
+    pub status: CheckStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Version of the DuckDB library that checked it.
+    pub duckdb_version: String,
+    pub tables: Vec<TableCount>,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("DuckDB check of {path} failed while {op}: {message}")]

@@ -19,13 +19,13 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use crate::ops::{Ctx, OpError};
+use crate::environment::Ctx;
 use crate::store::Store;
 pub use state::{Health, Job};
 
 /// The store, when it exists and opens (no creation, no network).
 fn store_of(ctx: &Ctx) -> Option<Store> {
-    if ctx.detection.is_cloud() || !ctx.config.store.dir.join("STORE").exists() {
+    if ctx.detection.is_cloud() || !crate::store::Store::exists_at(&ctx.config.store.dir) {
         return None;
     }
     let store = Store::open(
@@ -37,7 +37,9 @@ fn store_of(ctx: &Ctx) -> Option<Store> {
     // A run with a config that names another database (a typo in
     // database.path, another project's config) is not this store's work:
     // its failure must not become the store's last error.
-    if let (Ok(db), Ok(Some(owner))) = (crate::ops::database_path(ctx), store.owner())
+    let configured = &ctx.config.database.path;
+    let db = crate::database::dbpath::real_path(configured).unwrap_or_else(|_| configured.clone());
+    if let Ok(Some(owner)) = store.owner()
         && !owner.same_path(&db)
         && !(db.is_file() && owner.same_file(&db))
     {
@@ -47,25 +49,21 @@ fn store_of(ctx: &Ctx) -> Option<Store> {
     Some(store)
 }
 
-/// Records how a run of `job` that started at `started` ended. Refusals
-/// (the caller's bad input) and cloud mode's "disabled" are not runs.
-pub fn note<T>(ctx: &Ctx, job: Job, started: Instant, result: &Result<T, OpError>) {
-    if let Err(e) = result
-        && e.code().is_refusal()
-    {
-        return;
-    }
-    note_every(ctx, job, started, result);
+/// How a run of a job ended, as the health record counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed(String),
+    /// Not a run: a request refused for the caller's input, or cloud mode.
+    NotARun,
 }
 
-/// [`note`] for work nobody asked for at that moment (the daemon's pushes,
-/// a schedule): every failure is one, whatever its code — a push refused
-/// for want of credentials is a push that did not happen.
-pub fn note_every<T>(ctx: &Ctx, job: Job, started: Instant, result: &Result<T, OpError>) {
-    let outcome = match result {
-        Ok(_) => Ok(started.elapsed()),
-        Err(OpError::Disabled { .. }) => return,
-        Err(e) => Err(e.to_string()),
+/// Records how a run of `job` that started at `started` ended.
+pub fn note(ctx: &Ctx, job: Job, started: Instant, outcome: Outcome) {
+    let outcome = match outcome {
+        Outcome::Done => Ok(started.elapsed()),
+        Outcome::Failed(why) => Err(why),
+        Outcome::NotARun => return,
     };
     record(ctx, |h| h.note(job, Utc::now(), outcome));
 }

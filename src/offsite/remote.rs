@@ -61,7 +61,11 @@ impl Remote {
         creds: &Credentials,
         conditional: bool,
     ) -> Result<Remote, OffsiteError> {
-        let (bucket, prefix) = split_url(&cfg.url)?;
+        let (bucket, prefix) =
+            crate::config::split_s3_url(&cfg.url).map_err(|reason| OffsiteError::Setup {
+                what: "offsite.url".into(),
+                reason,
+            })?;
         let options = ClientOptions::new()
             .with_timeout(cfg.timeout.0)
             .with_connect_timeout(Duration::from_secs(5).min(cfg.timeout.0))
@@ -309,26 +313,4 @@ fn one_line(text: &str) -> String {
         (Some(c), None) => format!("{head}: {c}"),
         _ => head.replace('\n', " "),
     }
-}
-
-pub fn split_url(url: &str) -> Result<(String, String), OffsiteError> {
-    let bad = |reason: &str| OffsiteError::Setup {
-        what: "offsite.url".into(),
-        reason: format!("{url:?}: {reason} (expected s3://bucket/prefix)"),
-    };
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| bad("not an s3:// URL"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
-        return Err(bad(
-            "the bucket name must be 3 to 63 lower-case letters, digits, '-' or '.'",
-        ));
-    }
-    let prefix = prefix.trim_matches('/').to_string();
-    if prefix.split('/').any(|p| p == ".." || p == ".") || prefix.contains("//") {
-        return Err(bad("the prefix must not contain '.', '..' or empty parts"));
-    }
-    Ok((bucket.to_string(), prefix))
 }

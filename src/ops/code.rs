@@ -102,7 +102,13 @@ impl ErrorCode {
             ErrorCode::Disabled => 7,
             ErrorCode::InUse => 8,
             ErrorCode::NoSnapshotAtTime => 9,
-            _ => 1,
+            ErrorCode::LineTooLong
+            | ErrorCode::IdleTimeout
+            | ErrorCode::Unauthorized
+            | ErrorCode::TooManyConnections
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Failed
+            | ErrorCode::NoSpace => 1,
         }
     }
 
@@ -133,18 +139,26 @@ impl ErrorCode {
     /// Whether the daemon refused the request (the caller's answer) rather
     /// than failed at its own work.
     pub fn is_refusal(self) -> bool {
-        matches!(
-            self,
+        match self {
             ErrorCode::InvalidJson
-                | ErrorCode::InvalidRequest
-                | ErrorCode::InvalidArgument
-                | ErrorCode::NotFound
-                | ErrorCode::NoSnapshotAtTime
-                | ErrorCode::InUse
-                | ErrorCode::Disabled
-                | ErrorCode::WrongDatabase
-                | ErrorCode::ShuttingDown
-        )
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidArgument
+            | ErrorCode::NotFound
+            | ErrorCode::NoSnapshotAtTime
+            | ErrorCode::InUse
+            | ErrorCode::Disabled
+            | ErrorCode::WrongDatabase
+            | ErrorCode::ShuttingDown => true,
+            ErrorCode::LineTooLong
+            | ErrorCode::IdleTimeout
+            | ErrorCode::Unauthorized
+            | ErrorCode::TooManyConnections
+            | ErrorCode::DatabaseMissing
+            | ErrorCode::Busy
+            | ErrorCode::Damaged
+            | ErrorCode::NoSpace
+            | ErrorCode::Failed => false,
+        }
     }
 }
 

@@ -6,69 +6,31 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::code::ErrorCode;
 use super::restore::journal::{self, RecoverError};
 use crate::capture::CaptureError;
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
 use crate::database::dbpath;
-use crate::environment::{self, Detection};
+use crate::environment;
 use crate::id::{InvalidId, SnapshotId};
-use crate::protocol::code::ErrorCode;
 use crate::store::{Owner, Store, StoreError};
 
-/// One snapshot: what `show`, `pin` and `unpin` are asked for (the CLI's
-/// argument and the wire's field). An id, a unique id prefix, `latest`,
-/// `latest:REASON` or `as-of:TIME`; or `--as-of TIME` (see
-/// [`super::select`]).
-#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotRef {
-    /// The snapshot: its id (YYYYMMDDTHHMMSSZ-xxxx), a unique prefix of it,
-    /// `latest`, or `latest:REASON` (e.g. latest:pre-delete).
-    #[arg(required_unless_present = "as_of", conflicts_with = "as_of")]
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Instead of an id: the newest snapshot taken at or before this time
-    /// (2h, "90m ago", 2026-11-29T14:00:00Z, "2026-11-29 14:00 local", …).
-    #[arg(long, value_name = "TIME")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub as_of: Option<String>,
-}
+/// Everything an operation needs (defined below the operations, where the
+/// monitor sees it too).
+pub use crate::environment::Ctx;
 
-impl SnapshotRef {
-    pub fn id(id: impl Into<String>) -> SnapshotRef {
-        SnapshotRef {
-            id: Some(id.into()),
-            as_of: None,
-        }
+/// The health record's view of an operation's result. A refusal (the
+/// caller's bad input) is no run of the job; with `every` — work nobody
+/// asked for at that moment, such as the daemon's pushes — it is a failure
+/// like any other. Cloud mode's "disabled" is never a run.
+pub fn outcome<T>(r: &Result<T, OpError>, every: bool) -> crate::monitor::Outcome {
+    use crate::monitor::Outcome;
+    match r {
+        Ok(_) => Outcome::Done,
+        Err(OpError::Disabled { .. }) => Outcome::NotARun,
+        Err(e) if !every && e.code().is_refusal() => Outcome::NotARun,
+        Err(e) => Outcome::Failed(e.to_string()),
     }
-
-    /// The selector as one string (`as-of:TIME` for `--as-of`).
-    pub fn given(&self) -> Result<String, OpError> {
-        selector_of(self.id.as_deref(), self.as_of.as_deref())
-    }
-}
-
-/// `id`, or `as-of:TIME`: exactly one of the two (both come from outside).
-pub fn selector_of(id: Option<&str>, as_of: Option<&str>) -> Result<String, OpError> {
-    match (id, as_of) {
-        (Some(id), None) => Ok(id.to_string()),
-        (None, Some(t)) => Ok(format!("{}{t}", super::select::AS_OF)),
-        (Some(_), Some(_)) => Err(OpError::InvalidArgument {
-            what: "snapshot",
-            reason: "give an id or --as-of, not both".into(),
-        }),
-        (None, None) => Err(OpError::InvalidArgument {
-            what: "snapshot",
-            reason: "give an id or --as-of TIME".into(),
-        }),
-    }
-}
-
-/// Everything an operation needs: the checked config and the environment decision.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    pub config: Config,
-    pub detection: Detection,
 }
 
 /// Errors of an operation, each mapped to a documented exit code.
@@ -158,32 +120,20 @@ impl OpError {
             | OpError::InvalidArgument { .. }
             | OpError::Exists { .. }
             | OpError::NotConfirmed(_) => ErrorCode::InvalidArgument,
-            OpError::Capture(CaptureError::Missing { .. })
-            | OpError::Capture(CaptureError::NotAFile { .. })
-            | OpError::Capture(CaptureError::Header(_)) => ErrorCode::DatabaseMissing,
-            OpError::Capture(CaptureError::Inconsistent { .. }) => ErrorCode::Busy,
-            OpError::Store(StoreError::NotFound { .. }) | OpError::NoMatch { .. } => {
-                ErrorCode::NotFound
-            }
+            OpError::Capture(e) => capture_code(e),
+            OpError::Store(e) => store_code(e),
+            OpError::NoMatch { .. } => ErrorCode::NotFound,
             OpError::NoSnapshotAtTime { .. } => ErrorCode::NoSnapshotAtTime,
             OpError::Damaged { .. }
             | OpError::DamagedChoice { .. }
-            | OpError::VerifyFailed { .. }
-            | OpError::Store(StoreError::GcRefused { .. })
-            | OpError::Store(StoreError::Link { .. })
-            | OpError::Store(StoreError::ChunkMissing { .. })
-            | OpError::Store(StoreError::ChunkCorrupt { .. })
-            | OpError::Store(StoreError::BadManifest { .. }) => ErrorCode::Damaged,
+            | OpError::VerifyFailed { .. } => ErrorCode::Damaged,
             OpError::NoSpace { .. } => ErrorCode::NoSpace,
             OpError::Offsite(e) => offsite_code(e),
-            OpError::Compare(crate::database::compare::CompareError::DuckDb { .. }) => {
-                ErrorCode::Failed
-            }
-            OpError::Compare(_) => ErrorCode::InvalidArgument,
+            OpError::Compare(e) => compare_code(e),
             OpError::Disabled { .. } => ErrorCode::Disabled,
             OpError::InUse { .. } => ErrorCode::InUse,
             OpError::ForeignStore { .. } => ErrorCode::WrongDatabase,
-            _ => ErrorCode::Failed,
+            OpError::RestoreFailed { .. } | OpError::Recover(_) => ErrorCode::Failed,
         }
     }
 
@@ -196,6 +146,41 @@ impl OpError {
 /// Offsite failures in the one table: setup and key problems are the
 /// config's (2), an object that fails its seal or checks is damage (6), the
 /// network and the server are failures (1).
+fn capture_code(e: &CaptureError) -> ErrorCode {
+    match e {
+        CaptureError::Missing { .. } | CaptureError::NotAFile { .. } | CaptureError::Header(_) => {
+            ErrorCode::DatabaseMissing
+        }
+        CaptureError::Inconsistent { .. } => ErrorCode::Busy,
+        CaptureError::Io { .. } | CaptureError::Store(_) | CaptureError::Check { .. } => {
+            ErrorCode::Failed
+        }
+    }
+}
+
+fn store_code(e: &StoreError) -> ErrorCode {
+    match e {
+        StoreError::NotFound { .. } => ErrorCode::NotFound,
+        StoreError::GcRefused { .. }
+        | StoreError::Link { .. }
+        | StoreError::ChunkMissing { .. }
+        | StoreError::ChunkCorrupt { .. }
+        | StoreError::BadManifest { .. } => ErrorCode::Damaged,
+        StoreError::Io { .. } | StoreError::Format { .. } => ErrorCode::Failed,
+    }
+}
+
+fn compare_code(e: &crate::database::compare::CompareError) -> ErrorCode {
+    use crate::database::compare::CompareError as E;
+    match e {
+        E::DuckDb { .. } => ErrorCode::Failed,
+        E::NoSuchTable { .. }
+        | E::AmbiguousTable { .. }
+        | E::NoSuchColumn { .. }
+        | E::Key { .. } => ErrorCode::InvalidArgument,
+    }
+}
+
 fn offsite_code(e: &crate::offsite::OffsiteError) -> ErrorCode {
     use crate::offsite::OffsiteError as E;
     use crate::offsite::seal::SealError;
@@ -302,7 +287,7 @@ pub(crate) fn store_for(ctx: &Ctx, given: &str) -> Result<Store, OpError> {
             reason: environment::disabled_message(&ctx.detection),
         });
     }
-    if !ctx.config.store.dir.join("STORE").exists() {
+    if !crate::store::Store::exists_at(&ctx.config.store.dir) {
         return Err(OpError::NoMatch {
             given: format!("{given:?}"),
             store: ctx.config.store.dir.clone(),

@@ -14,8 +14,9 @@ use crate::database::changes::{TableChange, summarize};
 use crate::database::compare::{Pair, Side, find};
 use crate::database::rows::{RowDiff, diff_rows};
 use crate::id::SnapshotId;
-use crate::ops::context::{Ctx, OpError, check_space_at, selector_of, store_for};
+use crate::ops::context::{Ctx, OpError, check_space_at, store_for};
 use crate::ops::select::resolve_in;
+use crate::ops::select::selector_of;
 use crate::ops::snapshot::{SnapshotOutcome, SnapshotRequest, snapshot};
 use crate::store::{Manifest, Scratch, Store};
 

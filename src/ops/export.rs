@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::database::compare::{Format, Pair, Side, find};
 use crate::database::duckfile;
 use crate::id::SnapshotId;
-use crate::ops::context::{Ctx, OpError, selector_of};
+use crate::ops::context::{Ctx, OpError};
 use crate::ops::diff::{scratch_for, spill_dir};
 use crate::ops::outfile::{self, PrivateDir};
 use crate::ops::restore::{RestoreRequest, restore};
 use crate::ops::select::resolve;
+use crate::ops::select::selector_of;
 use crate::store::StoreError;
 
 /// What `export` is asked for (CLI arguments and wire fields).

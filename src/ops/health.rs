@@ -19,8 +19,8 @@ fn schedule_interval(ctx: &Ctx) -> Option<Duration> {
     if !s.enabled {
         return None;
     }
-    let first = crate::daemon::schedule::next_after(s, Utc::now())?;
-    let second = crate::daemon::schedule::next_after(s, first)?;
+    let first = crate::config::next_after(s, Utc::now())?;
+    let second = crate::config::next_after(s, first)?;
     (second - first).to_std().ok()
 }
 
@@ -69,7 +69,7 @@ pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: b
             !["snapshot", "retention", "prune", "verify", "offsite"].contains(&e.what.as_str())
         })
         .map(|e| format!("{} failed at {}: {}", e.what, e.at.to_rfc3339(), e.message));
-    if !ctx.config.store.dir.join("STORE").exists() {
+    if !crate::store::Store::exists_at(&ctx.config.store.dir) {
         f.store_error = Some(format!(
             "no store at {} (no snapshot yet?)",
             ctx.config.store.dir.display()

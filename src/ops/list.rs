@@ -37,7 +37,7 @@ pub fn list(ctx: &Ctx) -> Result<Listing, OpError> {
             unreadable: Vec::new(),
         });
     }
-    if !ctx.config.store.dir.join("STORE").exists() {
+    if !crate::store::Store::exists_at(&ctx.config.store.dir) {
         return Ok(Listing {
             disabled: false,
             snapshots: Vec::new(),

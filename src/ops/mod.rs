@@ -1,13 +1,16 @@
 //! The operations behind the subcommands, one module each, as plain
 //! functions named like them: [`snapshot()`], [`list()`], [`show()`],
-//! [`restore()`], [`verify()`], [`prune()`], [`pin()`], [`status()`]. The
-//! CLI and the daemon call them (the daemon through [`dispatch`]); they
-//! never print. Each returns a typed outcome, with the documented
-//! "disabled" result in cloud mode. [`context`] holds what they share.
+//! [`restore()`], [`diff()`], [`export()`], [`verify()`], [`prune()`],
+//! [`pin()`], [`status()`], and [`offsite`], [`drill`], [`health`],
+//! [`owner`]. The CLI and the daemon call them (the daemon through
+//! [`crate::protocol::dispatch`]); they never print. Each returns a typed
+//! outcome, with the documented "disabled" result in cloud mode.
+//! [`context`] holds what they share, [`select`] which snapshot an id
+//! names, [`code`] the one table of error codes.
 
+pub mod code;
 pub mod context;
 pub mod diff;
-pub mod dispatch;
 pub mod drill;
 pub mod export;
 pub mod health;
@@ -25,14 +28,16 @@ mod snapshot;
 pub mod status;
 mod verify;
 
-pub use context::{Ctx, OpError, SnapshotRef, database_path};
+pub use context::{Ctx, OpError, database_path};
 pub use diff::{DiffReport, DiffRequest, diff};
 pub use export::{ExportRequest, Exported, export};
 pub use list::{ListEntry, Listing, list};
 pub use pin::pin;
+pub use progress::SnapshotCheck;
 pub use prune::{PruneReport, PruneRequest, prune};
 pub use restore::{RestoreRequest, Restored, restore};
+pub use select::SnapshotRef;
 pub use show::{Shown, show};
 pub use snapshot::{SnapshotOutcome, SnapshotReply, SnapshotRequest, snapshot};
 pub use status::{DaemonInfo, LastError, StatusReport, status};
-pub use verify::{SnapshotCheck, VerifyReport, VerifyRequest, verify, verify_with};
+pub use verify::{VerifyReport, VerifyRequest, verify, verify_with};

@@ -145,7 +145,12 @@ pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
     {
         tracing::error!(event = "offsite.push_failed", error = %e, "offsite push failed");
     }
-    crate::monitor::note_every(ctx, crate::monitor::Job::Offsite, started, &r);
+    crate::monitor::note(
+        ctx,
+        crate::monitor::Job::Offsite,
+        started,
+        super::context::outcome(&r, true),
+    );
     r
 }
 
@@ -174,7 +179,7 @@ pub fn confirm_if_possible(ctx: &Ctx, env: &HostEnv) -> Result<(), String> {
     };
     if ctx.detection.is_cloud()
         || offsite::credentials(cfg, env).is_err()
-        || !ctx.config.store.dir.join("STORE").exists()
+        || !crate::store::Store::exists_at(&ctx.config.store.dir)
     {
         tracing::debug!(
             event = "offsite.check_skipped",

@@ -1,6 +1,7 @@
 //! `pin` / `unpin`: keep a snapshot whatever retention says, or not.
 
-use crate::ops::context::{Ctx, OpError, SnapshotRef};
+use crate::ops::context::{Ctx, OpError};
+use crate::ops::select::SnapshotRef;
 use crate::ops::select::resolve;
 use crate::store::Summary;
 

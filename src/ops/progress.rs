@@ -5,7 +5,22 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::verify::SnapshotCheck;
+use serde::Serialize;
+
+/// One snapshot's verification.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SnapshotCheck {
+    pub id: String,
+    pub ok: bool,
+    pub chunks: usize,
+    pub missing_chunks: Vec<String>,
+    pub corrupt_chunks: Vec<String>,
+    /// `--deep`: the reassembled file opened with DuckDB, every column read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deep: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 /// What an operation reports while it runs.
 #[derive(Debug)]

@@ -61,7 +61,12 @@ pub fn prune(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
     let started = std::time::Instant::now();
     let r = apply(ctx, req);
     if !req.dry_run && !r.as_ref().is_ok_and(|r| r.disabled) {
-        crate::monitor::note(ctx, crate::monitor::Job::Prune, started, &r);
+        crate::monitor::note(
+            ctx,
+            crate::monitor::Job::Prune,
+            started,
+            super::context::outcome(&r, false),
+        );
     }
     r
 }
@@ -79,7 +84,7 @@ fn apply(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
     if ctx.detection.is_cloud() {
         return Ok(empty(true));
     }
-    if !ctx.config.store.dir.join("STORE").exists() {
+    if !crate::store::Store::exists_at(&ctx.config.store.dir) {
         return Ok(empty(false));
     }
     let store = open_store(ctx, false)?;

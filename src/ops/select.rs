@@ -5,14 +5,63 @@
 //! operation that takes an id (`show`, `restore`, `pin`, `unpin`, `verify`)
 //! resolves it here, against the store's catalog, before doing anything
 //! else — `restore latest` means the newest snapshot *before* the restore's
-//! own safety snapshot.
+//! own safety snapshot. [`SnapshotRef`] is the id-or-`--as-of` pair as the
+//! CLI and the wire give it.
 
 use chrono::{DateTime, Utc};
 
-use crate::id::SnapshotId;
+use crate::id::{SnapshotId, valid_reason};
 use crate::ops::context::{Ctx, OpError, store_for};
-use crate::ops::snapshot::valid_reason;
 use crate::store::{Store, Summary};
+
+/// One snapshot: what `show`, `pin` and `unpin` are asked for (the CLI's
+/// argument and the wire's field). An id, a unique id prefix, `latest`,
+/// `latest:REASON` or `as-of:TIME`; or `--as-of TIME` (see
+/// this module).
+#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRef {
+    /// The snapshot: its id (YYYYMMDDTHHMMSSZ-xxxx), a unique prefix of it,
+    /// `latest`, or `latest:REASON` (e.g. latest:pre-delete).
+    #[arg(required_unless_present = "as_of", conflicts_with = "as_of")]
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Instead of an id: the newest snapshot taken at or before this time
+    /// (2h, "90m ago", 2026-11-29T14:00:00Z, "2026-11-29 14:00 local", …).
+    #[arg(long, value_name = "TIME")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+}
+
+impl SnapshotRef {
+    pub fn id(id: impl Into<String>) -> SnapshotRef {
+        SnapshotRef {
+            id: Some(id.into()),
+            as_of: None,
+        }
+    }
+
+    /// The selector as one string (`as-of:TIME` for `--as-of`).
+    pub fn given(&self) -> Result<String, OpError> {
+        selector_of(self.id.as_deref(), self.as_of.as_deref())
+    }
+}
+
+/// `id`, or `as-of:TIME`: exactly one of the two (both come from outside).
+pub fn selector_of(id: Option<&str>, as_of: Option<&str>) -> Result<String, OpError> {
+    match (id, as_of) {
+        (Some(id), None) => Ok(id.to_string()),
+        (None, Some(t)) => Ok(format!("{AS_OF}{t}")),
+        (Some(_), Some(_)) => Err(OpError::InvalidArgument {
+            what: "snapshot",
+            reason: "give an id or --as-of, not both".into(),
+        }),
+        (None, None) => Err(OpError::InvalidArgument {
+            what: "snapshot",
+            reason: "give an id or --as-of TIME".into(),
+        }),
+    }
+}
 
 /// How many candidates an ambiguity error lists.
 const SHOWN: usize = 10;

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::ops::context::{Ctx, OpError, SnapshotRef};
+use crate::ops::context::{Ctx, OpError};
+use crate::ops::select::SnapshotRef;
 use crate::ops::select::resolve;
 use crate::store::{Manifest, Store};
 

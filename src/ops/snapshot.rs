@@ -90,7 +90,7 @@ impl SnapshotRequest {
     /// Checks reason and label (they come from outside).
     pub fn validate(&self) -> Result<(), OpError> {
         let r = &self.reason;
-        if !valid_reason(r) {
+        if !crate::id::valid_reason(r) {
             return Err(OpError::InvalidArgument {
                 what: "reason",
                 reason: format!(
@@ -108,14 +108,6 @@ impl SnapshotRequest {
         }
         Ok(())
     }
-}
-
-/// A snapshot reason: 1 to 64 letters, digits, `-`, `_` or `.`.
-pub(crate) fn valid_reason(r: &str) -> bool {
-    !r.is_empty()
-        && r.len() <= 64
-        && r.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Result of `snapshot`.
@@ -138,7 +130,12 @@ pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpE
     let started = Instant::now();
     let r = take(ctx, req);
     if !matches!(r, Ok(SnapshotOutcome::Disabled { .. })) {
-        crate::monitor::note(ctx, crate::monitor::Job::Snapshot, started, &r);
+        crate::monitor::note(
+            ctx,
+            crate::monitor::Job::Snapshot,
+            started,
+            super::context::outcome(&r, false),
+        );
     }
     if let Ok(SnapshotOutcome::Unchanged { since }) = &r {
         crate::monitor::confirm(ctx, Some(since.to_string()));

@@ -82,19 +82,20 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
     let cloud = ctx.detection.is_cloud();
     let mut pushed = None;
     let mut recorded_error = None;
-    let (summaries, store_bytes) = if !cloud && ctx.config.store.dir.join("STORE").exists() {
-        let store = Store::open(
-            &ctx.config.store.dir,
-            false,
-            ctx.config.store.compression_level,
-        )?;
-        super::context::check_owner(ctx, &store)?;
-        pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store);
-        recorded_error = newest_failure(&crate::monitor::state::Health::load(&store));
-        (store.catalog()?, store.stored_bytes()?)
-    } else {
-        (Vec::new(), 0)
-    };
+    let (summaries, store_bytes) =
+        if !cloud && crate::store::Store::exists_at(&ctx.config.store.dir) {
+            let store = Store::open(
+                &ctx.config.store.dir,
+                false,
+                ctx.config.store.compression_level,
+            )?;
+            super::context::check_owner(ctx, &store)?;
+            pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store);
+            recorded_error = newest_failure(&crate::monitor::state::Health::load(&store));
+            (store.catalog()?, store.stored_bytes()?)
+        } else {
+            (Vec::new(), 0)
+        };
     let offsite = ctx.config.offsite.as_ref().filter(|_| !cloud).map(|o| {
         let waiting: Vec<&Summary> = summaries
             .iter()

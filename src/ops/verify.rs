@@ -10,25 +10,10 @@ use crate::database::check;
 use crate::database::duckfile::Header;
 use crate::id::SnapshotId;
 use crate::ops::context::{Ctx, OpError, open_store};
-use crate::ops::progress::{Event, Progress};
+use crate::ops::progress::{Event, Progress, SnapshotCheck};
 use crate::ops::restore::compare_tables;
 use crate::ops::select::{Selector, resolve_in};
 use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
-
-/// One snapshot's verification.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct SnapshotCheck {
-    pub id: String,
-    pub ok: bool,
-    pub chunks: usize,
-    pub missing_chunks: Vec<String>,
-    pub corrupt_chunks: Vec<String>,
-    /// `--deep`: the reassembled file opened with DuckDB, every column read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deep: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// Result of `verify`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -82,7 +67,7 @@ pub(crate) fn note_verify(
 ) {
     use crate::monitor::{Job, state::Damage};
     let Ok(report) = r else {
-        crate::monitor::note(ctx, Job::Verify, started, r);
+        crate::monitor::note(ctx, Job::Verify, started, super::context::outcome(r, false));
         return;
     };
     let now = chrono::Utc::now();
@@ -146,7 +131,7 @@ pub(crate) fn check_all(
     if ctx.detection.is_cloud() {
         return Ok(empty(true));
     }
-    if !ctx.config.store.dir.join("STORE").exists() {
+    if !crate::store::Store::exists_at(&ctx.config.store.dir) {
         return match req.id.as_deref() {
             Some(given) => Err(OpError::NoMatch {
                 given: format!("{given:?}"),

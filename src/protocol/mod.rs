@@ -21,7 +21,11 @@ use crate::ops::{
 };
 use crate::store::Summary;
 
-pub mod code;
+pub mod dispatch;
+
+/// The error codes and exit statuses, defined beside the operations
+/// that fail with them.
+pub use crate::ops::code;
 
 pub use code::ErrorCode;
 
@@ -169,15 +173,24 @@ impl Request {
 
     /// Whether the request changes the store (and so waits in the queue).
     pub fn mutates(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Request::Snapshot(_)
-                | Request::Restore(_)
-                | Request::Prune(_)
-                | Request::Pin(_)
-                | Request::Unpin(_)
-                | Request::Verify(VerifyRequest { deep: true, .. })
-        )
+            | Request::Restore(_)
+            | Request::Prune(_)
+            | Request::Pin(_)
+            | Request::Unpin(_) => true,
+            Request::Verify(v) => v.deep,
+            // diff captures `live` and export reads through scratch space:
+            // both run beside the queue as before, taking the store lock
+            // they need themselves.
+            Request::Hello { .. }
+            | Request::Ping {}
+            | Request::Status {}
+            | Request::List {}
+            | Request::Show(_)
+            | Request::Diff(_)
+            | Request::Export(_) => false,
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// What DuckDB said about a copy: defined where the check is made.
+pub use crate::database::check::{CheckInfo, CheckStatus, TableCount};
 use crate::id::SnapshotId;
 
 /// The manifest format this build writes and reads.
@@ -110,43 +112,6 @@ pub struct DatabaseInfo {
     pub block_size: u64,
     pub block_count: u64,
     pub iteration: u64,
-}
-
-/// Outcome of opening the captured copy with the bundled DuckDB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStatus {
-    /// Opened read-only, every table listed and counted.
-    Verified,
-    /// Not opened, e.g. a storage version newer than the bundled DuckDB reads.
-    NotVerified,
-}
-
-/// The documented lower-case word (as in JSON, manifests and the config).
-impl std::fmt::Display for CheckStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            CheckStatus::Verified => "verified",
-            CheckStatus::NotVerified => "not_verified",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableCount {
-    pub schema: String,
-    pub name: String,
-    pub rows: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckInfo {
-    pub status: CheckStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Version of the DuckDB library that checked it.
-    pub duckdb_version: String,
-    pub tables: Vec<TableCount>,
 }
 
 /// A snapshot's manifest: everything needed to reassemble and judge it.

@@ -27,12 +27,21 @@ pub struct Store {
     pub(super) level: i32,
 }
 
+/// The file that marks a directory as a store (its format inside).
+const MARKER_FILE: &str = "STORE";
+
 impl Store {
+    /// Whether `dir` holds a store (its marker), without opening it: how
+    /// read-only operations tell "no snapshot taken yet" from a store.
+    pub fn exists_at(dir: &Path) -> bool {
+        dir.join(MARKER_FILE).exists()
+    }
+
     /// Opens the store at `dir`, creating it when `create` is set and it does
     /// not exist. Checks the format marker; removes staging leftovers when no
     /// other process is mutating the store.
     pub fn open(dir: &Path, create: bool, level: i32) -> Result<Store> {
-        let marker = dir.join("STORE");
+        let marker = dir.join(MARKER_FILE);
         if !marker.exists() {
             let empty = match fs::read_dir(dir) {
                 Ok(mut it) => it.next().is_none(),

@@ -7,6 +7,7 @@ mod daemon;
 mod edges;
 mod environment;
 mod helpers;
+mod layers;
 mod list;
 mod monitor;
 mod offsite;

@@ -54,7 +54,7 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    if dir.join("STORE").is_file() {
+    if crate::store::Store::exists_at(dir) {
         return; // a ducksnap store: its files are chunks, not databases
     }
     for e in entries.flatten() {

@@ -41,7 +41,7 @@ pub struct RestoreRequest {
 impl RestoreRequest {
     /// The selector as one string (`as-of:TIME` for `--as-of`).
     pub fn given(&self) -> Result<String, crate::ops::OpError> {
-        crate::ops::context::selector_of(self.id.as_deref(), self.as_of.as_deref())
+        crate::ops::select::selector_of(self.id.as_deref(), self.as_of.as_deref())
     }
 }
 
