@@ -1,5 +1,5 @@
-//! `ducksnap offsite init|push|status|list|pull`: the copy of the store in
-//! object storage (README, "Offsite").
+//! `ducksnap offsite init|push|status|list|prune|verify|pull`: the copy of
+//! the store in object storage (README, "Offsite").
 
 use crate::config::HostEnv;
 use crate::ops::{Ctx, offsite};

@@ -7,8 +7,14 @@
 //! * **scheduler** ([`scheduler`]) — cron slots ([`schedule`]); queues a
 //!   scheduled snapshot (skipped when the database did not change),
 //!   followed by retention;
+//! * **drills** ([`scheduler`], the `Drills` kind) — `[schedule] verify`
+//!   slots: a deep verify of the newest snapshot and a rolling sample;
+//! * **pusher** ([`pusher`]) — with `[offsite]`, a push after each
+//!   snapshot and on its own slots, on a blocking thread beside the worker;
 //! * **watcher** ([`watch`]) — the database's directory;
 //! * **watchdog** — `WATCHDOG=1` when systemd asks for it ([`sdnotify`]).
+//!
+//! The socket is bound here, or taken from systemd ([`activation`]).
 //!
 //! Shutdown and reload arrive as [`Control`] values on a channel passed
 //! into [`serve`]; [`run`] feeds it from signals (signal-hook, on a thread):

@@ -2,7 +2,8 @@
 //! `latest:REASON` (the newest snapshot taken for that reason), or
 //! `as-of:TIME` (the newest snapshot taken at or before TIME, in any form
 //! [`crate::when`] accepts; what `--as-of TIME` means). Every
-//! operation that takes an id (`show`, `restore`, `pin`, `unpin`, `verify`)
+//! operation that takes an id (`show`, `restore`, `pin`, `unpin`, `verify`,
+//! `diff`, `export`, `offsite pull`)
 //! resolves it here, against the store's catalog, before doing anything
 //! else — `restore latest` means the newest snapshot *before* the restore's
 //! own safety snapshot. [`SnapshotRef`] is the id-or-`--as-of` pair as the

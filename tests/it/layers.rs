@@ -588,3 +588,56 @@ fn layers_hold() {
         );
     }
 }
+
+/// The maps people read cannot drift from the folders: every top-level
+/// module under `src/` is in `lib.rs`'s map and in docs/ARCHITECTURE.md,
+/// every module of `ops` and `daemon` in its `mod.rs` header, every module
+/// has a place in [`ORDER`].
+#[test]
+fn maps_name_every_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let header = |text: &str| -> String {
+        text.lines()
+            .take_while(|l| l.starts_with("//!") || l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let children = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter_map(|p| {
+                let name = p.file_stem()?.to_str()?.to_string();
+                (p.is_dir() || p.extension().is_some_and(|e| e == "rs")).then_some(name)
+            })
+            .filter(|n| !["lib", "main", "mod"].contains(&n.as_str()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let lib = header(&read("src/lib.rs"));
+    let arch = read("docs/ARCHITECTURE.md");
+    let mut missing = Vec::new();
+    for m in children("src") {
+        if !lib.contains(&format!("[`{m}`]")) {
+            missing.push(format!("src/lib.rs's map lacks [`{m}`]"));
+        }
+        if !arch.contains(&format!("src/{m}")) {
+            missing.push(format!("docs/ARCHITECTURE.md never names src/{m}"));
+        }
+        if !ORDER.contains(&m.as_str()) {
+            missing.push(format!("{m} has no place in the layer order"));
+        }
+    }
+    for dir in ["ops", "daemon"] {
+        let head = header(&read(&format!("src/{dir}/mod.rs")));
+        for m in children(&format!("src/{dir}")) {
+            if !head.contains(&format!("[`{m}`]")) && !head.contains(&format!("[`{m}()`]")) {
+                missing.push(format!("src/{dir}/mod.rs's header lacks [`{m}`]"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
