@@ -6,6 +6,7 @@ mod config;
 mod daemon;
 mod edges;
 mod environment;
+mod golden;
 mod helpers;
 mod layers;
 mod list;
