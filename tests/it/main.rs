@@ -1,12 +1,17 @@
 //! The one integration-test binary (every test binary links all of DuckDB).
+//! One file per subsystem; the harnesses (a workspace, the daemon, the S3
+//! servers) in `helpers/`.
 
 mod capture;
 mod cli;
 mod config;
-mod daemon;
-mod edges;
+mod daemon_offsite;
+mod daemon_service;
+mod daemon_socket;
+mod daemon_triggers;
 mod environment;
 mod golden;
+mod hazards;
 mod helpers;
 mod layers;
 mod list;
@@ -15,8 +20,7 @@ mod offsite;
 mod offsite_hostile;
 mod outfile;
 mod owner;
-mod people;
 mod restore;
 mod retention;
-mod s3;
 mod timetravel;
+mod usage;

@@ -8,7 +8,7 @@ use chrono::{TimeDelta, Utc};
 use ducksnap::monitor::check::{Facts, Level, default_ages, evaluate};
 use ducksnap::monitor::state::{Damage, Failure, Job, JobRecord, Lost};
 
-use crate::daemon::{Daemon, cli_with, set_config};
+use crate::helpers::daemon::{Daemon, cli_with, set_config};
 use crate::helpers::*;
 
 /// Facts with the newest snapshot `age` seconds before `NOW`.

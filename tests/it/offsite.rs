@@ -7,8 +7,8 @@ use std::process::Output;
 
 use serde_json::Value;
 
+use crate::helpers::s3::{self, KEY_ID, S3, SECRET};
 use crate::helpers::*;
-use crate::s3::{self, KEY_ID, S3, SECRET};
 
 pub fn with_creds(ws: &Workspace, args: &[&str]) -> Output {
     ws.cmd(args)

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::helpers::s3::{self, S3};
 use crate::helpers::*;
 use crate::offsite::{
     change, fresh_machine, offsite_ws, ok_json, restore_from_offsite, with_creds,
 };
-use crate::s3::{self, S3};
 
 /// The objects under `dir` (`snapshots` or `packs`) on rclone's disk.
 fn objects(root: &Path, dir: &str) -> BTreeSet<PathBuf> {
@@ -279,7 +279,7 @@ fn the_guide_s_disaster_recovery_runs_as_written() {
 /// say the job is failing, and `STATUS=` names the push.
 #[test]
 fn the_daemon_s_failing_pushes_are_seen() {
-    use crate::daemon::{Daemon, set_config};
+    use crate::helpers::daemon::{Daemon, set_config};
     let root = tempfile::tempdir().unwrap();
     let server = S3::rclone(root.path());
     let ws = offsite_ws(&server);

@@ -2,6 +2,9 @@
 //! `ducksnap` binary run in it with a clean environment, DuckDB files made by
 //! the bundled DuckDB or by Python's `duckdb` package, and a store reader.
 
+pub mod daemon;
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
