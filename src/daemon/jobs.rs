@@ -138,10 +138,11 @@ impl StateHandle {
     }
 
     /// Notes the last run of `what` and whether it succeeded.
-    pub fn note_run(&self, what: &str, ok: bool) {
+    pub fn note_run(&self, what: Work, ok: bool) {
         let line = format!(
-            "{} {what}: {}",
+            "{} {}: {}",
             Utc::now().to_rfc3339(),
+            what.name(),
             if ok { "ok" } else { "failed" }
         );
         self.with(|st| st.info.last_run = Some(line));
@@ -149,8 +150,8 @@ impl StateHandle {
 
     /// Records how a piece of the daemon's work went: a failure becomes the
     /// last error (with its time), a success clears an error of its kind.
-    pub fn record(&self, what: &str, outcome: Result<(), String>) {
-        let kind = work_kind(what);
+    pub fn record(&self, what: Work, outcome: Result<(), String>) {
+        let kind = what.name();
         self.with(|st| match outcome {
             Ok(()) => {
                 if st.info.last_error.as_ref().is_some_and(|e| e.what == kind) {
@@ -168,11 +169,57 @@ impl StateHandle {
     }
 }
 
-/// The kind of work an error belongs to, so that a later success of the
-/// same kind clears it.
-fn work_kind(what: &str) -> &str {
-    match what {
-        "snapshot" | "scheduled" | "change" => "snapshot",
-        other => other,
+/// The daemon's kinds of work, as `status` names them (`last_error.what`,
+/// `last_run`): a failure is cleared by the next success of the same kind.
+/// Scheduled and change-triggered snapshots are `Snapshot` work like a
+/// requested one; a restore drill is `Verify` work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    Snapshot,
+    Restore,
+    Prune,
+    Pin,
+    Unpin,
+    Verify,
+    Retention,
+    Reload,
+    Offsite,
+}
+
+impl Work {
+    /// The word on the wire and in `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Work::Snapshot => "snapshot",
+            Work::Restore => "restore",
+            Work::Prune => "prune",
+            Work::Pin => "pin",
+            Work::Unpin => "unpin",
+            Work::Verify => "verify",
+            Work::Retention => "retention",
+            Work::Reload => "reload",
+            Work::Offsite => "offsite",
+        }
+    }
+
+    /// The work a request queued for the worker is; `None` for the requests
+    /// answered beside the queue (they are the caller's reads, not the
+    /// daemon's work).
+    pub fn of(req: &Request) -> Option<Work> {
+        match req {
+            Request::Snapshot(_) => Some(Work::Snapshot),
+            Request::Restore(_) => Some(Work::Restore),
+            Request::Prune(_) => Some(Work::Prune),
+            Request::Pin(_) => Some(Work::Pin),
+            Request::Unpin(_) => Some(Work::Unpin),
+            Request::Verify(_) => Some(Work::Verify),
+            Request::Hello { .. }
+            | Request::Ping {}
+            | Request::Status {}
+            | Request::List {}
+            | Request::Show(_)
+            | Request::Diff(_)
+            | Request::Export(_) => None,
+        }
     }
 }

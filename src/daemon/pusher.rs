@@ -17,7 +17,7 @@ use chrono::Utc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::jobs::{Settings, StateHandle};
+use super::jobs::{Settings, StateHandle, Work};
 use super::schedule;
 use super::sdnotify::Notifier;
 use crate::config::{HostEnv, OffsitePush, ScheduleConfig};
@@ -129,7 +129,7 @@ async fn push_once(p: &Pusher) -> Option<bool> {
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("internal error: {e}")),
     };
-    p.state.note_run("offsite", outcome.is_ok());
+    p.state.note_run(Work::Offsite, outcome.is_ok());
     let ok = record(p, outcome);
     let (ctx, st, n) = (
         p.settings.borrow().clone(),
@@ -147,7 +147,7 @@ fn record(p: &Pusher, outcome: Result<crate::offsite::push::Pushed, String>) -> 
         Ok(pushed) => {
             // Recorded before it is logged: whoever sees the log line sees
             // the cleared error in `status`.
-            p.state.record("offsite", Ok(()));
+            p.state.record(Work::Offsite, Ok(()));
             if !pushed.snapshots.is_empty() {
                 tracing::info!(
                     event = "offsite.push_completed",
@@ -161,7 +161,7 @@ fn record(p: &Pusher, outcome: Result<crate::offsite::push::Pushed, String>) -> 
         }
         Err(message) => {
             // ops::offsite::push logged offsite.push_failed.
-            p.state.record("offsite", Err(message));
+            p.state.record(Work::Offsite, Err(message));
             false
         }
     }

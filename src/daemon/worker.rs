@@ -10,9 +10,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::{self, Ctx, PruneRequest, SnapshotOutcome, SnapshotReply, SnapshotRequest};
-use crate::protocol::{ErrorCode, Request, Response, dispatch};
+use crate::protocol::{ErrorCode, Response, dispatch};
 
-use super::jobs::{self, Job, JobKind, Settings, StateHandle};
+use super::jobs::{self, Job, JobKind, Settings, StateHandle, Work};
 use super::sdnotify::Notifier;
 
 /// Runs jobs until cancelled; answers what is still queued with
@@ -57,7 +57,7 @@ pub async fn worker(
 
 /// Notes the run; a failure of the daemon's own work becomes its last
 /// error, a success clears one of its kind; refusals are the caller's.
-fn set_result(state: &StateHandle, what: &str, r: &Response) {
+fn set_result(state: &StateHandle, what: Work, r: &Response) {
     state.note_run(what, r.ok);
     match &r.error {
         None => state.record(what, Ok(())),
@@ -97,13 +97,14 @@ pub(super) fn send_status(ctx: &Ctx, state: &StateHandle, notifier: &Notifier) {
 fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> Response {
     match kind {
         JobKind::Request(req) => {
-            let what = req.name();
-            let is_snapshot = matches!(req, Request::Snapshot(_));
+            let what = Work::of(&req);
             let r = dispatch::handle(ctx, req, state.info());
-            if is_snapshot && r.ok {
+            if what == Some(Work::Snapshot) && r.ok {
                 state.note_snapshot(jobs::fingerprint(&ctx.config.database.path), true);
             }
-            set_result(state, what, &r);
+            if let Some(what) = what {
+                set_result(state, what, &r);
+            }
             r
         }
         JobKind::Scheduled => background_snapshot(ctx, state, true),
@@ -113,7 +114,7 @@ fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> Response {
                 Ok(v) => Response::ok(serde_json::to_value(v).expect("report serializes")),
                 Err(e) => Response::err(e.code(), e.to_string()),
             };
-            set_result(state, "verify", &r);
+            set_result(state, Work::Verify, &r);
             r
         }
     }
@@ -136,7 +137,7 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
             )
         });
         let r = Response::err(ErrorCode::DatabaseMissing, message);
-        set_result(state, if scheduled { "scheduled" } else { "change" }, &r);
+        set_result(state, Work::Snapshot, &r);
         tracing::warn!(event = "schedule.skipped", reason = "database missing", database = %db.display(), "scheduled snapshot skipped: the database does not exist");
         return r;
     }
@@ -165,7 +166,7 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
         }
         Err(e) => Response::err(e.code(), e.to_string()),
     };
-    set_result(state, &req.reason, &r);
+    set_result(state, Work::Snapshot, &r);
     match &r.error {
         None => apply_retention(ctx, state),
         Some(e) => {
@@ -186,11 +187,11 @@ fn apply_retention(ctx: &Ctx, state: &StateHandle) {
                     "retention removed old snapshots"
                 )
             }
-            state.record("retention", Ok(()));
+            state.record(Work::Retention, Ok(()));
         }
         Err(e) => {
             tracing::error!(event = "retention.failed", error = %e, "retention failed");
-            state.record("retention", Err(e.to_string()));
+            state.record(Work::Retention, Err(e.to_string()));
         }
     }
 }
