@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::{self, Ctx, PruneRequest, SnapshotOutcome, SnapshotReply, SnapshotRequest};
-use crate::protocol::{ErrorCode, Response, dispatch};
+use crate::protocol::{ErrorCode, Request, Response, dispatch};
 
 use super::jobs::{self, Job, JobKind, Settings, StateHandle, Work};
 use super::sdnotify::Notifier;
@@ -32,17 +32,15 @@ pub async fn worker(
         };
         let ctx = settings.borrow().clone();
         let st = state.clone();
-        let answer = tokio::task::spawn_blocking(move || run_job(&ctx, &st, job.kind))
+        let (answer, took) = tokio::task::spawn_blocking(move || run_job(&ctx, &st, job.kind))
             .await
-            .unwrap_or_else(|e| Response::err(ErrorCode::Failed, format!("internal error: {e}")));
-        let took = answer.ok
-            && answer
-                .result
-                .as_ref()
-                .is_some_and(|r| r.get("snapshot").is_some_and(|s| s.is_object()));
+            .unwrap_or_else(|e| {
+                let r = Response::err(ErrorCode::Failed, format!("internal error: {e}"));
+                (r, Took::Nothing)
+            });
         // The answer goes out first: the pusher's work starts after it.
         let _ = job.reply.send(answer);
-        if took {
+        if took == Took::Snapshot {
             snapshot_taken.notify_one();
         }
         let ctx = settings.borrow().clone();
@@ -93,36 +91,59 @@ pub(super) fn send_status(ctx: &Ctx, state: &StateHandle, notifier: &Notifier) {
     notifier.send(&format!("STATUS={line}"));
 }
 
+/// Whether a job stored a new snapshot (the pusher is kicked then), from
+/// the operation's typed outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Took {
+    Snapshot,
+    Nothing,
+}
+
+impl Took {
+    fn of<E>(out: &Result<SnapshotOutcome, E>) -> Took {
+        match out {
+            Ok(SnapshotOutcome::Created(_)) => Took::Snapshot,
+            Ok(SnapshotOutcome::Unchanged { .. } | SnapshotOutcome::Disabled { .. }) | Err(_) => {
+                Took::Nothing
+            }
+        }
+    }
+}
+
 /// Runs one job (blocking).
-fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> Response {
+fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> (Response, Took) {
     match kind {
+        JobKind::Request(Request::Snapshot(req)) => {
+            let out = ops::snapshot(ctx, &req);
+            let took = Took::of(&out);
+            if out.is_ok() {
+                state.note_snapshot(jobs::fingerprint(&ctx.config.database.path), true);
+            }
+            let r = dispatch::answer(out.map(SnapshotReply::from));
+            set_result(state, Work::Snapshot, &r);
+            (r, took)
+        }
         JobKind::Request(req) => {
             let what = Work::of(&req);
             let r = dispatch::handle(ctx, req, state.info());
-            if what == Some(Work::Snapshot) && r.ok {
-                state.note_snapshot(jobs::fingerprint(&ctx.config.database.path), true);
-            }
             if let Some(what) = what {
                 set_result(state, what, &r);
             }
-            r
+            (r, Took::Nothing)
         }
         JobKind::Scheduled => background_snapshot(ctx, state, true),
         JobKind::Changed => background_snapshot(ctx, state, false),
         JobKind::Drill => {
-            let r = match ops::drill::drill(ctx) {
-                Ok(v) => Response::ok(serde_json::to_value(v).expect("report serializes")),
-                Err(e) => Response::err(e.code(), e.to_string()),
-            };
+            let r = dispatch::answer(ops::drill::drill(ctx));
             set_result(state, Work::Verify, &r);
-            r
+            (r, Took::Nothing)
         }
     }
 }
 
 /// A scheduled (skipped when the database did not change) or
 /// change-triggered snapshot, then retention.
-fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Response {
+fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> (Response, Took) {
     let db = &ctx.config.database.path;
     let now_fp = jobs::fingerprint(db);
     if now_fp.is_none() {
@@ -139,7 +160,7 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
         let r = Response::err(ErrorCode::DatabaseMissing, message);
         set_result(state, Work::Snapshot, &r);
         tracing::warn!(event = "schedule.skipped", reason = "database missing", database = %db.display(), "scheduled snapshot skipped: the database does not exist");
-        return r;
+        return (r, Took::Nothing);
     }
     if scheduled && now_fp == state.fingerprint() {
         // Recorded before it is logged: whoever sees the line sees the
@@ -150,7 +171,10 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
             reason = "unchanged",
             "scheduled snapshot skipped: the database has not changed since the last snapshot"
         );
-        return Response::ok(serde_json::json!({"skipped": "unchanged"}));
+        return (
+            Response::ok(serde_json::json!({"skipped": "unchanged"})),
+            Took::Nothing,
+        );
     }
     let req = SnapshotRequest {
         reason: if scheduled { "scheduled" } else { "change" }.into(),
@@ -158,14 +182,12 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
         pin: false,
         skip_unchanged: true,
     };
-    let r = match ops::snapshot(ctx, &req) {
-        Ok(o) => {
-            let taken = !matches!(o, SnapshotOutcome::Unchanged { .. });
-            state.note_snapshot(now_fp, taken);
-            Response::ok(serde_json::to_value(SnapshotReply::from(o)).expect("reply serializes"))
-        }
-        Err(e) => Response::err(e.code(), e.to_string()),
-    };
+    let out = ops::snapshot(ctx, &req);
+    let took = Took::of(&out);
+    if let Ok(o) = &out {
+        state.note_snapshot(now_fp, !matches!(o, SnapshotOutcome::Unchanged { .. }));
+    }
+    let r = dispatch::answer(out.map(SnapshotReply::from));
     set_result(state, Work::Snapshot, &r);
     match &r.error {
         None => apply_retention(ctx, state),
@@ -173,7 +195,7 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> Respo
             tracing::error!(event = "schedule.failed", code = %e.code, error = %e.message, "scheduled snapshot failed")
         }
     }
-    r
+    (r, took)
 }
 
 fn apply_retention(ctx: &Ctx, state: &StateHandle) {

@@ -5,7 +5,9 @@
 use crate::ops::{self, Ctx, DaemonInfo, OpError, SnapshotReply};
 use crate::protocol::{Hello, PROTOCOL_VERSION, Request, Response};
 
-fn answer<T: serde::Serialize>(r: Result<T, OpError>) -> Response {
+/// An operation's typed result as the wire's answer: the only place one
+/// becomes a [`Response`].
+pub fn answer<T: serde::Serialize>(r: Result<T, OpError>) -> Response {
     match r {
         Ok(v) => Response::ok(serde_json::to_value(v).expect("result serializes")),
         Err(e) => Response::err(e.code(), e.to_string()),
