@@ -215,6 +215,10 @@ fn failing_snapshots_are_seen_by_check_systemd_and_metrics() {
     make_db(&ws.db(), "CREATE TABLE t AS SELECT 1 AS i");
     let mut d = Daemon::start(&ws, &[]);
     d.wait_event("snapshot.created", Duration::from_secs(30));
+    // `snapshot.created` is logged when the manifest is committed, before
+    // the job's outcome is recorded and the metrics file rewritten; the
+    // worker sends STATUS= only after both.
+    d.wait_status(|n| n.contains("last snapshot"));
     let (code, line) = check(&ws);
     assert_eq!(code, 0, "{line}");
     assert!(line.starts_with("DUCKSNAP OK - newest snapshot"), "{line}");
