@@ -92,6 +92,13 @@ fn init(ctx: &Ctx, env: &HostEnv, json: bool) -> anyhow::Result<u8> {
             "not supported: plain puts"
         }
     );
+    if r.same_disk {
+        eprintln!(
+            "WARNING: {} is on the same disk as the store {}: a failure of that disk takes both copies. Point offsite.url at another disk (a NAS, an external drive).",
+            r.url,
+            ctx.config.store.dir.display()
+        );
+    }
     Ok(0)
 }
 

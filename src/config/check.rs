@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::checked::*;
 use super::error::ConfigError;
 use super::host::{HostEnv, default_socket_path};
+use super::offsite_url::OffsiteTarget;
 use super::raw::*;
 use super::values::{ByteSize, CronExpr, HumanDuration, check_log_level};
 
@@ -33,7 +34,10 @@ pub fn from_str_at(
     let database = c.database(raw.database)?;
     let store = c.store(raw.store, &database.path)?;
     let retention = c.retention(raw.retention)?;
-    let offsite = raw.offsite.map(|o| c.offsite(o, &retention)).transpose()?;
+    let offsite = raw
+        .offsite
+        .map(|o| c.offsite(o, &retention, &store.dir))
+        .transpose()?;
     Ok(Config {
         source: source.map(Path::to_path_buf),
         database,
@@ -235,14 +239,19 @@ impl Checker<'_> {
         &self,
         o: RawOffsite,
         local: &RetentionConfig,
+        store: &Path,
     ) -> Result<OffsiteConfig, ConfigError> {
-        let url = o.url.ok_or_else(|| {
+        let url = o.url.clone().ok_or_else(|| {
             self.invalid(
                 "offsite.url",
-                "missing (e.g. \"s3://bucket/prefix\")".into(),
+                "missing (e.g. \"s3://bucket/prefix\" or \"file:///mnt/nas/ducksnap\")".into(),
             )
         })?;
-        split_s3_url(&url).map_err(|reason| self.invalid("offsite.url", reason))?;
+        let target =
+            OffsiteTarget::parse(&url).map_err(|reason| self.invalid("offsite.url", reason))?;
+        if let OffsiteTarget::Directory { path } = &target {
+            self.offsite_directory(&o, path, store)?;
+        }
         let (allow_http, http_warning) = self.offsite_http(o.endpoint.as_deref(), o.allow_http)?;
         let encryption = o.encryption.unwrap_or(Encryption::XChaCha20Poly1305);
         let key_file = match (o.key_file, encryption) {
@@ -274,6 +283,7 @@ impl Checker<'_> {
         };
         Ok(OffsiteConfig {
             url,
+            target,
             endpoint: o.endpoint,
             region: o.region.unwrap_or_else(|| "us-east-1".into()),
             allow_http,
@@ -286,6 +296,43 @@ impl Checker<'_> {
             prune_grace: o.prune_grace.unwrap_or(ms(3_600_000)),
             retention,
         })
+    }
+
+    /// A directory remote: the S3 settings do not apply (set, they are a
+    /// mistake), and the copy must be neither in the store nor around it
+    /// (remote prune deletes what no record names).
+    fn offsite_directory(
+        &self,
+        o: &RawOffsite,
+        dir: &Path,
+        store: &Path,
+    ) -> Result<(), ConfigError> {
+        let s3_only = [
+            ("offsite.endpoint", o.endpoint.is_some()),
+            ("offsite.region", o.region.is_some()),
+            ("offsite.allow_http", o.allow_http.is_some()),
+            ("offsite.credentials_file", o.credentials_file.is_some()),
+        ];
+        if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "applies to s3:// URLs; offsite.url names the directory {}: remove it",
+                    dir.display()
+                ),
+            ));
+        }
+        if dir.starts_with(store) || store.starts_with(dir) {
+            return Err(self.invalid(
+                "offsite.url",
+                format!(
+                    "the directory {} and the store {} must not contain one another: put the offsite copy on another disk",
+                    dir.display(),
+                    store.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Plain HTTP is allowed to a loopback endpoint, or when `allow_http`
@@ -382,25 +429,4 @@ fn reason_rules(
         );
     }
     Ok(rules)
-}
-
-/// `s3://bucket/prefix` → the bucket and the prefix (no leading or
-/// trailing `/`); the reason when it is not one.
-pub fn split_s3_url(url: &str) -> Result<(String, String), String> {
-    let bad = |reason: &str| format!("{url:?}: {reason} (expected s3://bucket/prefix)");
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| bad("not an s3:// URL"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
-        return Err(bad(
-            "the bucket name must be 3 to 63 lower-case letters, digits, '-' or '.'",
-        ));
-    }
-    let prefix = prefix.trim_matches('/').to_string();
-    if prefix.split('/').any(|p| p == ".." || p == ".") || prefix.contains("//") {
-        return Err(bad("the prefix must not contain '.', '..' or empty parts"));
-    }
-    Ok((bucket.to_string(), prefix))
 }

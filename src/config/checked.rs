@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::offsite_url::OffsiteTarget;
 use super::values::{ByteSize, CronExpr, HumanDuration, LogFormat, ModeSetting};
 
 /// Checked configuration with every path absolute.
@@ -131,12 +132,17 @@ pub struct SocketConfig {
     pub max_connections: u32,
 }
 
-/// `[offsite]`: a copy of the store in S3-compatible object storage.
+/// `[offsite]`: a copy of the store in S3-compatible object storage or a
+/// directory (a NAS, an external disk).
 #[derive(Debug, Clone, Serialize)]
 pub struct OffsiteConfig {
-    /// `s3://bucket/prefix`.
+    /// `s3://bucket/prefix` or `file:///path`, as written.
     pub url: String,
-    /// An S3-compatible server's URL (default: AWS).
+    /// What `url` names.
+    #[serde(skip)]
+    pub target: OffsiteTarget,
+    /// An S3-compatible server's URL (default: AWS). S3 only, as are the
+    /// region, `allow_http` and the credentials.
     pub endpoint: Option<String>,
     pub region: String,
     /// Plain HTTP: a loopback endpoint, or set explicitly (warned at start).

@@ -19,12 +19,14 @@ pub mod checked;
 pub mod error;
 pub mod host;
 pub mod locate;
+pub mod offsite_url;
 mod raw;
 pub mod values;
 
-pub use check::{from_str_at, split_s3_url};
+pub use check::from_str_at;
 pub use checked::*;
 pub use error::ConfigError;
 pub use host::{HostEnv, default_socket_path};
 pub use locate::{Located, load, load_file, locate, mode_from_env};
+pub use offsite_url::OffsiteTarget;
 pub use values::*;

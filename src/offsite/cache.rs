@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{self, PACKS, Record, SNAPSHOTS};
-use super::remote::Credentials;
+use super::s3::Credentials;
 use super::{Offsite, OffsiteError};
 use crate::store::Store;
 

@@ -33,6 +33,10 @@ pub enum OffsiteError {
         "bucket {bucket:?} does not exist at {endpoint}: create it (aws s3 mb s3://{bucket}, or in the provider's console), or fix offsite.url"
     )]
     NoBucket { bucket: String, endpoint: String },
+    #[error(
+        "the offsite directory {0} does not exist: mount the disk it is on, or create it (mkdir -p) if this is its first use"
+    )]
+    NoDirectory(PathBuf),
     #[error("offsite layout: {0}")]
     Layout(String),
     #[error("offsite record {object}: {reason}")]

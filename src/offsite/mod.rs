@@ -1,32 +1,36 @@
-//! Offsite copies: the store replicated to S3-compatible object storage,
-//! sealed on this machine ([`seal`]), laid out as immutable packs of chunks
-//! and one record per snapshot ([`layout`]), through [`remote`]. What was
+//! Offsite copies: the store replicated to S3-compatible object storage or
+//! a directory, sealed on this machine ([`seal`]), laid out as immutable
+//! packs of chunks and one record per snapshot ([`layout`]), through a
+//! [`backend::Backend`] — [`s3`] or [`directory`], chosen by [`connect`]. What was
 //! pushed is remembered in the store ([`cache`]); [`push`] uploads what the
 //! remote lacks, [`pull`] brings a snapshot back into a (possibly new,
 //! empty) local store, from where the usual restore takes over.
 
+pub mod backend;
 pub mod cache;
+pub mod directory;
 mod error;
 pub mod layout;
 pub mod prune;
 pub mod pull;
 pub mod push;
-pub mod remote;
+pub mod s3;
 pub mod seal;
 pub mod verify;
 
 use std::path::PathBuf;
 
-use crate::config::{Encryption, HostEnv, OffsiteConfig};
+use crate::config::{Encryption, HostEnv, OffsiteConfig, OffsiteTarget};
+use backend::Backend;
 use layout::{MARKER, Marker};
-use remote::{Credentials, Remote};
+use s3::{Credentials, S3};
 use seal::Sealer;
 
 pub use error::OffsiteError;
 
 /// A remote ready for use: connected, its marker read and the key checked.
 pub struct Offsite {
-    pub remote: Remote,
+    pub remote: Box<dyn Backend>,
     pub sealer: Sealer,
     pub marker: Marker,
 }
@@ -60,16 +64,49 @@ pub fn sealer(cfg: &OffsiteConfig) -> Result<Sealer, OffsiteError> {
     }
 }
 
+/// The backend `offsite.url` names (the credentials read for S3):
+/// `conditional` asks for puts that create only if absent.
+pub fn connect(
+    cfg: &OffsiteConfig,
+    env: &HostEnv,
+    conditional: bool,
+) -> Result<Box<dyn Backend>, OffsiteError> {
+    match &cfg.target {
+        OffsiteTarget::S3 { bucket, prefix } => {
+            let creds = credentials(cfg, env)?;
+            Ok(Box::new(S3::connect(
+                cfg,
+                (bucket, prefix),
+                &creds,
+                conditional,
+            )?))
+        }
+        OffsiteTarget::Directory { path } => Ok(Box::new(directory::Directory::open(
+            path,
+            &cfg.url,
+            conditional,
+        )?)),
+    }
+}
+
+/// Whether [`connect`] has what it needs without asking anyone: S3
+/// credentials, when the remote is a bucket.
+pub fn reachable_without_asking(cfg: &OffsiteConfig, env: &HostEnv) -> bool {
+    match &cfg.target {
+        OffsiteTarget::S3 { .. } => credentials(cfg, env).is_ok(),
+        OffsiteTarget::Directory { .. } => true,
+    }
+}
+
 /// Connects to the configured remote and checks its marker and the key.
 pub fn open(cfg: Option<&OffsiteConfig>, env: &HostEnv) -> Result<Offsite, OffsiteError> {
     let cfg = cfg.ok_or(OffsiteError::NotConfigured)?;
     let sealer = sealer(cfg)?;
-    let creds = credentials(cfg, env)?;
-    let probe = Remote::connect(cfg, &creds, false)?;
-    let marker = read_marker(&probe)?.ok_or(OffsiteError::NotInitialized)?;
+    let probe = connect(cfg, env, false)?;
+    let marker = read_marker(probe.as_ref())?.ok_or(OffsiteError::NotInitialized)?;
     marker.check(&sealer, cfg.encryption.as_str())?;
     let remote = if marker.conditional_put {
-        Remote::connect(cfg, &creds, true)?
+        connect(cfg, env, true)?
     } else {
         probe
     };
@@ -80,7 +117,7 @@ pub fn open(cfg: Option<&OffsiteConfig>, env: &HostEnv) -> Result<Offsite, Offsi
     })
 }
 
-pub fn read_marker(r: &Remote) -> Result<Option<Marker>, OffsiteError> {
+pub fn read_marker(r: &dyn Backend) -> Result<Option<Marker>, OffsiteError> {
     match r.get(MARKER)? {
         None => Ok(None),
         Some(b) => serde_json::from_slice(&b)

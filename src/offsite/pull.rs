@@ -71,7 +71,7 @@ pub fn pull(
     let batch = store.batch(lock);
     let mut z = Compressors::default();
     let packs: Vec<(u32, Wanted)> = by_pack.into_iter().collect();
-    for group in packs.chunks(super::remote::PARALLEL) {
+    for group in packs.chunks(super::backend::PARALLEL) {
         let names: Vec<String> = group
             .iter()
             .map(|(i, _)| record.packs[*i as usize].clone())

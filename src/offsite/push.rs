@@ -1,7 +1,7 @@
 //! `offsite push`: every local snapshot the remote lacks, oldest first.
 //! For each: the chunks no earlier push uploaded are packed (up to
 //! [`PACK_TARGET`] plain bytes a pack, zstd, sealed) and uploaded
-//! [`super::remote::PARALLEL`] at a time; then the snapshot's record — the
+//! [`super::backend::PARALLEL`] at a time; then the snapshot's record — the
 //! remote commit point, never visible before every pack it names.
 //!
 //! "Lacks" is the bucket's word, checked at the start of every push
@@ -101,7 +101,7 @@ fn push_one(
             needed.push(c);
         }
     }
-    for group in pack_groups(&needed).chunks(super::remote::PARALLEL) {
+    for group in pack_groups(&needed).chunks(super::backend::PARALLEL) {
         let mut objects = Vec::new();
         for chunks in group {
             let (name, sealed, places) = build_pack(store, off, chunks)?;

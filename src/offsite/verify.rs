@@ -61,7 +61,7 @@ pub fn verify(store: &Store, off: &Offsite, percent: u32) -> Result<RemoteVerifi
         .map(|i| names[(start + i) % names.len()].clone())
         .collect();
     let mut chunks_checked = 0;
-    for group in chosen.chunks(super::remote::PARALLEL) {
+    for group in chosen.chunks(super::backend::PARALLEL) {
         let bodies: Vec<Option<Vec<u8>>> = match off.remote.get_all(group) {
             Ok(b) => b.into_iter().map(Some).collect(),
             // One pack gone since the listing: one by one, to name it.

@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use crate::config::{Encryption, HostEnv};
 use crate::environment;
+use crate::offsite::backend::Backend;
 use crate::offsite::layout::{MARKER, Marker};
 use crate::offsite::prune::RemotePruned;
 use crate::offsite::pull::{Pulled, pull, remote_snapshots};
 use crate::offsite::push::{Pushed, push as push_all};
-use crate::offsite::remote::Remote;
 use crate::offsite::verify::RemoteVerified;
 use crate::offsite::{self, Offsite, OffsiteError, seal};
 use crate::ops::context::{Ctx, OpError, open_store};
@@ -30,6 +30,25 @@ pub struct Initialized {
     pub key_created: bool,
     pub encryption: &'static str,
     pub conditional_put: bool,
+    /// A directory remote on the file system that holds the store: one
+    /// failing disk would take both copies.
+    pub same_disk: bool,
+}
+
+/// Whether the directory remote is on the store's file system (the store
+/// or, before the first snapshot, its nearest existing parent).
+fn same_disk(ctx: &Ctx) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(crate::config::OffsiteTarget::Directory { path }) =
+        ctx.config.offsite.as_ref().map(|o| &o.target)
+    else {
+        return false;
+    };
+    let store = ctx.config.store.dir.ancestors().find(|p| p.exists());
+    match (std::fs::metadata(path), store.map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() == b.dev(),
+        _ => false,
+    }
 }
 
 fn enabled(ctx: &Ctx) -> Result<(), OpError> {
@@ -51,9 +70,8 @@ pub fn init(ctx: &Ctx, env: &HostEnv) -> Result<Initialized, OpError> {
         .offsite
         .as_ref()
         .ok_or(OffsiteError::NotConfigured)?;
-    let creds = offsite::credentials(cfg, env)?;
-    let remote = Remote::connect(cfg, &creds, true)?;
-    let existing = offsite::read_marker(&remote)?;
+    let remote = offsite::connect(cfg, env, true)?;
+    let existing = offsite::read_marker(remote.as_ref())?;
     let key_created = cfg.encryption != Encryption::None && !cfg.key_file.exists();
     if key_created && existing.is_some() {
         return Err(OffsiteError::KeyMissing(cfg.key_file.clone()).into());
@@ -67,12 +85,13 @@ pub fn init(ctx: &Ctx, env: &HostEnv) -> Result<Initialized, OpError> {
             key_created: false,
             encryption: cfg.encryption.as_str(),
             conditional_put: m.conditional_put,
+            same_disk: same_disk(ctx),
         });
     }
     // The remote takes writes (the probe) before a key exists: a key is
     // written only for a remote that is then set up with it, so the run
     // that succeeds is the one that says "NEW KEY".
-    let conditional_put = probe_conditional(&remote)?;
+    let conditional_put = probe_conditional(remote.as_ref())?;
     if key_created {
         seal::create_key(&cfg.key_file).map_err(OffsiteError::from)?;
     }
@@ -97,11 +116,12 @@ pub fn init(ctx: &Ctx, env: &HostEnv) -> Result<Initialized, OpError> {
         key_created,
         encryption: cfg.encryption.as_str(),
         conditional_put,
+        same_disk: same_disk(ctx),
     })
 }
 
 /// Whether the server refuses a second create of one name.
-fn probe_conditional(remote: &Remote) -> Result<bool, OffsiteError> {
+fn probe_conditional(remote: &dyn Backend) -> Result<bool, OffsiteError> {
     let name = format!("probe-{}", std::process::id());
     remote.put(&name, b"1".to_vec())?;
     let second_was_new = remote.put(&name, b"2".to_vec())?;
@@ -178,7 +198,7 @@ pub fn confirm_if_possible(ctx: &Ctx, env: &HostEnv) -> Result<(), String> {
         return Ok(());
     };
     if ctx.detection.is_cloud()
-        || offsite::credentials(cfg, env).is_err()
+        || !offsite::reachable_without_asking(cfg, env)
         || !crate::store::Store::exists_at(&ctx.config.store.dir)
     {
         tracing::debug!(

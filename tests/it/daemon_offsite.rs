@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 /// queue drains when the server is back.
 #[test]
 fn offsite_pushes_in_the_background_and_never_holds_up_a_pre_delete() {
-    use crate::helpers::s3::{KEY_ID, S3, SECRET};
+    use crate::helpers::remote::{KEY_ID, Remote, SECRET};
     let root = tempfile::tempdir().unwrap();
-    let mut server = S3::rclone(root.path());
+    let mut server = Remote::rclone(root.path());
     server.bucket("backups");
     let ws = Workspace::new();
     let key = ws.path().join("offsite.key");
@@ -45,7 +45,7 @@ fn offsite_pushes_in_the_background_and_never_holds_up_a_pre_delete() {
     // The server now accepts connections and never answers.
     let port = server.port;
     server.kill();
-    let hang = crate::helpers::s3::Hang::at(port);
+    let hang = crate::helpers::remote::Hang::at(port);
     write_db(&ws.db(), "INSERT INTO t VALUES (-1)");
     let t = Instant::now();
     let r = d.connect().call(pre_delete.clone());
@@ -81,7 +81,7 @@ fn offsite_pushes_in_the_background_and_never_holds_up_a_pre_delete() {
     );
     // The server comes back where it was: the retry drains the queue.
     drop(hang);
-    let _back = S3::rclone_at(root.path(), port);
+    let _back = Remote::rclone_at(root.path(), port);
     d.wait_event("offsite.push_completed", Duration::from_secs(120));
     let st = d.connect().call(json!({"op": "status"}));
     assert_eq!(st["result"]["offsite"]["not_pushed"], 0, "{st}");
@@ -95,9 +95,9 @@ fn offsite_pushes_in_the_background_and_never_holds_up_a_pre_delete() {
 /// shutdown bound, and every snapshot the remote lists restores.
 #[test]
 fn sigterm_during_an_offsite_push_stops_in_time_and_leaves_the_remote_whole() {
-    use crate::helpers::s3::{KEY_ID, S3, SECRET};
+    use crate::helpers::remote::{KEY_ID, Remote, SECRET};
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     server.bucket("backups");
     let ws = Workspace::new();
     let key = ws.path().join("offsite.key");
@@ -145,9 +145,9 @@ fn sigterm_during_an_offsite_push_stops_in_time_and_leaves_the_remote_whole() {
 /// times (each second here) without a snapshot kicking it.
 #[test]
 fn offsite_push_manual_then_cron() {
-    use crate::helpers::s3::{KEY_ID, S3, SECRET};
+    use crate::helpers::remote::{KEY_ID, Remote, SECRET};
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     server.bucket("backups");
     let ws = Workspace::new();
     let key = ws.path().join("offsite.key");

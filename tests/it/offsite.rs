@@ -7,7 +7,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::helpers::s3::{self, KEY_ID, S3, SECRET};
+use crate::helpers::remote::{self, KEY_ID, Remote, SECRET};
 use crate::helpers::*;
 
 pub fn with_creds(ws: &Workspace, args: &[&str]) -> Output {
@@ -31,14 +31,14 @@ pub fn ok_json(ws: &Workspace, args: &[&str]) -> Value {
 }
 
 /// A workspace whose config has `[offsite]` on `server`, initialised.
-pub fn offsite_ws(server: &S3) -> Workspace {
+pub fn offsite_ws(server: &Remote) -> Workspace {
     let ws = Workspace::new();
     server.bucket("backups");
     let key = ws.path().join("offsite.key");
     ws.write_config(&server.section("backups", &key));
     let init = ok_json(&ws, &["offsite", "init", "--json"]);
     assert_eq!(init["key_created"], true, "{init}");
-    assert_eq!(init["conditional_put"], server.kind == "moto", "{init}");
+    assert_eq!(init["conditional_put"], server.kind != "rclone", "{init}");
     ws
 }
 
@@ -49,7 +49,7 @@ pub fn change(ws: &Workspace, sql: &str) -> String {
     ws.snapshot()["id"].as_str().unwrap().to_string()
 }
 
-fn disaster_recovery(server: &S3) {
+fn disaster_recovery(server: &Remote) {
     let ws = offsite_ws(server);
     make_db(
         &ws.db(),
@@ -127,19 +127,25 @@ fn disaster_recovery(server: &S3) {
 
 #[test]
 fn disaster_recovery_from_moto() {
-    disaster_recovery(&S3::moto());
+    disaster_recovery(&Remote::moto());
 }
 
 #[test]
 fn disaster_recovery_from_rclone() {
     let root = tempfile::tempdir().unwrap();
-    disaster_recovery(&S3::rclone(root.path()));
+    disaster_recovery(&Remote::rclone(root.path()));
+}
+
+#[test]
+fn disaster_recovery_from_a_directory() {
+    let root = tempfile::tempdir().unwrap();
+    disaster_recovery(&Remote::directory(root.path()));
 }
 
 #[test]
 fn the_server_sees_neither_content_nor_a_usable_object() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     let secret = "Zebra-Quokka-7431-customer-secret";
     make_db(
@@ -148,7 +154,7 @@ fn the_server_sees_neither_content_nor_a_usable_object() {
     );
     let id = ws.snapshot()["id"].as_str().unwrap().to_string();
     ok_json(&ws, &["offsite", "push", "--json"]);
-    let objects = s3::files(root.path());
+    let objects = remote::files(root.path());
     assert!(objects.len() >= 3, "{} objects", objects.len());
     let chunk_hashes: Vec<String> = ws
         .manifest(&id)
@@ -242,7 +248,7 @@ fn the_server_sees_neither_content_nor_a_usable_object() {
 
 #[test]
 fn bad_offsite_settings_are_refused_naming_the_key() {
-    let server = S3::moto();
+    let server = Remote::moto();
     server.bucket("backups");
     let ws = Workspace::new();
     make_db(&ws.db(), "CREATE TABLE t (i INT)");
@@ -325,7 +331,7 @@ fn bad_offsite_settings_are_refused_naming_the_key() {
 #[test]
 fn wrong_credentials_are_refused() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     server.bucket("backups");
     let ws = Workspace::new();
     ws.write_config(&server.section("backups", &ws.path().join("offsite.key")));
@@ -337,13 +343,16 @@ fn wrong_credentials_are_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!stderr(&out).contains("wrong-secret"), "{}", stderr(&out));
-    assert!(s3::files(root.path()).is_empty(), "something was stored");
+    assert!(
+        remote::files(root.path()).is_empty(),
+        "something was stored"
+    );
 }
 
 #[test]
 fn an_incremental_push_uploads_about_what_changed() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     let size = make_big(&ws, 2_500_000);
     assert!(size >= 64 << 20, "database of {size} bytes");
@@ -355,7 +364,7 @@ fn an_incremental_push_uploads_about_what_changed() {
         first["objects"], first["bytes"]
     );
     let stored = |root: &Path| {
-        s3::files(root)
+        remote::files(root)
             .iter()
             .map(|(_, b)| b.len() as u64)
             .sum::<u64>()
@@ -387,7 +396,7 @@ fn an_incremental_push_uploads_about_what_changed() {
 /// config and the key) and checks each against the local original.
 /// A new machine for `ws`'s remote: a workspace with only the config and
 /// a copy of the key file.
-pub fn fresh_machine(ws: &Workspace, server: &S3) -> Workspace {
+pub fn fresh_machine(ws: &Workspace, server: &Remote) -> Workspace {
     let fresh = Workspace::new();
     std::fs::copy(
         ws.path().join("offsite.key"),
@@ -415,7 +424,7 @@ pub fn restore_from_offsite(fresh: &Workspace, id: &str, to: &Path) -> Value {
     )
 }
 
-pub fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
+pub fn every_remote_snapshot_restores(ws: &Workspace, server: &Remote) -> usize {
     let fresh = fresh_machine(ws, server);
     let listed = ok_json(&fresh, &["offsite", "list", "--json"]);
     let ids: Vec<String> = listed
@@ -443,7 +452,7 @@ pub fn every_remote_snapshot_restores(ws: &Workspace, server: &S3) -> usize {
 #[test]
 fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = S3::rclone(root.path());
+    let mut server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     make_big(&ws, 500_000);
     ws.snapshot();
@@ -519,7 +528,7 @@ fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
         !status.success(),
         "the push finished before the server died"
     );
-    let server = S3::rclone_at(root.path(), port);
+    let server = Remote::rclone_at(root.path(), port);
     let done = ok_json(&ws, &["offsite", "push", "--json"]);
     println!("server killed during a push; after it came back: {done}");
     let local = ws.list_ids().len();
@@ -536,7 +545,7 @@ fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
 #[test]
 fn offsite_prune_and_verify() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     let key = ws.path().join("offsite.key");
     make_db(
@@ -569,7 +578,7 @@ fn offsite_prune_and_verify() {
         .collect();
     assert_eq!(kept.len(), 2, "{dry}");
     let packs = |root: &Path| {
-        s3::files(root)
+        remote::files(root)
             .into_iter()
             .filter(|(p, _)| p.to_string_lossy().contains("/packs/"))
             .count()
@@ -603,7 +612,7 @@ fn offsite_prune_and_verify() {
             >= v["packs_total"].as_u64().unwrap()
     );
     // A flipped byte in one pack: named, exit 6.
-    let (pack, mut bytes) = s3::files(root.path())
+    let (pack, mut bytes) = remote::files(root.path())
         .into_iter()
         .find(|(p, _)| p.to_string_lossy().contains("/packs/"))
         .unwrap();
@@ -624,7 +633,7 @@ fn offsite_prune_and_verify() {
 #[test]
 fn a_prune_racing_a_push_loses_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     let key = ws.path().join("offsite.key");
     let extra = "prune_grace = \"6s\"\n[offsite.retention]\nkeep_last = 3\n";
@@ -683,7 +692,7 @@ fn a_prune_racing_a_push_loses_nothing() {
 /// offsite operation; no secret reaches `config check` or the logs.
 #[test]
 fn list_marks_offsite_cloud_disables_it_secrets_stay_hidden() {
-    let server = S3::moto();
+    let server = Remote::moto();
     let ws = offsite_ws(&server);
     make_db(
         &ws.db(),
@@ -749,7 +758,7 @@ fn list_marks_offsite_cloud_disables_it_secrets_stay_hidden() {
 #[test]
 fn offsite_status_says_when_the_remote_cannot_be_reached() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = S3::rclone(root.path());
+    let mut server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     make_db(
         &ws.db(),
@@ -774,7 +783,7 @@ fn offsite_status_says_when_the_remote_cannot_be_reached() {
     let out = with_creds(&ws, &["offsite", "status"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("unreachable"), "{}", stdout(&out));
-    assert!(!stdout(&out).contains(s3::SECRET));
+    assert!(!stdout(&out).contains(remote::SECRET));
 }
 
 /// `offsite init` before the bucket exists: one line naming the bucket and
@@ -783,7 +792,7 @@ fn offsite_status_says_when_the_remote_cannot_be_reached() {
 /// writes the key and shows the "NEW KEY" warning.
 #[test]
 fn offsite_init_before_the_bucket_exists() {
-    let server = S3::moto();
+    let server = Remote::moto();
     let ws = Workspace::new();
     let key = ws.path().join("offsite.key");
     ws.write_config(&server.section("not-yet", &key));

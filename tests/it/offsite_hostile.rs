@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::helpers::s3::{self, S3};
+use crate::helpers::remote::{self, Remote};
 use crate::helpers::*;
 use crate::offsite::{
     change, fresh_machine, offsite_ws, ok_json, restore_from_offsite, with_creds,
@@ -18,7 +18,7 @@ use crate::offsite::{
 
 /// The objects under `dir` (`snapshots` or `packs`) on rclone's disk.
 fn objects(root: &Path, dir: &str) -> BTreeSet<PathBuf> {
-    s3::files(root)
+    remote::files(root)
         .into_iter()
         .map(|(p, _)| p)
         .filter(|p| p.parent().is_some_and(|d| d.ends_with(dir)))
@@ -28,7 +28,7 @@ fn objects(root: &Path, dir: &str) -> BTreeSet<PathBuf> {
 /// The object at `path` on rclone's disk deleted, or `body` written there,
 /// through the S3 API (the server's view changes at once; an edit on its
 /// disk shows only when its directory cache expires).
-fn edit(server: &S3, root: &Path, path: &Path, body: Option<&[u8]>) {
+fn edit(server: &Remote, root: &Path, path: &Path, body: Option<&[u8]>) {
     let key = path.strip_prefix(root.join("backups")).unwrap();
     server.api("backups", key.to_str().unwrap(), body);
 }
@@ -44,7 +44,7 @@ fn check(ws: &Workspace) -> (i32, String) {
 
 /// Restores `id` from the bucket on a fresh machine and counts its rows of
 /// `t`.
-fn rows_offsite(ws: &Workspace, server: &S3, id: &str) -> i64 {
+fn rows_offsite(ws: &Workspace, server: &Remote, id: &str) -> i64 {
     let fresh = fresh_machine(ws, server);
     let to = fresh.path().join("r.duckdb");
     restore_from_offsite(&fresh, id, &to);
@@ -67,7 +67,7 @@ fn decision<'a>(prune: &'a Value, id: &str) -> &'a Value {
 #[test]
 fn a_deleted_record_never_costs_the_local_copy() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     let key = ws.path().join("offsite.key");
     ws.write_config(
@@ -138,7 +138,7 @@ fn a_deleted_record_never_costs_the_local_copy() {
 #[test]
 fn a_deleted_pack_is_sent_again() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     make_db(
         &ws.db(),
@@ -182,7 +182,7 @@ fn a_deleted_pack_is_sent_again() {
 #[test]
 fn one_bad_object_never_blocks_the_others() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     make_db(
         &ws.db(),
@@ -244,7 +244,7 @@ fn one_bad_object_never_blocks_the_others() {
 #[test]
 fn the_guide_s_disaster_recovery_runs_as_written() {
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     make_db(
         &ws.db(),
@@ -261,8 +261,8 @@ fn the_guide_s_disaster_recovery_runs_as_written() {
         let out = fresh
             .bare_cmd()
             .args(&args)
-            .env("AWS_ACCESS_KEY_ID", s3::KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", s3::SECRET)
+            .env("AWS_ACCESS_KEY_ID", remote::KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", remote::SECRET)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{line}: {}", stderr(&out));
@@ -281,7 +281,7 @@ fn the_guide_s_disaster_recovery_runs_as_written() {
 fn the_daemon_s_failing_pushes_are_seen() {
     use crate::helpers::daemon::{Daemon, set_config};
     let root = tempfile::tempdir().unwrap();
-    let server = S3::rclone(root.path());
+    let server = Remote::rclone(root.path());
     let ws = offsite_ws(&server);
     std::fs::create_dir_all(ws.path().join("metrics")).unwrap();
     set_config(

@@ -3,7 +3,7 @@
 //! the bundled DuckDB or by Python's `duckdb` package, and a store reader.
 
 pub mod daemon;
-pub mod s3;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

