@@ -17,6 +17,7 @@ mod layers;
 mod list;
 mod monitor;
 mod offsite;
+mod offsite_backends;
 mod offsite_hostile;
 mod outfile;
 mod owner;

@@ -446,15 +446,12 @@ pub fn every_remote_snapshot_restores(ws: &Workspace, server: &Remote) -> usize 
     ids.len()
 }
 
-/// ducksnap killed with SIGKILL at random instants of pushes, 20 times,
-/// then the server killed mid-push and restarted: the remote only ever
-/// lists snapshots that restore, and the next push completes.
-#[test]
-fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
-    let root = tempfile::tempdir().unwrap();
-    let mut server = Remote::rclone(root.path());
-    let ws = offsite_ws(&server);
-    make_big(&ws, 500_000);
+/// ducksnap killed with SIGKILL at random instants of pushes to `server`,
+/// 20 times (the database changing before each): afterwards every
+/// snapshot the remote lists restores byte for byte on a fresh machine.
+/// Returns how many it lists.
+fn kill_pushes(ws: &Workspace, server: &Remote) -> usize {
+    make_big(ws, 500_000);
     ws.snapshot();
     let push = || {
         ws.cmd(&["offsite", "push"])
@@ -465,31 +462,55 @@ fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
             .spawn()
             .unwrap()
     };
-    // How long a whole first push takes: the kills fall within that.
+    let change = |round: u32| {
+        let c = duckdb::Connection::open(ws.db()).unwrap();
+        c.execute_batch(&format!(
+            "UPDATE events SET amount = {round} WHERE id % 97 = {}; CHECKPOINT;",
+            round % 97
+        ))
+        .unwrap();
+        drop(c);
+        ws.snapshot();
+    };
+    ok_json(ws, &["offsite", "push", "--json"]);
+    // How long the push of one round's change takes: the kills fall within
+    // twice that, so that about half land mid-push (at any instant of it)
+    // and the others let a push finish what earlier ones left.
+    change(99);
     let start = std::time::Instant::now();
-    ok_json(&ws, &["offsite", "push", "--json"]);
+    ok_json(ws, &["offsite", "push", "--json"]);
     let window = start.elapsed().as_millis() as u64;
     let mut rng = Rng(0x00ff_517e);
     let mut killed = 0;
     for round in 0..20 {
-        if round % 2 == 0 {
-            let c = duckdb::Connection::open(ws.db()).unwrap();
-            c.execute_batch(&format!(
-                "UPDATE events SET amount = {round} WHERE id % 97 = {round}; CHECKPOINT;"
-            ))
-            .unwrap();
-            drop(c);
-            ws.snapshot();
-        }
+        change(round);
         let mut child = push();
-        std::thread::sleep(std::time::Duration::from_millis(rng.below(window)));
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(2 * window.max(1))));
         killed += usize::from(child.try_wait().unwrap().is_none());
         let _ = child.kill();
         let _ = child.wait();
     }
-    println!("{killed} of 20 pushes were killed while running");
-    let restored = every_remote_snapshot_restores(&ws, &server);
-    println!("after the kills: {restored} remote snapshot(s), each restores");
+    println!(
+        "{}: {killed} of 20 pushes were killed while running (window {window} ms)",
+        server.kind
+    );
+    let restored = every_remote_snapshot_restores(ws, server);
+    println!(
+        "{}: after the kills: {restored} remote snapshot(s), each restores",
+        server.kind
+    );
+    restored
+}
+
+/// Pushes killed at random instants, then the server killed mid-push and
+/// restarted: the remote only ever lists snapshots that restore, and the
+/// next push completes.
+#[test]
+fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Remote::rclone(root.path());
+    let ws = offsite_ws(&server);
+    kill_pushes(&ws, &server);
     // The server dies mid-push and comes back: it is killed as soon as the
     // push has committed a small snapshot, while it uploads the packs of a
     // large change.
@@ -536,6 +557,24 @@ fn pushes_killed_at_random_instants_leave_only_restorable_snapshots() {
     assert_eq!(
         restored, local,
         "every local snapshot is offsite and restores"
+    );
+}
+
+/// The same kills on a directory remote: every snapshot it lists restores,
+/// every pack and record it holds reads back whole (`offsite verify` of
+/// all of them), and a last push completes what the kills cut short.
+#[test]
+fn pushes_to_a_directory_killed_at_random_instants_leave_only_restorable_snapshots() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Remote::directory(root.path());
+    let ws = offsite_ws(&server);
+    kill_pushes(&ws, &server);
+    let v = ok_json(&ws, &["offsite", "verify", "--sample", "100", "--json"]);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v}");
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    assert_eq!(
+        every_remote_snapshot_restores(&ws, &server),
+        ws.list_ids().len()
     );
 }
 

@@ -187,11 +187,15 @@ impl Remote {
             s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1')\n\
             b, k = sys.argv[4], sys.argv[5]\n\
             if len(sys.argv) > 6:\n\
-            \x20   s3.put_object(Bucket=b, Key=k, Body=bytes.fromhex(sys.argv[6]))\n\
+            \x20   s3.put_object(Bucket=b, Key=k, Body=open(sys.argv[6], 'rb').read())\n\
             else:\n\
             \x20   s3.delete_object(Bucket=b, Key=k)\n\
             print('ok')\n";
-        let hex: Option<String> = body.map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
+        // The body through a file: a pack is larger than an argument may be.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        if let Some(b) = body {
+            std::fs::write(file.path(), b).unwrap();
+        }
         let mut args = vec![
             self.endpoint(),
             KEY_ID.into(),
@@ -199,7 +203,7 @@ impl Remote {
             bucket.into(),
             key.into(),
         ];
-        args.extend(hex);
+        args.extend(body.map(|_| file.path().display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         assert_eq!(crate::helpers::run_python(code, &args).trim(), "ok");
     }
@@ -227,6 +231,34 @@ impl Remote {
                 .map(|i| u8::from_str_radix(&out[i..i + 2], 16).unwrap())
                 .collect()
         })
+    }
+
+    /// The keys (under the bucket, as for [`Remote::api`]) that start
+    /// with `prefix`, sorted, as the server keeps them: ground truth.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        if self.kind != "moto" {
+            let base = self.root.as_ref().unwrap().join(bucket);
+            return files(&base)
+                .into_iter()
+                .map(|(p, _)| {
+                    p.strip_prefix(&base)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .filter(|k| k.starts_with(prefix))
+                .collect();
+        }
+        let code = "import boto3, sys\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1')\n\
+            for page in s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[4], Prefix=sys.argv[5]):\n\
+            \x20   for o in page.get('Contents', []):\n\
+            \x20       print(o['Key'])\n";
+        let out =
+            crate::helpers::run_python(code, &[&self.endpoint(), KEY_ID, SECRET, bucket, prefix]);
+        let mut keys: Vec<String> = out.lines().map(str::to_string).collect();
+        keys.sort();
+        keys
     }
 
     pub fn kill(&mut self) {
