@@ -13,7 +13,8 @@
 //!   manifests and the catalog, reassembly, garbage collection;
 //!   [`id`]: snapshot ids.
 //! - [`retention`]: the pure retention planner; [`offsite`]: the store
-//!   replicated, sealed, to S3-compatible storage; [`monitor`]: the health
+//!   replicated, sealed, to S3-compatible storage or a directory (one
+//!   `Backend` trait, two implementations); [`monitor`]: the health
 //!   record, the verdict of `status --check`, metrics.
 //! - [`ops`]: one module per operation (snapshot, list, show, restore,
 //!   diff, export, verify, prune, pin, status, offsite, drill, health,

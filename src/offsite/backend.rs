@@ -19,6 +19,16 @@ pub struct Listed {
     pub modified: chrono::DateTime<chrono::Utc>,
 }
 
+/// What [`Backend::get_found`] found under one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Bytes(Vec<u8>),
+    /// Listed, but gone when read.
+    Gone,
+    /// Something that is not an object (a symbolic link, a directory): why.
+    NotAnObject(String),
+}
+
 /// The place an offsite copy lives. Names are relative, `/`-separated,
 /// made by ducksnap (`packs/<hash>`, `snapshots/<hash>`, the marker).
 pub trait Backend: Send + Sync {
@@ -72,6 +82,24 @@ pub trait Backend: Send + Sync {
                     object: format!("{}/{n}", self.url().trim_end_matches('/')),
                     reason: "not found".into(),
                 })
+            })
+            .collect()
+    }
+
+    /// Every named object in the order given, each as found: only a remote
+    /// that cannot be reached is an error, so that one object gone or not
+    /// an object can be named while the others are read.
+    fn get_found(&self, names: &[String]) -> Result<Vec<Found>, OffsiteError> {
+        if let Ok(all) = self.get_all(names) {
+            return Ok(all.into_iter().map(Found::Bytes).collect());
+        }
+        names
+            .iter()
+            .map(|n| match self.get(n) {
+                Ok(Some(b)) => Ok(Found::Bytes(b)),
+                Ok(None) => Ok(Found::Gone),
+                Err(OffsiteError::NotAnObject { reason, .. }) => Ok(Found::NotAnObject(reason)),
+                Err(e) => Err(e),
             })
             .collect()
     }

@@ -26,6 +26,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::backend::Found;
 use super::layout::{self, PACKS, Record, SNAPSHOTS};
 use super::s3::Credentials;
 use super::{Offsite, OffsiteError};
@@ -359,14 +360,7 @@ pub fn fetch_records(
     off: &Offsite,
     objects: Vec<String>,
 ) -> Result<(Records, Vec<String>), OffsiteError> {
-    let bodies: Vec<Option<Vec<u8>>> = match off.remote.get_all(&objects) {
-        Ok(b) => b.into_iter().map(Some).collect(),
-        // One object failing (gone since the listing, say): one by one.
-        Err(_) => objects
-            .iter()
-            .map(|o| off.remote.get(o))
-            .collect::<Result<_, _>>()?,
-    };
+    let bodies = off.remote.get_found(&objects)?;
     let mut out = Vec::with_capacity(objects.len());
     let mut bad = Vec::new();
     for (object, sealed) in objects.into_iter().zip(bodies) {
@@ -384,16 +378,16 @@ pub fn fetch_records(
     Ok((out, bad))
 }
 
-fn open_record(
-    off: &Offsite,
-    object: &str,
-    sealed: Option<Vec<u8>>,
-) -> Result<Record, OffsiteError> {
+fn open_record(off: &Offsite, object: &str, found: Found) -> Result<Record, OffsiteError> {
     let bad = |reason: String| OffsiteError::BadRecord {
         object: object.to_string(),
         reason,
     };
-    let sealed = sealed.ok_or_else(|| bad("listed, but gone when read".into()))?;
+    let sealed = match found {
+        Found::Bytes(b) => b,
+        Found::Gone => return Err(bad("listed, but gone when read".into())),
+        Found::NotAnObject(why) => return Err(bad(why)),
+    };
     let plain = off.sealer.open(object, &sealed)?;
     let r: Record = serde_json::from_slice(&plain).map_err(|e| bad(e.to_string()))?;
     r.validate().map_err(bad)?;

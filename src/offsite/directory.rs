@@ -225,20 +225,58 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Opens a regular file without following a symlink at its name.
-fn open_plain(path: &Path) -> std::io::Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
-        .map_err(|e| match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
-            Errno::ELOOP => std::io::Error::other("a symbolic link, not an object"),
-            _ => e,
-        })?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+/// What is at an object's name, read: its bytes, nothing, or something
+/// that is not an object (why).
+enum Read {
+    Bytes(Vec<u8>),
+    Missing,
+    NotAnObject(&'static str),
+}
+
+/// Reads the regular file at `path` without following a symlink there, and
+/// without opening anything else (a FIFO would block, a device could act).
+fn read_plain(path: &Path) -> std::io::Result<Read> {
+    let kind = |m: &std::fs::Metadata| {
+        let t = m.file_type();
+        if t.is_file() {
+            None
+        } else if t.is_symlink() {
+            Some("a symbolic link, not an object")
+        } else if t.is_dir() {
+            Some("a directory, not an object")
+        } else {
+            Some("a device, FIFO or socket, not an object")
+        }
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            if let Some(why) = kind(&m) {
+                return Ok(Read::NotAnObject(why));
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Read::Missing),
+        Err(e) => return Err(e),
     }
-    Ok(f)
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Read::Missing),
+        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
+            return Ok(Read::NotAnObject("a symbolic link, not an object"));
+        }
+        Err(e) => return Err(e),
+    };
+    // Swapped between the look and the open.
+    if let Some(why) = kind(&f.metadata()?) {
+        return Ok(Read::NotAnObject(why));
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut out)?;
+    Ok(Read::Bytes(out))
 }
 
 impl Backend for Directory {
@@ -263,14 +301,13 @@ impl Backend for Directory {
     }
 
     fn get(&self, name: &str) -> Result<Option<Vec<u8>>, OffsiteError> {
-        let path = self.path(name)?;
-        let read = open_plain(&path).and_then(|mut f| {
-            let mut out = Vec::new();
-            std::io::Read::read_to_end(&mut f, &mut out).map(|_| out)
-        });
-        match read {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        match read_plain(&self.path(name)?) {
+            Ok(Read::Bytes(b)) => Ok(Some(b)),
+            Ok(Read::Missing) => Ok(None),
+            Ok(Read::NotAnObject(why)) => Err(OffsiteError::NotAnObject {
+                object: format!("{}/{name}", self.url.trim_end_matches('/')),
+                reason: why.into(),
+            }),
             Err(e) => Err(self.err("download", name, e)),
         }
     }

@@ -37,6 +37,8 @@ pub enum OffsiteError {
         "the offsite directory {0} does not exist: mount the disk it is on, or create it (mkdir -p) if this is its first use"
     )]
     NoDirectory(PathBuf),
+    #[error("offsite object {object} is not an object: {reason}")]
+    NotAnObject { object: String, reason: String },
     #[error("offsite layout: {0}")]
     Layout(String),
     #[error("offsite record {object}: {reason}")]

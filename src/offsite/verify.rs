@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::Found;
 use super::layout::Loc;
 use super::pull::remote_snapshots;
 use super::{Offsite, OffsiteError};
@@ -62,20 +63,15 @@ pub fn verify(store: &Store, off: &Offsite, percent: u32) -> Result<RemoteVerifi
         .collect();
     let mut chunks_checked = 0;
     for group in chosen.chunks(super::backend::PARALLEL) {
-        let bodies: Vec<Option<Vec<u8>>> = match off.remote.get_all(group) {
-            Ok(b) => b.into_iter().map(Some).collect(),
-            // One pack gone since the listing: one by one, to name it.
-            Err(_) => group
-                .iter()
-                .map(|n| off.remote.get(n))
-                .collect::<Result<_, _>>()?,
-        };
-        for (name, sealed) in group.iter().zip(bodies) {
-            match sealed {
-                Some(sealed) => {
+        for (name, found) in group.iter().zip(off.remote.get_found(group)?) {
+            match found {
+                Found::Bytes(sealed) => {
                     chunks_checked += check_pack(off, name, &sealed, &packs[name], &mut problems)
                 }
-                None => problems.push(format!("offsite object {name} is gone")),
+                Found::Gone => problems.push(format!("offsite object {name} is gone")),
+                Found::NotAnObject(why) => {
+                    problems.push(format!("offsite object {name} is not an object: {why}"))
+                }
             }
         }
     }

@@ -191,9 +191,11 @@ fn offsite_code(e: &crate::offsite::OffsiteError) -> ErrorCode {
         E::Seal(SealError::Key { .. }) => ErrorCode::InvalidArgument,
         E::Seal(SealError::Object { .. }) | E::BadRecord { .. } => ErrorCode::Damaged,
         // A missing bucket is the remote's state, as before: exit 1.
-        E::Remote { .. } | E::Layout(_) | E::NoBucket { .. } | E::NoDirectory(_) => {
-            ErrorCode::Failed
-        }
+        E::Remote { .. }
+        | E::Layout(_)
+        | E::NoBucket { .. }
+        | E::NoDirectory(_)
+        | E::NotAnObject { .. } => ErrorCode::Failed,
     }
 }
 

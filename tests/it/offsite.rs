@@ -328,6 +328,119 @@ fn bad_offsite_settings_are_refused_naming_the_key() {
     assert!(!Path::new(&key).exists() || ws.store_dir().join("offsite").read_dir().is_err());
 }
 
+/// A directory remote: the S3 settings, a relative path and a directory
+/// in or around the store are refused naming the key; an unmounted disk
+/// (the directory missing) fails without creating anything or writing a
+/// key; the same disk as the store is warned about; a symlink planted in
+/// the directory is neither read nor followed by a prune.
+#[test]
+fn a_directory_remote_refuses_what_would_lose_the_copy() {
+    let ws = Workspace::new();
+    make_db(
+        &ws.db(),
+        "CREATE TABLE t AS SELECT range AS i FROM range(1000)",
+    );
+    ws.snapshot();
+    let key = ws.path().join("offsite.key");
+    let k = key.display();
+    let disk = tempfile::tempdir().unwrap();
+    let dir = disk.path().join("ducksnap");
+    let d = dir.display();
+    let store = ws.store_dir();
+    let init = |section: &str| {
+        ws.write_config(section);
+        with_creds(&ws, &["offsite", "init"])
+    };
+    let cases = [
+        (
+            format!("url = \"file://{d}\"\nendpoint = \"http://127.0.0.1:9\"\n"),
+            "offsite.endpoint",
+        ),
+        (
+            format!("url = \"file://{d}\"\nregion = \"eu\"\n"),
+            "offsite.region",
+        ),
+        (
+            format!("url = \"file://{d}\"\ncredentials_file = \"c\"\n"),
+            "offsite.credentials_file",
+        ),
+        ("url = \"file://relative/dir\"\n".to_string(), "absolute"),
+        (
+            format!("url = \"file://{}/copy\"\n", store.display()),
+            "must not contain one another",
+        ),
+        (
+            format!("url = \"file://{}\"\n", ws.path().display()),
+            "must not contain one another",
+        ),
+    ];
+    for (body, needle) in &cases {
+        let out = init(&format!("[offsite]\n{body}key_file = \"{k}\"\n"));
+        assert_eq!(out.status.code(), Some(2), "{body}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{body}: {}", stderr(&out));
+    }
+    // The disk is not mounted: its directory is not there.
+    let section = format!("[offsite]\nurl = \"file://{d}\"\nkey_file = \"{k}\"\n");
+    let out = init(&section);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mount the disk"), "{}", stderr(&out));
+    assert!(!dir.exists() && !key.exists(), "something was created");
+    let out = with_creds(&ws, &["offsite", "push"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(!dir.exists(), "push created the directory");
+    // A file where the directory should be.
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let out = init(&section);
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+    std::fs::remove_file(&dir).unwrap();
+    // Mounted: set up, with a warning (this test's disk is the store's).
+    std::fs::create_dir(&dir).unwrap();
+    let out = init(&section);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("same disk as the store"),
+        "{}",
+        stderr(&out)
+    );
+    ok_json(&ws, &["offsite", "push", "--json"]);
+    // Someone with write access to the share plants symlinks: a "record"
+    // pointing at the key file, a "pack" pointing at a file of the user's.
+    let key_bytes = std::fs::read(&key).unwrap();
+    let victim = disk.path().join("victim.txt");
+    std::fs::write(&victim, b"the user's file").unwrap();
+    std::os::unix::fs::symlink(&key, dir.join("snapshots/planted")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("packs/planted")).unwrap();
+    let out = with_creds(&ws, &["offsite", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().filter(|l| l.contains("T")).count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+    let extra = "prune_grace = \"1s\"\n";
+    ws.write_config(&(section.clone() + extra));
+    let prune = || {
+        for _ in 0..2 {
+            with_creds(&ws, &["offsite", "prune"]);
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+    };
+    // While a bad record is there no pack is deleted; once it is gone,
+    // the unnamed "pack" is: the link, never what it points to.
+    prune();
+    assert!(dir.join("packs/planted").symlink_metadata().is_ok());
+    std::fs::remove_file(dir.join("snapshots/planted")).unwrap();
+    prune();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"the user's file");
+    assert_eq!(std::fs::read(&key).unwrap(), key_bytes, "the key file");
+    assert!(
+        dir.join("packs/planted").symlink_metadata().is_err(),
+        "the planted pack is pruned"
+    );
+}
+
 #[test]
 fn wrong_credentials_are_refused() {
     let root = tempfile::tempdir().unwrap();
@@ -485,7 +598,9 @@ fn kill_pushes(ws: &Workspace, server: &Remote) -> usize {
     for round in 0..20 {
         change(round);
         let mut child = push();
-        std::thread::sleep(std::time::Duration::from_millis(rng.below(2 * window.max(1))));
+        std::thread::sleep(std::time::Duration::from_millis(
+            rng.below(2 * window.max(1)),
+        ));
         killed += usize::from(child.try_wait().unwrap().is_none());
         let _ = child.kill();
         let _ = child.wait();
