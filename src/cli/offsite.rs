@@ -243,5 +243,8 @@ fn daemon_offsite_error(ctx: &Ctx) -> Option<crate::ops::LastError> {
     let resp = c.call(&crate::protocol::Request::Status {}).ok()?;
     let report: crate::ops::StatusReport =
         serde_json::from_value(super::remote::answer(resp).ok()?).ok()?;
-    report.daemon?.last_error.filter(|e| e.what == "offsite")
+    report
+        .daemon?
+        .last_error
+        .filter(|e| e.what == crate::monitor::Job::Offsite)
 }

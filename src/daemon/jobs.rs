@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::database::stamp::Stamp;
+use crate::monitor::Job;
 use crate::ops::{Ctx, DaemonInfo, LastError};
 use crate::protocol::{ErrorCode, Request, Response};
 
@@ -34,8 +35,9 @@ pub enum JobKind {
     Drill,
 }
 
+/// A piece of work in the worker's queue, with where its answer goes.
 #[derive(Debug)]
-pub struct Job {
+pub struct Queued {
     pub kind: JobKind,
     pub reply: oneshot::Sender<Response>,
 }
@@ -43,12 +45,12 @@ pub struct Job {
 /// The sending end of the worker's queue.
 #[derive(Clone)]
 pub struct Queue {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Queued>,
 }
 
 impl Queue {
     /// A queue and its receiving end (for the worker).
-    pub fn new(capacity: usize) -> (Queue, mpsc::Receiver<Job>) {
+    pub fn new(capacity: usize) -> (Queue, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(capacity);
         (Queue { tx }, rx)
     }
@@ -56,7 +58,7 @@ impl Queue {
     /// Queues a job and waits for its answer.
     pub async fn submit(&self, kind: JobKind) -> Response {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Job { kind, reply: tx }).await.is_err() {
+        if self.tx.send(Queued { kind, reply: tx }).await.is_err() {
             return shutting_down();
         }
         rx.await.unwrap_or_else(|_| shutting_down())
@@ -138,7 +140,7 @@ impl StateHandle {
     }
 
     /// Notes the last run of `what` and whether it succeeded.
-    pub fn note_run(&self, what: Work, ok: bool) {
+    pub fn note_run(&self, what: Job, ok: bool) {
         let line = format!(
             "{} {}: {}",
             Utc::now().to_rfc3339(),
@@ -150,18 +152,17 @@ impl StateHandle {
 
     /// Records how a piece of the daemon's work went: a failure becomes the
     /// last error (with its time), a success clears an error of its kind.
-    pub fn record(&self, what: Work, outcome: Result<(), String>) {
-        let kind = what.name();
+    pub fn record(&self, what: Job, outcome: Result<(), String>) {
         self.with(|st| match outcome {
             Ok(()) => {
-                if st.info.last_error.as_ref().is_some_and(|e| e.what == kind) {
+                if st.info.last_error.as_ref().is_some_and(|e| e.what == what) {
                     st.info.last_error = None;
                 }
             }
             Err(message) => {
                 st.info.last_error = Some(LastError {
                     at: Utc::now(),
-                    what: kind.to_string(),
+                    what,
                     message,
                 });
             }
@@ -169,57 +170,23 @@ impl StateHandle {
     }
 }
 
-/// The daemon's kinds of work, as `status` names them (`last_error.what`,
-/// `last_run`): a failure is cleared by the next success of the same kind.
-/// Scheduled and change-triggered snapshots are `Snapshot` work like a
-/// requested one; a restore drill is `Verify` work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Work {
-    Snapshot,
-    Restore,
-    Prune,
-    Pin,
-    Unpin,
-    Verify,
-    Retention,
-    Reload,
-    Offsite,
-}
-
-impl Work {
-    /// The word on the wire and in `status`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Work::Snapshot => "snapshot",
-            Work::Restore => "restore",
-            Work::Prune => "prune",
-            Work::Pin => "pin",
-            Work::Unpin => "unpin",
-            Work::Verify => "verify",
-            Work::Retention => "retention",
-            Work::Reload => "reload",
-            Work::Offsite => "offsite",
-        }
-    }
-
-    /// The work a request queued for the worker is; `None` for the requests
-    /// answered beside the queue (they are the caller's reads, not the
-    /// daemon's work).
-    pub fn of(req: &Request) -> Option<Work> {
-        match req {
-            Request::Snapshot(_) => Some(Work::Snapshot),
-            Request::Restore(_) => Some(Work::Restore),
-            Request::Prune(_) => Some(Work::Prune),
-            Request::Pin(_) => Some(Work::Pin),
-            Request::Unpin(_) => Some(Work::Unpin),
-            Request::Verify(_) => Some(Work::Verify),
-            Request::Hello { .. }
-            | Request::Ping {}
-            | Request::Status {}
-            | Request::List {}
-            | Request::Show(_)
-            | Request::Diff(_)
-            | Request::Export(_) => None,
-        }
+/// The work a request queued for the worker is; `None` for the requests
+/// answered beside the queue (they are the caller's reads, not the
+/// daemon's work).
+pub fn work_of(req: &Request) -> Option<Job> {
+    match req {
+        Request::Snapshot(_) => Some(Job::Snapshot),
+        Request::Restore(_) => Some(Job::Restore),
+        Request::Prune(_) => Some(Job::Prune),
+        Request::Pin(_) => Some(Job::Pin),
+        Request::Unpin(_) => Some(Job::Unpin),
+        Request::Verify(_) => Some(Job::Verify),
+        Request::Hello { .. }
+        | Request::Ping {}
+        | Request::Status {}
+        | Request::List {}
+        | Request::Show(_)
+        | Request::Diff(_)
+        | Request::Export(_) => None,
     }
 }

@@ -315,7 +315,7 @@ fn apply_reload(
         Err(e) => {
             // Recorded before it is logged: whoever sees the log line sees
             // the error in `status`.
-            state.record(jobs::Work::Reload, Err(e.to_string()));
+            state.record(crate::monitor::Job::Reload, Err(e.to_string()));
             tracing::error!(event = "daemon.reload_failed", error = %e, "invalid configuration; keeping the previous one");
             return;
         }
@@ -339,7 +339,7 @@ fn apply_reload(
         detection: old.detection.clone(),
     };
     let _ = settings.send(Arc::new(new));
-    state.record(jobs::Work::Reload, Ok(()));
+    state.record(crate::monitor::Job::Reload, Ok(()));
     tracing::info!(event = "daemon.reloaded", "configuration reloaded");
 }
 

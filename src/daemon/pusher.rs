@@ -17,10 +17,11 @@ use chrono::Utc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::jobs::{Settings, StateHandle, Work};
+use super::jobs::{Settings, StateHandle};
 use super::schedule;
 use super::sdnotify::Notifier;
 use crate::config::{HostEnv, OffsitePush, ScheduleConfig};
+use crate::monitor::Job;
 
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 const MAX_RETRY: Duration = Duration::from_secs(15 * 60);
@@ -129,7 +130,7 @@ async fn push_once(p: &Pusher) -> Option<bool> {
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("internal error: {e}")),
     };
-    p.state.note_run(Work::Offsite, outcome.is_ok());
+    p.state.note_run(Job::Offsite, outcome.is_ok());
     let ok = record(p, outcome);
     let (ctx, st, n) = (
         p.settings.borrow().clone(),
@@ -147,7 +148,7 @@ fn record(p: &Pusher, outcome: Result<crate::offsite::push::Pushed, String>) -> 
         Ok(pushed) => {
             // Recorded before it is logged: whoever sees the log line sees
             // the cleared error in `status`.
-            p.state.record(Work::Offsite, Ok(()));
+            p.state.record(Job::Offsite, Ok(()));
             if !pushed.snapshots.is_empty() {
                 tracing::info!(
                     event = "offsite.push_completed",
@@ -161,7 +162,7 @@ fn record(p: &Pusher, outcome: Result<crate::offsite::push::Pushed, String>) -> 
         }
         Err(message) => {
             // ops::offsite::push logged offsite.push_failed.
-            p.state.record(Work::Offsite, Err(message));
+            p.state.record(Job::Offsite, Err(message));
             false
         }
     }

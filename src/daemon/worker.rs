@@ -1,5 +1,5 @@
 //! The worker: the only task that changes the store from this process. It
-//! takes [`Job`]s from the queue in order and runs each on a blocking
+//! takes [`Queued`] work from the queue in order and runs each on a blocking
 //! thread, so store mutations never overlap and every caller gets its own
 //! answer. A scheduled or change-triggered snapshot is followed by
 //! retention.
@@ -12,15 +12,16 @@ use tokio_util::sync::CancellationToken;
 use crate::ops::{self, Ctx, PruneRequest, SnapshotOutcome, SnapshotReply, SnapshotRequest};
 use crate::protocol::{ErrorCode, Request, Response, dispatch};
 
-use super::jobs::{self, Job, JobKind, Settings, StateHandle, Work};
+use super::jobs::{self, JobKind, Queued, Settings, StateHandle};
 use super::sdnotify::Notifier;
+use crate::monitor::Job;
 
 /// Runs jobs until cancelled; answers what is still queued with
 /// `shutting_down`.
 pub async fn worker(
     settings: Settings,
     state: StateHandle,
-    mut jobs: mpsc::Receiver<Job>,
+    mut jobs: mpsc::Receiver<Queued>,
     token: CancellationToken,
     snapshot_taken: Arc<Notify>,
     notifier: Notifier,
@@ -55,7 +56,7 @@ pub async fn worker(
 
 /// Notes the run; a failure of the daemon's own work becomes its last
 /// error, a success clears one of its kind; refusals are the caller's.
-fn set_result(state: &StateHandle, what: Work, r: &Response) {
+fn set_result(state: &StateHandle, what: Job, r: &Response) {
     state.note_run(what, r.ok);
     match &r.error {
         None => state.record(what, Ok(())),
@@ -120,11 +121,11 @@ fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> (Response, Took) {
                 state.note_snapshot(jobs::fingerprint(&ctx.config.database.path), true);
             }
             let r = dispatch::answer(out.map(SnapshotReply::from));
-            set_result(state, Work::Snapshot, &r);
+            set_result(state, Job::Snapshot, &r);
             (r, took)
         }
         JobKind::Request(req) => {
-            let what = Work::of(&req);
+            let what = jobs::work_of(&req);
             let r = dispatch::handle(ctx, req, state.info());
             if let Some(what) = what {
                 set_result(state, what, &r);
@@ -135,7 +136,7 @@ fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> (Response, Took) {
         JobKind::Changed => background_snapshot(ctx, state, false),
         JobKind::Drill => {
             let r = dispatch::answer(ops::drill::drill(ctx));
-            set_result(state, Work::Verify, &r);
+            set_result(state, Job::Verify, &r);
             (r, Took::Nothing)
         }
     }
@@ -149,16 +150,12 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> (Resp
     if now_fp.is_none() {
         // Nothing is protected while the file is gone: a failed run, for
         // `status --check`, the metrics and STATUS=.
-        let message = format!("the database {} does not exist", db.display());
-        crate::monitor::record(ctx, |h| {
-            h.note(
-                crate::monitor::Job::Snapshot,
-                chrono::Utc::now(),
-                Err(message.clone()),
-            )
+        let missing = crate::capture::CaptureError::Missing { path: db.clone() };
+        let out = ops::context::run_job(ctx, Job::Snapshot, true, || {
+            Err::<SnapshotOutcome, _>(ops::OpError::from(missing))
         });
-        let r = Response::err(ErrorCode::DatabaseMissing, message);
-        set_result(state, Work::Snapshot, &r);
+        let r = dispatch::answer(out.map(SnapshotReply::from));
+        set_result(state, Job::Snapshot, &r);
         tracing::warn!(event = "schedule.skipped", reason = "database missing", database = %db.display(), "scheduled snapshot skipped: the database does not exist");
         return (r, Took::Nothing);
     }
@@ -188,7 +185,7 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> (Resp
         state.note_snapshot(now_fp, !matches!(o, SnapshotOutcome::Unchanged { .. }));
     }
     let r = dispatch::answer(out.map(SnapshotReply::from));
-    set_result(state, Work::Snapshot, &r);
+    set_result(state, Job::Snapshot, &r);
     match &r.error {
         None => apply_retention(ctx, state),
         Some(e) => {
@@ -209,11 +206,11 @@ fn apply_retention(ctx: &Ctx, state: &StateHandle) {
                     "retention removed old snapshots"
                 )
             }
-            state.record(Work::Retention, Ok(()));
+            state.record(Job::Retention, Ok(()));
         }
         Err(e) => {
             tracing::error!(event = "retention.failed", error = %e, "retention failed");
-            state.record(Work::Retention, Err(e.to_string()));
+            state.record(Job::Retention, Err(e.to_string()));
         }
     }
 }

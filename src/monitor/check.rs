@@ -239,8 +239,20 @@ fn job_check(job: Job, r: &JobRecord) -> Option<Check> {
         Job::Verify => Level::Critical,
         // A stale metrics file hides nothing from this check.
         Job::Metrics => Level::Warning,
-        _ if r.failing_since_success >= CRITICAL_AFTER => Level::Critical,
-        _ => Level::Warning,
+        Job::Snapshot
+        | Job::Prune
+        | Job::Offsite
+        | Job::Restore
+        | Job::Pin
+        | Job::Unpin
+        | Job::Retention
+        | Job::Reload => {
+            if r.failing_since_success >= CRITICAL_AFTER {
+                Level::Critical
+            } else {
+                Level::Warning
+            }
+        }
     };
     Some(check(
         job.name(),

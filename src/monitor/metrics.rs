@@ -47,10 +47,9 @@ fn per_job(
     h: &Health,
     f: impl Fn(&super::state::JobRecord) -> Option<String>,
 ) -> Vec<(String, String)> {
-    Job::ALL
-        .iter()
+    Job::recorded_kinds()
         .filter_map(|j| {
-            let r = h.jobs.get(j).cloned().unwrap_or_default();
+            let r = h.jobs.get(&j).cloned().unwrap_or_default();
             f(&r).map(|v| (format!("{{job=\"{}\"}}", j.name()), v))
         })
         .collect()
@@ -66,10 +65,9 @@ type Family = (
 
 /// The per-job families.
 fn job_families(h: &Health) -> Vec<Family> {
-    let runs: Vec<(String, String)> = Job::ALL
-        .iter()
+    let runs: Vec<(String, String)> = Job::recorded_kinds()
         .flat_map(|j| {
-            let r = h.jobs.get(j).cloned().unwrap_or_default();
+            let r = h.jobs.get(&j).cloned().unwrap_or_default();
             [("ok", r.ok_runs), ("failed", r.failed_runs)].map(|(res, n)| {
                 (
                     format!("{{job=\"{}\",result=\"{res}\"}}", j.name()),

@@ -11,6 +11,7 @@
 //! is stale.
 
 pub mod check;
+pub mod job;
 pub mod metrics;
 pub mod state;
 
@@ -21,7 +22,8 @@ use chrono::{DateTime, Utc};
 
 use crate::environment::Ctx;
 use crate::store::Store;
-pub use state::{Health, Job};
+pub use job::Job;
+pub use state::Health;
 
 /// The store, when it exists and opens (no creation, no network).
 fn store_of(ctx: &Ctx) -> Option<Store> {

@@ -23,37 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::database::oslock::{self, LockKind};
 use crate::store::Store;
 
-/// The kinds of job recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Job {
-    Snapshot,
-    Prune,
-    Verify,
-    Offsite,
-    /// Writing `[monitor] metrics_file`.
-    Metrics,
-}
-
-impl Job {
-    pub const ALL: [Job; 5] = [
-        Job::Snapshot,
-        Job::Prune,
-        Job::Verify,
-        Job::Offsite,
-        Job::Metrics,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::Snapshot => "snapshot",
-            Job::Prune => "prune",
-            Job::Verify => "verify",
-            Job::Offsite => "offsite",
-            Job::Metrics => "metrics",
-        }
-    }
-}
+pub use super::job::Job;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {

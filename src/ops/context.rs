@@ -19,18 +19,45 @@ use crate::store::{Owner, Store, StoreError};
 /// monitor sees it too).
 pub use crate::environment::Ctx;
 
-/// The health record's view of an operation's result. A refusal (the
-/// caller's bad input) is no run of the job; with `every` — work nobody
-/// asked for at that moment, such as the daemon's pushes — it is a failure
-/// like any other. Cloud mode's "disabled" is never a run.
-pub fn outcome<T>(r: &Result<T, OpError>, every: bool) -> crate::monitor::Outcome {
+/// What an operation's result says about its run, for the health record.
+pub trait JobResult {
+    /// `false` for a call that did no work: cloud mode's "disabled", a dry
+    /// run.
+    fn ran(&self) -> bool {
+        true
+    }
+
+    /// A failure the call found while succeeding as a call (a verify that
+    /// found damage).
+    fn found_failure(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The one place an operation's run is recorded: `run` is timed, and its
+/// result noted in the health record as a run of `job` — unless it was
+/// none: a call that did no work ([`JobResult::ran`]), cloud mode's
+/// "disabled", or a refusal of the caller's input (with `every` — work
+/// nobody asked for at that moment, such as the daemon's pushes and
+/// scheduled snapshots — a refusal is a failure like any other).
+pub fn run_job<T: JobResult>(
+    ctx: &Ctx,
+    job: crate::monitor::Job,
+    every: bool,
+    run: impl FnOnce() -> Result<T, OpError>,
+) -> Result<T, OpError> {
     use crate::monitor::Outcome;
-    match r {
-        Ok(_) => Outcome::Done,
+    let started = std::time::Instant::now();
+    let r = run();
+    let outcome = match &r {
+        Ok(t) if !t.ran() => Outcome::NotARun,
+        Ok(t) => t.found_failure().map_or(Outcome::Done, Outcome::Failed),
         Err(OpError::Disabled { .. }) => Outcome::NotARun,
         Err(e) if !every && e.code().is_refusal() => Outcome::NotARun,
         Err(e) => Outcome::Failed(e.to_string()),
-    }
+    };
+    crate::monitor::note(ctx, job, started, outcome);
+    r
 }
 
 /// Errors of an operation, each mapped to a documented exit code.

@@ -8,11 +8,15 @@
 use crate::monitor::{self, Health};
 use crate::ops::context::{Ctx, OpError, open_store};
 use crate::ops::progress::Progress;
-use crate::ops::verify::{VerifyReport, VerifyRequest, check_all, note_verify};
+use crate::ops::verify::{VerifyReport, VerifyRequest, check_all, record_damage};
 
-/// Runs one drill.
+/// Runs one drill (a run of `verify` in the health record).
 pub fn drill(ctx: &Ctx) -> Result<VerifyReport, OpError> {
-    let started = std::time::Instant::now();
+    crate::ops::context::run_job(ctx, monitor::Job::Verify, false, || sample(ctx))
+}
+
+/// Deep-verifies the newest snapshot and the next of the rolling sample.
+fn sample(ctx: &Ctx) -> Result<VerifyReport, OpError> {
     let store = open_store(ctx, false)?;
     let mut ids: Vec<String> = store
         .catalog()?
@@ -41,11 +45,7 @@ pub fn drill(ctx: &Ctx) -> Result<VerifyReport, OpError> {
             }
             // Pruned meanwhile: nothing to verify.
             Err(OpError::Store(crate::store::StoreError::NotFound { .. })) => {}
-            Err(e) => {
-                let r = Err(e);
-                note_verify(ctx, started, &r);
-                return r;
-            }
+            Err(e) => return Err(e),
         }
     }
     for s in report.snapshots.iter().filter(|s| !s.ok) {
@@ -57,13 +57,12 @@ pub fn drill(ctx: &Ctx) -> Result<VerifyReport, OpError> {
         problems = report.problems,
         "restore drill done"
     );
-    let r = Ok(report);
-    note_verify(ctx, started, &r);
+    record_damage(ctx, &report);
     let last_older = picked.iter().rfind(|id| Some(*id) != ids.last()).cloned();
     if last_older.is_some() {
         monitor::record(ctx, |h| h.drill_cursor = last_older);
     }
-    r
+    Ok(report)
 }
 
 /// The newest id, then `ceil(older / 7)` older ones in id order starting

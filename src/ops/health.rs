@@ -65,9 +65,7 @@ pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: b
         .and_then(|d| d.last_error.as_ref())
         // Job failures come from the health record; the rest (a failed
         // reload) only the daemon knows.
-        .filter(|e| {
-            !["snapshot", "retention", "prune", "verify", "offsite"].contains(&e.what.as_str())
-        })
+        .filter(|e| e.what.recorded_as().is_none())
         .map(|e| format!("{} failed at {}: {}", e.what, e.at.to_rfc3339(), e.message));
     if !crate::store::Store::exists_at(&ctx.config.store.dir) {
         f.store_error = Some(format!(
@@ -138,9 +136,8 @@ fn from_store(ctx: &Ctx, store: &Store, f: &mut Facts) {
             })
             .unwrap_or_default();
     }
-    f.jobs = Job::ALL
-        .iter()
-        .filter_map(|j| h.jobs.get(j).map(|r| (*j, r.clone())))
+    f.jobs = Job::recorded_kinds()
+        .filter_map(|j| h.jobs.get(&j).map(|r| (j, r.clone())))
         .collect();
     if let Ok(st) = nix::sys::statvfs::statvfs(store.root()) {
         let avail = st.blocks_available() * st.fragment_size();

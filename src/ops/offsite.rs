@@ -137,8 +137,7 @@ pub fn open(ctx: &Ctx, env: &HostEnv) -> Result<Offsite, OpError> {
 
 /// Pushes every local snapshot the remote lacks.
 pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
-    let started = std::time::Instant::now();
-    let r = (|| {
+    let r = super::context::run_job(ctx, crate::monitor::Job::Offsite, true, || {
         let off = match open(ctx, env) {
             Ok(o) => o,
             Err(e) => {
@@ -159,20 +158,17 @@ pub fn push(ctx: &Ctx, env: &HostEnv) -> Result<Pushed, OpError> {
             .map(|o| o.prune_grace.0)
             .unwrap_or_default();
         Ok(push_all(&store, &off, grace)?)
-    })();
+    });
     if let Err(e) = &r
         && !matches!(e, OpError::Disabled { .. })
     {
         tracing::error!(event = "offsite.push_failed", error = %e, "offsite push failed");
     }
-    crate::monitor::note(
-        ctx,
-        crate::monitor::Job::Offsite,
-        started,
-        super::context::outcome(&r, true),
-    );
     r
 }
+
+/// Every push is work.
+impl super::context::JobResult for Pushed {}
 
 /// Checks the local record of what is offsite against the bucket (lists
 /// its records and packs; reads records only when they changed). A failure

@@ -58,17 +58,14 @@ pub struct PruneRequest {
 
 /// Applies retention, then deletes chunks no manifest names.
 pub fn prune(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
-    let started = std::time::Instant::now();
-    let r = apply(ctx, req);
-    if !req.dry_run && !r.as_ref().is_ok_and(|r| r.disabled) {
-        crate::monitor::note(
-            ctx,
-            crate::monitor::Job::Prune,
-            started,
-            super::context::outcome(&r, false),
-        );
+    super::context::run_job(ctx, crate::monitor::Job::Prune, false, || apply(ctx, req))
+}
+
+/// A dry run, or a prune in cloud mode, did no work.
+impl super::context::JobResult for PruneReport {
+    fn ran(&self) -> bool {
+        !self.dry_run && !self.disabled
     }
-    r
 }
 
 fn apply(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {

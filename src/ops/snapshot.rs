@@ -124,19 +124,20 @@ pub enum SnapshotOutcome {
     },
 }
 
+/// A snapshot in cloud mode did no work.
+impl super::context::JobResult for SnapshotOutcome {
+    fn ran(&self) -> bool {
+        match self {
+            SnapshotOutcome::Created(_) | SnapshotOutcome::Unchanged { .. } => true,
+            SnapshotOutcome::Disabled { .. } => false,
+        }
+    }
+}
+
 /// Takes a snapshot of the configured database (its result goes into the
 /// health record).
 pub fn snapshot(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
-    let started = Instant::now();
-    let r = take(ctx, req);
-    if !matches!(r, Ok(SnapshotOutcome::Disabled { .. })) {
-        crate::monitor::note(
-            ctx,
-            crate::monitor::Job::Snapshot,
-            started,
-            super::context::outcome(&r, false),
-        );
-    }
+    let r = super::context::run_job(ctx, crate::monitor::Job::Snapshot, false, || take(ctx, req));
     if let Ok(SnapshotOutcome::Unchanged { since }) = &r {
         crate::monitor::confirm(ctx, Some(since.to_string()));
     }

@@ -30,8 +30,8 @@ pub struct DaemonInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LastError {
     pub at: DateTime<Utc>,
-    /// `snapshot`, `retention`, `reload` or `offsite`.
-    pub what: String,
+    /// The kind of work that failed.
+    pub what: crate::monitor::Job,
     pub message: String,
 }
 
@@ -141,7 +141,7 @@ fn newest_failure(h: &crate::monitor::state::Health) -> Option<LastError> {
         .filter_map(|(job, r)| {
             r.last_failure.as_ref().map(|f| LastError {
                 at: f.at,
-                what: job.name().to_string(),
+                what: *job,
                 message: f.message.clone(),
             })
         })

@@ -50,26 +50,37 @@ pub fn verify_with(
     req: &VerifyRequest,
     progress: &Progress,
 ) -> Result<VerifyReport, OpError> {
-    let started = std::time::Instant::now();
-    let r = check_all(ctx, req, progress);
-    if !r.as_ref().is_ok_and(|r| r.disabled) {
-        note_verify(ctx, started, &r);
-    }
-    r
+    super::context::run_job(ctx, crate::monitor::Job::Verify, false, || {
+        let report = check_all(ctx, req, progress)?;
+        if !report.disabled {
+            record_damage(ctx, &report);
+        }
+        Ok(report)
+    })
 }
 
-/// Records a verify in the health record: its outcome, and which snapshots
-/// it found damaged or whole.
-pub(crate) fn note_verify(
-    ctx: &Ctx,
-    started: std::time::Instant,
-    r: &Result<VerifyReport, OpError>,
-) {
-    use crate::monitor::{Job, state::Damage};
-    let Ok(report) = r else {
-        crate::monitor::note(ctx, Job::Verify, started, super::context::outcome(r, false));
-        return;
-    };
+/// A verify in cloud mode did no work; one that found a damaged snapshot
+/// failed (naming each), though the call succeeded.
+impl super::context::JobResult for VerifyReport {
+    fn ran(&self) -> bool {
+        !self.disabled
+    }
+
+    fn found_failure(&self) -> Option<String> {
+        let bad: Vec<String> = self
+            .snapshots
+            .iter()
+            .filter(|s| !s.ok)
+            .map(|s| format!("snapshot {}: {}", s.id, damage_text(s)))
+            .collect();
+        (!bad.is_empty()).then(|| bad.join("; "))
+    }
+}
+
+/// Records in the health record which snapshots `report` found damaged and
+/// which whole (the run itself is recorded by [`super::context::run_job`]).
+pub(crate) fn record_damage(ctx: &Ctx, report: &VerifyReport) {
+    use crate::monitor::state::Damage;
     let now = chrono::Utc::now();
     let bad: Vec<Damage> = report
         .snapshots
@@ -81,21 +92,11 @@ pub(crate) fn note_verify(
             message: damage_text(s),
         })
         .collect();
-    let outcome = if bad.is_empty() {
-        Ok(started.elapsed())
-    } else {
-        Err(bad
-            .iter()
-            .map(|d| format!("snapshot {}: {}", d.id, d.message))
-            .collect::<Vec<_>>()
-            .join("; "))
-    };
     crate::monitor::record(ctx, |h| {
         h.damaged
             .retain(|d| !report.snapshots.iter().any(|s| s.id == d.id));
         h.damaged.extend(bad);
         h.verified(report.snapshots.iter().map(|s| s.id.as_str()));
-        h.note(Job::Verify, now, outcome);
     });
 }
 

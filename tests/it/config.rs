@@ -356,3 +356,49 @@ fn config_check_prints_effective_config() {
     assert_eq!(v["database"]["path"], ws.db().to_str().unwrap());
     assert_eq!(v["retention"]["keep_last"], 10);
 }
+
+/// `offsite.url`: the forms accepted and why the others are not.
+#[test]
+fn offsite_urls() {
+    let dir = |p: &str| {
+        Ok(ducksnap::config::OffsiteTarget::Directory {
+            path: std::path::PathBuf::from(p),
+        })
+    };
+    let cases: [(&str, Result<ducksnap::config::OffsiteTarget, &str>); 12] = [
+        (
+            "s3://bucket/team/app/",
+            Ok(ducksnap::config::OffsiteTarget::S3 {
+                bucket: "bucket".into(),
+                prefix: "team/app".into(),
+            }),
+        ),
+        (
+            "s3://bucket",
+            Ok(ducksnap::config::OffsiteTarget::S3 {
+                bucket: "bucket".into(),
+                prefix: String::new(),
+            }),
+        ),
+        ("s3://Bucket/x", Err("bucket name")),
+        ("s3://bucket/a/../b", Err("'..'")),
+        ("file:///mnt/nas/ducksnap", dir("/mnt/nas/ducksnap")),
+        (
+            "file:///mnt/My Disk/ducksnap/",
+            dir("/mnt/My Disk/ducksnap"),
+        ),
+        ("file://localhost/srv/b", dir("/srv/b")),
+        ("file://mnt/nas", Err("absolute")),
+        ("file:///", Err("root directory")),
+        ("file:///mnt/../etc", Err("'..'")),
+        ("file:///mnt//x", Err("empty parts")),
+        ("/mnt/nas", Err("neither an s3:// nor a file://")),
+    ];
+    for (url, want) in cases {
+        match (ducksnap::config::OffsiteTarget::parse(url), want) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{url}"),
+            (Err(e), Err(part)) => assert!(e.contains(part), "{url}: {e}"),
+            (got, want) => panic!("{url}: {got:?}, wanted {want:?}"),
+        }
+    }
+}

@@ -707,3 +707,38 @@ fn status_and_check_agree_about_the_last_error() {
     let json = ws.json(&["status", "--json"]);
     assert_eq!(json["recorded_error"]["what"], "snapshot", "{json}");
 }
+
+/// The names are the serde names, so a health record written before
+/// the kinds were merged reads the same.
+#[test]
+fn job_names_are_the_wire_names() {
+    use ducksnap::monitor::Job;
+    for j in Job::ALL {
+        assert_eq!(
+            serde_json::to_string(&j).unwrap(),
+            format!("\"{}\"", j.name())
+        );
+    }
+    // Every kind is in ALL once: a new variant fails to compile here
+    // until it has a place, and this fails until ALL holds it.
+    let place = |j: Job| match j {
+        Job::Snapshot => 0,
+        Job::Restore => 1,
+        Job::Prune => 2,
+        Job::Pin => 3,
+        Job::Unpin => 4,
+        Job::Verify => 5,
+        Job::Retention => 6,
+        Job::Reload => 7,
+        Job::Offsite => 8,
+        Job::Metrics => 9,
+    };
+    for (i, j) in Job::ALL.iter().enumerate() {
+        assert_eq!(place(*j), i, "{j}");
+    }
+    let recorded: Vec<&str> = Job::recorded_kinds().map(Job::name).collect();
+    assert_eq!(
+        recorded,
+        ["snapshot", "prune", "verify", "offsite", "metrics"]
+    );
+}
