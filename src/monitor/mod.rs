@@ -1,9 +1,11 @@
-//! Health as seen from outside the daemon: every job's result recorded in
-//! the store ([`state`]), the verdict `status --check` gives ([`check`],
-//! pure), the Prometheus textfile ([`metrics`]), and the one-line summary
-//! the daemon sends systemd as `STATUS=`.
+//! Health as seen from outside the daemon: the kinds of work ([`job`]),
+//! every job's result recorded in the store ([`state`]), the verdict
+//! `status --check` gives ([`check`], pure), the Prometheus textfile
+//! ([`metrics`]), and the one-line summary the daemon sends systemd as
+//! `STATUS=`.
 //!
-//! Operations call [`note`] when they finish, whoever runs them; a record
+//! [`note`] is called when an operation finishes, whoever runs it — by
+//! `ops::context::run_job`, the one wrapper every operation runs in; a record
 //! that cannot be written (no store yet, a read-only store) is logged at
 //! debug level and never turns the job's own result into another one. A
 //! metrics file that cannot be written is a failure of its own job
