@@ -63,6 +63,16 @@ pub fn run_job<T: JobResult>(
 /// Errors of an operation, each mapped to a documented exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
+    /// A file outside the store (the database, a `--to` target, the
+    /// private directory beside them) could not be read or written; the
+    /// store's own files fail as [`StoreError::Io`].
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -116,6 +126,24 @@ pub enum OpError {
     InUse { path: PathBuf, pid: Option<i32> },
     #[error("restore failed: {reason}")]
     RestoreFailed { reason: String },
+    /// An in-place restore failed and the previous database was put back.
+    #[error("restore failed: {cause}; the previous database was put back")]
+    RolledBack {
+        #[source]
+        cause: Box<OpError>,
+    },
+    /// An in-place restore failed, and so did putting the previous
+    /// database back: the journal says where every file is.
+    #[error(
+        "restore failed: {cause}; rolling back ALSO failed: {rollback}; the journal {} describes the files",
+        journal.display()
+    )]
+    RollbackFailed {
+        cause: Box<OpError>,
+        #[source]
+        rollback: RecoverError,
+        journal: PathBuf,
+    },
     #[error(transparent)]
     Recover(#[from] RecoverError),
     #[error("not confirmed: {0}")]
@@ -160,7 +188,11 @@ impl OpError {
             OpError::Disabled { .. } => ErrorCode::Disabled,
             OpError::InUse { .. } => ErrorCode::InUse,
             OpError::ForeignStore { .. } => ErrorCode::WrongDatabase,
-            OpError::RestoreFailed { .. } | OpError::Recover(_) => ErrorCode::Failed,
+            OpError::Io { .. }
+            | OpError::RestoreFailed { .. }
+            | OpError::RolledBack { .. }
+            | OpError::RollbackFailed { .. }
+            | OpError::Recover(_) => ErrorCode::Failed,
         }
     }
 
@@ -331,12 +363,10 @@ pub(crate) fn store_for(ctx: &Ctx, given: &str) -> Result<Store, OpError> {
 /// Fails unless `dir`'s file system has `needed` bytes free; `what` says
 /// what they are for (the message names exactly what was counted).
 pub(crate) fn check_space_at(dir: &Path, needed: u64, what: &'static str) -> Result<(), OpError> {
-    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| {
-        OpError::Store(StoreError::Io {
-            op: "query free space of",
-            path: dir.to_path_buf(),
-            source: e.into(),
-        })
+    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| OpError::Io {
+        op: "query free space of",
+        path: dir.to_path_buf(),
+        source: e.into(),
     })?;
     let available = st.blocks_available() as u64 * st.fragment_size() as u64;
     if available < needed {

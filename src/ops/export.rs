@@ -19,7 +19,6 @@ use crate::ops::outfile::{self, PrivateDir};
 use crate::ops::restore::{RestoreRequest, restore};
 use crate::ops::select::resolve;
 use crate::ops::select::selector_of;
-use crate::store::StoreError;
 
 /// What `export` is asked for (CLI arguments and wire fields).
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
@@ -139,7 +138,7 @@ pub fn export(ctx: &Ctx, req: &ExportRequest) -> Result<Exported, OpError> {
 fn finish(tmp: &Path, to: &Path, format: Format) -> Result<(), OpError> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |source| OpError::Store(StoreError::Io { op, path, source })
+        move |source| OpError::Io { op, path, source }
     };
     fs::set_permissions(tmp, fs::Permissions::from_mode(0o600))
         .map_err(io("set the mode of", tmp))?;

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::database::{dbpath, duckfile};
 use crate::ops::context::{Ctx, OpError, database_path};
-use crate::store::StoreError;
 
 const PREFIX: &str = ".ducksnap-out-";
 
@@ -186,9 +185,9 @@ fn remove_stale(dir: &Path) {
 }
 
 pub fn io_err(op: &'static str, path: &Path, source: io::Error) -> OpError {
-    OpError::Store(StoreError::Io {
+    OpError::Io {
         op,
         path: path.to_path_buf(),
         source,
-    })
+    }
 }

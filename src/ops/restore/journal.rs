@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::database::duckfile::{wal_checkpoint_path, wal_path};
 use crate::database::oslock::{self, LockKind};
-use crate::store::fsync_dir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
@@ -163,7 +162,8 @@ pub fn write_journal(j: &Journal) -> Result<(), RecoverError> {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
-        serde_json::to_writer_pretty(&f, j).map_err(|e| io_err("write", &tmp)(e.into()))?;
+        serde_json::to_writer_pretty(&f, j)
+            .map_err(|e| io_err("write", &tmp)(io::Error::from(e)))?;
         f.sync_all().map_err(io_err("fsync", &tmp))?;
     }
     fs::rename(&tmp, &path).map_err(io_err("rename into", &path))?;
@@ -171,11 +171,9 @@ pub fn write_journal(j: &Journal) -> Result<(), RecoverError> {
 }
 
 fn fsync(dir: &Path) -> Result<(), RecoverError> {
-    fsync_dir(dir).map_err(|e| RecoverError::Io {
-        op: "fsync directory",
-        path: dir.to_path_buf(),
-        source: io::Error::other(e.to_string()),
-    })
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
 }
 
 fn remove_if_exists(p: &Path) -> Result<(), RecoverError> {

@@ -20,7 +20,7 @@ use crate::database::oslock::{self, LockKind};
 use crate::id::SnapshotId;
 use crate::ops::context::{Ctx, OpError};
 use crate::ops::snapshot::{SnapshotRequest, commit_capture};
-use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
+use crate::store::{CheckStatus, Manifest, Store, StoreLock};
 
 pub(crate) fn compare_tables(
     expected: &Manifest,
@@ -59,7 +59,7 @@ pub(super) fn stage_restore(
         {
             File::open(&p)
                 .and_then(|f| f.sync_all())
-                .map_err(|source| StoreError::Io {
+                .map_err(|source| OpError::Io {
                     op: "fsync",
                     path: p.clone(),
                     source,
@@ -93,23 +93,19 @@ pub(super) fn remove_if_exists(p: &Path) -> Result<(), OpError> {
     match fs::remove_file(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(StoreError::Io {
+        Err(source) => Err(OpError::Io {
             op: "remove",
             path: p.to_path_buf(),
             source,
-        }
-        .into()),
+        }),
     }
 }
 
 pub(super) fn rename(from: &Path, to: &Path) -> Result<(), OpError> {
-    fs::rename(from, to).map_err(|source| {
-        StoreError::Io {
-            op: "rename into",
-            path: to.to_path_buf(),
-            source,
-        }
-        .into()
+    fs::rename(from, to).map_err(|source| OpError::Io {
+        op: "rename into",
+        path: to.to_path_buf(),
+        source,
     })
 }
 
@@ -132,12 +128,10 @@ impl Ownership {
 
     fn apply(&self, p: &Path) -> Result<(), OpError> {
         let io = |op: &'static str| {
-            move |source| {
-                OpError::Store(StoreError::Io {
-                    op,
-                    path: p.to_path_buf(),
-                    source,
-                })
+            move |source| OpError::Io {
+                op,
+                path: p.to_path_buf(),
+                source,
             }
         };
         let md = fs::metadata(p).map_err(io("stat"))?;
@@ -173,12 +167,10 @@ pub(super) fn carry_ownership(
 /// rename). `None` when there is no database.
 pub(super) fn lock_out_the_app(db: &Path) -> Result<Option<File>, OpError> {
     let io = |op: &'static str| {
-        move |source| {
-            OpError::Store(StoreError::Io {
-                op,
-                path: db.to_path_buf(),
-                source,
-            })
+        move |source| OpError::Io {
+            op,
+            path: db.to_path_buf(),
+            source,
         }
     };
     let f = match fs::OpenOptions::new().read(true).write(true).open(db) {

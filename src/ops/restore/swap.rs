@@ -16,7 +16,7 @@ use crate::database::duckfile::{self, Header};
 use crate::database::oslock::{self, LockKind};
 use crate::ops::context::{Ctx, OpError, check_space_at};
 use crate::ops::restore::journal;
-use crate::store::{CheckStatus, Manifest, Store, StoreError, StoreLock};
+use crate::store::{CheckStatus, Manifest, Store, StoreLock};
 
 /// The journal of an in-place restore of `m` from `staged` over `db`.
 fn journal_for(
@@ -38,7 +38,7 @@ fn journal_for(
         }
         let p = duckfile::role_path(staged, role).expect("known role");
         let ino = fs::metadata(&p)
-            .map_err(|source| StoreError::Io {
+            .map_err(|source| OpError::Io {
                 op: "stat",
                 path: p.clone(),
                 source,
@@ -57,7 +57,7 @@ fn journal_for(
         old_ckpt_aside: aside(".wal.checkpoint"),
         old_recovery_aside: aside(".wal.recovery"),
         new_ino: fs::metadata(staged)
-            .map_err(|source| StoreError::Io {
+            .map_err(|source| OpError::Io {
                 op: "stat",
                 path: staged.to_path_buf(),
                 source,
@@ -77,7 +77,7 @@ fn swap(j: &journal::Journal, m: &Manifest, new_file: &File) -> Result<bool, OpE
     let db = &j.db;
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |source: io::Error| OpError::Store(StoreError::Io { op, path, source })
+        move |source: io::Error| OpError::Io { op, path, source }
     };
     if let Some(link) = &j.old_link {
         let _ = fs::remove_file(link);
@@ -178,7 +178,7 @@ pub(super) fn restore_in_place(
 /// replaces, or 0600 and ours when there is none.
 fn ownership_of(db: &Path, old: Option<&File>) -> Result<Ownership, OpError> {
     Ok(match old {
-        Some(f) => Ownership::of(&f.metadata().map_err(|source| StoreError::Io {
+        Some(f) => Ownership::of(&f.metadata().map_err(|source| OpError::Io {
             op: "stat",
             path: db.to_path_buf(),
             source,
@@ -194,7 +194,7 @@ fn ownership_of(db: &Path, old: Option<&File>) -> Result<Ownership, OpError> {
 /// Takes the write lock on the staged file (whose read lock the staging
 /// guard holds): nobody may open the new database before the swap is done.
 fn lock_staged(new_file: &File, staged: &Path) -> Result<(), OpError> {
-    let locked = oslock::try_lock(new_file, LockKind::Write).map_err(|source| StoreError::Io {
+    let locked = oslock::try_lock(new_file, LockKind::Write).map_err(|source| OpError::Io {
         op: "lock",
         path: staged.to_path_buf(),
         source,
@@ -216,15 +216,12 @@ fn roll_back_after(journal: &journal::Journal, m: &Manifest, e: OpError) -> OpEr
     match journal::roll_back(journal) {
         Ok(()) => {
             let _ = fs::remove_file(journal::journal_path(db));
-            OpError::RestoreFailed {
-                reason: format!("{e}; the previous database was put back"),
-            }
+            OpError::RolledBack { cause: Box::new(e) }
         }
-        Err(rb) => OpError::RestoreFailed {
-            reason: format!(
-                "{e}; rolling back ALSO failed: {rb}; the journal {} describes the files",
-                journal::journal_path(db).display()
-            ),
+        Err(rollback) => OpError::RollbackFailed {
+            cause: Box::new(e),
+            rollback,
+            journal: journal::journal_path(db),
         },
     }
 }

@@ -15,7 +15,7 @@ use crate::database::duckfile::{self};
 use crate::database::oslock::{self, LockKind};
 use crate::ops::context::{Ctx, OpError, check_space_at};
 use crate::ops::outfile::{self, PrivateDir};
-use crate::store::{Manifest, Store, StoreError};
+use crate::store::{Manifest, Store};
 
 /// Writes a standalone copy of `m` at `to` ([`outfile::target`]); stale
 /// side files there are refused without `force`.
@@ -29,12 +29,11 @@ pub(super) fn restore_to(
 ) -> Result<Restored, OpError> {
     let to = outfile::target(ctx, to, req.force, true)?;
     if let Ok(f) = File::open(&to)
-        && let Some(h) =
-            oslock::conflicting(&f, LockKind::Write).map_err(|source| StoreError::Io {
-                op: "query locks on",
-                path: to.clone(),
-                source,
-            })?
+        && let Some(h) = oslock::conflicting(&f, LockKind::Write).map_err(|source| OpError::Io {
+            op: "query locks on",
+            path: to.clone(),
+            source,
+        })?
     {
         return Err(OpError::InUse {
             path: to,
@@ -55,7 +54,7 @@ pub(super) fn restore_to(
     let result = stage_restore(store, m, &staged, req.check).and_then(|verified| {
         for (_, p) in file_set(&staged, m) {
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(|source| {
-                StoreError::Io {
+                OpError::Io {
                     op: "set the mode of",
                     path: p.clone(),
                     source,
