@@ -16,7 +16,7 @@ fn restore_over_the_socket_with_and_without_check() {
         "[schedule]\nenabled = false\n",
         "CREATE TABLE t AS SELECT range i FROM range(1000)",
     );
-    let d = Daemon::start(&ws, &[]);
+    let d = InProcess::start(&ws);
     let mut c = d.connect();
     let s = c.call(json!({"op": "snapshot", "reason": "manual"}));
     let id = s["result"]["snapshot"]["id"].as_str().unwrap().to_string();
@@ -28,6 +28,8 @@ fn restore_over_the_socket_with_and_without_check() {
         assert_eq!(v["result"]["verified"], true, "{v}");
         assert_eq!(query_i64(&open_ro(&to), "SELECT count(*) FROM t"), 1000);
     }
+    drop(c);
+    assert_eq!(d.stop(), 0, "a clean stop");
 }
 
 #[test]
@@ -102,7 +104,7 @@ fn fifty_concurrent_snapshot_requests() {
         "[schedule]\nenabled = false\n",
         "CREATE TABLE t AS SELECT range i FROM range(1000)",
     );
-    let d = Daemon::start(&ws, &[]);
+    let d = InProcess::start(&ws);
     let socket = d.socket.clone();
     let threads: Vec<_> = (0..50)
         .map(|i| {
@@ -149,7 +151,7 @@ fn hostile_clients_do_not_hurt() {
         "[schedule]\nenabled = false\n",
         "CREATE TABLE t AS SELECT range i FROM range(1000)",
     );
-    let d = Daemon::start(&ws, &[]);
+    let d = InProcess::start(&ws);
     let mut c = d.connect();
     assert_eq!(c.call(json!({"op": "hello"}))["result"]["protocol"], 1);
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
@@ -329,7 +331,7 @@ fn cloud_mode_daemon_answers_disabled() {
 #[test]
 fn duplicate_keys_and_relative_paths_are_invalid_requests() {
     let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
-    let d = Daemon::start(&ws, &[]);
+    let d = InProcess::start(&ws);
     let mut c = d.connect();
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
     c.send_raw(b"{\"op\":\"ping\",\"op\":\"prune\"}\n");
@@ -418,7 +420,7 @@ fn a_squatted_socket_is_refused() {
 #[test]
 fn a_request_about_another_database_is_refused() {
     let ws = daemon_ws("[schedule]\nenabled = false\n", "CREATE TABLE t(i INTEGER)");
-    let d = Daemon::start(&ws, &[]);
+    let d = InProcess::start(&ws);
     let mut c = d.connect();
     let other = ws.path().join("other.duckdb");
     make_db(&other, "CREATE TABLE u(i INTEGER)");

@@ -1,6 +1,8 @@
 //! The daemon harness: a real `ducksnap daemon` with a fake
-//! `NOTIFY_SOCKET` and its JSON log on a channel ([`Daemon`]), a socket
-//! connection ([`Conn`]), and the configs and databases the daemon tests use.
+//! `NOTIFY_SOCKET` and its JSON log on a channel ([`Daemon`]); the daemon
+//! in this test process, for tests that need only its socket
+//! ([`InProcess`]); a socket connection ([`Conn`]); and the configs and
+//! databases the daemon tests use.
 
 use super::*;
 use serde_json::{Value, json};
@@ -61,21 +63,7 @@ impl Daemon {
     /// Starts `cmd` (a `ducksnap daemon` command) listening on `socket`;
     /// returns once it said READY=1.
     pub(crate) fn spawn(ws: &Workspace, mut cmd: std::process::Command, socket: PathBuf) -> Daemon {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let notify_path = ws.path().join(format!("notify-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_file(&notify_path);
-        let dgram = UnixDatagram::bind(&notify_path).unwrap();
-        let (notify_tx, notify) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = dgram.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if notify_tx.send(msg).is_err() {
-                    break;
-                }
-            }
-        });
+        let (notify_path, notify) = notify_socket(ws);
         cmd.env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -202,6 +190,104 @@ impl Drop for Daemon {
             }
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// A fake `NOTIFY_SOCKET` in the workspace: its path, and what arrives on
+/// it, read by a thread as it arrives (as systemd does: a full queue would
+/// make the daemon drop messages).
+fn notify_socket(ws: &Workspace) -> (PathBuf, mpsc::Receiver<String>) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let notify_path = ws.path().join(format!("notify-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&notify_path);
+    let dgram = UnixDatagram::bind(&notify_path).unwrap();
+    let (notify_tx, notify) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = dgram.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if notify_tx.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+    (notify_path, notify)
+}
+
+/// The daemon run inside this test process: `daemon::serve` on a thread
+/// with a runtime of its own, the workspace's config, a fake
+/// `NOTIFY_SOCKET` given through the injected `HostEnv` (the process
+/// environment is never touched). For tests that need only the socket: no
+/// binary, no log lines, no signals. Stopped (`Control::Stop`) and joined
+/// on drop.
+pub(crate) struct InProcess {
+    control: tokio::sync::mpsc::UnboundedSender<ducksnap::daemon::Control>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<u8>>>,
+    pub(crate) socket: PathBuf,
+}
+
+impl InProcess {
+    /// Starts it; returns once it said READY=1.
+    pub(crate) fn start(ws: &Workspace) -> InProcess {
+        use ducksnap::config::HostEnv;
+        let (notify_path, notify) = notify_socket(ws);
+        let env = HostEnv {
+            vars: [(
+                "NOTIFY_SOCKET".to_string(),
+                notify_path.display().to_string(),
+            )]
+            .into(),
+            cwd: ws.path().to_path_buf(),
+        };
+        let path = ws.config_path();
+        let config = ducksnap::config::load_file(&path, &env).unwrap();
+        let detection =
+            ducksnap::environment::detect(&env, &config.database.path, config.database.mode);
+        let socket = config.socket.path.clone();
+        let ctx = ducksnap::ops::Ctx { config, detection };
+        let reload_env = env.clone();
+        let reload: ducksnap::daemon::Reload =
+            Box::new(move || ducksnap::config::load_file(&path, &reload_env));
+        let (control, rx) = tokio::sync::mpsc::unbounded_channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let r = rt.block_on(ducksnap::daemon::serve(ctx, env, reload, rx));
+            rt.shutdown_background();
+            r
+        });
+        let ready = notify
+            .recv_timeout(Duration::from_secs(60))
+            .expect("READY=1 from the daemon");
+        assert!(ready.starts_with("READY=1"), "first notification: {ready}");
+        InProcess {
+            control,
+            thread: Some(thread),
+            socket,
+        }
+    }
+
+    pub(crate) fn connect(&self) -> Conn {
+        Conn::new(&self.socket)
+    }
+
+    /// Stops it as SIGTERM would; its exit code.
+    pub(crate) fn stop(mut self) -> u8 {
+        let _ = self.control.send(ducksnap::daemon::Control::Stop);
+        let thread = self.thread.take().expect("running");
+        thread.join().expect("the daemon thread").expect("serve")
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.control.send(ducksnap::daemon::Control::Stop);
+            let _ = t.join();
         }
     }
 }
