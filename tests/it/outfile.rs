@@ -58,14 +58,24 @@ fn assert_same(before: &Around, now: &Around, what: &str) {
     }
 }
 
-#[test]
-fn outputs_cannot_be_redirected() {
+/// A workspace with one snapshot of a 1,000-row table, and its id.
+fn one_snapshot() -> (Workspace, String) {
     let ws = Workspace::new();
     make_db(
         &ws.db(),
         "CREATE TABLE t AS SELECT range AS i FROM range(1000)",
     );
     let id = ws.snapshot()["id"].as_str().unwrap().to_string();
+    (ws, id)
+}
+
+/// A shared directory with links planted at every temporary name an
+/// earlier ducksnap used, for the next PIDs, pointing at another user's
+/// database: export and restore --to write their outputs, and nothing else
+/// in either directory changes.
+#[test]
+fn outputs_cannot_be_redirected() {
+    let (ws, id) = one_snapshot();
     // Another user's directory, where links are planted at every name an
     // earlier ducksnap used for temporary files, for the next PIDs.
     let shared = ws.path().join("shared");
@@ -120,8 +130,19 @@ fn outputs_cannot_be_redirected() {
         "no table was written into another database"
     );
     drop(c);
+}
 
-    // --force replaces regular files only.
+/// `--force` replaces regular files only: a FIFO, a directory, a socket,
+/// a device and a FIFO where a WAL side file would go are refused, and
+/// left as they were.
+#[test]
+fn force_replaces_regular_files_only() {
+    let (ws, id) = one_snapshot();
+    let shared = ws.path().join("shared");
+    let victim_dir = ws.path().join("victim");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(&victim_dir).unwrap();
+    let around = || (entries(&shared), entries(&victim_dir));
     let fifo = shared.join("fifo.csv");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
     let dir = shared.join("dir.duckdb");
@@ -180,8 +201,12 @@ fn outputs_cannot_be_redirected() {
                 .is_char_device()
         );
     }
+}
 
-    // Nothing into the store, by any spelling.
+/// Nothing is written into the store, by any spelling of a path in it.
+#[test]
+fn nothing_is_written_into_the_store() {
+    let (ws, id) = one_snapshot();
     let store_before = tree_digest(&ws.store_dir());
     for to in [
         ws.store_dir().join("snapshots/x.duckdb"),
