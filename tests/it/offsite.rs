@@ -271,35 +271,40 @@ fn bad_offsite_settings_are_refused_naming_the_key() {
     };
     let k = key.display();
     let ep = server.endpoint();
-    expect(
-        &format!("[offsite]\nurl = \"http://backups\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\n"),
-        2,
-        "offsite.url",
-    );
-    expect(
-        &format!("[offsite]\nurl = \"s3://Bad_Bucket\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\n"),
-        2,
-        "offsite.url",
-    );
-    expect(
-        &format!(
-            "[offsite]\nurl = \"s3://backups\"\nendpoint = \"http://192.0.2.1:9000\"\nkey_file = \"{k}\"\n"
+    let cases = [
+        (
+            format!("url = \"http://backups\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\n"),
+            2,
+            "offsite.url",
         ),
-        2,
-        "offsite.allow_http",
-    );
-    expect(
-        &format!("[offsite]\nurl = \"s3://backups\"\nendpoint = \"{ep}\"\n"),
-        2,
-        "offsite.key_file",
-    );
-    expect(
-        &format!(
-            "[offsite]\nurl = \"s3://no-such-bucket\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\ntimeout = \"5s\"\n"
+        (
+            format!("url = \"s3://Bad_Bucket\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\n"),
+            2,
+            "offsite.url",
         ),
-        1,
-        "no-such-bucket",
-    );
+        (
+            format!(
+                "url = \"s3://backups\"\nendpoint = \"http://192.0.2.1:9000\"\nkey_file = \"{k}\"\n"
+            ),
+            2,
+            "offsite.allow_http",
+        ),
+        (
+            format!("url = \"s3://backups\"\nendpoint = \"{ep}\"\n"),
+            2,
+            "offsite.key_file",
+        ),
+        (
+            format!(
+                "url = \"s3://no-such-bucket\"\nendpoint = \"{ep}\"\nkey_file = \"{k}\"\ntimeout = \"5s\"\n"
+            ),
+            1,
+            "no-such-bucket",
+        ),
+    ];
+    for (body, code, needle) in &cases {
+        expect(&format!("[offsite]\n{body}"), *code, needle);
+    }
     let creds = ws.path().join("creds");
     std::fs::write(
         &creds,
