@@ -142,11 +142,14 @@ fn disaster_recovery_from_a_directory() {
     disaster_recovery(&Remote::directory(root.path()));
 }
 
-#[test]
-fn the_server_sees_neither_content_nor_a_usable_object() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Remote::rclone(root.path());
-    let ws = offsite_ws(&server);
+/// Pushes a snapshot of a table full of a secret to `server` (its files
+/// under `root`): no object holds the secret, names the snapshot or names
+/// a chunk. Returns the workspace, the snapshot and the objects.
+fn pushed_secret(
+    server: &Remote,
+    root: &Path,
+) -> (Workspace, String, Vec<(std::path::PathBuf, Vec<u8>)>) {
+    let ws = offsite_ws(server);
     let secret = "Zebra-Quokka-7431-customer-secret";
     make_db(
         &ws.db(),
@@ -154,7 +157,7 @@ fn the_server_sees_neither_content_nor_a_usable_object() {
     );
     let id = ws.snapshot()["id"].as_str().unwrap().to_string();
     ok_json(&ws, &["offsite", "push", "--json"]);
-    let objects = remote::files(root.path());
+    let objects = remote::files(root);
     assert!(objects.len() >= 3, "{} objects", objects.len());
     let chunk_hashes: Vec<String> = ws
         .manifest(&id)
@@ -173,6 +176,19 @@ fn the_server_sees_neither_content_nor_a_usable_object() {
             "{name} names a chunk"
         );
     }
+    (ws, id, objects)
+}
+
+/// A wrong key restores nothing and writes nothing; init without the key
+/// on a remote set up already makes no new key; one flipped byte in a pack
+/// fails the restore naming the pack, leaving no file and no snapshot.
+fn nothing_usable_without_the_key_or_with_damage(
+    ws: &Workspace,
+    server: &Remote,
+    id: &str,
+    objects: &[(std::path::PathBuf, Vec<u8>)],
+) {
+    let id = id.to_string();
     // A wrong key: a clear error, nothing written anywhere.
     let fresh = Workspace::new();
     // A new machine whose key file holds another key.
@@ -244,6 +260,24 @@ fn the_server_sees_neither_content_nor_a_usable_object() {
             .unwrap_or(0)
             == 0
     );
+}
+
+#[test]
+fn the_server_sees_neither_content_nor_a_usable_object() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Remote::rclone(root.path());
+    let (ws, id, objects) = pushed_secret(&server, root.path());
+    nothing_usable_without_the_key_or_with_damage(&ws, &server, &id, &objects);
+}
+
+/// The same for a directory: a stolen disk or a NAS's other users see
+/// neither content nor names.
+#[test]
+fn a_directory_holds_neither_content_nor_a_usable_object() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Remote::directory(root.path());
+    let (ws, id, objects) = pushed_secret(&server, root.path());
+    nothing_usable_without_the_key_or_with_damage(&ws, &server, &id, &objects);
 }
 
 #[test]
