@@ -1,6 +1,7 @@
 //! The one integration-test binary (every test binary links all of DuckDB).
-//! One file per subsystem; the harnesses (a workspace, the daemon, the S3
-//! servers) in `helpers/`.
+//! One file per subsystem; the harnesses (a workspace, the daemon as a
+//! process or in this one, the offsite remotes: S3 servers and a
+//! directory) in `helpers/`.
 
 mod capture;
 mod cli;
