@@ -1,12 +1,14 @@
 //! The user's DuckDB database, as ducksnap sees it from outside: the file
 //! header and the side files (`.wal`, `.wal.checkpoint`, `.wal.recovery`)
-//! that make up the database ([`duckfile`]), their `stat` stamps ([`stamp`]), which file is the database
+//! that make up the database ([`duckfile`]), which blocks the active header
+//! uses ([`blocks`]), their `stat` stamps ([`stamp`]), which file is the database
 //! ([`dbpath`]), the OFD locks that see and are seen by DuckDB's POSIX locks
 //! ([`oslock`]), and opening a captured copy read-only with the bundled
 //! DuckDB ([`check`]), and comparing two such copies or writing a table out
 //! ([`compare`], [`changes`], [`rows`], [`narrow`]). ducksnap never opens the user's
 //! database read-write.
 
+pub mod blocks;
 pub mod changes;
 pub mod check;
 pub mod compare;

@@ -3,6 +3,7 @@
 //! process or in this one, the offsite remotes: S3 servers and a
 //! directory) in `helpers/`.
 
+mod blocks;
 mod capture;
 mod cli;
 mod config;
