@@ -13,7 +13,8 @@ use super::outcome::{AttemptError, CaptureError, io_err};
 use crate::capture::mapped::Mapped;
 use crate::database::duckfile::{self, Header};
 use crate::store::{
-    ChunkBatch, Compressors, FileEntry, FileHash, PutChunk, chunk_list_hash, read_full_at, workers,
+    ChunkBatch, ChunkRef, Compressors, FileEntry, FileHash, PutChunk, chunk_list_hash,
+    read_full_at, workers,
 };
 
 /// Chunk size target for database runs and the WAL.
@@ -28,6 +29,9 @@ pub const CHUNK_TARGET: u64 = 256 * 1024;
 ///
 /// `quiescent`: the caller's lock keeps writers out, so every file is read
 /// through a memory map ([`Mapped`]) rather than copied into buffers.
+/// `known`: per database chunk (in [`duckfile::db_chunk_bounds`] order),
+/// one already in the store that these bytes are known to equal, which is
+/// then neither read nor stored again (an incremental capture).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn copy_files(
     batch: &ChunkBatch,
@@ -37,6 +41,7 @@ pub(super) fn copy_files(
     header: &Header,
     staging: Option<&Path>,
     quiescent: bool,
+    known: Option<&[Option<ChunkRef>]>,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<Vec<FileEntry>, AttemptError> {
     let map = |f: &File, len: u64, path: &Path| -> Result<Option<Mapped>, CaptureError> {
@@ -66,6 +71,7 @@ pub(super) fn copy_files(
             side.role,
             &bounds,
             staged.as_deref(),
+            None,
             new_chunks,
         )?);
     }
@@ -80,6 +86,7 @@ pub(super) fn copy_files(
             duckfile::DB_ROLE,
             &bounds,
             staged_db.as_deref(),
+            known,
             new_chunks,
         )?,
     );
@@ -98,8 +105,9 @@ pub(super) fn open_optional(p: &Path) -> Result<Option<File>, CaptureError> {
 /// when given (the staged copy DuckDB checks). One worker per core takes the
 /// next chunk, reads it (each byte of the file is read once; from the map
 /// when `src` comes with one), writes it to `dest` at its offset, and
-/// hashes, compresses and stores it. The file's hash is then the chunk
-/// list's.
+/// hashes, compresses and stores it. A chunk `known` names is taken as it
+/// is. The file's hash is then the chunk list's.
+#[allow(clippy::too_many_arguments)]
 fn copy_chunks(
     batch: &ChunkBatch,
     (src, map): (&File, Option<&Mapped>),
@@ -107,8 +115,10 @@ fn copy_chunks(
     role: &str,
     bounds: &[(u64, u64)],
     dest: Option<&Path>,
+    known: Option<&[Option<ChunkRef>]>,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<FileEntry, AttemptError> {
+    let known_at = |i: usize| known.and_then(|k| k.get(i)).and_then(Option::as_ref);
     let out = match dest {
         Some(d) => Some(File::create(d).map_err(io_err("create", d))?),
         None => None,
@@ -126,6 +136,9 @@ fn copy_chunks(
                 let Some(&(start, end)) = bounds.get(i) else {
                     break;
                 };
+                if known_at(i).is_some() {
+                    continue;
+                }
                 let shrank = || {
                     AttemptError::Unstable(format!("{} shrank during the copy", src_path.display()))
                 };
@@ -167,7 +180,7 @@ fn copy_chunks(
         );
         results
     });
-    let puts = in_order(results, n)?;
+    let puts = in_order(results, n, known)?;
     Ok(file_entry(role, puts, new_chunks))
 }
 
@@ -177,8 +190,20 @@ fn copy_chunks(
 fn in_order(
     results: Vec<Result<Vec<(usize, PutChunk)>, AttemptError>>,
     n: usize,
+    known: Option<&[Option<ChunkRef>]>,
 ) -> Result<Vec<PutChunk>, AttemptError> {
-    let mut slots: Vec<Option<PutChunk>> = vec![None; n];
+    let mut slots: Vec<Option<PutChunk>> = (0..n)
+        .map(|i| {
+            known
+                .and_then(|k| k.get(i))
+                .and_then(Option::as_ref)
+                .map(|chunk| PutChunk {
+                    chunk: chunk.clone(),
+                    new: false,
+                    stored: 0,
+                })
+        })
+        .collect();
     let mut first_error = None;
     for r in results {
         match r {

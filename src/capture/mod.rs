@@ -25,7 +25,7 @@
 //! copy the staged copy. Only a copy that passes counts; an online copy
 //! that fails the check is retried.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::path::Path;
@@ -35,15 +35,18 @@ use crate::database::oslock::{self, LockKind};
 use crate::store::{CaptureMethod, ChunkBatch, Store, StoreLock};
 
 mod copy;
+mod incremental;
 pub mod mapped;
+pub mod mirror;
 mod online;
 mod outcome;
 mod quiescent;
 
 pub use copy::CHUNK_TARGET;
+use incremental::{NotNow, incremental_attempt};
 use online::{online_attempt, wait_for_checkpoint};
 use outcome::{Attempt, AttemptError, io_err};
-pub use outcome::{CaptureError, Captured};
+pub use outcome::{CaptureError, Captured, Incremental};
 pub use quiescent::capture_locked;
 use quiescent::copy_quiescent;
 
@@ -52,6 +55,8 @@ pub struct CaptureOptions {
     pub attempts: u32,
     pub backoff: Duration,
     pub timeout: Duration,
+    /// Try an incremental online attempt when the mirror allows one.
+    pub incremental: bool,
 }
 
 /// Captures `db` into the store. `staging` is a private directory in the
@@ -65,6 +70,12 @@ pub fn capture(
 ) -> Result<Captured, CaptureError> {
     let start = Instant::now();
     let batch = store.batch(lock);
+    let mirror = if opts.incremental {
+        mirror::usable(store)
+    } else {
+        None
+    };
+    let mut touched = BTreeSet::new();
     let mut new_chunks = HashMap::new();
     let mut last = String::from("no attempt made");
     let mut made = 0;
@@ -82,16 +93,38 @@ pub fn capture(
         // of the time of a first copy), which keeps its window short.
         let dir = staging.join("attempt");
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        let outcome = attempt_once(&batch, db, &dir, &mut new_chunks);
+        let mut using = Using {
+            store,
+            mirror: mirror.as_ref(),
+            touched: &mut touched,
+        };
+        let outcome = attempt_once(&batch, db, &dir, &mut using, &mut new_chunks);
         let unstable = matches!(outcome, Err(AttemptError::Unstable(_)));
-        if !unstable {
+        let staged_for_mirror = matches!(&outcome, Ok(a) if a.method == CaptureMethod::Online
+            && a.incremental.is_none() && a.check.is_ok() && opts.incremental);
+        if !unstable && !staged_for_mirror {
             // The staged copy (if any) is not needed any more: remove it
             // before the commit's syncfs would write it out.
             let _ = fs::remove_dir_all(&dir);
         }
         match judge(db, attempt, outcome)? {
-            Ok((files, header, method, check)) => {
+            Ok(GoodCopy {
+                files,
+                header,
+                method,
+                check,
+                incremental,
+            }) => {
                 batch.commit()?;
+                let staged = match &incremental {
+                    Some(_) => mirror.as_ref().map(|m| m.path.clone()),
+                    None if staged_for_mirror => Some(dir.join("db.duckdb")),
+                    None => None,
+                };
+                if let Some(staged) = staged {
+                    keep_as_mirror(store, db, &staged, &files, &header);
+                }
+                let _ = fs::remove_dir_all(&dir);
                 return Ok(Captured {
                     files,
                     header,
@@ -99,6 +132,7 @@ pub fn capture(
                     attempts: attempt,
                     check,
                     new_chunks,
+                    incremental,
                 });
             }
             Err(reason) => last = reason,
@@ -123,12 +157,47 @@ fn backoff(opts: &CaptureOptions, attempt: u32) -> Duration {
 }
 
 /// A copy that passed DuckDB's check.
-type GoodCopy = (
-    Vec<crate::store::FileEntry>,
-    crate::database::duckfile::Header,
-    CaptureMethod,
-    crate::store::CheckInfo,
-);
+struct GoodCopy {
+    files: Vec<crate::store::FileEntry>,
+    header: crate::database::duckfile::Header,
+    method: CaptureMethod,
+    check: crate::store::CheckInfo,
+    incremental: Option<Incremental>,
+}
+
+/// What an attempt may use and must keep track of besides the database:
+/// the store (for the mirror), the mirror when one is usable, the chunks
+/// earlier attempts wrote into it.
+struct Using<'a> {
+    store: &'a Store,
+    mirror: Option<&'a mirror::Mirror>,
+    touched: &'a mut BTreeSet<u64>,
+}
+
+/// Makes `staged` — the database file of a good online copy — the mirror
+/// for the next capture. A failure costs only that capture's speed.
+fn keep_as_mirror(
+    store: &Store,
+    db: &Path,
+    staged: &Path,
+    files: &[crate::store::FileEntry],
+    header: &crate::database::duckfile::Header,
+) {
+    let (Some(entry), Ok(meta)) = (
+        files
+            .iter()
+            .find(|f| f.role == crate::database::duckfile::DB_ROLE),
+        fs::metadata(db),
+    ) else {
+        return;
+    };
+    let live = crate::database::stamp::Stamp::of(&meta);
+    let at = (header.block_size, header.iteration);
+    if let Err(e) = mirror::adopt(store, staged, entry, at, &live) {
+        tracing::warn!(event = "capture.mirror_failed", error = %e, "could not keep the mirror; the next online snapshot reads the whole database");
+        let _ = mirror::forget(store);
+    }
+}
 
 /// What one attempt's outcome means: `Ok(Ok(copy))` a good copy,
 /// `Ok(Err(why))` try again, `Err` give up (a quiescent copy that fails
@@ -144,7 +213,14 @@ fn judge(
             header,
             method,
             check: Ok(check),
-        }) => Ok(Ok((files, header, method, check))),
+            incremental,
+        }) => Ok(Ok(GoodCopy {
+            files,
+            header,
+            method,
+            check,
+            incremental,
+        })),
         Ok(Attempt {
             method: CaptureMethod::Online,
             check: Err(e),
@@ -171,6 +247,7 @@ fn attempt_once(
     batch: &ChunkBatch,
     db: &Path,
     dir: &Path,
+    using: &mut Using,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<Attempt, AttemptError> {
     let file = match File::open(db) {
@@ -206,5 +283,13 @@ fn attempt_once(
         holder_pid = holder.and_then(|h| h.pid),
         "a writer holds the database; taking an online copy"
     );
+    if let Some(m) = using.mirror {
+        match incremental_attempt(using.store, batch, &file, db, m, using.touched, new_chunks)? {
+            Ok(a) => return Ok(a),
+            Err(NotNow(why)) => {
+                tracing::debug!(event = "capture.full", reason = %why, "reading the whole database")
+            }
+        }
+    }
     online_attempt(batch, &file, db, dir, new_chunks)
 }

@@ -89,6 +89,7 @@ pub(super) fn online_attempt(
         &before,
         None,
         true,
+        None,
         new_chunks,
     )?;
     Ok(Attempt {
@@ -96,6 +97,7 @@ pub(super) fn online_attempt(
         check: check::check_copy(&staged_db, &before, false),
         header: before,
         method: CaptureMethod::Online,
+        incremental: None,
     })
 }
 
@@ -105,7 +107,12 @@ pub(super) fn online_attempt(
 /// place, not truncated first: a retry reuses the page cache of the previous
 /// attempt's copy. A file that got shorter meanwhile makes the attempt
 /// unstable.
-fn kernel_copy(src: &File, src_path: &Path, dest: &Path, len: u64) -> Result<(), AttemptError> {
+pub(super) fn kernel_copy(
+    src: &File,
+    src_path: &Path,
+    dest: &Path,
+    len: u64,
+) -> Result<(), AttemptError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut out = fs::OpenOptions::new()
         .write(true)

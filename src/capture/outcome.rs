@@ -21,7 +21,11 @@ pub struct Captured {
     pub check: CheckInfo,
     /// Chunks this capture added to the store, with their stored size.
     pub new_chunks: HashMap<String, u64>,
+    /// Set when only what could have changed was read.
+    pub incremental: Option<Incremental>,
 }
+
+pub use crate::store::Incremental;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -87,4 +91,5 @@ pub(super) struct Attempt {
     pub(super) header: Header,
     pub(super) method: CaptureMethod,
     pub(super) check: Result<CheckInfo, CheckError>,
+    pub(super) incremental: Option<Incremental>,
 }

@@ -42,12 +42,23 @@ pub(super) fn copy_quiescent(
         "checking the quiescent copy with DuckDB"
     );
     if !live {
-        let files = copy_files(batch, file, db, size, &header, Some(dir), true, new_chunks)?;
+        let files = copy_files(
+            batch,
+            file,
+            db,
+            size,
+            &header,
+            Some(dir),
+            true,
+            None,
+            new_chunks,
+        )?;
         return Ok(Attempt {
             files,
             check: check::check_copy(&dir.join("db.duckdb"), &header, false),
             header,
             method: CaptureMethod::Quiescent,
+            incremental: None,
         });
     }
     // The live file cannot change while we hold the lock, so DuckDB checks
@@ -59,7 +70,7 @@ pub(super) fn copy_quiescent(
             let check = check::check_copy(db, &header, false);
             (check, started.elapsed())
         });
-        let files = copy_files(batch, file, db, size, &header, None, true, new_chunks);
+        let files = copy_files(batch, file, db, size, &header, None, true, None, new_chunks);
         let copied = started.elapsed();
         let (check, checked) = checking.join().expect("DuckDB check panicked");
         tracing::debug!(
@@ -75,6 +86,7 @@ pub(super) fn copy_quiescent(
         check,
         header,
         method: CaptureMethod::Quiescent,
+        incremental: None,
     })
 }
 
@@ -117,5 +129,6 @@ pub fn capture_locked(
         attempts: 1,
         check,
         new_chunks,
+        incremental: None,
     })
 }

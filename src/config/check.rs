@@ -135,6 +135,7 @@ impl Checker<'_> {
             attempts,
             backoff: raw.backoff.unwrap_or(ms(50)),
             timeout,
+            incremental: raw.incremental.unwrap_or(true),
         })
     }
 

@@ -49,6 +49,9 @@ pub struct CaptureConfig {
     pub attempts: u32,
     pub backoff: HumanDuration,
     pub timeout: HumanDuration,
+    /// Online captures read only what can have changed since the mirror's
+    /// snapshot (`<store>/mirror/`, one more copy of the database).
+    pub incremental: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -79,6 +79,7 @@ pub(super) struct RawCapture {
     pub(super) attempts: Option<u32>,
     pub(super) backoff: Option<HumanDuration>,
     pub(super) timeout: Option<HumanDuration>,
+    pub(super) incremental: Option<bool>,
 }
 
 /// `cron = "…"` or `cron = ["…", …]`. Not `#[serde(untagged)]`: that

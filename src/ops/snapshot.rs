@@ -175,6 +175,7 @@ fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
         attempts: ctx.config.capture.attempts,
         backoff: ctx.config.capture.backoff.0,
         timeout: ctx.config.capture.timeout.0,
+        incremental: ctx.config.capture.incremental,
     };
     let result = capture::capture(&store, &lock, db, &opts, &staging);
     let _ = fs::remove_dir_all(&staging);
@@ -311,6 +312,7 @@ pub(crate) fn commit_capture(
             method: cap.method,
             attempts: cap.attempts,
             duration_ms: started.elapsed().as_millis() as u64,
+            incremental: cap.incremental,
         },
         check: cap.check,
         bytes_new,

@@ -101,6 +101,18 @@ pub struct CaptureInfo {
     pub method: CaptureMethod,
     pub attempts: u32,
     pub duration_ms: u64,
+    /// Set when only what could have changed was read (absent: every byte
+    /// was read, and in manifests written before incremental captures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+}
+
+/// An incremental capture: the snapshot its unread blocks come from, and
+/// the bytes it read from the live files (database and WAL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incremental {
+    pub base: SnapshotId,
+    pub read_bytes: u64,
 }
 
 /// The database as captured.

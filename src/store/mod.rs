@@ -37,7 +37,8 @@ pub use disk::{fsync_dir, open_lock_file, read_full_at, workers};
 pub use error::{Result, StoreError};
 pub use manifest::{
     BadEntry, CaptureInfo, CaptureMethod, CheckInfo, CheckStatus, ChunkRef, DatabaseInfo,
-    FileEntry, FileHash, MANIFEST_FORMAT, Manifest, Summary, TableCount, chunk_list_hash,
+    FileEntry, FileHash, Incremental, MANIFEST_FORMAT, Manifest, Summary, TableCount,
+    chunk_list_hash,
 };
 pub use open::{STORE_FORMAT, Store, StoreLock};
 pub use owner::Owner;

@@ -15,6 +15,7 @@ mod environment;
 mod golden;
 mod hazards;
 mod helpers;
+mod incremental;
 mod layers;
 mod list;
 mod monitor;

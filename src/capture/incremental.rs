@@ -1,0 +1,250 @@
+//! An incremental online attempt: when the live header is the mirror's
+//! (no checkpoint since the snapshot the mirror equals) or the one after
+//! it, only the blocks that can differ are read from the live file into
+//! the mirror, the others are taken from that snapshot by hash; DuckDB
+//! then checks the whole mirror. docs/ARCHITECTURE.md, "Which blocks a
+//! checkpoint can change", says why the rest cannot differ.
+//!
+//! Read: the header region, every block free or a metadata block under
+//! either header, every block past the mirror's block count, every chunk
+//! whose bounds differ from the snapshot's, every chunk an earlier attempt
+//! of this capture wrote, and the WAL. The window in which no write to the
+//! database may happen is those reads, not the whole file.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::copy::{CHUNK_TARGET, copy_files, open_optional};
+use super::mirror::{self, Mirror};
+use super::online::kernel_copy;
+use super::outcome::{Attempt, AttemptError, Incremental, io_err};
+use crate::database::blocks::{BlockMap, BlockMapError};
+use crate::database::check;
+use crate::database::duckfile::{self, HEADER_REGION, Header, wal_checkpoint_path, wal_path};
+use crate::database::stamp::Stamp;
+use crate::store::{CaptureMethod, ChunkBatch, ChunkRef, Store};
+
+/// Which chunks of the database an attempt takes from the base snapshot.
+struct Plan {
+    bounds: Vec<(u64, u64)>,
+    known: Vec<Option<ChunkRef>>,
+}
+
+/// Whether block `b` is certainly unchanged since the mirror's header `old`
+/// under the live header `new` (`new` is `old` or the one after it).
+fn unchanged(old: &BlockMap, new: &BlockMap, b: u64) -> bool {
+    old.in_use(b)
+        && new.in_use(b)
+        && !old.metadata.contains_key(&b)
+        && !new.metadata.contains_key(&b)
+}
+
+/// The chunks of a `size`-byte file under `live` that can be taken from the
+/// mirror's snapshot, given the chunks this capture already rewrote.
+fn plan(m: &Mirror, live: &BlockMap, size: u64, touched: &BTreeSet<u64>) -> Plan {
+    let bs = live.block_size;
+    let bounds = duckfile::db_chunk_bounds(size, bs, CHUNK_TARGET);
+    let mut base: HashMap<(u64, u64), &ChunkRef> = HashMap::new();
+    if let Some(entry) = mirror::db_entry(&m.base) {
+        let mut off = 0;
+        for c in &entry.chunks {
+            base.insert((off, off + c.len), c);
+            off += c.len;
+        }
+    }
+    let known = bounds
+        .iter()
+        .map(|&(start, end)| {
+            if start < HEADER_REGION || touched.contains(&start) {
+                return None;
+            }
+            let first = (start - HEADER_REGION) / bs;
+            let last = (end - HEADER_REGION).div_ceil(bs);
+            let all = (first..last).all(|b| unchanged(&m.map, live, b));
+            all.then(|| base.get(&(start, end)).map(|c| (*c).clone()))
+                .flatten()
+        })
+        .collect();
+    Plan { bounds, known }
+}
+
+/// Every block the plan takes from the mirror's snapshot must carry the
+/// same checksum (its first 8 bytes) in the live file as in the mirror: a
+/// cheap necessary condition that catches another file at the same path
+/// or a wrong premise. `Some(why)` when one does not.
+fn tripwire(
+    file: &File,
+    db: &Path,
+    m: &Mirror,
+    plan: &Plan,
+) -> Result<Option<String>, AttemptError> {
+    let mirror = File::open(&m.path).map_err(io_err("open", &m.path))?;
+    let bs = m.map.block_size;
+    let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+    for (&(start, end), known) in plan.bounds.iter().zip(&plan.known) {
+        if known.is_none() {
+            continue;
+        }
+        let mut at = start;
+        while at < end {
+            file.read_exact_at(&mut a, at).map_err(io_err("read", db))?;
+            mirror
+                .read_exact_at(&mut b, at)
+                .map_err(io_err("read", &m.path))?;
+            if a != b {
+                return Ok(Some(format!(
+                    "block {} differs from the mirror's",
+                    (at - HEADER_REGION) / bs
+                )));
+            }
+            at += bs;
+        }
+    }
+    Ok(None)
+}
+
+/// Why an incremental attempt is not possible now (a full attempt follows).
+pub(super) struct NotNow(pub(super) String);
+
+/// One incremental attempt. `touched` holds the offsets of the chunks
+/// earlier attempts of this capture wrote into the mirror.
+pub(super) fn incremental_attempt(
+    store: &Store,
+    batch: &ChunkBatch,
+    file: &File,
+    db: &Path,
+    m: &Mirror,
+    touched: &mut BTreeSet<u64>,
+    new_chunks: &mut HashMap<String, u64>,
+) -> Result<Result<Attempt, NotNow>, AttemptError> {
+    let ckpt = wal_checkpoint_path(db);
+    if ckpt.exists() {
+        return Err(AttemptError::Unstable(
+            "a checkpoint is in progress (.wal.checkpoint exists)".into(),
+        ));
+    }
+    // The stamp first: a write after it (the map read below included) is
+    // seen when the stamp is compared after the copy.
+    let fp_before = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    let before = Header::read_at(file, db)?;
+    let live = match BlockMap::read(file, db) {
+        Ok(l) => l,
+        Err(BlockMapError::Io { .. }) | Err(BlockMapError::Malformed { .. })
+            if before.iteration != Header::read_at(file, db)?.iteration =>
+        {
+            return Err(AttemptError::Unstable(
+                "a checkpoint wrote while the block map was read".into(),
+            ));
+        }
+        Err(e) => return Ok(Err(NotNow(e.to_string()))),
+    };
+    if (fp_before.dev, fp_before.ino) != (m.record.dev, m.record.ino) {
+        return Ok(Err(NotNow(
+            "the database file is not the one the mirror was taken from".into(),
+        )));
+    }
+    let (old, new) = (m.map.iteration, live.iteration);
+    if live.block_size != m.map.block_size || new < old || new > old + 1 || new != before.iteration
+    {
+        return Ok(Err(NotNow(format!(
+            "the database is at header {new}, the mirror at {old}"
+        ))));
+    }
+    let plan = plan(m, &live, fp_before.size, touched);
+    if let Some(why) = tripwire(file, db, m, &plan)? {
+        tracing::warn!(event = "capture.tripwire", reason = %why, "a block the mirror should share with the database differs; reading the whole database");
+        return Ok(Err(NotNow(why)));
+    }
+    mirror::forget(store)?;
+    let window = std::time::Instant::now();
+    let wal = wal_path(db);
+    let staged_wal = duckfile::side_path(&m.path, ".wal");
+    let mut read_bytes = 0;
+    match open_optional(&wal)? {
+        Some(w) => {
+            let len = w.metadata().map_err(io_err("stat", &wal))?.len();
+            kernel_copy(&w, &wal, &staged_wal, len)?;
+            read_bytes += len;
+        }
+        None => match std::fs::remove_file(&staged_wal) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &staged_wal)(e).into()),
+        },
+    }
+    let out = OpenOptions::new()
+        .write(true)
+        .open(&m.path)
+        .map_err(io_err("open", &m.path))?;
+    let mut buf = Vec::new();
+    for (&(start, end), known) in plan.bounds.iter().zip(&plan.known) {
+        if known.is_some() {
+            continue;
+        }
+        touched.insert(start);
+        buf.resize((end - start) as usize, 0);
+        let got = crate::store::read_full_at(file, &mut buf, start).map_err(io_err("read", db))?;
+        if got < buf.len() {
+            return Err(AttemptError::Unstable(format!(
+                "{} shrank during the copy",
+                db.display()
+            )));
+        }
+        out.write_all_at(&buf, start)
+            .map_err(io_err("write", &m.path))?;
+        read_bytes += end - start;
+    }
+    out.set_len(fp_before.size)
+        .map_err(io_err("truncate", &m.path))?;
+    drop(out);
+    let after = Header::read_at(file, db)?;
+    let fp_after = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    tracing::debug!(
+        event = "capture.window",
+        window_ms = window.elapsed().as_secs_f64() * 1e3,
+        read_bytes,
+        "incremental copy staged"
+    );
+    if after.iteration != before.iteration || fp_after != fp_before {
+        return Err(AttemptError::Unstable(
+            "the database was written during the copy".into(),
+        ));
+    }
+    match std::fs::metadata(db) {
+        Ok(meta) if Stamp::of(&meta).same_file(&fp_before) => {}
+        _ => {
+            return Err(AttemptError::Unstable(
+                "database file was replaced during the copy".into(),
+            ));
+        }
+    }
+    if ckpt.exists() {
+        return Err(AttemptError::Unstable(
+            "a checkpoint started during the copy".into(),
+        ));
+    }
+    let staged = File::open(&m.path).map_err(io_err("open", &m.path))?;
+    let files = copy_files(
+        batch,
+        &staged,
+        &m.path,
+        fp_before.size,
+        &before,
+        None,
+        false,
+        Some(&plan.known),
+        new_chunks,
+    )?;
+    Ok(Ok(Attempt {
+        files,
+        check: check::check_copy(&m.path, &before, false),
+        header: before,
+        method: CaptureMethod::Online,
+        incremental: Some(Incremental {
+            base: m.base.id.clone(),
+            read_bytes,
+        }),
+    }))
+}

@@ -1,0 +1,180 @@
+//! The mirror: `<store>/mirror/db.duckdb`, a private copy of the database
+//! as one stored snapshot holds it, kept so that the next online capture
+//! reads only the blocks that can have changed ([`super::incremental`]) and
+//! DuckDB still checks a whole file. It costs one more copy of the
+//! database on the store's disk.
+//!
+//! `mirror.json` says which stored file the mirror equals (its chunk-list
+//! hash, size, block size, header iteration). It is removed — durably —
+//! before the mirror is written to, and written — after the mirror is
+//! flushed — only once the mirror again equals a captured file, so that a
+//! crash at any instant leaves either a mirror that equals what its record
+//! says, or no record (and the next capture reads everything). A record
+//! whose file cannot be found among the newest snapshots is not used.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::outcome::{CaptureError, io_err};
+use crate::database::blocks::BlockMap;
+use crate::store::{FileEntry, FileHash, Manifest, Store};
+
+/// How many of the newest snapshots are searched for the mirror's file.
+const SEARCH: usize = 20;
+
+/// What `mirror.json` records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// The chunk-list hash of the database file the mirror equals.
+    pub db_hash: String,
+    pub size: u64,
+    pub block_size: u64,
+    pub iteration: u64,
+    /// The live database file it was taken from (a file replaced since —
+    /// restored, deleted and created again — is another database).
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// A usable mirror: the file, its block map, and the stored snapshot whose
+/// database file it equals.
+pub struct Mirror {
+    pub path: PathBuf,
+    pub map: BlockMap,
+    pub base: Manifest,
+    pub record: Record,
+}
+
+/// The mirror directory of `store`.
+pub fn dir(store: &Store) -> PathBuf {
+    store.root().join("mirror")
+}
+
+fn record_path(store: &Store) -> PathBuf {
+    dir(store).join("mirror.json")
+}
+
+/// The mirror file.
+pub fn file(store: &Store) -> PathBuf {
+    dir(store).join("db.duckdb")
+}
+
+/// The mirror, when its record is there, its file matches it and a stored
+/// snapshot holds that file; `None` otherwise (the capture reads all).
+pub fn usable(store: &Store) -> Option<Mirror> {
+    let text = fs::read(record_path(store)).ok()?;
+    let rec: Record = serde_json::from_slice(&text).ok()?;
+    let path = file(store);
+    let f = File::open(&path).ok()?;
+    if f.metadata().ok()?.len() != rec.size {
+        return None;
+    }
+    let map = BlockMap::read(&f, &path).ok()?;
+    if map.iteration != rec.iteration || map.block_size != rec.block_size {
+        return None;
+    }
+    let catalog = store.catalog().ok()?;
+    let base = catalog.iter().take(SEARCH).find_map(|s| {
+        let m = store.load_manifest(&s.id).ok()?;
+        let db = db_entry(&m)?;
+        (db.hash == rec.db_hash
+            && db.size == rec.size
+            && m.database.block_size == rec.block_size
+            && m.database.iteration == rec.iteration)
+            .then_some(m)
+    })?;
+    Some(Mirror {
+        path,
+        map,
+        base,
+        record: rec,
+    })
+}
+
+/// The database file of a manifest, when it is in the chunk-list scheme.
+pub fn db_entry(m: &Manifest) -> Option<&FileEntry> {
+    m.files
+        .iter()
+        .find(|f| f.role == crate::database::duckfile::DB_ROLE && f.hash_of == FileHash::ChunkList)
+}
+
+/// Removes the record, durably: from here on the mirror may be written.
+pub fn forget(store: &Store) -> Result<(), CaptureError> {
+    let p = record_path(store);
+    match fs::remove_file(&p) {
+        Ok(()) => sync_dir(&dir(store)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", &p)(e)),
+    }
+}
+
+/// Makes `staged` (a database file equal to `entry`, at `iteration`, of the
+/// live file `live`) the mirror: flushed, renamed into place, then
+/// recorded.
+pub fn adopt(
+    store: &Store,
+    staged: &Path,
+    entry: &FileEntry,
+    (block_size, iteration): (u64, u64),
+    live: &crate::database::stamp::Stamp,
+) -> Result<(), CaptureError> {
+    let d = dir(store);
+    match fs::create_dir(&d) {
+        Ok(()) => {
+            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io_err("set the mode of", &d))?;
+            sync_dir(store.root())?;
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create directory", &d)(e)),
+    }
+    forget(store)?;
+    let target = file(store);
+    if staged != target {
+        File::open(staged)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("fsync", staged))?;
+        fs::rename(staged, &target).map_err(io_err("rename into", &target))?;
+    } else {
+        File::open(&target)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("fsync", &target))?;
+    }
+    for side in [".wal", ".wal.checkpoint"] {
+        let _ = fs::remove_file(crate::database::duckfile::side_path(&target, side));
+    }
+    let rec = Record {
+        db_hash: entry.hash.clone(),
+        size: entry.size,
+        block_size,
+        iteration,
+        dev: live.dev,
+        ino: live.ino,
+    };
+    let tmp = d.join("mirror.json.tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    f.write_all(&serde_json::to_vec(&rec).expect("a record serializes"))
+        .and_then(|()| f.sync_all())
+        .map_err(io_err("write", &tmp))?;
+    let rp = record_path(store);
+    fs::rename(&tmp, &rp).map_err(io_err("rename into", &rp))?;
+    sync_dir(&d)
+}
+
+fn sync_dir(d: &Path) -> Result<(), CaptureError> {
+    File::open(d)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("fsync directory", d))
+}
