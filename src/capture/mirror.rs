@@ -113,6 +113,16 @@ pub fn forget(store: &Store) -> Result<(), CaptureError> {
     }
 }
 
+/// Removes the mirror, record first (`capture.incremental = false`).
+pub fn remove(store: &Store) -> Result<(), CaptureError> {
+    let d = dir(store);
+    if !d.exists() {
+        return Ok(());
+    }
+    forget(store)?;
+    fs::remove_dir_all(&d).map_err(io_err("remove", &d))
+}
+
 /// Makes `staged` (a database file equal to `entry`, at `iteration`, of the
 /// live file `live`) the mirror: flushed, renamed into place, then
 /// recorded.

@@ -73,6 +73,10 @@ pub fn capture(
     let mirror = if opts.incremental {
         mirror::usable(store)
     } else {
+        // Turned off: the disk it took is given back.
+        if let Err(e) = mirror::remove(store) {
+            tracing::warn!(event = "capture.mirror_failed", error = %e, "could not remove the mirror");
+        }
         None
     };
     let mut touched = BTreeSet::new();

@@ -288,3 +288,24 @@ fn another_database_written_in_place_is_read_whole() {
     );
     equals_live(&ws, &mut app, &id, "overwritten in place");
 }
+
+/// `capture.incremental = false`: every snapshot reads the whole database,
+/// and the first one gives the mirror's disk back.
+#[test]
+fn turned_off_reads_everything_and_removes_the_mirror() {
+    let ws = Workspace::new();
+    let mut app = App::start(&ws, "");
+    app.run("CREATE TABLE t AS SELECT range AS i FROM range(100000); CHECKPOINT");
+    snap(&ws);
+    let mirror = ws.store_dir().join("mirror");
+    assert!(
+        mirror.join("db.duckdb").exists(),
+        "a full online copy seeds the mirror"
+    );
+    assert!(snap(&ws).1.is_some(), "incremental while on");
+    ws.write_config("[capture]\nincremental = false\n");
+    let (id, base, _) = snap(&ws);
+    assert_eq!(base, None);
+    assert!(!mirror.exists(), "the mirror stayed");
+    equals_live(&ws, &mut app, &id, "turned off");
+}
