@@ -2,7 +2,7 @@
 //! the same run. Prints a Markdown table and writes JSON.
 //!
 //! ```sh
-//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i]
+//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i,j]
 //! ```
 //!
 //! Peers (each timed durably, fsync included where the tool does it): `cp` +
@@ -12,7 +12,9 @@
 //! repository's `.venv`). A peer that is not installed is reported as
 //! missing, not skipped silently. (h), offsite push against `rclone serve
 //! s3`, is in `bench/offsite.rs`; (i), diff and export against doing it
-//! by hand, in `bench/timetravel.rs`. See docs/BENCHMARKS.md.
+//! by hand, in `bench/timetravel.rs`; (j), online snapshots with
+//! `capture.incremental` on and off, in `bench/online.rs`. See
+//! docs/BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -25,6 +27,8 @@ use serde_json::{Value, json};
 
 #[path = "bench/offsite.rs"]
 mod offsite;
+#[path = "bench/online.rs"]
+mod online;
 #[path = "bench/timetravel.rs"]
 mod timetravel;
 
@@ -608,6 +612,14 @@ fn main() {
             let (i, rows) = timetravel::run(&root, mb, a.runs);
             md.push_str(&rows);
             results.insert(format!("{mb}MB_timetravel"), i);
+        }
+    }
+    if want(&a, "j") {
+        let py = python().expect(".venv/bin/python with duckdb (bash .ci/run creates it)");
+        for &mb in &a.sizes {
+            let (j, rows) = online::run(&root, mb, a.runs, &py);
+            md.push_str(&rows);
+            results.insert(format!("{mb}MB_online"), j);
         }
     }
     if want(&a, "f") {
