@@ -24,11 +24,13 @@ use crate::ops::select::selector_of;
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
-    /// The snapshot: id, prefix, latest, latest:REASON.
+    /// The snapshot: its id (YYYYMMDDTHHMMSSZ-xxxx), a unique prefix of it,
+    /// `latest`, or `latest:REASON` (e.g. latest:pre-delete).
     #[arg(required_unless_present = "as_of", conflicts_with = "as_of")]
     #[serde(default)]
     pub id: Option<String>,
-    /// Instead of an id: the newest snapshot taken at or before TIME.
+    /// Instead of an id: the newest snapshot taken at or before this time
+    /// (2h, "90m ago", 2026-11-29T14:00:00Z, "2026-11-29 14:00 local", …).
     #[arg(long, value_name = "TIME")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of: Option<String>,

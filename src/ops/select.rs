@@ -19,6 +19,12 @@ use crate::store::{Store, Summary};
 /// argument and the wire's field). An id, a unique id prefix, `latest`,
 /// `latest:REASON` or `as-of:TIME`; or `--as-of TIME` (see
 /// this module).
+///
+/// `RestoreRequest` and `ExportRequest` repeat these two fields rather
+/// than flatten this type: serde does not support `flatten` together with
+/// the `deny_unknown_fields` every wire request keeps (a misspelt field is
+/// refused, not ignored). `cli::the_snapshot_is_chosen_alike_everywhere`
+/// holds the copies to this one.
 #[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotRef {

@@ -96,3 +96,73 @@ fn help_fits_80_columns() {
         }
     }
 }
+
+/// `show`, `pin`, `unpin`, `restore` and `export` choose their snapshot
+/// alike: the same words for `ID` and `--as-of` in every `--help`, the
+/// same refusal of both at once and of neither (the fields are written out
+/// in three request types: see `ops::select::SnapshotRef`).
+#[test]
+fn the_snapshot_is_chosen_alike_everywhere() {
+    let ws = Workspace::new();
+    let section = |cmd: &str, flag: &str| -> String {
+        let out = ws.run(&[cmd, "--help"]);
+        let text = stdout(&out);
+        let mut lines = text
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with(flag));
+        let first = lines.next().unwrap_or_else(|| panic!("{cmd}: no {flag}"));
+        let rest: Vec<&str> = lines
+            .take_while(|l| {
+                !l.trim().is_empty()
+                    && !l.trim_start().starts_with('-')
+                    && !l.trim_start().starts_with('<')
+            })
+            .collect();
+        std::iter::once(first)
+            .chain(rest)
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let cmds = ["show", "pin", "unpin", "restore", "export"];
+    for flag in ["--as-of", "[ID]"] {
+        let texts: Vec<String> = cmds.iter().map(|c| section(c, flag)).collect();
+        for (c, t) in cmds.iter().zip(&texts) {
+            assert_eq!(t, &texts[0], "{c} {flag} differs from show's");
+        }
+    }
+    let to = ws.path().join("x.duckdb");
+    let to = to.to_str().unwrap();
+    for cmd in cmds {
+        let extra: &[&str] = match cmd {
+            "restore" => &["--to", to],
+            "export" => &["--table", "t", "--to", to],
+            _ => &[],
+        };
+        let run = |sel: &[&str]| {
+            let mut args = vec![cmd];
+            args.extend(sel);
+            args.extend(extra);
+            ws.run(&args)
+        };
+        let both = run(&["latest", "--as-of", "1h"]);
+        assert_eq!(both.status.code(), Some(2), "{cmd}: {}", stderr(&both));
+        assert!(
+            stderr(&both).contains("cannot be used with"),
+            "{cmd}: {}",
+            stderr(&both)
+        );
+        let neither = run(&[]);
+        assert_eq!(
+            neither.status.code(),
+            Some(2),
+            "{cmd}: {}",
+            stderr(&neither)
+        );
+        assert!(
+            stderr(&neither).contains("required"),
+            "{cmd}: {}",
+            stderr(&neither)
+        );
+    }
+}

@@ -11,8 +11,8 @@ use crate::id::SnapshotId;
 #[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
-    /// The snapshot to put back: an id, a unique prefix, `latest` or
-    /// `latest:REASON`.
+    /// The snapshot: its id (YYYYMMDDTHHMMSSZ-xxxx), a unique prefix of it,
+    /// `latest`, or `latest:REASON` (e.g. latest:pre-delete).
     #[arg(required_unless_present = "as_of", conflicts_with = "as_of")]
     #[serde(default)]
     pub id: Option<String>,
