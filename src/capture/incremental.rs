@@ -105,11 +105,74 @@ fn tripwire(
     Ok(None)
 }
 
+/// What comparing the blocks taken from the snapshot with the live file
+/// found.
+enum Compared {
+    Equal,
+    /// The database was written meanwhile: nothing can be said.
+    Moved,
+    /// These blocks differ: the premise failed somewhere.
+    Differ(Vec<u64>),
+}
+
+/// The guard of `capture.full_read_every`: reads every chunk the plan takes
+/// from the snapshot from the live file and from the mirror (which holds
+/// the snapshot's bytes there) and compares them, then checks that the
+/// database was not written meanwhile.
+fn compare(
+    file: &File,
+    db: &Path,
+    m: &Mirror,
+    plan: &Plan,
+    stamp: &Stamp,
+    header: &Header,
+) -> Result<Compared, AttemptError> {
+    let mirror = File::open(&m.path).map_err(io_err("open", &m.path))?;
+    let bs = m.map.block_size;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut differ = Vec::new();
+    for (&(start, end), known) in plan.bounds.iter().zip(&plan.known) {
+        if known.is_none() {
+            continue;
+        }
+        let len = (end - start) as usize;
+        a.resize(len, 0);
+        b.resize(len, 0);
+        file.read_exact_at(&mut a, start)
+            .map_err(io_err("read", db))?;
+        mirror
+            .read_exact_at(&mut b, start)
+            .map_err(io_err("read", &m.path))?;
+        if a == b {
+            continue;
+        }
+        let mut at = start;
+        while at < end {
+            let r = (at - start) as usize..((at + bs).min(end) - start) as usize;
+            if a[r.clone()] != b[r] {
+                differ.push((at - HEADER_REGION) / bs);
+            }
+            at += bs;
+        }
+    }
+    let now = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    if now != *stamp || Header::read_at(file, db)?.iteration != header.iteration {
+        return Ok(Compared::Moved);
+    }
+    Ok(if differ.is_empty() {
+        Compared::Equal
+    } else {
+        Compared::Differ(differ)
+    })
+}
+
 /// Why an incremental attempt is not possible now (a full attempt follows).
 pub(super) struct NotNow(pub(super) String);
 
 /// One incremental attempt. `touched` holds the offsets of the chunks
-/// earlier attempts of this capture wrote into the mirror.
+/// earlier attempts of this capture wrote into the mirror; `every` is
+/// `capture.full_read_every`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn incremental_attempt(
     store: &Store,
     batch: &ChunkBatch,
@@ -117,6 +180,7 @@ pub(super) fn incremental_attempt(
     db: &Path,
     m: &Mirror,
     touched: &mut BTreeSet<u64>,
+    every: std::time::Duration,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<Result<Attempt, NotNow>, AttemptError> {
     let ckpt = wal_checkpoint_path(db);
@@ -225,6 +289,34 @@ pub(super) fn incremental_attempt(
             "a checkpoint started during the copy".into(),
         ));
     }
+    let due = m.record.compared_at.is_none_or(|t| {
+        chrono::Utc::now()
+            .signed_duration_since(t)
+            .to_std()
+            .is_ok_and(|age| age >= every)
+    });
+    let compared = if due {
+        match compare(file, db, m, &plan, &fp_before, &before)? {
+            Compared::Equal => true,
+            Compared::Moved => false,
+            Compared::Differ(blocks) => {
+                let why = format!(
+                    "a full read found {} block(s) the mirror's snapshot has wrong (blocks {}): this capture reads the whole database",
+                    blocks.len(),
+                    blocks
+                        .iter()
+                        .take(20)
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                tracing::error!(event = "capture.stale_block", blocks = ?blocks, base = %m.base.id, "{why}");
+                return Ok(Err(NotNow(why)));
+            }
+        }
+    } else {
+        false
+    };
     let staged = File::open(&m.path).map_err(io_err("open", &m.path))?;
     let files = copy_files(
         batch,
@@ -245,6 +337,7 @@ pub(super) fn incremental_attempt(
         incremental: Some(Incremental {
             base: m.base.id.clone(),
             read_bytes,
+            compared,
         }),
     }))
 }

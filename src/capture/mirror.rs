@@ -39,6 +39,11 @@ pub struct Record {
     /// restored, deleted and created again — is another database).
     pub dev: u64,
     pub ino: u64,
+    /// When every block of the mirror was last known to equal the live
+    /// file's (a full read, or a comparison): see
+    /// `capture.full_read_every`.
+    #[serde(default)]
+    pub compared_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A usable mirror: the file, its block map, and the stored snapshot whose
@@ -132,6 +137,7 @@ pub fn adopt(
     entry: &FileEntry,
     (block_size, iteration): (u64, u64),
     live: &crate::database::stamp::Stamp,
+    compared_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), CaptureError> {
     let d = dir(store);
     match fs::create_dir(&d) {
@@ -165,6 +171,7 @@ pub fn adopt(
         iteration,
         dev: live.dev,
         ino: live.ino,
+        compared_at,
     };
     let tmp = d.join("mirror.json.tmp");
     let _ = fs::remove_file(&tmp);

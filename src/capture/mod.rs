@@ -57,6 +57,9 @@ pub struct CaptureOptions {
     pub timeout: Duration,
     /// Try an incremental online attempt when the mirror allows one.
     pub incremental: bool,
+    /// How often an incremental attempt compares what it takes from the
+    /// stored snapshot with the live file.
+    pub full_read_every: Duration,
 }
 
 /// Captures `db` into the store. `staging` is a private directory in the
@@ -101,6 +104,7 @@ pub fn capture(
             store,
             mirror: mirror.as_ref(),
             touched: &mut touched,
+            full_read_every: opts.full_read_every,
         };
         let outcome = attempt_once(&batch, db, &dir, &mut using, &mut new_chunks);
         let unstable = matches!(outcome, Err(AttemptError::Unstable(_)));
@@ -126,7 +130,15 @@ pub fn capture(
                     None => None,
                 };
                 if let Some(staged) = staged {
-                    keep_as_mirror(store, db, &staged, &files, &header);
+                    // A full copy was read whole; an incremental one keeps
+                    // the time of the last comparison, or is one.
+                    let compared_at = match (&incremental, mirror.as_ref()) {
+                        (Some(i), _) if i.compared => Some(chrono::Utc::now()),
+                        (Some(_), Some(m)) => m.record.compared_at,
+                        (Some(_), None) => None,
+                        (None, _) => Some(chrono::Utc::now()),
+                    };
+                    keep_as_mirror(store, db, &staged, &files, &header, compared_at);
                 }
                 let _ = fs::remove_dir_all(&dir);
                 return Ok(Captured {
@@ -176,6 +188,7 @@ struct Using<'a> {
     store: &'a Store,
     mirror: Option<&'a mirror::Mirror>,
     touched: &'a mut BTreeSet<u64>,
+    full_read_every: Duration,
 }
 
 /// Makes `staged` — the database file of a good online copy — the mirror
@@ -186,6 +199,7 @@ fn keep_as_mirror(
     staged: &Path,
     files: &[crate::store::FileEntry],
     header: &crate::database::duckfile::Header,
+    compared_at: Option<chrono::DateTime<chrono::Utc>>,
 ) {
     let (Some(entry), Ok(meta)) = (
         files
@@ -197,7 +211,7 @@ fn keep_as_mirror(
     };
     let live = crate::database::stamp::Stamp::of(&meta);
     let at = (header.block_size, header.iteration);
-    if let Err(e) = mirror::adopt(store, staged, entry, at, &live) {
+    if let Err(e) = mirror::adopt(store, staged, entry, at, &live, compared_at) {
         tracing::warn!(event = "capture.mirror_failed", error = %e, "could not keep the mirror; the next online snapshot reads the whole database");
         let _ = mirror::forget(store);
     }
@@ -288,7 +302,17 @@ fn attempt_once(
         "a writer holds the database; taking an online copy"
     );
     if let Some(m) = using.mirror {
-        match incremental_attempt(using.store, batch, &file, db, m, using.touched, new_chunks)? {
+        let every = using.full_read_every;
+        match incremental_attempt(
+            using.store,
+            batch,
+            &file,
+            db,
+            m,
+            using.touched,
+            every,
+            new_chunks,
+        )? {
             Ok(a) => return Ok(a),
             Err(NotNow(why)) => {
                 tracing::debug!(event = "capture.full", reason = %why, "reading the whole database")

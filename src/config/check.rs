@@ -136,6 +136,7 @@ impl Checker<'_> {
             backoff: raw.backoff.unwrap_or(ms(50)),
             timeout,
             incremental: raw.incremental.unwrap_or(true),
+            full_read_every: raw.full_read_every.unwrap_or(ms(86_400_000)),
         })
     }
 

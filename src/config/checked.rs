@@ -52,6 +52,9 @@ pub struct CaptureConfig {
     /// Online captures read only what can have changed since the mirror's
     /// snapshot (`<store>/mirror/`, one more copy of the database).
     pub incremental: bool,
+    /// How often an incremental capture also reads the blocks it takes
+    /// from the stored snapshot, and compares (`0s`: every time).
+    pub full_read_every: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize)]

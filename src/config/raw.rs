@@ -80,6 +80,7 @@ pub(super) struct RawCapture {
     pub(super) backoff: Option<HumanDuration>,
     pub(super) timeout: Option<HumanDuration>,
     pub(super) incremental: Option<bool>,
+    pub(super) full_read_every: Option<HumanDuration>,
 }
 
 /// `cron = "…"` or `cron = ["…", …]`. Not `#[serde(untagged)]`: that

@@ -176,6 +176,7 @@ fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
         backoff: ctx.config.capture.backoff.0,
         timeout: ctx.config.capture.timeout.0,
         incremental: ctx.config.capture.incremental,
+        full_read_every: ctx.config.capture.full_read_every.0,
     };
     let result = capture::capture(&store, &lock, db, &opts, &staging);
     let _ = fs::remove_dir_all(&staging);

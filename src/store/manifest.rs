@@ -113,6 +113,10 @@ pub struct CaptureInfo {
 pub struct Incremental {
     pub base: SnapshotId,
     pub read_bytes: u64,
+    /// The blocks taken from `base` were also read from the live file and
+    /// compared (`capture.full_read_every`), and equal.
+    #[serde(default)]
+    pub compared: bool,
 }
 
 /// The database as captured.
