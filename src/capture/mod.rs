@@ -60,6 +60,9 @@ pub struct CaptureOptions {
     /// How often an incremental attempt compares what it takes from the
     /// stored snapshot with the live file.
     pub full_read_every: Duration,
+    /// `store.min_free_space`: a full copy after a refused incremental
+    /// attempt checks for room first.
+    pub min_free_space: u64,
 }
 
 /// Captures `db` into the store. `staging` is a private directory in the
@@ -105,6 +108,7 @@ pub fn capture(
             mirror: mirror.as_ref(),
             touched: &mut touched,
             full_read_every: opts.full_read_every,
+            min_free_space: opts.min_free_space,
         };
         let outcome = attempt_once(&batch, db, &dir, &mut using, &mut new_chunks);
         let unstable = matches!(outcome, Err(AttemptError::Unstable(_)));
@@ -189,6 +193,32 @@ struct Using<'a> {
     mirror: Option<&'a mirror::Mirror>,
     touched: &'a mut BTreeSet<u64>,
     full_read_every: Duration,
+    min_free_space: u64,
+}
+
+/// Fails unless the store's file system has room for a full online copy of
+/// a `len`-byte database: the staged copy and, at worst, as many new
+/// chunks (the snapshot's own check made room only for an incremental one).
+fn room_for_a_full_copy(
+    store: &Store,
+    db: &Path,
+    len: u64,
+    min_free: u64,
+) -> Result<(), AttemptError> {
+    let st = nix::sys::statvfs::statvfs(store.root())
+        .map_err(|e| io_err("query free space of", store.root())(e.into()))?;
+    let available = st.blocks_available() * st.fragment_size();
+    let needed = 2 * len + min_free;
+    if available < needed {
+        return Err(CaptureError::NoSpace {
+            path: store.root().to_path_buf(),
+            available,
+            needed,
+            database: db.to_path_buf(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Makes `staged` — the database file of a good online copy — the mirror
@@ -315,7 +345,8 @@ fn attempt_once(
         )? {
             Ok(a) => return Ok(a),
             Err(NotNow(why)) => {
-                tracing::debug!(event = "capture.full", reason = %why, "reading the whole database")
+                tracing::debug!(event = "capture.full", reason = %why, "reading the whole database");
+                room_for_a_full_copy(using.store, db, meta.len(), using.min_free_space)?;
             }
         }
     }

@@ -54,6 +54,15 @@ pub enum CaptureError {
         elapsed_ms: u64,
         last: String,
     },
+    #[error(
+        "not enough free space in {path} for a full copy of {database}: {available} bytes available, {needed} needed (the staged copy DuckDB checks and its chunks, plus store.min_free_space)"
+    )]
+    NoSpace {
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+        database: PathBuf,
+    },
     #[error("the copy of {path} taken while no writer held it fails DuckDB's check: {source}")]
     Check {
         path: PathBuf,

@@ -211,6 +211,7 @@ fn capture_code(e: &CaptureError) -> ErrorCode {
             ErrorCode::DatabaseMissing
         }
         CaptureError::Inconsistent { .. } => ErrorCode::Busy,
+        CaptureError::NoSpace { .. } => ErrorCode::NoSpace,
         CaptureError::Io { .. } | CaptureError::Store(_) | CaptureError::Check { .. } => {
             ErrorCode::Failed
         }

@@ -160,12 +160,23 @@ fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
 
     let store = open_store(ctx, true)?;
     let lock = store.lock()?;
-    check_space_at(
-        store.root(),
-        snapshot_space(db, meta.len()) + ctx.config.store.min_free_space.0,
-        "the database and its side files, twice when a writer holds it (the staged copy DuckDB checks), \
-         plus store.min_free_space",
-    )?;
+    let min_free = ctx.config.store.min_free_space.0;
+    if ctx.config.capture.incremental && capture::mirror::usable(&store).is_some() {
+        // An incremental capture stores what it reads, little; should it
+        // fall back to a full copy, it checks the space for one first.
+        check_space_at(
+            store.root(),
+            side_bytes(db) + min_free,
+            "the database's side files (an incremental snapshot reads only what changed), plus store.min_free_space",
+        )?;
+    } else {
+        check_space_at(
+            store.root(),
+            snapshot_space(db, meta.len()) + min_free,
+            "the database and its side files, twice when a writer holds it (the staged copy DuckDB checks), \
+             plus store.min_free_space",
+        )?;
+    }
 
     let started = Instant::now();
     let created_at = Utc::now();
@@ -176,6 +187,7 @@ fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
         backoff: ctx.config.capture.backoff.0,
         timeout: ctx.config.capture.timeout.0,
         incremental: ctx.config.capture.incremental,
+        min_free_space: min_free,
         full_read_every: ctx.config.capture.full_read_every.0,
     };
     let result = capture::capture(&store, &lock, db, &opts, &staging);
@@ -252,16 +264,21 @@ fn same_as_newest(store: &Store, cap: &Captured) -> Result<Option<SnapshotId>, O
         .map(|m| m.id))
 }
 
-/// What a capture of `db` (`len` bytes) may write to the store: every file
-/// as new chunks, and, when a writer holds the database (an online capture),
-/// a staged copy of them as well.
-fn snapshot_space(db: &Path, len: u64) -> u64 {
-    let sides: u64 = duckfile::SIDE_FILES
+/// The size of the side files a snapshot holds (`.wal`, `.wal.checkpoint`).
+fn side_bytes(db: &Path) -> u64 {
+    duckfile::SIDE_FILES
         .iter()
         .filter(|s| s.captured)
         .filter_map(|s| fs::metadata(duckfile::side_path(db, s.suffix)).ok())
         .map(|m| m.len())
-        .sum();
+        .sum()
+}
+
+/// What a capture of `db` (`len` bytes) may write to the store: every file
+/// as new chunks, and, when a writer holds the database (an online capture),
+/// a staged copy of them as well.
+fn snapshot_space(db: &Path, len: u64) -> u64 {
+    let sides = side_bytes(db);
     let online = File::open(db)
         .ok()
         .and_then(|f| oslock::conflicting(&f, LockKind::Read).ok())

@@ -347,3 +347,76 @@ fn the_full_read_finds_a_stale_block() {
     let (_, base, _) = snap(&ws);
     assert!(base.is_some());
 }
+
+/// A store on a small disk: the first online snapshot needs room for a
+/// full copy; a pre-delete snapshot afterwards needs only what it reads
+/// (it used to be refused for lack of room for a second full copy); when
+/// the database has moved two checkpoints on, the full copy it then needs
+/// is refused before anything is written, naming the space, and nothing
+/// stored is lost.
+#[test]
+fn a_small_disk_takes_incremental_snapshots() {
+    if !nix::unistd::getuid().is_root() {
+        println!("not root: cannot mount a small tmpfs here; exercised only as root");
+        return;
+    }
+    let ws = Workspace::new();
+    let mut app = App::start(&ws, "");
+    app.run("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(250000); CHECKPOINT");
+    let size = std::fs::metadata(ws.db()).unwrap().len();
+    // Room for one full online copy (the staged copy and its chunks), not
+    // for two.
+    let small = ws.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={}", size * 5 / 2)])
+        .arg("tmpfs")
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let cfg = std::fs::read_to_string(ws.config_path())
+        .unwrap()
+        .replace(
+            "dir = \"data/backups\"",
+            &format!("dir = \"{}\"", small.join("store").display()),
+        )
+        .replace("min_free_space = \"1MiB\"", "min_free_space = \"0B\"");
+    std::fs::write(ws.config_path(), cfg).unwrap();
+    let first = ws.run(&["snapshot", "--json"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let free = nix::sys::statvfs::statvfs(&small).unwrap();
+    let free = free.blocks_available() * free.fragment_size();
+    assert!(
+        free < 2 * size,
+        "the disk is not small enough: {free} free for {size}"
+    );
+    let out = ws.run(&["snapshot", "--reason", "pre-delete", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["snapshot"]["id"].as_str().unwrap().to_string();
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(small.join(format!("store/snapshots/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert!(m["capture"]["incremental"].is_object(), "{m}");
+    equals_live(&ws, &mut app, &id, "on a small disk");
+    let before = ws.list_ids();
+    app.run("UPDATE t SET s = 'x' WHERE i % 2 = 0; CHECKPOINT; UPDATE t SET s = 'y' WHERE i % 3 = 0; CHECKPOINT");
+    let out = ws.run(&["snapshot", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not enough free space"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ws.list_ids(), before, "a listed snapshot changed");
+    assert_eq!(ws.run(&["verify"]).status.code(), Some(0));
+}
