@@ -93,10 +93,17 @@ pub fn run(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) 
     let (inc, full) = (inc_toml.to_str().unwrap(), full_toml.to_str().unwrap());
     let mut app = App::start(python, &ws.db());
     let copy = ws.dir.join("copy.duckdb");
+    // The copy is removed after each timing: at 10 GB the disk must also
+    // hold the database, two stores and the mirror.
+    let copy_now = || {
+        let s = cp_sync(&ws.db(), &copy);
+        let _ = std::fs::remove_file(&copy);
+        s
+    };
     let size = std::fs::metadata(ws.db()).unwrap().len();
     let first_inc = snapshot(&ws, inc, "backups").0;
     let first_full = snapshot(&ws, full, "backups-full").0;
-    let first_cp = cp_sync(&ws.db(), &copy);
+    let first_cp = copy_now();
     let mut rows = Vec::new();
     let n = rows_for(mb);
     for (key, change) in [("unchanged", false), ("changed", true)] {
@@ -109,11 +116,8 @@ pub fn run(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) 
                     start + n / 100
                 ));
             }
-            let ((a, bytes), c) = side_by_side(
-                r % 2 == 0,
-                || cp_sync(&ws.db(), &copy),
-                || snapshot(&ws, inc, "backups"),
-            );
+            let ((a, bytes), c) =
+                side_by_side(r % 2 == 0, copy_now, || snapshot(&ws, inc, "backups"));
             let b = snapshot(&ws, full, "backups-full").0;
             on.push(a);
             off.push(b);
@@ -127,7 +131,6 @@ pub fn run(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) 
         });
         rows.push((key, x));
     }
-    let _ = std::fs::remove_file(&copy);
     drop(app);
     let mut md = String::new();
     md.push_str(&format!(
