@@ -193,11 +193,17 @@ pub(super) fn incremental_attempt(
     // seen when the stamp is compared after the copy.
     let fp_before = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
     let before = Header::read_at(file, db)?;
+    // Whether the database was written since the stamp: then what was read
+    // may be torn, and the attempt is retried rather than judged.
+    let moved = || -> Result<bool, AttemptError> {
+        let now = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+        Ok(now != fp_before || Header::read_at(file, db)?.iteration != before.iteration)
+    };
     let live = match BlockMap::read(file, db) {
         Ok(l) => l,
-        Err(BlockMapError::Io { .. }) | Err(BlockMapError::Malformed { .. })
-            if before.iteration != Header::read_at(file, db)?.iteration =>
-        {
+        // A checkpoint rewrites metadata blocks in place before its header:
+        // one caught half-written fails its checksum.
+        Err(BlockMapError::Io { .. }) | Err(BlockMapError::Malformed { .. }) if moved()? => {
             return Err(AttemptError::Unstable(
                 "a checkpoint wrote while the block map was read".into(),
             ));
@@ -218,6 +224,11 @@ pub(super) fn incremental_attempt(
     }
     let plan = plan(m, &live, fp_before.size, touched);
     if let Some(why) = tripwire(file, db, m, &plan)? {
+        if moved()? {
+            return Err(AttemptError::Unstable(
+                "the database was written while the mirror was compared".into(),
+            ));
+        }
         tracing::warn!(event = "capture.tripwire", reason = %why, "a block the mirror should share with the database differs; reading the whole database");
         return Ok(Err(NotNow(why)));
     }
