@@ -18,7 +18,7 @@ use std::path::Path;
 
 use super::copy::{CHUNK_TARGET, copy_files, open_optional};
 use super::mirror::{self, Mirror};
-use super::online::kernel_copy;
+use super::online::{kernel_copy, still_the_same};
 use super::outcome::{Attempt, AttemptError, Incremental, io_err};
 use crate::database::blocks::{BlockMap, BlockMapError};
 use crate::database::check;
@@ -169,71 +169,66 @@ fn compare(
 /// Why an incremental attempt is not possible now (a full attempt follows).
 pub(super) struct NotNow(pub(super) String);
 
-/// One incremental attempt. `touched` holds the offsets of the chunks
-/// earlier attempts of this capture wrote into the mirror; `every` is
-/// `capture.full_read_every`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn incremental_attempt(
-    store: &Store,
-    batch: &ChunkBatch,
-    file: &File,
-    db: &Path,
-    m: &Mirror,
-    touched: &mut BTreeSet<u64>,
-    every: std::time::Duration,
-    new_chunks: &mut HashMap<String, u64>,
-) -> Result<Result<Attempt, NotNow>, AttemptError> {
-    let ckpt = wal_checkpoint_path(db);
-    if ckpt.exists() {
-        return Err(AttemptError::Unstable(
-            "a checkpoint is in progress (.wal.checkpoint exists)".into(),
-        ));
-    }
+/// The live database as an attempt found it before its window.
+struct Live {
+    stamp: Stamp,
+    header: Header,
+    map: BlockMap,
+}
+
+/// Step 1: the stamp, header and block map of the live file, when the
+/// mirror can serve it (the same file, block size, and the mirror's header
+/// or the next).
+fn look(file: &File, db: &Path, m: &Mirror) -> Result<Result<Live, NotNow>, AttemptError> {
     // The stamp first: a write after it (the map read below included) is
     // seen when the stamp is compared after the copy.
-    let fp_before = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
-    let before = Header::read_at(file, db)?;
-    // Whether the database was written since the stamp: then what was read
-    // may be torn, and the attempt is retried rather than judged.
-    let moved = || -> Result<bool, AttemptError> {
-        let now = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
-        Ok(now != fp_before || Header::read_at(file, db)?.iteration != before.iteration)
-    };
-    let live = match BlockMap::read(file, db) {
+    let stamp = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    let header = Header::read_at(file, db)?;
+    let map = match BlockMap::read(file, db) {
         Ok(l) => l,
         // A checkpoint rewrites metadata blocks in place before its header:
         // one caught half-written fails its checksum.
-        Err(BlockMapError::Io { .. }) | Err(BlockMapError::Malformed { .. }) if moved()? => {
+        Err(BlockMapError::Io { .. }) | Err(BlockMapError::Malformed { .. })
+            if moved(file, db, &stamp, &header)? =>
+        {
             return Err(AttemptError::Unstable(
                 "a checkpoint wrote while the block map was read".into(),
             ));
         }
         Err(e) => return Ok(Err(NotNow(e.to_string()))),
     };
-    if (fp_before.dev, fp_before.ino) != (m.record.dev, m.record.ino) {
+    if (stamp.dev, stamp.ino) != (m.record.dev, m.record.ino) {
         return Ok(Err(NotNow(
             "the database file is not the one the mirror was taken from".into(),
         )));
     }
-    let (old, new) = (m.map.iteration, live.iteration);
-    if live.block_size != m.map.block_size || new < old || new > old + 1 || new != before.iteration
-    {
+    let (old, new) = (m.map.iteration, map.iteration);
+    if map.block_size != m.map.block_size || new < old || new > old + 1 || new != header.iteration {
         return Ok(Err(NotNow(format!(
             "the database is at header {new}, the mirror at {old}"
         ))));
     }
-    let plan = plan(m, &live, fp_before.size, touched);
-    if let Some(why) = tripwire(file, db, m, &plan)? {
-        if moved()? {
-            return Err(AttemptError::Unstable(
-                "the database was written while the mirror was compared".into(),
-            ));
-        }
-        tracing::warn!(event = "capture.tripwire", reason = %why, "a block the mirror should share with the database differs; reading the whole database");
-        return Ok(Err(NotNow(why)));
-    }
-    mirror::forget(store)?;
-    let window = std::time::Instant::now();
+    Ok(Ok(Live { stamp, header, map }))
+}
+
+/// Whether the database was written since `stamp`/`header`: then what was
+/// read may be torn, and the attempt is retried rather than judged.
+fn moved(file: &File, db: &Path, stamp: &Stamp, header: &Header) -> Result<bool, AttemptError> {
+    let now = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    Ok(now != *stamp || Header::read_at(file, db)?.iteration != header.iteration)
+}
+
+/// Step 5, the window: the WAL and the planned chunks copied from the live
+/// file into the mirror, which is cut to the live size. Returns the bytes
+/// read.
+fn stage(
+    file: &File,
+    db: &Path,
+    m: &Mirror,
+    plan: &Plan,
+    size: u64,
+    touched: &mut BTreeSet<u64>,
+) -> Result<u64, AttemptError> {
     let wal = wal_path(db);
     let staged_wal = duckfile::side_path(&m.path, ".wal");
     let mut read_bytes = 0;
@@ -271,45 +266,34 @@ pub(super) fn incremental_attempt(
             .map_err(io_err("write", &m.path))?;
         read_bytes += end - start;
     }
-    out.set_len(fp_before.size)
-        .map_err(io_err("truncate", &m.path))?;
-    drop(out);
-    let after = Header::read_at(file, db)?;
-    let fp_after = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
-    tracing::debug!(
-        event = "capture.window",
-        window_ms = window.elapsed().as_secs_f64() * 1e3,
-        read_bytes,
-        "incremental copy staged"
-    );
-    if after.iteration != before.iteration || fp_after != fp_before {
-        return Err(AttemptError::Unstable(
-            "the database was written during the copy".into(),
-        ));
-    }
-    match std::fs::metadata(db) {
-        Ok(meta) if Stamp::of(&meta).same_file(&fp_before) => {}
-        _ => {
-            return Err(AttemptError::Unstable(
-                "database file was replaced during the copy".into(),
-            ));
-        }
-    }
-    if ckpt.exists() {
-        return Err(AttemptError::Unstable(
-            "a checkpoint started during the copy".into(),
-        ));
-    }
+    out.set_len(size).map_err(io_err("truncate", &m.path))?;
+    Ok(read_bytes)
+}
+
+/// Step 6, the guard, when `every` has passed since the mirror was last
+/// known whole: `Ok(true)` compared and equal, `Ok(false)` not compared
+/// (not due, or the database moved meanwhile), `Err` blocks differ.
+fn guard(
+    file: &File,
+    db: &Path,
+    m: &Mirror,
+    plan: &Plan,
+    live: &Live,
+    every: std::time::Duration,
+) -> Result<Result<bool, NotNow>, AttemptError> {
     let due = m.record.compared_at.is_none_or(|t| {
         chrono::Utc::now()
             .signed_duration_since(t)
             .to_std()
             .is_ok_and(|age| age >= every)
     });
-    let compared = if due {
-        match compare(file, db, m, &plan, &fp_before, &before)? {
-            Compared::Equal => true,
-            Compared::Moved => false,
+    if !due {
+        return Ok(Ok(false));
+    }
+    Ok(
+        match compare(file, db, m, plan, &live.stamp, &live.header)? {
+            Compared::Equal => Ok(true),
+            Compared::Moved => Ok(false),
             Compared::Differ(blocks) => {
                 let why = format!(
                     "a full read found {} block(s) the mirror's snapshot has wrong (blocks {}): this capture reads the whole database",
@@ -322,19 +306,74 @@ pub(super) fn incremental_attempt(
                         .join(", ")
                 );
                 tracing::error!(event = "capture.stale_block", blocks = ?blocks, base = %m.base.id, "{why}");
-                return Ok(Err(NotNow(why)));
+                Err(NotNow(why))
             }
+        },
+    )
+}
+
+/// One incremental attempt (the steps are docs/ARCHITECTURE.md's, "Which
+/// blocks a checkpoint can change"). `touched` holds the offsets of the
+/// chunks earlier attempts of this capture wrote into the mirror; `every`
+/// is `capture.full_read_every`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn incremental_attempt(
+    store: &Store,
+    batch: &ChunkBatch,
+    file: &File,
+    db: &Path,
+    m: &Mirror,
+    touched: &mut BTreeSet<u64>,
+    every: std::time::Duration,
+    new_chunks: &mut HashMap<String, u64>,
+) -> Result<Result<Attempt, NotNow>, AttemptError> {
+    if wal_checkpoint_path(db).exists() {
+        return Err(AttemptError::Unstable(
+            "a checkpoint is in progress (.wal.checkpoint exists)".into(),
+        ));
+    }
+    let live = match look(file, db, m)? {
+        Ok(l) => l,
+        Err(n) => return Ok(Err(n)),
+    };
+    let plan = plan(m, &live.map, live.stamp.size, touched);
+    if let Some(why) = tripwire(file, db, m, &plan)? {
+        if moved(file, db, &live.stamp, &live.header)? {
+            return Err(AttemptError::Unstable(
+                "the database was written while the mirror was compared".into(),
+            ));
         }
-    } else {
-        false
+        tracing::warn!(event = "capture.tripwire", reason = %why, "a block the mirror should share with the database differs; reading the whole database");
+        return Ok(Err(NotNow(why)));
+    }
+    mirror::forget(store)?;
+    let window = std::time::Instant::now();
+    let read_bytes = stage(file, db, m, &plan, live.stamp.size, touched)?;
+    let after = Header::read_at(file, db)?;
+    let stamp_after = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    tracing::debug!(
+        event = "capture.window",
+        window_ms = window.elapsed().as_secs_f64() * 1e3,
+        read_bytes,
+        "incremental copy staged"
+    );
+    if after.iteration != live.header.iteration {
+        return Err(AttemptError::Unstable(
+            "the database was written during the copy".into(),
+        ));
+    }
+    still_the_same(db, &live.stamp, &stamp_after)?;
+    let compared = match guard(file, db, m, &plan, &live, every)? {
+        Ok(c) => c,
+        Err(n) => return Ok(Err(n)),
     };
     let staged = File::open(&m.path).map_err(io_err("open", &m.path))?;
     let files = copy_files(
         batch,
         &staged,
         &m.path,
-        fp_before.size,
-        &before,
+        live.stamp.size,
+        &live.header,
         None,
         false,
         Some(&plan.known),
@@ -342,8 +381,8 @@ pub(super) fn incremental_attempt(
     )?;
     Ok(Ok(Attempt {
         files,
-        check: check::check_copy(&m.path, &before, false),
-        header: before,
+        check: check::check_copy(&m.path, &live.header, false),
+        header: live.header,
         method: CaptureMethod::Online,
         incremental: Some(Incremental {
             base: m.base.id.clone(),

@@ -120,39 +120,25 @@ pub fn capture(
             let _ = fs::remove_dir_all(&dir);
         }
         match judge(db, attempt, outcome)? {
-            Ok(GoodCopy {
-                files,
-                header,
-                method,
-                check,
-                incremental,
-            }) => {
+            Ok(good) => {
                 batch.commit()?;
-                let staged = match &incremental {
+                let staged = match &good.incremental {
                     Some(_) => mirror.as_ref().map(|m| m.path.clone()),
                     None if staged_for_mirror => Some(dir.join("db.duckdb")),
                     None => None,
                 };
                 if let Some(staged) = staged {
-                    // A full copy was read whole; an incremental one keeps
-                    // the time of the last comparison, or is one.
-                    let compared_at = match (&incremental, mirror.as_ref()) {
-                        (Some(i), _) if i.compared => Some(chrono::Utc::now()),
-                        (Some(_), Some(m)) => m.record.compared_at,
-                        (Some(_), None) => None,
-                        (None, _) => Some(chrono::Utc::now()),
-                    };
-                    keep_as_mirror(store, db, &staged, &files, &header, compared_at);
+                    keep_as_mirror(store, db, &staged, &good, mirror.as_ref());
                 }
                 let _ = fs::remove_dir_all(&dir);
                 return Ok(Captured {
-                    files,
-                    header,
-                    method,
+                    files: good.files,
+                    header: good.header,
+                    method: good.method,
                     attempts: attempt,
-                    check,
+                    check: good.check,
                     new_chunks,
-                    incremental,
+                    incremental: good.incremental,
                 });
             }
             Err(reason) => last = reason,
@@ -221,18 +207,25 @@ fn room_for_a_full_copy(
     Ok(())
 }
 
-/// Makes `staged` — the database file of a good online copy — the mirror
-/// for the next capture. A failure costs only that capture's speed.
+/// Makes `staged` — the database file of `good`, an online copy — the
+/// mirror for the next capture. A full copy was read whole; an incremental
+/// one keeps the time of the mirror's last comparison, or is one. A
+/// failure costs only the next capture's speed.
 fn keep_as_mirror(
     store: &Store,
     db: &Path,
     staged: &Path,
-    files: &[crate::store::FileEntry],
-    header: &crate::database::duckfile::Header,
-    compared_at: Option<chrono::DateTime<chrono::Utc>>,
+    good: &GoodCopy,
+    was: Option<&mirror::Mirror>,
 ) {
+    let compared_at = match (&good.incremental, was) {
+        (Some(i), _) if i.compared => Some(chrono::Utc::now()),
+        (Some(_), Some(m)) => m.record.compared_at,
+        (Some(_), None) => None,
+        (None, _) => Some(chrono::Utc::now()),
+    };
     let (Some(entry), Ok(meta)) = (
-        files
+        good.files
             .iter()
             .find(|f| f.role == crate::database::duckfile::DB_ROLE),
         fs::metadata(db),
@@ -240,7 +233,7 @@ fn keep_as_mirror(
         return;
     };
     let live = crate::database::stamp::Stamp::of(&meta);
-    let at = (header.block_size, header.iteration);
+    let at = (good.header.block_size, good.header.iteration);
     if let Err(e) = mirror::adopt(store, staged, entry, at, &live, compared_at) {
         tracing::warn!(event = "capture.mirror_failed", error = %e, "could not keep the mirror; the next online snapshot reads the whole database");
         let _ = mirror::forget(store);

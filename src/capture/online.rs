@@ -62,24 +62,7 @@ pub(super) fn online_attempt(
             before.iteration, after.iteration, copied.iteration
         )));
     }
-    if fp_before != fp_after {
-        return Err(AttemptError::Unstable(
-            "database size or mtime changed during the copy".into(),
-        ));
-    }
-    match fs::metadata(db) {
-        Ok(m) if Stamp::of(&m).same_file(&fp_before) => {}
-        _ => {
-            return Err(AttemptError::Unstable(
-                "database file was replaced during the copy".into(),
-            ));
-        }
-    }
-    if ckpt.exists() {
-        return Err(AttemptError::Unstable(
-            "a checkpoint started during the copy".into(),
-        ));
-    }
+    still_the_same(db, &fp_before, &fp_after)?;
     let staged = File::open(&staged_db).map_err(io_err("open", &staged_db))?;
     let files = copy_files(
         batch,
@@ -99,6 +82,32 @@ pub(super) fn online_attempt(
         method: CaptureMethod::Online,
         incremental: None,
     })
+}
+
+/// After an online copy: the database's stamp taken after it (`after`)
+/// equals the one taken before, the path still names that file, and no
+/// checkpoint started (docs/ARCHITECTURE.md, "What an online copy may
+/// span", rules 4 and 5). Else the attempt is retried.
+pub(super) fn still_the_same(db: &Path, before: &Stamp, after: &Stamp) -> Result<(), AttemptError> {
+    if before != after {
+        return Err(AttemptError::Unstable(
+            "database size or mtime changed during the copy".into(),
+        ));
+    }
+    match fs::metadata(db) {
+        Ok(m) if Stamp::of(&m).same_file(before) => {}
+        _ => {
+            return Err(AttemptError::Unstable(
+                "database file was replaced during the copy".into(),
+            ));
+        }
+    }
+    if wal_checkpoint_path(db).exists() {
+        return Err(AttemptError::Unstable(
+            "a checkpoint started during the copy".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Copies the first `len` bytes of `src` (read from its start) over the

@@ -648,35 +648,13 @@ fn verify_beside_prune_reports_only_real_damage() {
 
 #[test]
 fn prune_frees_a_full_disk() {
-    if !nix::unistd::getuid().is_root() {
-        println!("not root: cannot mount a small tmpfs here; exercised only as root");
-        return;
-    }
     let ws = Workspace::new();
     let small = ws.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let Some(disk) = SmallDisk::mount(&small, 24 << 20) else {
+        return;
+    };
     ws.write_config("[retention]\nkeep_last = 1\n");
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace(
-            "dir = \"data/backups\"",
-            &format!("dir = \"{}\"", small.join("store").display()),
-        )
-        .replace("min_free_space = \"1MiB\"", "min_free_space = \"0B\"");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    disk.hold_store(&ws);
     make_db(
         &ws.db(),
         "CREATE TABLE t AS SELECT range i, random() r FROM range(200000)",

@@ -356,10 +356,6 @@ fn the_full_read_finds_a_stale_block() {
 /// stored is lost.
 #[test]
 fn a_small_disk_takes_incremental_snapshots() {
-    if !nix::unistd::getuid().is_root() {
-        println!("not root: cannot mount a small tmpfs here; exercised only as root");
-        return;
-    }
     let ws = Workspace::new();
     let mut app = App::start(&ws, "");
     app.run("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(250000); CHECKPOINT");
@@ -367,29 +363,10 @@ fn a_small_disk_takes_incremental_snapshots() {
     // Room for one full online copy (the staged copy and its chunks), not
     // for two.
     let small = ws.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={}", size * 5 / 2)])
-        .arg("tmpfs")
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace(
-            "dir = \"data/backups\"",
-            &format!("dir = \"{}\"", small.join("store").display()),
-        )
-        .replace("min_free_space = \"1MiB\"", "min_free_space = \"0B\"");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    let Some(disk) = SmallDisk::mount(&small, size * 5 / 2) else {
+        return;
+    };
+    disk.hold_store(&ws);
     let first = ws.run(&["snapshot", "--json"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let free = nix::sys::statvfs::statvfs(&small).unwrap();

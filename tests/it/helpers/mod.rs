@@ -280,3 +280,43 @@ pub fn assert_invariants(db: &Path, what: &str) {
         "{what}: a bulk insert is partially present"
     );
 }
+
+/// A small tmpfs, unmounted when dropped. Mounting needs root: elsewhere
+/// [`SmallDisk::mount`] says so and gives `None`.
+pub struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    pub fn mount(dir: &Path, bytes: u64) -> Option<SmallDisk> {
+        if !nix::unistd::getuid().is_root() {
+            println!("not root: cannot mount a small tmpfs here; exercised only as root");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs");
+        Some(SmallDisk(dir.to_path_buf()))
+    }
+
+    /// Moves `ws`'s store to `<disk>/store` and drops its free-space
+    /// reserve (the config's other settings kept).
+    pub fn hold_store(&self, ws: &Workspace) {
+        let cfg = std::fs::read_to_string(ws.config_path())
+            .unwrap()
+            .replace(
+                "dir = \"data/backups\"",
+                &format!("dir = \"{}\"", self.0.join("store").display()),
+            )
+            .replace("min_free_space = \"1MiB\"", "min_free_space = \"0B\"");
+        std::fs::write(ws.config_path(), cfg).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
