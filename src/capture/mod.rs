@@ -76,15 +76,7 @@ pub fn capture(
 ) -> Result<Captured, CaptureError> {
     let start = Instant::now();
     let batch = store.batch(lock);
-    let mirror = if opts.incremental {
-        mirror::usable(store)
-    } else {
-        // Turned off: the disk it took is given back.
-        if let Err(e) = mirror::remove(store) {
-            tracing::warn!(event = "capture.mirror_failed", error = %e, "could not remove the mirror");
-        }
-        None
-    };
+    let mirror = mirror_for(store, opts);
     let mut touched = BTreeSet::new();
     let mut new_chunks = HashMap::new();
     let mut last = String::from("no attempt made");
@@ -151,6 +143,18 @@ pub fn capture(
         elapsed_ms: start.elapsed().as_millis() as u64,
         last,
     })
+}
+
+/// The mirror this capture may use; with `capture.incremental` off, none,
+/// and the disk it took is given back.
+fn mirror_for(store: &Store, opts: &CaptureOptions) -> Option<mirror::Mirror> {
+    if opts.incremental {
+        return mirror::usable(store);
+    }
+    if let Err(e) = mirror::remove(store) {
+        tracing::warn!(event = "capture.mirror_failed", error = %e, "could not remove the mirror");
+    }
+    None
 }
 
 /// The wait before attempt `attempt` (≥ 2): the backoff doubled each time,
