@@ -226,6 +226,22 @@ fn newer_storage_version_is_recorded_not_rejected() {
 /// every snapshot listed as good reassembles, opens and satisfies them.
 #[test]
 fn live_writer_never_yields_a_torn_snapshot() {
+    live_writer("25", "120");
+}
+
+/// The same with checkpoints rare and bulk inserts (optimistic writes into
+/// free blocks, referenced by the WAL) frequent: most snapshots are then
+/// incremental (no checkpoint or one since the last), and every one must
+/// still satisfy the app's invariants.
+#[test]
+fn live_writer_with_rare_checkpoints_never_yields_a_torn_snapshot() {
+    let incremental = live_writer("400", "30");
+    assert!(incremental >= 1, "no incremental capture was exercised");
+}
+
+/// Snapshots while `live_writer.py` runs with these CHECKPOINT_EVERY and
+/// BULK_EVERY; returns how many were incremental.
+fn live_writer(checkpoint_every: &str, bulk_every: &str) -> usize {
     let ws = Workspace::new();
     ws.write_config("[capture]\nattempts = 30\nbackoff = \"20ms\"\ntimeout = \"60s\"\n");
     let stop = ws.path().join("stop");
@@ -233,7 +249,7 @@ fn live_writer_never_yields_a_torn_snapshot() {
         .arg(py_script("live_writer.py"))
         .arg(ws.db())
         .arg(&stop)
-        .args(["25", "120"])
+        .args([checkpoint_every, bulk_every])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -265,6 +281,7 @@ fn live_writer_never_yields_a_torn_snapshot() {
     let mut counters = Vec::new();
     let mut online = 0;
     let mut with_wal = 0;
+    let mut incremental = 0;
     for e in entries.iter().rev() {
         let id = e["id"].as_str().unwrap();
         assert_eq!(e["verified"], true);
@@ -275,6 +292,7 @@ fn live_writer_never_yields_a_torn_snapshot() {
         if m.file("wal").is_some() {
             with_wal += 1;
         }
+        incremental += usize::from(m.capture.incremental.is_some());
         let dir = tempfile::tempdir().unwrap();
         let copy = ws.reassemble(id, dir.path());
         assert_invariants(&copy, id);
@@ -286,7 +304,10 @@ fn live_writer_never_yields_a_torn_snapshot() {
         "counter went backwards: {counters:?}"
     );
     assert!(online >= 20, "expected online captures, got {online}");
-    println!("live writer: {online} online captures, {with_wal} with a WAL, counters {counters:?}");
+    println!(
+        "live writer: {online} online captures ({incremental} incremental), {with_wal} with a WAL, counters {counters:?}"
+    );
+    incremental
 }
 
 #[test]
