@@ -77,6 +77,7 @@ def start_streamlit(tmp, env):
 def test_restore_from_the_page_in_a_browser(daemon, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     con = duckdb.connect(str(daemon.db))
@@ -92,7 +93,9 @@ def test_restore_from_the_page_in_a_browser(daemon, browser, tmp_path):
     }
     proc, url = start_streamlit(tmp_path, env)
     try:
-        wait = WebDriverWait(browser, 60)
+        # Streamlit re-renders while a condition is being read: an element
+        # found a moment ago can be gone (stale); the wait then looks again.
+        wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
         browser.get(url)
 
         def text_appears(t):
@@ -180,6 +183,7 @@ def test_daemon_down_in_a_browser(browser, tmp_path):
     refused with a message, not a traceback, and nothing is deleted."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     from conftest import ducksnap_bin
@@ -200,7 +204,9 @@ def test_daemon_down_in_a_browser(browser, tmp_path):
     assert (tmp_path / ".config" / "systemd" / "user" / "ducksnap-myapp.service").exists()
     proc, url = start_streamlit(project, dict(env, APP_DB=str(db)))
     try:
-        wait = WebDriverWait(browser, 60)
+        # Streamlit re-renders while a condition is being read: an element
+        # found a moment ago can be gone (stale); the wait then looks again.
+        wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
         browser.get(url)
         advice = f"no ducksnap daemon answers on {sock} (start it: systemctl --user start ducksnap-myapp.service)"
         wait.until(lambda d: advice in d.find_element(By.TAG_NAME, "body").text)
