@@ -12,9 +12,8 @@
 //! says, or no record (and the next capture reads everything). A record
 //! whose file cannot be found among the newest snapshots is not used.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -173,21 +172,8 @@ pub fn adopt(
         ino: live.ino,
         compared_at,
     };
-    let tmp = d.join("mirror.json.tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    f.write_all(&serde_json::to_vec(&rec).expect("a record serializes"))
-        .and_then(|()| f.sync_all())
-        .map_err(io_err("write", &tmp))?;
-    let rp = record_path(store);
-    fs::rename(&tmp, &rp).map_err(io_err("rename into", &rp))?;
-    sync_dir(&d)
+    let bytes = serde_json::to_vec(&rec).expect("a record serializes");
+    Ok(store.write_atomic(&record_path(store), &bytes)?)
 }
 
 fn sync_dir(d: &Path) -> Result<(), CaptureError> {
