@@ -88,6 +88,14 @@ impl BlockMap {
             u(active + 32),
             u(active + 40),
         );
+        // The active header slot carries the checksum of its other 4088
+        // bytes: one caught half-written fails it.
+        let slot = &head[active + 8..active + 4096];
+        if checksum(slot) != u(active) {
+            return Err(r.malformed(format!(
+                "the database header at {active} fails its checksum (written meanwhile?)"
+            )));
+        }
         if !(16 * 1024..=256 * 1024).contains(&block_size) || !block_size.is_power_of_two() {
             return Err(r.malformed(format!("implausible block size {block_size}")));
         }

@@ -215,3 +215,51 @@ fn what_a_checkpoint_leaves_alone() {
         "the workload never rewrote a metadata block"
     );
 }
+
+/// The chain's premise (docs/ARCHITECTURE.md, "The chain"), measured on
+/// every run of consecutive states of the workload, one to seven
+/// checkpoints long: a block that no header of the run marks (free,
+/// metadata, or past its block count) has the same bytes at both ends. And
+/// the headers in between are needed: the marks of the two ends alone miss
+/// blocks that changed (freed by one checkpoint, reused by the next).
+#[test]
+fn the_chain_marks_every_block_that_changed() {
+    use ducksnap::capture::chain::{Changed, Marks};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut runs, mut ends_only_missed) = (0, 0);
+    for (block_size, storage) in [(262_144u64, None), (16_384, Some("v1.0.0"))] {
+        let states = states(dir.path(), block_size, storage);
+        let maps: Vec<BlockMap> = states.iter().map(|b| map_of(b, dir.path())).collect();
+        let blocks = |s: usize| (states[s].len() as u64).saturating_sub(12_288) / block_size;
+        let block = |s: usize, b: u64| {
+            let at = maps[s].offset(b) as usize;
+            &states[s][at..at + block_size as usize]
+        };
+        for n in 0..states.len() {
+            for m in n + 1..states.len() {
+                runs += 1;
+                let mut chain = Changed::new();
+                let mut ends = Changed::new();
+                for (k, map) in maps.iter().enumerate().take(m + 1).skip(n) {
+                    chain.add(&Marks::of(map));
+                    if k == n || k == m {
+                        ends.add(&Marks::of(map));
+                    }
+                }
+                for b in 0..blocks(n).min(blocks(m)) {
+                    let same = block(n, b) == block(m, b);
+                    assert!(
+                        chain.contains(b) || same,
+                        "{block_size} states {n}..{m}: block {b} changed, unmarked"
+                    );
+                    ends_only_missed += usize::from(!ends.contains(b) && !same);
+                }
+            }
+        }
+    }
+    println!("{runs} runs; blocks the two ends' marks alone would miss: {ends_only_missed}");
+    assert!(
+        ends_only_missed > 0,
+        "the workload never needed a header in between"
+    );
+}
