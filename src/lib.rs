@@ -7,7 +7,9 @@
 //!   ([`database::oslock`]), and opening a copy with the bundled DuckDB
 //!   ([`database::check`]).
 //! - [`capture`]: consistent copies of a live database — the retry loop,
-//!   online and quiescent attempts, the parallel copy, the read-only maps of
+//!   online and quiescent attempts, incremental attempts from the mirror
+//!   ([`capture::mirror`]) with the headers followed by
+//!   [`capture::chain`], the parallel copy, the read-only maps of
 //!   [`capture::mapped`].
 //! - [`store`]: the store on disk — opening, lock and staging, chunks,
 //!   manifests and the catalog, reassembly, garbage collection;

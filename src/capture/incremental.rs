@@ -1,21 +1,25 @@
-//! An incremental online attempt: when the live header is the mirror's
-//! (no checkpoint since the snapshot the mirror equals) or the one after
-//! it, only the blocks that can differ are read from the live file into
-//! the mirror, the others are taken from that snapshot by hash; DuckDB
-//! then checks the whole mirror. docs/ARCHITECTURE.md, "Which blocks a
-//! checkpoint can change", says why the rest cannot differ.
+//! An incremental online attempt: only the blocks that can differ since
+//! the header the mirror follows are read from the live file into the
+//! mirror; DuckDB then checks the whole mirror, and chunks none of whose
+//! blocks can differ are taken from the mirror's snapshot by hash.
+//! docs/ARCHITECTURE.md, "Which blocks a checkpoint can change", says why
+//! the rest cannot differ: the marks ([`Marks`]) of the mirror's header, of
+//! the live one, and — when they are more than one apart — of every header
+//! in between, which only the chain ([`super::chain`]) can know.
 //!
-//! Read: the header region, every block free or a metadata block under
-//! either header, every block past the mirror's block count, every chunk
-//! whose bounds differ from the snapshot's, every chunk an earlier attempt
-//! of this capture wrote, and the WAL. The window in which no write to the
-//! database may happen is those reads, not the whole file.
+//! Read, in the window in which no write to the database may happen: the
+//! header region, every marked block (free or metadata under one of those
+//! headers, or past one's block count), and the WAL. Nothing else.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
+use super::chain::{Chain, Changed, Marks};
 use super::copy::{CHUNK_TARGET, copy_files, open_optional};
 use super::mirror::{self, Mirror};
 use super::online::{kernel_copy, still_the_same};
@@ -24,30 +28,69 @@ use crate::database::blocks::{BlockMap, BlockMapError};
 use crate::database::check;
 use crate::database::duckfile::{self, HEADER_REGION, Header, wal_checkpoint_path, wal_path};
 use crate::database::stamp::Stamp;
-use crate::store::{CaptureMethod, ChunkBatch, ChunkRef, Store};
+use crate::store::{CaptureMethod, ChunkBatch, ChunkRef, Manifest, Store};
 
-/// Which chunks of the database an attempt takes from the base snapshot.
+/// What the mirror holds for this capture: since which header its blocks
+/// equal the live file's, except the marked ones.
+pub(super) struct Basis {
+    pub(super) path: PathBuf,
+    /// The stored snapshot the mirror equals, outside the blocks this
+    /// capture wrote into it (none: every chunk is hashed afresh).
+    pub(super) base: Option<Manifest>,
+    /// The live file the mirror follows (device, inode).
+    pub(super) file: (u64, u64),
+    /// The header since whose writing every block it does not mark is the
+    /// same in the mirror and the live file.
+    pub(super) since: Marks,
+    /// When every block of the mirror was last known to equal the live
+    /// file's.
+    pub(super) compared_at: Option<DateTime<Utc>>,
+    /// Bytes a prime read to get here (0: none was needed).
+    pub(super) primed_bytes: u64,
+}
+
+impl Basis {
+    /// The mirror as its record says: equal to its snapshot, at its header.
+    pub(super) fn of(m: &Mirror) -> Basis {
+        Basis {
+            path: m.path.clone(),
+            base: Some(m.base.clone()),
+            file: (m.record.dev, m.record.ino),
+            since: Marks::of(&m.map),
+            compared_at: m.record.compared_at,
+            primed_bytes: 0,
+        }
+    }
+}
+
+/// What an incremental attempt needs besides the database and the mirror.
+pub(super) struct Context<'a> {
+    pub(super) store: &'a Store,
+    pub(super) batch: &'a ChunkBatch<'a>,
+    pub(super) chain: Option<&'a Chain>,
+    /// `capture.full_read_every`.
+    pub(super) every: Duration,
+}
+
+/// Which chunks of the database an attempt takes from the base snapshot,
+/// and which byte ranges it reads from the live file.
 struct Plan {
-    bounds: Vec<(u64, u64)>,
     known: Vec<Option<ChunkRef>>,
+    reads: Vec<(u64, u64)>,
 }
 
-/// Whether block `b` is certainly unchanged since the mirror's header `old`
-/// under the live header `new` (`new` is `old` or the one after it).
-fn unchanged(old: &BlockMap, new: &BlockMap, b: u64) -> bool {
-    old.in_use(b)
-        && new.in_use(b)
-        && !old.metadata.contains_key(&b)
-        && !new.metadata.contains_key(&b)
+/// The data blocks of a `size`-byte file.
+fn blocks_in(size: u64, bs: u64) -> u64 {
+    size.saturating_sub(HEADER_REGION).div_ceil(bs)
 }
 
-/// The chunks of a `size`-byte file under `live` that can be taken from the
-/// mirror's snapshot, given the chunks this capture already rewrote.
-fn plan(m: &Mirror, live: &BlockMap, size: u64, touched: &BTreeSet<u64>) -> Plan {
-    let bs = live.block_size;
+/// The chunks of a `size`-byte file that can be taken from the base
+/// snapshot (none of their blocks changed or written by this capture), and
+/// the ranges to read: the header region and every changed block.
+fn plan(basis: &Basis, changed: &Changed, bs: u64, size: u64, touched: &BTreeSet<u64>) -> Plan {
     let bounds = duckfile::db_chunk_bounds(size, bs, CHUNK_TARGET);
     let mut base: HashMap<(u64, u64), &ChunkRef> = HashMap::new();
-    if let Some(entry) = mirror::db_entry(&m.base) {
+    if let Some(entry) = basis.base.as_ref().and_then(mirror::db_entry) {
         let mut off = 0;
         for c in &entry.chunks {
             base.insert((off, off + c.len), c);
@@ -57,49 +100,58 @@ fn plan(m: &Mirror, live: &BlockMap, size: u64, touched: &BTreeSet<u64>) -> Plan
     let known = bounds
         .iter()
         .map(|&(start, end)| {
-            if start < HEADER_REGION || touched.contains(&start) {
+            if start < HEADER_REGION {
                 return None;
             }
             let first = (start - HEADER_REGION) / bs;
             let last = (end - HEADER_REGION).div_ceil(bs);
-            let all = (first..last).all(|b| unchanged(&m.map, live, b));
+            let all = (first..last).all(|b| !changed.contains(b) && !touched.contains(&b));
             all.then(|| base.get(&(start, end)).map(|c| (*c).clone()))
                 .flatten()
         })
         .collect();
-    Plan { bounds, known }
+    let mut reads: Vec<(u64, u64)> = vec![(0, size.min(HEADER_REGION))];
+    let n = blocks_in(size, bs);
+    let marked = changed
+        .blocks
+        .iter()
+        .copied()
+        .take_while(|&b| b < n.min(changed.from))
+        .chain(changed.from..n);
+    for b in marked {
+        let (start, end) = (
+            HEADER_REGION + b * bs,
+            (HEADER_REGION + (b + 1) * bs).min(size),
+        );
+        match reads.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => reads.push((start, end)),
+        }
+    }
+    Plan { known, reads }
 }
 
-/// Every block the plan takes from the mirror's snapshot must carry the
-/// same checksum (its first 8 bytes) in the live file as in the mirror: a
-/// cheap necessary condition that catches another file at the same path
-/// or a wrong premise. `Some(why)` when one does not.
+/// Every block the mirror is trusted for (not changed) must carry the same
+/// checksum (its first 8 bytes) in the live file as in the mirror: a cheap
+/// necessary condition that catches another file at the same path or a
+/// wrong premise. `Some(why)` when one does not.
 fn tripwire(
     file: &File,
     db: &Path,
-    m: &Mirror,
-    plan: &Plan,
+    basis: &Basis,
+    changed: &Changed,
+    live: &BlockMap,
+    size: u64,
 ) -> Result<Option<String>, AttemptError> {
-    let mirror = File::open(&m.path).map_err(io_err("open", &m.path))?;
-    let bs = m.map.block_size;
+    let mirror = File::open(&basis.path).map_err(io_err("open", &basis.path))?;
+    let bs = live.block_size;
     let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
-    for (&(start, end), known) in plan.bounds.iter().zip(&plan.known) {
-        if known.is_none() {
-            continue;
-        }
-        let mut at = start;
-        while at < end {
-            file.read_exact_at(&mut a, at).map_err(io_err("read", db))?;
-            mirror
-                .read_exact_at(&mut b, at)
-                .map_err(io_err("read", &m.path))?;
-            if a != b {
-                return Ok(Some(format!(
-                    "block {} differs from the mirror's",
-                    (at - HEADER_REGION) / bs
-                )));
-            }
-            at += bs;
+    for block in (0..blocks_in(size, bs)).filter(|&x| !changed.contains(x)) {
+        let at = HEADER_REGION + block * bs;
+        file.read_exact_at(&mut a, at).map_err(io_err("read", db))?;
+        let got = mirror.read_exact_at(&mut b, at);
+        if got.is_err() || a != b {
+            return Ok(Some(format!("block {block} differs from the mirror's")));
         }
     }
     Ok(None)
@@ -115,48 +167,29 @@ enum Compared {
     Differ(Vec<u64>),
 }
 
-/// The guard of `capture.full_read_every`: reads every chunk the plan takes
-/// from the snapshot from the live file and from the mirror (which holds
-/// the snapshot's bytes there) and compares them, then checks that the
-/// database was not written meanwhile.
-fn compare(
-    file: &File,
-    db: &Path,
-    m: &Mirror,
-    plan: &Plan,
-    stamp: &Stamp,
-    header: &Header,
-) -> Result<Compared, AttemptError> {
-    let mirror = File::open(&m.path).map_err(io_err("open", &m.path))?;
-    let bs = m.map.block_size;
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+/// The guard of `capture.full_read_every`: reads every block the window
+/// did not read (those the mirror is trusted for) from the live file and
+/// from the mirror and compares them, then checks that the database was not
+/// written meanwhile.
+fn compare(file: &File, db: &Path, basis: &Basis, live: &Live) -> Result<Compared, AttemptError> {
+    let mirror = File::open(&basis.path).map_err(io_err("open", &basis.path))?;
+    let bs = live.map.block_size;
+    let (mut a, mut b) = (vec![0u8; bs as usize], vec![0u8; bs as usize]);
     let mut differ = Vec::new();
-    for (&(start, end), known) in plan.bounds.iter().zip(&plan.known) {
-        if known.is_none() {
-            continue;
-        }
-        let len = (end - start) as usize;
-        a.resize(len, 0);
-        b.resize(len, 0);
-        file.read_exact_at(&mut a, start)
+    let size = live.stamp.size;
+    for block in (0..blocks_in(size, bs)).filter(|&x| !live.changed.contains(x)) {
+        let at = HEADER_REGION + block * bs;
+        let len = (size - at).min(bs) as usize;
+        file.read_exact_at(&mut a[..len], at)
             .map_err(io_err("read", db))?;
         mirror
-            .read_exact_at(&mut b, start)
-            .map_err(io_err("read", &m.path))?;
-        if a == b {
-            continue;
-        }
-        let mut at = start;
-        while at < end {
-            let r = (at - start) as usize..((at + bs).min(end) - start) as usize;
-            if a[r.clone()] != b[r] {
-                differ.push((at - HEADER_REGION) / bs);
-            }
-            at += bs;
+            .read_exact_at(&mut b[..len], at)
+            .map_err(io_err("read", &basis.path))?;
+        if a[..len] != b[..len] {
+            differ.push(block);
         }
     }
-    let now = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
-    if now != *stamp || Header::read_at(file, db)?.iteration != header.iteration {
+    if moved(file, db, &live.stamp, &live.header)? {
         return Ok(Compared::Moved);
     }
     Ok(if differ.is_empty() {
@@ -166,26 +199,43 @@ fn compare(
     })
 }
 
-/// Why an incremental attempt is not possible now (a full attempt follows).
-pub(super) struct NotNow(pub(super) String);
+/// Why an incremental attempt is not possible now.
+pub(super) enum NotNow {
+    /// Headers were written since the mirror's that nobody saw: a prime
+    /// brings the mirror up to date, then the attempt can be made.
+    Gap(String),
+    /// Not this database, layout or premise: a full attempt follows.
+    Refused(String),
+}
 
-/// The live database as an attempt found it before its window.
+/// The live database as an attempt found it before its window, and the
+/// blocks that can differ from the mirror's.
 struct Live {
     stamp: Stamp,
     header: Header,
     map: BlockMap,
+    changed: Changed,
 }
 
-/// Step 1: the stamp, header and block map of the live file, when the
-/// mirror can serve it (the same file, block size, and the mirror's header
-/// or the next).
-fn look(file: &File, db: &Path, m: &Mirror) -> Result<Result<Live, NotNow>, AttemptError> {
+/// Step 1: the stamp, header and block map of the live file, and what can
+/// have changed since the mirror's header.
+fn look(
+    file: &File,
+    db: &Path,
+    basis: &Basis,
+    chain: Option<&Chain>,
+) -> Result<Result<Live, NotNow>, AttemptError> {
     // The stamp first: a write after it (the map read below included) is
     // seen when the stamp is compared after the copy.
     let stamp = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
     let header = Header::read_at(file, db)?;
     let map = match BlockMap::read(file, db) {
-        Ok(l) => l,
+        Ok(l) if l.iteration == header.iteration => l,
+        Ok(_) => {
+            return Err(AttemptError::Unstable(
+                "a checkpoint wrote while the block map was read".into(),
+            ));
+        }
         // A checkpoint rewrites metadata blocks in place before its header:
         // one caught half-written fails its checksum.
         Err(BlockMapError::Io { .. }) | Err(BlockMapError::Malformed { .. })
@@ -195,20 +245,42 @@ fn look(file: &File, db: &Path, m: &Mirror) -> Result<Result<Live, NotNow>, Atte
                 "a checkpoint wrote while the block map was read".into(),
             ));
         }
-        Err(e) => return Ok(Err(NotNow(e.to_string()))),
+        Err(e) => return Ok(Err(NotNow::Refused(e.to_string()))),
     };
-    if (stamp.dev, stamp.ino) != (m.record.dev, m.record.ino) {
-        return Ok(Err(NotNow(
+    let id = (stamp.dev, stamp.ino);
+    if let Some(c) = chain {
+        c.observe(id, &map);
+    }
+    if id != basis.file {
+        return Ok(Err(NotNow::Refused(
             "the database file is not the one the mirror was taken from".into(),
         )));
     }
-    let (old, new) = (m.map.iteration, map.iteration);
-    if map.block_size != m.map.block_size || new < old || new > old + 1 || new != header.iteration {
-        return Ok(Err(NotNow(format!(
+    let (old, new) = (basis.since.iteration, map.iteration);
+    if map.block_size != basis.since.block_size || new < old {
+        return Ok(Err(NotNow::Refused(format!(
             "the database is at header {new}, the mirror at {old}"
         ))));
     }
-    Ok(Ok(Live { stamp, header, map }))
+    let mut changed = Changed::new();
+    changed.add(&basis.since);
+    changed.add(&Marks::of(&map));
+    if new > old + 1 {
+        let Some(run) = chain.and_then(|c| c.between(id, old + 1, new - 1)) else {
+            return Ok(Err(NotNow::Gap(format!(
+                "the database is at header {new}, the mirror at {old}, and not every header between was seen"
+            ))));
+        };
+        for m in &run {
+            changed.add(m);
+        }
+    }
+    Ok(Ok(Live {
+        stamp,
+        header,
+        map,
+        changed,
+    }))
 }
 
 /// Whether the database was written since `stamp`/`header`: then what was
@@ -218,19 +290,19 @@ fn moved(file: &File, db: &Path, stamp: &Stamp, header: &Header) -> Result<bool,
     Ok(now != *stamp || Header::read_at(file, db)?.iteration != header.iteration)
 }
 
-/// Step 5, the window: the WAL and the planned chunks copied from the live
+/// Step 5, the window: the WAL and the planned ranges copied from the live
 /// file into the mirror, which is cut to the live size. Returns the bytes
 /// read.
 fn stage(
     file: &File,
     db: &Path,
-    m: &Mirror,
+    basis: &Basis,
     plan: &Plan,
-    size: u64,
+    live: &Live,
     touched: &mut BTreeSet<u64>,
 ) -> Result<u64, AttemptError> {
     let wal = wal_path(db);
-    let staged_wal = duckfile::side_path(&m.path, ".wal");
+    let staged_wal = duckfile::side_path(&basis.path, ".wal");
     let mut read_bytes = 0;
     match open_optional(&wal)? {
         Some(w) => {
@@ -246,14 +318,14 @@ fn stage(
     }
     let out = OpenOptions::new()
         .write(true)
-        .open(&m.path)
-        .map_err(io_err("open", &m.path))?;
+        .open(&basis.path)
+        .map_err(io_err("open", &basis.path))?;
+    let bs = live.map.block_size;
     let mut buf = Vec::new();
-    for (&(start, end), known) in plan.bounds.iter().zip(&plan.known) {
-        if known.is_some() {
-            continue;
+    for &(start, end) in &plan.reads {
+        if start >= HEADER_REGION {
+            touched.extend((start - HEADER_REGION) / bs..(end - HEADER_REGION).div_ceil(bs));
         }
-        touched.insert(start);
         buf.resize((end - start) as usize, 0);
         let got = crate::store::read_full_at(file, &mut buf, start).map_err(io_err("read", db))?;
         if got < buf.len() {
@@ -263,26 +335,26 @@ fn stage(
             )));
         }
         out.write_all_at(&buf, start)
-            .map_err(io_err("write", &m.path))?;
+            .map_err(io_err("write", &basis.path))?;
         read_bytes += end - start;
     }
-    out.set_len(size).map_err(io_err("truncate", &m.path))?;
+    out.set_len(live.stamp.size)
+        .map_err(io_err("truncate", &basis.path))?;
     Ok(read_bytes)
 }
 
 /// Step 6, the guard, when `every` has passed since the mirror was last
-/// known whole: `Ok(true)` compared and equal, `Ok(false)` not compared
+/// known whole (a mirror never compared is due at once): `Ok(true)` compared and equal, `Ok(false)` not compared
 /// (not due, or the database moved meanwhile), `Err` blocks differ.
 fn guard(
     file: &File,
     db: &Path,
-    m: &Mirror,
-    plan: &Plan,
+    basis: &Basis,
     live: &Live,
-    every: std::time::Duration,
+    every: Duration,
 ) -> Result<Result<bool, NotNow>, AttemptError> {
-    let due = m.record.compared_at.is_none_or(|t| {
-        chrono::Utc::now()
+    let due = basis.compared_at.is_none_or(|t| {
+        Utc::now()
             .signed_duration_since(t)
             .to_std()
             .is_ok_and(|age| age >= every)
@@ -290,41 +362,36 @@ fn guard(
     if !due {
         return Ok(Ok(false));
     }
-    Ok(
-        match compare(file, db, m, plan, &live.stamp, &live.header)? {
-            Compared::Equal => Ok(true),
-            Compared::Moved => Ok(false),
-            Compared::Differ(blocks) => {
-                let why = format!(
-                    "a full read found {} block(s) the mirror's snapshot has wrong (blocks {}): this capture reads the whole database",
-                    blocks.len(),
-                    blocks
-                        .iter()
-                        .take(20)
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                tracing::error!(event = "capture.stale_block", blocks = ?blocks, base = %m.base.id, "{why}");
-                Err(NotNow(why))
-            }
-        },
-    )
+    Ok(match compare(file, db, basis, live)? {
+        Compared::Equal => Ok(true),
+        Compared::Moved => Ok(false),
+        Compared::Differ(blocks) => {
+            let why = format!(
+                "a full read found {} block(s) the mirror has wrong (blocks {}): this capture reads the whole database",
+                blocks.len(),
+                blocks
+                    .iter()
+                    .take(20)
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let base = basis.base.as_ref().map(|b| b.id.to_string());
+            tracing::error!(event = "capture.stale_block", blocks = ?blocks, base = ?base, "{why}");
+            Err(NotNow::Refused(why))
+        }
+    })
 }
 
 /// One incremental attempt (the steps are docs/ARCHITECTURE.md's, "Which
-/// blocks a checkpoint can change"). `touched` holds the offsets of the
-/// chunks earlier attempts of this capture wrote into the mirror; `every`
-/// is `capture.full_read_every`.
-#[allow(clippy::too_many_arguments)]
+/// blocks a checkpoint can change"). `touched` holds the blocks this
+/// capture wrote into the mirror so far.
 pub(super) fn incremental_attempt(
-    store: &Store,
-    batch: &ChunkBatch,
+    cx: &Context,
     file: &File,
     db: &Path,
-    m: &Mirror,
+    basis: &Basis,
     touched: &mut BTreeSet<u64>,
-    every: std::time::Duration,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<Result<Attempt, NotNow>, AttemptError> {
     if wal_checkpoint_path(db).exists() {
@@ -332,23 +399,24 @@ pub(super) fn incremental_attempt(
             "a checkpoint is in progress (.wal.checkpoint exists)".into(),
         ));
     }
-    let live = match look(file, db, m)? {
+    let live = match look(file, db, basis, cx.chain)? {
         Ok(l) => l,
         Err(n) => return Ok(Err(n)),
     };
-    let plan = plan(m, &live.map, live.stamp.size, touched);
-    if let Some(why) = tripwire(file, db, m, &plan)? {
+    let size = live.stamp.size;
+    let plan = plan(basis, &live.changed, live.map.block_size, size, touched);
+    if let Some(why) = tripwire(file, db, basis, &live.changed, &live.map, size)? {
         if moved(file, db, &live.stamp, &live.header)? {
             return Err(AttemptError::Unstable(
                 "the database was written while the mirror was compared".into(),
             ));
         }
         tracing::warn!(event = "capture.tripwire", reason = %why, "a block the mirror should share with the database differs; reading the whole database");
-        return Ok(Err(NotNow(why)));
+        return Ok(Err(NotNow::Refused(why)));
     }
-    mirror::forget(store)?;
+    mirror::forget(cx.store)?;
     let window = std::time::Instant::now();
-    let read_bytes = stage(file, db, m, &plan, live.stamp.size, touched)?;
+    let read_bytes = stage(file, db, basis, &plan, &live, touched)?;
     let after = Header::read_at(file, db)?;
     let stamp_after = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
     tracing::debug!(
@@ -363,16 +431,16 @@ pub(super) fn incremental_attempt(
         ));
     }
     still_the_same(db, &live.stamp, &stamp_after)?;
-    let compared = match guard(file, db, m, &plan, &live, every)? {
+    let compared = match guard(file, db, basis, &live, cx.every)? {
         Ok(c) => c,
         Err(n) => return Ok(Err(n)),
     };
-    let staged = File::open(&m.path).map_err(io_err("open", &m.path))?;
+    let staged = File::open(&basis.path).map_err(io_err("open", &basis.path))?;
     let files = copy_files(
-        batch,
+        cx.batch,
         &staged,
-        &m.path,
-        live.stamp.size,
+        &basis.path,
+        size,
         &live.header,
         None,
         false,
@@ -381,13 +449,22 @@ pub(super) fn incremental_attempt(
     )?;
     Ok(Ok(Attempt {
         files,
-        check: check::check_copy(&m.path, &live.header, false),
+        check: check::check_copy(&basis.path, &live.header, false),
         header: live.header,
         method: CaptureMethod::Online,
-        incremental: Some(Incremental {
-            base: m.base.id.clone(),
+        incremental: basis.base.as_ref().map(|b| Incremental {
+            base: b.id.clone(),
             read_bytes,
             compared,
+            primed_bytes: basis.primed_bytes,
         }),
+        keep: Some((
+            basis.path.clone(),
+            if compared {
+                Some(Utc::now())
+            } else {
+                basis.compared_at
+            },
+        )),
     }))
 }

@@ -127,6 +127,38 @@ pub fn remove(store: &Store) -> Result<(), CaptureError> {
     fs::remove_dir_all(&d).map_err(io_err("remove", &d))
 }
 
+/// Creates the mirror directory (private) when it is missing.
+fn ensure_dir(store: &Store) -> Result<(), CaptureError> {
+    let d = dir(store);
+    match fs::create_dir(&d) {
+        Ok(()) => {
+            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io_err("set the mode of", &d))?;
+            sync_dir(store.root())
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err("create directory", &d)(e)),
+    }
+}
+
+/// The mirror file opened for reading and writing (created, private, when
+/// missing; never through a link), its record removed first.
+pub fn open_for_writing(store: &Store) -> Result<File, CaptureError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    ensure_dir(store)?;
+    forget(store)?;
+    let p = file(store);
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&p)
+        .map_err(io_err("open", &p))
+}
+
 /// Makes `staged` (a database file equal to `entry`, at `iteration`, of the
 /// live file `live`) the mirror: flushed, renamed into place, then
 /// recorded.
@@ -138,16 +170,7 @@ pub fn adopt(
     live: &crate::database::stamp::Stamp,
     compared_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), CaptureError> {
-    let d = dir(store);
-    match fs::create_dir(&d) {
-        Ok(()) => {
-            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .map_err(io_err("set the mode of", &d))?;
-            sync_dir(store.root())?;
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err("create directory", &d)(e)),
-    }
+    ensure_dir(store)?;
     forget(store)?;
     let target = file(store);
     if staged != target {

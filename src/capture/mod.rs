@@ -15,6 +15,12 @@
 //!   that no checkpoint is running; any difference means a retry with
 //!   exponential backoff, bounded by attempts and total time. The staged
 //!   copy is then stored like a quiescent file.
+//! * **Incremental** (online, `capture.incremental`): the same conditions
+//!   over a shorter window that reads only the blocks the headers since the
+//!   mirror's mark ([`incremental`]), the headers followed by a chain
+//!   ([`chain`]); a prime brings the mirror up to date outside the window
+//!   when they were not all seen ([`prime`]). A refused incremental
+//!   attempt is followed by full ones.
 //!
 //! Either way, the copy is streamed chunk by chunk into the store (chunks
 //! aligned to DuckDB blocks; one worker per core hashes, compresses and
@@ -29,21 +35,24 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::database::oslock::{self, LockKind};
 use crate::store::{CaptureMethod, ChunkBatch, Store, StoreLock};
 
+pub mod chain;
 mod copy;
 mod incremental;
 pub mod mapped;
 pub mod mirror;
 mod online;
 mod outcome;
+mod prime;
 mod quiescent;
 
 pub use copy::CHUNK_TARGET;
-use incremental::{NotNow, incremental_attempt};
+use incremental::{Basis, NotNow, incremental_attempt};
 use online::{online_attempt, wait_for_checkpoint};
 use outcome::{Attempt, AttemptError, io_err};
 pub use outcome::{CaptureError, Captured, Incremental};
@@ -55,7 +64,7 @@ pub struct CaptureOptions {
     pub attempts: u32,
     pub backoff: Duration,
     pub timeout: Duration,
-    /// Try an incremental online attempt when the mirror allows one.
+    /// Make online attempts incremental (priming the mirror when needed).
     pub incremental: bool,
     /// How often an incremental attempt compares what it takes from the
     /// stored snapshot with the live file.
@@ -77,7 +86,21 @@ pub fn capture(
     let start = Instant::now();
     let batch = store.batch(lock);
     let mirror = mirror_for(store, opts);
-    let mut touched = BTreeSet::new();
+    // The chain a daemon keeps for this database, or one for this capture.
+    let chain = opts
+        .incremental
+        .then(|| chain::followed(db).or_else(|| chain::Chain::start(db).ok().map(Arc::new)))
+        .flatten();
+    let mut using = Using {
+        store,
+        mirror: mirror.as_ref(),
+        basis: mirror.as_ref().map(Basis::of),
+        chain: chain.as_deref(),
+        refused: !opts.incremental,
+        touched: BTreeSet::new(),
+        full_read_every: opts.full_read_every,
+        min_free_space: opts.min_free_space,
+    };
     let mut new_chunks = HashMap::new();
     let mut last = String::from("no attempt made");
     let mut made = 0;
@@ -95,18 +118,11 @@ pub fn capture(
         // of the time of a first copy), which keeps its window short.
         let dir = staging.join("attempt");
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        let mut using = Using {
-            store,
-            mirror: mirror.as_ref(),
-            touched: &mut touched,
-            full_read_every: opts.full_read_every,
-            min_free_space: opts.min_free_space,
-        };
         let outcome = attempt_once(&batch, db, &dir, &mut using, &mut new_chunks);
         let unstable = matches!(outcome, Err(AttemptError::Unstable(_)));
-        let staged_for_mirror = matches!(&outcome, Ok(a) if a.method == CaptureMethod::Online
-            && a.incremental.is_none() && a.check.is_ok() && opts.incremental);
-        if !unstable && !staged_for_mirror {
+        let staged_kept = matches!(&outcome, Ok(a) if a.check.is_ok() && opts.incremental
+            && a.keep.as_ref().is_some_and(|(p, _)| p.starts_with(&dir)));
+        if !unstable && !staged_kept {
             // The staged copy (if any) is not needed any more: remove it
             // before the commit's syncfs would write it out.
             let _ = fs::remove_dir_all(&dir);
@@ -114,13 +130,13 @@ pub fn capture(
         match judge(db, attempt, outcome)? {
             Ok(good) => {
                 batch.commit()?;
-                let staged = match &good.incremental {
-                    Some(_) => mirror.as_ref().map(|m| m.path.clone()),
-                    None if staged_for_mirror => Some(dir.join("db.duckdb")),
-                    None => None,
-                };
-                if let Some(staged) = staged {
-                    keep_as_mirror(store, db, &staged, &good, mirror.as_ref());
+                if opts.incremental
+                    && let Some((staged, compared_at)) = &good.keep
+                {
+                    keep_as_mirror(store, db, staged, &good, *compared_at);
+                    if let Some(c) = using.chain {
+                        c.keep_from(good.header.iteration);
+                    }
                 }
                 let _ = fs::remove_dir_all(&dir);
                 return Ok(Captured {
@@ -173,15 +189,21 @@ struct GoodCopy {
     method: CaptureMethod,
     check: crate::store::CheckInfo,
     incremental: Option<Incremental>,
+    keep: Option<(std::path::PathBuf, Option<chrono::DateTime<chrono::Utc>>)>,
 }
 
 /// What an attempt may use and must keep track of besides the database:
-/// the store (for the mirror), the mirror when one is usable, the chunks
-/// earlier attempts wrote into it.
+/// the store (for the mirror), the mirror as its record said, what the
+/// mirror holds now, the chain, the blocks earlier attempts and primes
+/// wrote into the mirror.
 struct Using<'a> {
     store: &'a Store,
     mirror: Option<&'a mirror::Mirror>,
-    touched: &'a mut BTreeSet<u64>,
+    basis: Option<Basis>,
+    chain: Option<&'a chain::Chain>,
+    /// No incremental attempt any more (turned off, or refused once).
+    refused: bool,
+    touched: BTreeSet<u64>,
     full_read_every: Duration,
     min_free_space: u64,
 }
@@ -212,22 +234,15 @@ fn room_for_a_full_copy(
 }
 
 /// Makes `staged` — the database file of `good`, an online copy — the
-/// mirror for the next capture. A full copy was read whole; an incremental
-/// one keeps the time of the mirror's last comparison, or is one. A
+/// mirror for the next capture, last known whole at `compared_at`. A
 /// failure costs only the next capture's speed.
 fn keep_as_mirror(
     store: &Store,
     db: &Path,
     staged: &Path,
     good: &GoodCopy,
-    was: Option<&mirror::Mirror>,
+    compared_at: Option<chrono::DateTime<chrono::Utc>>,
 ) {
-    let compared_at = match (&good.incremental, was) {
-        (Some(i), _) if i.compared => Some(chrono::Utc::now()),
-        (Some(_), Some(m)) => m.record.compared_at,
-        (Some(_), None) => None,
-        (None, _) => Some(chrono::Utc::now()),
-    };
     let (Some(entry), Ok(meta)) = (
         good.files
             .iter()
@@ -259,12 +274,14 @@ fn judge(
             method,
             check: Ok(check),
             incremental,
+            keep,
         }) => Ok(Ok(GoodCopy {
             files,
             header,
             method,
             check,
             incremental,
+            keep,
         })),
         Ok(Attempt {
             method: CaptureMethod::Online,
@@ -285,6 +302,68 @@ fn judge(
             Ok(Err(reason))
         }
         Err(AttemptError::Fatal(e)) => Err(e),
+    }
+}
+
+/// An incremental attempt, after a prime when the mirror does not follow
+/// the live file's headers (no mirror, or headers nobody saw): `Ok(Err)`
+/// says why a full attempt must be made instead.
+fn changed_only(
+    batch: &ChunkBatch,
+    file: &File,
+    db: &Path,
+    using: &mut Using,
+    new_chunks: &mut HashMap<String, u64>,
+) -> Result<Result<Attempt, String>, AttemptError> {
+    let Some(chain) = using.chain else {
+        return Ok(Err("the database's headers cannot be followed".into()));
+    };
+    let cx = incremental::Context {
+        store: using.store,
+        batch,
+        chain: Some(chain),
+        every: using.full_read_every,
+    };
+    let mut primed = false;
+    loop {
+        let basis = match using.basis.take() {
+            Some(b) => b,
+            None => {
+                if using.mirror.is_none() && !mirror::file(using.store).exists() {
+                    let len = file.metadata().map_err(io_err("stat", db))?.len();
+                    room_for_a_full_copy(using.store, db, len, using.min_free_space)?;
+                }
+                primed = true;
+                prime::prime(
+                    using.store,
+                    file,
+                    db,
+                    chain,
+                    using.mirror,
+                    &mut using.touched,
+                )?
+            }
+        };
+        let outcome = incremental_attempt(&cx, file, db, &basis, &mut using.touched, new_chunks);
+        match outcome {
+            Ok(Ok(a)) => {
+                using.basis = Some(basis);
+                return Ok(Ok(a));
+            }
+            Ok(Err(NotNow::Gap(why))) if primed => {
+                // Headers were missed while priming: the next attempt
+                // primes again.
+                return Err(AttemptError::Unstable(why));
+            }
+            Ok(Err(NotNow::Gap(why))) => {
+                tracing::debug!(event = "capture.prime", reason = %why, "bringing the mirror up to date outside the window");
+            }
+            Ok(Err(NotNow::Refused(why))) => return Ok(Err(why)),
+            Err(e) => {
+                using.basis = Some(basis);
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -328,21 +407,12 @@ fn attempt_once(
         holder_pid = holder.and_then(|h| h.pid),
         "a writer holds the database; taking an online copy"
     );
-    if let Some(m) = using.mirror {
-        let every = using.full_read_every;
-        match incremental_attempt(
-            using.store,
-            batch,
-            &file,
-            db,
-            m,
-            using.touched,
-            every,
-            new_chunks,
-        )? {
+    if !using.refused {
+        match changed_only(batch, &file, db, using, new_chunks)? {
             Ok(a) => return Ok(a),
-            Err(NotNow(why)) => {
+            Err(why) => {
                 tracing::debug!(event = "capture.full", reason = %why, "reading the whole database");
+                using.refused = true;
                 room_for_a_full_copy(using.store, db, meta.len(), using.min_free_space)?;
             }
         }

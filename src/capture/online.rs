@@ -81,6 +81,7 @@ pub(super) fn online_attempt(
         header: before,
         method: CaptureMethod::Online,
         incremental: None,
+        keep: Some((staged_db.clone(), Some(chrono::Utc::now()))),
     })
 }
 

@@ -101,4 +101,7 @@ pub(super) struct Attempt {
     pub(super) method: CaptureMethod,
     pub(super) check: Result<CheckInfo, CheckError>,
     pub(super) incremental: Option<Incremental>,
+    /// The staged database file to keep as the mirror, and when every
+    /// block of it was last known to equal the live file's.
+    pub(super) keep: Option<(PathBuf, Option<chrono::DateTime<chrono::Utc>>)>,
 }

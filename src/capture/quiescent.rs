@@ -59,6 +59,7 @@ pub(super) fn copy_quiescent(
             header,
             method: CaptureMethod::Quiescent,
             incremental: None,
+            keep: None,
         });
     }
     // The live file cannot change while we hold the lock, so DuckDB checks
@@ -87,6 +88,7 @@ pub(super) fn copy_quiescent(
         header,
         method: CaptureMethod::Quiescent,
         incremental: None,
+        keep: None,
     })
 }
 

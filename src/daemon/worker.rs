@@ -26,7 +26,12 @@ pub async fn worker(
     snapshot_taken: Arc<Notify>,
     notifier: Notifier,
 ) {
+    // The database's headers, followed between snapshots (a thread of its
+    // own, woken by inotify); updated after every job (a reload may name
+    // another database).
+    let mut following = ops::Following::default();
     loop {
+        following.update(&settings.borrow().clone());
         let job = tokio::select! {
             _ = token.cancelled() => break,
             job = jobs.recv() => match job { Some(j) => j, None => break },

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -131,6 +131,32 @@ impl super::context::JobResult for SnapshotOutcome {
             SnapshotOutcome::Created(_) | SnapshotOutcome::Unchanged { .. } => true,
             SnapshotOutcome::Disabled { .. } => false,
         }
+    }
+}
+
+/// The chain a long-running process (the daemon) keeps for the configured
+/// database, so that its online snapshots read only what changed however
+/// many checkpoints lie between them (`capture::chain`).
+#[derive(Default)]
+pub struct Following(Option<(PathBuf, std::sync::Arc<capture::chain::Chain>)>);
+
+impl Following {
+    /// Follows the database `ctx` names (local mode, `capture.incremental`
+    /// on), and stops following one it no longer names.
+    pub fn update(&mut self, ctx: &Ctx) {
+        let want = (!ctx.detection.is_cloud() && ctx.config.capture.incremental)
+            .then(|| database_path(ctx).ok())
+            .flatten();
+        if self.0.as_ref().map(|(p, _)| p) == want.as_ref() {
+            return;
+        }
+        self.0 = want.and_then(|p| match capture::chain::follow(&p) {
+            Ok(c) => Some((p, c)),
+            Err(e) => {
+                tracing::warn!(event = "capture.chain_failed", error = %e, "cannot follow the database's checkpoints; snapshots after several read the whole file");
+                None
+            }
+        });
     }
 }
 

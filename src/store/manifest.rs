@@ -117,6 +117,15 @@ pub struct Incremental {
     /// compared (`capture.full_read_every`), and equal.
     #[serde(default)]
     pub compared: bool,
+    /// Bytes read outside the window to bring the mirror up to date — the
+    /// whole database file — because the headers written since the base
+    /// were not all seen (docs/ARCHITECTURE.md, "The chain"); 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub primed_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The database as captured.

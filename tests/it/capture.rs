@@ -224,9 +224,15 @@ fn newer_storage_version_is_recorded_not_rejected() {
 
 /// A separate process holds a read-write connection and keeps invariants;
 /// every snapshot listed as good reassembles, opens and satisfies them.
+/// Checkpoints are frequent: a one-shot snapshot primes the mirror (reads
+/// the whole file outside its window) and then reads what changed since.
 #[test]
 fn live_writer_never_yields_a_torn_snapshot() {
-    live_writer("25", "120");
+    let (incremental, primed) = live_writer("25", "120");
+    assert!(
+        primed >= 1,
+        "no primed capture was exercised ({incremental} incremental)"
+    );
 }
 
 /// The same with checkpoints rare and bulk inserts (optimistic writes into
@@ -235,13 +241,14 @@ fn live_writer_never_yields_a_torn_snapshot() {
 /// still satisfy the app's invariants.
 #[test]
 fn live_writer_with_rare_checkpoints_never_yields_a_torn_snapshot() {
-    let incremental = live_writer("400", "30");
+    let (incremental, _) = live_writer("400", "30");
     assert!(incremental >= 1, "no incremental capture was exercised");
 }
 
 /// Snapshots while `live_writer.py` runs with these CHECKPOINT_EVERY and
-/// BULK_EVERY; returns how many were incremental.
-fn live_writer(checkpoint_every: &str, bulk_every: &str) -> usize {
+/// BULK_EVERY; returns how many were incremental, and how many of those
+/// primed the mirror first.
+fn live_writer(checkpoint_every: &str, bulk_every: &str) -> (usize, usize) {
     let ws = Workspace::new();
     ws.write_config("[capture]\nattempts = 30\nbackoff = \"20ms\"\ntimeout = \"60s\"\n");
     let stop = ws.path().join("stop");
@@ -282,6 +289,7 @@ fn live_writer(checkpoint_every: &str, bulk_every: &str) -> usize {
     let mut online = 0;
     let mut with_wal = 0;
     let mut incremental = 0;
+    let mut primed = 0;
     for e in entries.iter().rev() {
         let id = e["id"].as_str().unwrap();
         assert_eq!(e["verified"], true);
@@ -293,6 +301,12 @@ fn live_writer(checkpoint_every: &str, bulk_every: &str) -> usize {
             with_wal += 1;
         }
         incremental += usize::from(m.capture.incremental.is_some());
+        primed += usize::from(
+            m.capture
+                .incremental
+                .as_ref()
+                .is_some_and(|i| i.primed_bytes > 0),
+        );
         let dir = tempfile::tempdir().unwrap();
         let copy = ws.reassemble(id, dir.path());
         assert_invariants(&copy, id);
@@ -305,9 +319,9 @@ fn live_writer(checkpoint_every: &str, bulk_every: &str) -> usize {
     );
     assert!(online >= 20, "expected online captures, got {online}");
     println!(
-        "live writer: {online} online captures ({incremental} incremental), {with_wal} with a WAL, counters {counters:?}"
+        "live writer: {online} online captures ({incremental} incremental, {primed} of them primed), {with_wal} with a WAL, counters {counters:?}"
     );
-    incremental
+    (incremental, primed)
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use ducksnap::database::blocks::BlockMap;
 use ducksnap::database::duckfile::HEADER_REGION;
 
+use crate::helpers::daemon::{Conn, Daemon, set_config};
 use crate::helpers::*;
 
 /// The app: a Python process with the workspace's database attached
@@ -126,8 +127,14 @@ fn equals_live(ws: &Workspace, app: &mut App, id: &str, what: &str) {
 }
 
 /// A snapshot with its capture: (id, base snapshot if incremental, bytes
-/// read).
+/// read in the window).
 fn snap(ws: &Workspace) -> (String, Option<String>, Option<u64>) {
+    let (id, base, read, _) = snap_primed(ws);
+    (id, base, read)
+}
+
+/// [`snap`], and the bytes a prime read outside the window (0: none).
+fn snap_primed(ws: &Workspace) -> (String, Option<String>, Option<u64>, u64) {
     let id = ws.snapshot()["id"].as_str().unwrap().to_string();
     let m = ws.manifest(&id);
     assert_eq!(
@@ -140,12 +147,27 @@ fn snap(ws: &Workspace) -> (String, Option<String>, Option<u64>) {
         id,
         inc.map(|i| i.base.to_string()),
         inc.map(|i| i.read_bytes),
+        inc.map_or(0, |i| i.primed_bytes),
     )
 }
 
+/// How a snapshot of the workload must have been taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Read {
+    /// Every byte (the first snapshot).
+    Whole,
+    /// Only what can have changed, in the window.
+    Changed,
+    /// A one-shot process did not see the headers since the last snapshot:
+    /// the whole file outside the window (the prime), then what can have
+    /// changed since it, in the window.
+    Primed,
+}
+
 /// The workload, step by step, each followed by a snapshot that must equal
-/// the live database; which of them must be incremental (no checkpoint or
-/// one since the previous snapshot) and which full (two checkpoints).
+/// the live database; which of them must read only what changed (no
+/// checkpoint or one since the previous snapshot) and which must prime
+/// (two checkpoints, which no one-shot process saw).
 fn workload(block_size: u64, storage: Option<&str>) {
     let ws = Workspace::new();
     let opts = match storage {
@@ -154,62 +176,63 @@ fn workload(block_size: u64, storage: Option<&str>) {
     };
     let mut app = App::start(&ws, &opts);
     let what = format!("{block_size} {storage:?}");
-    let steps: [(&str, &str, bool); 9] = [
+    let steps: [(&str, &str, Read); 9] = [
         (
             "create",
             "CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(300000); CHECKPOINT",
-            false,
+            Read::Whole,
         ),
-        ("nothing", "", true),
+        ("nothing", "", Read::Changed),
         (
             "WAL only",
             "INSERT INTO t SELECT range, 'w' FROM range(300000, 300100)",
-            true,
+            Read::Changed,
         ),
-        ("one checkpoint", "CHECKPOINT", true),
+        ("one checkpoint", "CHECKPOINT", Read::Changed),
         (
             "two checkpoints",
             "DELETE FROM t WHERE i < 1000; CHECKPOINT; UPDATE t SET s = 'u' WHERE i % 100 = 0; CHECKPOINT",
-            false,
+            Read::Primed,
         ),
         (
             "delete + checkpoint",
             "DELETE FROM t WHERE i % 3 = 0; CHECKPOINT",
-            true,
+            Read::Changed,
         ),
         (
             "rolled back, then committed, bulk inserts (optimistic writes into free blocks, referenced by the WAL)",
             "BEGIN; INSERT INTO t SELECT range, 'r' FROM range(400000, 700000); ROLLBACK; \
              INSERT INTO t SELECT range, 'c' FROM range(800000, 1100000)",
-            true,
+            Read::Changed,
         ),
         (
             "drop + checkpoint (the file may shrink)",
             "CREATE TABLE u AS SELECT range AS k FROM range(10); DROP TABLE t; CHECKPOINT",
-            true,
+            Read::Changed,
         ),
         (
             "grows again",
             "CREATE TABLE t AS SELECT range AS i FROM range(500000); CHECKPOINT",
-            true,
+            Read::Changed,
         ),
     ];
     let mut prev: Option<String> = None;
-    for (name, sql, incremental) in steps {
+    for (name, sql, how) in steps {
         if !sql.is_empty() {
             app.run(sql);
         }
-        let (id, base, read) = snap(&ws);
+        let (id, base, read, primed) = snap_primed(&ws);
         let size = std::fs::metadata(ws.db()).unwrap().len();
-        println!("{what} {name}: {id} base {base:?} read {read:?} of {size}");
-        if incremental {
-            assert_eq!(
+        println!("{what} {name}: {id} base {base:?} read {read:?} primed {primed} of {size}");
+        match how {
+            Read::Whole => assert_eq!(base, None, "{what} {name}: a full read"),
+            Read::Changed | Read::Primed => assert_eq!(
                 base, prev,
                 "{what} {name}: incremental from the previous snapshot"
-            );
-        } else {
-            assert_eq!(base, None, "{what} {name}: a full read");
+            ),
         }
+        let want = if how == Read::Primed { size } else { 0 };
+        assert_eq!(primed, want, "{what} {name}: bytes primed");
         equals_live(&ws, &mut app, &id, &format!("{what} {name}"));
         prev = Some(id);
     }
@@ -350,10 +373,11 @@ fn the_full_read_finds_a_stale_block() {
 
 /// A store on a small disk: the first online snapshot needs room for a
 /// full copy; a pre-delete snapshot afterwards needs only what it reads
-/// (it used to be refused for lack of room for a second full copy); when
-/// the database has moved two checkpoints on, the full copy it then needs
-/// is refused before anything is written, naming the space, and nothing
-/// stored is lost.
+/// (it used to be refused for lack of room for a second full copy); so
+/// does one after two checkpoints nobody saw (the prime patches the mirror
+/// in place); when the database file is replaced, the full copy it then
+/// needs is refused before anything is written, naming the space, and
+/// nothing stored is lost.
 #[test]
 fn a_small_disk_takes_incremental_snapshots() {
     let ws = Workspace::new();
@@ -385,8 +409,25 @@ fn a_small_disk_takes_incremental_snapshots() {
     .unwrap();
     assert!(m["capture"]["incremental"].is_object(), "{m}");
     equals_live(&ws, &mut app, &id, "on a small disk");
-    let before = ws.list_ids();
     app.run("UPDATE t SET s = 'x' WHERE i % 2 = 0; CHECKPOINT; UPDATE t SET s = 'y' WHERE i % 3 = 0; CHECKPOINT");
+    let out = ws.run(&["snapshot", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["snapshot"]["id"].as_str().unwrap().to_string();
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(small.join(format!("store/snapshots/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    let primed = m["capture"]["incremental"]["primed_bytes"].as_u64();
+    assert!(primed.is_some_and(|p| p > 0), "{m}");
+    equals_live(&ws, &mut app, &id, "primed on a small disk");
+    drop(app);
+    // Another file at the path (a copy renamed over it): a full copy.
+    let copy = ws.path().join("copy.duckdb");
+    std::fs::copy(ws.db(), &copy).unwrap();
+    std::fs::rename(&copy, ws.db()).unwrap();
+    let _app = App::start(&ws, "");
+    let before = ws.list_ids();
     let out = ws.run(&["snapshot", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -396,4 +437,93 @@ fn a_small_disk_takes_incremental_snapshots() {
     );
     assert_eq!(ws.list_ids(), before, "a listed snapshot changed");
     assert_eq!(ws.run(&["verify"]).status.code(), Some(0));
+}
+
+/// Through a daemon, which keeps the chain running: snapshots several
+/// checkpoints apart — tables dropped and created again, deletes that free
+/// row groups, `VACUUM`, a file that shrinks and grows again, bulk inserts
+/// rolled back and committed, checkpoints back to back — read only what
+/// can have changed, with no prime unless the chain logged a header it
+/// missed, and each equals the live database (rows, and the bytes of every
+/// block in use). The workload is one where the marks of the two headers
+/// alone would miss changed blocks (counted here from the files' bytes).
+#[test]
+fn a_daemon_follows_every_checkpoint() {
+    use ducksnap::capture::chain::{Changed, Marks};
+    let ws = Workspace::new();
+    set_config(&ws, "[schedule]\nenabled = false\n");
+    std::fs::create_dir_all(ws.db().parent().unwrap()).unwrap();
+    let mut app = App::start(&ws, "");
+    app.run("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(300000); CHECKPOINT");
+    let d = Daemon::start(&ws, &[]);
+    let mut c = d.connect();
+    let snap = |c: &mut Conn| {
+        let r = c.call(serde_json::json!({"op": "snapshot"}));
+        assert_eq!(r["ok"], true, "{r}");
+        let id = r["result"]["snapshot"]["id"].as_str().unwrap().to_string();
+        let inc = ws.manifest(&id).capture.incremental;
+        let base = inc.as_ref().map(|i| i.base.to_string());
+        (id, base, inc.map_or(0, |i| i.primed_bytes))
+    };
+    // The live file and its header's marks, read while the app is idle.
+    let state = || {
+        let bytes = std::fs::read(ws.db()).unwrap();
+        let map = BlockMap::read(&std::fs::File::open(ws.db()).unwrap(), &ws.db()).unwrap();
+        (bytes, Marks::of(&map))
+    };
+    let (mut prev, _, _) = snap(&mut c);
+    let mut before = state();
+    let steps = [
+        "UPDATE t SET i = i + 1; CHECKPOINT; UPDATE t SET i = i + 1; CHECKPOINT; UPDATE t SET i = i + 1; CHECKPOINT; \
+         DELETE FROM t WHERE i < 1000; CHECKPOINT; UPDATE t SET s = 'u' WHERE i % 100 = 0; CHECKPOINT; \
+         DROP TABLE t; CHECKPOINT; CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(200000); CHECKPOINT",
+        "DELETE FROM t WHERE i % 2 = 0; CHECKPOINT; VACUUM t; CHECKPOINT",
+        "BEGIN; INSERT INTO t SELECT range, 'r' FROM range(300000, 600000); ROLLBACK; CHECKPOINT; \
+         INSERT INTO t SELECT range, 'c' FROM range(700000, 1000000); CHECKPOINT; CHECKPOINT",
+        "CREATE TABLE u AS SELECT range AS k FROM range(10); DROP TABLE t; CHECKPOINT; CHECKPOINT; \
+         CREATE TABLE t AS SELECT range AS i FROM range(400000); CHECKPOINT",
+        "UPDATE t SET i = i + 1; CHECKPOINT; UPDATE t SET i = i + 1; CHECKPOINT; UPDATE t SET i = i + 1; CHECKPOINT",
+    ];
+    let (mut primed_runs, mut ends_only_missed) = (0, 0);
+    for (n, sql) in steps.iter().enumerate() {
+        app.run(sql);
+        let (id, base, primed) = snap(&mut c);
+        let after = state();
+        let mut ends = Changed::new();
+        ends.add(&before.1);
+        ends.add(&after.1);
+        let bs = after.1.block_size;
+        let blocks = (before.0.len().min(after.0.len()) as u64).saturating_sub(HEADER_REGION) / bs;
+        let at =
+            |b: u64| (HEADER_REGION + b * bs) as usize..(HEADER_REGION + (b + 1) * bs) as usize;
+        let missed = (0..blocks)
+            .filter(|&b| !ends.contains(b) && before.0[at(b)] != after.0[at(b)])
+            .count();
+        println!(
+            "step {n}: {id} base {base:?} primed {primed}; the ends' marks alone miss {missed} changed block(s)"
+        );
+        assert_eq!(
+            base.as_ref(),
+            Some(&prev),
+            "step {n}: from the previous snapshot"
+        );
+        primed_runs += usize::from(primed > 0);
+        ends_only_missed += missed;
+        equals_live(&ws, &mut app, &id, &format!("daemon step {n}"));
+        (prev, before) = (id, after);
+    }
+    drop(c);
+    let gaps = d.count("capture.chain_gap");
+    println!(
+        "{primed_runs} of {} snapshots primed; {gaps} headers missed",
+        steps.len()
+    );
+    assert!(
+        primed_runs <= gaps,
+        "{primed_runs} primes but only {gaps} missed headers: the chain was not used"
+    );
+    assert!(
+        ends_only_missed > 0,
+        "the workload never needed a header between two snapshots"
+    );
 }
