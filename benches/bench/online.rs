@@ -3,10 +3,11 @@
 //! pre-delete snapshot of an unchanged database, and the snapshot after a
 //! 1 % change and a checkpoint — with `capture.incremental` on and off (two
 //! stores of the one database, taken alternately), and `cp`+`sync` of the
-//! file, side by side in one run.
+//! file, side by side in one run; then the same two snapshots served by two
+//! running daemons (one per store), timed as the app's socket round trip.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
@@ -67,7 +68,62 @@ fn snapshot(ws: &Ws, config: &str, store: &str) -> (f64, Option<u64>) {
         "--json",
     ]);
     let (s, v) = run_json(&mut c);
-    let id = v["snapshot"]["id"].as_str().unwrap();
+    (s, read_bytes(ws, store, &v["snapshot"]))
+}
+
+/// A `ducksnap daemon` on a config, answering on its socket; stopped on
+/// drop.
+struct Served(Child, PathBuf);
+
+impl Served {
+    fn start(ws: &Ws, config: &str, sock: PathBuf) -> Served {
+        let _ = std::fs::remove_file(&sock);
+        let child = Command::new(super::BIN)
+            .current_dir(&ws.dir)
+            .args(["--config", config, "daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(t.elapsed().as_secs() < 60, "daemon did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Served(child, sock)
+    }
+
+    /// One pre-delete snapshot asked for on the socket: the round trip in
+    /// seconds, and the bytes read when it was incremental.
+    fn snapshot(&self, ws: &Ws, store: &str) -> (f64, Option<u64>) {
+        let s = std::os::unix::net::UnixStream::connect(&self.1).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let t = std::time::Instant::now();
+        writeln!(w, "{}", json!({"op": "snapshot", "reason": "pre-delete"})).unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let took = t.elapsed().as_secs_f64();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["ok"], true, "{line}");
+        (took, read_bytes(ws, store, &v["result"]["snapshot"]))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// The bytes a snapshot's capture read when it was incremental (from its
+/// manifest, which also says it was an online capture).
+fn read_bytes(ws: &Ws, store: &str, snapshot: &Value) -> Option<u64> {
+    let id = snapshot["id"].as_str().unwrap();
     let m: Value = serde_json::from_slice(
         &std::fs::read(ws.dir.join(format!("data/{store}/snapshots/{id}.json"))).unwrap(),
     )
@@ -76,7 +132,42 @@ fn snapshot(ws: &Ws, config: &str, store: &str) -> (f64, Option<u64>) {
         m["capture"]["method"], "online",
         "the app holds the database"
     );
-    (s, m["capture"]["incremental"]["read_bytes"].as_u64())
+    m["capture"]["incremental"]["read_bytes"].as_u64()
+}
+
+/// `runs` samples of one measure: the incremental snapshot (alternating
+/// with cp+sync), then the full one; before each, with `change`, 1 % of
+/// the rows updated and checkpointed.
+fn measure(
+    runs: usize,
+    change: bool,
+    app: &mut App,
+    n: u64,
+    copy_now: &dyn Fn() -> f64,
+    inc: &dyn Fn() -> (f64, Option<u64>),
+    full: &dyn Fn() -> f64,
+) -> Value {
+    let (mut on, mut off, mut cp, mut read) = (vec![], vec![], vec![], vec![]);
+    for r in 0..runs {
+        if change {
+            let start = (n / 100) * (r as u64 % 90);
+            app.run(&format!(
+                "UPDATE events SET amount = amount + 1 WHERE id BETWEEN {start} AND {}; CHECKPOINT",
+                start + n / 100
+            ));
+        }
+        let ((a, bytes), c) = side_by_side(r % 2 == 0, copy_now, inc);
+        let b = full();
+        on.push(a);
+        off.push(b);
+        cp.push(c);
+        read.push(bytes.expect("incremental") as f64);
+    }
+    json!({
+        "incremental": median(on.clone()), "full": median(off.clone()), "cp_sync": median(cp.clone()),
+        "read_bytes": median(read.clone()),
+        "samples": {"incremental": on, "full": off, "cp_sync": cp, "read_bytes": read},
+    })
 }
 
 pub fn run(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) {
@@ -86,7 +177,8 @@ pub fn run(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) 
     std::fs::write(
         &full_toml,
         "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"data/backups-full\"\n\
-         [schedule]\nenabled = false\n[retention]\nkeep_last = 1000\n[capture]\nincremental = false\n",
+         [schedule]\nenabled = false\n[retention]\nkeep_last = 1000\n[capture]\nincremental = false\n\
+         [socket]\npath = \"full.sock\"\n",
     )
     .unwrap();
     let inc_toml = ws.dir.join("ducksnap.toml");
@@ -107,30 +199,33 @@ pub fn run(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) 
     let mut rows = Vec::new();
     let n = rows_for(mb);
     for (key, change) in [("unchanged", false), ("changed", true)] {
-        let (mut on, mut off, mut cp, mut read) = (vec![], vec![], vec![], vec![]);
-        for r in 0..runs {
-            if change {
-                let start = (n / 100) * (r as u64 % 90);
-                app.run(&format!(
-                    "UPDATE events SET amount = amount + 1 WHERE id BETWEEN {start} AND {}; CHECKPOINT",
-                    start + n / 100
-                ));
-            }
-            let ((a, bytes), c) =
-                side_by_side(r % 2 == 0, copy_now, || snapshot(&ws, inc, "backups"));
-            let b = snapshot(&ws, full, "backups-full").0;
-            on.push(a);
-            off.push(b);
-            cp.push(c);
-            read.push(bytes.expect("incremental") as f64);
-        }
-        let x = json!({
-            "incremental": median(on.clone()), "full": median(off.clone()), "cp_sync": median(cp.clone()),
-            "read_bytes": median(read.clone()),
-            "samples": {"incremental": on, "full": off, "cp_sync": cp, "read_bytes": read},
-        });
+        let x = measure(
+            runs,
+            change,
+            &mut app,
+            n,
+            &copy_now,
+            &|| snapshot(&ws, inc, "backups"),
+            &|| snapshot(&ws, full, "backups-full").0,
+        );
         rows.push((key, x));
     }
+    // The same through two running daemons, one per store.
+    let served_inc = Served::start(&ws, inc, ws.dir.join("ducksnap.sock"));
+    let served_full = Served::start(&ws, full, ws.dir.join("full.sock"));
+    for (key, change) in [("daemon_unchanged", false), ("daemon_changed", true)] {
+        let x = measure(
+            runs,
+            change,
+            &mut app,
+            n,
+            &copy_now,
+            &|| served_inc.snapshot(&ws, "backups"),
+            &|| served_full.snapshot(&ws, "backups-full").0,
+        );
+        rows.push((key, x));
+    }
+    drop((served_inc, served_full));
     drop(app);
     let mut md = String::new();
     md.push_str(&format!(
@@ -139,7 +234,9 @@ pub fn run(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) 
     for (key, x) in &rows {
         let what = match *key {
             "unchanged" => "(j) pre-delete snapshot, database unchanged",
-            _ => "(j) snapshot after a 1 % change and a checkpoint",
+            "changed" => "(j) snapshot after a 1 % change and a checkpoint",
+            "daemon_unchanged" => "(j) through the daemon: pre-delete snapshot, database unchanged",
+            _ => "(j) through the daemon: snapshot after a 1 % change and a checkpoint",
         };
         md.push_str(&format!(
             "| {mb} MB | {what} | incremental on: {:.3} s, read {:.1} MB of {:.0} MB | off: {:.3} s | cp+sync {:.3} s |\n",
@@ -154,6 +251,7 @@ pub fn run(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) 
         "size_bytes": size,
         "first": {"incremental": first_inc, "full": first_full, "cp_sync": first_cp},
         "unchanged": rows[0].1, "changed": rows[1].1,
+        "daemon_unchanged": rows[2].1, "daemon_changed": rows[3].1,
     });
     (out, md)
 }

@@ -89,6 +89,9 @@ impl Default for Changed {
 /// What the chain has seen of one database file (device and inode).
 #[derive(Debug, Default)]
 struct State {
+    /// The thread is watching (inotify works): without it only the
+    /// headers captures read themselves are recorded.
+    following: bool,
     file: Option<(u64, u64)>,
     /// Consecutive iterations, each with its marks.
     seen: BTreeMap<u64, Marks>,
@@ -148,9 +151,12 @@ impl Chain {
         let state = Arc::new(Mutex::new(State::default()));
         let (stop, wake) = UnixStream::pair()?;
         let (path, shared) = (db.to_path_buf(), state.clone());
+        let (ready, started) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("ducksnap-chain".into())
-            .spawn(move || watch::run(&path, &shared, &wake))?;
+            .spawn(move || watch::run(&path, &shared, &wake, ready))?;
+        // Watching, and the current header read (or the thread gave up).
+        let _ = started.recv();
         Ok(Chain {
             db: db.to_path_buf(),
             state,
@@ -183,6 +189,11 @@ impl Chain {
     pub fn keep_from(&self, iteration: u64) {
         let mut s = lock(&self.state);
         s.seen = s.seen.split_off(&iteration);
+    }
+
+    /// Whether the thread follows the file (it could watch it).
+    pub fn following(&self) -> bool {
+        lock(&self.state).following
     }
 
     /// Headers missed since the chain started.
@@ -285,7 +296,13 @@ mod watch {
         last: Option<u64>,
     }
 
-    pub(super) fn run(db: &Path, state: &Mutex<State>, wake: &UnixStream) {
+    pub(super) fn run(
+        db: &Path,
+        state: &Mutex<State>,
+        wake: &UnixStream,
+        ready: std::sync::mpsc::SyncSender<()>,
+    ) {
+        let mut ready = Some(ready);
         let Ok(ino) = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) else {
             tracing::debug!(
                 event = "capture.no_inotify",
@@ -303,9 +320,21 @@ mod watch {
             AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_DELETE,
         );
         let mut followed = open(&ino, db);
+        lock(state).following = true;
+        // Whatever ends the loop, the chain is no longer followed.
+        struct Stopped<'a>(&'a Mutex<State>);
+        impl Drop for Stopped<'_> {
+            fn drop(&mut self) {
+                lock(self.0).following = false;
+            }
+        }
+        let _stopped = Stopped(state);
         loop {
             if let Some(f) = followed.as_mut() {
                 read_new_header(db, f, state);
+            }
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
             }
             let mut fds = [
                 PollFd::new(ino.as_fd(), PollFlags::POLLIN),

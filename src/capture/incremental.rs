@@ -23,7 +23,7 @@ use super::chain::{Chain, Changed, Marks};
 use super::copy::{CHUNK_TARGET, copy_files, open_optional};
 use super::mirror::{self, Mirror};
 use super::online::{kernel_copy, still_the_same};
-use super::outcome::{Attempt, AttemptError, Incremental, io_err};
+use super::outcome::{Attempt, AttemptError, Incremental, Keep, io_err};
 use crate::database::blocks::{BlockMap, BlockMapError};
 use crate::database::check;
 use crate::database::duckfile::{self, HEADER_REGION, Header, wal_checkpoint_path, wal_path};
@@ -47,6 +47,9 @@ pub(super) struct Basis {
     pub(super) compared_at: Option<DateTime<Utc>>,
     /// Bytes a prime read to get here (0: none was needed).
     pub(super) primed_bytes: u64,
+    /// The live file's size and mtime when the mirror was taken, when it
+    /// had been quiet before (see `mirror::Record::quiet_ctime`).
+    pub(super) quiet: Option<(u64, (i64, i64))>,
 }
 
 impl Basis {
@@ -59,6 +62,7 @@ impl Basis {
             since: Marks::of(&m.map),
             compared_at: m.record.compared_at,
             primed_bytes: 0,
+            quiet: m.record.quiet_ctime.map(|t| (m.record.size, t)),
         }
     }
 }
@@ -215,6 +219,9 @@ struct Live {
     header: Header,
     map: BlockMap,
     changed: Changed,
+    /// Not written since the mirror was taken (its stamp says so): the
+    /// tripwire has nothing to check.
+    untouched: bool,
 }
 
 /// Step 1: the stamp, header and block map of the live file, and what can
@@ -263,6 +270,17 @@ fn look(
         ))));
     }
     let mut changed = Changed::new();
+    if new == old && basis.quiet == Some((stamp.size, stamp.ctime)) {
+        // The file was quiet when the mirror was taken and has not been
+        // written since (its ctime would have moved): nothing changed.
+        return Ok(Ok(Live {
+            stamp,
+            header,
+            map,
+            changed,
+            untouched: true,
+        }));
+    }
     changed.add(&basis.since);
     changed.add(&Marks::of(&map));
     if new > old + 1 {
@@ -280,6 +298,7 @@ fn look(
         header,
         map,
         changed,
+        untouched: false,
     }))
 }
 
@@ -405,7 +424,11 @@ pub(super) fn incremental_attempt(
     };
     let size = live.stamp.size;
     let plan = plan(basis, &live.changed, live.map.block_size, size, touched);
-    if let Some(why) = tripwire(file, db, basis, &live.changed, &live.map, size)? {
+    let tripped = match live.untouched {
+        true => None,
+        false => tripwire(file, db, basis, &live.changed, &live.map, size)?,
+    };
+    if let Some(why) = tripped {
         if moved(file, db, &live.stamp, &live.header)? {
             return Err(AttemptError::Unstable(
                 "the database was written while the mirror was compared".into(),
@@ -415,6 +438,7 @@ pub(super) fn incremental_attempt(
         return Ok(Err(NotNow::Refused(why)));
     }
     mirror::forget(cx.store)?;
+    let started = std::time::SystemTime::now();
     let window = std::time::Instant::now();
     let read_bytes = stage(file, db, basis, &plan, &live, touched)?;
     let after = Header::read_at(file, db)?;
@@ -458,13 +482,15 @@ pub(super) fn incremental_attempt(
             compared,
             primed_bytes: basis.primed_bytes,
         }),
-        keep: Some((
+        keep: Some(Keep::new(
             basis.path.clone(),
             if compared {
                 Some(Utc::now())
             } else {
                 basis.compared_at
             },
+            live.stamp,
+            started,
         )),
     }))
 }

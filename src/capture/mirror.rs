@@ -43,6 +43,12 @@ pub struct Record {
     /// `capture.full_read_every`.
     #[serde(default)]
     pub compared_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The live file's ctime when the mirror was taken, recorded only when
+    /// the file had not been changed for [`super::outcome::QUIET`] before:
+    /// any later write then moves it (and nobody can set it back), so the
+    /// same ctime, size, inode and header say that no block changed since.
+    #[serde(default)]
+    pub quiet_ctime: Option<(i64, i64)>,
 }
 
 /// A usable mirror: the file, its block map, and the stored snapshot whose
@@ -98,6 +104,17 @@ pub fn usable(store: &Store) -> Option<Mirror> {
         base,
         record: rec,
     })
+}
+
+/// Whether a recorded mirror is there (its record parses and its file has
+/// the recorded size), without looking for its snapshot: what a space
+/// check needs to know — an incremental capture, or a prime, writes into
+/// it in place.
+pub fn recorded(store: &Store) -> bool {
+    let rec = fs::read(record_path(store))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Record>(&t).ok());
+    rec.is_some_and(|r| fs::metadata(file(store)).is_ok_and(|m| m.len() == r.size))
 }
 
 /// The database file of a manifest, when it is in the chunk-list scheme.
@@ -159,20 +176,19 @@ pub fn open_for_writing(store: &Store) -> Result<File, CaptureError> {
         .map_err(io_err("open", &p))
 }
 
-/// Makes `staged` (a database file equal to `entry`, at `iteration`, of the
-/// live file `live`) the mirror: flushed, renamed into place, then
-/// recorded.
-pub fn adopt(
+/// Makes `keep.path` (a database file equal to `entry`, at `(block size,
+/// iteration)`, of the live file `keep.live`) the mirror: flushed, renamed
+/// into place, then recorded.
+pub(super) fn adopt(
     store: &Store,
-    staged: &Path,
     entry: &FileEntry,
     (block_size, iteration): (u64, u64),
-    live: &crate::database::stamp::Stamp,
-    compared_at: Option<chrono::DateTime<chrono::Utc>>,
+    keep: &super::outcome::Keep,
 ) -> Result<(), CaptureError> {
     ensure_dir(store)?;
     forget(store)?;
     let target = file(store);
+    let staged = keep.path.as_path();
     if staged != target {
         File::open(staged)
             .and_then(|f| f.sync_all())
@@ -191,9 +207,10 @@ pub fn adopt(
         size: entry.size,
         block_size,
         iteration,
-        dev: live.dev,
-        ino: live.ino,
-        compared_at,
+        dev: keep.live.dev,
+        ino: keep.live.ino,
+        compared_at: keep.compared_at,
+        quiet_ctime: (keep.quiet && keep.live.size == entry.size).then_some(keep.live.ctime),
     };
     let bytes = serde_json::to_vec(&rec).expect("a record serializes");
     Ok(store.write_atomic(&record_path(store), &bytes)?)

@@ -121,7 +121,7 @@ pub fn capture(
         let outcome = attempt_once(&batch, db, &dir, &mut using, &mut new_chunks);
         let unstable = matches!(outcome, Err(AttemptError::Unstable(_)));
         let staged_kept = matches!(&outcome, Ok(a) if a.check.is_ok() && opts.incremental
-            && a.keep.as_ref().is_some_and(|(p, _)| p.starts_with(&dir)));
+            && a.keep.as_ref().is_some_and(|k| k.path.starts_with(&dir)));
         if !unstable && !staged_kept {
             // The staged copy (if any) is not needed any more: remove it
             // before the commit's syncfs would write it out.
@@ -131,9 +131,9 @@ pub fn capture(
             Ok(good) => {
                 batch.commit()?;
                 if opts.incremental
-                    && let Some((staged, compared_at)) = &good.keep
+                    && let Some(keep) = &good.keep
                 {
-                    keep_as_mirror(store, db, staged, &good, *compared_at);
+                    keep_as_mirror(store, keep, &good);
                     if let Some(c) = using.chain {
                         c.keep_from(good.header.iteration);
                     }
@@ -189,7 +189,7 @@ struct GoodCopy {
     method: CaptureMethod,
     check: crate::store::CheckInfo,
     incremental: Option<Incremental>,
-    keep: Option<(std::path::PathBuf, Option<chrono::DateTime<chrono::Utc>>)>,
+    keep: Option<outcome::Keep>,
 }
 
 /// What an attempt may use and must keep track of besides the database:
@@ -233,27 +233,19 @@ fn room_for_a_full_copy(
     Ok(())
 }
 
-/// Makes `staged` — the database file of `good`, an online copy — the
-/// mirror for the next capture, last known whole at `compared_at`. A
-/// failure costs only the next capture's speed.
-fn keep_as_mirror(
-    store: &Store,
-    db: &Path,
-    staged: &Path,
-    good: &GoodCopy,
-    compared_at: Option<chrono::DateTime<chrono::Utc>>,
-) {
-    let (Some(entry), Ok(meta)) = (
-        good.files
-            .iter()
-            .find(|f| f.role == crate::database::duckfile::DB_ROLE),
-        fs::metadata(db),
-    ) else {
+/// Makes `keep` — the database file of `good`, an online copy or one
+/// taken from the mirror — the mirror for the next capture. A failure costs
+/// only the next capture's speed.
+fn keep_as_mirror(store: &Store, keep: &outcome::Keep, good: &GoodCopy) {
+    let Some(entry) = good
+        .files
+        .iter()
+        .find(|f| f.role == crate::database::duckfile::DB_ROLE)
+    else {
         return;
     };
-    let live = crate::database::stamp::Stamp::of(&meta);
     let at = (good.header.block_size, good.header.iteration);
-    if let Err(e) = mirror::adopt(store, staged, entry, at, &live, compared_at) {
+    if let Err(e) = mirror::adopt(store, entry, at, keep) {
         tracing::warn!(event = "capture.mirror_failed", error = %e, "could not keep the mirror; the next online snapshot reads the whole database");
         let _ = mirror::forget(store);
     }
@@ -305,6 +297,42 @@ fn judge(
     }
 }
 
+/// A copy under our read lock: incremental when a mirror exists (nothing
+/// can write, so its window always holds), else the whole file.
+/// An incremental copy that DuckDB refuses is followed by a whole one:
+/// the live file is judged on its own bytes.
+fn quiescent_attempt(
+    batch: &ChunkBatch,
+    file: &File,
+    db: &Path,
+    dir: &Path,
+    using: &mut Using,
+    new_chunks: &mut HashMap<String, u64>,
+) -> Result<Attempt, AttemptError> {
+    // Without a mirror the whole file is read, as it always was: a first
+    // snapshot costs no extra copy (online snapshots seed the mirror).
+    if !using.refused && using.mirror.is_some() {
+        match changed_only(batch, file, db, using, new_chunks)? {
+            Ok(a) if a.check.is_ok() => {
+                return Ok(Attempt {
+                    method: CaptureMethod::Quiescent,
+                    ..a
+                });
+            }
+            Ok(a) => {
+                let why = a.check.err().map(|e| e.to_string()).unwrap_or_default();
+                tracing::warn!(event = "capture.full", reason = %why, "the mirror failed DuckDB's check; reading the whole database");
+                using.refused = true;
+            }
+            Err(why) => {
+                tracing::debug!(event = "capture.full", reason = %why, "reading the whole database");
+                using.refused = true;
+            }
+        }
+    }
+    copy_quiescent(batch, file, db, dir, new_chunks, true)
+}
+
 /// An incremental attempt, after a prime when the mirror does not follow
 /// the live file's headers (no mirror, or headers nobody saw): `Ok(Err)`
 /// says why a full attempt must be made instead.
@@ -315,7 +343,7 @@ fn changed_only(
     using: &mut Using,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<Result<Attempt, String>, AttemptError> {
-    let Some(chain) = using.chain else {
+    let Some(chain) = using.chain.filter(|c| c.following()) else {
         return Ok(Err("the database's headers cannot be followed".into()));
     };
     let cx = incremental::Context {
@@ -331,7 +359,14 @@ fn changed_only(
             None => {
                 if using.mirror.is_none() && !mirror::file(using.store).exists() {
                     let len = file.metadata().map_err(io_err("stat", db))?.len();
-                    room_for_a_full_copy(using.store, db, len, using.min_free_space)?;
+                    if let Err(e) = room_for_a_full_copy(using.store, db, len, using.min_free_space)
+                    {
+                        let why = match e {
+                            AttemptError::Fatal(e) => e.to_string(),
+                            AttemptError::Unstable(why) => why,
+                        };
+                        return Ok(Err(format!("no room for the mirror: {why}")));
+                    }
                 }
                 primed = true;
                 prime::prime(
@@ -396,8 +431,9 @@ fn attempt_once(
     let quiescent =
         holder.is_none() && oslock::try_lock(&file, LockKind::Read).map_err(io_err("lock", db))?;
     if quiescent {
-        // Nothing can write while we hold the read lock: copy, check, release.
-        let result = copy_quiescent(batch, &file, db, dir, new_chunks, true);
+        // Nothing can write while we hold the read lock: copy (what can
+        // have changed, when the mirror allows), check, release.
+        let result = quiescent_attempt(batch, &file, db, dir, using, new_chunks);
         let _ = oslock::unlock(&file);
         return result;
     }

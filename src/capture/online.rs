@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::copy::{copy_files, open_optional};
-use super::outcome::{Attempt, AttemptError, CaptureError, io_err};
+use super::outcome::{Attempt, AttemptError, CaptureError, Keep, io_err};
 use crate::database::check::{self};
 use crate::database::duckfile::{self, Header, wal_checkpoint_path, wal_path};
 use crate::database::stamp::Stamp;
@@ -40,6 +40,7 @@ pub(super) fn online_attempt(
     let before = Header::read_at(file, db)?;
     let fp_before = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
     let staged_db = dir.join("db.duckdb");
+    let started = std::time::SystemTime::now();
     let window = Instant::now();
     let wal = wal_path(db);
     if let Some(w) = open_optional(&wal)? {
@@ -81,7 +82,12 @@ pub(super) fn online_attempt(
         header: before,
         method: CaptureMethod::Online,
         incremental: None,
-        keep: Some((staged_db.clone(), Some(chrono::Utc::now()))),
+        keep: Some(Keep::new(
+            staged_db.clone(),
+            Some(chrono::Utc::now()),
+            fp_before,
+            started,
+        )),
     })
 }
 

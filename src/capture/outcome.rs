@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::database::check::CheckError;
 use crate::database::duckfile::{Header, HeaderError};
+use crate::database::stamp::Stamp;
 use crate::store::{CaptureMethod, CheckInfo, FileEntry, StoreError};
 
 /// A capture that succeeded: its chunks are in the store, not yet committed.
@@ -101,7 +102,48 @@ pub(super) struct Attempt {
     pub(super) method: CaptureMethod,
     pub(super) check: Result<CheckInfo, CheckError>,
     pub(super) incremental: Option<Incremental>,
-    /// The staged database file to keep as the mirror, and when every
-    /// block of it was last known to equal the live file's.
-    pub(super) keep: Option<(PathBuf, Option<chrono::DateTime<chrono::Utc>>)>,
+    /// The staged database file to keep as the mirror.
+    pub(super) keep: Option<Keep>,
+}
+
+/// A staged database file to keep as the mirror, once its snapshot is
+/// committed.
+pub(super) struct Keep {
+    pub(super) path: PathBuf,
+    /// When every block of it was last known to equal the live file's.
+    pub(super) compared_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The live file's stamp across the window the copy was taken in.
+    pub(super) live: Stamp,
+    /// Whether the live file had not been changed for a while when that
+    /// stamp was taken (then any later write moves its ctime).
+    pub(super) quiet: bool,
+}
+
+/// How long the live file must have gone unwritten before a capture for
+/// its stamp to prove later that nothing wrote it since: longer than the
+/// file system's mtime granularity (a clock tick) by far.
+pub(super) const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Keep {
+    /// A copy taken across a window that began at `start`, in which the
+    /// live file had stamp `live`.
+    pub(super) fn new(
+        path: PathBuf,
+        compared_at: Option<chrono::DateTime<chrono::Utc>>,
+        live: Stamp,
+        start: std::time::SystemTime,
+    ) -> Keep {
+        let ctime = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                live.ctime.0.max(0) as u64,
+                live.ctime.1.clamp(0, 999_999_999) as u32,
+            );
+        let quiet = start.duration_since(ctime).is_ok_and(|d| d >= QUIET);
+        Keep {
+            path,
+            compared_at,
+            live,
+            quiet,
+        }
+    }
 }

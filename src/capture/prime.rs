@@ -93,5 +93,6 @@ pub(super) fn prime(
         // (what the chain marks is read again in the window).
         compared_at: Some(chrono::Utc::now()),
         primed_bytes: size,
+        quiet: None,
     })
 }

@@ -1,5 +1,6 @@
 //! A file's identity and last change as `stat` reports them: inode, device,
-//! size and mtime to the nanosecond. Capture compares the database's stamp
+//! size, mtime and ctime to the nanosecond (ctime moves on every write and
+//! attribute change and, unlike mtime, cannot be set back by anyone). Capture compares the database's stamp
 //! before and after a copy (and its inode and device with the path's, to
 //! see a file replaced); the daemon's scheduler compares the database's and
 //! WAL's stamps with those of its last snapshot to skip an unchanged
@@ -18,6 +19,7 @@ pub struct Stamp {
     pub size: u64,
     /// Seconds and nanoseconds.
     pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
 }
 
 impl Stamp {
@@ -27,6 +29,7 @@ impl Stamp {
             dev: m.dev(),
             size: m.size(),
             mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
         }
     }
 

@@ -187,7 +187,7 @@ fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
     let store = open_store(ctx, true)?;
     let lock = store.lock()?;
     let min_free = ctx.config.store.min_free_space.0;
-    if ctx.config.capture.incremental && capture::mirror::usable(&store).is_some() {
+    if ctx.config.capture.incremental && capture::mirror::recorded(&store) {
         // An incremental capture stores what it reads, little; should it
         // fall back to a full copy, it checks the space for one first.
         check_space_at(
