@@ -402,6 +402,62 @@ fn guard(
     })
 }
 
+/// Step 4: the tripwire, unless the file is untouched since the mirror was
+/// taken. `Some` refuses the attempt; a database written meanwhile makes
+/// it unstable instead.
+fn trip(
+    file: &File,
+    db: &Path,
+    basis: &Basis,
+    live: &Live,
+) -> Result<Option<NotNow>, AttemptError> {
+    if live.untouched {
+        return Ok(None);
+    }
+    let size = live.stamp.size;
+    let Some(why) = tripwire(file, db, basis, &live.changed, &live.map, size)? else {
+        return Ok(None);
+    };
+    if moved(file, db, &live.stamp, &live.header)? {
+        return Err(AttemptError::Unstable(
+            "the database was written while the mirror was compared".into(),
+        ));
+    }
+    tracing::warn!(event = "capture.tripwire", reason = %why, "a block the mirror should share with the database differs; reading the whole database");
+    Ok(Some(NotNow::Refused(why)))
+}
+
+/// Step 5: the window — [`stage`] — and the checks that nothing wrote the
+/// database across it (from `start`, its stamp as the window began).
+/// Returns the bytes read.
+fn window(
+    file: &File,
+    db: &Path,
+    basis: &Basis,
+    plan: &Plan,
+    live: &Live,
+    start: &Stamp,
+    touched: &mut BTreeSet<u64>,
+) -> Result<u64, AttemptError> {
+    let window = std::time::Instant::now();
+    let read_bytes = stage(file, db, basis, plan, live, touched)?;
+    let after = Header::read_at(file, db)?;
+    let stamp_after = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    tracing::debug!(
+        event = "capture.window",
+        window_ms = window.elapsed().as_secs_f64() * 1e3,
+        read_bytes,
+        "incremental copy staged"
+    );
+    if after.iteration != live.header.iteration {
+        return Err(AttemptError::Unstable(
+            "the database was written during the copy".into(),
+        ));
+    }
+    still_the_same(db, start, &stamp_after)?;
+    Ok(read_bytes)
+}
+
 /// One incremental attempt (the steps are docs/ARCHITECTURE.md's, "Which
 /// blocks a checkpoint can change"). `touched` holds the blocks this
 /// capture wrote into the mirror so far.
@@ -424,37 +480,14 @@ pub(super) fn incremental_attempt(
     };
     let size = live.stamp.size;
     let plan = plan(basis, &live.changed, live.map.block_size, size, touched);
-    let tripped = match live.untouched {
-        true => None,
-        false => tripwire(file, db, basis, &live.changed, &live.map, size)?,
-    };
-    if let Some(why) = tripped {
-        if moved(file, db, &live.stamp, &live.header)? {
-            return Err(AttemptError::Unstable(
-                "the database was written while the mirror was compared".into(),
-            ));
-        }
-        tracing::warn!(event = "capture.tripwire", reason = %why, "a block the mirror should share with the database differs; reading the whole database");
-        return Ok(Err(NotNow::Refused(why)));
+    if let Some(refused) = trip(file, db, basis, &live)? {
+        return Ok(Err(refused));
     }
     mirror::forget(cx.store)?;
+    warm(file, db, &plan)?;
     let started = std::time::SystemTime::now();
-    let window = std::time::Instant::now();
-    let read_bytes = stage(file, db, basis, &plan, &live, touched)?;
-    let after = Header::read_at(file, db)?;
-    let stamp_after = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
-    tracing::debug!(
-        event = "capture.window",
-        window_ms = window.elapsed().as_secs_f64() * 1e3,
-        read_bytes,
-        "incremental copy staged"
-    );
-    if after.iteration != live.header.iteration {
-        return Err(AttemptError::Unstable(
-            "the database was written during the copy".into(),
-        ));
-    }
-    still_the_same(db, &live.stamp, &stamp_after)?;
+    let start = window_start(file, db, &live)?;
+    let read_bytes = window(file, db, basis, &plan, &live, &start, touched)?;
     let compared = match guard(file, db, basis, &live, cx.every)? {
         Ok(c) => c,
         Err(n) => return Ok(Err(n)),
@@ -489,8 +522,41 @@ pub(super) fn incremental_attempt(
             } else {
                 basis.compared_at
             },
-            live.stamp,
+            start,
             started,
         )),
     }))
+}
+
+/// Reads the ranges the window will read once beforehand, so that the
+/// window reads them from the page cache (a large database under memory
+/// pressure has them on disk, and a window that waits for the disk spans
+/// the app's writes).
+fn warm(file: &File, db: &Path, plan: &Plan) -> Result<(), AttemptError> {
+    let mut buf = Vec::new();
+    for &(start, end) in &plan.reads {
+        buf.resize((end - start) as usize, 0);
+        crate::store::read_full_at(file, &mut buf, start).map_err(io_err("read", db))?;
+    }
+    Ok(())
+}
+
+/// The stamp the window starts from. The plan was made from the header,
+/// size and blocks `look` saw, and holds while the header and size do:
+/// what the app wrote since then without a checkpoint went into blocks it
+/// marks, which the window reads. Only an untouched file (nothing planned
+/// but the header region) must not have been written at all.
+fn window_start(file: &File, db: &Path, live: &Live) -> Result<Stamp, AttemptError> {
+    let start = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    let same = if live.untouched {
+        start == live.stamp
+    } else {
+        start.same_file(&live.stamp) && start.size == live.stamp.size
+    };
+    if !same || Header::read_at(file, db)?.iteration != live.header.iteration {
+        return Err(AttemptError::Unstable(
+            "the database was written while the copy was planned".into(),
+        ));
+    }
+    Ok(start)
 }

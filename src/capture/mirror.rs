@@ -144,36 +144,32 @@ pub fn remove(store: &Store) -> Result<(), CaptureError> {
     fs::remove_dir_all(&d).map_err(io_err("remove", &d))
 }
 
-/// Creates the mirror directory (private) when it is missing.
+/// Creates the mirror directory (private; as root, given to the store's
+/// owner) when it is missing.
 fn ensure_dir(store: &Store) -> Result<(), CaptureError> {
     let d = dir(store);
-    match fs::create_dir(&d) {
-        Ok(()) => {
-            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .map_err(io_err("set the mode of", &d))?;
-            sync_dir(store.root())
+    match fs::symlink_metadata(&d) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        // Never written through a link planted there.
+        Ok(_) => {
+            return Err(io_err("use", &d)(std::io::Error::new(
+                ErrorKind::AlreadyExists,
+                "it is not a directory",
+            )));
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_err("create directory", &d)(e)),
+        Err(_) => {}
     }
+    crate::store::create_private_dir(&d).map_err(io_err("create directory", &d))?;
+    sync_dir(store.root())
 }
 
 /// The mirror file opened for reading and writing (created, private, when
 /// missing; never through a link), its record removed first.
 pub fn open_for_writing(store: &Store) -> Result<File, CaptureError> {
-    use std::os::unix::fs::OpenOptionsExt;
     ensure_dir(store)?;
     forget(store)?;
     let p = file(store);
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&p)
-        .map_err(io_err("open", &p))
+    crate::store::open_private(&p).map_err(io_err("open", &p))
 }
 
 /// Makes `keep.path` (a database file equal to `entry`, at `(block size,

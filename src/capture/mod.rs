@@ -91,16 +91,7 @@ pub fn capture(
         .incremental
         .then(|| chain::followed(db).or_else(|| chain::Chain::start(db).ok().map(Arc::new)))
         .flatten();
-    let mut using = Using {
-        store,
-        mirror: mirror.as_ref(),
-        basis: mirror.as_ref().map(Basis::of),
-        chain: chain.as_deref(),
-        refused: !opts.incremental,
-        touched: BTreeSet::new(),
-        full_read_every: opts.full_read_every,
-        min_free_space: opts.min_free_space,
-    };
+    let mut using = Using::new(store, mirror.as_ref(), chain.as_deref(), opts);
     let mut new_chunks = HashMap::new();
     let mut last = String::from("no attempt made");
     let mut made = 0;
@@ -130,13 +121,8 @@ pub fn capture(
         match judge(db, attempt, outcome)? {
             Ok(good) => {
                 batch.commit()?;
-                if opts.incremental
-                    && let Some(keep) = &good.keep
-                {
-                    keep_as_mirror(store, keep, &good);
-                    if let Some(c) = using.chain {
-                        c.keep_from(good.header.iteration);
-                    }
+                if opts.incremental {
+                    keep_as_mirror(store, &good, using.chain);
                 }
                 let _ = fs::remove_dir_all(&dir);
                 return Ok(Captured {
@@ -208,6 +194,26 @@ struct Using<'a> {
     min_free_space: u64,
 }
 
+impl<'a> Using<'a> {
+    fn new(
+        store: &'a Store,
+        mirror: Option<&'a mirror::Mirror>,
+        chain: Option<&'a chain::Chain>,
+        opts: &CaptureOptions,
+    ) -> Using<'a> {
+        Using {
+            store,
+            mirror,
+            basis: mirror.map(Basis::of),
+            chain,
+            refused: !opts.incremental,
+            touched: BTreeSet::new(),
+            full_read_every: opts.full_read_every,
+            min_free_space: opts.min_free_space,
+        }
+    }
+}
+
 /// Fails unless the store's file system has room for a full online copy of
 /// a `len`-byte database: the staged copy and, at worst, as many new
 /// chunks (the snapshot's own check made room only for an incremental one).
@@ -233,10 +239,17 @@ fn room_for_a_full_copy(
     Ok(())
 }
 
-/// Makes `keep` — the database file of `good`, an online copy or one
-/// taken from the mirror — the mirror for the next capture. A failure costs
-/// only the next capture's speed.
-fn keep_as_mirror(store: &Store, keep: &outcome::Keep, good: &GoodCopy) {
+/// Makes the database file `good` says to keep — an online copy, or one
+/// taken from the mirror — the mirror for the next capture, and tells the
+/// chain which headers it no longer needs. A failure costs only the next
+/// capture's speed.
+fn keep_as_mirror(store: &Store, good: &GoodCopy, chain: Option<&chain::Chain>) {
+    let Some(keep) = &good.keep else {
+        return;
+    };
+    if let Some(c) = chain {
+        c.keep_from(good.header.iteration);
+    }
     let Some(entry) = good
         .files
         .iter()

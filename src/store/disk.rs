@@ -74,10 +74,15 @@ pub(crate) fn create_private_file(p: &Path) -> io::Result<File> {
     adopt_file(f, p)
 }
 
-/// Opens (creating it private if missing, never truncating) a file that is
-/// only ever locked, not written (as root, given to the directory's owner:
-/// [`owner_for`]). Never follows a link at `p`.
+/// Opens a file that is only ever locked, not written: [`open_private`].
 pub fn open_lock_file(p: &Path) -> io::Result<File> {
+    open_private(p)
+}
+
+/// Opens a file for reading and writing, creating it private if missing,
+/// never truncating it (as root, a new one is given to the directory's
+/// owner: [`owner_for`]). Never follows a link at `p`.
+pub fn open_private(p: &Path) -> io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)

@@ -33,7 +33,8 @@ mod reassemble;
 pub mod scratch;
 
 pub use chunks::{ChunkBatch, ChunkBuf, Compressors, PutChunk};
-pub use disk::{fsync_dir, open_lock_file, read_full_at, workers};
+pub(crate) use disk::create_private_dir;
+pub use disk::{fsync_dir, open_lock_file, open_private, read_full_at, workers};
 pub use error::{Result, StoreError};
 pub use manifest::{
     BadEntry, CaptureInfo, CaptureMethod, CheckInfo, CheckStatus, ChunkRef, DatabaseInfo,
