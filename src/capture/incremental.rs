@@ -152,13 +152,26 @@ fn tripwire(
     let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
     for block in (0..blocks_in(size, bs)).filter(|&x| !changed.contains(x)) {
         let at = HEADER_REGION + block * bs;
-        file.read_exact_at(&mut a, at).map_err(io_err("read", db))?;
+        read_live(file, db, &mut a, at)?;
         let got = mirror.read_exact_at(&mut b, at);
         if got.is_err() || a != b {
             return Ok(Some(format!("block {block} differs from the mirror's")));
         }
     }
     Ok(None)
+}
+
+/// Reads `buf.len()` bytes of the live file at `at`. A file that ends
+/// before them was cut by a checkpoint meanwhile (DuckDB truncates free
+/// blocks at the end): the attempt is retried, not failed.
+fn read_live(file: &File, db: &Path, buf: &mut [u8], at: u64) -> Result<(), AttemptError> {
+    match file.read_exact_at(buf, at) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(AttemptError::Unstable(
+            format!("{} shrank while it was read", db.display()),
+        )),
+        Err(e) => Err(io_err("read", db)(e).into()),
+    }
 }
 
 /// What comparing the blocks taken from the snapshot with the live file
@@ -184,8 +197,11 @@ fn compare(file: &File, db: &Path, basis: &Basis, live: &Live) -> Result<Compare
     for block in (0..blocks_in(size, bs)).filter(|&x| !live.changed.contains(x)) {
         let at = HEADER_REGION + block * bs;
         let len = (size - at).min(bs) as usize;
-        file.read_exact_at(&mut a[..len], at)
-            .map_err(io_err("read", db))?;
+        match read_live(file, db, &mut a[..len], at) {
+            Ok(()) => {}
+            Err(AttemptError::Unstable(_)) => return Ok(Compared::Moved),
+            Err(e) => return Err(e),
+        }
         mirror
             .read_exact_at(&mut b[..len], at)
             .map_err(io_err("read", &basis.path))?;

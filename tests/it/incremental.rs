@@ -399,25 +399,23 @@ fn a_small_disk_takes_incremental_snapshots() {
         free < 2 * size,
         "the disk is not small enough: {free} free for {size}"
     );
-    let out = ws.run(&["snapshot", "--reason", "pre-delete", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = v["snapshot"]["id"].as_str().unwrap().to_string();
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(small.join(format!("store/snapshots/{id}.json"))).unwrap(),
-    )
-    .unwrap();
+    // A snapshot and its manifest, read where the store is.
+    let snapshot = |args: &[&str]| {
+        let out = ws.run(&[&["snapshot", "--json"], args].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let id = v["snapshot"]["id"].as_str().unwrap().to_string();
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(small.join(format!("store/snapshots/{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        (id, m)
+    };
+    let (id, m) = snapshot(&["--reason", "pre-delete"]);
     assert!(m["capture"]["incremental"].is_object(), "{m}");
     equals_live(&ws, &mut app, &id, "on a small disk");
     app.run("UPDATE t SET s = 'x' WHERE i % 2 = 0; CHECKPOINT; UPDATE t SET s = 'y' WHERE i % 3 = 0; CHECKPOINT");
-    let out = ws.run(&["snapshot", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = v["snapshot"]["id"].as_str().unwrap().to_string();
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(small.join(format!("store/snapshots/{id}.json"))).unwrap(),
-    )
-    .unwrap();
+    let (id, m) = snapshot(&[]);
     let primed = m["capture"]["incremental"]["primed_bytes"].as_u64();
     assert!(primed.is_some_and(|p| p > 0), "{m}");
     equals_live(&ws, &mut app, &id, "primed on a small disk");
