@@ -49,7 +49,7 @@ fn manual() -> String {
 /// What `snapshot` answers: the manifest, or why there is none.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotReply {
-    /// The new snapshot's manifest.
+    /// The new snapshot's manifest, without its chunk lists.
     pub snapshot: Option<Box<Manifest>>,
     /// Cloud mode: backups are disabled (`reason` says why).
     pub disabled: bool,
@@ -76,7 +76,15 @@ impl From<SnapshotOutcome> for SnapshotReply {
                 r.disabled = true;
                 r.reason = Some(reason);
             }
-            SnapshotOutcome::Created(m) => r.snapshot = Some(m),
+            SnapshotOutcome::Created(mut m) => {
+                // The chunk lists stay in the store: a client waiting for
+                // its pre-delete snapshot would otherwise receive (and
+                // parse) megabytes of chunk names for a large database.
+                for f in &mut m.files {
+                    f.chunks = Vec::new();
+                }
+                r.snapshot = Some(m)
+            }
             SnapshotOutcome::Unchanged { since } => {
                 r.unchanged = true;
                 r.since = Some(since);

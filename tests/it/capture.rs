@@ -576,6 +576,45 @@ fn missing_chunk_and_bad_manifest_are_reported() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// The chunk-list hash as its definition says (docs/ARCHITECTURE.md): one
+/// keyed-BLAKE3 update per chunk, its 32 hash bytes then its length — the
+/// hash every stored manifest carries, whatever the code computes it with.
+fn chunk_list_hash_by_definition(chunks: &[ChunkRef]) -> Option<String> {
+    let mut h = blake3::Hasher::new_derive_key("ducksnap 2026-11 file chunk list v1");
+    for c in chunks {
+        h.update(blake3::Hash::from_hex(&c.hash).ok()?.as_bytes());
+        h.update(&c.len.to_le_bytes());
+    }
+    Some(h.finalize().to_hex().to_string())
+}
+
+#[test]
+fn chunk_list_hash_is_its_definition() {
+    let chunk = |i: u64| ChunkRef {
+        hash: blake3::hash(&i.to_le_bytes()).to_hex().to_string(),
+        len: 1 + i * 4099 % 262_144,
+    };
+    for n in [0, 1, 2, 25, 26, 1000, 40_000] {
+        let chunks: Vec<ChunkRef> = (0..n).map(chunk).collect();
+        let ours = chunk_list_hash(&chunks).unwrap();
+        assert_eq!(
+            Some(ours),
+            chunk_list_hash_by_definition(&chunks),
+            "{n} chunks"
+        );
+    }
+    // Not a chunk name: upper case, short, not hex — no hash at all.
+    let mut bad = vec![chunk(1), chunk(2)];
+    for name in [
+        bad[1].hash.to_uppercase(),
+        bad[1].hash[1..].to_string(),
+        "g".repeat(64),
+    ] {
+        bad[1].hash = name.clone();
+        assert_eq!(chunk_list_hash(&bad), None, "{name}");
+    }
+}
+
 #[test]
 fn file_hash_binds_the_chunk_list_and_old_manifests_still_restore() {
     let ws = Workspace::new();
