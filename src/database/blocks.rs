@@ -171,15 +171,40 @@ impl Reader<'_> {
     }
 }
 
-/// DuckDB's block checksum: the XOR of every 8-byte word times a constant
-/// (`Checksum`, `src/common/checksum.cpp`; a block's data is a multiple
-/// of 8 bytes).
+/// DuckDB's checksum (`Checksum`, `src/common/checksum.cpp`): the XOR of
+/// every 8-byte word times a constant, and, when the length is not a
+/// multiple of 8, a MurmurHash64A-style hash of the 1–7 bytes left
+/// (`ChecksumRemainder`). A block's data is a multiple of 8 bytes; a WAL
+/// entry's body ([`super::wal`]) need not be.
 pub fn checksum(data: &[u8]) -> u64 {
-    data.chunks_exact(8)
+    let words = data.chunks_exact(8);
+    let rest = words.remainder();
+    let sum = words
         .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
         .fold(5381u64, |acc, w| {
             acc ^ w.wrapping_mul(0xbf58_476d_1ce4_e5b9)
-        })
+        });
+    if rest.is_empty() {
+        sum
+    } else {
+        sum ^ checksum_remainder(rest)
+    }
+}
+
+/// `ChecksumRemainder` for the 1–7 bytes after the last whole word.
+fn checksum_remainder(rest: &[u8]) -> u64 {
+    const M: u64 = 0xc6a4_a793_5bd1_e995;
+    const SEED: u64 = 0xe17a_1465;
+    const R: u32 = 47;
+    let mut h = SEED ^ (rest.len() as u64).wrapping_mul(M);
+    for (i, &b) in rest.iter().enumerate() {
+        h ^= u64::from(b) << (8 * i);
+    }
+    h = h.wrapping_mul(M);
+    h ^= h >> R;
+    h = h.wrapping_mul(M);
+    h ^= h >> R;
+    h
 }
 
 /// The data of a chain of metadata sub-blocks, read in order.

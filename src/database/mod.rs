@@ -5,8 +5,8 @@
 //! ([`dbpath`]), the OFD locks that see and are seen by DuckDB's POSIX locks
 //! ([`oslock`]), and opening a captured copy read-only with the bundled
 //! DuckDB ([`check`]), and comparing two such copies or writing a table out
-//! ([`compare`], [`changes`], [`rows`], [`narrow`]). ducksnap never opens the user's
-//! database read-write.
+//! ([`compare`], [`changes`], [`rows`], [`narrow`]); the WAL read as a stream
+//! of commits ([`wal`]). ducksnap never opens the user's database read-write.
 
 pub mod blocks;
 pub mod changes;
@@ -18,3 +18,4 @@ pub mod narrow;
 pub mod oslock;
 pub mod rows;
 pub mod stamp;
+pub mod wal;

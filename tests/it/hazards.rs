@@ -52,11 +52,6 @@ fn app_view(python: &Path, db: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn python14() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-duckdb14/bin/python");
-    p.exists().then_some(p)
-}
-
 /// Produces one crash state at `db`: `abort` deterministically (DuckDB's
 /// debug abort before the checkpoint WAL is moved), `kill` by SIGKILL at a
 /// moment drawn from `rng` while checkpoints run. Returns whether a
@@ -179,9 +174,7 @@ fn crash_mid_checkpoint_loses_no_commit() {
 
 #[test]
 fn app_on_duckdb_14_killed_mid_checkpoint() {
-    let Some(py) = python14() else {
-        panic!(".venv-duckdb14 missing: run `bash .ci/run` once (it creates it)");
-    };
+    let py = python14();
     let ws = Workspace::new();
     let mut rng = Rng(14);
     for n in 1..=3 {

@@ -28,3 +28,4 @@ mod restore;
 mod retention;
 mod timetravel;
 mod usage;
+mod wal;

@@ -174,6 +174,17 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Python with PyPI's duckdb 1.4.4 (`.venv-duckdb14`, made by `.ci/run`):
+/// an app on the older line.
+pub fn python14() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-duckdb14/bin/python");
+    assert!(
+        p.exists(),
+        ".venv-duckdb14 missing: run `bash .ci/run` once (it creates it)"
+    );
+    p
+}
+
 pub fn py_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/py")

@@ -1,0 +1,324 @@
+//! The WAL as a stream of commits (`ducksnap::database::wal`), proven on
+//! files PyPI's duckdb (2.0.1 and 1.4.4) wrote: the header binds the WAL to
+//! its database file, every entry's checksum is DuckDB's, a commit ends
+//! where the WAL stood when the app's commit returned, a WAL cut just after
+//! a commit replays exactly the commits before the cut (and a torn tail is
+//! ignored), and a damaged entry is named where DuckDB names it. The ground
+//! truth is the app's own record (tests/py/wal_commits.py): the WAL's size
+//! and every table's rows after each commit returned.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ducksnap::database::duckfile::Header;
+use ducksnap::database::wal::{self, End};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// A database the app committed `wal_commits.py`'s steps to, and its record.
+struct Written {
+    dir: PathBuf,
+    py: PathBuf,
+    record: Vec<Value>,
+}
+
+impl Written {
+    fn new(ws: &Workspace, py: &Path, name: &str, storage: Option<&str>) -> Written {
+        let dir = ws.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("record.json");
+        let mut c = Command::new(py);
+        c.arg(py_script("wal_commits.py"))
+            .arg(dir.join("app.duckdb"))
+            .arg(&out)
+            .args(storage)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+        Written {
+            dir,
+            py: py.to_path_buf(),
+            record: v["record"].as_array().unwrap().clone(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("app.duckdb")
+    }
+
+    fn wal(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("app.duckdb.wal")).unwrap()
+    }
+
+    /// The WAL's size after each step whose commit wrote to it, in order.
+    fn commit_ends(&self) -> Vec<u64> {
+        let mut ends: Vec<u64> = Vec::new();
+        for r in &self.record[1..] {
+            let w = r["wal"].as_u64().unwrap();
+            if ends.last() != Some(&w) && w != self.record[0]["wal"].as_u64().unwrap() {
+                ends.push(w);
+            }
+        }
+        ends
+    }
+
+    /// The state the app saw after the step whose commit ended at `end`
+    /// (the header's end: before any).
+    fn state_at(&self, end: u64) -> Value {
+        self.record
+            .iter()
+            .rev()
+            .find(|r| r["wal"].as_u64().unwrap() <= end)
+            .unwrap()["state"]
+            .clone()
+    }
+
+    /// What DuckDB (this app's version, read-only) finds in a copy of the
+    /// database with `wal` as its WAL: every table's rows, or its error.
+    fn open_with(&self, wal: &[u8], name: &str) -> Result<Value, String> {
+        self.open_image_with(&self.db(), wal, name)
+    }
+
+    /// [`Self::open_with`] on another image of the database file.
+    fn open_image_with(&self, image: &Path, wal: &[u8], name: &str) -> Result<Value, String> {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("copy.duckdb");
+        std::fs::copy(image, &db).unwrap();
+        std::fs::write(dir.join("copy.duckdb.wal"), wal).unwrap();
+        // Opening and reading every row: a check that only counts rows
+        // can be answered from metadata (docs/ARCHITECTURE.md).
+        let code = "import duckdb, json, sys
+try:
+    c = duckdb.connect(sys.argv[1], read_only=True)
+    out = {}
+    for (name,) in c.execute('SELECT table_name FROM duckdb_tables() ORDER BY 1').fetchall():
+        n, h = c.execute(f'SELECT count(*), coalesce(sum(hash(x)), 0)::VARCHAR FROM \"{name}\" AS x').fetchone()
+        out[name] = [n, h]
+except Exception as e:
+    print(json.dumps({'error': str(e)})); sys.exit(0)
+print(json.dumps({'state': out}))";
+        let o = Command::new(&self.py)
+            .args(["-c", code, db.to_str().unwrap()])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        match v.get("state") {
+            Some(s) => Ok(s.clone()),
+            None => Err(v["error"].as_str().unwrap().to_string()),
+        }
+    }
+}
+
+/// The apps: PyPI's duckdb 2.0.1 (storage 69, and 64 when asked for
+/// v0.10 compatibility), and 1.4.4 (its default, storage 64).
+fn apps(ws: &Workspace) -> Vec<(String, Written)> {
+    vec![
+        ("2.0.1".into(), Written::new(ws, &python(), "v20", None)),
+        (
+            "2.0.1, v0.10 storage".into(),
+            Written::new(ws, &python(), "v20-old", Some("v0.10.0")),
+        ),
+        ("1.4.4".into(), Written::new(ws, &python14(), "v14", None)),
+    ]
+}
+
+#[test]
+fn a_wal_reads_as_the_commits_the_app_made() {
+    let ws = Workspace::new();
+    for (app, w) in apps(&ws) {
+        let bytes = w.wal();
+        let scan = wal::scan(&bytes).unwrap_or_else(|e| panic!("{app}: {e}"));
+        assert_eq!(scan.end, End::Clean, "{app}: every entry verifies");
+        let ends: Vec<u64> = scan.commits.iter().map(|c| c.end).collect();
+        assert_eq!(
+            ends,
+            w.commit_ends(),
+            "{app}: each commit ends where the WAL stood when the app's commit returned"
+        );
+        assert!(scan.commits.iter().all(|c| !c.checkpoint), "{app}");
+        // The binding to the database file: its identifier (main header,
+        // bytes 124..140) and iteration, from storage 66 on.
+        let file = std::fs::read(w.db()).unwrap();
+        let h = Header::parse(&file[..12288], &w.db()).unwrap();
+        if h.storage_version >= 66 {
+            assert_eq!(
+                scan.header.db_identifier.as_ref(),
+                Some(&file[124..140].try_into().unwrap()),
+                "{app}"
+            );
+            assert_eq!(scan.header.iteration, Some(h.iteration), "{app}");
+        } else {
+            assert_eq!(
+                scan.header.db_identifier, None,
+                "{app}: storage {}",
+                h.storage_version
+            );
+            assert_eq!(scan.header.iteration, None, "{app}");
+        }
+        println!(
+            "{app}: storage {}, WAL {} bytes, header {} bytes, {} entries, {} commits",
+            h.storage_version,
+            bytes.len(),
+            scan.header.len,
+            scan.entries,
+            scan.commits.len()
+        );
+    }
+}
+
+#[test]
+fn a_wal_cut_after_a_commit_replays_exactly_the_commits_before_it() {
+    let ws = Workspace::new();
+    for (app, w) in apps(&ws) {
+        let bytes = w.wal();
+        let scan = wal::scan(&bytes).unwrap();
+        let mut cuts = vec![scan.header.len];
+        cuts.extend(scan.commits.iter().map(|c| c.end));
+        let mut applied = Vec::new();
+        for (k, &end) in cuts.iter().enumerate() {
+            let want = w.state_at(end);
+            let got = w.open_with(&bytes[..end as usize], &format!("cut-{k}"));
+            assert_eq!(
+                got.as_ref(),
+                Ok(&want),
+                "{app}: cut after commit {k} (byte {end})"
+            );
+            // A torn tail — part of the next commit — is read as torn
+            // here, and ignored by DuckDB: but see below.
+            let Some(&next) = cuts.get(k + 1) else {
+                continue;
+            };
+            for torn in [end + 8, (end + next) / 2, next - 1] {
+                let cut = &bytes[..torn as usize];
+                let s = wal::scan(cut).unwrap();
+                assert_eq!(s.commits.len(), k, "{app}: torn at {torn}");
+                assert!(
+                    matches!(s.end, End::Torn { .. } | End::Clean),
+                    "{app}: torn at {torn}: {:?}",
+                    s.end
+                );
+                let got = w.open_with(cut, &format!("torn-{k}-{torn}"));
+                if got.as_ref() != Ok(&want) {
+                    assert_eq!(got, Ok(w.state_at(next)), "{app}: torn at {torn}: neither");
+                    applied.push((k + 1, torn, scan.commits[k].optimistic));
+                }
+            }
+        }
+        println!(
+            "{app}: {} cuts at commits, each exactly the commits before it; \
+             torn cuts replayed as the whole next commit: {applied:?} (commit, byte, optimistic)",
+            cuts.len()
+        );
+        // DuckDB 2.0 drops a commit whose flush is torn. 1.4 replays the row
+        // groups of a torn optimistic commit anyway: a WAL cut anywhere but
+        // at a commit's end is not a state the app ever acknowledged.
+        if app.starts_with("2.0") {
+            assert_eq!(applied, vec![], "{app}");
+        } else {
+            assert!(applied.iter().all(|a| a.2), "{app}: {applied:?}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_entry_is_named_where_duckdb_names_it() {
+    let ws = Workspace::new();
+    for (app, w) in apps(&ws) {
+        let bytes = w.wal();
+        let scan = wal::scan(&bytes).unwrap();
+        // A byte flipped in the body of the first entry of commit k.
+        for k in [0, scan.commits.len() / 2, scan.commits.len() - 1] {
+            let start = if k == 0 {
+                scan.header.len
+            } else {
+                scan.commits[k - 1].end
+            };
+            let mut bad = bytes.clone();
+            bad[start as usize + 16 + 3] ^= 0x20;
+            let s = wal::scan(&bad).unwrap();
+            let End::BadChecksum { offset, .. } = s.end else {
+                panic!("{app}: commit {k}: {:?}", s.end);
+            };
+            assert_eq!(offset, start, "{app}");
+            assert_eq!(
+                s.commits.len(),
+                k,
+                "{app}: the commits before it are intact"
+            );
+            let err = w
+                .open_with(&bad, &format!("bad-{k}"))
+                .expect_err("DuckDB opened a WAL with a damaged entry");
+            assert!(
+                err.contains(&format!("entry at byte position {}", offset + 16)),
+                "{app}: DuckDB names another place: {err}"
+            );
+            // What ducksnap would keep — the WAL cut at the last good
+            // commit — opens with exactly those commits.
+            let keep = s.commits.last().map_or(s.header.len, |c| c.end);
+            let got = w.open_with(&bad[..keep as usize], &format!("kept-{k}"));
+            assert_eq!(got, Ok(w.state_at(keep)), "{app}: commit {k}");
+        }
+    }
+}
+
+#[test]
+fn a_wal_from_another_database_is_told_apart() {
+    let ws = Workspace::new();
+    let a = Written::new(&ws, &python(), "a", None);
+    let b = Written::new(&ws, &python(), "b", None);
+    let (wa, fb) = (wal::scan(&a.wal()).unwrap(), std::fs::read(b.db()).unwrap());
+    assert_ne!(wa.header.db_identifier.unwrap(), fb[124..140]);
+    let err = b
+        .open_with(&a.wal(), "swapped")
+        .expect_err("DuckDB replayed another database's WAL");
+    println!("DuckDB on another database's WAL: {err}");
+}
+
+#[test]
+fn an_optimistic_write_needs_an_image_taken_after_its_commit() {
+    // A bulk insert writes its rows into free blocks of the database file
+    // before it commits; the WAL holds only pointers to them. The final
+    // image served every cut above; an image taken before the commit does
+    // not give back the rows.
+    let ws = Workspace::new();
+    let w = Written::new(&ws, &python(), "v20", None);
+    let bytes = w.wal();
+    let scan = wal::scan(&bytes).unwrap();
+    let bulk = w
+        .record
+        .iter()
+        .position(|r| {
+            r["step"]
+                .as_str()
+                .is_some_and(|s| s.contains("NULL FROM range(1000, 301000)"))
+        })
+        .unwrap();
+    let end = w.record[bulk]["wal"].as_u64().unwrap();
+    let before = w.record[bulk - 1]["wal"].as_u64().unwrap();
+    assert!(scan.commits.iter().any(|c| c.end == end));
+    println!(
+        "the bulk commit of 300,000 rows took {} bytes of WAL",
+        end - before
+    );
+    assert!(
+        end - before < 100_000,
+        "the rows went to the WAL, not the file"
+    );
+    let want = w.state_at(end);
+    let image = w.dir.join("before-bulk.duckdb");
+    let got = w.open_image_with(&image, &bytes[..end as usize], "before-bulk");
+    assert_ne!(
+        got.as_ref(),
+        Ok(&want),
+        "an image from before the commit served it"
+    );
+    println!("an image from before the bulk commit, with the WAL through it: {got:?}");
+    assert_eq!(w.open_with(&bytes[..end as usize], "after-bulk"), Ok(want));
+}
