@@ -78,11 +78,19 @@ struct Served(Child, PathBuf);
 impl Served {
     fn start(ws: &Ws, config: &str, sock: PathBuf) -> Served {
         let _ = std::fs::remove_file(&sock);
+        // Its log, with each snapshot's `snapshot.timing` (debug), is kept
+        // beside the config for inspection.
+        let log = std::fs::File::create(ws.dir.join(format!(
+            "{}.log",
+            sock.file_stem().unwrap().to_string_lossy()
+        )))
+        .unwrap();
         let child = Command::new(super::BIN)
             .current_dir(&ws.dir)
             .args(["--config", config, "daemon"])
+            .env("DUCKSNAP_LOG", "debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let t = std::time::Instant::now();

@@ -322,3 +322,122 @@ fn an_optimistic_write_needs_an_image_taken_after_its_commit() {
     println!("an image from before the bulk commit, with the WAL through it: {got:?}");
     assert_eq!(w.open_with(&bytes[..end as usize], "after-bulk"), Ok(want));
 }
+
+#[test]
+fn a_large_commit_can_skip_the_wal_into_a_checkpoint() {
+    // DuckDB ≥ 1.5: a commit that triggers an automatic checkpoint and is
+    // estimated at `auto_checkpoint_skip_wal_threshold` or more goes
+    // straight into the checkpoint (duck_transaction_manager.cpp:320-332).
+    // Only the next image of the file holds it: the WAL never does.
+    let ws = Workspace::new();
+    let db = ws.path().join("skip.duckdb");
+    let out = run_python(
+        "import duckdb, os, shutil, sys
+db = sys.argv[1]
+size = lambda: os.path.getsize(db + '.wal') if os.path.exists(db + '.wal') else 0
+c = duckdb.connect(db)
+c.execute(\"SET checkpoint_threshold = '1MB'\")
+c.execute('CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS v FROM range(2000000)')
+c.execute('CHECKPOINT')
+shutil.copyfile(db, db + '.before')
+c.execute(\"INSERT INTO t VALUES (-1, 'small')\")
+small = size()
+shutil.copyfile(db + '.wal', db + '.small-wal')
+c.execute(\"UPDATE t SET v = v || 'x' WHERE i >= 0\")
+print(small, size(), flush=True)
+os._exit(0)",
+        &[db.to_str().unwrap()],
+    );
+    let sizes: Vec<u64> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let before = Header::read_path(&db.with_extension("duckdb.before")).unwrap();
+    let after = Header::read_path(&db).unwrap();
+    println!(
+        "small commit: WAL {} bytes; after the large commit: WAL {} bytes, iteration {} -> {}",
+        sizes[0], sizes[1], before.iteration, after.iteration
+    );
+    let small = wal::scan(&std::fs::read(db.with_extension("duckdb.small-wal")).unwrap()).unwrap();
+    assert_eq!(small.commits.len(), 1);
+    assert_eq!(small.header.iteration, Some(before.iteration));
+    assert!(after.iteration > before.iteration, "no checkpoint ran");
+    // The WAL holds no commit of generation N+1: the large commit is only
+    // in the file.
+    if sizes[1] > 0 {
+        let now = wal::scan(&std::fs::read(db.with_extension("duckdb.wal")).unwrap()).unwrap();
+        assert_eq!(now.commits, vec![], "the large commit went to the WAL");
+    }
+    let c = open_ro(&db);
+    assert_eq!(query_i64(&c, "SELECT count(*) FROM t"), 2_000_001);
+    assert_eq!(
+        query_i64(&c, "SELECT count(*) FROM t WHERE v LIKE '%x'"),
+        2_000_000,
+        "the large commit is in the file"
+    );
+}
+
+#[test]
+fn a_checkpoint_hands_new_commits_to_the_checkpoint_wal() {
+    // DuckDB ≥ 1.5: a checkpoint writes a CHECKPOINT entry and a flush into
+    // `.wal`, and commits made while it runs go to `.wal.checkpoint`,
+    // bound to the next iteration (storage_manager.cpp:251-334). A debug
+    // abort before the checkpoint WAL is moved over the WAL leaves both.
+    let ws = Workspace::new();
+    let db = ws.path().join("ck.duckdb");
+    let script = py_script("crash_checkpoint.py");
+    let mut found = None;
+    for attempt in 1..=60 {
+        for s in ["", ".wal", ".wal.checkpoint"] {
+            let _ = std::fs::remove_file(format!("{}{s}", db.display()));
+        }
+        let st = Command::new(python())
+            .arg(&script)
+            .arg(&db)
+            .arg("abort")
+            .arg("300000")
+            .env_clear()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        if db.with_extension("duckdb.wal.checkpoint").exists() {
+            found = Some(attempt);
+            break;
+        }
+    }
+    let attempt = found.expect("no checkpoint WAL in 60 debug aborts");
+    let file = Header::read_path(&db).unwrap();
+    let old = wal::scan(&std::fs::read(db.with_extension("duckdb.wal")).unwrap()).unwrap();
+    let new =
+        wal::scan(&std::fs::read(db.with_extension("duckdb.wal.checkpoint")).unwrap()).unwrap();
+    println!(
+        "after {attempt} aborts: file iteration {}, .wal iteration {:?} ({} commits, last a checkpoint: {:?}), \
+         .wal.checkpoint iteration {:?} ({} commits)",
+        file.iteration,
+        old.header.iteration,
+        old.commits.len(),
+        old.commits.last().map(|c| c.checkpoint),
+        new.header.iteration,
+        new.commits.len()
+    );
+    assert_eq!(old.end, End::Clean);
+    assert_eq!(new.end, End::Clean);
+    let last = old.commits.last().expect("commits in .wal");
+    assert!(
+        last.checkpoint,
+        "the old WAL ends with the checkpoint's marker"
+    );
+    assert_eq!(old.commits.iter().filter(|c| c.checkpoint).count(), 1);
+    let n = old.header.iteration.unwrap();
+    assert_eq!(
+        new.header.iteration,
+        Some(n + 1),
+        "the checkpoint WAL is bound to N+1"
+    );
+    assert!(new.commits.iter().all(|c| !c.checkpoint));
+    assert!(
+        [n, n + 1].contains(&file.iteration),
+        "file iteration {} for WALs of {n} and {}",
+        file.iteration,
+        n + 1
+    );
+}

@@ -544,8 +544,9 @@ class Client:
         pin: bool = False,
         timeout: Optional[float] = None,
     ) -> Optional[Dict[str, Any]]:
-        """Takes a snapshot and waits for it: its manifest, or None when
-        backups are disabled (cloud)."""
+        """Takes a snapshot and waits for it: its manifest (without the
+        chunk lists, which stay in the store), or None when backups are
+        disabled (cloud)."""
         if self.cloud:
             log.debug("snapshot %r skipped: %s", reason, self.disabled_reason())
             return None
