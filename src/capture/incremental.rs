@@ -36,7 +36,7 @@ pub(super) struct Basis {
     pub(super) path: PathBuf,
     /// The stored snapshot the mirror equals, outside the blocks this
     /// capture wrote into it (none: every chunk is hashed afresh).
-    pub(super) base: Option<Manifest>,
+    pub(super) base: Option<std::sync::Arc<Manifest>>,
     /// The live file the mirror follows (device, inode).
     pub(super) file: (u64, u64),
     /// The header since whose writing every block it does not mark is the
@@ -94,7 +94,7 @@ fn blocks_in(size: u64, bs: u64) -> u64 {
 fn plan(basis: &Basis, changed: &Changed, bs: u64, size: u64, touched: &BTreeSet<u64>) -> Plan {
     let bounds = duckfile::db_chunk_bounds(size, bs, CHUNK_TARGET);
     let mut base: HashMap<(u64, u64), &ChunkRef> = HashMap::new();
-    if let Some(entry) = basis.base.as_ref().and_then(mirror::db_entry) {
+    if let Some(entry) = basis.base.as_deref().and_then(mirror::db_entry) {
         let mut off = 0;
         for c in &entry.chunks {
             base.insert((off, off + c.len), c);

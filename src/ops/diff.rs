@@ -154,7 +154,7 @@ fn side(ctx: &Ctx, store: &Store, given: &str) -> Result<DiffSide, OpError> {
             skip_unchanged: true,
         };
         match snapshot(ctx, &req)? {
-            SnapshotOutcome::Created(m) => m.id,
+            SnapshotOutcome::Created(m) => m.id.clone(),
             SnapshotOutcome::Unchanged { since } => since,
             SnapshotOutcome::Disabled { reason } => return Err(OpError::Disabled { reason }),
         }

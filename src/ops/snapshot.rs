@@ -76,15 +76,10 @@ impl From<SnapshotOutcome> for SnapshotReply {
                 r.disabled = true;
                 r.reason = Some(reason);
             }
-            SnapshotOutcome::Created(mut m) => {
-                // The chunk lists stay in the store: a client waiting for
-                // its pre-delete snapshot would otherwise receive (and
-                // parse) megabytes of chunk names for a large database.
-                for f in &mut m.files {
-                    f.chunks = Vec::new();
-                }
-                r.snapshot = Some(m)
-            }
+            // The chunk lists stay in the store: a client waiting for its
+            // pre-delete snapshot would otherwise receive (and parse)
+            // megabytes of chunk names for a large database.
+            SnapshotOutcome::Created(m) => r.snapshot = Some(Box::new(m.without_chunks())),
             SnapshotOutcome::Unchanged { since } => {
                 r.unchanged = true;
                 r.since = Some(since);
@@ -125,7 +120,7 @@ pub enum SnapshotOutcome {
     Disabled {
         reason: String,
     },
-    Created(Box<Manifest>),
+    Created(std::sync::Arc<Manifest>),
     /// `skip_unchanged` and the database equals snapshot `since`.
     Unchanged {
         since: SnapshotId,
@@ -248,7 +243,11 @@ fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
         commit_ms = (started.elapsed() - captured).as_secs_f64() * 1e3,
         "capture and commit finished"
     );
-    Ok(SnapshotOutcome::Created(Box::new(manifest)))
+    // The next online capture takes its unread blocks from this snapshot:
+    // a long-running process keeps its manifest rather than read it again.
+    let manifest = std::sync::Arc::new(manifest);
+    capture::mirror::remember(&store, &manifest);
+    Ok(SnapshotOutcome::Created(manifest))
 }
 
 /// The database file's metadata, or why it cannot be snapshotted: missing,

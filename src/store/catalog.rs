@@ -105,6 +105,15 @@ impl Store {
         Ok((ids, bad))
     }
 
+    /// The `stat` stamp of snapshot `id`'s manifest file (a manifest is
+    /// written once, by rename: a rewritten one is another inode, and an
+    /// edit in place moves its ctime).
+    pub fn manifest_stamp(&self, id: &SnapshotId) -> Option<crate::database::stamp::Stamp> {
+        fs::symlink_metadata(self.manifest_path(id))
+            .ok()
+            .map(|m| crate::database::stamp::Stamp::of(&m))
+    }
+
     /// Loads and checks one manifest.
     pub fn load_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
         let path = self.manifest_path(id);

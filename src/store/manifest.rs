@@ -225,6 +225,36 @@ impl Manifest {
         key(self) == key(other)
     }
 
+    /// This manifest without its chunk lists (what the answer to a
+    /// `snapshot` request carries), copied without copying them.
+    pub fn without_chunks(&self) -> Manifest {
+        Manifest {
+            format: self.format,
+            id: self.id.clone(),
+            created_at: self.created_at,
+            reason: self.reason.clone(),
+            label: self.label.clone(),
+            pinned: self.pinned,
+            pinned_until: self.pinned_until,
+            database: self.database.clone(),
+            files: self
+                .files
+                .iter()
+                .map(|f| FileEntry {
+                    role: f.role.clone(),
+                    size: f.size,
+                    hash: f.hash.clone(),
+                    hash_of: f.hash_of,
+                    chunks: Vec::new(),
+                })
+                .collect(),
+            capture: self.capture.clone(),
+            check: self.check.clone(),
+            bytes_new: self.bytes_new,
+            ducksnap_version: self.ducksnap_version.clone(),
+        }
+    }
+
     pub fn file(&self, role: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.role == role)
     }
