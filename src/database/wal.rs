@@ -119,36 +119,26 @@ pub struct Walked {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
     pub header: WalHeader,
-    pub commits: Vec<Commit>,
-    pub entries: u64,
-    pub end: End,
-    pub read_to: u64,
+    /// Its entries, from the header's end.
+    pub walked: Walked,
 }
 
 impl Scan {
-    /// The offset past the last commit (the header's end when none).
+    /// The offset past the last commit (the header's end when none): a
+    /// WAL cut here replays every commit that verified.
     pub fn committed_to(&self) -> u64 {
-        self.commits.last().map_or(self.header.len, |c| c.end)
-    }
-
-    /// Bytes after the last commit that belong to no commit yet: entries
-    /// of a transaction still being written, or a torn or damaged tail.
-    pub fn uncommitted(&self, len: u64) -> u64 {
-        len - self.committed_to()
+        self.walked
+            .commits
+            .last()
+            .map_or(self.header.len, |c| c.end)
     }
 }
 
 /// Reads a whole WAL: its header, then every entry.
 pub fn scan(wal: &[u8]) -> Result<Scan, WalError> {
     let header = header(wal)?;
-    let w = entries(wal, header.len, 0);
-    Ok(Scan {
-        header,
-        commits: w.commits,
-        entries: w.entries,
-        end: w.end,
-        read_to: w.read_to,
-    })
+    let walked = entries(wal, header.len, 0);
+    Ok(Scan { header, walked })
 }
 
 /// The header: `WAL_VERSION` (field 100), the version (101), and from

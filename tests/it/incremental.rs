@@ -437,6 +437,16 @@ fn a_small_disk_takes_incremental_snapshots() {
     assert_eq!(ws.run(&["verify"]).status.code(), Some(0));
 }
 
+/// The app holding a database of 300,000 rows, and a daemon without a
+/// schedule on it.
+fn app_and_daemon(ws: &Workspace) -> (App, Daemon) {
+    set_config(ws, "[schedule]\nenabled = false\n");
+    std::fs::create_dir_all(ws.db().parent().unwrap()).unwrap();
+    let mut app = App::start(ws, "");
+    app.run("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(300000); CHECKPOINT");
+    (app, Daemon::start(ws, &[]))
+}
+
 /// Through a daemon, which keeps the chain running: snapshots several
 /// checkpoints apart — tables dropped and created again, deletes that free
 /// row groups, `VACUUM`, a file that shrinks and grows again, bulk inserts
@@ -449,11 +459,7 @@ fn a_small_disk_takes_incremental_snapshots() {
 fn a_daemon_follows_every_checkpoint() {
     use ducksnap::capture::chain::{Changed, Marks};
     let ws = Workspace::new();
-    set_config(&ws, "[schedule]\nenabled = false\n");
-    std::fs::create_dir_all(ws.db().parent().unwrap()).unwrap();
-    let mut app = App::start(&ws, "");
-    app.run("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(300000); CHECKPOINT");
-    let d = Daemon::start(&ws, &[]);
+    let (mut app, d) = app_and_daemon(&ws);
     let mut c = d.connect();
     let snap = |c: &mut Conn| {
         let r = c.call(serde_json::json!({"op": "snapshot"}));
@@ -625,11 +631,7 @@ fn a_daemon_reads_a_base_manifest_again_once_it_changes() {
     // the file is the one it read: a manifest damaged in place since is
     // read again, fails its check, and is not used as a base.
     let ws = Workspace::new();
-    set_config(&ws, "[schedule]\nenabled = false\n");
-    std::fs::create_dir_all(ws.db().parent().unwrap()).unwrap();
-    let mut app = App::start(&ws, "");
-    app.run("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(300000); CHECKPOINT");
-    let d = Daemon::start(&ws, &[]);
+    let (app, d) = app_and_daemon(&ws);
     let mut c = d.connect();
     let mut snap = || {
         let r = c.call(serde_json::json!({"op": "snapshot", "reason": "pre-delete"}));

@@ -135,14 +135,14 @@ fn a_wal_reads_as_the_commits_the_app_made() {
     for (app, w) in apps(&ws) {
         let bytes = w.wal();
         let scan = wal::scan(&bytes).unwrap_or_else(|e| panic!("{app}: {e}"));
-        assert_eq!(scan.end, End::Clean, "{app}: every entry verifies");
-        let ends: Vec<u64> = scan.commits.iter().map(|c| c.end).collect();
+        assert_eq!(scan.walked.end, End::Clean, "{app}: every entry verifies");
+        let ends: Vec<u64> = scan.walked.commits.iter().map(|c| c.end).collect();
         assert_eq!(
             ends,
             w.commit_ends(),
             "{app}: each commit ends where the WAL stood when the app's commit returned"
         );
-        assert!(scan.commits.iter().all(|c| !c.checkpoint), "{app}");
+        assert!(scan.walked.commits.iter().all(|c| !c.checkpoint), "{app}");
         // The binding to the database file: its identifier (main header,
         // bytes 124..140) and iteration, from storage 66 on.
         let file = std::fs::read(w.db()).unwrap();
@@ -167,8 +167,8 @@ fn a_wal_reads_as_the_commits_the_app_made() {
             h.storage_version,
             bytes.len(),
             scan.header.len,
-            scan.entries,
-            scan.commits.len()
+            scan.walked.entries,
+            scan.walked.commits.len()
         );
     }
 }
@@ -180,7 +180,7 @@ fn a_wal_cut_after_a_commit_replays_exactly_the_commits_before_it() {
         let bytes = w.wal();
         let scan = wal::scan(&bytes).unwrap();
         let mut cuts = vec![scan.header.len];
-        cuts.extend(scan.commits.iter().map(|c| c.end));
+        cuts.extend(scan.walked.commits.iter().map(|c| c.end));
         let mut applied = Vec::new();
         for (k, &end) in cuts.iter().enumerate() {
             let want = w.state_at(end);
@@ -198,16 +198,16 @@ fn a_wal_cut_after_a_commit_replays_exactly_the_commits_before_it() {
             for torn in [end + 8, (end + next) / 2, next - 1] {
                 let cut = &bytes[..torn as usize];
                 let s = wal::scan(cut).unwrap();
-                assert_eq!(s.commits.len(), k, "{app}: torn at {torn}");
+                assert_eq!(s.walked.commits.len(), k, "{app}: torn at {torn}");
                 assert!(
-                    matches!(s.end, End::Torn { .. } | End::Clean),
+                    matches!(s.walked.end, End::Torn { .. } | End::Clean),
                     "{app}: torn at {torn}: {:?}",
-                    s.end
+                    s.walked.end
                 );
                 let got = w.open_with(cut, &format!("torn-{k}-{torn}"));
                 if got.as_ref() != Ok(&want) {
                     assert_eq!(got, Ok(w.state_at(next)), "{app}: torn at {torn}: neither");
-                    applied.push((k + 1, torn, scan.commits[k].optimistic));
+                    applied.push((k + 1, torn, scan.walked.commits[k].optimistic));
                 }
             }
         }
@@ -234,21 +234,25 @@ fn a_damaged_entry_is_named_where_duckdb_names_it() {
         let bytes = w.wal();
         let scan = wal::scan(&bytes).unwrap();
         // A byte flipped in the body of the first entry of commit k.
-        for k in [0, scan.commits.len() / 2, scan.commits.len() - 1] {
+        for k in [
+            0,
+            scan.walked.commits.len() / 2,
+            scan.walked.commits.len() - 1,
+        ] {
             let start = if k == 0 {
                 scan.header.len
             } else {
-                scan.commits[k - 1].end
+                scan.walked.commits[k - 1].end
             };
             let mut bad = bytes.clone();
             bad[start as usize + 16 + 3] ^= 0x20;
             let s = wal::scan(&bad).unwrap();
-            let End::BadChecksum { offset, .. } = s.end else {
-                panic!("{app}: commit {k}: {:?}", s.end);
+            let End::BadChecksum { offset, .. } = s.walked.end else {
+                panic!("{app}: commit {k}: {:?}", s.walked.end);
             };
             assert_eq!(offset, start, "{app}");
             assert_eq!(
-                s.commits.len(),
+                s.walked.commits.len(),
                 k,
                 "{app}: the commits before it are intact"
             );
@@ -261,7 +265,7 @@ fn a_damaged_entry_is_named_where_duckdb_names_it() {
             );
             // What ducksnap would keep — the WAL cut at the last good
             // commit — opens with exactly those commits.
-            let keep = s.commits.last().map_or(s.header.len, |c| c.end);
+            let keep = s.committed_to();
             let got = w.open_with(&bad[..keep as usize], &format!("kept-{k}"));
             assert_eq!(got, Ok(w.state_at(keep)), "{app}: commit {k}");
         }
@@ -302,7 +306,7 @@ fn an_optimistic_write_needs_an_image_taken_after_its_commit() {
         .unwrap();
     let end = w.record[bulk]["wal"].as_u64().unwrap();
     let before = w.record[bulk - 1]["wal"].as_u64().unwrap();
-    assert!(scan.commits.iter().any(|c| c.end == end));
+    assert!(scan.walked.commits.iter().any(|c| c.end == end));
     println!(
         "the bulk commit of 300,000 rows took {} bytes of WAL",
         end - before
@@ -356,14 +360,18 @@ os._exit(0)",
         sizes[0], sizes[1], before.iteration, after.iteration
     );
     let small = wal::scan(&std::fs::read(db.with_extension("duckdb.small-wal")).unwrap()).unwrap();
-    assert_eq!(small.commits.len(), 1);
+    assert_eq!(small.walked.commits.len(), 1);
     assert_eq!(small.header.iteration, Some(before.iteration));
     assert!(after.iteration > before.iteration, "no checkpoint ran");
     // The WAL holds no commit of generation N+1: the large commit is only
     // in the file.
     if sizes[1] > 0 {
         let now = wal::scan(&std::fs::read(db.with_extension("duckdb.wal")).unwrap()).unwrap();
-        assert_eq!(now.commits, vec![], "the large commit went to the WAL");
+        assert_eq!(
+            now.walked.commits,
+            vec![],
+            "the large commit went to the WAL"
+        );
     }
     let c = open_ro(&db);
     assert_eq!(query_i64(&c, "SELECT count(*) FROM t"), 2_000_001);
@@ -414,26 +422,29 @@ fn a_checkpoint_hands_new_commits_to_the_checkpoint_wal() {
          .wal.checkpoint iteration {:?} ({} commits)",
         file.iteration,
         old.header.iteration,
-        old.commits.len(),
-        old.commits.last().map(|c| c.checkpoint),
+        old.walked.commits.len(),
+        old.walked.commits.last().map(|c| c.checkpoint),
         new.header.iteration,
-        new.commits.len()
+        new.walked.commits.len()
     );
-    assert_eq!(old.end, End::Clean);
-    assert_eq!(new.end, End::Clean);
-    let last = old.commits.last().expect("commits in .wal");
+    assert_eq!(old.walked.end, End::Clean);
+    assert_eq!(new.walked.end, End::Clean);
+    let last = old.walked.commits.last().expect("commits in .wal");
     assert!(
         last.checkpoint,
         "the old WAL ends with the checkpoint's marker"
     );
-    assert_eq!(old.commits.iter().filter(|c| c.checkpoint).count(), 1);
+    assert_eq!(
+        old.walked.commits.iter().filter(|c| c.checkpoint).count(),
+        1
+    );
     let n = old.header.iteration.unwrap();
     assert_eq!(
         new.header.iteration,
         Some(n + 1),
         "the checkpoint WAL is bound to N+1"
     );
-    assert!(new.commits.iter().all(|c| !c.checkpoint));
+    assert!(new.walked.commits.iter().all(|c| !c.checkpoint));
     assert!(
         [n, n + 1].contains(&file.iteration),
         "file iteration {} for WALs of {n} and {}",
