@@ -452,3 +452,94 @@ fn a_checkpoint_hands_new_commits_to_the_checkpoint_wal() {
         n + 1
     );
 }
+
+#[test]
+fn an_optimistic_commits_blocks_stay_until_the_next_checkpoint() {
+    // The blocks a committed bulk insert wrote before its commit are not
+    // written again before the next checkpoint — not by a bulk insert
+    // rolled back after it, another committed one, or a delete of its rows
+    // (single_file_block_manager.cpp: a block marked checkpointed is not
+    // handed out again until a header frees it). So the last image of the
+    // file before a checkpoint serves every commit of its generation.
+    let ws = Workspace::new();
+    let db = ws.path().join("opt.duckdb");
+    let out = run_python(
+        "import duckdb, os, shutil, sys
+db = sys.argv[1]
+c = duckdb.connect(db)
+c.execute(\"SET checkpoint_threshold = '10GB'\")
+c.execute('CREATE TABLE t (i BIGINT, v VARCHAR)')
+c.execute('CHECKPOINT')
+shutil.copyfile(db, db + '.0')
+c.execute(\"INSERT INTO t SELECT range, md5(range::VARCHAR) FROM range(400000)\")
+a = os.path.getsize(db + '.wal')
+shutil.copyfile(db, db + '.1')
+c.execute(\"BEGIN; INSERT INTO t SELECT range, 'r' FROM range(400000); ROLLBACK\")
+c.execute(\"INSERT INTO t SELECT range, 'b' || range FROM range(400000, 800000)\")
+c.execute('DELETE FROM t WHERE i < 400000')
+shutil.copyfile(db, db + '.2')
+n, h = c.execute('SELECT count(*), sum(hash(x))::VARCHAR FROM t AS x').fetchone()
+print(a, n, h, flush=True)
+os._exit(0)",
+        &[db.to_str().unwrap()],
+    );
+    let f: Vec<&str> = out.split_whitespace().collect();
+    let a: u64 = f[0].parse().unwrap();
+    let image = |n: u32| std::fs::read(format!("{}.{n}", db.display())).unwrap();
+    let (i0, i1, i2) = (image(0), image(1), image(2));
+    let bs = Header::parse(&i1[..12288], &db).unwrap().block_size as usize;
+    let block = |img: &[u8], b: usize| {
+        img.get(12288 + b * bs..12288 + (b + 1) * bs)
+            .map(<[u8]>::to_vec)
+    };
+    // The blocks commit A wrote: those that differ between the images
+    // before and after it.
+    let blocks = (i1.len() - 12288) / bs;
+    let written: Vec<usize> = (0..blocks)
+        .filter(|&b| block(&i0, b) != block(&i1, b))
+        .collect();
+    assert!(written.len() >= 2, "the bulk insert wrote {written:?}");
+    let rewritten: Vec<usize> = written
+        .iter()
+        .copied()
+        .filter(|&b| block(&i1, b) != block(&i2, b))
+        .collect();
+    println!(
+        "commit A wrote {} blocks before it committed; {} of them differ in the last image: {rewritten:?}",
+        written.len(),
+        rewritten.len()
+    );
+    assert_eq!(rewritten, Vec::<usize>::new());
+    // And that last image, with the WAL cut after A, is the state after A.
+    let wal = std::fs::read(db.with_extension("duckdb.wal")).unwrap();
+    let scan = wal::scan(&wal).unwrap();
+    let commit = scan
+        .walked
+        .commits
+        .iter()
+        .find(|c| c.end == a)
+        .expect("A's end");
+    assert!(commit.optimistic);
+    let dir = ws.path().join("cut");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("x.duckdb"), &i2).unwrap();
+    std::fs::write(dir.join("x.duckdb.wal"), &wal[..a as usize]).unwrap();
+    let got = run_python(
+        "import duckdb, sys
+c = duckdb.connect(sys.argv[1], read_only=True)
+print(*c.execute('SELECT count(*), sum(hash(x))::VARCHAR FROM t AS x').fetchone())",
+        &[dir.join("x.duckdb").to_str().unwrap()],
+    );
+    let want = run_python(
+        "import duckdb
+c = duckdb.connect()
+print(*c.execute(\"SELECT count(*), sum(hash(x))::VARCHAR FROM (SELECT range::BIGINT AS i, md5(range::VARCHAR) AS v FROM range(400000)) AS x\").fetchone())",
+        &[],
+    );
+    assert_eq!(
+        got.trim(),
+        want.trim(),
+        "the last image does not serve commit A"
+    );
+    assert_eq!(f[1], "400000", "the app's final state");
+}
