@@ -48,6 +48,7 @@ compile_error!(
      (F_OFD_SETLK), inotify and copy_file_range (README, \"Platforms\")"
 );
 
+pub mod archive;
 pub mod capture;
 pub mod cli;
 pub mod config;

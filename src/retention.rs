@@ -54,6 +54,10 @@ pub struct Candidate {
     /// Offsite is configured and this snapshot has not reached it yet: kept
     /// ("not offsite yet") unless the size budget needs its space.
     pub offsite_pending: bool,
+    /// A commit restore point inside the recovery window is replayed onto
+    /// it (`[continuous] window`): kept unless the size budget needs its
+    /// space.
+    pub base_of_commits: bool,
 }
 
 impl Candidate {
@@ -69,6 +73,7 @@ impl Candidate {
             verified: m.check.status == CheckStatus::Verified,
             chunks,
             offsite_pending,
+            base_of_commits: false,
         }
     }
 }
@@ -84,6 +89,8 @@ pub fn look_only(reason: &str) -> bool {
 
 /// The reason that keeps a snapshot offsite does not have yet.
 pub const NOT_OFFSITE: &str = "not offsite yet";
+/// Why a snapshot commit restore points need is kept.
+pub const BASE_OF_COMMITS: &str = "base of commits in the recovery window";
 
 /// Keep or forget one snapshot, with every reason that applied.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -276,6 +283,9 @@ pub fn plan(snapshots: &[Candidate], policy: &RetentionConfig, now: DateTime<Utc
     for (i, s) in snaps.iter().enumerate() {
         if s.offsite_pending {
             reasons[i].push(NOT_OFFSITE.into());
+        }
+        if s.base_of_commits {
+            reasons[i].push(BASE_OF_COMMITS.into());
         }
     }
     let mut keep: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();

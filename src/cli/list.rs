@@ -29,6 +29,11 @@ pub struct Args {
     /// Times in UTC instead of local time.
     #[arg(long)]
     utc: bool,
+    /// The commits a restore can reach (continuous archiving), newest
+    /// first, with the recovery window and any unprotected windows; each
+    /// point id works wherever a snapshot id does for `restore`.
+    #[arg(long, conflicts_with_all = ["reason", "label", "as_of"])]
+    commits: bool,
     /// Print JSON instead of text (the same entries, exact numbers).
     #[arg(long)]
     pub(super) json: bool,
@@ -61,6 +66,9 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
             what: "--as-of",
             reason,
         })?;
+    if a.commits {
+        return commits(ctx, since, a.utc, a.json, now);
+    }
     let mut listing = ops::list(ctx)?;
     listing.snapshots.retain(|e| {
         keep(e, a.reason.as_deref(), a.label.as_deref(), since)
@@ -79,6 +87,63 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
         eprintln!("warning: unreadable manifest {}: {}", b.file, b.reason);
     }
     Ok(0)
+}
+
+/// `list --commits`.
+fn commits(
+    ctx: &Ctx,
+    since: Option<DateTime<Utc>>,
+    utc: bool,
+    json: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<u8> {
+    let l = ops::point::commits(ctx, since)?;
+    if json {
+        print_json(&l)?;
+        return Ok(0);
+    }
+    match l.window {
+        Some((a, b)) => outln!(
+            "recovery window: {} .. {} ({} restore points)",
+            human::time(a, utc),
+            human::time(b, utc),
+            l.points.len()
+        ),
+        None if ctx.config.continuous.enabled => {
+            outln!(
+                "no commit archived yet ([continuous] is on; the daemon archives as the app commits)"
+            )
+        }
+        None => outln!(
+            "no commit archived: continuous archiving is off ([continuous] enabled = true turns it on)"
+        ),
+    }
+    for w in &l.unprotected {
+        outln!(
+            "UNPROTECTED {} .. {} ({} commits): {}",
+            human::time(w.from, utc),
+            human::time(w.to, utc),
+            w.commits,
+            w.cause
+        );
+    }
+    if !l.points.is_empty() {
+        let mut t = human::table(&["point", "committed", "age"]);
+        for p in l.points.iter().rev() {
+            t.add_row(vec![
+                p.id.clone(),
+                human::time(p.at, utc),
+                human::age(p.at, now),
+            ]);
+        }
+        for line in t.to_string().lines() {
+            outln!("{line}");
+        }
+    }
+    for d in &l.damaged {
+        eprintln!("warning: unreadable archive record {d}");
+    }
+    Ok(if l.damaged.is_empty() { 0 } else { 6 })
 }
 
 fn keep(

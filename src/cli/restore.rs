@@ -47,13 +47,26 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Res
     if !ctx.detection.is_cloud() {
         // `latest` and `--as-of` are decided once, here: what the prompt
         // names is what is restored, whatever snapshot lands meanwhile.
-        let (store, id) = select::resolve(ctx, &given)?;
-        let manifest = store.load_manifest(&id).ok();
-        as_of = manifest
-            .as_ref()
-            .and_then(|m| select::as_of_note(&given, m));
-        chosen = manifest.map(|m| describe(&m));
-        given = id.to_string();
+        if let Some((point, at, base)) = crate::ops::point::decide(ctx, &given)? {
+            let now = chrono::Utc::now();
+            chosen = Some((
+                format!(
+                    "commit {point}: seen {} ({}), replayed onto snapshot {base}",
+                    super::human::age(at, now),
+                    super::human::time(at, false)
+                ),
+                None,
+            ));
+            given = point;
+        } else {
+            let (store, id) = select::resolve(ctx, &given)?;
+            let manifest = store.load_manifest(&id).ok();
+            as_of = manifest
+                .as_ref()
+                .and_then(|m| select::as_of_note(&given, m));
+            chosen = manifest.map(|m| describe(&m));
+            given = id.to_string();
+        }
     }
     if let Some(note) = &as_of {
         eprintln!("{note}");
@@ -79,16 +92,27 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Res
         print_json(&r)?;
         return Ok(0);
     }
-    outln!(
-        "restored snapshot {} to {}{}",
-        r.id,
-        r.path.display(),
-        if r.wal { " (with its WAL)" } else { "" }
-    );
+    match &r.point {
+        Some(p) => outln!(
+            "restored commit {p} (snapshot {} and the archived WAL up to that commit) to {}",
+            r.id,
+            r.path.display()
+        ),
+        None => outln!(
+            "restored snapshot {} to {}{}",
+            r.id,
+            r.path.display(),
+            if r.wal { " (with its WAL)" } else { "" }
+        ),
+    }
     if let Some(p) = &r.pre_restore {
         outln!("the previous database is kept as pinned snapshot {p} (restore it to undo)");
     }
-    if !r.verified {
+    if r.point.is_some() && !r.checked {
+        outln!(
+            "note: DuckDB has not opened the result yet; --check makes it open and read every table"
+        );
+    } else if !r.verified {
         outln!(
             "note: the bundled DuckDB cannot read this storage version; only the file hash was checked"
         );

@@ -43,6 +43,10 @@ pub fn from_str_at(
         database,
         store,
         capture: c.capture(raw.capture)?,
+        continuous: ContinuousConfig {
+            enabled: raw.continuous.enabled.unwrap_or(false),
+            window: raw.continuous.window.unwrap_or(ms(7 * 86_400_000)),
+        },
         schedule: c.schedule(raw.schedule)?,
         retention,
         watch: watch_section(raw.watch),

@@ -18,6 +18,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub store: StoreConfig,
     pub capture: CaptureConfig,
+    pub continuous: ContinuousConfig,
     pub schedule: ScheduleConfig,
     pub retention: RetentionConfig,
     pub watch: WatchConfig,
@@ -42,6 +43,19 @@ pub struct StoreConfig {
     pub compression_level: i32,
     /// A snapshot refuses to start when the store's file system has less free.
     pub min_free_space: ByteSize,
+}
+
+/// `[continuous]`: the WAL archived as the app commits, so that a restore
+/// can reach any commit (docs/USER_GUIDE.md, "Continuous protection").
+#[derive(Debug, Clone, Serialize)]
+pub struct ContinuousConfig {
+    /// The daemon follows the WAL (off by default until its cost figures
+    /// are measured: docs/BENCHMARKS.md).
+    pub enabled: bool,
+    /// Every commit of this last stretch stays restorable: the base
+    /// snapshots its commits need are kept whatever the retention rules
+    /// say, and older archived WAL is removed by `prune`.
+    pub window: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) capture: RawCapture,
     #[serde(default)]
+    pub(super) continuous: RawContinuous,
+    #[serde(default)]
     pub(super) schedule: RawSchedule,
     #[serde(default)]
     pub(super) retention: RawRetention,
@@ -71,6 +73,13 @@ pub(super) struct RawStore {
     pub(super) dir: Option<String>,
     pub(super) compression_level: Option<i32>,
     pub(super) min_free_space: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawContinuous {
+    pub(super) enabled: Option<bool>,
+    pub(super) window: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -30,6 +30,10 @@ pub enum JobKind {
     Scheduled,
     /// A snapshot after the database changed and settled, then retention.
     Changed,
+    /// A snapshot the WAL archive wants as a base image (a WAL generation
+    /// began, or an optimistic commit was archived), skipped when nothing
+    /// changed (the newest snapshot is then the base), then retention.
+    Base,
     /// A restore drill: deep-verify the newest snapshot and a rolling
     /// sample of older ones.
     Drill,

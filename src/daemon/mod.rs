@@ -25,6 +25,7 @@
 //! the old one stays).
 
 pub mod activation;
+pub mod archiver;
 pub mod jobs;
 pub mod pusher;
 pub mod schedule;
@@ -281,6 +282,11 @@ impl LocalTasks {
             env: self.env,
             kick: self.snapshot_taken,
             notifier: self.notifier,
+        }));
+        tasks.spawn(archiver::archiver(archiver::Archiver {
+            settings: self.settings.clone(),
+            queue: self.queue.clone(),
+            token: self.token.clone(),
         }));
         tasks.spawn(watch::watcher(watch::Watch {
             settings: self.settings,

@@ -121,6 +121,7 @@ fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> (Response, Took) {
     match kind {
         JobKind::Request(Request::Snapshot(req)) => {
             let out = ops::snapshot(ctx, &req);
+            offer_base(ctx, &out);
             let took = Took::of(&out);
             if out.is_ok() {
                 state.note_snapshot(jobs::fingerprint(&ctx.config.database.path), true);
@@ -137,8 +138,9 @@ fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> (Response, Took) {
             }
             (r, Took::Nothing)
         }
-        JobKind::Scheduled => background_snapshot(ctx, state, true),
-        JobKind::Changed => background_snapshot(ctx, state, false),
+        JobKind::Scheduled => background_snapshot(ctx, state, Background::Scheduled),
+        JobKind::Changed => background_snapshot(ctx, state, Background::Changed),
+        JobKind::Base => background_snapshot(ctx, state, Background::Base),
         JobKind::Drill => {
             let r = dispatch::answer(ops::drill::drill(ctx));
             set_result(state, Job::Verify, &r);
@@ -147,9 +149,31 @@ fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> (Response, Took) {
     }
 }
 
-/// A scheduled (skipped when the database did not change) or
-/// change-triggered snapshot, then retention.
-fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> (Response, Took) {
+/// Why the daemon takes a snapshot of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Background {
+    Scheduled,
+    Changed,
+    Base,
+}
+
+/// Offers the snapshot an outcome names (new, or the newest when nothing
+/// changed) to the WAL tailer following `ctx`'s database, as a base image.
+fn offer_base(ctx: &Ctx, out: &Result<SnapshotOutcome, ops::OpError>) {
+    let Some(t) = crate::archive::tail::followed(&ctx.config.database.path) else {
+        return;
+    };
+    match out {
+        Ok(SnapshotOutcome::Created(m)) => t.offer(&m.id),
+        Ok(SnapshotOutcome::Unchanged { since }) => t.offer(since),
+        Ok(SnapshotOutcome::Disabled { .. }) | Err(_) => {}
+    }
+}
+
+/// A scheduled (skipped when the database did not change), change-triggered
+/// or base snapshot, then retention.
+fn background_snapshot(ctx: &Ctx, state: &StateHandle, why: Background) -> (Response, Took) {
+    let scheduled = why == Background::Scheduled;
     let db = &ctx.config.database.path;
     let now_fp = jobs::fingerprint(db);
     if now_fp.is_none() {
@@ -179,12 +203,18 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, scheduled: bool) -> (Resp
         );
     }
     let req = SnapshotRequest {
-        reason: if scheduled { "scheduled" } else { "change" }.into(),
+        reason: match why {
+            Background::Scheduled => "scheduled",
+            Background::Changed => "change",
+            Background::Base => "base",
+        }
+        .into(),
         label: None,
         pin: false,
         skip_unchanged: true,
     };
     let out = ops::snapshot(ctx, &req);
+    offer_base(ctx, &out);
     let took = Took::of(&out);
     if let Ok(o) = &out {
         state.note_snapshot(now_fp, !matches!(o, SnapshotOutcome::Unchanged { .. }));

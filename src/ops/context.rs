@@ -152,6 +152,8 @@ pub enum OpError {
     Offsite(#[from] crate::offsite::OffsiteError),
     #[error(transparent)]
     Compare(#[from] crate::database::compare::CompareError),
+    #[error(transparent)]
+    Point(crate::archive::points::PointError),
     #[error("verification found problems in {problems} of {checked} snapshot(s)")]
     VerifyFailed { checked: usize, problems: usize },
     #[error(
@@ -184,6 +186,14 @@ impl OpError {
             | OpError::VerifyFailed { .. } => ErrorCode::Damaged,
             OpError::NoSpace { .. } => ErrorCode::NoSpace,
             OpError::Offsite(e) => offsite_code(e),
+            OpError::Point(e) => match e {
+                crate::archive::points::PointError::NotFound(_) => ErrorCode::NotFound,
+                crate::archive::points::PointError::Unprotected { .. } => {
+                    ErrorCode::NoSnapshotAtTime
+                }
+                crate::archive::points::PointError::Damaged { .. } => ErrorCode::Damaged,
+                crate::archive::points::PointError::Store(e) => store_code(e),
+            },
             OpError::Compare(e) => compare_code(e),
             OpError::Disabled { .. } => ErrorCode::Disabled,
             OpError::InUse { .. } => ErrorCode::InUse,

@@ -20,6 +20,7 @@ pub mod offsite;
 pub mod outfile;
 pub mod owner;
 mod pin;
+pub mod point;
 pub mod progress;
 mod prune;
 pub mod restore;

@@ -24,6 +24,11 @@ pub struct PruneReport {
 }
 
 fn candidates(ctx: &Ctx, store: &Store, manifests: &[Manifest]) -> Vec<Candidate> {
+    let bases = crate::ops::point::bases_in_window(ctx, store, Utc::now()).unwrap_or_else(|e| {
+        // Unreadable archive: every snapshot any record names is kept.
+        tracing::warn!(event = "prune.archive_unreadable", error = %e, "cannot read the WAL archive; keeping every snapshot it may need");
+        manifests.iter().map(|m| m.id.clone()).collect()
+    });
     let mut sizes: HashMap<String, u64> = HashMap::new();
     let pushed = crate::offsite::cache::confirmed_ids(ctx.config.offsite.as_ref(), store);
     manifests
@@ -41,7 +46,9 @@ fn candidates(ctx: &Ctx, store: &Store, manifests: &[Manifest]) -> Vec<Candidate
                 })
                 .collect();
             let pending = pushed.as_ref().is_some_and(|p| !p.contains(m.id.as_str()));
-            Candidate::of(m, chunks, pending)
+            let mut c = Candidate::of(m, chunks, pending);
+            c.base_of_commits = bases.contains(&m.id);
+            c
         })
         .collect()
 }
@@ -117,6 +124,17 @@ fn apply(ctx: &Ctx, req: &PruneRequest) -> Result<PruneReport, OpError> {
         }
     }
     let removed = remove_forgotten(&store, &plan)?;
+    match crate::ops::point::expire(ctx, &store, Utc::now()) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            event = "prune.archive_expired",
+            generations = n,
+            "archived WAL older than the recovery window removed"
+        ),
+        Err(e) => {
+            tracing::warn!(event = "prune.archive_failed", error = %e, "could not expire old archived WAL")
+        }
+    }
     release_expired_pins(&store, &lock, &manifests, &plan);
     // Delete before writing anything: on a full disk, the catalog rewrite
     // is what needs the space being freed (and it is rebuilt when stale).

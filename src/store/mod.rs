@@ -33,9 +33,10 @@ mod reassemble;
 pub mod scratch;
 
 pub use chunks::{ChunkBatch, ChunkBuf, Compressors, PutChunk};
-pub(crate) use disk::create_private_dir;
+pub(crate) use disk::{create_private_dir, create_private_file};
 pub use disk::{fsync_dir, open_lock_file, open_private, read_full_at, workers};
 pub use error::{Result, StoreError};
+pub(crate) use manifest::is_hash;
 pub use manifest::{
     BadEntry, CaptureInfo, CaptureMethod, CheckInfo, CheckStatus, ChunkRef, DatabaseInfo,
     FileEntry, FileHash, Incremental, MANIFEST_FORMAT, Manifest, Summary, TableCount,

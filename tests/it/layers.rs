@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// The top-level modules, lowest first: each may import only from those
 /// before it.
-const ORDER: [&str; 15] = [
+const ORDER: [&str; 16] = [
     "id",
     "when",
     "config",
@@ -20,6 +20,7 @@ const ORDER: [&str; 15] = [
     "database",
     "store",
     "capture",
+    "archive",
     "retention",
     "offsite",
     "monitor",

@@ -41,6 +41,7 @@ fn snap(at: DateTime<Utc>, n: u32) -> Candidate {
             ("shared".repeat(10) + "0000", 1000),
         ],
         offsite_pending: false,
+        base_of_commits: false,
     }
 }
 
@@ -434,6 +435,7 @@ fn arb_snaps() -> impl Strategy<Value = Vec<Candidate>> {
                     verified,
                     chunks: vec![(format!("{i:064x}"), 100), (format!("{chunk:064x}"), 300)],
                     offsite_pending: false,
+                    base_of_commits: false,
                 },
             )
             .collect()

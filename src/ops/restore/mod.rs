@@ -17,14 +17,33 @@ use crate::ops::context::{Ctx, OpError, database_path};
 use crate::ops::select::resolve;
 
 /// Restores snapshot `id` over the configured database (or to `--to PATH`).
+/// A commit restore point (`GENERATION@OFFSET`, or `--as-of` reaching a
+/// commit newer than the newest snapshot then: `ops::point`) is restored
+/// as its base snapshot's database file with the archived WAL up to that
+/// commit, through the same paths.
 pub fn restore(ctx: &Ctx, req: &RestoreRequest) -> Result<Restored, OpError> {
-    let (store, id) = resolve(ctx, &req.given()?)?;
-    let lock = store.lock()?;
-    let m = store.load_manifest(&id)?;
+    let given = req.given()?;
+    let store = crate::ops::context::store_for(ctx, &given)?;
+    let chosen = crate::ops::point::choose(ctx, &store, &given)?;
+    let (store, lock, m, point) = match chosen {
+        Some(c) => {
+            let lock = store.lock()?;
+            let m = c.manifest(&store, &lock)?;
+            (store, lock, m, Some(c.point.to_string()))
+        }
+        None => {
+            let (store, id) = resolve(ctx, &given)?;
+            let lock = store.lock()?;
+            let m = store.load_manifest(&id)?;
+            (store, lock, m, None)
+        }
+    };
     let db = database_path(ctx)?;
-    match &req.to {
+    let mut done = match &req.to {
         Some(to) => restore_to(ctx, &store, &m, &db, to, req),
         // In place, DuckDB always checks the result at the database's own path.
         None => restore_in_place(ctx, &store, &lock, &m, &db),
-    }
+    }?;
+    done.point = point;
+    Ok(done)
 }

@@ -62,6 +62,10 @@ pub struct Restored {
     #[serde(default)]
     pub checked: bool,
     pub wal: bool,
+    /// The commit restore point restored (`GENERATION@OFFSET`), when one
+    /// was: `id` is then its base snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<String>,
     /// `--as-of`: which snapshot that time chose and how long before it
     /// it was taken (set by the CLI, which resolves the time).
     #[serde(default, skip_serializing_if = "Option::is_none")]

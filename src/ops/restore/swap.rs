@@ -170,6 +170,7 @@ pub(super) fn restore_in_place(
         verified,
         checked: true,
         wal: m.side_size() > 0,
+        point: None,
         as_of: None,
     })
 }

@@ -74,6 +74,7 @@ pub(super) fn restore_to(
         verified,
         checked,
         wal: m.side_size() > 0,
+        point: None,
         as_of: None,
     })
 }

@@ -1,0 +1,299 @@
+//! The archive on disk, inside the store, apart from the snapshots' chunks
+//! so that archiving never waits for a capture's store lock:
+//!
+//! ```text
+//! <store>/archive/lock                 OFD write lock held while writing
+//! <store>/archive/generations/<id>.json one record per WAL generation
+//! <store>/archive/segments/<blake3>     WAL bytes: tag (0 raw, 1 zstd) + payload
+//! ```
+//!
+//! Every file is written under a temporary name in `archive/`, fsynced,
+//! renamed and the directory fsynced; a segment is durable before a record
+//! names it, so a crash at any instant leaves every recorded boundary
+//! readable (plus unreferenced segments, removed by [`Archive::collect`]).
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::database::oslock::{self, LockKind};
+use crate::id::SnapshotId;
+use crate::store::{Store, StoreError, create_private_dir, create_private_file, fsync_dir};
+
+use super::record::{Generation, MAX_SEGMENT, Segment};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The archive of one store.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    root: PathBuf,
+    level: i32,
+}
+
+/// Held while writing the archive.
+#[derive(Debug)]
+pub struct ArchiveLock {
+    _file: File,
+}
+
+/// A record that cannot be trusted, by file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    pub file: String,
+    pub reason: String,
+}
+
+impl Archive {
+    /// The archive of `store`, whether or not anything was archived yet.
+    pub fn of(store: &Store, level: i32) -> Archive {
+        Archive {
+            root: store.root().join("archive"),
+            level,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether anything was ever archived here.
+    pub fn exists(&self) -> bool {
+        self.root.join("generations").is_dir()
+    }
+
+    /// Creates the directories (private; a link in their place is refused).
+    pub fn create(&self) -> Result<()> {
+        for p in [
+            self.root.clone(),
+            self.root.join("generations"),
+            self.root.join("segments"),
+        ] {
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Link { path: p }),
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(StoreError::Format {
+                        path: p.clone(),
+                        reason: "is not a directory".into(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    create_private_dir(&p).map_err(io_err("create directory", &p))?
+                }
+                Err(e) => return Err(io_err("stat", &p)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the archive's write lock, waiting for another holder.
+    pub fn lock(&self) -> Result<ArchiveLock> {
+        self.create()?;
+        let p = self.root.join("lock");
+        let f = crate::store::open_lock_file(&p).map_err(io_err("open", &p))?;
+        oslock::lock_wait(&f, LockKind::Write).map_err(io_err("lock", &p))?;
+        Ok(ArchiveLock { _file: f })
+    }
+
+    fn record_path(&self, id: &SnapshotId) -> PathBuf {
+        self.root.join("generations").join(format!("{id}.json"))
+    }
+
+    pub fn segment_path(&self, hash: &str) -> PathBuf {
+        self.root.join("segments").join(hash)
+    }
+
+    /// Writes `data` as `path` through a temporary name beside it.
+    fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let tmp = self.root.join(format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        {
+            let mut f = create_private_file(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(data).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
+        fs::rename(&tmp, path).map_err(io_err("rename into", path))?;
+        fsync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Stores WAL bytes `[from, from + data.len())` as a segment.
+    pub fn put_segment(&self, _lock: &ArchiveLock, from: u64, data: &[u8]) -> Result<Segment> {
+        assert!(data.len() as u64 <= MAX_SEGMENT, "segment too long");
+        let hash = blake3::hash(data).to_hex().to_string();
+        let path = self.segment_path(&hash);
+        if !path.exists() {
+            let z = zstd::bulk::compress(data, self.level).map_err(io_err("compress", &path))?;
+            let mut body = Vec::with_capacity(z.len().min(data.len()) + 1);
+            if z.len() < data.len() {
+                body.push(1);
+                body.extend_from_slice(&z);
+            } else {
+                body.push(0);
+                body.extend_from_slice(data);
+            }
+            self.write_atomic(&path, &body)?;
+        }
+        Ok(Segment {
+            hash,
+            from,
+            to: from + data.len() as u64,
+        })
+    }
+
+    /// The bytes of segment `s`, checked against its name and length.
+    pub fn read_segment(&self, s: &Segment) -> Result<Vec<u8>> {
+        let path = self.segment_path(&s.hash);
+        let md = fs::symlink_metadata(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::ChunkMissing {
+                hash: format!("archive segment {}", s.hash),
+            },
+            _ => io_err("stat", &path)(e),
+        })?;
+        let corrupt = |reason: String| StoreError::ChunkCorrupt {
+            hash: format!("archive segment {}", s.hash),
+            reason,
+        };
+        if !md.is_file() {
+            return Err(corrupt("not a regular file".into()));
+        }
+        let raw = fs::read(&path).map_err(io_err("read", &path))?;
+        let len = (s.to - s.from) as usize;
+        let data = match raw.split_first() {
+            Some((0, rest)) => rest.to_vec(),
+            Some((1, rest)) => zstd::bulk::decompress(rest, len)
+                .map_err(|e| corrupt(format!("does not decompress: {e}")))?,
+            _ => return Err(corrupt("unknown tag".into())),
+        };
+        if data.len() != len {
+            return Err(corrupt(format!("holds {} bytes, not {len}", data.len())));
+        }
+        if blake3::hash(&data).to_hex().as_str() != s.hash {
+            return Err(corrupt("its bytes do not match its name".into()));
+        }
+        Ok(data)
+    }
+
+    /// Writes (or replaces) a generation's record.
+    pub fn write_generation(&self, _lock: &ArchiveLock, g: &Generation) -> Result<()> {
+        g.validate().map_err(|reason| StoreError::BadManifest {
+            path: self.record_path(&g.id),
+            reason,
+        })?;
+        let data = serde_json::to_vec(g).expect("a record serializes");
+        self.write_atomic(&self.record_path(&g.id), &data)
+    }
+
+    /// Every generation record, oldest first, and the files that are not
+    /// valid records.
+    pub fn generations(&self) -> Result<(Vec<Generation>, Vec<BadRecord>)> {
+        let dir = self.root.join("generations");
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((out, bad)),
+            Err(e) => return Err(io_err("read directory", &dir)(e)),
+        };
+        for e in entries {
+            let e = e.map_err(io_err("read directory", &dir))?;
+            let file = e.file_name().to_string_lossy().into_owned();
+            match self.read_record(&e.path(), &file) {
+                Ok(g) => out.push(g),
+                Err(reason) => bad.push(BadRecord { file, reason }),
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((out, bad))
+    }
+
+    fn read_record(&self, path: &Path, file: &str) -> std::result::Result<Generation, String> {
+        let id = file
+            .strip_suffix(".json")
+            .ok_or("not a record (.json) file")?;
+        let id = SnapshotId::parse(id).map_err(|e| e.to_string())?;
+        let md = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+        if !md.is_file() {
+            return Err("not a regular file".into());
+        }
+        let data = fs::read(path).map_err(|e| e.to_string())?;
+        let g: Generation = serde_json::from_slice(&data).map_err(|e| e.to_string())?;
+        if g.id != id {
+            return Err(format!("names generation {} in its body", g.id));
+        }
+        g.validate()?;
+        Ok(g)
+    }
+
+    /// The WAL of generation `g` cut at `end`: its bytes `[0, end)`, each
+    /// segment checked.
+    pub fn wal_prefix(&self, g: &Generation, end: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(end as usize);
+        for s in &g.segments {
+            if s.from >= end {
+                break;
+            }
+            let data = self.read_segment(s)?;
+            let take = (end.min(s.to) - s.from) as usize;
+            out.extend_from_slice(&data[..take]);
+        }
+        Ok(out)
+    }
+
+    /// Removes segments no record names and temporary files. Refuses (and
+    /// removes nothing) when a record cannot be read.
+    pub fn collect(&self, _lock: &ArchiveLock) -> Result<usize> {
+        let (gens, bad) = self.generations()?;
+        if !bad.is_empty() {
+            return Err(StoreError::GcRefused {
+                manifests: bad
+                    .into_iter()
+                    .map(|b| format!("archive/generations/{}", b.file))
+                    .collect(),
+            });
+        }
+        let live: BTreeSet<&str> = gens
+            .iter()
+            .flat_map(|g| g.segments.iter().map(|s| s.hash.as_str()))
+            .collect();
+        let mut n = 0;
+        let dir = self.root.join("segments");
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !live.contains(name.as_str()) {
+                    fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
+                    n += 1;
+                }
+            }
+        }
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("tmp-") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes a generation's record (its segments go at the next
+    /// [`Archive::collect`]).
+    pub fn remove_generation(&self, _lock: &ArchiveLock, id: &SnapshotId) -> Result<()> {
+        let p = self.record_path(id);
+        fs::remove_file(&p).map_err(io_err("remove", &p))?;
+        fsync_dir(&self.root.join("generations"))
+    }
+}

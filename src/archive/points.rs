@@ -1,0 +1,258 @@
+//! Restore points read from the archive: every archived commit boundary
+//! that a base snapshot can replay ([`timeline`]), the stretches none can
+//! (unprotected windows, with their cause), and a point made into a
+//! snapshot-shaped manifest that the restore paths take as they take any
+//! snapshot ([`materialize`]).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::database::wal;
+use crate::id::SnapshotId;
+use crate::store::{
+    CheckInfo, CheckStatus, ChunkRef, FileEntry, FileHash, Manifest, Store, StoreError, StoreLock,
+    chunk_list_hash,
+};
+
+use super::disk::Archive;
+use super::record::{Generation, PointId};
+
+/// One commit a restore can reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommitPoint {
+    pub id: String,
+    /// When ducksnap saw the commit (it was made at or before).
+    pub at: DateTime<Utc>,
+    /// The snapshot whose database image it is replayed onto.
+    pub base: SnapshotId,
+    /// `commit`, or `checkpoint`: the state a checkpoint wrote (the WAL
+    /// cut at its header) — where commits that skipped the WAL (a large
+    /// commit that triggered the checkpoint) become reachable.
+    pub kind: &'static str,
+}
+
+/// A stretch of commits no restore can reach, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Commits inside it that ducksnap saw (0: it did not see them).
+    pub commits: u64,
+    pub cause: String,
+}
+
+/// Every restore point and every unprotected window, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Timeline {
+    pub points: Vec<CommitPoint>,
+    pub unprotected: Vec<Window>,
+}
+
+/// The restore points and unprotected windows of `gens`.
+pub fn timeline(gens: &[Generation]) -> Timeline {
+    let mut t = Timeline::default();
+    let mut prev: Option<&Generation> = None;
+    for g in gens {
+        let mut open: Option<Window> = None;
+        if let Some(b) = g.base_for(g.header_len()) {
+            // Seen when the previous WAL went (that checkpoint), if ducksnap
+            // followed it; else when this one appeared.
+            let at = prev
+                .filter(|p| p.db_iteration + 1 == g.db_iteration)
+                .and_then(|p| p.closed.as_ref())
+                .map_or(g.started_at, |c| c.at.min(g.started_at));
+            t.points.push(CommitPoint {
+                id: g.point(g.header_len()).to_string(),
+                at,
+                base: b.snapshot.clone(),
+                kind: "checkpoint",
+            });
+        }
+        prev = Some(g);
+        for c in g.commits.iter().filter(|c| !c.checkpoint) {
+            match g.base_for(c.end) {
+                Some(b) => {
+                    t.unprotected.extend(open.take());
+                    t.points.push(CommitPoint {
+                        id: g.point(c.end).to_string(),
+                        at: c.at,
+                        base: b.snapshot.clone(),
+                        kind: "commit",
+                    });
+                }
+                None => {
+                    let w = open.get_or_insert_with(|| Window {
+                        from: c.at,
+                        to: c.at,
+                        commits: 0,
+                        cause: cause(g, c.end),
+                    });
+                    w.to = c.at;
+                    w.commits += 1;
+                }
+            }
+        }
+        t.unprotected.extend(open.take());
+        if let Some(closed) = &g.closed
+            && closed.unarchived > 0
+        {
+            let from = g.commits.last().map_or(g.started_at, |c| c.at);
+            t.unprotected.push(Window {
+                from,
+                to: closed.at,
+                commits: 0,
+                cause: format!(
+                    "{} bytes of the WAL were not archived before it ended ({})",
+                    closed.unarchived, closed.why
+                ),
+            });
+        }
+    }
+    t.points.sort_by_key(|a| a.at);
+    t.unprotected.sort_by_key(|a| a.from);
+    t
+}
+
+fn cause(g: &Generation, end: u64) -> String {
+    let need = g.needs_image_after(end);
+    if need == 0 {
+        "no snapshot of the database image this WAL belongs to was taken before the next checkpoint"
+            .into()
+    } else {
+        "a bulk insert wrote its rows into the database file (an optimistic write), and no snapshot was taken after it before the next checkpoint"
+            .into()
+    }
+}
+
+/// Why a restore point cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum PointError {
+    #[error(
+        "no restore point {0}: no archived WAL generation has a commit ending there (see `ducksnap list --commits`)"
+    )]
+    NotFound(String),
+    #[error("restore point {point} is inside an unprotected window: {cause}")]
+    Unprotected { point: String, cause: String },
+    #[error(
+        "restore point {point} cannot be rebuilt: {reason}{}",
+        newest_good.as_ref().map(|p| format!("; the newest good point before it is {p}")).unwrap_or_default()
+    )]
+    Damaged {
+        point: String,
+        reason: String,
+        newest_good: Option<String>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The generation and boundary `p` names.
+pub fn find<'a>(gens: &'a [Generation], p: &PointId) -> Result<&'a Generation, PointError> {
+    gens.iter()
+        .find(|g| {
+            g.id == p.generation
+                && (p.end == g.header_len()
+                    || g.commits.iter().any(|c| c.end == p.end && !c.checkpoint))
+        })
+        .ok_or_else(|| PointError::NotFound(p.to_string()))
+}
+
+/// Restore point `p` as a manifest the restore paths take: the base
+/// snapshot's database file, and as its WAL the archived bytes up to the
+/// boundary, stored as chunks (the caller holds the store lock, so garbage
+/// collection cannot take them before the restore reads them). Every
+/// segment is checked against its name, the WAL is walked to the boundary
+/// (each entry's checksum), and the base's own WAL bytes must be a prefix
+/// of it.
+pub fn materialize(
+    store: &Store,
+    lock: &StoreLock,
+    archive: &Archive,
+    g: &Generation,
+    p: &PointId,
+) -> Result<Manifest, PointError> {
+    let shown = p.to_string();
+    let Some(base) = g.base_for(p.end) else {
+        return Err(PointError::Unprotected {
+            point: shown,
+            cause: cause(g, p.end),
+        });
+    };
+    let damaged = |reason: String| PointError::Damaged {
+        point: shown.clone(),
+        reason,
+        newest_good: newest_good_before(archive, g, p.end),
+    };
+    let bytes = archive
+        .wal_prefix(g, p.end)
+        .map_err(|e| damaged(e.to_string()))?;
+    let scan = wal::scan(&bytes).map_err(|e| damaged(format!("its WAL header: {e}")))?;
+    let boundary = p.end == scan.header.len || scan.walked.commits.iter().any(|c| c.end == p.end);
+    if !boundary || scan.walked.end != wal::End::Clean {
+        return Err(damaged(format!(
+            "the archived WAL does not walk to a commit boundary at {} ({:?})",
+            p.end, scan.walked.end
+        )));
+    }
+    let m = store.load_manifest(&base.snapshot)?;
+    if let Some(w) = m.file("wal") {
+        let mut theirs = Vec::with_capacity(w.size as usize);
+        for c in &w.chunks {
+            theirs.extend(store.read_chunk(c)?);
+        }
+        let n = theirs.len().min(bytes.len());
+        if theirs[..n] != bytes[..n] {
+            return Err(damaged(format!(
+                "the WAL of its base snapshot {} differs from the archived WAL",
+                base.snapshot
+            )));
+        }
+    }
+    let batch = store.batch(lock);
+    let mut z = crate::store::Compressors::default();
+    let mut chunks: Vec<ChunkRef> = Vec::new();
+    for piece in bytes.chunks(256 << 10) {
+        chunks.push(batch.put(piece, &mut z)?.chunk);
+    }
+    batch.commit()?;
+    let wal_entry = FileEntry {
+        role: "wal".into(),
+        size: bytes.len() as u64,
+        hash: chunk_list_hash(&chunks).expect("BLAKE3 names"),
+        hash_of: FileHash::ChunkList,
+        chunks,
+    };
+    let mut out = m;
+    out.files.retain(|f| f.role == "db");
+    out.files.push(wal_entry);
+    out.reason = "commit".into();
+    out.label = Some(format!("commit {shown} on snapshot {}", base.snapshot));
+    if let Some(c) = g.commits.iter().find(|c| c.end == p.end) {
+        out.created_at = c.at;
+    }
+    out.check = CheckInfo {
+        status: CheckStatus::NotVerified,
+        reason: Some(
+            "a commit restore point: DuckDB checks it only when restored with --check".into(),
+        ),
+        duckdb_version: out.check.duckdb_version.clone(),
+        tables: Vec::new(),
+    };
+    Ok(out)
+}
+
+/// The newest point of `g` before `end` whose segments all read back.
+fn newest_good_before(archive: &Archive, g: &Generation, end: u64) -> Option<String> {
+    let mut good_to = 0;
+    for s in &g.segments {
+        if archive.read_segment(s).is_err() {
+            break;
+        }
+        good_to = s.to;
+    }
+    g.commits
+        .iter()
+        .rev()
+        .find(|c| c.end < end && c.end <= good_to && !c.checkpoint && g.base_for(c.end).is_some())
+        .map(|c| g.point(c.end).to_string())
+}

@@ -1,0 +1,263 @@
+//! What the archive records about one WAL generation — one WAL file from
+//! its header to the moment it was deleted, truncated or replaced — and the
+//! restore points it holds: the segments that hold its bytes (contiguous
+//! from offset 0), every commit boundary with the time ducksnap saw it,
+//! and why the generation ended. Also the id of a commit restore point
+//! (`<generation>@<offset>`). Pure: nothing here touches a file.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::SnapshotId;
+
+/// The record format this build reads and writes.
+pub const GENERATION_FORMAT: u32 = 1;
+
+/// Longest segment the archive writes (and accepts from a record).
+pub const MAX_SEGMENT: u64 = 16 << 20;
+
+/// One WAL generation as archived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generation {
+    pub format: u32,
+    /// When ducksnap first saw this WAL, in the form of a snapshot id (the
+    /// first half of every point id in it).
+    pub id: SnapshotId,
+    /// Which file: `wal` (`<db>.wal`) or `wal.checkpoint` when first seen.
+    pub file: String,
+    /// (device, inode) of the WAL file.
+    pub inode: (u64, u64),
+    /// The WAL's header bytes, hex: it binds the WAL to one database file
+    /// (and, from storage 66 on, one checkpoint iteration).
+    pub header: String,
+    /// The database header iteration this WAL applies to: the WAL header's
+    /// own where it has one, else the database's active header read when
+    /// the WAL was first seen.
+    pub db_iteration: u64,
+    /// The database file's identifier (main header bytes 124..140, hex),
+    /// from the WAL header where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_identifier: Option<String>,
+    pub started_at: DateTime<Utc>,
+    /// The archived bytes, in order, contiguous from 0.
+    pub segments: Vec<Segment>,
+    /// Every commit boundary archived, in order.
+    pub commits: Vec<CommitMark>,
+    /// Snapshots whose database image belongs to this generation (same
+    /// database header), in the order they were offered: each serves every
+    /// boundary whose last optimistic commit it holds.
+    #[serde(default)]
+    pub bases: Vec<BaseMark>,
+    /// Set once nothing more will be added, with why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<Closed>,
+}
+
+/// Bytes `[from, to)` of the WAL, stored as one file named by the BLAKE3 of
+/// those bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub hash: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// A commit boundary: the WAL cut at `end` replays every commit up to this
+/// one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitMark {
+    pub end: u64,
+    /// When ducksnap saw the commit in the WAL (it was made at or before).
+    pub at: DateTime<Utc>,
+    /// Its rows are in blocks written to the database file before it
+    /// committed: only a base image taken after it can replay it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optimistic: bool,
+    /// DuckDB's own checkpoint marker, not an app's transaction.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checkpoint: bool,
+}
+
+/// A snapshot that can serve as this generation's base image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseMark {
+    pub snapshot: SnapshotId,
+    /// Bytes of this WAL the snapshot holds (0: none): its database image
+    /// was taken after every commit ending at or before this offset.
+    pub wal_len: u64,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Closed {
+    pub at: DateTime<Utc>,
+    pub why: CloseReason,
+    /// WAL bytes past the archived offset that were seen but never
+    /// archived (commits the archive does not hold), as far as known.
+    #[serde(default)]
+    pub unarchived: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloseReason {
+    /// The WAL was deleted or replaced by another file (a checkpoint).
+    Gone,
+    /// The WAL became shorter than what was archived (a checkpoint
+    /// truncated it, or a crash recovery rewrote it).
+    Truncated,
+    /// Bytes below the archived offset changed.
+    Rewritten,
+    /// An entry failed its checksum or did not parse: DuckDB will refuse it.
+    Damaged,
+    /// The daemon stopped following it (stopped, or archiving turned off)
+    /// and found it changed when it came back.
+    Lost,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::Gone => "the WAL was deleted or replaced (a checkpoint)",
+            CloseReason::Truncated => "the WAL was truncated below what was archived",
+            CloseReason::Rewritten => "bytes below the archived offset changed",
+            CloseReason::Damaged => "an entry failed its checksum",
+            CloseReason::Lost => "ducksnap was not following the WAL when it changed",
+        })
+    }
+}
+
+impl Generation {
+    /// The offset archived up to (the end of the last segment).
+    pub fn archived_to(&self) -> u64 {
+        self.segments.last().map_or(0, |s| s.to)
+    }
+
+    /// The header's length in bytes.
+    pub fn header_len(&self) -> u64 {
+        self.header.len() as u64 / 2
+    }
+
+    /// The point id of the commit ending at `end`.
+    pub fn point(&self, end: u64) -> PointId {
+        PointId {
+            generation: self.id.clone(),
+            end,
+        }
+    }
+
+    /// The end of the last optimistic commit at or before `end`: a base
+    /// image must have been taken after it.
+    pub fn needs_image_after(&self, end: u64) -> u64 {
+        self.commits
+            .iter()
+            .take_while(|c| c.end <= end)
+            .filter(|c| c.optimistic)
+            .map(|c| c.end)
+            .last()
+            .unwrap_or(0)
+    }
+
+    /// The first base that serves the boundary at `end`.
+    pub fn base_for(&self, end: u64) -> Option<&BaseMark> {
+        let need = self.needs_image_after(end);
+        self.bases.iter().find(|b| b.wal_len >= need)
+    }
+
+    /// Everything a record must satisfy before anything trusts it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != GENERATION_FORMAT {
+            return Err(format!(
+                "format {} is not supported (expected {GENERATION_FORMAT})",
+                self.format
+            ));
+        }
+        if !matches!(self.file.as_str(), "wal" | "wal.checkpoint") {
+            return Err(format!("unknown WAL file {:?}", self.file));
+        }
+        let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if self.header.is_empty() || !self.header.len().is_multiple_of(2) || !hex(&self.header) {
+            return Err("the WAL header is not hex".into());
+        }
+        if let Some(d) = &self.db_identifier
+            && (d.len() != 32 || !hex(d))
+        {
+            return Err("the database identifier is not 16 bytes of hex".into());
+        }
+        let mut at = 0;
+        for s in &self.segments {
+            if s.from != at {
+                return Err(format!(
+                    "segment {} starts at {} where {at} was expected",
+                    s.hash, s.from
+                ));
+            }
+            if s.to <= s.from || s.to - s.from > MAX_SEGMENT {
+                return Err(format!("segment {} has an implausible length", s.hash));
+            }
+            if !crate::store::is_hash(&s.hash) {
+                return Err(format!(
+                    "segment name {:?} is not a BLAKE3 hex hash",
+                    s.hash
+                ));
+            }
+            at = s.to;
+        }
+        if !self.segments.is_empty() && self.segments[0].to < self.header_len() {
+            return Err("the first segment does not hold the header".into());
+        }
+        let mut last = self.header_len();
+        for c in &self.commits {
+            if c.end <= last || c.end > at {
+                return Err(format!(
+                    "commit boundary {} is out of order or past the archived {at}",
+                    c.end
+                ));
+            }
+            last = c.end;
+        }
+        Ok(())
+    }
+}
+
+/// A commit restore point: a generation and the offset of a commit
+/// boundary in it, written `<generation>@<offset>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PointId {
+    pub generation: SnapshotId,
+    pub end: u64,
+}
+
+impl PointId {
+    /// Reads `<generation>@<offset>`; `None` when `s` has no `@` (then it
+    /// is not meant as a point id), an error when it has one but is not
+    /// one.
+    pub fn parse(s: &str) -> Option<Result<PointId, String>> {
+        let (g, off) = s.split_once('@')?;
+        Some((|| {
+            let generation = SnapshotId::parse(g).map_err(|e| e.to_string())?;
+            if off.is_empty() || off.len() > 19 || !off.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "invalid restore point {s:?}: expected GENERATION@OFFSET, the offset in digits"
+                ));
+            }
+            let end = off
+                .parse()
+                .map_err(|_| format!("invalid offset in {s:?}"))?;
+            Ok(PointId { generation, end })
+        })())
+    }
+}
+
+impl fmt::Display for PointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.generation, self.end)
+    }
+}

@@ -1,0 +1,734 @@
+//! The tailer: follows `<db>.wal` and `<db>.wal.checkpoint` as the app
+//! commits and archives every byte up to the end of the last complete
+//! commit ([`Engine`]), on a thread of its own woken by inotify on the
+//! WAL's directory (no polling) and by snapshots offered as base images
+//! ([`Tailer`]).
+//!
+//! It only ever opens DuckDB's files read-only and takes no lock on them:
+//! the app cannot feel it. Each WAL file is one generation, told apart by
+//! inode and header; a WAL that disappears, shrinks below what was
+//! archived, or whose archived bytes change closes its generation (with
+//! why), and whatever appears next starts a new one — histories are never
+//! mixed. A damaged entry closes the generation after the commits before
+//! it.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+
+use crate::database::duckfile::{self, Header};
+use crate::database::wal::{self, End};
+use crate::id::SnapshotId;
+use crate::store::{Store, StoreError};
+
+use super::disk::Archive;
+use super::record::{
+    BaseMark, CloseReason, Closed, CommitMark, GENERATION_FORMAT, Generation, Segment,
+};
+
+/// Segments are filled up to this many bytes; the last, partly filled one
+/// is rewritten as commits arrive, so a commit a second does not leave a
+/// small file per commit.
+pub const SEGMENT_TARGET: u64 = 256 << 10;
+/// Bytes before the archived offset compared on every pass: a WAL
+/// rewritten below it is caught.
+const GUARD: u64 = 4096;
+
+/// What the tailer tells whoever runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// A snapshot now: a generation started, or an optimistic commit was
+    /// archived and only an image taken after it can replay it.
+    Base,
+}
+
+/// What the tailer has done, for `status` and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Commit boundaries archived since the tailer started.
+    pub commits: u64,
+    /// When the last one was archived.
+    pub last_commit: Option<DateTime<Utc>>,
+    /// Bytes of the live WAL not yet archived at the last pass (an open
+    /// transaction's, or not yet read).
+    pub behind: u64,
+    /// The last error (archiving stopped until the next pass succeeds).
+    pub error: Option<String>,
+}
+
+/// One WAL file being followed.
+struct Followed {
+    g: Generation,
+    file: File,
+    ino: (u64, u64),
+    /// Size at the last pass.
+    seen: u64,
+    /// The last segment's bytes, while it is shorter than the target.
+    open: Option<Vec<u8>>,
+    /// The header bytes and the bytes `[archived_to - GUARD, archived_to)`.
+    header: Vec<u8>,
+    guard: Vec<u8>,
+    /// The record has been written at least once.
+    written: bool,
+}
+
+/// A snapshot without a WAL offered before its generation appeared.
+struct Pending {
+    snapshot: SnapshotId,
+    iteration: u64,
+    db_ino: Option<(u64, u64)>,
+}
+
+/// The archiving state machine, driven by [`Engine::pass`].
+pub struct Engine {
+    db: PathBuf,
+    store: Store,
+    archive: Archive,
+    following: Vec<Followed>,
+    /// Closed generations kept for bases offered late.
+    recent: Vec<Generation>,
+    pending: Option<Pending>,
+    /// Inodes refused (encrypted or an unknown version), not read again.
+    refused: Vec<(u64, u64)>,
+    resumed: bool,
+    pub progress: Progress,
+    want: Box<dyn FnMut(Want) + Send>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn ino_of(f: &File) -> std::io::Result<(u64, u64)> {
+    let m = f.metadata()?;
+    Ok((m.dev(), m.ino()))
+}
+
+fn read_at(f: &File, from: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0; len as usize];
+    let n = crate::store::read_full_at(f, &mut buf, from)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+impl Engine {
+    /// An engine for the database at `db` (its real path: the WAL is beside
+    /// the real file), archiving into `store`'s archive.
+    pub fn new(db: &Path, store: Store, level: i32, want: Box<dyn FnMut(Want) + Send>) -> Engine {
+        let db = crate::database::dbpath::real_path(db).unwrap_or_else(|_| db.to_path_buf());
+        Engine {
+            archive: Archive::of(&store, level),
+            db,
+            store,
+            following: Vec::new(),
+            recent: Vec::new(),
+            pending: None,
+            refused: Vec::new(),
+            resumed: false,
+            progress: Progress::default(),
+            want,
+        }
+    }
+
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
+    /// The WAL files followed, by role and path.
+    fn paths(&self) -> [(&'static str, PathBuf); 2] {
+        [
+            ("wal", duckfile::wal_path(&self.db)),
+            ("wal.checkpoint", duckfile::wal_checkpoint_path(&self.db)),
+        ]
+    }
+
+    /// Reads whatever the WAL files gained and archives every complete
+    /// commit; notices generations that ended and ones that began.
+    pub fn pass(&mut self, now: DateTime<Utc>) {
+        match self.try_pass(now) {
+            Ok(()) => self.progress.error = None,
+            Err(e) => {
+                if self.progress.error.as_deref() != Some(&e.to_string()) {
+                    tracing::error!(event = "archive.failed", error = %e, "WAL archiving failed; it is retried at the next change");
+                }
+                self.progress.error = Some(e.to_string());
+            }
+        }
+    }
+
+    fn try_pass(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let lock = self.archive.lock()?;
+        if !self.resumed {
+            self.resumed = true;
+            self.resume(&lock, now)?;
+        }
+        // Files at the WAL paths now.
+        let mut present = Vec::new();
+        for (role, path) in self.paths() {
+            let Ok(f) = File::open(&path) else { continue };
+            let Ok(ino) = ino_of(&f) else { continue };
+            present.push(ino);
+            if self.following.iter().any(|o| o.ino == ino) || self.refused.contains(&ino) {
+                continue;
+            }
+            self.start(&lock, role, f, ino, now)?;
+        }
+        let mut i = 0;
+        while i < self.following.len() {
+            let gone = !present.contains(&self.following[i].ino);
+            // A deleted WAL is still read through the open descriptor: its
+            // last commits are archived before it is closed.
+            let closed = self.advance(&lock, i, now)?;
+            let why = closed.or(gone.then_some(CloseReason::Gone));
+            match why {
+                Some(why) => self.close(&lock, i, why, now)?,
+                None => i += 1,
+            }
+        }
+        self.progress.behind = self
+            .following
+            .iter()
+            .map(|o| o.seen.saturating_sub(o.g.archived_to()))
+            .sum();
+        Ok(())
+    }
+
+    /// At the first pass: generations left open by an earlier run are
+    /// followed again when their file is still there with every archived
+    /// byte unchanged, and closed as lost otherwise.
+    fn resume(
+        &mut self,
+        lock: &super::disk::ArchiveLock,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (gens, _) = self.archive.generations()?;
+        for g in gens.into_iter().filter(|g| g.closed.is_none()) {
+            let path = match g.file.as_str() {
+                "wal" => duckfile::wal_path(&self.db),
+                _ => duckfile::wal_checkpoint_path(&self.db),
+            };
+            let again = File::open(&path).ok().and_then(|f| {
+                let ino = ino_of(&f).ok()?;
+                (ino == g.inode).then_some((f, ino))
+            });
+            let mut g = g;
+            if let Some((file, ino)) = again {
+                let hlen = g.header_len();
+                let header = read_at(&file, 0, hlen).unwrap_or_default();
+                let to = g.archived_to();
+                let from = to.saturating_sub(GUARD).max(hlen.min(to));
+                let guard = read_at(&file, from, to - from).unwrap_or_default();
+                let archived = self.archive.wal_prefix(&g, to).unwrap_or_default();
+                if hex(&header) == g.header
+                    && archived.len() as u64 == to
+                    && archived[from as usize..] == guard[..]
+                {
+                    let open = g
+                        .segments
+                        .last()
+                        .filter(|s| s.to - s.from < SEGMENT_TARGET)
+                        .map(|s| archived[s.from as usize..].to_vec());
+                    tracing::info!(event = "archive.resumed", generation = %g.id, offset = to, "following the WAL again where the archive left it");
+                    self.following.push(Followed {
+                        g,
+                        file,
+                        ino,
+                        seen: to,
+                        open,
+                        header,
+                        guard,
+                        written: true,
+                    });
+                    continue;
+                }
+            }
+            g.closed = Some(Closed {
+                at: now,
+                why: CloseReason::Lost,
+                unarchived: 0,
+            });
+            self.archive.write_generation(lock, &g)?;
+            tracing::warn!(event = "archive.lost", generation = %g.id, "a WAL archived by an earlier run changed while ducksnap was not following it: commits in between are not archived");
+        }
+        Ok(())
+    }
+
+    /// Starts following a WAL file not seen before.
+    fn start(
+        &mut self,
+        _lock: &super::disk::ArchiveLock,
+        role: &str,
+        file: File,
+        ino: (u64, u64),
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let head = read_at(&file, 0, 256).unwrap_or_default();
+        let header = match wal::header(&head) {
+            Ok(h) => h,
+            // Not written yet: the next change reads it again.
+            Err(wal::WalError::Short(_)) => return Ok(()),
+            Err(wal::WalError::Header(_)) if head.len() < 256 => return Ok(()),
+            Err(e) => {
+                tracing::warn!(event = "archive.refused", wal = role, error = %e, "this WAL cannot be archived; snapshots still protect the database");
+                self.refused.push(ino);
+                return Ok(());
+            }
+        };
+        // The database header read on both sides of checking that the WAL
+        // is still the one at its path: a checkpoint in between is retried.
+        let db_file = File::open(&self.db).ok();
+        let read_db = || {
+            db_file
+                .as_ref()
+                .and_then(|f| Header::read_at(f, &self.db).ok())
+        };
+        let db_ino = db_file.as_ref().and_then(|f| ino_of(f).ok());
+        let before = read_db();
+        let path = self
+            .paths()
+            .into_iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, p)| p);
+        let still = path
+            .and_then(|p| File::open(p).ok())
+            .and_then(|f| ino_of(&f).ok())
+            == Some(ino);
+        let after = read_db();
+        let db_iteration = match header.iteration {
+            Some(i) => i,
+            None => match (before, after) {
+                (Some(a), Some(b)) if a.iteration == b.iteration && still => a.iteration,
+                _ => return Ok(()),
+            },
+        };
+        let g = Generation {
+            format: GENERATION_FORMAT,
+            id: SnapshotId::generate(now),
+            file: role.to_string(),
+            inode: ino,
+            header: hex(&head[..header.len as usize]),
+            db_iteration,
+            db_identifier: header.db_identifier.map(|d| hex(&d)),
+            started_at: now,
+            segments: Vec::new(),
+            commits: Vec::new(),
+            bases: Vec::new(),
+            closed: None,
+        };
+        let mut g = g;
+        if let Some(p) = self.pending.take()
+            && p.iteration == db_iteration
+            && p.db_ino == db_ino
+        {
+            g.bases.push(BaseMark {
+                snapshot: p.snapshot,
+                wal_len: 0,
+            });
+        }
+        tracing::info!(event = "archive.generation", generation = %g.id, wal = role, db_iteration, "following a new WAL");
+        self.following.push(Followed {
+            header: head[..header.len as usize].to_vec(),
+            g,
+            file,
+            ino,
+            seen: 0,
+            open: None,
+            guard: Vec::new(),
+            written: false,
+        });
+        (self.want)(Want::Base);
+        Ok(())
+    }
+
+    /// Archives what the `i`-th followed WAL gained. Returns why its
+    /// generation must close, if it must.
+    fn advance(
+        &mut self,
+        lock: &super::disk::ArchiveLock,
+        i: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CloseReason>, StoreError> {
+        let o = &mut self.following[i];
+        let size = match o.file.metadata() {
+            Ok(m) => m.len(),
+            Err(_) => return Ok(Some(CloseReason::Gone)),
+        };
+        let to = o.g.archived_to().max(o.header.len() as u64);
+        if size < o.g.archived_to() {
+            return Ok(Some(CloseReason::Truncated));
+        }
+        // The bytes already archived must still be there.
+        let hlen = o.header.len() as u64;
+        if read_at(&o.file, 0, hlen).ok().as_deref() != Some(&o.header[..]) {
+            return Ok(Some(CloseReason::Rewritten));
+        }
+        if !o.guard.is_empty() {
+            let from = o.g.archived_to() - o.guard.len() as u64;
+            if read_at(&o.file, from, o.guard.len() as u64).ok().as_deref() != Some(&o.guard[..]) {
+                return Ok(Some(CloseReason::Rewritten));
+            }
+        }
+        o.seen = size;
+        if size <= to {
+            return Ok(None);
+        }
+        let file = o.file.try_clone().map_err(|e| StoreError::Io {
+            op: "reopen",
+            path: self.db.clone(),
+            source: e,
+        })?;
+        let mut close = None;
+        let mut from = to;
+        while from < size {
+            let buf = read_at(&file, from, size - from).map_err(|e| StoreError::Io {
+                op: "read",
+                path: self.db.clone(),
+                source: e,
+            })?;
+            let walked = wal::entries(&buf, 0, 0);
+            let Some(last) = walked.commits.last().map(|c| c.end) else {
+                if matches!(walked.end, End::BadChecksum { .. } | End::Malformed { .. }) {
+                    close = Some(CloseReason::Damaged);
+                }
+                break;
+            };
+            let marks: Vec<CommitMark> = walked
+                .commits
+                .iter()
+                .map(|c| CommitMark {
+                    end: from + c.end,
+                    at: now,
+                    optimistic: c.optimistic,
+                    checkpoint: c.checkpoint,
+                })
+                .collect();
+            let optimistic = marks.iter().any(|c| c.optimistic);
+            self.append(lock, i, from, &buf[..last as usize], marks)?;
+            if optimistic {
+                (self.want)(Want::Base);
+            }
+            if matches!(walked.end, End::BadChecksum { .. } | End::Malformed { .. }) {
+                close = Some(CloseReason::Damaged);
+                break;
+            }
+            from += last;
+        }
+        let o = &self.following[i];
+        if close == Some(CloseReason::Damaged) {
+            tracing::error!(event = "archive.damaged", generation = %o.g.id, offset = o.g.archived_to(), "an entry of the WAL fails its checksum: DuckDB will refuse it; the commits before it are archived");
+        }
+        Ok(close)
+    }
+
+    /// Appends WAL bytes `[from, from + data.len())`, which end at a commit
+    /// boundary, and their boundaries; writes the record.
+    fn append(
+        &mut self,
+        lock: &super::disk::ArchiveLock,
+        i: usize,
+        from: u64,
+        data: &[u8],
+        marks: Vec<CommitMark>,
+    ) -> Result<(), StoreError> {
+        let archive = self.archive.clone();
+        let o = &mut self.following[i];
+        // The first bytes archived are the header's.
+        let mut bytes = Vec::new();
+        let mut start = from;
+        if o.g.segments.is_empty() {
+            start = 0;
+            bytes.extend_from_slice(&o.header);
+        } else if let Some(open) = o.open.take() {
+            let last = o.g.segments.pop().expect("an open segment is the last");
+            start = last.from;
+            bytes.extend_from_slice(&open);
+        }
+        bytes.extend_from_slice(data);
+        let mut new: Vec<Segment> = Vec::new();
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let take = (bytes.len() - at).min(SEGMENT_TARGET as usize);
+            new.push(archive.put_segment(lock, start + at as u64, &bytes[at..at + take])?);
+            at += take;
+        }
+        let last = new.last().expect("at least one byte");
+        o.open = (last.to - last.from < SEGMENT_TARGET)
+            .then(|| bytes[(last.from - start) as usize..].to_vec());
+        o.g.segments.extend(new);
+        let n = marks.len() as u64;
+        o.g.commits.extend(marks);
+        let to = o.g.archived_to();
+        let gfrom = to.saturating_sub(GUARD).max(o.header.len() as u64);
+        o.guard = bytes[(gfrom - start) as usize..].to_vec();
+        archive.write_generation(lock, &o.g)?;
+        o.written = true;
+        self.progress.commits += n;
+        self.progress.last_commit = o.g.commits.last().map(|c| c.at);
+        tracing::debug!(event = "archive.commits", generation = %o.g.id, commits = n, offset = to, "commits archived");
+        Ok(())
+    }
+
+    fn close(
+        &mut self,
+        lock: &super::disk::ArchiveLock,
+        i: usize,
+        why: CloseReason,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut o = self.following.remove(i);
+        o.g.closed = Some(Closed {
+            at: now,
+            why,
+            unarchived: o.seen.saturating_sub(o.g.archived_to()),
+        });
+        if o.written || !o.g.bases.is_empty() {
+            self.archive.write_generation(lock, &o.g)?;
+        }
+        tracing::info!(event = "archive.closed", generation = %o.g.id, why = %why, commits = o.g.commits.len(), "a WAL generation ended");
+        self.recent.push(o.g);
+        if self.recent.len() > 4 {
+            self.recent.remove(0);
+        }
+        if let Err(e) = self.archive.collect(lock) {
+            tracing::warn!(event = "archive.collect_failed", error = %e, "could not remove unreferenced segments");
+        }
+        if why != CloseReason::Damaged {
+            // The database file has a new header, or another file took
+            // its place: it needs an image.
+            (self.want)(Want::Base);
+        }
+        Ok(())
+    }
+
+    /// Records snapshot `id` as a base of the generations its database
+    /// image belongs to: the same database header iteration, and (when it
+    /// holds a WAL) the same WAL header.
+    pub fn offer(&mut self, id: &SnapshotId) {
+        if let Err(e) = self.try_offer(id) {
+            tracing::warn!(event = "archive.base_failed", snapshot = %id, error = %e, "could not record a snapshot as a base of the WAL archive");
+        }
+    }
+
+    fn try_offer(&mut self, id: &SnapshotId) -> Result<(), StoreError> {
+        let m = self.store.load_manifest(id)?;
+        let wal = m.file("wal");
+        let wal_len = wal.map_or(0, |f| f.size);
+        let head = match wal.and_then(|f| f.chunks.first()) {
+            Some(c) => self.store.read_chunk(c)?,
+            None => Vec::new(),
+        };
+        let lock = self.archive.lock()?;
+        let mut matched = false;
+        let fits = |g: &Generation| {
+            g.db_iteration == m.database.iteration
+                && (wal_len == 0
+                    || head.get(..g.header_len() as usize).map(hex).as_deref()
+                        == Some(g.header.as_str()))
+        };
+        for o in self.following.iter_mut() {
+            if fits(&o.g) && !o.g.bases.iter().any(|b| &b.snapshot == id) {
+                o.g.bases.push(BaseMark {
+                    snapshot: id.clone(),
+                    wal_len,
+                });
+                if o.written {
+                    self.archive.write_generation(&lock, &o.g)?;
+                }
+                matched = true;
+            }
+        }
+        for g in self.recent.iter_mut() {
+            if fits(g) && !g.bases.iter().any(|b| &b.snapshot == id) {
+                g.bases.push(BaseMark {
+                    snapshot: id.clone(),
+                    wal_len,
+                });
+                self.archive.write_generation(&lock, g)?;
+                matched = true;
+            }
+        }
+        if !matched && wal_len == 0 {
+            let db_ino = File::open(&self.db).ok().and_then(|f| ino_of(&f).ok());
+            self.pending = Some(Pending {
+                snapshot: id.clone(),
+                iteration: m.database.iteration,
+                db_ino,
+            });
+        }
+        tracing::debug!(event = "archive.base", snapshot = %id, matched, "snapshot offered as a base");
+        Ok(())
+    }
+}
+
+/// A running tailer: the engine on its own thread.
+pub struct Tailer {
+    shared: Arc<Mutex<Shared>>,
+    poke: Option<UnixStream>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    offered: Vec<SnapshotId>,
+    progress: Progress,
+}
+
+fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Tailer {
+    /// Starts following `db`'s WAL into `store`'s archive; returns once the
+    /// thread watches and has made its first pass.
+    pub fn start(
+        db: &Path,
+        store: Store,
+        level: i32,
+        want: Box<dyn FnMut(Want) + Send>,
+    ) -> std::io::Result<Tailer> {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (poke, wake) = UnixStream::pair()?;
+        let engine = Engine::new(db, store, level, want);
+        let s = shared.clone();
+        let (ready, started) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("ducksnap-archive".into())
+            .spawn(move || watch::run(engine, &s, &wake, ready))?;
+        let _ = started.recv();
+        Ok(Tailer {
+            shared,
+            poke: Some(poke),
+            thread: Some(thread),
+        })
+    }
+
+    /// Offers snapshot `id` as a base image (see [`Engine::offer`]).
+    pub fn offer(&self, id: &SnapshotId) {
+        lock(&self.shared).offered.push(id.clone());
+        if let Some(p) = &self.poke {
+            use std::io::Write;
+            let _ = (&*p).write(&[1]);
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        lock(&self.shared).progress.clone()
+    }
+}
+
+impl Drop for Tailer {
+    fn drop(&mut self) {
+        drop(self.poke.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+mod watch {
+    //! The tailer's thread: inotify on the WAL's directory (any change to
+    //! a file there wakes it; names are not trusted to filter), and the
+    //! poke socket (offers; hang-up stops it).
+
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+    use super::{Engine, Shared, lock};
+
+    pub(super) fn run(
+        mut engine: Engine,
+        shared: &Mutex<Shared>,
+        wake: &UnixStream,
+        ready: std::sync::mpsc::SyncSender<()>,
+    ) {
+        let dir = engine
+            .db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let ino = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(event = "archive.no_inotify", error = %e, "cannot follow the WAL: archiving is off");
+                lock(shared).progress.error = Some(format!("inotify: {e}"));
+                let _ = ready.send(());
+                return;
+            }
+        };
+        if let Err(e) = ino.add_watch(
+            &dir,
+            AddWatchFlags::IN_MODIFY
+                | AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_CLOSE_WRITE,
+        ) {
+            tracing::error!(event = "archive.no_inotify", error = %e, "cannot watch the database's directory: archiving is off");
+            lock(shared).progress.error = Some(format!("inotify: {e}"));
+            let _ = ready.send(());
+            return;
+        }
+        let _ = wake.set_nonblocking(true);
+        let mut ready = Some(ready);
+        loop {
+            let offered = std::mem::take(&mut lock(shared).offered);
+            engine.pass(chrono::Utc::now());
+            for id in &offered {
+                engine.offer(id);
+            }
+            lock(shared).progress = engine.progress.clone();
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+            let mut fds = [
+                PollFd::new(ino.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
+            }
+            if fds[1].any().unwrap_or(true) {
+                let mut b = [0u8; 64];
+                match (&*wake).read(&mut b) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+            let _ = ino.read_events();
+        }
+    }
+}
+
+/// The tailers this process runs, by database path (as configured).
+static FOLLOWED: Mutex<Vec<(PathBuf, std::sync::Weak<Tailer>)>> = Mutex::new(Vec::new());
+
+/// Registers `t` as the tailer of `db` for as long as it lives.
+pub fn register(db: &Path, t: &Arc<Tailer>) {
+    let mut f = FOLLOWED.lock().unwrap_or_else(|e| e.into_inner());
+    f.retain(|(_, w)| w.strong_count() > 0);
+    f.push((db.to_path_buf(), Arc::downgrade(t)));
+}
+
+/// The tailer this process runs for `db`, if any.
+pub fn followed(db: &Path) -> Option<Arc<Tailer>> {
+    let f = FOLLOWED.lock().unwrap_or_else(|e| e.into_inner());
+    f.iter()
+        .filter(|(p, _)| p == db)
+        .find_map(|(_, w)| w.upgrade())
+}

@@ -1,0 +1,216 @@
+//! Commit restore points (`archive::points`) where operations take a
+//! snapshot: a point id (`GENERATION@OFFSET`, from `list --commits`), or
+//! `--as-of TIME` when the newest commit the archive can restore at or
+//! before TIME is newer than the newest snapshot then — and the listing of
+//! `list --commits`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::archive::points::{self, CommitPoint, PointError, Timeline, Window};
+use crate::archive::{Archive, Generation, PointId};
+use crate::ops::context::{Ctx, OpError, open_store};
+use crate::ops::select::{Selector, resolve_in};
+use crate::store::{Manifest, Store, StoreLock};
+
+/// A commit restore point chosen by what the user gave.
+pub(crate) struct Chosen {
+    pub archive: Archive,
+    pub generation: Generation,
+    pub point: PointId,
+}
+
+impl Chosen {
+    /// The point as a manifest the restore paths take.
+    pub fn manifest(&self, store: &Store, lock: &StoreLock) -> Result<Manifest, OpError> {
+        Ok(points::materialize(
+            store,
+            lock,
+            &self.archive,
+            &self.generation,
+            &self.point,
+        )?)
+    }
+}
+
+/// The archive's timeline of `store`, counting only bases still in it.
+fn read_timeline(
+    ctx: &Ctx,
+    store: &Store,
+) -> Result<(Archive, Vec<Generation>, Timeline), OpError> {
+    let archive = Archive::of(store, ctx.config.store.compression_level);
+    let (mut gens, _bad) = archive.generations()?;
+    let present: std::collections::HashSet<_> =
+        store.catalog()?.into_iter().map(|s| s.id).collect();
+    for g in &mut gens {
+        g.bases.retain(|b| present.contains(&b.snapshot));
+    }
+    let t = points::timeline(&gens);
+    Ok((archive, gens, t))
+}
+
+/// The commit point `given` selects in `store`, if it selects one.
+pub(crate) fn choose(ctx: &Ctx, store: &Store, given: &str) -> Result<Option<Chosen>, OpError> {
+    if let Some(p) = PointId::parse(given) {
+        let p = p.map_err(|reason| OpError::InvalidArgument {
+            what: "restore point",
+            reason,
+        })?;
+        let (archive, gens, _) = read_timeline(ctx, store)?;
+        let g = points::find(&gens, &p)?.clone();
+        return Ok(Some(Chosen {
+            archive,
+            generation: g,
+            point: p,
+        }));
+    }
+    let Ok(Selector::AsOf(at)) = Selector::parse(given) else {
+        return Ok(None);
+    };
+    let archive = Archive::of(store, ctx.config.store.compression_level);
+    if !archive.exists() {
+        return Ok(None);
+    }
+    let (archive, gens, t) = read_timeline(ctx, store)?;
+    let Some(best) = t.points.iter().rev().find(|p| p.at <= at) else {
+        return Ok(None);
+    };
+    let snapshot_at = resolve_in(store, &Selector::AsOf(at), given)
+        .ok()
+        .and_then(|id| store.load_manifest(&id).ok())
+        .map(|m| m.created_at);
+    if snapshot_at.is_some_and(|s| s >= best.at) {
+        return Ok(None);
+    }
+    let p = PointId::parse(&best.id)
+        .expect("a point id")
+        .expect("a valid point id");
+    let g = points::find(&gens, &p)?.clone();
+    Ok(Some(Chosen {
+        archive,
+        generation: g,
+        point: p,
+    }))
+}
+
+/// The commit point `given` selects, if it selects one: its id, when
+/// ducksnap saw the commit, and its base snapshot (what the CLI names
+/// before it asks, and then gives the daemon as the exact point).
+pub fn decide(
+    ctx: &Ctx,
+    given: &str,
+) -> Result<Option<(String, DateTime<Utc>, crate::id::SnapshotId)>, OpError> {
+    let store = crate::ops::context::store_for(ctx, given)?;
+    let Some(c) = choose(ctx, &store, given)? else {
+        return Ok(None);
+    };
+    let at = c
+        .generation
+        .commits
+        .iter()
+        .find(|m| m.end == c.point.end)
+        .map(|m| m.at)
+        .unwrap_or(c.generation.started_at);
+    let base = c
+        .generation
+        .base_for(c.point.end)
+        .map(|b| b.snapshot.clone())
+        .ok_or_else(|| {
+            OpError::from(PointError::Unprotected {
+                point: c.point.to_string(),
+                cause: "no base snapshot holds it".into(),
+            })
+        })?;
+    Ok(Some((c.point.to_string(), at, base)))
+}
+
+/// The base snapshots of every commit restore point inside the recovery
+/// window (`[continuous] window` back from `now`): retention keeps them.
+pub fn bases_in_window(
+    ctx: &Ctx,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashSet<crate::id::SnapshotId>, OpError> {
+    let archive = Archive::of(store, ctx.config.store.compression_level);
+    if !archive.exists() {
+        return Ok(Default::default());
+    }
+    let (_, _, t) = read_timeline(ctx, store)?;
+    let from = now
+        - chrono::Duration::from_std(ctx.config.continuous.window.0)
+            .unwrap_or(chrono::Duration::MAX);
+    Ok(t.points
+        .into_iter()
+        .filter(|p| p.at >= from)
+        .map(|p| p.base)
+        .collect())
+}
+
+/// Removes the archived WAL generations whose every commit is older than
+/// the recovery window, and then the segments no record names. Returns
+/// how many generations went.
+pub fn expire(ctx: &Ctx, store: &Store, now: DateTime<Utc>) -> Result<usize, OpError> {
+    let archive = Archive::of(store, ctx.config.store.compression_level);
+    if !archive.exists() {
+        return Ok(0);
+    }
+    let from = now
+        - chrono::Duration::from_std(ctx.config.continuous.window.0)
+            .unwrap_or(chrono::Duration::MAX);
+    let lock = archive.lock()?;
+    let (gens, _) = archive.generations()?;
+    let mut n = 0;
+    for g in gens {
+        let Some(closed) = &g.closed else { continue };
+        if closed.at < from {
+            archive.remove_generation(&lock, &g.id)?;
+            n += 1;
+        }
+    }
+    archive.collect(&lock)?;
+    Ok(n)
+}
+
+/// What `list --commits` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitListing {
+    /// The oldest and newest commit a restore can reach.
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub points: Vec<CommitPoint>,
+    pub unprotected: Vec<Window>,
+    /// Archive records that cannot be read (by file name, with why).
+    pub damaged: Vec<String>,
+}
+
+/// Every commit restore point (since `since`), the recovery window and the
+/// unprotected windows.
+pub fn commits(ctx: &Ctx, since: Option<DateTime<Utc>>) -> Result<CommitListing, OpError> {
+    let store = open_store(ctx, false)?;
+    let archive = Archive::of(&store, ctx.config.store.compression_level);
+    let (_, bad) = archive.generations()?;
+    let (_, _, t) = read_timeline(ctx, &store)?;
+    let window = t
+        .points
+        .first()
+        .zip(t.points.last())
+        .map(|(a, b)| (a.at, b.at));
+    let keep = |at: &DateTime<Utc>| since.is_none_or(|s| *at >= s);
+    Ok(CommitListing {
+        window,
+        points: t.points.into_iter().filter(|p| keep(&p.at)).collect(),
+        unprotected: t.unprotected.into_iter().filter(|w| keep(&w.to)).collect(),
+        damaged: bad
+            .into_iter()
+            .map(|b| format!("{}: {}", b.file, b.reason))
+            .collect(),
+    })
+}
+
+impl From<PointError> for OpError {
+    fn from(e: PointError) -> OpError {
+        match e {
+            PointError::Store(e) => OpError::Store(e),
+            other => OpError::Point(other),
+        }
+    }
+}
