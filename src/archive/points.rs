@@ -52,6 +52,29 @@ pub struct Timeline {
 pub fn timeline(gens: &[Generation]) -> Timeline {
     let mut t = Timeline::default();
     let mut prev: Option<&Generation> = None;
+    // Checkpoint iterations no followed WAL belonged to: the WAL of each
+    // lived and went (a checkpoint) between two passes of the tailer, or
+    // there was none (a checkpoint with nothing to write). Either way no
+    // commit of it can be restored on its own: only the state after.
+    let mut by_iteration: Vec<&Generation> = gens.iter().collect();
+    by_iteration.sort_by_key(|g| (g.db_iteration, g.started_at));
+    for w in by_iteration.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if b.db_iteration > a.db_iteration + 1
+            && let Some(closed) = &a.closed
+        {
+            t.unprotected.push(Window {
+                from: closed.at,
+                to: b.started_at,
+                commits: 0,
+                cause: format!(
+                    "checkpoint iterations {}..{} had no WAL ducksnap could read (it went before the archiver read it, or none was written): commits made then are only in the state after",
+                    a.db_iteration + 1,
+                    b.db_iteration - 1
+                ),
+            });
+        }
+    }
     for g in gens {
         let mut open: Option<Window> = None;
         if let Some(b) = g.base_for(g.header_len()) {
@@ -194,20 +217,29 @@ pub fn materialize(
             p.end, scan.walked.end
         )));
     }
-    let m = store.load_manifest(&base.snapshot)?;
-    if let Some(w) = m.file("wal") {
-        let mut theirs = Vec::with_capacity(w.size as usize);
-        for c in &w.chunks {
+    // The first base that serves the boundary and whose own WAL bytes
+    // agree with the archive's (one that does not is not of this history).
+    let need = g.needs_image_after(p.end);
+    let mut m = None;
+    for b in g.bases.iter().filter(|b| b.wal_len >= need) {
+        let cand = store.load_manifest(&b.snapshot)?;
+        let mut theirs = Vec::new();
+        for c in cand.file("wal").map(|f| &f.chunks[..]).unwrap_or_default() {
             theirs.extend(store.read_chunk(c)?);
         }
         let n = theirs.len().min(bytes.len());
-        if theirs[..n] != bytes[..n] {
-            return Err(damaged(format!(
-                "the WAL of its base snapshot {} differs from the archived WAL",
-                base.snapshot
-            )));
+        if theirs[..n] == bytes[..n] {
+            m = Some(cand);
+            break;
         }
+        tracing::warn!(event = "restore.base_mismatch", snapshot = %b.snapshot, point = %shown, "a base snapshot's WAL differs from the archived WAL; trying another");
     }
+    let Some(m) = m else {
+        return Err(damaged(format!(
+            "the WAL of every base snapshot that could serve it (first {}) differs from the archived WAL",
+            base.snapshot
+        )));
+    };
     let batch = store.batch(lock);
     let mut z = crate::store::Compressors::default();
     let mut chunks: Vec<ChunkRef> = Vec::new();

@@ -139,6 +139,19 @@ impl Engine {
         &self.archive
     }
 
+    /// This engine started over (after a panic: nothing it held in memory
+    /// is trusted; the next pass resumes from the records).
+    fn fresh(self) -> Engine {
+        Engine {
+            following: Vec::new(),
+            recent: Vec::new(),
+            pending: None,
+            refused: Vec::new(),
+            resumed: false,
+            ..self
+        }
+    }
+
     /// The WAL files followed, by role and path.
     fn paths(&self) -> [(&'static str, PathBuf); 2] {
         [
@@ -360,6 +373,11 @@ impl Engine {
         };
         let to = o.g.archived_to().max(o.header.len() as u64);
         if size < o.g.archived_to() {
+            if self.undo_checkpoint(lock, i, size)? {
+                return Ok(None);
+            }
+            let o = &self.following[i];
+            tracing::info!(event = "archive.truncated", generation = %o.g.id, size, archived_to = o.g.archived_to(), "the WAL shrank below the archived offset");
             return Ok(Some(CloseReason::Truncated));
         }
         // The bytes already archived must still be there.
@@ -425,6 +443,51 @@ impl Engine {
         Ok(close)
     }
 
+    /// A checkpoint that did not complete (the app was killed during it)
+    /// leaves its `CHECKPOINT` marker at the WAL's end, and DuckDB's next
+    /// open cuts the marker off (`wal_replay.cpp`). When the WAL shrank to
+    /// exactly an archived boundary, only checkpoint markers lie past it
+    /// and every byte below is unchanged, the archive is cut back there
+    /// too and the generation goes on. Returns whether it did.
+    fn undo_checkpoint(
+        &mut self,
+        lock: &super::disk::ArchiveLock,
+        i: usize,
+        size: u64,
+    ) -> Result<bool, StoreError> {
+        let archive = self.archive.clone();
+        let o = &mut self.following[i];
+        let at_boundary = o.g.commits.iter().any(|c| c.end == size && !c.checkpoint);
+        let only_markers =
+            o.g.commits
+                .iter()
+                .filter(|c| c.end > size)
+                .all(|c| c.checkpoint);
+        if !at_boundary || !only_markers {
+            return Ok(false);
+        }
+        let from = size.saturating_sub(GUARD).max(o.header.len() as u64);
+        let below = read_at(&o.file, from, size - from).unwrap_or_default();
+        let archived = archive.wal_prefix(&o.g, size)?;
+        if archived.len() as u64 != size || archived[from as usize..] != below[..] {
+            return Ok(false);
+        }
+        o.g.commits.retain(|c| c.end <= size);
+        // An image taken with the marker in its WAL is not of this history.
+        o.g.bases.retain(|b| b.wal_len <= size);
+        o.g.segments.retain(|s| s.from < size);
+        let last = o.g.segments.pop().expect("size is past the header");
+        let seg = archive.put_segment(lock, last.from, &archived[last.from as usize..])?;
+        o.open =
+            (seg.to - seg.from < SEGMENT_TARGET).then(|| archived[seg.from as usize..].to_vec());
+        o.g.segments.push(seg);
+        o.guard = below;
+        o.seen = size;
+        archive.write_generation(lock, &o.g)?;
+        tracing::info!(event = "archive.checkpoint_undone", generation = %o.g.id, offset = size, "a checkpoint that did not complete was cut off the WAL; the archive follows");
+        Ok(true)
+    }
+
     /// Appends WAL bytes `[from, from + data.len())`, which end at a commit
     /// boundary, and their boundaries; writes the record.
     fn append(
@@ -463,8 +526,10 @@ impl Engine {
         let n = marks.len() as u64;
         o.g.commits.extend(marks);
         let to = o.g.archived_to();
-        let gfrom = to.saturating_sub(GUARD).max(o.header.len() as u64);
-        o.guard = bytes[(gfrom - start) as usize..].to_vec();
+        // The guard ended where these bytes begin.
+        let mut guard = std::mem::take(&mut o.guard);
+        guard.extend_from_slice(data);
+        o.guard = guard[guard.len().saturating_sub(GUARD as usize)..].to_vec();
         archive.write_generation(lock, &o.g)?;
         o.written = true;
         self.progress.commits += n;
@@ -494,9 +559,6 @@ impl Engine {
         if self.recent.len() > 4 {
             self.recent.remove(0);
         }
-        if let Err(e) = self.archive.collect(lock) {
-            tracing::warn!(event = "archive.collect_failed", error = %e, "could not remove unreferenced segments");
-        }
         if why != CloseReason::Damaged {
             // The database file has a new header, or another file took
             // its place: it needs an image.
@@ -518,17 +580,30 @@ impl Engine {
         let m = self.store.load_manifest(id)?;
         let wal = m.file("wal");
         let wal_len = wal.map_or(0, |f| f.size);
-        let head = match wal.and_then(|f| f.chunks.first()) {
-            Some(c) => self.store.read_chunk(c)?,
-            None => Vec::new(),
-        };
+        let mut theirs = Vec::new();
+        for c in wal.map(|f| &f.chunks[..]).unwrap_or_default() {
+            theirs.extend(self.store.read_chunk(c)?);
+        }
         let lock = self.archive.lock()?;
         let mut matched = false;
+        let archive = self.archive.clone();
+        // Same database header; and its WAL, if any, is this generation's:
+        // the same header, and every byte both hold the same.
         let fits = |g: &Generation| {
-            g.db_iteration == m.database.iteration
-                && (wal_len == 0
-                    || head.get(..g.header_len() as usize).map(hex).as_deref()
-                        == Some(g.header.as_str()))
+            if g.db_iteration != m.database.iteration {
+                return false;
+            }
+            if wal_len == 0 {
+                return true;
+            }
+            if theirs.get(..g.header_len() as usize).map(hex).as_deref() != Some(g.header.as_str())
+            {
+                return false;
+            }
+            let n = wal_len.min(g.archived_to()) as usize;
+            archive
+                .wal_prefix(g, n as u64)
+                .is_ok_and(|ours| ours.len() == n && ours[..] == theirs[..n])
         };
         for o in self.following.iter_mut() {
             if fits(&o.g) && !o.g.bases.iter().any(|b| &b.snapshot == id) {
@@ -685,9 +760,19 @@ mod watch {
         let mut ready = Some(ready);
         loop {
             let offered = std::mem::take(&mut lock(shared).offered);
-            engine.pass(chrono::Utc::now());
-            for id in &offered {
-                engine.offer(id);
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engine.pass(chrono::Utc::now());
+                for id in &offered {
+                    engine.offer(id);
+                }
+            }));
+            if ran.is_err() {
+                tracing::error!(
+                    event = "archive.panicked",
+                    "WAL archiving hit a bug; it starts over from the archive's records"
+                );
+                engine = engine.fresh();
+                engine.progress.error = Some("the archiver panicked and started over".into());
             }
             lock(shared).progress = engine.progress.clone();
             if let Some(r) = ready.take() {

@@ -104,7 +104,7 @@ fn commits(
     }
     match l.window {
         Some((a, b)) => outln!(
-            "recovery window: {} .. {} ({} restore points)",
+            "recovery window: {} .. {} ({} restore points with snapshots)",
             human::time(a, utc),
             human::time(b, utc),
             l.points.len()
@@ -128,10 +128,11 @@ fn commits(
         );
     }
     if !l.points.is_empty() {
-        let mut t = human::table(&["point", "committed", "age"]);
+        let mut t = human::table(&["point", "kind", "seen", "age"]);
         for p in l.points.iter().rev() {
             t.add_row(vec![
                 p.id.clone(),
+                p.kind.to_string(),
                 human::time(p.at, utc),
                 human::age(p.at, now),
             ]);

@@ -174,7 +174,8 @@ pub fn expire(ctx: &Ctx, store: &Store, now: DateTime<Utc>) -> Result<usize, OpE
 /// What `list --commits` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitListing {
-    /// The oldest and newest commit a restore can reach.
+    /// The oldest and newest commit a restore can reach through the
+    /// archive.
     pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub points: Vec<CommitPoint>,
     pub unprotected: Vec<Window>,
@@ -195,9 +196,20 @@ pub fn commits(ctx: &Ctx, since: Option<DateTime<Utc>>) -> Result<CommitListing,
         .zip(t.points.last())
         .map(|(a, b)| (a.at, b.at));
     let keep = |at: &DateTime<Utc>| since.is_none_or(|s| *at >= s);
+    // Snapshots are restore points too (a commit that skipped the WAL, or
+    // the last ones before the app closed the database, which checkpoints,
+    // are only in the snapshot taken after).
+    let mut points = t.points;
+    points.extend(store.catalog()?.into_iter().map(|s| CommitPoint {
+        id: s.id.to_string(),
+        at: s.created_at,
+        base: s.id,
+        kind: "snapshot",
+    }));
+    points.sort_by_key(|p| p.at);
     Ok(CommitListing {
         window,
-        points: t.points.into_iter().filter(|p| keep(&p.at)).collect(),
+        points: points.into_iter().filter(|p| keep(&p.at)).collect(),
         unprotected: t.unprotected.into_iter().filter(|w| keep(&w.to)).collect(),
         damaged: bad
             .into_iter()

@@ -7,6 +7,7 @@ mod blocks;
 mod capture;
 mod cli;
 mod config;
+mod continuous;
 mod daemon_offsite;
 mod daemon_service;
 mod daemon_socket;

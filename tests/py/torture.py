@@ -65,9 +65,12 @@ def main():
             else:
                 c.execute(f"CREATE TABLE {name} AS SELECT range AS k, [range, ?] AS l FROM range(?)", [n, rng.randint(1, 500)])
         c.execute("COMMIT")
+        # When the commit returned: what the archive's lag is measured from.
+        t = time.time()
+        st = state(c)
         if kind == "checkpoint":
             c.execute("CHECKPOINT")
-        out.write(json.dumps({"seq": n, "t": time.time(), "state": state(c)}) + "\n")
+        out.write(json.dumps({"seq": n, "t": t, "state": st}) + "\n")
         time.sleep(rng.random() * 0.02)
 
 
