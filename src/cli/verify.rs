@@ -62,12 +62,23 @@ fn summary(ctx: &Ctx, a: &Args, report: &VerifyReport) -> anyhow::Result<u8> {
         for r in report.snapshots.iter().filter(|r| r.chunks == 0 && !r.ok) {
             print_check(r)?;
         }
+        let bad = report.snapshots.iter().filter(|r| !r.ok).count();
         outln!(
-            "{} snapshot(s) checked, {} ok, {} with problems",
+            "{} snapshot(s) checked, {} ok, {bad} with problems",
             report.checked,
-            report.checked - report.problems,
-            report.problems
+            report.checked - bad,
         );
+        if let Some(a) = &report.archive {
+            for p in &a.problems {
+                outln!("DAMAGED archive: {p}");
+            }
+            outln!(
+                "WAL archive: {} generation(s), {} segment(s) checked, {} with problems",
+                a.generations,
+                a.segments,
+                a.problems.len()
+            );
+        }
     }
     if report.problems > 0 {
         let err = OpError::VerifyFailed {

@@ -31,6 +31,7 @@ fn sample(ctx: &Ctx) -> Result<VerifyReport, OpError> {
         checked: 0,
         problems: 0,
         snapshots: Vec::new(),
+        archive: None,
     };
     for id in &picked {
         let req = VerifyRequest {

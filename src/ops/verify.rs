@@ -22,6 +22,43 @@ pub struct VerifyReport {
     pub checked: usize,
     pub problems: usize,
     pub snapshots: Vec<SnapshotCheck>,
+    /// The WAL archive (continuous archiving), when verifying everything
+    /// and there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveCheck>,
+}
+
+/// What `verify` found in the WAL archive.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ArchiveCheck {
+    pub generations: usize,
+    pub segments: usize,
+    /// Each damaged generation or unreadable record, named.
+    pub problems: Vec<String>,
+}
+
+/// Checks every generation of the store's WAL archive.
+fn check_archive(ctx: &Ctx, store: &Store) -> Result<Option<ArchiveCheck>, OpError> {
+    let archive = crate::archive::Archive::of(store, ctx.config.store.compression_level);
+    if !archive.exists() {
+        return Ok(None);
+    }
+    let (gens, bad) = archive.generations()?;
+    let mut problems: Vec<String> = bad
+        .into_iter()
+        .map(|b| format!("archive record {}: {}", b.file, b.reason))
+        .collect();
+    for g in &gens {
+        if let Err(e) = crate::archive::points::check(&archive, g) {
+            tracing::error!(event = "verify.archive_problem", generation = %g.id, error = %e, "archived WAL failed verification");
+            problems.push(e);
+        }
+    }
+    Ok(Some(ArchiveCheck {
+        generations: gens.len(),
+        segments: gens.iter().map(|g| g.segments.len()).sum(),
+        problems,
+    }))
 }
 
 /// What `verify` is asked for (the CLI's arguments and the wire's fields).
@@ -72,6 +109,11 @@ impl super::context::JobResult for VerifyReport {
             .iter()
             .filter(|s| !s.ok)
             .map(|s| format!("snapshot {}: {}", s.id, damage_text(s)))
+            .chain(
+                self.archive
+                    .iter()
+                    .flat_map(|a| a.problems.iter().map(|p| format!("archive: {p}"))),
+            )
             .collect();
         (!bad.is_empty()).then(|| bad.join("; "))
     }
@@ -128,6 +170,7 @@ pub(crate) fn check_all(
         checked: 0,
         problems: 0,
         snapshots: Vec::new(),
+        archive: None,
     };
     if ctx.detection.is_cloud() {
         return Ok(empty(true));
@@ -181,7 +224,13 @@ pub(crate) fn check_all(
         progress.emit(Event::Checked(&r));
         results.push(r);
     }
-    let problems = results.iter().filter(|r| !r.ok).count();
+    let archive = if id.is_none() {
+        check_archive(ctx, &store)?
+    } else {
+        None
+    };
+    let problems =
+        results.iter().filter(|r| !r.ok).count() + archive.as_ref().map_or(0, |a| a.problems.len());
     for r in results.iter().filter(|r| !r.ok) {
         tracing::error!(event = "verify.problem", id = %r.id, missing = r.missing_chunks.len(), corrupt = r.corrupt_chunks.len(), error = r.error.as_deref(), "snapshot failed verification");
     }
@@ -190,6 +239,7 @@ pub(crate) fn check_all(
         checked: results.len(),
         problems,
         snapshots: results,
+        archive,
     })
 }
 

@@ -228,7 +228,16 @@ fn settled(ws: &Workspace, d: &mut Daemon) -> Value {
     listing
 }
 
-fn torture_run(py: &Path, kills: u64, points: usize, seed: u64) {
+/// What else happens during a torture run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Also {
+    Nothing,
+    /// The daemon is SIGKILLed while the app commits, in the middle
+    /// round, and started again a second later.
+    KillTheDaemon,
+}
+
+fn torture_run(py: &Path, kills: u64, points: usize, seed: u64, also: Also) {
     let ws = Workspace::new();
     set_config(
         &ws,
@@ -246,6 +255,14 @@ fn torture_run(py: &Path, kills: u64, points: usize, seed: u64) {
     for round in 0..kills {
         let mut app = torture(py, &ws, seed + 1 + round, 100_000).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(400 + rng.below(1600)));
+        if also == Also::KillTheDaemon && round == kills / 2 {
+            d.signal(nix::sys::signal::Signal::SIGKILL);
+            d.wait_exit(Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1000));
+            d = Daemon::start(&ws, &[]);
+            d.wait_event("archive.started", Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(400 + rng.below(1600)));
+        }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(app.id() as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -307,11 +324,146 @@ fn torture_run(py: &Path, kills: u64, points: usize, seed: u64) {
 
 #[test]
 fn every_restore_point_holds_exactly_its_commit() {
-    torture_run(&python(), 20, 300, 7);
+    torture_run(&python(), 20, 300, 7, Also::Nothing);
+}
+
+#[test]
+fn a_daemon_killed_while_archiving_goes_on_where_it_stopped() {
+    // Every point restored: nothing acknowledged may be missing outside a
+    // reported window.
+    torture_run(&python(), 6, 1000, 23, Also::KillTheDaemon);
 }
 
 #[test]
 fn every_restore_point_holds_exactly_its_commit_on_duckdb_1_4() {
     // Every point restored: the coverage check runs.
-    torture_run(&python14(), 8, 1000, 11);
+    torture_run(&python14(), 8, 1000, 11, Also::Nothing);
+}
+
+/// Restores `id` to a fresh file and returns DuckDB's digest of it.
+fn restore_digest(py: &Path, ws: &Workspace, id: &str) -> Value {
+    let f = ws.path().join(format!("r-{}.duckdb", id.replace('@', "-")));
+    let r = ws.run(&[
+        "restore",
+        id,
+        "--to",
+        f.to_str().unwrap(),
+        "--yes",
+        "--json",
+        "--force",
+    ]);
+    assert!(r.status.success(), "restore {id}: {}", stderr(&r));
+    digests(py, std::slice::from_ref(&f))[f.to_str().unwrap()].clone()
+}
+
+#[test]
+fn a_damaged_segment_is_named_and_no_point_past_it_is_restored() {
+    let py = python();
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
+    );
+    make_db(
+        &ws.db(),
+        "CREATE TABLE seq (n BIGINT); CREATE TABLE t (i BIGINT, v VARCHAR)",
+    );
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.started", Duration::from_secs(30));
+    let log_path = ws.path().join("acked.jsonl");
+    let out = Command::new(&py)
+        .arg(py_script("big_commits.py"))
+        .args([ws.db().to_str().unwrap(), log_path.to_str().unwrap(), "12"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    let log = acknowledged(&log_path);
+    // The generation the app wrote, with several segments.
+    let archive = ws.store_dir().join("archive");
+    let mut gens: Vec<Value> = std::fs::read_dir(archive.join("generations"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    gens.sort_by_key(|g| g["segments"].as_array().unwrap().len());
+    let g = gens.last().unwrap().clone();
+    let segments = g["segments"].as_array().unwrap();
+    assert!(segments.len() >= 3, "expected several segments: {g}");
+    let gid = g["id"].as_str().unwrap();
+    let ends: Vec<u64> = g["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["end"].as_u64().unwrap())
+        .collect();
+    // Every point is exact before the damage.
+    for e in &ends {
+        let got = restore_digest(&py, &ws, &format!("{gid}@{e}"));
+        let seq = got["seq"].as_u64().unwrap();
+        assert_eq!(got["state"], log[&seq].1, "point {gid}@{e}");
+    }
+    // One byte of the second-to-last segment flipped on disk.
+    let victim = &segments[segments.len() - 2];
+    let (from, to) = (
+        victim["from"].as_u64().unwrap(),
+        victim["to"].as_u64().unwrap(),
+    );
+    let hash = victim["hash"].as_str().unwrap();
+    let path = archive.join("segments").join(hash);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let v = ws.run(&["verify"]);
+    assert_eq!(v.status.code(), Some(6), "verify: {}", stdout(&v));
+    assert!(
+        stdout(&v).contains(hash),
+        "verify names the segment: {}",
+        stdout(&v)
+    );
+    let good_before: Vec<u64> = ends.iter().copied().filter(|e| *e <= from).collect();
+    let newest_good = good_before.last().map(|e| format!("{gid}@{e}"));
+    if let Some(p) = &newest_good {
+        assert!(
+            stdout(&v).contains(p.as_str()),
+            "verify names the newest good point {p}: {}",
+            stdout(&v)
+        );
+    }
+    // A point past the damage is refused, naming the newest good one; the
+    // ones before it still restore exactly.
+    for e in ends.iter().filter(|e| **e > from) {
+        let f = ws.path().join("refused.duckdb");
+        let r = ws.run(&[
+            "restore",
+            &format!("{gid}@{e}"),
+            "--to",
+            f.to_str().unwrap(),
+            "--yes",
+        ]);
+        assert_eq!(
+            r.status.code(),
+            Some(6),
+            "restore past the damage: {}",
+            stderr(&r)
+        );
+        if let Some(p) = &newest_good {
+            assert!(stderr(&r).contains(p.as_str()), "names {p}: {}", stderr(&r));
+        }
+        assert!(!f.exists(), "nothing written for a refused point");
+    }
+    for e in &good_before {
+        let got = restore_digest(&py, &ws, &format!("{gid}@{e}"));
+        assert_eq!(got["state"], log[&got["seq"].as_u64().unwrap()].1);
+    }
+    println!(
+        "segment {hash} (WAL bytes {from}..{to}) damaged: {} points refused, {} still exact",
+        ends.len() - good_before.len(),
+        good_before.len()
+    );
 }
