@@ -11,6 +11,10 @@
 //!   ([`capture::mirror`]) with the headers followed by
 //!   [`capture::chain`], the parallel copy, the read-only maps of
 //!   [`capture::mapped`].
+//! - [`archive`]: continuous archiving — the WAL followed as the app
+//!   commits ([`archive::tail`]), its records and segments in the store
+//!   ([`archive::disk`], [`archive::record`]), restore points and
+//!   unprotected windows ([`archive::points`]).
 //! - [`store`]: the store on disk — opening, lock and staging, chunks,
 //!   manifests and the catalog, reassembly, garbage collection;
 //!   [`id`]: snapshot ids.

@@ -51,12 +51,14 @@ pub struct Timeline {
 /// The restore points and unprotected windows of `gens`.
 pub fn timeline(gens: &[Generation]) -> Timeline {
     let mut t = Timeline::default();
-    let mut prev: Option<&Generation> = None;
+    // In the order ducksnap saw them (ids are times to the second only).
+    let mut gens: Vec<&Generation> = gens.iter().collect();
+    gens.sort_by_key(|g| (g.started_at, g.id.clone()));
     // Checkpoint iterations no followed WAL belonged to: the WAL of each
     // lived and went (a checkpoint) between two passes of the tailer, or
     // there was none (a checkpoint with nothing to write). Either way no
     // commit of it can be restored on its own: only the state after.
-    let mut by_iteration: Vec<&Generation> = gens.iter().collect();
+    let mut by_iteration: Vec<&Generation> = gens.clone();
     by_iteration.sort_by_key(|g| (g.db_iteration, g.started_at));
     for w in by_iteration.windows(2) {
         let (a, b) = (w[0], w[1]);
@@ -75,15 +77,22 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
             });
         }
     }
-    for g in gens {
+    for &g in &gens {
         let mut open: Option<Window> = None;
         if let Some(b) = g.base_for(g.header_len()) {
-            // Seen when the previous WAL went (that checkpoint), if ducksnap
-            // followed it; else when this one appeared.
-            let at = prev
-                .filter(|p| p.db_iteration + 1 == g.db_iteration)
+            // Seen when the WAL of the iteration before went (that
+            // checkpoint), if ducksnap followed it, else when this one
+            // appeared; never before the last commit it holds.
+            let before = gens
+                .iter()
+                .rev()
+                .find(|p| p.db_iteration + 1 == g.db_iteration && p.started_at <= g.started_at);
+            let mut at = before
                 .and_then(|p| p.closed.as_ref())
                 .map_or(g.started_at, |c| c.at.min(g.started_at));
+            if let Some(last) = before.and_then(|p| p.commits.last()) {
+                at = at.max(last.at);
+            }
             t.points.push(CommitPoint {
                 id: g.point(g.header_len()).to_string(),
                 at,
@@ -91,7 +100,6 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
                 kind: "checkpoint",
             });
         }
-        prev = Some(g);
         for c in g.commits.iter().filter(|c| !c.checkpoint) {
             match g.base_for(c.end) {
                 Some(b) => {

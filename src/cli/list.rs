@@ -89,6 +89,23 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `s` in lines of at most `width` characters, broken at spaces.
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in s.split(' ') {
+        let last = lines.last_mut().expect("one line");
+        if !last.is_empty() && last.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
+}
+
 /// `list --commits`.
 fn commits(
     ctx: &Ctx,
@@ -104,10 +121,9 @@ fn commits(
     }
     match l.window {
         Some((a, b)) => outln!(
-            "recovery window: {} .. {} ({} restore points with snapshots)",
+            "recovery window: {} .. {}",
             human::time(a, utc),
-            human::time(b, utc),
-            l.points.len()
+            human::time(b, utc)
         ),
         None if ctx.config.continuous.enabled => {
             outln!(
@@ -120,12 +136,14 @@ fn commits(
     }
     for w in &l.unprotected {
         outln!(
-            "UNPROTECTED {} .. {} ({} commits): {}",
+            "UNPROTECTED {} .. {} ({} commits seen):",
             human::time(w.from, utc),
             human::time(w.to, utc),
-            w.commits,
-            w.cause
+            w.commits
         );
+        for line in wrap(&w.cause, 76) {
+            outln!("  {line}");
+        }
     }
     if !l.points.is_empty() {
         let mut t = human::table(&["point", "kind", "seen", "age"]);

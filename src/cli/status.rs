@@ -126,6 +126,33 @@ fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {
             None => outln!("offsite:       {} (every snapshot is offsite)", o.url),
         }
     }
+    if let Some(c) = &r.continuous {
+        let last = c
+            .last_commit
+            .map(|t| format!("last commit archived {}", human::age(t, now)))
+            .unwrap_or_else(|| "no commit archived yet".into());
+        let behind = c
+            .behind_bytes
+            .map(|b| format!(", {} of the WAL not archived", human::size(b)))
+            .unwrap_or_default();
+        outln!(
+            "continuous:    {}: {last}{behind}",
+            if c.enabled { "on" } else { "off" }
+        );
+        if let Some(t) = c.last_unprotected {
+            outln!(
+                "               {} unprotected window(s), the newest ended {} (list --commits)",
+                c.unprotected_windows,
+                human::age(t, now)
+            );
+        }
+        if c.damaged_records > 0 {
+            outln!(
+                "               {} archive record(s) unreadable (verify)",
+                c.damaged_records
+            );
+        }
+    }
     match &r.daemon {
         Some(d) => print_daemon(r, d, utc),
         None => {

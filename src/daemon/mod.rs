@@ -12,6 +12,8 @@
 //! * **pusher** ([`pusher`]) — with `[offsite]`, a push after each
 //!   snapshot and on its own slots, on a blocking thread beside the worker;
 //! * **watcher** ([`watch`]) — the database's directory;
+//! * **archiver** ([`archiver`]) — with `[continuous]`, the WAL tailer
+//!   (`archive::tail`) and the base snapshots it asks for;
 //! * **watchdog** — `WATCHDOG=1` when systemd asks for it ([`sdnotify`]).
 //!
 //! The socket is bound here, or taken from systemd ([`activation`]).

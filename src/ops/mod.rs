@@ -6,7 +6,8 @@
 //! [`crate::protocol::dispatch`]); they never print. Each returns a typed
 //! outcome, with the documented "disabled" result in cloud mode.
 //! [`context`] holds what they share, [`select`] which snapshot an id
-//! names, [`code`] the one table of error codes, [`progress`] the events a
+//! names, [`point`] which commit restore point one names (and `list
+//! --commits`, the archive in `status`), [`code`] the one table of error codes, [`progress`] the events a
 //! long operation reports, [`outfile`] the files written outside the store.
 
 pub mod code;

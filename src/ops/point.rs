@@ -171,6 +171,57 @@ pub fn expire(ctx: &Ctx, store: &Store, now: DateTime<Utc>) -> Result<usize, OpE
     Ok(n)
 }
 
+/// Continuous archiving in `status`: read from the archive's records and
+/// the live WAL, whether or not a daemon runs.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ContinuousStatus {
+    /// `[continuous] enabled`.
+    pub enabled: bool,
+    /// When the newest archived commit was seen.
+    pub last_commit: Option<DateTime<Utc>>,
+    /// Bytes of the live WAL past what is archived (an open transaction's,
+    /// or not read yet); `None` when no followed WAL is there.
+    pub behind_bytes: Option<u64>,
+    pub unprotected_windows: usize,
+    /// When the newest unprotected window ended.
+    pub last_unprotected: Option<DateTime<Utc>>,
+    /// Archive records that cannot be read.
+    pub damaged_records: usize,
+}
+
+/// The archive's state for `status`; `None` with archiving off and no
+/// archive.
+pub fn status(ctx: &Ctx, store: &Store) -> Result<Option<ContinuousStatus>, OpError> {
+    let archive = Archive::of(store, ctx.config.store.compression_level);
+    if !archive.exists() && !ctx.config.continuous.enabled {
+        return Ok(None);
+    }
+    let (gens, bad) = archive.generations()?;
+    let (_, _, t) = read_timeline(ctx, store)?;
+    let db = crate::database::dbpath::real_path(&ctx.config.database.path)
+        .unwrap_or_else(|_| ctx.config.database.path.clone());
+    let behind = gens.iter().filter(|g| g.closed.is_none()).find_map(|g| {
+        let path = match g.file.as_str() {
+            "wal" => crate::database::duckfile::wal_path(&db),
+            _ => crate::database::duckfile::wal_checkpoint_path(&db),
+        };
+        let m = std::fs::metadata(path).ok()?;
+        use std::os::unix::fs::MetadataExt;
+        ((m.dev(), m.ino()) == g.inode).then(|| m.len().saturating_sub(g.archived_to()))
+    });
+    Ok(Some(ContinuousStatus {
+        enabled: ctx.config.continuous.enabled,
+        last_commit: gens
+            .iter()
+            .filter_map(|g| g.commits.last().map(|c| c.at))
+            .max(),
+        behind_bytes: behind,
+        unprotected_windows: t.unprotected.len(),
+        last_unprotected: t.unprotected.iter().map(|w| w.to).max(),
+        damaged_records: bad.len(),
+    }))
+}
+
 /// What `list --commits` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitListing {

@@ -63,6 +63,9 @@ pub struct StatusReport {
     /// ran the job (the daemon or a one-shot command).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded_error: Option<LastError>,
+    /// Continuous archiving (`[continuous]`), when on or an archive exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuous: Option<super::point::ContinuousStatus>,
 }
 
 /// How far offsite is behind.
@@ -82,6 +85,7 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
     let cloud = ctx.detection.is_cloud();
     let mut pushed = None;
     let mut recorded_error = None;
+    let mut continuous = None;
     let (summaries, store_bytes) =
         if !cloud && crate::store::Store::exists_at(&ctx.config.store.dir) {
             let store = Store::open(
@@ -92,6 +96,7 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
             super::context::check_owner(ctx, &store)?;
             pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store);
             recorded_error = newest_failure(&crate::monitor::state::Health::load(&store));
+            continuous = super::point::status(ctx, &store)?;
             (store.catalog()?, store.stored_bytes()?)
         } else {
             (Vec::new(), 0)
@@ -130,6 +135,7 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
         disabled: cloud.then(|| environment::disabled_message(&ctx.detection)),
         offsite,
         recorded_error,
+        continuous,
     })
 }
 
