@@ -41,6 +41,11 @@ pub struct Generation {
     /// from the WAL header where it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_identifier: Option<String>,
+    /// (device, inode) of the database file when the WAL was first seen: a
+    /// snapshot taken after the file was replaced (a restore, a database
+    /// made anew) is never one of this generation's bases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_inode: Option<(u64, u64)>,
     pub started_at: DateTime<Utc>,
     /// The archived bytes, in order, contiguous from 0.
     pub segments: Vec<Segment>,

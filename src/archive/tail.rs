@@ -327,6 +327,7 @@ impl Engine {
             header: hex(&head[..header.len as usize]),
             db_iteration,
             db_identifier: header.db_identifier.map(|d| hex(&d)),
+            db_inode: db_ino,
             started_at: now,
             segments: Vec::new(),
             commits: Vec::new(),
@@ -589,8 +590,12 @@ impl Engine {
         let archive = self.archive.clone();
         // Same database header; and its WAL, if any, is this generation's:
         // the same header, and every byte both hold the same.
+        let db_now = File::open(&self.db).ok().and_then(|f| ino_of(&f).ok());
         let fits = |g: &Generation| {
             if g.db_iteration != m.database.iteration {
+                return false;
+            }
+            if g.db_inode.is_some() && g.db_inode != db_now {
                 return false;
             }
             if wal_len == 0 {

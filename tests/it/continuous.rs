@@ -474,3 +474,91 @@ fn a_damaged_segment_is_named_and_no_point_past_it_is_restored() {
 fn stress_two_thousand_restore_points_hold_exactly_their_commits() {
     torture_run(&python(), 90, 2000, 101, Also::Nothing);
 }
+
+#[test]
+fn a_database_replaced_by_another_never_mixes_their_histories() {
+    let py = python();
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
+    );
+    let app = |log: &str, seed: u64, commits: u64| {
+        let out = Command::new(&py)
+            .arg(py_script("torture.py"))
+            .arg(ws.db())
+            .arg(ws.path().join(log))
+            .arg(seed.to_string())
+            .arg(commits.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    app("a.jsonl", 1, 2);
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.started", Duration::from_secs(30));
+    app("a.jsonl", 1, 60);
+    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    // Another database takes its place: the same name, made anew.
+    for suffix in ["", ".wal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", ws.db().display()));
+    }
+    app("b.jsonl", 2, 60);
+    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    let a = acknowledged(&ws.path().join("a.jsonl"));
+    let b = acknowledged(&ws.path().join("b.jsonl"));
+    let listing = ws.json(&["list", "--commits", "--json"]);
+    let points = listing["points"].as_array().unwrap();
+    let out = ws.path().join("restored");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut files = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        let id = p["id"].as_str().unwrap();
+        let f = out.join(format!("p{i}.duckdb"));
+        let r = ws.run(&["restore", id, "--to", f.to_str().unwrap(), "--yes"]);
+        assert!(r.status.success(), "restore {id}: {}", stderr(&r));
+        files.push((id.to_string(), f));
+    }
+    let dg = digests(
+        &py,
+        &files.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(),
+    );
+    let (mut of_a, mut of_b) = (0, 0);
+    for (id, f) in &files {
+        let got = &dg[f.to_str().unwrap()];
+        assert!(
+            got.get("error").is_none(),
+            "point {id} does not open: {got}"
+        );
+        let Some(seq) = got["seq"].as_u64() else {
+            // Before the app's first commit (a database just made): empty.
+            let empty = got["state"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|t| t[0] == 0);
+            assert!(empty, "point {id} holds no commit but is not empty: {got}");
+            continue;
+        };
+        let in_a = a.get(&seq).is_some_and(|(_, s)| *s == got["state"]);
+        let in_b = b.get(&seq).is_some_and(|(_, s)| *s == got["state"]);
+        assert!(
+            in_a || in_b,
+            "point {id} (commit {seq}) is neither database's state: {got}"
+        );
+        if in_a {
+            of_a += 1;
+        } else {
+            of_b += 1;
+        }
+    }
+    println!(
+        "{} points: {of_a} of the first database, {of_b} of the one that replaced it",
+        files.len()
+    );
+    assert!(of_a > 0 && of_b > 0);
+}

@@ -26,7 +26,8 @@ def main():
     for f in sys.argv[1:]:
         try:
             c = duckdb.connect(f, read_only=True)
-            seq = c.execute("SELECT max(n) FROM seq").fetchone()[0]
+            has_seq = c.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'seq'").fetchone()[0]
+            seq = c.execute("SELECT max(n) FROM seq").fetchone()[0] if has_seq else None
             res[f] = {"seq": seq, "state": state(c)}
             c.close()
         except Exception as e:  # noqa: BLE001
