@@ -29,6 +29,40 @@ pub struct CommitPoint {
     /// cut at its header) — where commits that skipped the WAL (a large
     /// commit that triggered the checkpoint) become reachable.
     pub kind: &'static str,
+    /// A marker here (a `pre-delete` request answered by a restore point):
+    /// its reason and label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// When the marker was recorded, and whether it is pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marked_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
+}
+
+impl CommitPoint {
+    /// The point at boundary `end` of `g`, with its marker if it has one.
+    fn of(
+        g: &Generation,
+        end: u64,
+        at: DateTime<Utc>,
+        base: &SnapshotId,
+        kind: &'static str,
+    ) -> CommitPoint {
+        let mark = g.marks.iter().rev().find(|m| m.end == end);
+        CommitPoint {
+            id: g.point(end).to_string(),
+            at,
+            base: base.clone(),
+            kind,
+            reason: mark.map(|m| m.reason.clone()),
+            label: mark.and_then(|m| m.label.clone()),
+            marked_at: mark.map(|m| m.at),
+            pinned: mark.is_some_and(|m| m.pinned),
+        }
+    }
 }
 
 /// A stretch of commits no restore can reach, and why.
@@ -93,23 +127,20 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
             if let Some(last) = before.and_then(|p| p.commits.last()) {
                 at = at.max(last.at);
             }
-            t.points.push(CommitPoint {
-                id: g.point(g.header_len()).to_string(),
+            t.points.push(CommitPoint::of(
+                g,
+                g.header_len(),
                 at,
-                base: b.snapshot.clone(),
-                kind: "checkpoint",
-            });
+                &b.snapshot,
+                "checkpoint",
+            ));
         }
         for c in g.commits.iter().filter(|c| !c.checkpoint) {
             match g.base_for(c.end) {
                 Some(b) => {
                     t.unprotected.extend(open.take());
-                    t.points.push(CommitPoint {
-                        id: g.point(c.end).to_string(),
-                        at: c.at,
-                        base: b.snapshot.clone(),
-                        kind: "commit",
-                    });
+                    t.points
+                        .push(CommitPoint::of(g, c.end, c.at, &b.snapshot, "commit"));
                 }
                 None => {
                     let w = open.get_or_insert_with(|| Window {

@@ -56,6 +56,10 @@ pub struct Generation {
     /// boundary whose last optimistic commit it holds.
     #[serde(default)]
     pub bases: Vec<BaseMark>,
+    /// Named restore points asked for (a `pre-delete` request over the
+    /// socket): a marker at a boundary instead of a snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
     /// Set once nothing more will be added, with why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<Closed>,
@@ -96,6 +100,20 @@ pub struct BaseMark {
     /// Bytes of this WAL the snapshot holds (0: none): its database image
     /// was taken after every commit ending at or before this offset.
     pub wal_len: u64,
+}
+
+/// A named restore point at a boundary of this generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mark {
+    pub end: u64,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Kept whatever the recovery window and the reason's rules say.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 /// Why a generation ended.
@@ -217,6 +235,14 @@ impl Generation {
         }
         if !self.segments.is_empty() && self.segments[0].to < self.header_len() {
             return Err("the first segment does not hold the header".into());
+        }
+        for m in &self.marks {
+            if !crate::id::valid_reason(&m.reason) {
+                return Err(format!("mark at {} has an invalid reason", m.end));
+            }
+            if m.end != self.header_len() && !self.commits.iter().any(|c| c.end == m.end) {
+                return Err(format!("mark at {} is not at a commit boundary", m.end));
+            }
         }
         let mut last = self.header_len();
         for c in &self.commits {

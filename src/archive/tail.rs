@@ -28,7 +28,8 @@ use crate::store::{Store, StoreError};
 
 use super::disk::Archive;
 use super::record::{
-    BaseMark, CloseReason, Closed, CommitMark, GENERATION_FORMAT, Generation, Segment,
+    BaseMark, CloseReason, Closed, CommitMark, GENERATION_FORMAT, Generation, Mark, PointId,
+    Segment,
 };
 
 /// Segments are filled up to this many bytes; the last, partly filled one
@@ -45,6 +46,22 @@ pub enum Want {
     /// A snapshot now: a generation started, or an optimistic commit was
     /// archived and only an image taken after it can replay it.
     Base,
+}
+
+/// A named restore point asked for (`Tailer::mark`).
+#[derive(Debug, Clone)]
+pub struct MarkRequest {
+    pub reason: String,
+    pub label: Option<String>,
+    pub pinned: bool,
+}
+
+/// A marker recorded: its point, and the snapshot it is replayed onto.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    pub point: PointId,
+    pub at: DateTime<Utc>,
+    pub base: SnapshotId,
 }
 
 /// What the tailer has done, for `status` and the metrics.
@@ -332,6 +349,7 @@ impl Engine {
             segments: Vec::new(),
             commits: Vec::new(),
             bases: Vec::new(),
+            marks: Vec::new(),
             closed: None,
         };
         let mut g = g;
@@ -568,6 +586,56 @@ impl Engine {
         Ok(())
     }
 
+    /// Archives everything the WAL holds, then records a named restore
+    /// point at the last boundary of the WAL the app writes to now — when
+    /// archiving works, that WAL is followed, and a base snapshot that
+    /// serves the boundary is in the store. `Err` says why not (the caller
+    /// takes a snapshot instead).
+    pub fn mark(&mut self, req: &MarkRequest, now: DateTime<Utc>) -> Result<Marked, String> {
+        self.pass(now);
+        if let Some(e) = &self.progress.error {
+            return Err(format!("archiving is failing: {e}"));
+        }
+        let Some(i) = (0..self.following.len()).max_by_key(|&i| self.following[i].g.started_at)
+        else {
+            return Err(
+                "no WAL is being followed (the database was just checkpointed, or is not open)"
+                    .into(),
+            );
+        };
+        let o = &self.following[i];
+        let end = o.g.archived_to().max(o.header.len() as u64);
+        let Some(base) = o.g.base_for(end).map(|b| b.snapshot.clone()) else {
+            return Err(
+                "no snapshot of this checkpoint's database image serves the boundary yet".into(),
+            );
+        };
+        if !self.store.manifest_exists(&base) {
+            return Err(format!(
+                "its base snapshot {base} is no longer in the store"
+            ));
+        }
+        let lock = self.archive.lock().map_err(|e| e.to_string())?;
+        let o = &mut self.following[i];
+        o.g.marks.push(Mark {
+            end,
+            at: now,
+            reason: req.reason.clone(),
+            label: req.label.clone(),
+            pinned: req.pinned,
+        });
+        if let Err(e) = self.archive.write_generation(&lock, &o.g) {
+            o.g.marks.pop();
+            return Err(e.to_string());
+        }
+        o.written = true;
+        Ok(Marked {
+            point: o.g.point(end),
+            at: now,
+            base,
+        })
+    }
+
     /// Records snapshot `id` as a base of the generations its database
     /// image belongs to: the same database header iteration, and (when it
     /// holds a WAL) the same WAL header.
@@ -655,6 +723,7 @@ pub struct Tailer {
 #[derive(Default)]
 struct Shared {
     offered: Vec<SnapshotId>,
+    marks: Vec<(MarkRequest, std::sync::mpsc::Sender<Result<Marked, String>>)>,
     progress: Progress,
 }
 
@@ -694,6 +763,19 @@ impl Tailer {
             use std::io::Write;
             let _ = (&*p).write(&[1]);
         }
+    }
+
+    /// Asks the tailer's thread for a named restore point
+    /// ([`Engine::mark`]) and waits for it, at most `timeout`.
+    pub fn mark(&self, req: MarkRequest, timeout: std::time::Duration) -> Result<Marked, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        lock(&self.shared).marks.push((req, tx));
+        if let Some(p) = &self.poke {
+            use std::io::Write;
+            let _ = (&*p).write(&[2]);
+        }
+        rx.recv_timeout(timeout)
+            .map_err(|_| "the archiver did not answer in time".to_string())?
     }
 
     pub fn progress(&self) -> Progress {
@@ -765,10 +847,14 @@ mod watch {
         let mut ready = Some(ready);
         loop {
             let offered = std::mem::take(&mut lock(shared).offered);
+            let marks = std::mem::take(&mut lock(shared).marks);
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 engine.pass(chrono::Utc::now());
                 for id in &offered {
                     engine.offer(id);
+                }
+                for (req, tx) in &marks {
+                    let _ = tx.send(engine.mark(req, chrono::Utc::now()));
                 }
             }));
             if ran.is_err() {

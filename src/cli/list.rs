@@ -150,7 +150,10 @@ fn commits(
         for p in l.points.iter().rev() {
             t.add_row(vec![
                 p.id.clone(),
-                p.kind.to_string(),
+                match (&p.reason, p.marked_at) {
+                    (Some(r), Some(_)) => format!("marker: {r}"),
+                    _ => p.kind.to_string(),
+                },
                 human::time(p.at, utc),
                 human::age(p.at, now),
             ]);

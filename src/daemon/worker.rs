@@ -120,13 +120,24 @@ impl Took {
 fn run_job(ctx: &Ctx, state: &StateHandle, kind: JobKind) -> (Response, Took) {
     match kind {
         JobKind::Request(Request::Snapshot(req)) => {
+            let fallback = match marker(ctx, &req) {
+                Ok(reply) => {
+                    let r = dispatch::answer(Ok::<_, ops::OpError>(reply));
+                    set_result(state, Job::Snapshot, &r);
+                    return (r, Took::Nothing);
+                }
+                Err(why) => why,
+            };
             let out = ops::snapshot(ctx, &req);
             offer_base(ctx, &out);
             let took = Took::of(&out);
             if out.is_ok() {
                 state.note_snapshot(jobs::fingerprint(&ctx.config.database.path), true);
             }
-            let r = dispatch::answer(out.map(SnapshotReply::from));
+            let r = dispatch::answer(out.map(|o| SnapshotReply {
+                marker_fallback: fallback,
+                ..SnapshotReply::from(o)
+            }));
             set_result(state, Job::Snapshot, &r);
             (r, took)
         }
@@ -155,6 +166,47 @@ enum Background {
     Scheduled,
     Changed,
     Base,
+}
+
+/// With continuous archiving, a `pre-delete` request gets a marker — a
+/// named restore point at the last archived commit — instead of a
+/// snapshot. `Err(Some(why))`: it could not (the snapshot is taken, and
+/// the reply and the log say why); `Err(None)`: not asked for one.
+fn marker(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotReply, Option<String>> {
+    if req.reason != "pre-delete" || !ctx.config.continuous.enabled || ctx.detection.is_cloud() {
+        return Err(None);
+    }
+    let why = match crate::archive::tail::followed(&ctx.config.database.path) {
+        None => "the WAL is not being followed".to_string(),
+        Some(t) => {
+            let asked = crate::archive::tail::MarkRequest {
+                reason: req.reason.clone(),
+                label: req.label.clone(),
+                pinned: req.pin,
+            };
+            match t.mark(asked, std::time::Duration::from_secs(10)) {
+                Ok(m) => {
+                    tracing::info!(event = "snapshot.marker", point = %m.point, base = %m.base, reason = %req.reason, "pre-delete restore point recorded as a marker on the archived WAL");
+                    let mut reply = SnapshotReply::from(SnapshotOutcome::Unchanged {
+                        since: m.base.clone(),
+                    });
+                    reply.unchanged = false;
+                    reply.since = None;
+                    reply.marker = Some(ops::MarkerReply {
+                        id: m.point.to_string(),
+                        created_at: m.at,
+                        reason: req.reason.clone(),
+                        label: req.label.clone(),
+                        base: m.base,
+                    });
+                    return Ok(reply);
+                }
+                Err(why) => why,
+            }
+        }
+    };
+    tracing::info!(event = "snapshot.marker_fallback", reason = %why, "a snapshot instead of a marker");
+    Err(Some(why))
 }
 
 /// Offers the snapshot an outcome names (new, or the newest when nothing

@@ -41,6 +41,8 @@ pub use prune::{PruneReport, PruneRequest, prune};
 pub use restore::{RestoreRequest, Restored, restore};
 pub use select::SnapshotRef;
 pub use show::{Shown, show};
-pub use snapshot::{Following, SnapshotOutcome, SnapshotReply, SnapshotRequest, snapshot};
+pub use snapshot::{
+    Following, MarkerReply, SnapshotOutcome, SnapshotReply, SnapshotRequest, snapshot,
+};
 pub use status::{DaemonInfo, LastError, StatusReport, status};
 pub use verify::{VerifyReport, VerifyRequest, verify, verify_with};

@@ -141,9 +141,34 @@ pub fn bases_in_window(
             .unwrap_or(chrono::Duration::MAX);
     Ok(t.points
         .into_iter()
-        .filter(|p| p.at >= from)
+        .filter(|p| {
+            p.at >= from
+                || p.marked_at
+                    .is_some_and(|m| mark_lives(ctx, &p.reason, p.pinned, m, now))
+        })
         .map(|p| p.base)
         .collect())
+}
+
+/// Whether a marker recorded at `at` for `reason` is still kept: pinned,
+/// inside the recovery window, or inside its reason's `keep_within`
+/// (`pre-delete`: 14 days by default), as a snapshot of that reason.
+fn mark_lives(
+    ctx: &Ctx,
+    reason: &Option<String>,
+    pinned: bool,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    let span =
+        |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let within = reason
+        .as_ref()
+        .and_then(|r| ctx.config.retention.reasons.get(r))
+        .and_then(|r| r.keep_within)
+        .map(|d| span(d.0));
+    let window = span(ctx.config.continuous.window.0);
+    pinned || now - at < within.map_or(window, |w| w.max(window))
 }
 
 /// Removes the archived WAL generations whose every commit is older than
@@ -162,7 +187,11 @@ pub fn expire(ctx: &Ctx, store: &Store, now: DateTime<Utc>) -> Result<usize, OpE
     let mut n = 0;
     for g in gens {
         let Some(closed) = &g.closed else { continue };
-        if closed.at < from {
+        let marked = g
+            .marks
+            .iter()
+            .any(|m| mark_lives(ctx, &Some(m.reason.clone()), m.pinned, m.at, now));
+        if closed.at < from && !marked {
             archive.remove_generation(&lock, &g.id)?;
             n += 1;
         }
@@ -256,6 +285,10 @@ pub fn commits(ctx: &Ctx, since: Option<DateTime<Utc>>) -> Result<CommitListing,
         at: s.created_at,
         base: s.id,
         kind: "snapshot",
+        reason: Some(s.reason),
+        label: s.label,
+        marked_at: None,
+        pinned: s.pinned,
     }));
     points.sort_by_key(|p| p.at);
     Ok(CommitListing {

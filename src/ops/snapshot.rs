@@ -60,6 +60,26 @@ pub struct SnapshotReply {
     pub unchanged: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<SnapshotId>,
+    /// With continuous archiving, a `pre-delete` request is answered by a
+    /// marker: a named restore point at the last archived commit, instead
+    /// of a snapshot (`snapshot` is then null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<MarkerReply>,
+    /// Why a marker could not be recorded and a snapshot was taken instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker_fallback: Option<String>,
+}
+
+/// A marker: a restore point id usable wherever a snapshot id is (for
+/// `restore`), when it was recorded, and the snapshot it replays onto.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MarkerReply {
+    pub id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub base: SnapshotId,
 }
 
 impl From<SnapshotOutcome> for SnapshotReply {
@@ -70,6 +90,8 @@ impl From<SnapshotOutcome> for SnapshotReply {
             reason: None,
             unchanged: false,
             since: None,
+            marker: None,
+            marker_fallback: None,
         };
         match o {
             SnapshotOutcome::Disabled { reason } => {

@@ -562,3 +562,109 @@ fn a_database_replaced_by_another_never_mixes_their_histories() {
     );
     assert!(of_a > 0 && of_b > 0);
 }
+
+/// A `pre-delete` request over the socket while the app holds the
+/// database: answered by a marker (no snapshot stored), which restores
+/// exactly the state before the delete; once the WAL is gone (the app
+/// checkpointed), a snapshot instead, and the reply says why.
+#[test]
+fn a_pre_delete_request_is_answered_by_a_marker_that_restores_the_state_before() {
+    let py = python();
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
+    );
+    make_db(&ws.db(), "CREATE TABLE t (i BIGINT, v VARCHAR)");
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.started", Duration::from_secs(30));
+    let socket = crate::helpers::daemon::socket_of(&ws);
+    // The app: commits, asks for a pre-delete restore point, deletes,
+    // commits, and prints what it saw before the delete and the reply.
+    let code = r#"
+import json, socket, sys, time, duckdb
+db, sock = sys.argv[1], sys.argv[2]
+c = duckdb.connect(db)
+c.execute("SET checkpoint_threshold = '10GB'")
+for k in range(50):
+    c.execute("INSERT INTO t VALUES (?, ?)", [k, 'v%d' % k])
+def ask(req):
+    s = socket.socket(socket.AF_UNIX); s.connect(sock)
+    t0 = time.time(); s.sendall((json.dumps(req) + "\n").encode())
+    line = s.makefile().readline(); return json.loads(line), time.time() - t0
+took = []
+for k in range(6):
+    c.execute("INSERT INTO t VALUES (?, 'more')", [100 + k])
+    before = c.execute("SELECT count(*), sum(hash(t)) FROM t").fetchone()
+    reply, dt = ask({"op": "snapshot", "reason": "pre-delete", "label": "delete half"})
+    took.append(dt)
+c.execute("DELETE FROM t WHERE i % 2 = 0")
+c.execute("CHECKPOINT")
+fallback, _ = ask({"op": "snapshot", "reason": "pre-delete"})
+print(json.dumps({"before": [before[0], str(before[1])], "reply": reply, "took": took, "fallback": fallback}))
+"#;
+    let out = run_python(code, &[ws.db().to_str().unwrap(), socket.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let reply = &v["reply"]["result"];
+    assert!(
+        reply["snapshot"].is_null(),
+        "a marker, not a snapshot: {reply}"
+    );
+    let marker = &reply["marker"];
+    let id = marker["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no marker: {v}"));
+    assert_eq!(marker["label"], "delete half");
+    let took: Vec<String> = v["took"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{:.1}", t.as_f64().unwrap() * 1000.0))
+        .collect();
+    println!("markers answered in (ms, the first waits for the first base snapshot): {took:?}");
+    // The fallback: the app checkpointed, no WAL to mark.
+    let fb = &v["fallback"]["result"];
+    assert!(fb["snapshot"]["id"].is_string(), "a snapshot instead: {fb}");
+    assert!(
+        fb["marker_fallback"].is_string(),
+        "the reply says why: {fb}"
+    );
+    let pre_delete = ws.json(&["list", "--reason", "pre-delete", "--json"]);
+    // Six markers, one snapshot.
+    assert_eq!(
+        pre_delete.as_array().unwrap().len(),
+        1,
+        "the marker stored no snapshot; the fallback one: {pre_delete}"
+    );
+    // The marker restores exactly the state before the delete (ground
+    // truth: what the app read then).
+    let f = ws.path().join("before.duckdb");
+    let r = ws.run(&[
+        "restore",
+        id,
+        "--to",
+        f.to_str().unwrap(),
+        "--yes",
+        "--check",
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let got = run_python(
+        "import sys, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); n, h = c.execute('SELECT count(*), sum(hash(t)) FROM t').fetchone(); print(n, h)",
+        &[f.to_str().unwrap()],
+    );
+    assert_eq!(
+        got.trim(),
+        format!("{} {}", v["before"][0], v["before"][1].as_str().unwrap())
+    );
+    // Listed with its reason and label.
+    let listing = ws.json(&["list", "--commits", "--json"]);
+    let p = listing["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(p["reason"], "pre-delete");
+    assert_eq!(p["label"], "delete half");
+}

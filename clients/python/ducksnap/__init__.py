@@ -546,7 +546,11 @@ class Client:
     ) -> Optional[Dict[str, Any]]:
         """Takes a snapshot and waits for it: its manifest (without the
         chunk lists, which stay in the store), or None when backups are
-        disabled (cloud)."""
+        disabled (cloud). With continuous archiving on, a ``pre-delete``
+        request is answered by a marker instead — a restore point at the
+        last archived commit, a dict with its ``id`` (usable with
+        ``restore``), ``created_at``, ``reason``, ``label`` and ``base``
+        (the snapshot it replays onto) — when the archive is current."""
         if self.cloud:
             log.debug("snapshot %r skipped: %s", reason, self.disabled_reason())
             return None
@@ -554,7 +558,7 @@ class Client:
         if result.get("disabled"):
             log.debug("snapshot %r skipped: %s", reason, result.get("reason"))
             return None
-        return result.get("snapshot")
+        return result.get("snapshot") or result.get("marker")
 
     def list_snapshots(self) -> List[Dict[str, Any]]:
         """Snapshots, newest first ([] when backups are disabled)."""
