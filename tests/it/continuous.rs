@@ -569,7 +569,6 @@ fn a_database_replaced_by_another_never_mixes_their_histories() {
 /// checkpointed), a snapshot instead, and the reply says why.
 #[test]
 fn a_pre_delete_request_is_answered_by_a_marker_that_restores_the_state_before() {
-    let py = python();
     let ws = Workspace::new();
     set_config(
         &ws,
