@@ -846,6 +846,10 @@ mod watch {
         let _ = wake.set_nonblocking(true);
         let mut ready = Some(ready);
         loop {
+            // Events are taken before the pass, never after it: one that
+            // arrives during the pass (the header of a WAL just created,
+            // written after the pass found it empty) wakes the next poll.
+            let _ = ino.read_events();
             let offered = std::mem::take(&mut lock(shared).offered);
             let marks = std::mem::take(&mut lock(shared).marks);
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -886,7 +890,6 @@ mod watch {
                     Err(_) => return,
                 }
             }
-            let _ = ino.read_events();
         }
     }
 }

@@ -25,6 +25,7 @@ pub fn hello(ctx: &Ctx) -> Hello {
         store: ctx.config.store.dir.clone(),
         database: ctx.config.database.path.clone(),
         pid: std::process::id().into(),
+        continuous: ctx.config.continuous.enabled && !ctx.detection.is_cloud(),
     }
 }
 

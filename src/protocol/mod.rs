@@ -89,6 +89,11 @@ pub struct Hello {
     pub store: PathBuf,
     pub database: PathBuf,
     pub pid: u64,
+    /// `[continuous] enabled` in local mode: a `pre-delete` request can be
+    /// answered by a marker on the archived WAL (a client then does not
+    /// checkpoint first, which would leave no WAL to mark).
+    #[serde(default)]
+    pub continuous: bool,
 }
 
 /// A request together with the type of its result, so that the caller gets

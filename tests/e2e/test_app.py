@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import app  # noqa: E402
+from conftest import Daemon  # noqa: E402
 from ducksnap import BackupsDisabled, Client, DaemonUnavailable, with_snapshot  # noqa: E402
 
 CLEAN = {}  # an environment with no cloud signal
@@ -331,3 +332,44 @@ def test_daemon_down_advice_follows_init(tmp_path):
     assert str(e.value).count("systemctl --user start ducksnap-myapp.service") == 1, e.value
     assert app.counts(con, 7) == (1, 20), "the delete did not run"
     con.close()
+
+
+def test_with_snapshot_gets_a_marker_when_the_daemon_archives_the_wal(tmp_path):
+    """With [continuous] on, with_snapshot(connection=…) does not checkpoint
+    and the daemon answers with a marker on the archived WAL; restoring it
+    gives back exactly the rows the delete removed."""
+    d = Daemon(tmp_path, config_extra="[continuous]\nenabled = true\n")
+    try:
+        client = Client(socket_path=str(d.socket), env=CLEAN)
+        con = duckdb.connect(str(d.db))
+        app.create_schema(con)
+        before = con.execute("SELECT count(*) FROM orders").fetchone()[0]
+        assert before > 0
+        # The app goes on committing after a checkpoint; the daemon takes
+        # the base image of that checkpoint (wait until a commit of the new
+        # WAL is a restore point: the archive is then current).
+        import datetime
+        import json
+        import time
+
+        con.execute("CHECKPOINT")
+        t0 = datetime.datetime.now(datetime.timezone.utc)
+        con.execute("INSERT INTO customers VALUES (1000, 'late')")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            listing = json.loads(d.cli("list", "--commits", "--json").stdout)
+            seen = [p for p in listing["points"] if p["kind"] == "commit"]
+            if any(datetime.datetime.fromisoformat(p["at"].replace("Z", "+00:00")[:26] + "+00:00") >= t0 for p in seen):
+                break
+            time.sleep(0.1)
+        with with_snapshot(reason="pre-delete", label="drop orders", client=client, connection=con) as snap:
+            con.execute("DELETE FROM orders")
+        assert "@" in snap["id"], f"a marker (a commit restore point), not a snapshot: {snap}"
+        assert snap["reason"] == "pre-delete" and snap["label"] == "drop orders"
+        out = tmp_path / "before.duckdb"
+        client.restore(snap["id"], to=str(out), check=True)
+        got = duckdb.connect(str(out), read_only=True).execute("SELECT count(*) FROM orders").fetchone()[0]
+        assert got == before
+        con.close()
+    finally:
+        d.stop()

@@ -688,7 +688,9 @@ class with_snapshot:  # noqa: N801 - used as a decorator
 
     connection -- the app's DuckDB connection: the daemon must protect its
     database file (checked by the client and by the daemon), and
-    ``CHECKPOINT`` runs on it first, so the snapshot holds a checkpointed file.
+    ``CHECKPOINT`` runs on it first, so the snapshot holds a checkpointed file
+    — unless the daemon archives the WAL (``[continuous]``): then the
+    request is answered by a marker at the last archived commit.
     """
 
     def __init__(
@@ -713,7 +715,7 @@ class with_snapshot:  # noqa: N801 - used as a decorator
     def _take(self) -> Optional[Dict[str, Any]]:
         database = database_of(self.connection) if self.connection is not None else None
         client = (self.client or Client(database=database)).for_database(database)
-        if self.connection is not None and not client.cloud:
+        if self.connection is not None and not client.cloud and not self._continuous(client):
             try:
                 self.connection.execute("CHECKPOINT")
             except Exception as e:  # a checkpoint is an optimisation, not a requirement
@@ -730,6 +732,17 @@ class with_snapshot:  # noqa: N801 - used as a decorator
                 log.info("running without a snapshot: %s", e)
             self.snapshot = None
         return self.snapshot
+
+    @staticmethod
+    def _continuous(client: "Client") -> bool:
+        """Whether the daemon archives the WAL (then a pre-delete request
+        is answered by a marker on it, and a CHECKPOINT first would only
+        leave it nothing to mark)."""
+        try:
+            hello = client._find_daemon()
+        except Exception:  # noqa: BLE001 - the snapshot call reports it
+            return False
+        return bool(hello and hello.get("continuous"))
 
     def __enter__(self) -> Optional[Dict[str, Any]]:
         return self._take()
