@@ -79,6 +79,20 @@ pub struct Facts {
     pub offsite_lost: Vec<String>,
     /// The bucket could not be asked by this check: why.
     pub offsite_unchecked: Option<String>,
+    /// Continuous archiving, when on.
+    pub archive: Option<ArchiveFacts>,
+}
+
+/// What `status --check` looks at in the WAL archive.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveFacts {
+    /// Bytes of the live WAL not archived (an open transaction's, or not
+    /// read yet).
+    pub behind_bytes: Option<u64>,
+    /// When the newest unprotected window ended.
+    pub last_unprotected: Option<DateTime<Utc>>,
+    /// Archive records that cannot be read.
+    pub damaged_records: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +196,30 @@ pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
             ),
         ));
     }
+    if let Some(a) = &f.archive {
+        if a.damaged_records > 0 {
+            checks.push(check(
+                "archive",
+                Level::Critical,
+                format!(
+                    "{} WAL archive record(s) cannot be read: the commits they hold cannot be restored (ducksnap verify)",
+                    a.damaged_records
+                ),
+            ));
+        }
+        if let Some(t) = a.last_unprotected
+            && now - t < chrono::TimeDelta::from_std(f.warn_age).unwrap_or(chrono::TimeDelta::MAX)
+        {
+            checks.push(check(
+                "archive",
+                Level::Warning,
+                format!(
+                    "an unprotected window ended {} ago: commits made in it are only in the state after it (ducksnap list --commits)",
+                    span(now - t)
+                ),
+            ));
+        }
+    }
     let perf = perfdata(f, now);
     verdict(checks, perf)
 }
@@ -283,6 +321,9 @@ fn perfdata(f: &Facts, now: DateTime<Utc>) -> String {
     }
     if let Some(lag) = f.offsite_lag {
         p.push(format!("offsite_lag={lag}s"));
+    }
+    if let Some(b) = f.archive.as_ref().and_then(|a| a.behind_bytes) {
+        p.push(format!("archive_behind={b}B"));
     }
     p.join(" ")
 }

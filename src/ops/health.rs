@@ -58,6 +58,15 @@ pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: b
     f.snapshots = r.snapshots;
     f.store_bytes = r.store_bytes;
     f.offsite_lag = r.offsite.as_ref().map(|o| o.lag_seconds.unwrap_or(0));
+    f.archive =
+        r.continuous
+            .as_ref()
+            .filter(|c| c.enabled)
+            .map(|c| crate::monitor::check::ArchiveFacts {
+                behind_bytes: c.behind_bytes,
+                last_unprotected: c.last_unprotected,
+                damaged_records: c.damaged_records,
+            });
     f.daemon_running = (!daemon_answered && ctx.config.schedule.enabled).then_some(false);
     f.daemon_error = r
         .daemon

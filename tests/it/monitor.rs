@@ -742,3 +742,59 @@ fn job_names_are_the_wire_names() {
         ["snapshot", "prune", "verify", "offsite", "metrics"]
     );
 }
+
+/// The WAL archive in the verdict: an unreadable record is CRITICAL, an
+/// unprotected window that ended within `warn_age` a WARNING, an older one
+/// nothing; the bytes not archived are perfdata.
+#[test]
+fn the_archive_in_the_verdict() {
+    use ducksnap::monitor::check::ArchiveFacts;
+    let now = now();
+    let with = |a: ArchiveFacts| Facts {
+        archive: Some(a),
+        ..facts(Some(60))
+    };
+    let ok = evaluate(
+        &with(ArchiveFacts {
+            behind_bytes: Some(0),
+            ..ArchiveFacts::default()
+        }),
+        now,
+    );
+    assert_eq!(ok.level, Level::Ok, "{}", ok.line);
+    assert!(ok.line.contains("archive_behind=0B"), "{}", ok.line);
+    let damaged = evaluate(
+        &with(ArchiveFacts {
+            damaged_records: 2,
+            ..ArchiveFacts::default()
+        }),
+        now,
+    );
+    assert_eq!(damaged.level, Level::Critical, "{}", damaged.line);
+    assert!(
+        damaged.line.contains("2 WAL archive record(s)"),
+        "{}",
+        damaged.line
+    );
+    let recent = evaluate(
+        &with(ArchiveFacts {
+            last_unprotected: Some(now - TimeDelta::minutes(5)),
+            ..ArchiveFacts::default()
+        }),
+        now,
+    );
+    assert_eq!(recent.level, Level::Warning, "{}", recent.line);
+    assert!(
+        recent.line.contains("unprotected window"),
+        "{}",
+        recent.line
+    );
+    let old = evaluate(
+        &with(ArchiveFacts {
+            last_unprotected: Some(now - TimeDelta::hours(3)),
+            ..ArchiveFacts::default()
+        }),
+        now,
+    );
+    assert_eq!(old.level, Level::Ok, "{}", old.line);
+}
