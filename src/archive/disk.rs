@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! <store>/archive/lock                 OFD write lock held while writing
-//! <store>/archive/generations/<id>.json one record per WAL generation
-//! <store>/archive/segments/<blake3>     WAL bytes: tag (0 raw, 1 zstd) + payload
+//! <store>/archive/generations/<id>.json.zst one record per WAL generation (zstd JSON)
+//! <store>/archive/segments/<generation>-<offset>-<blake3>
+//!                                       WAL bytes: tag (0 raw, 1 zstd) + payload
 //! ```
 //!
 //! Every file is written under a temporary name in `archive/`, fsynced,
@@ -106,11 +107,16 @@ impl Archive {
     }
 
     fn record_path(&self, id: &SnapshotId) -> PathBuf {
-        self.root.join("generations").join(format!("{id}.json"))
+        self.root.join("generations").join(format!("{id}.json.zst"))
     }
 
-    pub fn segment_path(&self, hash: &str) -> PathBuf {
-        self.root.join("segments").join(hash)
+    /// A segment's file: named by its generation and offset as well as
+    /// its hash, so that no two generations share one and a segment a
+    /// generation replaced can be removed at once.
+    pub fn segment_path(&self, generation: &SnapshotId, s: &Segment) -> PathBuf {
+        self.root
+            .join("segments")
+            .join(format!("{generation}-{}-{}", s.from, s.hash))
     }
 
     /// Writes `data` as `path` through a temporary name beside it.
@@ -130,10 +136,20 @@ impl Archive {
     }
 
     /// Stores WAL bytes `[from, from + data.len())` as a segment.
-    pub fn put_segment(&self, _lock: &ArchiveLock, from: u64, data: &[u8]) -> Result<Segment> {
+    pub fn put_segment(
+        &self,
+        _lock: &ArchiveLock,
+        generation: &SnapshotId,
+        from: u64,
+        data: &[u8],
+    ) -> Result<Segment> {
         assert!(data.len() as u64 <= MAX_SEGMENT, "segment too long");
-        let hash = blake3::hash(data).to_hex().to_string();
-        let path = self.segment_path(&hash);
+        let seg = Segment {
+            hash: blake3::hash(data).to_hex().to_string(),
+            from,
+            to: from + data.len() as u64,
+        };
+        let path = self.segment_path(generation, &seg);
         if !path.exists() {
             let z = zstd::bulk::compress(data, self.level).map_err(io_err("compress", &path))?;
             let mut body = Vec::with_capacity(z.len().min(data.len()) + 1);
@@ -146,16 +162,18 @@ impl Archive {
             }
             self.write_atomic(&path, &body)?;
         }
-        Ok(Segment {
-            hash,
-            from,
-            to: from + data.len() as u64,
-        })
+        Ok(seg)
+    }
+
+    /// Removes a segment file a generation no longer names (it replaced
+    /// it with a longer one); the next collection would otherwise.
+    pub fn drop_segment(&self, _lock: &ArchiveLock, generation: &SnapshotId, s: &Segment) {
+        let _ = fs::remove_file(self.segment_path(generation, s));
     }
 
     /// The bytes of segment `s`, checked against its name and length.
-    pub fn read_segment(&self, s: &Segment) -> Result<Vec<u8>> {
-        let path = self.segment_path(&s.hash);
+    pub fn read_segment(&self, generation: &SnapshotId, s: &Segment) -> Result<Vec<u8>> {
+        let path = self.segment_path(generation, s);
         let md = fs::symlink_metadata(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::ChunkMissing {
                 hash: format!("archive segment {}", s.hash),
@@ -192,8 +210,12 @@ impl Archive {
             path: self.record_path(&g.id),
             reason,
         })?;
-        let data = serde_json::to_vec(g).expect("a record serializes");
-        self.write_atomic(&self.record_path(&g.id), &data)
+        // Compressed: the commit list of a busy generation (one time per
+        // commit) is otherwise larger than the WAL bytes it describes.
+        let json = serde_json::to_vec(g).expect("a record serializes");
+        let path = self.record_path(&g.id);
+        let data = zstd::bulk::compress(&json, 3).map_err(io_err("compress", &path))?;
+        self.write_atomic(&path, &data)
     }
 
     /// Every generation record, oldest first, and the files that are not
@@ -221,15 +243,26 @@ impl Archive {
 
     fn read_record(&self, path: &Path, file: &str) -> std::result::Result<Generation, String> {
         let id = file
-            .strip_suffix(".json")
-            .ok_or("not a record (.json) file")?;
+            .strip_suffix(".json.zst")
+            .ok_or("not a record (.json.zst) file")?;
         let id = SnapshotId::parse(id).map_err(|e| e.to_string())?;
         let md = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
         if !md.is_file() {
             return Err("not a regular file".into());
         }
         let data = fs::read(path).map_err(|e| e.to_string())?;
-        let g: Generation = serde_json::from_slice(&data).map_err(|e| e.to_string())?;
+        // A record is at most a few MB of JSON (one line per commit of a
+        // WAL that DuckDB checkpoints at 16 MB by default).
+        let mut json = Vec::new();
+        {
+            use std::io::Read;
+            zstd::stream::read::Decoder::new(&data[..])
+                .map_err(|e| format!("does not decompress: {e}"))?
+                .take(256 << 20)
+                .read_to_end(&mut json)
+                .map_err(|e| format!("does not decompress: {e}"))?;
+        }
+        let g: Generation = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
         if g.id != id {
             return Err(format!("names generation {} in its body", g.id));
         }
@@ -245,7 +278,7 @@ impl Archive {
             if s.from >= end {
                 break;
             }
-            let data = self.read_segment(s)?;
+            let data = self.read_segment(&g.id, s)?;
             let take = (end.min(s.to) - s.from) as usize;
             out.extend_from_slice(&data[..take]);
         }
@@ -264,16 +297,23 @@ impl Archive {
                     .collect(),
             });
         }
-        let live: BTreeSet<&str> = gens
+        let live: BTreeSet<String> = gens
             .iter()
-            .flat_map(|g| g.segments.iter().map(|s| s.hash.as_str()))
+            .flat_map(|g| {
+                g.segments.iter().map(|s| {
+                    self.segment_path(&g.id, s)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
+            })
             .collect();
         let mut n = 0;
         let dir = self.root.join("segments");
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !live.contains(name.as_str()) {
+                if !live.contains(&name) {
                     fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
                     n += 1;
                 }

@@ -156,6 +156,17 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
         }
         t.unprotected.extend(open.take());
         if let Some(closed) = &g.closed
+            && closed.why == super::record::CloseReason::Lost
+        {
+            // Nobody followed the WAL from the last commit archived until
+            // ducksnap came back and found it changed.
+            t.unprotected.push(Window {
+                from: g.commits.last().map_or(g.started_at, |c| c.at),
+                to: closed.at,
+                commits: 0,
+                cause: "ducksnap was not following the WAL (the daemon was not running, or archiving was off): commits made then are only in the states after".into(),
+            });
+        } else if let Some(closed) = &g.closed
             && closed.unarchived > 0
         {
             let from = g.commits.last().map_or(g.started_at, |c| c.at);
@@ -316,7 +327,7 @@ pub fn materialize(
 fn newest_good_before(archive: &Archive, g: &Generation, end: u64) -> Option<String> {
     let mut good_to = 0;
     for s in &g.segments {
-        if archive.read_segment(s).is_err() {
+        if archive.read_segment(&g.id, s).is_err() {
             break;
         }
         good_to = s.to;
@@ -336,7 +347,7 @@ fn newest_good_before(archive: &Archive, g: &Generation, end: u64) -> Option<Str
 pub fn check(archive: &Archive, g: &Generation) -> Result<(), String> {
     let mut bytes = Vec::new();
     for s in &g.segments {
-        match archive.read_segment(s) {
+        match archive.read_segment(&g.id, s) {
             Ok(d) => bytes.extend(d),
             Err(e) => {
                 return Err(format!(

@@ -491,18 +491,22 @@ impl Engine {
         if archived.len() as u64 != size || archived[from as usize..] != below[..] {
             return Ok(false);
         }
+        let before = o.g.segments.clone();
         o.g.commits.retain(|c| c.end <= size);
         // An image taken with the marker in its WAL is not of this history.
         o.g.bases.retain(|b| b.wal_len <= size);
         o.g.segments.retain(|s| s.from < size);
         let last = o.g.segments.pop().expect("size is past the header");
-        let seg = archive.put_segment(lock, last.from, &archived[last.from as usize..])?;
+        let seg = archive.put_segment(lock, &o.g.id, last.from, &archived[last.from as usize..])?;
         o.open =
             (seg.to - seg.from < SEGMENT_TARGET).then(|| archived[seg.from as usize..].to_vec());
         o.g.segments.push(seg);
         o.guard = below;
         o.seen = size;
         archive.write_generation(lock, &o.g)?;
+        for s in before.iter().filter(|s| !o.g.segments.contains(s)) {
+            archive.drop_segment(lock, &o.g.id, s);
+        }
         tracing::info!(event = "archive.checkpoint_undone", generation = %o.g.id, offset = size, "a checkpoint that did not complete was cut off the WAL; the archive follows");
         Ok(true)
     }
@@ -519,37 +523,47 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let archive = self.archive.clone();
         let o = &mut self.following[i];
+        // Built aside and taken only once the record is written: a failure
+        // leaves the generation as it was, to be tried again.
+        let mut g = o.g.clone();
         // The first bytes archived are the header's.
         let mut bytes = Vec::new();
         let mut start = from;
-        if o.g.segments.is_empty() {
+        let mut replaced = None;
+        if g.segments.is_empty() {
             start = 0;
             bytes.extend_from_slice(&o.header);
-        } else if let Some(open) = o.open.take() {
-            let last = o.g.segments.pop().expect("an open segment is the last");
+        } else if let Some(open) = &o.open {
+            let last = g.segments.pop().expect("an open segment is the last");
             start = last.from;
-            bytes.extend_from_slice(&open);
+            bytes.extend_from_slice(open);
+            replaced = Some(last);
         }
         bytes.extend_from_slice(data);
         let mut new: Vec<Segment> = Vec::new();
         let mut at = 0usize;
         while at < bytes.len() {
             let take = (bytes.len() - at).min(SEGMENT_TARGET as usize);
-            new.push(archive.put_segment(lock, start + at as u64, &bytes[at..at + take])?);
+            new.push(archive.put_segment(lock, &g.id, start + at as u64, &bytes[at..at + take])?);
             at += take;
         }
         let last = new.last().expect("at least one byte");
-        o.open = (last.to - last.from < SEGMENT_TARGET)
+        let open = (last.to - last.from < SEGMENT_TARGET)
             .then(|| bytes[(last.from - start) as usize..].to_vec());
-        o.g.segments.extend(new);
+        g.segments.extend(new);
         let n = marks.len() as u64;
-        o.g.commits.extend(marks);
-        let to = o.g.archived_to();
+        g.commits.extend(marks);
+        archive.write_generation(lock, &g)?;
+        if let Some(r) = replaced.filter(|r| !g.segments.contains(r)) {
+            archive.drop_segment(lock, &g.id, &r);
+        }
+        let to = g.archived_to();
         // The guard ended where these bytes begin.
         let mut guard = std::mem::take(&mut o.guard);
         guard.extend_from_slice(data);
         o.guard = guard[guard.len().saturating_sub(GUARD as usize)..].to_vec();
-        archive.write_generation(lock, &o.g)?;
+        o.g = g;
+        o.open = open;
         o.written = true;
         self.progress.commits += n;
         self.progress.last_commit = o.g.commits.last().map(|c| c.at);
@@ -852,6 +866,7 @@ mod watch {
             let _ = ino.read_events();
             let offered = std::mem::take(&mut lock(shared).offered);
             let marks = std::mem::take(&mut lock(shared).marks);
+            let last_pass = std::time::Instant::now();
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 engine.pass(chrono::Utc::now());
                 for id in &offered {
@@ -881,7 +896,8 @@ mod watch {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return,
             }
-            if fds[1].any().unwrap_or(true) {
+            let poked = fds[1].any().unwrap_or(true);
+            if poked {
                 let mut b = [0u8; 64];
                 match (&*wake).read(&mut b) {
                     Ok(0) => return,
@@ -889,9 +905,44 @@ mod watch {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
                 }
+            } else {
+                // The app is busy (the last pass was less than `GATHER`
+                // ago): its writes until then go into one pass (one
+                // segment and record write, not one per commit). A poke (a
+                // marker asked for, a snapshot offered, stopping), or a file
+                // created, renamed or deleted there (a WAL that may live
+                // only a moment: a checkpoint) ends the wait at once; a
+                // commit after a quiet spell is read at once.
+                while let Some(rest) = GATHER.checked_sub(last_pass.elapsed()) {
+                    let mut fds = [
+                        PollFd::new(ino.as_fd(), PollFlags::POLLIN),
+                        PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+                    ];
+                    let ms = u16::try_from(rest.as_millis()).unwrap_or(u16::MAX).max(1);
+                    match poll(&mut fds, PollTimeout::from(ms)) {
+                        Ok(0) => break,
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(_) => return,
+                    }
+                    if fds[1].any().unwrap_or(true) {
+                        break;
+                    }
+                    let files = AddWatchFlags::IN_CREATE
+                        | AddWatchFlags::IN_MOVED_TO
+                        | AddWatchFlags::IN_MOVED_FROM
+                        | AddWatchFlags::IN_DELETE;
+                    let events = ino.read_events().unwrap_or_default();
+                    if events.iter().any(|e| e.mask.intersects(files)) {
+                        break;
+                    }
+                }
             }
         }
     }
+
+    /// While the app is busy, passes are at least this far apart: the
+    /// archive's lag is at most this plus one pass.
+    const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
 }
 
 /// The tailers this process runs, by database path (as configured).
