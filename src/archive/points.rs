@@ -113,27 +113,41 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
     }
     for &g in &gens {
         let mut open: Option<Window> = None;
-        if let Some(b) = g.base_for(g.header_len()) {
-            // Seen when the WAL of the iteration before went (that
-            // checkpoint), if ducksnap followed it, else when this one
-            // appeared; never before the last commit it holds.
-            let before = gens
-                .iter()
-                .rev()
-                .find(|p| p.db_iteration + 1 == g.db_iteration && p.started_at <= g.started_at);
-            let mut at = before
-                .and_then(|p| p.closed.as_ref())
-                .map_or(g.started_at, |c| c.at.min(g.started_at));
-            if let Some(last) = before.and_then(|p| p.commits.last()) {
-                at = at.max(last.at);
-            }
-            t.points.push(CommitPoint::of(
+        // Seen when the WAL of the iteration before went (that
+        // checkpoint), if ducksnap followed it, else when this one
+        // appeared; never before the last commit it holds.
+        let before = gens
+            .iter()
+            .rev()
+            .find(|p| p.db_iteration + 1 == g.db_iteration && p.started_at <= g.started_at);
+        let mut at = before
+            .and_then(|p| p.closed.as_ref())
+            .map_or(g.started_at, |c| c.at.min(g.started_at));
+        if let Some(last) = before.and_then(|p| p.commits.last()) {
+            at = at.max(last.at);
+        }
+        match g.base_for(g.header_len()) {
+            Some(b) => t.points.push(CommitPoint::of(
                 g,
                 g.header_len(),
                 at,
                 &b.snapshot,
                 "checkpoint",
-            ));
+            )),
+            // The state the checkpoint wrote has no image: what it alone
+            // holds (a commit that skipped the WAL, commits the tailer had
+            // not read when the WAL went) cannot be restored.
+            None => t.unprotected.push(Window {
+                from: before
+                    .and_then(|p| p.commits.last())
+                    .map_or(at, |c| c.at),
+                to: g.started_at,
+                commits: 0,
+                cause: format!(
+                    "no snapshot was taken of the state checkpoint iteration {} wrote: commits only it holds cannot be restored",
+                    g.db_iteration
+                ),
+            }),
         }
         for c in g.commits.iter().filter(|c| !c.checkpoint) {
             match g.base_for(c.end) {

@@ -905,39 +905,43 @@ mod watch {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
                 }
-            } else {
-                // The app is busy (the last pass was less than `GATHER`
-                // ago): its writes until then go into one pass (one
-                // segment and record write, not one per commit). A poke (a
-                // marker asked for, a snapshot offered, stopping), or a file
-                // created, renamed or deleted there (a WAL that may live
-                // only a moment: a checkpoint) ends the wait at once; a
-                // commit after a quiet spell is read at once.
-                while let Some(rest) = GATHER.checked_sub(last_pass.elapsed()) {
-                    let mut fds = [
-                        PollFd::new(ino.as_fd(), PollFlags::POLLIN),
-                        PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-                    ];
-                    let ms = u16::try_from(rest.as_millis()).unwrap_or(u16::MAX).max(1);
-                    match poll(&mut fds, PollTimeout::from(ms)) {
-                        Ok(0) => break,
-                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                        Err(_) => return,
-                    }
-                    if fds[1].any().unwrap_or(true) {
-                        break;
-                    }
-                    let files = AddWatchFlags::IN_CREATE
-                        | AddWatchFlags::IN_MOVED_TO
-                        | AddWatchFlags::IN_MOVED_FROM
-                        | AddWatchFlags::IN_DELETE;
-                    let events = ino.read_events().unwrap_or_default();
-                    if events.iter().any(|e| e.mask.intersects(files)) {
-                        break;
-                    }
-                }
+            } else if !gather(&ino, wake, last_pass) {
+                return;
             }
         }
+    }
+
+    /// The app is busy (the last pass began less than `GATHER` ago): its
+    /// writes until then go into one pass (one segment and record write,
+    /// not one per commit). A poke (a marker asked for, a snapshot offered,
+    /// stopping), or a file created, renamed or deleted there (a WAL that
+    /// may live only a moment: a checkpoint) ends the wait at once; a
+    /// commit after a quiet spell is read at once. False: stop.
+    fn gather(ino: &Inotify, wake: &UnixStream, last_pass: std::time::Instant) -> bool {
+        while let Some(rest) = GATHER.checked_sub(last_pass.elapsed()) {
+            let mut fds = [
+                PollFd::new(ino.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+            ];
+            let ms = u16::try_from(rest.as_millis()).unwrap_or(u16::MAX).max(1);
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => break,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return false,
+            }
+            if fds[1].any().unwrap_or(true) {
+                break;
+            }
+            let files = AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_DELETE;
+            let events = ino.read_events().unwrap_or_default();
+            if events.iter().any(|e| e.mask.intersects(files)) {
+                break;
+            }
+        }
+        true
     }
 
     /// While the app is busy, passes are at least this far apart: the

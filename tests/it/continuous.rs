@@ -61,6 +61,30 @@ fn run_app(py: &Path, ws: &Workspace, seed: u64, commits: u64) {
     panic!("the app could not start for 5 s");
 }
 
+/// Restores the points at `which` (indices into `points`, from `list
+/// --commits --json`) with `restore --to`, each to its own file.
+fn restore_points(ws: &Workspace, points: &[Value], which: &[usize]) -> Vec<(usize, PathBuf)> {
+    let out = ws.path().join("restored");
+    std::fs::create_dir_all(&out).unwrap();
+    which
+        .iter()
+        .map(|&i| {
+            let id = points[i]["id"].as_str().unwrap();
+            let f = out.join(format!("p{i}.duckdb"));
+            let r = ws.run(&[
+                "restore",
+                id,
+                "--to",
+                f.to_str().unwrap(),
+                "--yes",
+                "--force",
+            ]);
+            assert!(r.status.success(), "restore {id}: {}", stderr(&r));
+            (i, f)
+        })
+        .collect()
+}
+
 /// The digest of each file, by DuckDB (one Python process for all).
 fn digests(py: &Path, files: &[PathBuf]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
@@ -89,8 +113,8 @@ struct Found {
     exact: usize,
     /// Acknowledged commits some restored point holds.
     reached: BTreeSet<u64>,
-    /// Seconds from a commit returning in the app to ducksnap seeing it
-    /// archived, per commit point restored.
+    /// Seconds from a commit returning in the app to ducksnap first seeing
+    /// it archived, per acknowledged commit a restored point holds.
     lag: Vec<f64>,
 }
 
@@ -105,30 +129,27 @@ fn restore_and_compare(py: &Path, ws: &Workspace, listing: &Value, n: usize, see
         let i = rng.below(chosen.len() as u64) as usize;
         chosen.remove(i);
     }
-    let out = ws.path().join("restored");
-    std::fs::create_dir_all(&out).unwrap();
+    // In batches, each copy removed once read: two thousand restored
+    // copies of a database of tens of MB do not fit on every disk.
     let mut files = Vec::new();
-    for &i in &chosen {
-        let id = points[i]["id"].as_str().unwrap();
-        let f = out.join(format!("p{i}.duckdb"));
-        let r = ws.run(&[
-            "restore",
-            id,
-            "--to",
-            f.to_str().unwrap(),
-            "--yes",
-            "--json",
-        ]);
-        assert!(r.status.success(), "restore {id}: {}", stderr(&r));
-        files.push((i, f));
+    let mut d = BTreeMap::new();
+    for batch in chosen.chunks(50) {
+        let restored = restore_points(ws, &points, batch);
+        d.extend(digests(
+            py,
+            &restored.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(),
+        ));
+        for (_, f) in &restored {
+            for suffix in ["", ".wal"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
+            }
+        }
+        files.extend(restored);
     }
-    let d = digests(
-        py,
-        &files.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(),
-    );
     let (mut exact, mut unacked) = (0, 0);
     let mut seq_of = BTreeMap::new();
-    let (mut reached, mut lag) = (BTreeSet::new(), Vec::new());
+    let mut reached = BTreeSet::new();
+    let mut first_seen: BTreeMap<u64, f64> = BTreeMap::new();
     for (i, f) in &files {
         let got = &d[f.to_str().unwrap()];
         let id = points[*i]["id"].as_str().unwrap();
@@ -149,10 +170,11 @@ fn restore_and_compare(py: &Path, ws: &Workspace, listing: &Value, n: usize, see
                 exact += 1;
                 reached.insert(seq);
                 if points[*i]["kind"] == "commit" {
-                    let at =
-                        chrono::DateTime::parse_from_rfc3339(points[*i]["at"].as_str().unwrap())
-                            .unwrap();
-                    lag.push(at.timestamp_micros() as f64 / 1e6 - t);
+                    // The first point that holds it: a WAL DuckDB rebuilt
+                    // after a crash is archived again, later.
+                    let l = seconds(&points[*i]["at"]) - t;
+                    let e = first_seen.entry(seq).or_insert(l);
+                    *e = e.min(l);
                 }
             }
             // Committed, then killed before it logged: not acknowledged,
@@ -187,7 +209,7 @@ fn restore_and_compare(py: &Path, ws: &Workspace, listing: &Value, n: usize, see
         tried: files.len(),
         exact,
         reached,
-        lag,
+        lag: first_seen.into_values().collect(),
     }
 }
 
@@ -247,6 +269,8 @@ enum Also {
     /// The daemon is SIGKILLed while the app commits, in the middle
     /// round, and started again a second later.
     KillTheDaemon,
+    /// Each round lasts 4 to 10 s, not 0.4 to 2 s (the stress run).
+    Longer,
 }
 
 fn torture_run(py: &Path, kills: u64, points: usize, seed: u64, also: Also) {
@@ -266,7 +290,11 @@ fn torture_run(py: &Path, kills: u64, points: usize, seed: u64, also: Also) {
     let mut rng = Rng(seed);
     for round in 0..kills {
         let mut app = torture(py, &ws, seed + 1 + round, 100_000).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(400 + rng.below(1600)));
+        let round_ms = match also {
+            Also::Longer => 4000 + rng.below(6000),
+            Also::Nothing | Also::KillTheDaemon => 400 + rng.below(1600),
+        };
+        std::thread::sleep(Duration::from_millis(round_ms));
         if also == Also::KillTheDaemon && round == kills / 2 {
             d.signal(nix::sys::signal::Signal::SIGKILL);
             d.wait_exit(Duration::from_secs(10));
@@ -490,7 +518,7 @@ fn a_damaged_segment_is_named_and_no_point_past_it_is_restored() {
 #[test]
 #[ignore = "stress: about 6 minutes; run with --ignored"]
 fn stress_two_thousand_restore_points_hold_exactly_their_commits() {
-    torture_run(&python(), 90, 2000, 101, Also::Nothing);
+    torture_run(&python(), 40, 2000, 101, Also::Longer);
 }
 
 #[test]
@@ -531,16 +559,11 @@ fn a_database_replaced_by_another_never_mixes_their_histories() {
     let b = acknowledged(&ws.path().join("b.jsonl"));
     let listing = ws.json(&["list", "--commits", "--json"]);
     let points = listing["points"].as_array().unwrap();
-    let out = ws.path().join("restored");
-    std::fs::create_dir_all(&out).unwrap();
-    let mut files = Vec::new();
-    for (i, p) in points.iter().enumerate() {
-        let id = p["id"].as_str().unwrap();
-        let f = out.join(format!("p{i}.duckdb"));
-        let r = ws.run(&["restore", id, "--to", f.to_str().unwrap(), "--yes"]);
-        assert!(r.status.success(), "restore {id}: {}", stderr(&r));
-        files.push((id.to_string(), f));
-    }
+    let all: Vec<usize> = (0..points.len()).collect();
+    let files: Vec<(String, PathBuf)> = restore_points(&ws, points, &all)
+        .into_iter()
+        .map(|(i, f)| (points[i]["id"].as_str().unwrap().to_string(), f))
+        .collect();
     let dg = digests(
         &py,
         &files.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(),

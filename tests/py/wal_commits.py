@@ -16,6 +16,9 @@ import sys
 
 import duckdb
 
+sys.path.insert(0, os.path.dirname(__file__))
+from digest import state  # noqa: E402
+
 STEPS = [
     "INSERT INTO t VALUES (1, 'one')",
     "INSERT INTO t SELECT range, 'r' || range FROM range(2, 1000)",
@@ -33,15 +36,6 @@ STEPS = [
     "DROP TABLE u",
     "INSERT INTO t VALUES (-1, 'last')",
 ]
-
-
-def state(c):
-    out = {}
-    names = [r[0] for r in c.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
-    for name in names:
-        n, h = c.execute(f'SELECT count(*), coalesce(sum(hash(x)), 0)::VARCHAR FROM "{name}" AS x').fetchone()
-        out[name] = [n, h]
-    return out
 
 
 def wal_size(db):
