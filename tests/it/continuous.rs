@@ -516,9 +516,9 @@ fn a_damaged_segment_is_named_and_no_point_past_it_is_restored() {
 
 /// The long run `.ci/run` runs alone: 2,000 restore points.
 #[test]
-#[ignore = "stress: about 6 minutes; run with --ignored"]
+#[ignore = "stress: about 12 minutes; run with --ignored"]
 fn stress_two_thousand_restore_points_hold_exactly_their_commits() {
-    torture_run(&python(), 40, 2000, 101, Also::Longer);
+    torture_run(&python(), 50, 2000, 101, Also::Longer);
 }
 
 #[test]
