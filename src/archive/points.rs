@@ -15,7 +15,7 @@ use crate::store::{
 };
 
 use super::disk::Archive;
-use super::record::{Generation, PointId};
+use super::record::{CloseReason, Generation, PointId};
 
 /// One commit a restore can reach.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,7 +170,7 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
         }
         t.unprotected.extend(open.take());
         if let Some(closed) = &g.closed
-            && closed.why == super::record::CloseReason::Lost
+            && closed.why == CloseReason::Lost
         {
             // Nobody followed the WAL from the last commit archived until
             // ducksnap came back and found it changed.
@@ -179,6 +179,23 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
                 to: closed.at,
                 commits: 0,
                 cause: "ducksnap was not following the WAL (the daemon was not running, or archiving was off): commits made then are only in the states after".into(),
+            });
+        } else if let Some(closed) = &g.closed
+            && matches!(closed.why, CloseReason::Gone | CloseReason::Truncated)
+            && !g.commits.last().is_some_and(|c| c.checkpoint)
+        {
+            // A WAL ends with DuckDB's checkpoint marker when a checkpoint
+            // removes it: without one archived, the tailer did not read its
+            // end before it went (the commits after the last one archived
+            // are only in the state after).
+            t.unprotected.push(Window {
+                from: g.commits.last().map_or(g.started_at, |c| c.at),
+                to: closed.at,
+                commits: 0,
+                cause: format!(
+                    "the WAL went before ducksnap read its end ({}): commits after the last one archived are only in the state after",
+                    closed.why
+                ),
             });
         } else if let Some(closed) = &g.closed
             && closed.unarchived > 0
