@@ -10,6 +10,7 @@
 pub mod disk;
 pub mod points;
 pub mod record;
+pub mod state;
 pub mod tail;
 
 pub use disk::{Archive, ArchiveLock};

@@ -46,6 +46,9 @@ pub enum Want {
     /// A snapshot now: a generation started, or an optimistic commit was
     /// archived and only an image taken after it can replay it.
     Base,
+    /// Archiving began to fail, or works again: what the daemon reports
+    /// of itself changed.
+    Health,
 }
 
 /// A named restore point asked for (`Tailer::mark`).
@@ -76,6 +79,24 @@ pub struct Progress {
     pub behind: u64,
     /// The last error (archiving stopped until the next pass succeeds).
     pub error: Option<String>,
+    /// Since when passes have failed (with `error`).
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+impl Progress {
+    /// Notes a pass's outcome at `now`.
+    fn note(&mut self, outcome: Result<(), String>, now: DateTime<Utc>) {
+        match outcome {
+            Ok(()) => {
+                self.error = None;
+                self.failing_since = None;
+            }
+            Err(e) => {
+                self.failing_since.get_or_insert(now);
+                self.error = Some(e);
+            }
+        }
+    }
 }
 
 /// One WAL file being followed.
@@ -92,6 +113,10 @@ struct Followed {
     guard: Vec<u8>,
     /// The record has been written at least once.
     written: bool,
+    /// When a pass first saw each commit boundary not archived yet (a
+    /// pass that could not archive it — a full disk — still saw it: its
+    /// time is that pass's, not the later one that archives it).
+    first_seen: std::collections::BTreeMap<u64, DateTime<Utc>>,
 }
 
 /// A snapshot without a WAL offered before its generation appeared.
@@ -180,14 +205,19 @@ impl Engine {
     /// Reads whatever the WAL files gained and archives every complete
     /// commit; notices generations that ended and ones that began.
     pub fn pass(&mut self, now: DateTime<Utc>) {
-        match self.try_pass(now) {
-            Ok(()) => self.progress.error = None,
-            Err(e) => {
-                if self.progress.error.as_deref() != Some(&e.to_string()) {
-                    tracing::error!(event = "archive.failed", error = %e, "WAL archiving failed; it is retried at the next change");
-                }
-                self.progress.error = Some(e.to_string());
-            }
+        let outcome = self.try_pass(now).map_err(|e| e.to_string());
+        if let Err(e) = &outcome
+            && self.progress.error.as_ref() != Some(e)
+        {
+            tracing::error!(event = "archive.failed", error = %e, "WAL archiving failed; it is retried at the next change, and every few seconds");
+        }
+        if outcome.is_ok() && self.progress.error.is_some() {
+            tracing::info!(event = "archive.recovered", "WAL archiving works again");
+        }
+        let was_failing = self.progress.error.is_some();
+        self.progress.note(outcome, now);
+        if was_failing != self.progress.error.is_some() {
+            (self.want)(Want::Health);
         }
     }
 
@@ -208,16 +238,30 @@ impl Engine {
             }
             self.start(&lock, role, f, ino, now)?;
         }
+        // Every followed file is read even when one cannot be archived (a
+        // full disk): each commit's time is when a pass first saw it.
+        let mut failed = None;
         let mut i = 0;
         while i < self.following.len() {
             let gone = !present.contains(&self.following[i].ino);
             // A deleted WAL is still read through the open descriptor: its
             // last commits are archived before it is closed.
-            let closed = self.advance(&lock, i, now)?;
+            let closed = match self.advance(&lock, i, now) {
+                Ok(c) => c,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    i += 1;
+                    continue;
+                }
+            };
             let why = closed.or(gone.then_some(CloseReason::Gone));
-            match why {
-                Some(why) => self.close(&lock, i, why, now)?,
-                None => i += 1,
+            let Some(why) = why else {
+                i += 1;
+                continue;
+            };
+            if let Err(e) = self.close(&lock, i, why, now) {
+                failed.get_or_insert(e);
+                i += 1;
             }
         }
         self.progress.behind = self
@@ -225,7 +269,7 @@ impl Engine {
             .iter()
             .map(|o| o.seen.saturating_sub(o.g.archived_to()))
             .sum();
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// At the first pass: generations left open by an earlier run are
@@ -273,6 +317,7 @@ impl Engine {
                         header,
                         guard,
                         written: true,
+                        first_seen: Default::default(),
                     });
                     continue;
                 }
@@ -372,6 +417,7 @@ impl Engine {
             open: None,
             guard: Vec::new(),
             written: false,
+            first_seen: Default::default(),
         });
         (self.want)(Want::Base);
         Ok(())
@@ -434,12 +480,13 @@ impl Engine {
                 }
                 break;
             };
+            let seen = &mut self.following[i].first_seen;
             let marks: Vec<CommitMark> = walked
                 .commits
                 .iter()
                 .map(|c| CommitMark {
                     end: from + c.end,
-                    at: now,
+                    at: *seen.entry(from + c.end).or_insert(now),
                     optimistic: c.optimistic,
                     checkpoint: c.checkpoint,
                 })
@@ -565,6 +612,7 @@ impl Engine {
         o.g = g;
         o.open = open;
         o.written = true;
+        o.first_seen.retain(|end, _| *end > to);
         self.progress.commits += n;
         self.progress.last_commit = o.g.commits.last().map(|c| c.at);
         tracing::debug!(event = "archive.commits", generation = %o.g.id, commits = n, offset = to, "commits archived");
@@ -578,15 +626,20 @@ impl Engine {
         why: CloseReason,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut o = self.following.remove(i);
-        o.g.closed = Some(Closed {
+        // Forgotten only once its record says it closed: a failed write
+        // leaves it followed, to be closed again at the next pass.
+        let o = &self.following[i];
+        let mut g = o.g.clone();
+        g.closed = Some(Closed {
             at: now,
             why,
             unarchived: o.seen.saturating_sub(o.g.archived_to()),
         });
         if o.written || !o.g.bases.is_empty() {
-            self.archive.write_generation(lock, &o.g)?;
+            self.archive.write_generation(lock, &g)?;
         }
+        let mut o = self.following.remove(i);
+        o.g = g;
         tracing::info!(event = "archive.closed", generation = %o.g.id, why = %why, commits = o.g.commits.len(), "a WAL generation ended");
         self.recent.push(o.g);
         if self.recent.len() > 4 {
@@ -838,7 +891,9 @@ mod watch {
             Ok(i) => i,
             Err(e) => {
                 tracing::error!(event = "archive.no_inotify", error = %e, "cannot follow the WAL: archiving is off");
-                lock(shared).progress.error = Some(format!("inotify: {e}"));
+                lock(shared)
+                    .progress
+                    .note(Err(format!("inotify: {e}")), chrono::Utc::now());
                 let _ = ready.send(());
                 return;
             }
@@ -853,7 +908,9 @@ mod watch {
                 | AddWatchFlags::IN_CLOSE_WRITE,
         ) {
             tracing::error!(event = "archive.no_inotify", error = %e, "cannot watch the database's directory: archiving is off");
-            lock(shared).progress.error = Some(format!("inotify: {e}"));
+            lock(shared)
+                .progress
+                .note(Err(format!("inotify: {e}")), chrono::Utc::now());
             let _ = ready.send(());
             return;
         }
@@ -882,7 +939,10 @@ mod watch {
                     "WAL archiving hit a bug; it starts over from the archive's records"
                 );
                 engine = engine.fresh();
-                engine.progress.error = Some("the archiver panicked and started over".into());
+                engine.progress.note(
+                    Err("the archiver panicked and started over".into()),
+                    chrono::Utc::now(),
+                );
             }
             lock(shared).progress = engine.progress.clone();
             if let Some(r) = ready.take() {
@@ -892,7 +952,14 @@ mod watch {
                 PollFd::new(ino.as_fd(), PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
             ];
-            match poll(&mut fds, PollTimeout::NONE) {
+            // A failed pass (a full disk, a store that went away) is tried
+            // again after a while even if nothing changes: no event says
+            // that the disk has room again.
+            let wait = match engine.progress.error {
+                Some(_) => PollTimeout::from(RETRY_MS),
+                None => PollTimeout::NONE,
+            };
+            match poll(&mut fds, wait) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return,
             }
@@ -943,6 +1010,10 @@ mod watch {
         }
         true
     }
+
+    /// How long after a failed pass the next is tried when nothing wakes
+    /// the tailer sooner.
+    const RETRY_MS: u16 = 5000;
 
     /// While the app is busy, passes are at least this far apart: the
     /// archive's lag is at most this plus one pass.

@@ -139,6 +139,21 @@ fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {
             "continuous:    {}: {last}{behind}",
             if c.enabled { "on" } else { "off" }
         );
+        if let (Some(n @ 1..), Some(t)) = (c.behind_commits, c.behind_since) {
+            outln!(
+                "               {n} commit(s) not archived yet (written {} or earlier)",
+                human::age(t, now)
+            );
+        }
+        if let Some(a) = &c.archiver
+            && let Some(e) = &a.error
+        {
+            let since = a
+                .failing_since
+                .map(|t| format!(" (since {})", human::age(t, now)))
+                .unwrap_or_default();
+            outln!("               archiving fails{since}: {e}");
+        }
         if let Some(t) = c.last_unprotected {
             outln!(
                 "               {} unprotected window(s), the newest ended {} (list --commits)",

@@ -43,10 +43,7 @@ pub fn from_str_at(
         database,
         store,
         capture: c.capture(raw.capture)?,
-        continuous: ContinuousConfig {
-            enabled: raw.continuous.enabled.unwrap_or(false),
-            window: raw.continuous.window.unwrap_or(ms(7 * 86_400_000)),
-        },
+        continuous: c.continuous(raw.continuous)?,
         schedule: c.schedule(raw.schedule)?,
         retention,
         watch: watch_section(raw.watch),
@@ -120,6 +117,18 @@ impl Checker<'_> {
             dir,
             compression_level: level,
             min_free_space: raw.min_free_space.unwrap_or(ByteSize(64 * 1024 * 1024)),
+        })
+    }
+
+    fn continuous(&self, raw: RawContinuous) -> Result<ContinuousConfig, ConfigError> {
+        let max_lag = raw.max_lag.unwrap_or(ms(60_000));
+        if max_lag.0 < std::time::Duration::from_secs(1) {
+            return Err(self.invalid("continuous.max_lag", "must be at least 1s".into()));
+        }
+        Ok(ContinuousConfig {
+            enabled: raw.enabled.unwrap_or(false),
+            window: raw.window.unwrap_or(ms(7 * 86_400_000)),
+            max_lag,
         })
     }
 

@@ -56,6 +56,11 @@ pub struct ContinuousConfig {
     /// snapshots its commits need are kept whatever the retention rules
     /// say, and older archived WAL is removed by `prune`.
     pub window: HumanDuration,
+    /// `status --check` warns when commits in the live WAL have waited
+    /// longer than this to be archived, and is critical past twice it, or
+    /// when archiving has stopped (the daemon's archiver failing, or no
+    /// daemon while commits wait) for longer than this.
+    pub max_lag: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize)]

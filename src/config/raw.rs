@@ -80,6 +80,7 @@ pub(super) struct RawStore {
 pub(super) struct RawContinuous {
     pub(super) enabled: Option<bool>,
     pub(super) window: Option<HumanDuration>,
+    pub(super) max_lag: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -10,13 +10,16 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::jobs::{JobKind, Queue, Settings};
+use super::jobs::{JobKind, Queue, Settings, StateHandle};
+use super::sdnotify::Notifier;
 use crate::archive::tail::{self, Tailer, Want};
 use crate::protocol::ErrorCode;
 
 pub struct Archiver {
     pub settings: Settings,
     pub queue: Queue,
+    pub state: StateHandle,
+    pub notifier: Notifier,
     pub token: CancellationToken,
 }
 
@@ -76,11 +79,29 @@ async fn start(ctx: &crate::ops::Ctx, tx: mpsc::UnboundedSender<Want>) -> Option
     .flatten()
 }
 
-/// Runs a base snapshot for every wish (those arriving during one fold
-/// into the next). Returns when the daemon stops.
+/// Runs a base snapshot for every wish for one (those arriving during one
+/// fold into the next), and sends `STATUS=` again when archiving starts
+/// or stops failing. Returns when the daemon stops.
 async fn bases(a: &Archiver, rx: &mut mpsc::UnboundedReceiver<Want>) {
-    while let Some(Want::Base) = rx.recv().await {
-        while rx.try_recv().is_ok() {}
+    while let Some(first) = rx.recv().await {
+        let (mut base, mut health) = (false, false);
+        for w in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            match w {
+                Want::Base => base = true,
+                Want::Health => health = true,
+            }
+        }
+        if health {
+            let ctx = a.settings.borrow().clone();
+            let (st, n) = (a.state.clone(), a.notifier.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                super::worker::send_status(&ctx, &st, &n);
+            })
+            .await;
+        }
+        if !base {
+            continue;
+        }
         let r = a.queue.submit(JobKind::Base).await;
         if r.error
             .as_ref()

@@ -283,11 +283,13 @@ impl LocalTasks {
             token: self.token.clone(),
             env: self.env,
             kick: self.snapshot_taken,
-            notifier: self.notifier,
+            notifier: self.notifier.clone(),
         }));
         tasks.spawn(archiver::archiver(archiver::Archiver {
             settings: self.settings.clone(),
             queue: self.queue.clone(),
+            state: self.state.clone(),
+            notifier: self.notifier,
             token: self.token.clone(),
         }));
         tasks.spawn(watch::watcher(watch::Watch {

@@ -88,10 +88,17 @@ pub(super) fn send_status(ctx: &Ctx, state: &StateHandle, notifier: &Notifier) {
             )
         })
         .or_else(|| crate::monitor::failing_job(ctx));
+    let archive_error = ctx
+        .config
+        .continuous
+        .enabled
+        .then(|| crate::ops::point::archiver(ctx).error)
+        .flatten();
     let line = crate::monitor::status_line(
         crate::monitor::newest_snapshot(ctx),
         info.next_run,
         error.as_deref(),
+        archive_error.as_deref(),
         chrono::Utc::now(),
     );
     notifier.send(&format!("STATUS={line}"));

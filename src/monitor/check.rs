@@ -86,13 +86,39 @@ pub struct Facts {
 /// What `status --check` looks at in the WAL archive.
 #[derive(Debug, Clone, Default)]
 pub struct ArchiveFacts {
+    /// `[continuous] max_lag`.
+    pub max_lag: Duration,
+    /// When the newest archived commit was seen.
+    pub last_commit: Option<DateTime<Utc>>,
     /// Bytes of the live WAL not archived (an open transaction's, or not
     /// read yet).
     pub behind_bytes: Option<u64>,
+    /// Complete commits among them.
+    pub behind_commits: Option<u64>,
+    /// Those commits have waited at least since then.
+    pub behind_since: Option<DateTime<Utc>>,
+    /// Who should be archiving, and how it is doing.
+    pub archiver: Archiver,
     /// When the newest unprotected window ended.
     pub last_unprotected: Option<DateTime<Utc>>,
     /// Archive records that cannot be read.
     pub damaged_records: usize,
+}
+
+/// The daemon's archiver, as far as this check can tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Archiver {
+    /// No daemon was asked.
+    #[default]
+    Unknown,
+    /// No daemon answers: nothing archives the WAL.
+    NoDaemon,
+    /// The daemon answers and does not follow the WAL: why.
+    Stopped(String),
+    /// The daemon's archiver has failed since then: its error.
+    Failing(DateTime<Utc>, String),
+    /// The daemon follows the WAL.
+    Running,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,8 +246,80 @@ pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
             ));
         }
     }
+    if let Some(a) = &f.archive {
+        checks.extend(archive_lag_check(a, now));
+    }
     let perf = perfdata(f, now);
     verdict(checks, perf)
+}
+
+/// Whether archiving keeps up with the app: stopped (the daemon's archiver
+/// failing or not running, or no daemon while commits wait) for longer
+/// than `max_lag` is CRITICAL, shorter a WARNING; otherwise commits in the
+/// live WAL that have waited longer than `max_lag` are a WARNING, longer
+/// than twice it CRITICAL.
+fn archive_lag_check(a: &ArchiveFacts, now: DateTime<Utc>) -> Option<Check> {
+    let lag = chrono::TimeDelta::from_std(a.max_lag).unwrap_or(chrono::TimeDelta::MAX);
+    let waiting = a.behind_commits.unwrap_or(0);
+    let past = |since: DateTime<Utc>| {
+        if now - since > lag {
+            Level::Critical
+        } else {
+            Level::Warning
+        }
+    };
+    match &a.archiver {
+        Archiver::Failing(since, e) => {
+            return Some(check(
+                "archive",
+                past(*since),
+                format!(
+                    "WAL archiving has failed for {} ({e}): commits since are not archived until it works again (it is retried every few seconds)",
+                    span(now - *since)
+                ),
+            ));
+        }
+        Archiver::Stopped(why) => {
+            return Some(check(
+                "archive",
+                Level::Critical,
+                format!(
+                    "continuous archiving is on and the daemon does not archive the WAL: {why}"
+                ),
+            ));
+        }
+        Archiver::NoDaemon if waiting > 0 => {
+            // Archiving stopped after the last commit it archived.
+            let since = a.last_commit.or(a.behind_since).unwrap_or(now);
+            return Some(check(
+                "archive",
+                past(since),
+                format!(
+                    "no daemon archives the WAL: {waiting} commit(s) in it are not archived (the last archived commit is {} old)",
+                    a.last_commit.map_or("none".into(), |t| span(now - t))
+                ),
+            ));
+        }
+        Archiver::NoDaemon | Archiver::Unknown | Archiver::Running => {}
+    }
+    let since = a.behind_since.filter(|_| waiting > 0)?;
+    let waited = now - since;
+    let level = if waited > lag * 2 {
+        Level::Critical
+    } else if waited > lag {
+        Level::Warning
+    } else {
+        return None;
+    };
+    Some(check(
+        "archive",
+        level,
+        format!(
+            "{waiting} commit(s) in the live WAL have waited at least {} to be archived (continuous.max_lag is {})",
+            span(waited),
+            span(lag)
+        ),
+    ))
 }
 
 /// How long the database has gone without protection: since the newest
@@ -324,6 +422,9 @@ fn perfdata(f: &Facts, now: DateTime<Utc>) -> String {
     }
     if let Some(b) = f.archive.as_ref().and_then(|a| a.behind_bytes) {
         p.push(format!("archive_behind={b}B"));
+    }
+    if let Some(n) = f.archive.as_ref().and_then(|a| a.behind_commits) {
+        p.push(format!("archive_behind_commits={n}"));
     }
     p.join(" ")
 }

@@ -25,6 +25,9 @@ pub struct StoreFacts {
     /// Seconds the oldest snapshot not yet offsite has waited (with
     /// `[offsite]`; 0 when none waits).
     pub offsite_lag: Option<i64>,
+    /// The WAL archive against the live WAL (continuous archiving on, or
+    /// an archive there).
+    pub archive: Option<crate::archive::state::Standing>,
 }
 
 fn secs(t: DateTime<Utc>) -> String {
@@ -154,6 +157,43 @@ fn store_families(h: &Health, s: &StoreFacts, now: DateTime<Utc>) -> Vec<Family>
             "gauge",
             "Age of the newest snapshot when this file was written.",
             one((now - t).num_seconds().max(0).to_string()),
+        ));
+    }
+    if let Some(a) = &s.archive {
+        if let Some(t) = a.last_commit {
+            v.push((
+                "ducksnap_archive_last_commit_timestamp_seconds",
+                "gauge",
+                "When the newest archived commit was seen (Unix time).",
+                one(secs(t)),
+            ));
+        }
+        let behind = a.behind.clone().unwrap_or_default();
+        v.push((
+            "ducksnap_archive_behind_bytes",
+            "gauge",
+            "Bytes of the live WAL not archived when this file was written.",
+            one(behind.bytes.to_string()),
+        ));
+        if let Some(n) = behind.commits {
+            v.push((
+                "ducksnap_archive_behind_commits",
+                "gauge",
+                "Complete commits in the live WAL not archived when this file was written.",
+                one(n.to_string()),
+            ));
+        }
+        v.push((
+            "ducksnap_archive_unprotected_windows",
+            "gauge",
+            "Stretches of commits no restore point reproduces (ducksnap list --commits).",
+            one(a.unprotected_windows.to_string()),
+        ));
+        v.push((
+            "ducksnap_archive_damaged_records",
+            "gauge",
+            "WAL archive records that cannot be read.",
+            one(a.damaged_records.to_string()),
         ));
     }
     if let Some(lag) = s.offsite_lag {

@@ -133,7 +133,13 @@ pub fn store_facts(ctx: &Ctx, store: &Store) -> metrics::StoreFacts {
             .max()
             .unwrap_or(0)
     });
+    let archive = crate::archive::Archive::of(store, ctx.config.store.compression_level);
+    let archive = (ctx.config.continuous.enabled || archive.exists())
+        .then(|| crate::archive::state::read(store, ctx.config.store.compression_level).ok())
+        .flatten()
+        .map(|r| crate::archive::state::standing(&r, &ctx.config.database.path));
     metrics::StoreFacts {
+        archive,
         snapshots: catalog.len(),
         store_bytes: store.stored_bytes().unwrap_or(0),
         unique_bytes,
@@ -192,6 +198,7 @@ pub fn status_line(
     last_snapshot: Option<DateTime<Utc>>,
     next: Option<DateTime<Utc>>,
     last_error: Option<&str>,
+    archive_error: Option<&str>,
     now: DateTime<Utc>,
 ) -> String {
     let mut parts = vec![match last_snapshot {
@@ -204,6 +211,10 @@ pub fn status_line(
     if let Some(e) = last_error {
         let e: String = e.chars().take(200).collect();
         parts.push(format!("last error: {e}"));
+    }
+    if let Some(e) = archive_error {
+        let e: String = e.chars().take(200).collect();
+        parts.push(format!("WAL archiving failing: {e}"));
     }
     parts.join(" · ")
 }

@@ -33,6 +33,25 @@ pub fn thresholds(ctx: &Ctx) -> (Duration, Duration) {
     (warn, crit)
 }
 
+/// Who archives the WAL, from what `status` said and whether a daemon
+/// answered it.
+fn archiver_of(
+    c: &crate::ops::point::ContinuousStatus,
+    daemon_answered: bool,
+) -> crate::monitor::check::Archiver {
+    use crate::monitor::check::Archiver;
+    match (&c.archiver, daemon_answered) {
+        (_, false) => Archiver::NoDaemon,
+        (None, true) => Archiver::Stopped("the daemon did not say how its archiver is".into()),
+        (Some(a), true) => match (a.running, &a.error, a.failing_since) {
+            (false, e, _) => Archiver::Stopped(e.clone().unwrap_or_default()),
+            (true, Some(e), Some(since)) => Archiver::Failing(since, e.clone()),
+            (true, Some(e), None) => Archiver::Failing(chrono::Utc::now(), e.clone()),
+            (true, None, _) => Archiver::Running,
+        },
+    }
+}
+
 /// Gathers the facts. `report` is the status (or why it failed);
 /// `daemon_answered` whether a daemon served it.
 pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: bool) -> Facts {
@@ -63,7 +82,12 @@ pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: b
             .as_ref()
             .filter(|c| c.enabled)
             .map(|c| crate::monitor::check::ArchiveFacts {
+                max_lag: std::time::Duration::from_secs(c.max_lag_seconds),
+                last_commit: c.last_commit,
                 behind_bytes: c.behind_bytes,
+                behind_commits: c.behind_commits,
+                behind_since: c.behind_since,
+                archiver: archiver_of(c, daemon_answered),
                 last_unprotected: c.last_unprotected,
                 damaged_records: c.damaged_records,
             });

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::archive::points::{self, CommitPoint, PointError, Timeline, Window};
-use crate::archive::{Archive, Generation, PointId};
+use crate::archive::{Archive, Generation, PointId, state};
 use crate::ops::context::{Ctx, OpError, open_store};
 use crate::ops::select::{Selector, resolve_in};
 use crate::store::{Manifest, Store, StoreLock};
@@ -38,15 +38,8 @@ fn read_timeline(
     ctx: &Ctx,
     store: &Store,
 ) -> Result<(Archive, Vec<Generation>, Timeline), OpError> {
-    let archive = Archive::of(store, ctx.config.store.compression_level);
-    let (mut gens, _bad) = archive.generations()?;
-    let present: std::collections::HashSet<_> =
-        store.catalog()?.into_iter().map(|s| s.id).collect();
-    for g in &mut gens {
-        g.bases.retain(|b| present.contains(&b.snapshot));
-    }
-    let t = points::timeline(&gens);
-    Ok((archive, gens, t))
+    let r = state::read(store, ctx.config.store.compression_level)?;
+    Ok((r.archive, r.generations, r.timeline))
 }
 
 /// The commit point `given` selects in `store`, if it selects one.
@@ -201,21 +194,48 @@ pub fn expire(ctx: &Ctx, store: &Store, now: DateTime<Utc>) -> Result<usize, OpE
 }
 
 /// Continuous archiving in `status`: read from the archive's records and
-/// the live WAL, whether or not a daemon runs.
+/// the live WAL, whether or not a daemon runs; with what the daemon's
+/// archiver says of itself when the daemon answers.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ContinuousStatus {
     /// `[continuous] enabled`.
     pub enabled: bool,
+    /// `[continuous] max_lag`, in seconds.
+    #[serde(default)]
+    pub max_lag_seconds: u64,
     /// When the newest archived commit was seen.
     pub last_commit: Option<DateTime<Utc>>,
     /// Bytes of the live WAL past what is archived (an open transaction's,
-    /// or not read yet); `None` when no followed WAL is there.
+    /// or not read yet); `None` when no WAL is there.
     pub behind_bytes: Option<u64>,
+    /// Complete commits among them (`None`: not counted — no WAL, or one
+    /// ducksnap cannot walk).
+    #[serde(default)]
+    pub behind_commits: Option<u64>,
+    /// Every one of those commits was written at or before this: it has
+    /// waited at least since then.
+    #[serde(default)]
+    pub behind_since: Option<DateTime<Utc>>,
     pub unprotected_windows: usize,
     /// When the newest unprotected window ended.
     pub last_unprotected: Option<DateTime<Utc>>,
     /// Archive records that cannot be read.
     pub damaged_records: usize,
+    /// The daemon's archiver, when a daemon answered `status`: `None`
+    /// otherwise.
+    #[serde(default)]
+    pub archiver: Option<ArchiverState>,
+}
+
+/// The daemon's archiver as it reports itself.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ArchiverState {
+    /// It follows the WAL (false: it could not start, see `error`).
+    pub running: bool,
+    /// Its last error; archiving stays stopped until a pass succeeds.
+    pub error: Option<String>,
+    /// Since when it has failed.
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 /// The archive's state for `status`; `None` with archiving off and no
@@ -225,30 +245,42 @@ pub fn status(ctx: &Ctx, store: &Store) -> Result<Option<ContinuousStatus>, OpEr
     if !archive.exists() && !ctx.config.continuous.enabled {
         return Ok(None);
     }
-    let (gens, bad) = archive.generations()?;
-    let (_, _, t) = read_timeline(ctx, store)?;
-    let db = crate::database::dbpath::real_path(&ctx.config.database.path)
-        .unwrap_or_else(|_| ctx.config.database.path.clone());
-    let behind = gens.iter().filter(|g| g.closed.is_none()).find_map(|g| {
-        let path = match g.file.as_str() {
-            "wal" => crate::database::duckfile::wal_path(&db),
-            _ => crate::database::duckfile::wal_checkpoint_path(&db),
-        };
-        let m = std::fs::metadata(path).ok()?;
-        use std::os::unix::fs::MetadataExt;
-        ((m.dev(), m.ino()) == g.inode).then(|| m.len().saturating_sub(g.archived_to()))
-    });
+    let r = state::read(store, ctx.config.store.compression_level)?;
+    let s = state::standing(&r, &ctx.config.database.path);
     Ok(Some(ContinuousStatus {
         enabled: ctx.config.continuous.enabled,
-        last_commit: gens
-            .iter()
-            .filter_map(|g| g.commits.last().map(|c| c.at))
-            .max(),
-        behind_bytes: behind,
-        unprotected_windows: t.unprotected.len(),
-        last_unprotected: t.unprotected.iter().map(|w| w.to).max(),
-        damaged_records: bad.len(),
+        max_lag_seconds: ctx.config.continuous.max_lag.0.as_secs(),
+        last_commit: s.last_commit,
+        behind_bytes: s.behind.as_ref().map(|b| b.bytes),
+        behind_commits: s.behind.as_ref().and_then(|b| b.commits),
+        behind_since: s.behind.as_ref().and_then(|b| b.since),
+        unprotected_windows: s.unprotected_windows,
+        last_unprotected: s.last_unprotected,
+        damaged_records: s.damaged_records,
+        archiver: None,
     }))
+}
+
+/// What this process's archiver for the configured database says of
+/// itself (asked in the daemon, which runs it).
+pub fn archiver(ctx: &Ctx) -> ArchiverState {
+    match crate::archive::tail::followed(&ctx.config.database.path) {
+        Some(t) => {
+            let p = t.progress();
+            ArchiverState {
+                running: true,
+                error: p.error,
+                failing_since: p.failing_since,
+            }
+        }
+        None => ArchiverState {
+            running: false,
+            error: Some(
+                "the daemon is not following the WAL (its log says why: archive.failed, archive.no_store, archive.no_inotify)".into(),
+            ),
+            failing_since: None,
+        },
+    }
 }
 
 /// What `list --commits` shows.
@@ -267,9 +299,9 @@ pub struct CommitListing {
 /// unprotected windows.
 pub fn commits(ctx: &Ctx, since: Option<DateTime<Utc>>) -> Result<CommitListing, OpError> {
     let store = open_store(ctx, false)?;
-    let archive = Archive::of(&store, ctx.config.store.compression_level);
-    let (_, bad) = archive.generations()?;
-    let (_, _, t) = read_timeline(ctx, &store)?;
+    let state::Read {
+        bad, timeline: t, ..
+    } = state::read(&store, ctx.config.store.compression_level)?;
     let window = t
         .points
         .first()

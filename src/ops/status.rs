@@ -97,6 +97,12 @@ pub fn status(ctx: &Ctx, daemon: Option<DaemonInfo>) -> Result<StatusReport, OpE
             pushed = crate::offsite::cache::pushed_ids(ctx.config.offsite.as_ref(), &store);
             recorded_error = newest_failure(&crate::monitor::state::Health::load(&store));
             continuous = super::point::status(ctx, &store)?;
+            if let Some(c) = continuous
+                .as_mut()
+                .filter(|c| c.enabled && daemon.is_some())
+            {
+                c.archiver = Some(super::point::archiver(ctx));
+            }
             (store.catalog()?, store.stored_bytes()?)
         } else {
             (Vec::new(), 0)

@@ -798,3 +798,85 @@ fn the_archive_in_the_verdict() {
     );
     assert_eq!(old.level, Level::Ok, "{}", old.line);
 }
+
+/// How long archiving may lag or stop before `status --check` says so: a
+/// WARNING past `max_lag`, CRITICAL past twice it; a stopped archiver
+/// CRITICAL once stopped longer than `max_lag` (never OK while commits
+/// wait and nothing archives them).
+#[test]
+fn archiving_that_lags_or_stops_in_the_verdict() {
+    use ducksnap::monitor::check::{ArchiveFacts, Archiver};
+    let now = now();
+    let lag = std::time::Duration::from_secs(60);
+    let level = |a: ArchiveFacts| {
+        let v = evaluate(
+            &Facts {
+                archive: Some(ArchiveFacts { max_lag: lag, ..a }),
+                ..facts(Some(60))
+            },
+            now,
+        );
+        println!("{:?}: {}", v.level, v.line);
+        (v.level, v.line)
+    };
+    let waiting = |secs: i64, archiver: Archiver| ArchiveFacts {
+        behind_bytes: Some(4096),
+        behind_commits: Some(3),
+        behind_since: Some(now - TimeDelta::seconds(secs)),
+        last_commit: Some(now - TimeDelta::seconds(secs + 1)),
+        archiver,
+        ..ArchiveFacts::default()
+    };
+    // Commits waiting: by how long they have waited at least.
+    assert_eq!(level(waiting(5, Archiver::Running)).0, Level::Ok);
+    let (l, line) = level(waiting(90, Archiver::Running));
+    assert_eq!(l, Level::Warning);
+    assert!(line.contains("3 commit(s) in the live WAL"), "{line}");
+    assert_eq!(level(waiting(150, Archiver::Running)).0, Level::Critical);
+    // Bytes of an open transaction are not commits: nothing waits.
+    let open_txn = ArchiveFacts {
+        behind_commits: Some(0),
+        behind_since: None,
+        ..waiting(600, Archiver::Running)
+    };
+    assert_eq!(level(open_txn).0, Level::Ok);
+    // The daemon's archiver failing: WARNING at once, CRITICAL past max_lag.
+    let failing = |secs| {
+        Archiver::Failing(
+            now - TimeDelta::seconds(secs),
+            "No space left on device".into(),
+        )
+    };
+    let (l, line) = level(waiting(0, failing(10)));
+    assert_eq!(l, Level::Warning);
+    assert!(line.contains("No space left on device"), "{line}");
+    assert_eq!(level(waiting(0, failing(61))).0, Level::Critical);
+    // Even with nothing waiting: a failing archiver archives nothing new.
+    let idle = ArchiveFacts {
+        archiver: failing(120),
+        behind_bytes: Some(0),
+        behind_commits: Some(0),
+        ..ArchiveFacts::default()
+    };
+    assert_eq!(level(idle).0, Level::Critical);
+    // Not following the WAL at all while the daemon runs.
+    let (l, line) = level(waiting(0, Archiver::Stopped("no inotify".into())));
+    assert_eq!(l, Level::Critical);
+    assert!(line.contains("no inotify"), "{line}");
+    // No daemon: commits waiting since the last archived one.
+    let (l, line) = level(waiting(30, Archiver::NoDaemon));
+    assert_eq!(l, Level::Warning, "{line}");
+    assert!(line.contains("no daemon archives the WAL"), "{line}");
+    let mut busy = waiting(2, Archiver::NoDaemon);
+    busy.last_commit = Some(now - TimeDelta::minutes(10));
+    assert_eq!(
+        level(busy).0,
+        Level::Critical,
+        "an app that keeps writing does not hide a stopped archiver"
+    );
+    let nothing_waits = ArchiveFacts {
+        behind_commits: Some(0),
+        ..waiting(600, Archiver::NoDaemon)
+    };
+    assert_eq!(level(nothing_waits).0, Level::Ok);
+}

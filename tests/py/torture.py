@@ -5,7 +5,9 @@ checkpoint_threshold), each transaction numbering itself in the table
 `seq`; after each commit returns it appends one JSON line to LOG: the
 sequence number, the time, and the state of every table read from the
 data (the ground truth a restore is compared with, see digest.py).
-Runs until killed, or for COMMITS commits.
+Runs until killed, or for COMMITS commits. With TORTURE_CHECKPOINT_EVERY
+(seconds) in its environment it also checkpoints after any commit that
+comes that long after the last checkpoint.
 
 usage: torture.py DB LOG SEED COMMITS [STORAGE_VERSION]
 """
@@ -34,6 +36,8 @@ def main():
     n = c.execute("SELECT coalesce(max(n), 0) FROM seq").fetchone()[0]
     rng = random.Random(seed * 1000003 + n)
     out = open(log, "a", buffering=1)
+    every = float(os.environ.get("TORTURE_CHECKPOINT_EVERY", "0"))
+    last_checkpoint = time.time()
     for _ in range(commits):
         n += 1
         kind = rng.choices(
@@ -68,8 +72,9 @@ def main():
         # When the commit returned: what the archive's lag is measured from.
         t = time.time()
         st = state(c)
-        if kind == "checkpoint":
+        if kind == "checkpoint" or (every and t - last_checkpoint >= every):
             c.execute("CHECKPOINT")
+            last_checkpoint = time.time()
         out.write(json.dumps({"seq": n, "t": t, "state": st}) + "\n")
         time.sleep(rng.random() * 0.02)
 
