@@ -1,8 +1,13 @@
 //! Restore points read from the archive: every archived commit boundary
 //! that a base snapshot can replay ([`timeline`]), the stretches none can
-//! (unprotected windows, with their cause), and a point made into a
-//! snapshot-shaped manifest that the restore paths take as they take any
-//! snapshot ([`materialize`]).
+//! (unprotected windows, with their cause), a point checked and read
+//! ([`prepare`]: what `show`, `diff` and `export` reassemble), and a point
+//! made into a snapshot-shaped manifest that the restore paths take as they
+//! take any snapshot ([`materialize`]).
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -261,20 +266,27 @@ pub fn find<'a>(gens: &'a [Generation], p: &PointId) -> Result<&'a Generation, P
         .ok_or_else(|| PointError::NotFound(p.to_string()))
 }
 
-/// Restore point `p` as a manifest the restore paths take: the base
-/// snapshot's database file, and as its WAL the archived bytes up to the
-/// boundary, stored as chunks (the caller holds the store lock, so garbage
-/// collection cannot take them before the restore reads them). Every
-/// segment is checked against its name, the WAL is walked to the boundary
-/// (each entry's checksum), and the base's own WAL bytes must be a prefix
-/// of it.
-pub fn materialize(
+/// A restore point checked and read: its base snapshot's manifest and the
+/// WAL bytes up to the boundary.
+pub struct Prepared {
+    pub point: PointId,
+    /// The base snapshot the WAL is replayed onto.
+    pub base: Manifest,
+    pub wal: Vec<u8>,
+    /// When ducksnap saw the commit (the generation's start for the state
+    /// right after a checkpoint).
+    pub at: DateTime<Utc>,
+}
+
+/// Checks and reads restore point `p`: every segment against its name, the
+/// WAL walked to the boundary (each entry's checksum), and the first base
+/// whose own WAL bytes agree with the archive's.
+pub fn prepare(
     store: &Store,
-    lock: &StoreLock,
     archive: &Archive,
     g: &Generation,
     p: &PointId,
-) -> Result<Manifest, PointError> {
+) -> Result<Prepared, PointError> {
     let shown = p.to_string();
     let Some(base) = g.base_for(p.end) else {
         return Err(PointError::Unprotected {
@@ -321,6 +333,74 @@ pub fn materialize(
             base.snapshot
         )));
     };
+    let at = g
+        .commits
+        .iter()
+        .find(|c| c.end == p.end)
+        .map_or(g.started_at, |c| c.at);
+    Ok(Prepared {
+        point: p.clone(),
+        base: m,
+        wal: bytes,
+        at,
+    })
+}
+
+impl Prepared {
+    /// The database file of this state at `dir/name`, with its WAL beside
+    /// it (what DuckDB replays when it opens it), for reading.
+    pub fn reassemble(&self, store: &Store, dir: &Path, name: &str) -> Result<PathBuf, StoreError> {
+        let db = dir.join(name);
+        let f = self
+            .base
+            .file("db")
+            .ok_or_else(|| StoreError::BadManifest {
+                path: store.manifest_path(&self.base.id),
+                reason: "no database file".into(),
+            })?;
+        store.reassemble_file(f, &db)?;
+        let wal = crate::database::duckfile::wal_path(&db);
+        let io = |source| StoreError::Io {
+            op: "write",
+            path: wal.clone(),
+            source,
+        };
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&wal)
+            .map_err(io)?;
+        out.write_all(&self.wal).map_err(io)?;
+        Ok(db)
+    }
+
+    /// Bytes the state takes when reassembled.
+    pub fn size(&self) -> u64 {
+        self.base.file("db").map_or(0, |f| f.size) + self.wal.len() as u64
+    }
+}
+
+/// Restore point `p` as a manifest the restore paths take: the base
+/// snapshot's database file, and as its WAL the archived bytes up to the
+/// boundary, stored as chunks (the caller holds the store lock, so garbage
+/// collection cannot take them before the restore reads them), after the
+/// checks of [`prepare`].
+pub fn materialize(
+    store: &Store,
+    lock: &StoreLock,
+    archive: &Archive,
+    g: &Generation,
+    p: &PointId,
+) -> Result<Manifest, PointError> {
+    let shown = p.to_string();
+    let Prepared {
+        base: m,
+        wal: bytes,
+        at,
+        ..
+    } = prepare(store, archive, g, p)?;
+    let base = m.id.clone();
     let batch = store.batch(lock);
     let mut z = crate::store::Compressors::default();
     let mut chunks: Vec<ChunkRef> = Vec::new();
@@ -339,9 +419,9 @@ pub fn materialize(
     out.files.retain(|f| f.role == "db");
     out.files.push(wal_entry);
     out.reason = "commit".into();
-    out.label = Some(format!("commit {shown} on snapshot {}", base.snapshot));
-    if let Some(c) = g.commits.iter().find(|c| c.end == p.end) {
-        out.created_at = c.at;
+    out.label = Some(format!("commit {shown} on snapshot {base}"));
+    if g.commits.iter().any(|c| c.end == p.end) {
+        out.created_at = at;
     }
     out.check = CheckInfo {
         status: CheckStatus::NotVerified,

@@ -30,6 +30,21 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<u8> {
     if a.json {
         print_json(&shown)?;
     } else {
+        if let Some(p) = &shown.point {
+            let now = chrono::Utc::now();
+            outln!("point:       {} (a commit)", p.id);
+            outln!(
+                "seen:        {} ({})",
+                human::time(p.at, a.utc),
+                human::age(p.at, now)
+            );
+            outln!(
+                "replays:     {} of archived WAL onto snapshot {}:",
+                human::size(p.wal_bytes),
+                p.base
+            );
+            outln!();
+        }
         print_manifest(&shown.manifest, a.utc)?;
     }
     if !shown.missing_chunks.is_empty() {

@@ -15,10 +15,10 @@ use crate::database::compare::{Pair, Side, find};
 use crate::database::rows::{RowDiff, diff_rows};
 use crate::id::SnapshotId;
 use crate::ops::context::{Ctx, OpError, check_space_at, store_for};
-use crate::ops::select::resolve_in;
+use crate::ops::point::State;
 use crate::ops::select::selector_of;
 use crate::ops::snapshot::{SnapshotOutcome, SnapshotRequest, snapshot};
-use crate::store::{Manifest, Scratch, Store};
+use crate::store::{Scratch, Store};
 
 /// Most rows of each kind one diff returns over the socket.
 pub const SOCKET_ROW_CAP: u64 = 1000;
@@ -61,7 +61,13 @@ fn twenty() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiffSide {
     pub given: String,
+    /// The snapshot (for a commit restore point: the snapshot its WAL is
+    /// replayed onto).
     pub id: SnapshotId,
+    /// A commit restore point (`GENERATION@OFFSET`), when the side is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<String>,
+    /// When the snapshot was taken, or ducksnap saw the commit.
     pub taken_at: DateTime<Utc>,
 }
 
@@ -99,10 +105,10 @@ impl DiffRequest {
 pub fn diff(ctx: &Ctx, req: &DiffRequest) -> Result<DiffReport, OpError> {
     let (ga, gb) = req.sides()?;
     let store = store_for(ctx, &ga)?;
-    let a = side(ctx, &store, &ga)?;
-    let b = side(ctx, &store, &gb)?;
-    let (ma, mb) = (store.load_manifest(&a.id)?, store.load_manifest(&b.id)?);
-    if same_files(&ma, &mb) && req.table.is_none() {
+    let (a, sa) = side(ctx, &store, &ga)?;
+    let (b, sb) = side(ctx, &store, &gb)?;
+    let identical = sa.same(&sb);
+    if identical && req.table.is_none() {
         return Ok(DiffReport {
             a,
             b,
@@ -111,10 +117,10 @@ pub fn diff(ctx: &Ctx, req: &DiffRequest) -> Result<DiffReport, OpError> {
             rows: None,
         });
     }
-    let scratch = scratch_for(ctx, &store, "diff", &[&ma, &mb])?;
+    let scratch = scratch_for(ctx, &store, "diff", sa.size() + sb.size())?;
     let pair = Pair::new(&spill_dir(&scratch)?)?;
-    pair.attach(Side::A, &store.reassemble(&ma, scratch.dir(), "a.duckdb")?)?;
-    pair.attach(Side::B, &store.reassemble(&mb, scratch.dir(), "b.duckdb")?)?;
+    pair.attach(Side::A, &sa.reassemble(&store, scratch.dir(), "a.duckdb")?)?;
+    pair.attach(Side::B, &sb.reassemble(&store, scratch.dir(), "b.duckdb")?)?;
     let (rels_a, rels_b) = (pair.relations(Side::A)?, pair.relations(Side::B)?);
     let chosen = match &req.table {
         None => None,
@@ -136,7 +142,7 @@ pub fn diff(ctx: &Ctx, req: &DiffRequest) -> Result<DiffReport, OpError> {
     drop(pair);
     drop(scratch);
     Ok(DiffReport {
-        identical: same_files(&ma, &mb),
+        identical,
         a,
         b,
         tables,
@@ -144,47 +150,43 @@ pub fn diff(ctx: &Ctx, req: &DiffRequest) -> Result<DiffReport, OpError> {
     })
 }
 
-/// The snapshot `given` names; `live` captures the database first.
-fn side(ctx: &Ctx, store: &Store, given: &str) -> Result<DiffSide, OpError> {
-    let id = if given == "live" {
+/// The state `given` names: a snapshot, or a commit restore point;
+/// `live` captures the database first.
+fn side(ctx: &Ctx, store: &Store, given: &str) -> Result<(DiffSide, State), OpError> {
+    let state = if given == "live" {
         let req = SnapshotRequest {
             reason: "diff".into(),
             label: None,
             pin: false,
             skip_unchanged: true,
         };
-        match snapshot(ctx, &req)? {
+        let id = match snapshot(ctx, &req)? {
             SnapshotOutcome::Created(m) => m.id.clone(),
             SnapshotOutcome::Unchanged { since } => since,
             SnapshotOutcome::Disabled { reason } => return Err(OpError::Disabled { reason }),
-        }
+        };
+        State::Snapshot(store.load_manifest(&id)?)
     } else {
-        let sel = crate::ops::select::Selector::parse(given)?;
-        resolve_in(store, &sel, given)?
+        crate::ops::point::state(ctx, store, given)?
     };
-    let m = store.load_manifest(&id)?;
-    Ok(DiffSide {
+    let side = DiffSide {
         given: given.to_string(),
-        id,
-        taken_at: m.created_at,
-    })
+        id: state.manifest().id.clone(),
+        point: state.point(),
+        taken_at: state.taken_at(),
+    };
+    Ok((side, state))
 }
 
-/// Whether two snapshots hold the same files (by role and hash).
-fn same_files(a: &Manifest, b: &Manifest) -> bool {
-    a.same_files(b)
-}
-
-/// A scratch directory with room for `manifests` reassembled plus
-/// `store.min_free_space`.
+/// A scratch directory with room for `need` bytes (the states
+/// reassembled) plus `store.min_free_space`.
 pub(crate) fn scratch_for(
     ctx: &Ctx,
     store: &Store,
     what: &str,
-    manifests: &[&Manifest],
+    need: u64,
 ) -> Result<Scratch, OpError> {
     let scratch = store.scratch(what)?;
-    let need: u64 = manifests.iter().map(|m| m.total_size()).sum();
     check_space_at(
         scratch.dir(),
         need + ctx.config.store.min_free_space.0,

@@ -17,7 +17,6 @@ use crate::ops::context::{Ctx, OpError};
 use crate::ops::diff::{scratch_for, spill_dir};
 use crate::ops::outfile::{self, PrivateDir};
 use crate::ops::restore::{RestoreRequest, restore};
-use crate::ops::select::resolve;
 use crate::ops::select::selector_of;
 
 /// What `export` is asked for (CLI arguments and wire fields).
@@ -51,7 +50,13 @@ pub struct ExportRequest {
 /// What `export` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Exported {
+    /// The snapshot (for a commit restore point: the one its WAL is
+    /// replayed onto).
     pub id: SnapshotId,
+    /// The commit restore point (`GENERATION@OFFSET`), when one was
+    /// exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
     pub path: PathBuf,
@@ -99,6 +104,7 @@ pub fn export(ctx: &Ctx, req: &ExportRequest) -> Result<Exported, OpError> {
         )?;
         return Ok(Exported {
             id: r.id,
+            point: r.point,
             table: None,
             path: r.path,
             format,
@@ -106,11 +112,15 @@ pub fn export(ctx: &Ctx, req: &ExportRequest) -> Result<Exported, OpError> {
         });
     };
     let to = outfile::target(ctx, &req.to, req.force, format == Format::Duckdb)?;
-    let (store, id) = resolve(ctx, &given)?;
-    let m = store.load_manifest(&id)?;
-    let scratch = scratch_for(ctx, &store, "export", &[&m])?;
+    let store = crate::ops::context::store_for(ctx, &given)?;
+    let state = crate::ops::point::state(ctx, &store, &given)?;
+    let id = state.manifest().id.clone();
+    let scratch = scratch_for(ctx, &store, "export", state.size())?;
     let pair = Pair::new(&spill_dir(&scratch)?)?;
-    pair.attach(Side::A, &store.reassemble(&m, scratch.dir(), "a.duckdb")?)?;
+    pair.attach(
+        Side::A,
+        &state.reassemble(&store, scratch.dir(), "a.duckdb")?,
+    )?;
     let rels = pair.relations(Side::A)?;
     let t = find(&rels, table)?;
     let dir = PrivateDir::beside(&to)?;
@@ -127,6 +137,7 @@ pub fn export(ctx: &Ctx, req: &ExportRequest) -> Result<Exported, OpError> {
     let rows = rows?;
     Ok(Exported {
         id,
+        point: state.point(),
         table: Some(t.shown()),
         path: to,
         format,

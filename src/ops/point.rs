@@ -1,5 +1,6 @@
 //! Commit restore points (`archive::points`) where operations take a
-//! snapshot: a point id (`GENERATION@OFFSET`, from `list --commits`), or
+//! snapshot (`restore`, and as a [`State`] `show`, `diff` and `export`): a
+//! point id (`GENERATION@OFFSET`, from `list --commits`), or
 //! `--as-of TIME` when the newest commit the archive can restore at or
 //! before TIME is newer than the newest snapshot then — and the listing of
 //! `list --commits`.
@@ -84,6 +85,85 @@ pub(crate) fn choose(ctx: &Ctx, store: &Store, given: &str) -> Result<Option<Cho
         generation: g,
         point: p,
     }))
+}
+
+/// One state of the database an operation reads (`show`, `diff`,
+/// `export`): a snapshot, or a commit restore point checked and read from
+/// the archive.
+pub(crate) enum State {
+    Snapshot(Manifest),
+    Point(points::Prepared),
+}
+
+impl State {
+    /// The snapshot's manifest, or the base snapshot's a point replays onto.
+    pub fn manifest(&self) -> &Manifest {
+        match self {
+            State::Snapshot(m) => m,
+            State::Point(p) => &p.base,
+        }
+    }
+
+    /// The point's id, for a commit restore point.
+    pub fn point(&self) -> Option<String> {
+        match self {
+            State::Snapshot(_) => None,
+            State::Point(p) => Some(p.point.to_string()),
+        }
+    }
+
+    /// When the snapshot was taken, or ducksnap saw the commit.
+    pub fn taken_at(&self) -> DateTime<Utc> {
+        match self {
+            State::Snapshot(m) => m.created_at,
+            State::Point(p) => p.at,
+        }
+    }
+
+    /// Bytes it takes reassembled.
+    pub fn size(&self) -> u64 {
+        match self {
+            State::Snapshot(m) => m.total_size(),
+            State::Point(p) => p.size(),
+        }
+    }
+
+    /// Whether `other` is the very same state: a snapshot by its files'
+    /// hashes, a point by its id.
+    pub fn same(&self, other: &State) -> bool {
+        match (self, other) {
+            (State::Snapshot(a), State::Snapshot(b)) => a.same_files(b),
+            (State::Point(a), State::Point(b)) => a.point == b.point,
+            (State::Snapshot(_), State::Point(_)) | (State::Point(_), State::Snapshot(_)) => false,
+        }
+    }
+
+    /// Its database file at `dir/name` (with the files DuckDB opens beside
+    /// it), for reading.
+    pub fn reassemble(
+        &self,
+        store: &Store,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> Result<std::path::PathBuf, OpError> {
+        Ok(match self {
+            State::Snapshot(m) => store.reassemble(m, dir, name)?,
+            State::Point(p) => p.reassemble(store, dir, name)?,
+        })
+    }
+}
+
+/// The state `given` names in `store`: a commit restore point (its id, or
+/// `as-of:` reaching a commit newer than the newest snapshot then), else a
+/// snapshot.
+pub(crate) fn state(ctx: &Ctx, store: &Store, given: &str) -> Result<State, OpError> {
+    if let Some(c) = choose(ctx, store, given)? {
+        let p = points::prepare(store, &c.archive, &c.generation, &c.point)?;
+        return Ok(State::Point(p));
+    }
+    let sel = crate::ops::select::Selector::parse(given)?;
+    let id = resolve_in(store, &sel, given)?;
+    Ok(State::Snapshot(store.load_manifest(&id)?))
 }
 
 /// The commit point `given` selects, if it selects one: its id, when

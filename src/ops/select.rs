@@ -5,7 +5,9 @@
 //! operation that takes an id (`show`, `restore`, `pin`, `unpin`, `verify`,
 //! `diff`, `export`, `offsite pull`)
 //! resolves it here, against the store's catalog, before doing anything
-//! else — `restore latest` means the newest snapshot *before* the restore's
+//! else (`restore`, `show`, `diff` and `export` first ask
+//! [`crate::ops::point`] whether it names a commit restore point) —
+//! `restore latest` means the newest snapshot *before* the restore's
 //! own safety snapshot. [`SnapshotRef`] is the id-or-`--as-of` pair as the
 //! CLI and the wire give it.
 

@@ -30,7 +30,7 @@ impl Store {
         fs::symlink_metadata(self.manifest_path(id)).is_ok()
     }
 
-    pub(super) fn manifest_path(&self, id: &SnapshotId) -> PathBuf {
+    pub fn manifest_path(&self, id: &SnapshotId) -> PathBuf {
         self.root.join("snapshots").join(format!("{id}.json"))
     }
 

@@ -370,6 +370,13 @@ def test_with_snapshot_gets_a_marker_when_the_daemon_archives_the_wal(tmp_path):
         client.restore(snap["id"], to=str(out), check=True)
         got = duckdb.connect(str(out), read_only=True).execute("SELECT count(*) FROM orders").fetchone()[0]
         assert got == before
+        # The app takes the rows back from a copy of the marker, with its
+        # own connection (the copy is a database file and its WAL, read-only).
+        with client.snapshot_copy(snap["id"]) as path:
+            con.execute(f"ATTACH '{path}' AS old (READ_ONLY)")
+            con.execute("INSERT INTO orders SELECT * FROM old.orders")
+            con.execute("DETACH old")
+        assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == before
         con.close()
     finally:
         d.stop()

@@ -526,6 +526,14 @@ fn a_damaged_segment_is_named_and_no_point_past_it_is_restored() {
         }
         assert!(!f.exists(), "nothing written for a refused point");
     }
+    // Read like a snapshot, it is refused alike.
+    if let Some(e) = ends.iter().find(|e| **e > from) {
+        let p = format!("{gid}@{e}");
+        for args in [vec!["show", &p], vec!["diff", &p, "live"]] {
+            let r = ws.run(&args);
+            assert_eq!(r.status.code(), Some(6), "{args:?}: {}", stderr(&r));
+        }
+    }
     for e in &good_before {
         let got = restore_digest(&py, &ws, &format!("{gid}@{e}"));
         assert_eq!(got["state"], log[&got["seq"].as_u64().unwrap()].1);
@@ -885,4 +893,130 @@ fn a_checkpoint_every_100_ms_never_restores_anything_wrong() {
     if windows > 0 {
         assert!(stdout(&out).contains("unprotected window"));
     }
+}
+
+/// After a bad script, the state before it — a commit restore point, by
+/// id or `--as-of` — is read like a snapshot: `diff` names exactly the
+/// rows the script removed and changed, `export --table` writes exactly
+/// the rows of that commit, `show` names the point and its base. Ground
+/// truth: DuckDB's own `EXCEPT ALL` between the rows the app read before
+/// the script and what the tools produced.
+#[test]
+fn a_commit_point_is_read_like_a_snapshot_by_show_diff_and_export() {
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
+    );
+    make_db(&ws.db(), "CREATE TABLE t (i BIGINT PRIMARY KEY, v VARCHAR)");
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.started", Duration::from_secs(30));
+    // The app holds the database read-write and commits ten times.
+    let app = duckdb::Connection::open(ws.db()).unwrap();
+    for k in 0..10 {
+        app.execute_batch(&format!(
+            "INSERT INTO t SELECT range, 'v' || range FROM range({}, {})",
+            k * 10 + 1,
+            k * 10 + 11
+        ))
+        .unwrap();
+    }
+    // Its rows before the script, as it read them.
+    let truth = duckdb::Connection::open_in_memory().unwrap();
+    truth
+        .execute_batch("CREATE TABLE before (i BIGINT, v VARCHAR)")
+        .unwrap();
+    {
+        let mut rows = app.prepare("SELECT i, v FROM t").unwrap();
+        let got: Vec<(i64, String)> = rows
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut ins = truth.prepare("INSERT INTO before VALUES (?, ?)").unwrap();
+        for (i, v) in got {
+            ins.execute(duckdb::params![i, v]).unwrap();
+        }
+    }
+    while d.wait_where(Duration::from_secs(1), |_| true).is_some() {}
+    let listing = ws.json(&["list", "--commits", "--json"]);
+    let point = listing["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|p| p["kind"] == "commit")
+        .unwrap_or_else(|| panic!("no commit point: {listing}"))
+        .clone();
+    let id = point["id"].as_str().unwrap();
+    // The bad script.
+    app.execute_batch("DELETE FROM t WHERE i % 3 = 0; UPDATE t SET v = 'x' WHERE i < 10")
+        .unwrap();
+    while d.wait_where(Duration::from_secs(1), |_| true).is_some() {}
+
+    // show: the point, its base, the WAL it replays.
+    let shown = ws.json(&["show", id, "--json"]);
+    assert_eq!(shown["point"]["id"], id, "{shown}");
+    assert_eq!(shown["point"]["base"], shown["manifest"]["id"]);
+    assert!(shown["point"]["wal_bytes"].as_u64().unwrap() > 0);
+    let human = stdout(&ws.run(&["show", id]));
+    assert!(human.contains(&format!("point:       {id}")), "{human}");
+
+    // diff POINT live: the rows the script removed and changed, counted by
+    // DuckDB from the app's own reads.
+    let after: Vec<(i64, String)> = {
+        let mut rows = app.prepare("SELECT i, v FROM t").unwrap();
+        rows.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    truth
+        .execute_batch("CREATE TABLE after (i BIGINT, v VARCHAR)")
+        .unwrap();
+    for (i, v) in &after {
+        truth
+            .execute("INSERT INTO after VALUES (?, ?)", duckdb::params![i, v])
+            .unwrap();
+    }
+    let count = |sql: &str| -> u64 { truth.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let removed = count("SELECT count(*) FROM before WHERE i NOT IN (SELECT i FROM after)");
+    let changed = count(
+        "SELECT count(*) FROM (SELECT * FROM after WHERE i IN (SELECT i FROM before) EXCEPT ALL SELECT * FROM before)",
+    );
+    let diff = ws.json(&["diff", id, "live", "--table", "t", "--json"]);
+    println!("diff {id} live: {}", diff["rows"]);
+    assert_eq!(diff["a"]["point"], id, "{diff}");
+    assert_eq!(diff["identical"], false);
+    assert_eq!(diff["rows"]["removed"].as_u64(), Some(removed), "{diff}");
+    assert_eq!(diff["rows"]["changed"].as_u64(), Some(changed), "{diff}");
+    assert_eq!(diff["rows"]["added"].as_u64(), Some(0), "{diff}");
+    assert!(removed == 33 && changed == 6, "the script's own effect");
+    // The same point by time: --as-of the time ducksnap saw it.
+    let at = point["at"].as_str().unwrap();
+    let by_time = ws.json(&["diff", "--as-of", at, "--table", "t", "--json"]);
+    assert_eq!(by_time["a"]["point"], id, "{by_time}");
+    assert_eq!(by_time["rows"]["removed"].as_u64(), Some(removed));
+    let same = ws.json(&["diff", id, id, "--json"]);
+    assert_eq!(same["identical"], true, "{same}");
+
+    // export --table: exactly the rows of that commit.
+    let csv = ws.path().join("before.csv");
+    let e = ws.json(&[
+        "export",
+        id,
+        "--table",
+        "t",
+        "--to",
+        csv.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(e["point"], id, "{e}");
+    assert_eq!(e["rows"].as_u64(), Some(100));
+    let csv = csv.display().to_string();
+    let differ = count(&format!(
+        "SELECT count(*) FROM ((SELECT * FROM read_csv('{csv}') EXCEPT ALL SELECT * FROM before) UNION ALL (SELECT * FROM before EXCEPT ALL SELECT * FROM read_csv('{csv}')))"
+    ));
+    assert_eq!(differ, 0, "the exported rows are the commit's");
+    drop(app);
 }
