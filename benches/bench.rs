@@ -2,7 +2,7 @@
 //! the same run. Prints a Markdown table and writes JSON.
 //!
 //! ```sh
-//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i,j]
+//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i,j,k] [--continuous-secs 600]
 //! ```
 //!
 //! Peers (each timed durably, fsync included where the tool does it): `cp` +
@@ -13,7 +13,9 @@
 //! missing, not skipped silently. (h), offsite push against `rclone serve
 //! s3`, is in `bench/offsite.rs`; (i), diff and export against doing it
 //! by hand, in `bench/timetravel.rs`; (j), online snapshots with
-//! `capture.incremental` on and off, in `bench/online.rs`. See
+//! `capture.incremental` on and off, in `bench/online.rs`; (k), continuous
+//! archiving (markers, restoring a commit point, the cost while the app
+//! commits), in `bench/continuous.rs`. See
 //! docs/BENCHMARKS.md.
 
 use std::collections::BTreeMap;
@@ -25,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "bench/continuous.rs"]
+mod continuous;
 #[path = "bench/offsite.rs"]
 mod offsite;
 #[path = "bench/online.rs"]
@@ -40,6 +44,8 @@ struct Args {
     rounds: usize,
     json: PathBuf,
     only: Option<Vec<String>>,
+    /// (k): how long the app commits 100 transactions a second, each way.
+    continuous_secs: u64,
 }
 
 fn args() -> Args {
@@ -49,6 +55,7 @@ fn args() -> Args {
         rounds: 10,
         json: PathBuf::from("bench-results.json"),
         only: None,
+        continuous_secs: 600,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -66,6 +73,7 @@ fn args() -> Args {
             "--rounds" => a.rounds = it.next().unwrap().parse().unwrap(),
             "--json" => a.json = PathBuf::from(it.next().unwrap()),
             "--only" => a.only = Some(it.next().unwrap().split(',').map(String::from).collect()),
+            "--continuous-secs" => a.continuous_secs = it.next().unwrap().parse().unwrap(),
             "--bench" => {} // passed by cargo bench
             other => panic!("unknown argument {other}"),
         }
@@ -621,6 +629,17 @@ fn main() {
             md.push_str(&rows);
             results.insert(format!("{mb}MB_online"), j);
         }
+    }
+    if want(&a, "k") {
+        let py = python().expect(".venv/bin/python with duckdb (bash .ci/run creates it)");
+        for &mb in &a.sizes {
+            let (k, rows) = continuous::markers(&root, mb, a.runs, &py);
+            md.push_str(&rows);
+            results.insert(format!("{mb}MB_continuous"), k);
+        }
+        let (k, rows) = continuous::load(&root, a.continuous_secs, &py);
+        md.push_str(&rows);
+        results.insert("continuous_load".into(), k);
     }
     if want(&a, "f") {
         let f = idle_daemon(&root);
