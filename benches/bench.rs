@@ -2,7 +2,7 @@
 //! the same run. Prints a Markdown table and writes JSON.
 //!
 //! ```sh
-//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i,j,k] [--continuous-secs 600]
+//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i,j,k,l] [--continuous-secs 600]
 //! ```
 //!
 //! Peers (each timed durably, fsync included where the tool does it): `cp` +
@@ -13,9 +13,9 @@
 //! missing, not skipped silently. (h), offsite push against `rclone serve
 //! s3`, is in `bench/offsite.rs`; (i), diff and export against doing it
 //! by hand, in `bench/timetravel.rs`; (j), online snapshots with
-//! `capture.incremental` on and off, in `bench/online.rs`; (k), continuous
-//! archiving (markers, restoring a commit point, the cost while the app
-//! commits), in `bench/continuous.rs`. See
+//! `capture.incremental` on and off, in `bench/online.rs`; (k) and (l),
+//! continuous archiving (markers and restoring a commit point; the cost
+//! while the app commits), in `bench/continuous.rs`. See
 //! docs/BENCHMARKS.md.
 
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ struct Args {
     rounds: usize,
     json: PathBuf,
     only: Option<Vec<String>>,
-    /// (k): how long the app commits 100 transactions a second, each way.
+    /// (l): how long the app commits 100 transactions a second, each way.
     continuous_secs: u64,
 }
 
@@ -637,6 +637,9 @@ fn main() {
             md.push_str(&rows);
             results.insert(format!("{mb}MB_continuous"), k);
         }
+    }
+    if want(&a, "l") {
+        let py = python().expect(".venv/bin/python with duckdb (bash .ci/run creates it)");
         let (k, rows) = continuous::load(&root, a.continuous_secs, &py);
         md.push_str(&rows);
         results.insert("continuous_load".into(), k);

@@ -1,10 +1,10 @@
 //! (k) Continuous archiving, side by side in one run, the app (a Python
 //! process on PyPI's duckdb) holding the database read-write:
-//! (a) a `pre-delete` request answered by a marker (a daemon archiving the
-//! WAL) against a pre-delete snapshot (a daemon that does not, on its own
-//! store), alternately, each after one small commit — the app's socket
-//! round trip; (c) `restore --to` of a commit restore point against the
-//! snapshot it replays onto; and (b) [`load`]: the app committing 100 small
+//! (a) a `pre-delete` request answered by a marker against a snapshot
+//! asked of the same daemon (the capture a pre-delete request makes
+//! without archiving), alternately, each after one small commit — the
+//! app's socket round trip; (c) `restore --to` of a commit restore point against the
+//! snapshot it replays onto; and (l), [`load`]: the app committing 100 small
 //! transactions a second for a while with a daemon archiving and with one
 //! that does not — the app's commit latency, the daemon's CPU time, the
 //! archive's bytes against the WAL's.
@@ -121,7 +121,27 @@ fn config(ws: &Ws, name: &str, store: &str, sock: &str, extra: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// (a) and (c) at `mb` MB.
+/// A snapshot asked for on `sock` with reason `manual` (the daemon answers
+/// a `pre-delete` request with a marker): the round trip.
+fn full_snapshot(sock: &Path) -> f64 {
+    let s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let t = Instant::now();
+    writeln!(w, "{}", json!({"op": "snapshot", "reason": "manual"})).unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let took = t.elapsed().as_secs_f64();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert!(v["result"]["snapshot"].is_object(), "a snapshot: {line}");
+    took
+}
+
+/// (a) and (c) at `mb` MB. One daemon, archiving the WAL, asked
+/// alternately for a `pre-delete` restore point (answered by a marker) and
+/// for a snapshot (reason `manual`: the same capture a pre-delete request
+/// makes without archiving; a second store would need the disk for
+/// another copy and mirror of the database).
 pub fn markers(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, String) {
     let ws = Ws::new(root, "continuous");
     generate(&ws.db(), mb);
@@ -132,15 +152,11 @@ pub fn markers(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, Stri
         "on.sock",
         "[continuous]\nenabled = true\n",
     );
-    let off = config(&ws, "off.toml", "backups-off", "off.sock", "");
-    let (on_sock, off_sock) = (ws.dir.join("on.sock"), ws.dir.join("off.sock"));
+    let on_sock = ws.dir.join("on.sock");
     let mut app = App::start(python, &ws.db());
     app.run("CREATE TABLE IF NOT EXISTS notes (i BIGINT, v VARCHAR)");
-    // Each daemon's first snapshot (the archiving one's is its first base)
-    // is taken before the timings.
+    // The first snapshot (the first base) is taken before the timings.
     let d_on = Daemon::start(&ws, &on, &on_sock, "on.log");
-    let d_off = Daemon::start(&ws, &off, &off_sock, "off.log");
-    pre_delete(&off_sock);
     let t = Instant::now();
     let mut k = 0;
     loop {
@@ -152,6 +168,7 @@ pub fn markers(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, Stri
         assert!(t.elapsed().as_secs() < 1800, "no marker after 30 minutes");
         std::thread::sleep(Duration::from_millis(500));
     }
+    full_snapshot(&on_sock);
     let (mut marker, mut snap) = (Vec::new(), Vec::new());
     for r in 0..runs {
         k += 1;
@@ -161,20 +178,14 @@ pub fn markers(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, Stri
             assert!(v["marker"].is_object(), "a marker: {v}");
             s
         };
-        let f = || {
-            let (s, v) = pre_delete(&off_sock);
-            assert!(v["snapshot"].is_object(), "a snapshot: {v}");
-            s
-        };
         if r % 2 == 0 {
             marker.push(m());
-            snap.push(f());
+            snap.push(full_snapshot(&on_sock));
         } else {
-            snap.push(f());
+            snap.push(full_snapshot(&on_sock));
             marker.push(m());
         }
     }
-    drop(d_off);
     // (c): the newest commit point, and the snapshot it replays onto.
     let mut c = Command::new(super::BIN);
     c.current_dir(&ws.dir)
@@ -229,7 +240,7 @@ pub fn markers(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, Stri
     let ms = |v: f64| v * 1000.0;
     let mut md = String::new();
     md.push_str(&format!(
-        "| {mb} MB | (k) pre-delete with continuous archiving: a marker vs a pre-delete snapshot (another daemon, its own store), p50 / p95 of {runs}, through the socket | marker {:.1} / {:.1} ms | snapshot {:.1} / {:.1} ms | {:.3}× |\n",
+        "| {mb} MB | (k) pre-delete with continuous archiving: a marker vs a snapshot, through the socket, p50 / p95 of {runs} | marker {:.1} / {:.1} ms | snapshot {:.1} / {:.1} ms | {:.3}× |\n",
         ms(median(marker.clone())), ms(percentile(marker.clone(), 0.95)),
         ms(median(snap.clone())), ms(percentile(snap.clone(), 0.95)),
         median(marker.clone()) / median(snap.clone()),
@@ -262,7 +273,7 @@ fn point_wal(ws: &Ws, config: &str, id: &str) -> u64 {
     v["point"]["wal_bytes"].as_u64().unwrap_or(0)
 }
 
-/// The app of (b): commits one small transaction every 1/rate s for `secs`
+/// The app of (l): commits one small transaction every 1/rate s for `secs`
 /// s, then prints its commit latencies.
 const PACED: &str = r#"
 import duckdb, os, sys, time, json
@@ -287,7 +298,7 @@ while time.time() < t_end:
 print(json.dumps({"latencies": lat, "wal_bytes": os.path.getsize(db + ".wal")}))
 "#;
 
-/// (b): `secs` seconds of 100 commits/s with a daemon that does not
+/// (l): `secs` seconds of 100 commits/s with a daemon that does not
 /// archive, then with one that does (each on a fresh copy of a 64 MB
 /// database and its own store).
 pub fn load(root: &Path, secs: u64, python: &Path) -> (Value, String) {
@@ -341,7 +352,7 @@ pub fn load(root: &Path, secs: u64, python: &Path) -> (Value, String) {
     let (off, on) = (&out["off"], &out["on"]);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
     let md = format!(
-        "| 64 MB | (k) the app committing 100 small transactions/s for {secs} s: commit latency p50 / p99, daemon CPU | archiving: {:.2} / {:.2} ms, CPU {:.1} s; archive {:.0} KB for {:.0} KB of WAL | not archiving: {:.2} / {:.2} ms, CPU {:.1} s | p99 {:.3}× |\n",
+        "| 64 MB | (l) the app committing 100 small transactions/s for {secs} s: commit latency p50 / p99, daemon CPU | archiving: {:.2} / {:.2} ms, CPU {:.1} s; archive {:.0} KB for {:.0} KB of WAL | not archiving: {:.2} / {:.2} ms, CPU {:.1} s | p99 {:.3}× |\n",
         f(on, "p50_ms"), f(on, "p99_ms"), f(on, "daemon_cpu_s"),
         f(on, "archive_segment_bytes") / 1e3, f(on, "wal_bytes") / 1e3,
         f(off, "p50_ms"), f(off, "p99_ms"), f(off, "daemon_cpu_s"),
