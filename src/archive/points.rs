@@ -109,7 +109,7 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
                 to: b.started_at,
                 commits: 0,
                 cause: format!(
-                    "checkpoint iterations {}..{} had no WAL ducksnap could read (it went before the archiver read it, or none was written): commits made then are only in the state after",
+                    "checkpoint iterations {}..{} had no WAL ducksnap could read (it went before the archiver read it, none was written, or its archive record is gone): commits made then are only in the state after",
                     a.db_iteration + 1,
                     b.db_iteration - 1
                 ),
