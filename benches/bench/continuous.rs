@@ -172,7 +172,9 @@ pub fn markers(root: &Path, mb: u64, runs: usize, python: &Path) -> (Value, Stri
     let (mut marker, mut snap) = (Vec::new(), Vec::new());
     for r in 0..runs {
         k += 1;
-        app.run(&format!("INSERT INTO notes VALUES ({k}, 'before a delete')"));
+        app.run(&format!(
+            "INSERT INTO notes VALUES ({k}, 'before a delete')"
+        ));
         let m = || {
             let (s, v) = pre_delete(&on_sock);
             assert!(v["marker"].is_object(), "a marker: {v}");
@@ -303,10 +305,7 @@ print(json.dumps({"latencies": lat, "wal_bytes": os.path.getsize(db + ".wal")}))
 /// database and its own store).
 pub fn load(root: &Path, secs: u64, python: &Path) -> (Value, String) {
     let mut out = serde_json::Map::new();
-    for (name, extra) in [
-        ("off", ""),
-        ("on", "[continuous]\nenabled = true\n"),
-    ] {
+    for (name, extra) in [("off", ""), ("on", "[continuous]\nenabled = true\n")] {
         let ws = Ws::new(root, &format!("load-{name}"));
         generate(&ws.db(), 64);
         let cfg = config(&ws, "d.toml", "backups", "d.sock", extra);
@@ -353,9 +352,14 @@ pub fn load(root: &Path, secs: u64, python: &Path) -> (Value, String) {
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
     let md = format!(
         "| 64 MB | (l) the app committing 100 small transactions/s for {secs} s: commit latency p50 / p99, daemon CPU | archiving: {:.2} / {:.2} ms, CPU {:.1} s; archive {:.0} KB for {:.0} KB of WAL | not archiving: {:.2} / {:.2} ms, CPU {:.1} s | p99 {:.3}× |\n",
-        f(on, "p50_ms"), f(on, "p99_ms"), f(on, "daemon_cpu_s"),
-        f(on, "archive_segment_bytes") / 1e3, f(on, "wal_bytes") / 1e3,
-        f(off, "p50_ms"), f(off, "p99_ms"), f(off, "daemon_cpu_s"),
+        f(on, "p50_ms"),
+        f(on, "p99_ms"),
+        f(on, "daemon_cpu_s"),
+        f(on, "archive_segment_bytes") / 1e3,
+        f(on, "wal_bytes") / 1e3,
+        f(off, "p50_ms"),
+        f(off, "p99_ms"),
+        f(off, "daemon_cpu_s"),
         f(on, "p99_ms") / f(off, "p99_ms"),
     );
     (Value::Object(out), md)

@@ -55,6 +55,10 @@ pub struct Behind {
     /// Every one of those commits was written at or before this (the WAL
     /// file's modification time); `None` when there is none.
     pub since: Option<DateTime<Utc>>,
+    /// Why the live WAL cannot be archived at all (encrypted, a version
+    /// this build does not read): its commits are protected by snapshots
+    /// only.
+    pub refused: Option<String>,
 }
 
 /// How the archive stands.
@@ -89,6 +93,7 @@ pub fn standing(r: &Read, db: &Path) -> Standing {
             _ => None,
         };
         acc.since = acc.since.into_iter().chain(b.since).min();
+        acc.refused = acc.refused.take().or(b.refused);
     }
     Standing {
         last_commit: r
@@ -119,19 +124,30 @@ fn behind_of(r: &Read, role: &str, path: &Path) -> Option<Behind> {
         bytes,
         commits: Some(0),
         since: None,
+        refused: None,
     };
     if bytes == 0 {
         return Some(b);
     }
-    b.commits = std::fs::read(path).ok().and_then(|all| {
-        // Only the commits past the archived offset count: walked from the
-        // header (a WAL no record follows) or from that offset.
-        let start = match open {
-            Some(_) => from,
-            None => wal::scan(&all).ok()?.header.len,
-        };
+    let all = std::fs::read(path).ok();
+    // Only the commits past the archived offset count: walked from the
+    // header (a WAL no record follows) or from that offset.
+    let start = match (open, &all) {
+        (Some(_), _) => Some(from),
+        (None, Some(all)) => match wal::scan(all) {
+            Ok(s) => Some(s.header.len),
+            // A header still being written is not a refusal.
+            Err(e @ (wal::WalError::Encrypted | wal::WalError::Version(_))) => {
+                b.refused = Some(e.to_string());
+                None
+            }
+            Err(wal::WalError::Short(_) | wal::WalError::Header(_)) => None,
+        },
+        (None, None) => None,
+    };
+    b.commits = all.zip(start).map(|(all, start)| {
         let walked = wal::entries(&all, start.min(all.len() as u64), 0);
-        Some(walked.commits.len() as u64)
+        walked.commits.len() as u64
     });
     if b.commits != Some(0) {
         b.since = meta.modified().ok().map(DateTime::<Utc>::from);

@@ -139,6 +139,9 @@ fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {
             "continuous:    {}: {last}{behind}",
             if c.enabled { "on" } else { "off" }
         );
+        if let Some(why) = &c.refused {
+            outln!("               the WAL is not archived: {why}");
+        }
         if let (Some(n @ 1..), Some(t)) = (c.behind_commits, c.behind_since) {
             outln!(
                 "               {n} commit(s) not archived yet (written {} or earlier)",

@@ -37,6 +37,13 @@ pub enum HeaderError {
     },
     #[error("{path} is not a DuckDB database: {reason}")]
     NotDuckDb { path: String, reason: String },
+    /// DuckDB's main header flag 1 (`MainHeader::ENCRYPTED_DATABASE_FLAG`,
+    /// storage_info.hpp:249 at main `044a04a`): the database headers and
+    /// blocks are encrypted.
+    #[error(
+        "{path} is an encrypted DuckDB database (made with ENCRYPTION_KEY): ducksnap cannot read its headers or blocks without the key and does not back up encrypted databases; copy it while the app is stopped, or keep the data to protect in an unencrypted database"
+    )]
+    Encrypted { path: String },
 }
 
 /// What the headers say.
@@ -70,6 +77,13 @@ impl Header {
         }
         let u = |off: usize| u64::from_le_bytes(buf[off..off + 8].try_into().expect("8 bytes"));
         let header_version = u(12);
+        // The main header: checksum, magic, version, then the flags
+        // (single_file_block_manager.cpp `MainHeader::Write`).
+        if u(20) & 1 != 0 {
+            return Err(HeaderError::Encrypted {
+                path: path.display().to_string(),
+            });
+        }
         let (a, b) = (4096usize, 8192usize);
         let active = if u(a + 8) >= u(b + 8) { a } else { b };
         let iteration = u(active + 8);

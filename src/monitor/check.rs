@@ -99,6 +99,8 @@ pub struct ArchiveFacts {
     pub behind_since: Option<DateTime<Utc>>,
     /// Who should be archiving, and how it is doing.
     pub archiver: Archiver,
+    /// Why the live WAL is not archived at all (encrypted, …).
+    pub refused: Option<String>,
     /// When the newest unprotected window ended.
     pub last_unprotected: Option<DateTime<Utc>>,
     /// Archive records that cannot be read.
@@ -259,6 +261,15 @@ pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
 /// live WAL that have waited longer than `max_lag` are a WARNING, longer
 /// than twice it CRITICAL.
 fn archive_lag_check(a: &ArchiveFacts, now: DateTime<Utc>) -> Option<Check> {
+    if let Some(why) = &a.refused {
+        return Some(check(
+            "archive",
+            Level::Warning,
+            format!(
+                "continuous archiving is on and the database's WAL cannot be archived ({why}): snapshots alone protect it (turn [continuous] off to silence this)"
+            ),
+        ));
+    }
     let lag = chrono::TimeDelta::from_std(a.max_lag).unwrap_or(chrono::TimeDelta::MAX);
     let waiting = a.behind_commits.unwrap_or(0);
     let past = |since: DateTime<Utc>| {

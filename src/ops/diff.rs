@@ -89,6 +89,9 @@ impl DiffRequest {
         let (a, b) = match (&self.as_of, &self.a, &self.b) {
             (Some(_), Some(a), None) => (selector_of(None, self.as_of.as_deref())?, a.clone()),
             (Some(_), None, None) => (selector_of(None, self.as_of.as_deref())?, "live".into()),
+            // On the wire, B named as such (the CLI's --as-of takes B as
+            // its one positional argument, above).
+            (Some(_), None, Some(b)) => (selector_of(None, self.as_of.as_deref())?, b.clone()),
             (None, Some(a), b) => (a.clone(), b.clone().unwrap_or_else(|| "live".into())),
             _ => {
                 return Err(OpError::InvalidArgument {

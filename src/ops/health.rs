@@ -88,6 +88,7 @@ pub fn facts(ctx: &Ctx, report: Result<StatusReport, String>, daemon_answered: b
                 behind_commits: c.behind_commits,
                 behind_since: c.behind_since,
                 archiver: archiver_of(c, daemon_answered),
+                refused: c.refused.clone(),
                 last_unprotected: c.last_unprotected,
                 damaged_records: c.damaged_records,
             });

@@ -296,6 +296,10 @@ pub struct ContinuousStatus {
     /// waited at least since then.
     #[serde(default)]
     pub behind_since: Option<DateTime<Utc>>,
+    /// Why the live WAL is not archived at all (encrypted, or a WAL version
+    /// this build does not read): snapshots alone protect the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     pub unprotected_windows: usize,
     /// When the newest unprotected window ended.
     pub last_unprotected: Option<DateTime<Utc>>,
@@ -334,6 +338,7 @@ pub fn status(ctx: &Ctx, store: &Store) -> Result<Option<ContinuousStatus>, OpEr
         behind_bytes: s.behind.as_ref().map(|b| b.bytes),
         behind_commits: s.behind.as_ref().and_then(|b| b.commits),
         behind_since: s.behind.as_ref().and_then(|b| b.since),
+        refused: s.behind.as_ref().and_then(|b| b.refused.clone()),
         unprotected_windows: s.unprotected_windows,
         last_unprotected: s.last_unprotected,
         damaged_records: s.damaged_records,

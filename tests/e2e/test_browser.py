@@ -225,3 +225,82 @@ def test_daemon_down_in_a_browser(browser, tmp_path):
     con = duckdb.connect(str(db), read_only=True)
     assert app.counts(con, 7) == (1, 20), "nothing was deleted without a snapshot"
     con.close()
+
+
+def test_the_database_at_a_time_from_the_page_in_a_browser(browser, tmp_path):
+    """With continuous protection on, the page takes a time, not only a
+    snapshot: the changes since then name exactly the rows the later delete
+    removed, and restoring to that time brings them back."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from conftest import Daemon
+
+    db = tmp_path / "data" / "app.duckdb"
+    db.parent.mkdir()
+    con = duckdb.connect(str(db))
+    app.create_schema(con)
+    con.close()
+    d = Daemon(tmp_path, config_extra="[continuous]\nenabled = true\n")
+    assert d.cli("snapshot").returncode == 0
+    # A commit after that snapshot, archived as the app makes it.
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO customers VALUES (1000, 'late')")
+    # The time the user will type: customer 1000 and every order are there
+    # then; the delete comes after it.
+    time.sleep(1.5)
+    at = datetime.datetime.now().astimezone()
+    time.sleep(1.2)
+    con.close()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "APP_DB": str(d.db), "DUCKSNAP_SOCKET": str(d.socket)}
+    proc, url = start_streamlit(tmp_path, env)
+    try:
+        wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
+        browser.get(url)
+
+        def text_appears(t):
+            return wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(normalize-space(.), {t!r}) and not(*[contains(normalize-space(.), {t!r})])]")))
+
+        def click_button(label):
+            wait.until(ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space(.)={label!r}]"))).click()
+
+        text_appears("orders in the database: 1000")
+        click_button("Delete customer 7")
+        text_appears("orders in the database: 980")
+        text_appears("The database at a time")
+        clock = wait.until(ec.presence_of_element_located((By.XPATH, "//input[@aria-label=\"Time (HH:MM:SS, this machine's time zone)\"]")))
+        clock.send_keys(Keys.CONTROL, "a")
+        clock.send_keys(at.strftime("%H:%M:%S"), Keys.ENTER)
+        shown_at = at.strftime("%Y-%m-%d %H:%M:%S")
+        # The confirmation names the time once the page took it.
+        box = f"//label[contains(normalize-space(.), 'as of {shown_at}')]"
+        wait.until(ec.presence_of_element_located((By.XPATH, box)))
+        click_button("Show changes since then")
+        text_appears(f"As of {shown_at}:")
+        text_appears("Removed rows: 1")  # customers, the first changed table
+        pickers = browser.find_elements(By.XPATH, "//input[@role='combobox' and @value='customers']")
+        pickers[-1].click()
+        wait.until(ec.element_to_be_clickable((By.XPATH, "//*[@role='option' and normalize-space(.)='orders']"))).click()
+        text_appears("Removed rows: 20")
+        browser.save_screenshot(str(tmp_path / "at-a-time-changes.png"))
+        browser.find_element(By.XPATH, box).click()
+        wait.until(lambda dr: dr.find_element(By.XPATH, box + "//input[@type='checkbox']").is_selected())
+        click_button("Restore to that time")
+        text_appears("orders in the database: 1000")
+        browser.save_screenshot(str(tmp_path / "at-a-time-restored.png"))
+        assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'), "a traceback is shown"
+        print(f"screenshots in {tmp_path}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        d.stop()
+    con = duckdb.connect(str(d.db), read_only=True)
+    assert app.counts(con, 7) == (1, 20), "the deleted rows are back in the file"
+    late = con.execute("SELECT count(*) FROM customers WHERE id = 1000").fetchone()[0]
+    assert late == 1, "the commit made after the last snapshot before that time is there too"
+    con.close()

@@ -730,3 +730,33 @@ fn a_store_path_that_is_a_link_is_followed_once() {
     );
     assert!(stdout(&out).contains(&id));
 }
+
+/// An encrypted database (DuckDB's `ENCRYPTION_KEY`, written by PyPI's
+/// duckdb): ducksnap cannot read it without the key and says so — exit 3
+/// naming encryption, not "implausible block size"; nothing is stored, and
+/// `status --check` never says OK.
+#[test]
+fn an_encrypted_database_is_refused_by_name() {
+    let ws = Workspace::new();
+    // mbedtls writes the same format as OpenSSL (httpfs), which is not
+    // installed here; DuckDB calls it unsafe only for its randomness.
+    run_python(
+        "import duckdb, sys\n\
+         c = duckdb.connect()\n\
+         c.execute(\"SET force_mbedtls_unsafe = true\")\n\
+         c.execute(f\"ATTACH '{sys.argv[1]}' AS app (ENCRYPTION_KEY 'sekrit')\")\n\
+         c.execute(\"CREATE TABLE app.t AS SELECT range i FROM range(1000)\")\n",
+        &[ws.db().to_str().unwrap()],
+    );
+    let out = ws.run(&["snapshot"]);
+    println!("{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is an encrypted DuckDB database"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ws.list_ids().is_empty());
+    let check = ws.run(&["status", "--check"]);
+    assert_ne!(check.status.code(), Some(0), "{}", stdout(&check));
+}

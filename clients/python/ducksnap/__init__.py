@@ -567,16 +567,25 @@ class Client:
         return self.call({"op": "list"})
 
     def restore(
-        self, snapshot_id: str, to: Optional[str] = None, force: bool = False, check: bool = False
+        self,
+        snapshot_id: Optional[str] = None,
+        to: Optional[str] = None,
+        force: bool = False,
+        check: bool = False,
+        *,
+        as_of: Optional[str] = None,
     ) -> Dict[str, Any]:
-        """Restores a snapshot (the app must have closed its connection).
+        """Restores a snapshot, or a commit restore point (``GEN@OFFSET``),
+        or the state ``as_of=TIME`` (the newest commit ducksnap saw at or
+        before it with continuous protection, else the newest snapshot
+        then) — the app must have closed its connection.
 
         ``check=True`` also has DuckDB open the restored file and compare its
         tables and row counts with the snapshot's; the hashes are always checked.
         """
         if self.cloud:
             raise BackupsDisabled(self.disabled_reason())
-        req: Dict[str, Any] = {"op": "restore", "id": snapshot_id}
+        req: Dict[str, Any] = {"op": "restore", **self._which(snapshot_id, as_of)}
         if check:
             req["check"] = True
         if to is not None:

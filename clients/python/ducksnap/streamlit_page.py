@@ -17,7 +17,10 @@ live``, the newest ``pre-delete`` snapshot preselected) and a changed
 table's removed, added and changed rows (``diff ID live --table T``), a CSV
 download of one table as it was in a snapshot, and a restore with a
 confirmation that covers one snapshot once (it resets when another snapshot
-is picked and after each restore). A restore closes the
+is picked and after each restore). With continuous protection on (the
+daemon archives the WAL), also the database at a time the user types: the
+changes since then and a restore to it (the newest commit ducksnap saw at
+or before that time). A restore closes the
 app's connection first (DuckDB holds the file; the daemon refuses to
 replace a database in use), clears the ``st.cache_resource`` cache of
 ``connection_factory`` so that the next call opens the restored file, and
@@ -201,6 +204,12 @@ def render_backups_page(
         ],
     )
     _time_travel(client, snapshots)
+    try:
+        continuous = bool(client.hello().get("continuous"))
+    except (DaemonUnavailable, RequestFailed):
+        continuous = False
+    if continuous:
+        _at_a_time(client, connection_factory, close_connection, reopen_connection)
     _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection)
 
 
@@ -250,7 +259,7 @@ def _time_travel(client: Client, snapshots: List[Dict[str, Any]]) -> None:
 ROWS_SHOWN = 50
 
 
-def _changes(client: Client, choice: str, report: Dict[str, Any]) -> None:
+def _changes(client: Client, choice: str, report: Dict[str, Any], key: str = "ducksnap_rows_table") -> None:
     """The tables that changed since ``choice``; then, for one of them, the
     rows removed, added and changed (against the same captured state)."""
     changed = [t for t in report["tables"] if t["status"] != "unchanged"]
@@ -272,7 +281,7 @@ def _changes(client: Client, choice: str, report: Dict[str, Any]) -> None:
     tables = [t["table"] for t in changed if t["status"] == "changed" and not t.get("view")]
     if not tables:
         return
-    table = st.selectbox("Rows of table", tables, key=f"ducksnap_rows_table_{choice}")
+    table = st.selectbox("Rows of table", tables, key=f"{key}_{choice}")
     try:
         rows = client.diff(choice, report["b"]["id"], table=table, limit=ROWS_SHOWN)["rows"]
     except (DaemonUnavailable, RequestFailed) as e:
@@ -296,6 +305,86 @@ def _changes(client: Client, choice: str, report: Dict[str, Any]) -> None:
                     for ch in shown
                 ]
             )
+
+
+def parse_clock(day: datetime.date, clock: str) -> Optional[datetime.datetime]:
+    """``day`` at ``HH:MM`` or ``HH:MM:SS`` in this machine's time zone
+    (where the daemon runs), as an aware datetime; ``None`` when ``clock``
+    is not such a time."""
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*", clock)
+    if not m:
+        return None
+    hour, minute, second = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    naive = datetime.datetime.combine(day, datetime.time(hour, minute, second))
+    return naive.astimezone()
+
+
+def _at_a_time(client: Client, connection_factory, close_connection, reopen_connection) -> None:
+    """With continuous protection on: the database as it was at a time the
+    user picks (the newest commit ducksnap saw at or before it, or the
+    newest snapshot then when that is newer) — the changes since then, and
+    a restore to it."""
+    st.subheader("The database at a time")
+    st.caption(
+        "Continuous protection is on: every commit can be restored, not only the snapshots. "
+        "A time reaches the newest commit ducksnap saw at or before it."
+    )
+    # The first render's time is the default, kept in the session: a default
+    # that changed at every rerun would make a new widget and drop what the
+    # user typed.
+    now = datetime.datetime.now().astimezone()
+    st.session_state.setdefault("ducksnap_at_day", now.date())
+    st.session_state.setdefault("ducksnap_at_clock", now.strftime("%H:%M:%S"))
+    col_day, col_clock = st.columns(2)
+    day = col_day.date_input("Day", key="ducksnap_at_day")
+    clock = col_clock.text_input("Time (HH:MM:SS, this machine's time zone)", key="ducksnap_at_clock")
+    at = parse_clock(day, clock)
+    if at is None:
+        st.error(f"{clock!r} is not a time: give it as HH:MM:SS, for example 10:42:13.")
+        return
+    when = at.isoformat()
+    shown_at = at.strftime("%Y-%m-%d %H:%M:%S")
+    if st.button("Show changes since then", key="ducksnap_at_diff"):
+        try:
+            st.session_state["ducksnap_at_report"] = (when, client.diff(as_of=when))
+        except (DaemonUnavailable, RequestFailed) as e:
+            st.session_state.pop("ducksnap_at_report", None)
+            st.error(f"Diff failed: {e}")
+    shown = st.session_state.get("ducksnap_at_report")
+    if shown and shown[0] == when:
+        a = shown[1]["a"]
+        state = f"commit {a['point']}" if a.get("point") else f"snapshot {a['id']}"
+        st.markdown(f"As of {shown_at}: **{state}**")
+        _changes(client, a.get("point") or a["id"], shown[1], key="ducksnap_at_rows_table")
+    restores = st.session_state.get("ducksnap_restores", 0)
+    confirmed = st.checkbox(
+        f"I understand: the current database is replaced by its state as of {shown_at} "
+        "(it is saved first as a pinned pre-restore snapshot).",
+        value=False,
+        key=f"ducksnap_at_confirm_{when}_{restores}",
+    )
+    if not st.button("Restore to that time", key="ducksnap_at_restore", disabled=not confirmed):
+        return
+    try:
+        _close(connection_factory, close_connection)
+        result = client.restore(as_of=when)
+    except (DaemonUnavailable, RequestFailed, BackupsDisabled) as e:
+        st.error(f"Restore failed: {e}")
+        return
+    finally:
+        if reopen_connection:
+            reopen_connection()
+    state = f"commit {result['point']}" if result.get("point") else f"snapshot {result['id']}"
+    st.session_state[_FLASH] = (
+        f"Restored the database as of {shown_at} ({state}). "
+        f"The previous state is snapshot {result.get('pre_restore') or '(none)'}."
+    )
+    st.session_state["ducksnap_restores"] = restores + 1
+    st.session_state.pop("ducksnap_at_report", None)
+    st.session_state.pop("ducksnap_report", None)
+    st.rerun()
 
 
 def _schema_text(t: Dict[str, Any]) -> str:
