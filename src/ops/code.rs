@@ -62,7 +62,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         3,
-        "the database is missing, not a regular file, or not a DuckDB database",
+        "the database is missing, not a regular file, not a DuckDB database, or an encrypted one (`ENCRYPTION_KEY`: not supported)",
     ),
     (
         4,
