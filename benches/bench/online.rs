@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 use super::{Ws, cp_sync, generate, median, rows_for, run_json, side_by_side};
 
 /// The app: runs each line it is sent as SQL, answers `ok`.
-struct App(Child);
+pub(super) struct App(Child);
 
 impl App {
-    fn start(python: &Path, db: &Path) -> App {
+    pub(super) fn start(python: &Path, db: &Path) -> App {
         let code = "import duckdb, sys\n\
             c = duckdb.connect(sys.argv[1])\n\
             print('ok', flush=True)\n\
@@ -39,7 +39,7 @@ impl App {
         App(child)
     }
 
-    fn run(&mut self, sql: &str) {
+    pub(super) fn run(&mut self, sql: &str) {
         writeln!(self.0.stdin.as_mut().unwrap(), "{sql}").unwrap();
         let mut line = String::new();
         let mut r = BufReader::new(self.0.stdout.as_mut().unwrap());

@@ -74,11 +74,28 @@ def start_streamlit(tmp, env):
     raise AssertionError("streamlit did not start:\n" + "".join(seen))
 
 
-def test_restore_from_the_page_in_a_browser(daemon, browser, tmp_path):
+def page_helpers(browser):
+    """A wait that looks again when Streamlit re-renders (an element found a
+    moment ago can be gone: stale), and the two steps every page test takes."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
+
+    def text_appears(t):
+        return wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(normalize-space(.), {t!r}) and not(*[contains(normalize-space(.), {t!r})])]")))
+
+    def click_button(label):
+        wait.until(ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space(.)={label!r}]"))).click()
+
+    return wait, text_appears, click_button
+
+
+def test_restore_from_the_page_in_a_browser(daemon, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
 
     con = duckdb.connect(str(daemon.db))
     app.create_schema(con)
@@ -93,16 +110,8 @@ def test_restore_from_the_page_in_a_browser(daemon, browser, tmp_path):
     }
     proc, url = start_streamlit(tmp_path, env)
     try:
-        # Streamlit re-renders while a condition is being read: an element
-        # found a moment ago can be gone (stale); the wait then looks again.
-        wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
+        wait, text_appears, click_button = page_helpers(browser)
         browser.get(url)
-
-        def text_appears(t):
-            return wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(normalize-space(.), {t!r}) and not(*[contains(normalize-space(.), {t!r})])]")))
-
-        def click_button(label):
-            wait.until(ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space(.)={label!r}]"))).click()
 
         text_appears("orders in the database: 1000")
         click_button("Back up now")
@@ -236,8 +245,6 @@ def test_the_database_at_a_time_from_the_page_in_a_browser(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from conftest import Daemon
 
@@ -260,14 +267,8 @@ def test_the_database_at_a_time_from_the_page_in_a_browser(browser, tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "APP_DB": str(d.db), "DUCKSNAP_SOCKET": str(d.socket)}
     proc, url = start_streamlit(tmp_path, env)
     try:
-        wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
+        wait, text_appears, click_button = page_helpers(browser)
         browser.get(url)
-
-        def text_appears(t):
-            return wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(normalize-space(.), {t!r}) and not(*[contains(normalize-space(.), {t!r})])]")))
-
-        def click_button(label):
-            wait.until(ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space(.)={label!r}]"))).click()
 
         text_appears("orders in the database: 1000")
         click_button("Delete customer 7")

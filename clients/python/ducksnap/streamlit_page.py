@@ -367,21 +367,33 @@ def _at_a_time(client: Client, connection_factory, close_connection, reopen_conn
     )
     if not st.button("Restore to that time", key="ducksnap_at_restore", disabled=not confirmed):
         return
+    _restore_and_rerun(
+        lambda: client.restore(as_of=when),
+        lambda r: f"the database as of {shown_at} "
+        f"({'commit ' + r['point'] if r.get('point') else 'snapshot ' + r['id']})",
+        connection_factory,
+        close_connection,
+        reopen_connection,
+    )
+
+
+def _restore_and_rerun(restore, what, connection_factory, close_connection, reopen_connection) -> None:
+    """Closes the app's connection, runs ``restore``, reopens, and reruns
+    the script with a message saying ``what(result)`` was restored; on
+    failure, says why and stays. Every confirmation box is new after it."""
     try:
         _close(connection_factory, close_connection)
-        result = client.restore(as_of=when)
+        result = restore()
     except (DaemonUnavailable, RequestFailed, BackupsDisabled) as e:
         st.error(f"Restore failed: {e}")
         return
     finally:
         if reopen_connection:
             reopen_connection()
-    state = f"commit {result['point']}" if result.get("point") else f"snapshot {result['id']}"
     st.session_state[_FLASH] = (
-        f"Restored the database as of {shown_at} ({state}). "
-        f"The previous state is snapshot {result.get('pre_restore') or '(none)'}."
+        f"Restored {what(result)}. The previous state is snapshot {result.get('pre_restore') or '(none)'}."
     )
-    st.session_state["ducksnap_restores"] = restores + 1
+    st.session_state["ducksnap_restores"] = st.session_state.get("ducksnap_restores", 0) + 1
     st.session_state.pop("ducksnap_at_report", None)
     st.session_state.pop("ducksnap_report", None)
     st.rerun()
@@ -414,19 +426,10 @@ def _restore_form(client, snapshots, connection_factory, close_connection, reope
     )
     if not st.button("Restore", key="ducksnap_restore", disabled=not confirmed):
         return
-    try:
-        _close(connection_factory, close_connection)
-        result = client.restore(choice)
-    except (DaemonUnavailable, RequestFailed, BackupsDisabled) as e:
-        st.error(f"Restore failed: {e}")
-        return
-    finally:
-        if reopen_connection:
-            reopen_connection()
-    st.session_state[_FLASH] = (
-        f"Restored the snapshot of {describe(by_id[choice])} ({result['id']}). "
-        f"The previous state is snapshot {result.get('pre_restore') or '(none)'}."
+    _restore_and_rerun(
+        lambda: client.restore(choice),
+        lambda r: f"the snapshot of {describe(by_id[choice])} ({r['id']})",
+        connection_factory,
+        close_connection,
+        reopen_connection,
     )
-    st.session_state["ducksnap_restores"] = restores + 1
-    st.session_state.pop("ducksnap_report", None)
-    st.rerun()
