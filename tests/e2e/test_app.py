@@ -377,6 +377,12 @@ def test_with_snapshot_gets_a_marker_when_the_daemon_archives_the_wal(tmp_path):
             con.execute("INSERT INTO orders SELECT * FROM old.orders")
             con.execute("DETACH old")
         assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == before
+        # By time: the state as of the marker's commit (the newest commit
+        # seen at or before it), written to a file.
+        at_time = tmp_path / "as-of.duckdb"
+        client.restore(as_of=snap["created_at"], to=str(at_time))
+        got = duckdb.connect(str(at_time), read_only=True).execute("SELECT count(*) FROM orders").fetchone()[0]
+        assert got == before
         con.close()
     finally:
         d.stop()
