@@ -6,12 +6,18 @@
 //! <store>/archive/generations/<id>.json.zst one record per WAL generation (zstd JSON)
 //! <store>/archive/segments/<generation>-<offset>-<blake3>
 //!                                       WAL bytes: tag (0 raw, 1 zstd) + payload
+//! <store>/archive/pages/<generation>-<first>-<blake3>
+//!                                       sealed commit boundaries (zstd JSON)
 //! ```
 //!
 //! Every file is written under a temporary name in `archive/`, fsynced,
-//! renamed and the directory fsynced; a segment is durable before a record
-//! names it, so a crash at any instant leaves every recorded boundary
-//! readable (plus unreferenced segments, removed by [`Archive::collect`]).
+//! renamed and the directory fsynced; a segment or page is durable before a
+//! record names it, so a crash at any instant leaves every recorded
+//! boundary readable (plus unreferenced files, removed by
+//! [`Archive::collect`]). A record is rewritten at every pass; segments
+//! and pages never change once named, and a record names at most
+//! [`PAGE_COMMITS`] boundaries itself, so a pass costs what it archives,
+//! not what the generation holds.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -22,7 +28,7 @@ use crate::database::oslock::{self, LockKind};
 use crate::id::SnapshotId;
 use crate::store::{Store, StoreError, create_private_dir, create_private_file, fsync_dir};
 
-use super::record::{Generation, MAX_SEGMENT, Segment};
+use super::record::{CommitMark, CommitPage, Generation, MAX_SEGMENT, PAGE_COMMITS, Segment};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -52,6 +58,10 @@ pub struct ArchiveLock {
 pub struct BadRecord {
     pub file: String,
     pub reason: String,
+    /// The base snapshots it names, when the record itself was read and
+    /// only one of its pages failed; `None`: unknown (whatever snapshot
+    /// it may name must be kept).
+    pub bases: Option<Vec<SnapshotId>>,
 }
 
 impl Archive {
@@ -78,6 +88,7 @@ impl Archive {
             self.root.clone(),
             self.root.join("generations"),
             self.root.join("segments"),
+            self.root.join("pages"),
         ] {
             match fs::symlink_metadata(&p) {
                 Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Link { path: p }),
@@ -117,6 +128,14 @@ impl Archive {
         self.root
             .join("segments")
             .join(format!("{generation}-{}-{}", s.from, s.hash))
+    }
+
+    /// A page's file: named by its generation and the index of its first
+    /// boundary as well as its hash.
+    fn page_path(&self, generation: &SnapshotId, first: usize, p: &CommitPage) -> PathBuf {
+        self.root
+            .join("pages")
+            .join(format!("{generation}-{first}-{}", p.hash))
     }
 
     /// Writes `data` as `path` through a temporary name beside it.
@@ -204,16 +223,40 @@ impl Archive {
         Ok(data)
     }
 
-    /// Writes (or replaces) a generation's record.
-    pub fn write_generation(&self, _lock: &ArchiveLock, g: &Generation) -> Result<()> {
+    /// Writes (or replaces) a generation's record: first seals every full
+    /// page of boundaries not sealed yet (dropping pages that no longer
+    /// match `g.commits`), then the record with the boundaries after them.
+    pub fn write_generation(&self, _lock: &ArchiveLock, g: &mut Generation) -> Result<()> {
+        let path = self.record_path(&g.id);
+        g.trim_pages();
+        let mut sealed = g.sealed();
+        while g.commits.len() - sealed >= PAGE_COMMITS {
+            let marks = &g.commits[sealed..sealed + PAGE_COMMITS];
+            let json = serde_json::to_vec(marks).expect("boundaries serialize");
+            let page = CommitPage {
+                hash: blake3::hash(&json).to_hex().to_string(),
+                count: PAGE_COMMITS as u64,
+                last_end: marks[PAGE_COMMITS - 1].end,
+            };
+            let ppath = self.page_path(&g.id, sealed, &page);
+            if !ppath.exists() {
+                let data = zstd::bulk::compress(&json, 3).map_err(io_err("compress", &ppath))?;
+                self.write_atomic(&ppath, &data)?;
+            }
+            g.pages.push(page);
+            sealed += PAGE_COMMITS;
+        }
+        g.format = super::record::GENERATION_FORMAT;
         g.validate().map_err(|reason| StoreError::BadManifest {
-            path: self.record_path(&g.id),
+            path: path.clone(),
             reason,
         })?;
-        // Compressed: the commit list of a busy generation (one time per
-        // commit) is otherwise larger than the WAL bytes it describes.
-        let json = serde_json::to_vec(g).expect("a record serializes");
-        let path = self.record_path(&g.id);
+        // Compressed: the boundaries of a busy generation (one time per
+        // commit) are otherwise larger than the WAL bytes they describe.
+        let all = std::mem::take(&mut g.commits);
+        g.commits = all[sealed..].to_vec();
+        let json = serde_json::to_vec(&*g).expect("a record serializes");
+        g.commits = all;
         let data = zstd::bulk::compress(&json, 3).map_err(io_err("compress", &path))?;
         self.write_atomic(&path, &data)
     }
@@ -234,40 +277,110 @@ impl Archive {
             let file = e.file_name().to_string_lossy().into_owned();
             match self.read_record(&e.path(), &file) {
                 Ok(g) => out.push(g),
-                Err(reason) => bad.push(BadRecord { file, reason }),
+                Err((reason, bases)) => bad.push(BadRecord {
+                    file,
+                    reason,
+                    bases,
+                }),
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((out, bad))
     }
 
-    fn read_record(&self, path: &Path, file: &str) -> std::result::Result<Generation, String> {
+    /// The record at `path`, pages and all; or why not, with the bases
+    /// it names when the record itself was read.
+    fn read_record(
+        &self,
+        path: &Path,
+        file: &str,
+    ) -> std::result::Result<Generation, (String, Option<Vec<SnapshotId>>)> {
+        let unknown = |e: String| (e, None);
         let id = file
             .strip_suffix(".json.zst")
-            .ok_or("not a record (.json.zst) file")?;
-        let id = SnapshotId::parse(id).map_err(|e| e.to_string())?;
-        let md = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+            .ok_or_else(|| unknown("not a record (.json.zst) file".into()))?;
+        let id = SnapshotId::parse(id).map_err(|e| unknown(e.to_string()))?;
+        let md = fs::symlink_metadata(path).map_err(|e| unknown(e.to_string()))?;
         if !md.is_file() {
-            return Err("not a regular file".into());
+            return Err(unknown("not a regular file".into()));
         }
-        let data = fs::read(path).map_err(|e| e.to_string())?;
+        let data = fs::read(path).map_err(|e| unknown(e.to_string()))?;
         // A record is at most a few MB of JSON (one line per commit of a
         // WAL that DuckDB checkpoints at 16 MB by default).
         let mut json = Vec::new();
         {
             use std::io::Read;
             zstd::stream::read::Decoder::new(&data[..])
-                .map_err(|e| format!("does not decompress: {e}"))?
+                .map_err(|e| unknown(format!("does not decompress: {e}")))?
                 .take(256 << 20)
                 .read_to_end(&mut json)
-                .map_err(|e| format!("does not decompress: {e}"))?;
+                .map_err(|e| unknown(format!("does not decompress: {e}")))?;
         }
-        let g: Generation = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+        let mut g: Generation =
+            serde_json::from_slice(&json).map_err(|e| unknown(e.to_string()))?;
         if g.id != id {
-            return Err(format!("names generation {} in its body", g.id));
+            return Err(unknown(format!("names generation {} in its body", g.id)));
         }
-        g.validate()?;
+        let known = |e: String, g: &Generation| {
+            (
+                e,
+                Some(g.bases.iter().map(|b| b.snapshot.clone()).collect()),
+            )
+        };
+        g.check_format().map_err(|e| known(e, &g))?;
+        if !g.pages.is_empty() {
+            let mut all = Vec::new();
+            for p in &g.pages {
+                match self.read_page(&g.id, all.len(), p) {
+                    Ok(marks) => all.extend(marks),
+                    Err(e) => return Err(known(e, &g)),
+                }
+            }
+            all.append(&mut g.commits);
+            g.commits = all;
+        }
+        g.validate().map_err(|e| known(e, &g))?;
         Ok(g)
+    }
+
+    /// The boundaries of page `p` (its first is the `first`-th), checked
+    /// against its name, count and last boundary.
+    fn read_page(
+        &self,
+        generation: &SnapshotId,
+        first: usize,
+        p: &CommitPage,
+    ) -> std::result::Result<Vec<CommitMark>, String> {
+        let path = self.page_path(generation, first, p);
+        let what = || format!("page {}-{first}-{}", generation, p.hash);
+        let md = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", what()))?;
+        if !md.is_file() {
+            return Err(format!("{} is not a regular file", what()));
+        }
+        let data = fs::read(&path).map_err(|e| format!("{}: {e}", what()))?;
+        let mut json = Vec::new();
+        {
+            use std::io::Read;
+            zstd::stream::read::Decoder::new(&data[..])
+                .map_err(|e| format!("{} does not decompress: {e}", what()))?
+                .take(64 << 20)
+                .read_to_end(&mut json)
+                .map_err(|e| format!("{} does not decompress: {e}", what()))?;
+        }
+        if blake3::hash(&json).to_hex().as_str() != p.hash {
+            return Err(format!("{}: its bytes do not match its name", what()));
+        }
+        let marks: Vec<CommitMark> =
+            serde_json::from_slice(&json).map_err(|e| format!("{}: {e}", what()))?;
+        if marks.len() as u64 != p.count || marks.last().map(|c| c.end) != Some(p.last_end) {
+            return Err(format!(
+                "{} does not hold {} boundaries up to {}",
+                what(),
+                p.count,
+                p.last_end
+            ));
+        }
+        Ok(marks)
     }
 
     /// The WAL of generation `g` cut at `end`: its bytes `[0, end)`, each
@@ -285,7 +398,7 @@ impl Archive {
         Ok(out)
     }
 
-    /// Removes segments no record names and temporary files. Refuses (and
+    /// Removes segments and pages no record names, and temporary files. Refuses (and
     /// removes nothing) when a record cannot be read.
     pub fn collect(&self, _lock: &ArchiveLock) -> Result<usize> {
         let (gens, bad) = self.generations()?;
@@ -297,25 +410,29 @@ impl Archive {
                     .collect(),
             });
         }
-        let live: BTreeSet<String> = gens
-            .iter()
-            .flat_map(|g| {
-                g.segments.iter().map(|s| {
-                    self.segment_path(&g.id, s)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                })
-            })
-            .collect();
+        let name = |p: PathBuf| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let mut live: BTreeSet<String> = BTreeSet::new();
+        for g in &gens {
+            live.extend(g.segments.iter().map(|s| name(self.segment_path(&g.id, s))));
+            let mut first = 0;
+            for p in &g.pages {
+                live.insert(name(self.page_path(&g.id, first, p)));
+                first += p.count as usize;
+            }
+        }
         let mut n = 0;
-        let dir = self.root.join("segments");
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !live.contains(&name) {
-                    fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
-                    n += 1;
+        for dir in [self.root.join("segments"), self.root.join("pages")] {
+            if let Ok(entries) = fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if !live.contains(&name) {
+                        fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
+                        n += 1;
+                    }
                 }
             }
         }

@@ -154,8 +154,17 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
                 ),
             }),
         }
-        for c in g.commits.iter().filter(|c| !c.checkpoint) {
-            match g.base_for(c.end) {
+        // The last optimistic commit so far, tracked here rather than
+        // looked up per boundary (which costs the generation's length).
+        let mut need = 0;
+        for c in &g.commits {
+            if c.optimistic {
+                need = c.end;
+            }
+            if c.checkpoint {
+                continue;
+            }
+            match g.base_after(need) {
                 Some(b) => {
                     t.unprotected.extend(open.take());
                     t.points

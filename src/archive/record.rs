@@ -12,8 +12,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::SnapshotId;
 
-/// The record format this build reads and writes.
-pub const GENERATION_FORMAT: u32 = 1;
+/// The record format this build writes: 2 seals commit boundaries into
+/// pages ([`CommitPage`]). It also reads format 1 (every boundary in the
+/// record itself).
+pub const GENERATION_FORMAT: u32 = 2;
+
+/// Commit boundaries per sealed page: the record rewritten at every pass
+/// holds at most this many boundaries besides its pages, so a pass costs
+/// the same at the generation's 100th commit as at its 100,000th.
+pub const PAGE_COMMITS: usize = 1024;
 
 /// Longest segment the archive writes (and accepts from a record).
 pub const MAX_SEGMENT: u64 = 16 << 20;
@@ -49,8 +56,14 @@ pub struct Generation {
     pub started_at: DateTime<Utc>,
     /// The archived bytes, in order, contiguous from 0.
     pub segments: Vec<Segment>,
-    /// Every commit boundary archived, in order.
+    /// Every commit boundary archived, in order. In the record file,
+    /// only those after the ones sealed in `pages`; as read
+    /// ([`super::disk::Archive::generations`]) and in memory, all of them.
     pub commits: Vec<CommitMark>,
+    /// The first boundaries, sealed in immutable page files, in order:
+    /// they cover a prefix of `commits`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<CommitPage>,
     /// Snapshots whose database image belongs to this generation (same
     /// database header), in the order they were offered: each serves every
     /// boundary whose last optimistic commit it holds.
@@ -90,6 +103,18 @@ pub struct CommitMark {
     /// DuckDB's own checkpoint marker, not an app's transaction.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub checkpoint: bool,
+}
+
+/// `count` commit boundaries stored as one file (zstd JSON, a list of
+/// [`CommitMark`]) named by the BLAKE3 of its JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitPage {
+    pub hash: String,
+    pub count: u64,
+    /// The end of its last boundary: a page that no longer matches the
+    /// boundaries in memory (a checkpoint marker cut off) is dropped.
+    pub last_end: u64,
 }
 
 /// A snapshot that can serve as this generation's base image.
@@ -190,18 +215,53 @@ impl Generation {
 
     /// The first base that serves the boundary at `end`.
     pub fn base_for(&self, end: u64) -> Option<&BaseMark> {
-        let need = self.needs_image_after(end);
+        self.base_after(self.needs_image_after(end))
+    }
+
+    /// The first base whose image was taken after the commit ending at
+    /// `need` (0: any): what [`Generation::base_for`] looks up, for a
+    /// caller that walks the boundaries in order and tracks `need` itself.
+    pub fn base_after(&self, need: u64) -> Option<&BaseMark> {
         self.bases.iter().find(|b| b.wal_len >= need)
+    }
+
+    /// How many boundaries, from the first, the pages hold.
+    pub fn sealed(&self) -> usize {
+        self.pages
+            .iter()
+            .fold(0usize, |n, p| n.saturating_add(p.count as usize))
+    }
+
+    /// Drops the pages that no longer hold a prefix of `commits` (after
+    /// boundaries were cut off the end).
+    pub fn trim_pages(&mut self) {
+        let mut at = 0usize;
+        let keep = self
+            .pages
+            .iter()
+            .take_while(|p| {
+                at = at.saturating_add(p.count as usize);
+                p.count > 0 && at <= self.commits.len() && self.commits[at - 1].end == p.last_end
+            })
+            .count();
+        self.pages.truncate(keep);
+    }
+
+    /// Whether this build reads the record's format (checked before its
+    /// pages are read).
+    pub fn check_format(&self) -> Result<(), String> {
+        match self.format {
+            1 if !self.pages.is_empty() => Err("format 1 has no pages".into()),
+            1 | GENERATION_FORMAT => Ok(()),
+            f => Err(format!(
+                "format {f} is not supported (expected 1 or {GENERATION_FORMAT})"
+            )),
+        }
     }
 
     /// Everything a record must satisfy before anything trusts it.
     pub fn validate(&self) -> Result<(), String> {
-        if self.format != GENERATION_FORMAT {
-            return Err(format!(
-                "format {} is not supported (expected {GENERATION_FORMAT})",
-                self.format
-            ));
-        }
+        self.check_format()?;
         if !matches!(self.file.as_str(), "wal" | "wal.checkpoint") {
             return Err(format!("unknown WAL file {:?}", self.file));
         }
@@ -236,14 +296,6 @@ impl Generation {
         if !self.segments.is_empty() && self.segments[0].to < self.header_len() {
             return Err("the first segment does not hold the header".into());
         }
-        for m in &self.marks {
-            if !crate::id::valid_reason(&m.reason) {
-                return Err(format!("mark at {} has an invalid reason", m.end));
-            }
-            if m.end != self.header_len() && !self.commits.iter().any(|c| c.end == m.end) {
-                return Err(format!("mark at {} is not at a commit boundary", m.end));
-            }
-        }
         let mut last = self.header_len();
         for c in &self.commits {
             if c.end <= last || c.end > at {
@@ -253,6 +305,29 @@ impl Generation {
                 ));
             }
             last = c.end;
+        }
+        // In order now: a boundary is found by bisection.
+        let boundary = |end: u64| self.commits.binary_search_by_key(&end, |c| c.end).is_ok();
+        for m in &self.marks {
+            if !crate::id::valid_reason(&m.reason) {
+                return Err(format!("mark at {} has an invalid reason", m.end));
+            }
+            if m.end != self.header_len() && !boundary(m.end) {
+                return Err(format!("mark at {} is not at a commit boundary", m.end));
+            }
+        }
+        let mut at = 0usize;
+        for p in &self.pages {
+            if !crate::store::is_hash(&p.hash) {
+                return Err(format!("page name {:?} is not a BLAKE3 hex hash", p.hash));
+            }
+            at = at.saturating_add(p.count as usize);
+            if p.count == 0 || at > self.commits.len() || self.commits[at - 1].end != p.last_end {
+                return Err(format!(
+                    "page {} does not hold the boundaries up to {}",
+                    p.hash, p.last_end
+                ));
+            }
         }
         Ok(())
     }

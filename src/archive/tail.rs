@@ -327,7 +327,7 @@ impl Engine {
                 why: CloseReason::Lost,
                 unarchived: 0,
             });
-            self.archive.write_generation(lock, &g)?;
+            self.archive.write_generation(lock, &mut g)?;
             tracing::warn!(event = "archive.lost", generation = %g.id, "a WAL archived by an earlier run changed while ducksnap was not following it: commits in between are not archived");
         }
         Ok(())
@@ -393,6 +393,7 @@ impl Engine {
             started_at: now,
             segments: Vec::new(),
             commits: Vec::new(),
+            pages: Vec::new(),
             bases: Vec::new(),
             marks: Vec::new(),
             closed: None,
@@ -550,7 +551,7 @@ impl Engine {
         o.g.segments.push(seg);
         o.guard = below;
         o.seen = size;
-        archive.write_generation(lock, &o.g)?;
+        archive.write_generation(lock, &mut o.g)?;
         for s in before.iter().filter(|s| !o.g.segments.contains(s)) {
             archive.drop_segment(lock, &o.g.id, s);
         }
@@ -570,9 +571,12 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let archive = self.archive.clone();
         let o = &mut self.following[i];
-        // Built aside and taken only once the record is written: a failure
-        // leaves the generation as it was, to be tried again.
-        let mut g = o.g.clone();
+        // Changed in place and put back if the record cannot be written: a
+        // failure leaves the generation as it was, to be tried again. (Not
+        // a clone: that would cost every boundary of the generation at
+        // every pass.)
+        let g = &mut o.g;
+        let (segments, commits, pages) = (g.segments.len(), g.commits.len(), g.pages.len());
         // The first bytes archived are the header's.
         let mut bytes = Vec::new();
         let mut start = from;
@@ -581,10 +585,10 @@ impl Engine {
             start = 0;
             bytes.extend_from_slice(&o.header);
         } else if let Some(open) = &o.open {
-            let last = g.segments.pop().expect("an open segment is the last");
+            let last = g.segments.last().expect("an open segment is the last");
             start = last.from;
             bytes.extend_from_slice(open);
-            replaced = Some(last);
+            replaced = Some(last.clone());
         }
         bytes.extend_from_slice(data);
         let mut new: Vec<Segment> = Vec::new();
@@ -597,10 +601,20 @@ impl Engine {
         let last = new.last().expect("at least one byte");
         let open = (last.to - last.from < SEGMENT_TARGET)
             .then(|| bytes[(last.from - start) as usize..].to_vec());
-        g.segments.extend(new);
         let n = marks.len() as u64;
+        if replaced.is_some() {
+            g.segments.pop();
+        }
+        g.segments.extend(new);
         g.commits.extend(marks);
-        archive.write_generation(lock, &g)?;
+        if let Err(e) = archive.write_generation(lock, g) {
+            g.segments
+                .truncate(segments - usize::from(replaced.is_some()));
+            g.segments.extend(replaced);
+            g.commits.truncate(commits);
+            g.pages.truncate(pages);
+            return Err(e);
+        }
         if let Some(r) = replaced.filter(|r| !g.segments.contains(r)) {
             archive.drop_segment(lock, &g.id, &r);
         }
@@ -609,7 +623,6 @@ impl Engine {
         let mut guard = std::mem::take(&mut o.guard);
         guard.extend_from_slice(data);
         o.guard = guard[guard.len().saturating_sub(GUARD as usize)..].to_vec();
-        o.g = g;
         o.open = open;
         o.written = true;
         o.first_seen.retain(|end, _| *end > to);
@@ -630,13 +643,19 @@ impl Engine {
         // leaves it followed, to be closed again at the next pass.
         let o = &self.following[i];
         let mut g = o.g.clone();
+        let archived = o.g.archived_to().max(o.header.len() as u64);
         g.closed = Some(Closed {
             at: now,
             why,
-            unarchived: o.seen.saturating_sub(o.g.archived_to()),
+            unarchived: o.seen.saturating_sub(archived),
         });
-        if o.written || !o.g.bases.is_empty() {
-            self.archive.write_generation(lock, &g)?;
+        // A WAL that held commits is recorded even when none of them
+        // could be archived (every write failed: a full disk): its record
+        // is what reports them as an unprotected window. Only a WAL that
+        // never held a commit goes unrecorded.
+        let held = o.seen > archived || !o.first_seen.is_empty();
+        if o.written || !o.g.bases.is_empty() || held {
+            self.archive.write_generation(lock, &mut g)?;
         }
         let mut o = self.following.remove(i);
         o.g = g;
@@ -691,7 +710,7 @@ impl Engine {
             label: req.label.clone(),
             pinned: req.pinned,
         });
-        if let Err(e) = self.archive.write_generation(&lock, &o.g) {
+        if let Err(e) = self.archive.write_generation(&lock, &mut o.g) {
             o.g.marks.pop();
             return Err(e.to_string());
         }
@@ -752,7 +771,7 @@ impl Engine {
                     wal_len,
                 });
                 if o.written {
-                    self.archive.write_generation(&lock, &o.g)?;
+                    self.archive.write_generation(&lock, &mut o.g)?;
                 }
                 matched = true;
             }

@@ -43,6 +43,30 @@ fn read_timeline(
     Ok((r.archive, r.generations, r.timeline))
 }
 
+/// The generation `p` names, or why not: a generation whose record (or
+/// one of its pages) cannot be read is damaged, not missing.
+fn find_point(store: &Store, ctx: &Ctx, p: &PointId) -> Result<(Archive, Generation), OpError> {
+    let r = state::read(store, ctx.config.store.compression_level)?;
+    match points::find(&r.generations, p) {
+        Ok(g) => Ok((r.archive, g.clone())),
+        Err(e) => {
+            let file = format!("{}.json.zst", p.generation);
+            match r.bad.into_iter().find(|b| b.file == file) {
+                Some(b) => Err(points::PointError::Damaged {
+                    point: p.to_string(),
+                    reason: format!(
+                        "the record of its WAL generation cannot be read: {}",
+                        b.reason
+                    ),
+                    newest_good: None,
+                }
+                .into()),
+                None => Err(e.into()),
+            }
+        }
+    }
+}
+
 /// The commit point `given` selects in `store`, if it selects one.
 pub(crate) fn choose(ctx: &Ctx, store: &Store, given: &str) -> Result<Option<Chosen>, OpError> {
     if let Some(p) = PointId::parse(given) {
@@ -50,8 +74,7 @@ pub(crate) fn choose(ctx: &Ctx, store: &Store, given: &str) -> Result<Option<Cho
             what: "restore point",
             reason,
         })?;
-        let (archive, gens, _) = read_timeline(ctx, store)?;
-        let g = points::find(&gens, &p)?.clone();
+        let (archive, g) = find_point(store, ctx, &p)?;
         return Ok(Some(Chosen {
             archive,
             generation: g,
@@ -208,11 +231,13 @@ pub fn bases_in_window(
     if !archive.exists() {
         return Ok(Default::default());
     }
-    let (_, _, t) = read_timeline(ctx, store)?;
+    let r = state::read(store, ctx.config.store.compression_level)?;
     let from = now
         - chrono::Duration::from_std(ctx.config.continuous.window.0)
             .unwrap_or(chrono::Duration::MAX);
-    Ok(t.points
+    let mut keep: std::collections::HashSet<_> = r
+        .timeline
+        .points
         .into_iter()
         .filter(|p| {
             p.at >= from
@@ -220,7 +245,22 @@ pub fn bases_in_window(
                     .is_some_and(|m| mark_lives(ctx, &p.reason, p.pinned, m, now))
         })
         .map(|p| p.base)
-        .collect())
+        .collect();
+    // A damaged record's points cannot be listed, but its segments may
+    // yet be rescued: every base it names is kept, and when it cannot
+    // say which, the caller keeps every snapshot.
+    for b in r.bad {
+        match b.bases {
+            Some(bases) => keep.extend(bases),
+            None => {
+                return Err(OpError::Store(crate::store::StoreError::BadManifest {
+                    path: archive.root().join("generations").join(&b.file),
+                    reason: b.reason,
+                }));
+            }
+        }
+    }
+    Ok(keep)
 }
 
 /// Whether a marker recorded at `at` for `reason` is still kept: pinned,

@@ -174,7 +174,10 @@ impl Store {
     }
 
     /// The catalog, newest first: read from `snapshot_metadata.json` when it
-    /// matches the manifests present, rebuilt otherwise.
+    /// matches the manifests present, rebuilt otherwise. A rebuilt catalog
+    /// that cannot be written back (a full disk) is still returned: the
+    /// cache is an optimisation, and what reads it (status, the archive's
+    /// bases) must not go blind when the store is in trouble.
     pub fn catalog(&self) -> Result<Vec<Summary>> {
         let (ids, _) = self.manifest_ids()?;
         let path = self.root.join(CATALOG);
@@ -191,7 +194,15 @@ impl Store {
                 if path.exists() {
                     tracing::warn!(event = "store.catalog_rebuilt", path = %path.display(), "catalog was unreadable or out of date; rebuilt from the manifests");
                 }
-                self.rebuild_catalog()
+                let (ms, _) = self.manifests()?;
+                let snapshots: Vec<Summary> = ms.iter().map(Summary::from).collect();
+                match self.write_catalog(snapshots.clone()) {
+                    Ok(s) => Ok(s),
+                    Err(e) => {
+                        tracing::warn!(event = "store.catalog_failed", error = %e, "could not rewrite the catalog; read from the manifests");
+                        Ok(snapshots)
+                    }
+                }
             }
         }
     }

@@ -789,6 +789,13 @@ fn all_points_exact(py: &Path, ws: &Workspace, d: &mut Daemon, first: u64) -> u6
     let all = listing["points"].as_array().unwrap().len();
     let found = restore_and_compare(py, ws, &listing, all, 5);
     assert_eq!(found.tried, all);
+    // What the archiver did, for when the coverage check fails.
+    for v in &d.seen {
+        let e = v["event"].as_str().unwrap_or("");
+        if e.starts_with("archive.") && !matches!(e, "archive.commits" | "archive.base") {
+            println!("{v}");
+        }
+    }
     covered(&listing, &log, first, &found, windows);
     listing["unprotected"].as_array().unwrap().len() as u64
 }
@@ -816,7 +823,6 @@ fn a_full_disk_stops_archiving_loudly_and_nothing_wrong_is_restored() {
     let mut d = Daemon::start(&ws, &[]);
     d.wait_event("archive.started", Duration::from_secs(30));
     let first = last_acked(&ws);
-    let app = app_for(&py, &ws, 42, 1500, &[]);
     let fill = |name: &str| {
         let _ = Command::new("dd")
             .arg("if=/dev/zero")
@@ -825,7 +831,10 @@ fn a_full_disk_stops_archiving_loudly_and_nothing_wrong_is_restored() {
             .stderr(std::process::Stdio::null())
             .status();
     };
+    // Full before the app's first commit: its first WALs are never
+    // archived, and go (checkpoints) while the disk is full.
     fill("fill");
+    let app = app_for(&py, &ws, 42, 1500, &[]);
     let failed = d.wait_event("archive.failed", Duration::from_secs(30));
     println!("{failed}");
     // Whatever a pass freed (a segment file replaced) is filled again.
@@ -1019,4 +1028,278 @@ fn a_commit_point_is_read_like_a_snapshot_by_show_diff_and_export() {
     ));
     assert_eq!(differ, 0, "the exported rows are the commit's");
     drop(app);
+}
+
+/// One WAL of 2,600 commits: the record the tailer rewrites at every pass
+/// holds at most 1,024 boundaries itself (the rest are sealed in page
+/// files), the daemon killed half way resumes from the pages, and every
+/// point — each side of each page's edge, the first, the last — restores
+/// exactly the app's k-th acknowledged commit (read by DuckDB from the
+/// restored file, not by ducksnap). Then a page damaged on disk: `verify`
+/// names it, `collect` keeps everything, and a point of that generation is
+/// refused as damaged, never restored from what is left.
+#[test]
+fn thousands_of_commits_in_one_wal_are_sealed_in_pages_and_each_restores() {
+    use std::io::BufRead;
+    let py = python();
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
+    );
+    make_db(&ws.db(), "CREATE TABLE seq (n BIGINT)");
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.started", Duration::from_secs(30));
+    let log = ws.path().join("acked.jsonl");
+    let (n, pause) = (2600usize, 1300usize);
+    let mut app = Command::new(&py)
+        .arg(py_script("many_commits.py"))
+        .args([
+            ws.db().to_str().unwrap(),
+            log.to_str().unwrap(),
+            &n.to_string(),
+            &pause.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The app says when it has paused, holding the database open; the
+    // daemon is killed and started again meanwhile.
+    let mut said = String::new();
+    std::io::BufReader::new(app.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said.trim(), "paused");
+    while d.wait_where(Duration::from_secs(1), |_| true).is_some() {}
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.wait_exit(Duration::from_secs(10));
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.resumed", Duration::from_secs(30));
+    std::fs::write(format!("{}.go", log.display()), b"").unwrap();
+    assert!(app.wait().unwrap().success());
+    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    let acked = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert_eq!(acked, n, "the app's log");
+
+    // The generation: every acknowledged commit a boundary, sealed pages.
+    let (gens, bad) = ducksnap::archive::Archive::of(&ws.store(), 1)
+        .generations()
+        .unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    let g = gens.iter().max_by_key(|g| g.commits.len()).unwrap().clone();
+    let ends: Vec<u64> = g
+        .commits
+        .iter()
+        .filter(|c| !c.checkpoint)
+        .map(|c| c.end)
+        .collect();
+    assert_eq!(ends.len(), n, "one boundary per acknowledged commit");
+    assert_eq!(g.pages.len(), n / 1024, "full pages sealed");
+    let record = ws
+        .store_dir()
+        .join("archive/generations")
+        .join(format!("{}.json.zst", g.id));
+    let on_disk: Value =
+        serde_json::from_slice(&zstd::decode_all(&std::fs::read(&record).unwrap()[..]).unwrap())
+            .unwrap();
+    let inline = on_disk["commits"].as_array().unwrap().len();
+    assert!(inline < 1024, "the record itself holds {inline} boundaries");
+    assert_eq!(inline, n % 1024);
+
+    // Every point listed, in order; a sample restored and read by DuckDB.
+    let listing = ws.json(&["list", "--commits", "--json"]);
+    let listed: Vec<String> = listing["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "commit")
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .filter(|id| id.starts_with(&format!("{}@", g.id)))
+        .collect();
+    let want: Vec<String> = ends.iter().map(|e| format!("{}@{e}", g.id)).collect();
+    assert_eq!(listed, want, "every boundary is a listed point");
+    for i in [
+        0,
+        1,
+        1022,
+        1023,
+        1024,
+        1025,
+        pause - 1,
+        pause,
+        2047,
+        2048,
+        n - 1,
+    ] {
+        let got = restore_digest(&py, &ws, &want[i]);
+        assert_eq!(got["seq"], (i + 1) as u64, "point {} (index {i})", want[i]);
+        assert_eq!(
+            got["state"]["seq"][0],
+            (i + 1) as u64,
+            "rows at {}",
+            want[i]
+        );
+    }
+
+    // A page damaged on disk.
+    let page = std::fs::read_dir(ws.store_dir().join("archive/pages"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&format!("{}-1024-", g.id))
+        })
+        .expect("the second page's file");
+    let mut bytes = std::fs::read(&page).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&page, &bytes).unwrap();
+    let before: BTreeSet<String> = std::fs::read_dir(ws.store_dir().join("archive/segments"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let v = ws.run(&["verify"]);
+    assert_eq!(v.status.code(), Some(6), "verify: {}", stdout(&v));
+    assert!(
+        stdout(&v).contains("page") && stdout(&v).contains(&g.id.to_string()),
+        "verify names the page: {}",
+        stdout(&v)
+    );
+    for id in [&want[0], &want[n - 1]] {
+        let f = ws.path().join("refused.duckdb");
+        let r = ws.run(&["restore", id, "--to", f.to_str().unwrap(), "--yes"]);
+        assert_eq!(r.status.code(), Some(6), "restore {id}: {}", stderr(&r));
+        assert!(stderr(&r).contains("page"), "{}", stderr(&r));
+        assert!(!f.exists(), "nothing written for a refused point");
+    }
+    // Retention that would keep only the newest snapshot: the damaged
+    // generation's bases (named by its record, which still reads) stay.
+    let bases: Vec<String> = g.bases.iter().map(|b| b.snapshot.to_string()).collect();
+    assert!(!bases.is_empty());
+    set_config(
+        &ws,
+        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n\
+         [retention]\nkeep_last = 1\nkeep_hourly = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n",
+    );
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_exit(Duration::from_secs(30));
+    for _ in 0..2 {
+        let s = ws.run(&["snapshot"]);
+        assert!(s.status.success(), "snapshot: {}", stderr(&s));
+    }
+    let p = ws.run(&["prune"]);
+    assert!(p.status.success(), "prune: {}", stderr(&p));
+    let left = ws.json(&["list", "--json"]).to_string();
+    for b in &bases {
+        assert!(
+            left.contains(b.as_str()),
+            "base {b} of the damaged generation kept: {left}"
+        );
+    }
+    let after: BTreeSet<String> = std::fs::read_dir(ws.store_dir().join("archive/segments"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(before, after, "no segment of a damaged generation removed");
+    assert!(page.exists(), "the damaged page is kept");
+}
+
+/// Records written before commit pages existed (format 1: every boundary
+/// in the record) still read; a format-1 record naming pages, a page
+/// count that does not match its file, or a page that is a directory are
+/// refused by name, never read as fewer commits.
+#[test]
+fn records_of_the_first_format_still_read_and_bad_pages_are_refused() {
+    let ws = Workspace::new();
+    make_db(&ws.db(), "CREATE TABLE t (i INTEGER)");
+    assert!(ws.run(&["snapshot"]).status.success());
+    let store = ws.store();
+    let archive = ducksnap::archive::Archive::of(&store, 1);
+    archive.create().unwrap();
+    let gens = ws.store_dir().join("archive/generations");
+    let write = |id: &str, v: &Value| {
+        let json = serde_json::to_vec(v).unwrap();
+        std::fs::write(
+            gens.join(format!("{id}.json.zst")),
+            zstd::encode_all(&json[..], 3).unwrap(),
+        )
+        .unwrap();
+    };
+    let record = |id: &str, format: u32| {
+        serde_json::json!({
+            "format": format, "id": id, "file": "wal", "inode": [1, 2],
+            "header": "00".repeat(40), "db_iteration": 3,
+            "started_at": "2026-12-07T10:00:00Z",
+            "segments": [{"hash": "a".repeat(64), "from": 0, "to": 200}],
+            "commits": [{"end": 100, "at": "2026-12-07T10:00:01Z"},
+                        {"end": 200, "at": "2026-12-07T10:00:02Z"}],
+        })
+    };
+    let old = "20261207T100000Z-0001";
+    write(old, &record(old, 1));
+    let paged = "20261207T100000Z-0002";
+    let mut r = record(paged, 1);
+    r["pages"] = serde_json::json!([{"hash": "b".repeat(64), "count": 1, "last_end": 100}]);
+    write(paged, &r);
+    let miscounted = "20261207T100000Z-0003";
+    let marks = serde_json::json!([{"end": 100, "at": "2026-12-07T10:00:01Z"}]);
+    let page = serde_json::to_vec(&marks).unwrap();
+    let hash = blake3::hash(&page).to_hex().to_string();
+    std::fs::write(
+        ws.store_dir()
+            .join(format!("archive/pages/{miscounted}-0-{hash}")),
+        zstd::encode_all(&page[..], 3).unwrap(),
+    )
+    .unwrap();
+    let mut r = record(miscounted, 2);
+    r["commits"] = serde_json::json!([{"end": 200, "at": "2026-12-07T10:00:02Z"}]);
+    r["pages"] = serde_json::json!([{"hash": hash, "count": 2, "last_end": 100}]);
+    write(miscounted, &r);
+    let dir_page = "20261207T100000Z-0004";
+    std::fs::create_dir(
+        ws.store_dir()
+            .join(format!("archive/pages/{dir_page}-0-{hash}")),
+    )
+    .unwrap();
+    let mut r = record(dir_page, 2);
+    r["commits"] = serde_json::json!([{"end": 200, "at": "2026-12-07T10:00:02Z"}]);
+    r["pages"] = serde_json::json!([{"hash": hash, "count": 1, "last_end": 100}]);
+    write(dir_page, &r);
+    let fine = "20261207T100000Z-0005";
+    std::fs::write(
+        ws.store_dir()
+            .join(format!("archive/pages/{fine}-0-{hash}")),
+        zstd::encode_all(&page[..], 3).unwrap(),
+    )
+    .unwrap();
+    let mut r = record(fine, 2);
+    r["commits"] = serde_json::json!([{"end": 200, "at": "2026-12-07T10:00:02Z"}]);
+    r["pages"] = serde_json::json!([{"hash": hash, "count": 1, "last_end": 100}]);
+    write(fine, &r);
+
+    let (good, bad) = archive.generations().unwrap();
+    let ids: Vec<String> = good.iter().map(|g| g.id.to_string()).collect();
+    assert_eq!(ids, vec![old.to_string(), fine.to_string()], "{bad:?}");
+    for g in &good {
+        let ends: Vec<u64> = g.commits.iter().map(|c| c.end).collect();
+        assert_eq!(ends, vec![100, 200], "{}", g.id);
+    }
+    let reasons: BTreeMap<String, String> = bad
+        .iter()
+        .map(|b| (b.file.clone(), b.reason.clone()))
+        .collect();
+    assert!(reasons[&format!("{paged}.json.zst")].contains("format 1 has no pages"));
+    assert!(reasons[&format!("{miscounted}.json.zst")].contains("does not hold 2 boundaries"));
+    assert!(reasons[&format!("{dir_page}.json.zst")].contains("not a regular file"));
+    // Each of those records read, so the bases it names are known (none
+    // here); a record that is not even JSON cannot say.
+    assert!(bad.iter().all(|b| b.bases == Some(Vec::new())), "{bad:?}");
+    std::fs::write(gens.join("20261207T100000Z-0006.json.zst"), b"garbage").unwrap();
+    let (_, bad) = archive.generations().unwrap();
+    let unknown: Vec<&str> = bad
+        .iter()
+        .filter(|b| b.bases.is_none())
+        .map(|b| b.file.as_str())
+        .collect();
+    assert_eq!(unknown, vec!["20261207T100000Z-0006.json.zst"]);
 }
