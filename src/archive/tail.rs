@@ -906,33 +906,32 @@ mod watch {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let ino = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
-            Ok(i) => i,
+        // Two queues on the directory: every change (what wakes an idle
+        // tailer), and files appearing, renamed or removed only (what ends
+        // a busy tailer's gathering at once). While the app is busy only
+        // the second is watched, so its writes do not wake the tailer.
+        let watch = |mask: AddWatchFlags| {
+            let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+                .map_err(|e| format!("inotify: {e}"))?;
+            ino.add_watch(&dir, mask)
+                .map_err(|e| format!("inotify on the database's directory: {e}"))?;
+            Ok::<_, String>(ino)
+        };
+        let files = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_DELETE;
+        let queues = watch(files | AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CLOSE_WRITE)
+            .and_then(|all| Ok((all, watch(files)?)));
+        let (ino, named) = match queues {
+            Ok(q) => q,
             Err(e) => {
                 tracing::error!(event = "archive.no_inotify", error = %e, "cannot follow the WAL: archiving is off");
-                lock(shared)
-                    .progress
-                    .note(Err(format!("inotify: {e}")), chrono::Utc::now());
+                lock(shared).progress.note(Err(e), chrono::Utc::now());
                 let _ = ready.send(());
                 return;
             }
         };
-        if let Err(e) = ino.add_watch(
-            &dir,
-            AddWatchFlags::IN_MODIFY
-                | AddWatchFlags::IN_CREATE
-                | AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_MOVED_FROM
-                | AddWatchFlags::IN_DELETE
-                | AddWatchFlags::IN_CLOSE_WRITE,
-        ) {
-            tracing::error!(event = "archive.no_inotify", error = %e, "cannot watch the database's directory: archiving is off");
-            lock(shared)
-                .progress
-                .note(Err(format!("inotify: {e}")), chrono::Utc::now());
-            let _ = ready.send(());
-            return;
-        }
         let _ = wake.set_nonblocking(true);
         let mut ready = Some(ready);
         loop {
@@ -940,6 +939,7 @@ mod watch {
             // arrives during the pass (the header of a WAL just created,
             // written after the pass found it empty) wakes the next poll.
             let _ = ino.read_events();
+            let _ = named.read_events();
             let offered = std::mem::take(&mut lock(shared).offered);
             let marks = std::mem::take(&mut lock(shared).marks);
             let last_pass = std::time::Instant::now();
@@ -991,7 +991,7 @@ mod watch {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
                 }
-            } else if !gather(&ino, wake, last_pass) {
+            } else if !gather(&named, wake, last_pass) {
                 return;
             }
         }
@@ -999,32 +999,21 @@ mod watch {
 
     /// The app is busy (the last pass began less than `GATHER` ago): its
     /// writes until then go into one pass (one segment and record write,
-    /// not one per commit). A poke (a marker asked for, a snapshot offered,
+    /// not one per commit), and do not wake the tailer meanwhile (`named`
+    /// sees no writes). A poke (a marker asked for, a snapshot offered,
     /// stopping), or a file created, renamed or deleted there (a WAL that
     /// may live only a moment: a checkpoint) ends the wait at once; a
     /// commit after a quiet spell is read at once. False: stop.
-    fn gather(ino: &Inotify, wake: &UnixStream, last_pass: std::time::Instant) -> bool {
-        while let Some(rest) = GATHER.checked_sub(last_pass.elapsed()) {
+    fn gather(named: &Inotify, wake: &UnixStream, last_pass: std::time::Instant) -> bool {
+        if let Some(rest) = GATHER.checked_sub(last_pass.elapsed()) {
             let mut fds = [
-                PollFd::new(ino.as_fd(), PollFlags::POLLIN),
+                PollFd::new(named.as_fd(), PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
             ];
             let ms = u16::try_from(rest.as_millis()).unwrap_or(u16::MAX).max(1);
             match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(0) => break,
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return false,
-            }
-            if fds[1].any().unwrap_or(true) {
-                break;
-            }
-            let files = AddWatchFlags::IN_CREATE
-                | AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_MOVED_FROM
-                | AddWatchFlags::IN_DELETE;
-            let events = ino.read_events().unwrap_or_default();
-            if events.iter().any(|e| e.mask.intersects(files)) {
-                break;
             }
         }
         true
@@ -1035,8 +1024,10 @@ mod watch {
     const RETRY_MS: u16 = 5000;
 
     /// While the app is busy, passes are at least this far apart: the
-    /// archive's lag is at most this plus one pass.
-    const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
+    /// archive's lag is at most this plus one pass. (100 ms cost the app
+    /// 1.12× on its commit latency p99 at 100 commits a second, the
+    /// archive's fsyncs competing with its own: docs/BENCHMARKS.md (l).)
+    const GATHER: std::time::Duration = std::time::Duration::from_millis(250);
 }
 
 /// The tailers this process runs, by database path (as configured).
