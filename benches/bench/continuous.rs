@@ -297,7 +297,10 @@ pub fn load(root: &Path, secs: u64, python: &Path) -> (Value, String) {
             .map(|x| x.as_f64().unwrap())
             .collect();
         let wal = v["wal_bytes"].as_u64().unwrap();
-        let segments = du(&ws.dir.join("data/backups/archive/segments"));
+        let archive = ws.dir.join("data/backups/archive");
+        let segments = du(&archive.join("segments"));
+        let pages = du(&archive.join("pages"));
+        let records = du(&archive.join("generations"));
         out.insert(
             name.into(),
             json!({
@@ -307,6 +310,8 @@ pub fn load(root: &Path, secs: u64, python: &Path) -> (Value, String) {
                 "daemon_cpu_s": (t1 - t0) as f64 / 100.0,
                 "wal_bytes": wal,
                 "archive_segment_bytes": segments,
+                "archive_page_bytes": pages,
+                "archive_record_bytes": records,
             }),
         );
     }
