@@ -6,8 +6,8 @@
 //! app's socket round trip; (c) `restore --to` of a commit restore point against the
 //! snapshot it replays onto; and (l), [`load`]: the app committing 100 small
 //! transactions a second for a while with a daemon archiving and with one
-//! that does not — the app's commit latency, the daemon's CPU time, the
-//! archive's bytes against the WAL's.
+//! that does not, in alternating blocks — the app's commit latency, the
+//! daemon's CPU time, the archive's bytes against the WAL's.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

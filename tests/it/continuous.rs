@@ -1302,6 +1302,27 @@ fn records_of_the_first_format_still_read_and_bad_pages_are_refused() {
         .map(|b| b.file.as_str())
         .collect();
     assert_eq!(unknown, vec!["20261207T100000Z-0006.json.zst"]);
+    // Then prune cannot know which snapshots the archive needs: it keeps
+    // every one, whatever retention says.
+    ws.write_config(
+        "[retention]\nkeep_last = 1\nkeep_hourly = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n",
+    );
+    for i in 0..2 {
+        write_db_row(&ws, i);
+        assert!(ws.run(&["snapshot"]).status.success());
+    }
+    let before = ws.json(&["list", "--json"]).as_array().unwrap().len();
+    assert_eq!(before, 3);
+    let p = ws.run(&["prune"]);
+    assert!(p.status.success(), "prune: {}", stderr(&p));
+    assert_eq!(ws.json(&["list", "--json"]).as_array().unwrap().len(), 3);
+}
+
+/// One more row in the workspace's database (a change to snapshot).
+fn write_db_row(ws: &Workspace, i: i32) {
+    let c = duckdb::Connection::open(ws.db()).unwrap();
+    c.execute_batch(&format!("INSERT INTO t VALUES ({i}); CHECKPOINT"))
+        .unwrap();
 }
 
 /// While the WAL is archived, the daemon's snapshots of a database no app
