@@ -183,52 +183,47 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
             }
         }
         t.unprotected.extend(open.take());
-        if let Some(closed) = &g.closed
-            && closed.why == CloseReason::Lost
-        {
-            // Nobody followed the WAL from the last commit archived until
-            // ducksnap came back and found it changed.
-            t.unprotected.push(Window {
-                from: g.commits.last().map_or(g.started_at, |c| c.at),
-                to: closed.at,
-                commits: 0,
-                cause: "ducksnap was not following the WAL (the daemon was not running, or archiving was off): commits made then are only in the states after".into(),
-            });
-        } else if let Some(closed) = &g.closed
-            && matches!(closed.why, CloseReason::Gone | CloseReason::Truncated)
-            && !g.commits.last().is_some_and(|c| c.checkpoint)
-        {
-            // A WAL ends with DuckDB's checkpoint marker when a checkpoint
-            // removes it: without one archived, the tailer did not read its
-            // end before it went (the commits after the last one archived
-            // are only in the state after).
-            t.unprotected.push(Window {
-                from: g.commits.last().map_or(g.started_at, |c| c.at),
-                to: closed.at,
-                commits: 0,
-                cause: format!(
-                    "the WAL went before ducksnap read its end ({}): commits after the last one archived are only in the state after",
-                    closed.why
-                ),
-            });
-        } else if let Some(closed) = &g.closed
-            && closed.unarchived > 0
-        {
-            let from = g.commits.last().map_or(g.started_at, |c| c.at);
-            t.unprotected.push(Window {
-                from,
-                to: closed.at,
-                commits: 0,
-                cause: format!(
-                    "{} bytes of the WAL were not archived before it ended ({})",
-                    closed.unarchived, closed.why
-                ),
-            });
-        }
+        t.unprotected.extend(closing_window(g));
     }
     t.points.sort_by_key(|a| a.at);
     t.unprotected.sort_by_key(|a| a.from);
     t
+}
+
+/// What a closed generation lost at its end, if anything: from its last
+/// archived commit (or its start) to when it closed.
+fn closing_window(g: &Generation) -> Option<Window> {
+    let closed = g.closed.as_ref()?;
+    let from = g.commits.last().map_or(g.started_at, |c| c.at);
+    let cause = if closed.why == CloseReason::Lost {
+        // Nobody followed the WAL from the last commit archived until
+        // ducksnap came back and found it changed.
+        "ducksnap was not following the WAL (the daemon was not running, or archiving was off): commits made then are only in the states after".into()
+    } else if matches!(closed.why, CloseReason::Gone | CloseReason::Truncated)
+        && !g.commits.last().is_some_and(|c| c.checkpoint)
+    {
+        // A WAL ends with DuckDB's checkpoint marker when a checkpoint
+        // removes it: without one archived, the tailer did not read its
+        // end before it went (the commits after the last one archived
+        // are only in the state after).
+        format!(
+            "the WAL went before ducksnap read its end ({}): commits after the last one archived are only in the state after",
+            closed.why
+        )
+    } else if closed.unarchived > 0 {
+        format!(
+            "{} bytes of the WAL were not archived before it ended ({})",
+            closed.unarchived, closed.why
+        )
+    } else {
+        return None;
+    };
+    Some(Window {
+        from,
+        to: closed.at,
+        commits: 0,
+        cause,
+    })
 }
 
 fn cause(g: &Generation, end: u64) -> String {

@@ -403,6 +403,20 @@ fn every_restore_point_holds_exactly_its_commit_on_duckdb_1_4() {
     torture_run(&python14(), 8, 1000, 11, Also::Nothing);
 }
 
+/// A workspace whose database is made by `sql`, and a daemon archiving
+/// its WAL (no schedule), started and following it.
+fn archiving(sql: &str) -> (Workspace, Daemon) {
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
+    );
+    make_db(&ws.db(), sql);
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.started", Duration::from_secs(30));
+    (ws, d)
+}
+
 /// Restores `id` to a fresh file and returns DuckDB's digest of it.
 fn restore_digest(py: &Path, ws: &Workspace, id: &str) -> Value {
     let f = ws.path().join(format!("r-{}.duckdb", id.replace('@', "-")));
@@ -422,17 +436,8 @@ fn restore_digest(py: &Path, ws: &Workspace, id: &str) -> Value {
 #[test]
 fn a_damaged_segment_is_named_and_no_point_past_it_is_restored() {
     let py = python();
-    let ws = Workspace::new();
-    set_config(
-        &ws,
-        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
-    );
-    make_db(
-        &ws.db(),
-        "CREATE TABLE seq (n BIGINT); CREATE TABLE t (i BIGINT, v VARCHAR)",
-    );
-    let mut d = Daemon::start(&ws, &[]);
-    d.wait_event("archive.started", Duration::from_secs(30));
+    let (ws, mut d) =
+        archiving("CREATE TABLE seq (n BIGINT); CREATE TABLE t (i BIGINT, v VARCHAR)");
     let log_path = ws.path().join("acked.jsonl");
     let out = Command::new(&py)
         .arg(py_script("big_commits.py"))
@@ -1042,14 +1047,7 @@ fn a_commit_point_is_read_like_a_snapshot_by_show_diff_and_export() {
 fn thousands_of_commits_in_one_wal_are_sealed_in_pages_and_each_restores() {
     use std::io::BufRead;
     let py = python();
-    let ws = Workspace::new();
-    set_config(
-        &ws,
-        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
-    );
-    make_db(&ws.db(), "CREATE TABLE seq (n BIGINT)");
-    let mut d = Daemon::start(&ws, &[]);
-    d.wait_event("archive.started", Duration::from_secs(30));
+    let (ws, mut d) = archiving("CREATE TABLE seq (n BIGINT)");
     let log = ws.path().join("acked.jsonl");
     let (n, pause) = (2600usize, 1300usize);
     let mut app = Command::new(&py)
@@ -1333,18 +1331,10 @@ fn write_db_row(ws: &Workspace, i: i32) {
 #[test]
 fn an_app_that_closes_and_opens_again_is_never_locked_out_by_the_daemon() {
     let py = python();
-    let ws = Workspace::new();
-    set_config(
-        &ws,
-        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
-    );
     // Large enough that DuckDB's check of a copy takes a while.
-    make_db(
-        &ws.db(),
+    let (ws, mut d) = archiving(
         "CREATE TABLE big AS SELECT range AS i, md5(range::VARCHAR) AS v FROM range(1500000)",
     );
-    let mut d = Daemon::start(&ws, &[]);
-    d.wait_event("archive.started", Duration::from_secs(30));
     let out = Command::new(&py)
         .arg(py_script("reopen.py"))
         .args([ws.db().to_str().unwrap(), "30", "3"])
