@@ -1024,10 +1024,10 @@ mod watch {
     const RETRY_MS: u16 = 5000;
 
     /// While the app is busy, passes are at least this far apart: the
-    /// archive's lag is at most this plus one pass. (100 ms cost the app
-    /// 1.12× on its commit latency p99 at 100 commits a second, the
-    /// archive's fsyncs competing with its own: docs/BENCHMARKS.md (l).)
-    const GATHER: std::time::Duration = std::time::Duration::from_millis(250);
+    /// archive's lag is at most this plus one pass. (250 ms was tried: a
+    /// DuckDB 1.4 WAL reused in place — no file event — could then come
+    /// and go unseen more often; docs/BENCHMARKS.md (l).)
+    const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
 }
 
 /// The tailers this process runs, by database path (as configured).
