@@ -1249,20 +1249,21 @@ fn records_of_the_first_format_still_read_and_bad_pages_are_refused() {
         zstd::encode_all(&page[..], 3).unwrap(),
     )
     .unwrap();
-    let mut r = record(miscounted, 2);
-    r["commits"] = serde_json::json!([{"end": 200, "at": "2026-12-07T10:00:02Z"}]);
-    r["pages"] = serde_json::json!([{"hash": hash, "count": 2, "last_end": 100}]);
-    write(miscounted, &r);
+    // A format-2 record whose one page (the one above) says `count`.
+    let paged_record = |id: &str, count: u64| {
+        let mut r = record(id, 2);
+        r["commits"] = serde_json::json!([{"end": 200, "at": "2026-12-07T10:00:02Z"}]);
+        r["pages"] = serde_json::json!([{"hash": hash, "count": count, "last_end": 100}]);
+        write(id, &r);
+    };
+    paged_record(miscounted, 2);
     let dir_page = "20261207T100000Z-0004";
     std::fs::create_dir(
         ws.store_dir()
             .join(format!("archive/pages/{dir_page}-0-{hash}")),
     )
     .unwrap();
-    let mut r = record(dir_page, 2);
-    r["commits"] = serde_json::json!([{"end": 200, "at": "2026-12-07T10:00:02Z"}]);
-    r["pages"] = serde_json::json!([{"hash": hash, "count": 1, "last_end": 100}]);
-    write(dir_page, &r);
+    paged_record(dir_page, 1);
     let fine = "20261207T100000Z-0005";
     std::fs::write(
         ws.store_dir()
@@ -1270,10 +1271,7 @@ fn records_of_the_first_format_still_read_and_bad_pages_are_refused() {
         zstd::encode_all(&page[..], 3).unwrap(),
     )
     .unwrap();
-    let mut r = record(fine, 2);
-    r["commits"] = serde_json::json!([{"end": 200, "at": "2026-12-07T10:00:02Z"}]);
-    r["pages"] = serde_json::json!([{"hash": hash, "count": 1, "last_end": 100}]);
-    write(fine, &r);
+    paged_record(fine, 1);
 
     let (good, bad) = archive.generations().unwrap();
     let ids: Vec<String> = good.iter().map(|g| g.id.to_string()).collect();
