@@ -87,8 +87,10 @@ pub struct Timeline {
     pub unprotected: Vec<Window>,
 }
 
-/// The restore points and unprotected windows of `gens`.
-pub fn timeline(gens: &[Generation]) -> Timeline {
+/// The restore points and unprotected windows of `gens`. `snapshots`
+/// (each one's time and the checkpoint iteration of the database image it
+/// captured) are the evidence of checkpoints after the newest generation.
+pub fn timeline(gens: &[Generation], snapshots: &[(DateTime<Utc>, u64)]) -> Timeline {
     let mut t = Timeline::default();
     // In the order ducksnap saw them (ids are times to the second only).
     let mut gens: Vec<&Generation> = gens.iter().collect();
@@ -104,17 +106,26 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
         if b.db_iteration > a.db_iteration + 1
             && let Some(closed) = &a.closed
         {
-            t.unprotected.push(Window {
-                from: closed.at,
-                to: b.started_at,
-                commits: 0,
-                cause: format!(
-                    "checkpoint iterations {}..{} had no WAL ducksnap could read (it went before the archiver read it, none was written, or its archive record is gone): commits made then are only in the state after",
-                    a.db_iteration + 1,
-                    b.db_iteration - 1
-                ),
-            });
+            t.unprotected.push(unseen(
+                closed.at,
+                b.started_at,
+                a.db_iteration,
+                b.db_iteration,
+            ));
         }
+    }
+    // After the newest: no later record says so, but a snapshot of a
+    // later checkpoint's image does (the app's last WAL went between two
+    // passes, and the daemon took an image of the state after it).
+    if let Some(a) = by_iteration.last()
+        && let Some(closed) = &a.closed
+        && let Some((at, it)) = snapshots
+            .iter()
+            .filter(|(at, it)| *it > a.db_iteration + 1 && *at >= closed.at)
+            .min_by_key(|(at, _)| *at)
+    {
+        t.unprotected
+            .push(unseen(closed.at, *at, a.db_iteration, *it));
     }
     for &g in &gens {
         let mut open: Option<Window> = None;
@@ -188,6 +199,21 @@ pub fn timeline(gens: &[Generation]) -> Timeline {
     t.points.sort_by_key(|a| a.at);
     t.unprotected.sort_by_key(|a| a.from);
     t
+}
+
+/// The window of checkpoint iterations strictly between `a` and `b`, seen
+/// to have gone by between `from` and `to`.
+fn unseen(from: DateTime<Utc>, to: DateTime<Utc>, a: u64, b: u64) -> Window {
+    Window {
+        from,
+        to,
+        commits: 0,
+        cause: format!(
+            "checkpoint iterations {}..{} had no WAL ducksnap could read (it went before the archiver read it, none was written, or its archive record is gone): commits made then are only in the state after",
+            a + 1,
+            b - 1
+        ),
+    }
 }
 
 /// What a closed generation lost at its end, if anything: from its last

@@ -29,12 +29,16 @@ pub struct Read {
 pub fn read(store: &Store, level: i32) -> Result<Read> {
     let archive = Archive::of(store, level);
     let (mut generations, bad) = archive.generations()?;
-    let present: std::collections::HashSet<_> =
-        store.catalog()?.into_iter().map(|s| s.id).collect();
+    let catalog = store.catalog()?;
+    let present: std::collections::HashSet<_> = catalog.iter().map(|s| &s.id).collect();
     for g in &mut generations {
         g.bases.retain(|b| present.contains(&b.snapshot));
     }
-    let timeline = points::timeline(&generations);
+    let images: Vec<_> = catalog
+        .iter()
+        .filter_map(|s| Some((s.created_at, s.db_iteration?)))
+        .collect();
+    let timeline = points::timeline(&generations, &images);
     Ok(Read {
         archive,
         generations,

@@ -138,6 +138,10 @@ pub struct Engine {
     /// Inodes refused (encrypted or an unknown version), not read again.
     refused: Vec<(u64, u64)>,
     resumed: bool,
+    /// The database file and its header's checkpoint iteration at the
+    /// last pass, and whether this pass asked for a base already.
+    db_seen: Option<((u64, u64), u64)>,
+    asked_base: bool,
     pub progress: Progress,
     want: Box<dyn FnMut(Want) + Send>,
 }
@@ -172,6 +176,8 @@ impl Engine {
             pending: None,
             refused: Vec::new(),
             resumed: false,
+            db_seen: None,
+            asked_base: false,
             progress: Progress::default(),
             want,
         }
@@ -190,6 +196,7 @@ impl Engine {
             pending: None,
             refused: Vec::new(),
             resumed: false,
+            db_seen: None,
             ..self
         }
     }
@@ -221,7 +228,30 @@ impl Engine {
         }
     }
 
+    fn want_base(&mut self) {
+        self.asked_base = true;
+        (self.want)(Want::Base);
+    }
+
+    /// A checkpoint whose WAL ducksnap never saw (it came and went
+    /// between two passes, or nothing was written to it) still changes
+    /// the database header: its state gets an image (the only one that
+    /// holds its commits), and that image is what reports the iteration
+    /// as unprotected when no later WAL does (`points::timeline`).
+    fn notice_checkpoint(&mut self) {
+        let now = File::open(&self.db).ok().and_then(|f| {
+            let ino = ino_of(&f).ok()?;
+            Some((ino, Header::read_at(&f, &self.db).ok()?.iteration))
+        });
+        let Some(now) = now else { return };
+        let before = self.db_seen.replace(now);
+        if before.is_some_and(|b| b != now) && !self.asked_base {
+            self.want_base();
+        }
+    }
+
     fn try_pass(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.asked_base = false;
         let lock = self.archive.lock()?;
         if !self.resumed {
             self.resumed = true;
@@ -264,6 +294,7 @@ impl Engine {
                 i += 1;
             }
         }
+        self.notice_checkpoint();
         self.progress.behind = self
             .following
             .iter()
@@ -420,7 +451,7 @@ impl Engine {
             written: false,
             first_seen: Default::default(),
         });
-        (self.want)(Want::Base);
+        self.want_base();
         Ok(())
     }
 
@@ -495,7 +526,7 @@ impl Engine {
             let optimistic = marks.iter().any(|c| c.optimistic);
             self.append(lock, i, from, &buf[..last as usize], marks)?;
             if optimistic {
-                (self.want)(Want::Base);
+                self.want_base();
             }
             if matches!(walked.end, End::BadChecksum { .. } | End::Malformed { .. }) {
                 close = Some(CloseReason::Damaged);
@@ -667,7 +698,7 @@ impl Engine {
         if why != CloseReason::Damaged {
             // The database file has a new header, or another file took
             // its place: it needs an image.
-            (self.want)(Want::Base);
+            self.want_base();
         }
         Ok(())
     }

@@ -350,6 +350,11 @@ pub struct Summary {
     pub bytes_new: u64,
     pub verified: bool,
     pub method: CaptureMethod,
+    /// The database header's checkpoint iteration it captured (absent in
+    /// catalogs written before it was recorded): evidence, for the WAL
+    /// archive's timeline, of checkpoints no followed WAL belonged to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_iteration: Option<u64>,
 }
 
 impl From<&Manifest> for Summary {
@@ -366,6 +371,7 @@ impl From<&Manifest> for Summary {
             bytes_new: m.bytes_new,
             verified: m.check.status == CheckStatus::Verified,
             method: m.capture.method,
+            db_iteration: Some(m.database.iteration),
         }
     }
 }

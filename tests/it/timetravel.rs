@@ -23,6 +23,7 @@ fn summary(id: &str, at: DateTime<Utc>) -> Summary {
         bytes_new: 1,
         verified: true,
         method: CaptureMethod::Quiescent,
+        db_iteration: Some(1),
     }
 }
 
