@@ -263,6 +263,22 @@ fn cause(g: &Generation, end: u64) -> String {
     }
 }
 
+/// The committed part of snapshot `m`'s WAL: up to the end of its last
+/// complete commit. What lies past it (an entry torn when the app was
+/// killed, an uncommitted tail) is not part of the image's history — the
+/// app's next open may cut it and write other bytes there — so it is
+/// neither compared with the archive nor counted as what the base holds.
+pub(crate) fn base_wal(store: &Store, m: &Manifest) -> Result<Vec<u8>, StoreError> {
+    let mut wal = Vec::new();
+    for c in m.file("wal").map(|f| &f.chunks[..]).unwrap_or_default() {
+        wal.extend(store.read_chunk(c)?);
+    }
+    if let Ok(s) = wal::scan(&wal) {
+        wal.truncate(s.committed_to() as usize);
+    }
+    Ok(wal)
+}
+
 /// Why a restore point cannot be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum PointError {
@@ -346,10 +362,7 @@ pub fn prepare(
     let mut m = None;
     for b in g.bases.iter().filter(|b| b.wal_len >= need) {
         let cand = store.load_manifest(&b.snapshot)?;
-        let mut theirs = Vec::new();
-        for c in cand.file("wal").map(|f| &f.chunks[..]).unwrap_or_default() {
-            theirs.extend(store.read_chunk(c)?);
-        }
+        let theirs = base_wal(store, &cand)?;
         let n = theirs.len().min(bytes.len());
         if theirs[..n] == bytes[..n] {
             m = Some(cand);

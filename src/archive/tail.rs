@@ -234,10 +234,10 @@ impl Engine {
     }
 
     /// A checkpoint whose WAL ducksnap never saw (it came and went
-    /// between two passes, or nothing was written to it) still changes
-    /// the database header: its state gets an image (the only one that
-    /// holds its commits), and that image is what reports the iteration
-    /// as unprotected when no later WAL does (`points::timeline`).
+    /// between two passes) still changes the database header: its state
+    /// gets an image (the only one that holds its commits), and that image
+    /// is what reports the iteration as unprotected when no later WAL does
+    /// (`points::timeline`).
     fn notice_checkpoint(&mut self) {
         let now = File::open(&self.db).ok().and_then(|f| {
             let ino = ino_of(&f).ok()?;
@@ -245,7 +245,9 @@ impl Engine {
         });
         let Some(now) = now else { return };
         let before = self.db_seen.replace(now);
-        if before.is_some_and(|b| b != now) && !self.asked_base {
+        // A followed WAL's close asks for one itself (the header is
+        // written before the WAL goes: this pass may see it first).
+        if before.is_some_and(|b| b != now) && self.following.is_empty() && !self.asked_base {
             self.want_base();
         }
     }
@@ -764,12 +766,9 @@ impl Engine {
 
     fn try_offer(&mut self, id: &SnapshotId) -> Result<(), StoreError> {
         let m = self.store.load_manifest(id)?;
-        let wal = m.file("wal");
-        let wal_len = wal.map_or(0, |f| f.size);
-        let mut theirs = Vec::new();
-        for c in wal.map(|f| &f.chunks[..]).unwrap_or_default() {
-            theirs.extend(self.store.read_chunk(c)?);
-        }
+        // Only its committed part: a torn tail is not of any history.
+        let theirs = super::points::base_wal(&self.store, &m)?;
+        let wal_len = theirs.len() as u64;
         let lock = self.archive.lock()?;
         let mut matched = false;
         let archive = self.archive.clone();
