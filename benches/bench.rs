@@ -724,6 +724,7 @@ fn socket_vs_in_process(root: &Path) -> Value {
             label: Some(format!("bench {i} in-process")),
             pin: false,
             skip_unchanged: false,
+            never_lock: false,
         };
         let t = Instant::now();
         ducksnap::ops::snapshot(&ctx, &req).unwrap();

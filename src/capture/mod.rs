@@ -72,6 +72,9 @@ pub struct CaptureOptions {
     /// `store.min_free_space`: a full copy after a refused incremental
     /// attempt checks for room first.
     pub min_free_space: u64,
+    /// Copy online even when no process holds the database: never take
+    /// the read lock that makes an app's open fail meanwhile.
+    pub never_lock: bool,
 }
 
 /// Captures `db` into the store. `staging` is a private directory in the
@@ -192,6 +195,7 @@ struct Using<'a> {
     touched: BTreeSet<u64>,
     full_read_every: Duration,
     min_free_space: u64,
+    never_lock: bool,
 }
 
 impl<'a> Using<'a> {
@@ -210,6 +214,7 @@ impl<'a> Using<'a> {
             touched: BTreeSet::new(),
             full_read_every: opts.full_read_every,
             min_free_space: opts.min_free_space,
+            never_lock: opts.never_lock,
         }
     }
 }
@@ -441,8 +446,9 @@ fn attempt_once(
     }
     let holder =
         oslock::conflicting(&file, LockKind::Read).map_err(io_err("query locks on", db))?;
-    let quiescent =
-        holder.is_none() && oslock::try_lock(&file, LockKind::Read).map_err(io_err("lock", db))?;
+    let quiescent = !using.never_lock
+        && holder.is_none()
+        && oslock::try_lock(&file, LockKind::Read).map_err(io_err("lock", db))?;
     if quiescent {
         // Nothing can write while we hold the read lock: copy (what can
         // have changed, when the mirror allows), check, release.

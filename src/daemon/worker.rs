@@ -271,6 +271,11 @@ fn background_snapshot(ctx: &Ctx, state: &StateHandle, why: Background) -> (Resp
         label: None,
         pin: false,
         skip_unchanged: true,
+        // While the WAL is archived, a background snapshot is most often
+        // taken right after the app closed the database (a generation
+        // ended: a base is wanted): holding the read lock through the
+        // copy and DuckDB's check would make the app's next open fail.
+        never_lock: ctx.config.continuous.enabled,
     };
     let out = ops::snapshot(ctx, &req);
     offer_base(ctx, &out);

@@ -162,6 +162,7 @@ fn side(ctx: &Ctx, store: &Store, given: &str) -> Result<(DiffSide, State), OpEr
             label: None,
             pin: false,
             skip_unchanged: true,
+            never_lock: false,
         };
         let id = match snapshot(ctx, &req)? {
             SnapshotOutcome::Created(m) => m.id.clone(),

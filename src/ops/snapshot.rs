@@ -40,6 +40,13 @@ pub struct SnapshotRequest {
     #[arg(skip)]
     #[serde(skip)]
     pub skip_unchanged: bool,
+    /// Never take the database's read lock, even when no app holds it:
+    /// copy it as if one did (the daemon's background snapshots while it
+    /// archives the WAL, taken when the app has just closed the database
+    /// and may open it again at any moment; not an argument from outside).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub never_lock: bool,
 }
 
 fn manual() -> String {
@@ -223,7 +230,7 @@ fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
     } else {
         check_space_at(
             store.root(),
-            snapshot_space(db, meta.len()) + min_free,
+            snapshot_space(db, meta.len(), req.never_lock) + min_free,
             "the database and its side files, twice when a writer holds it (the staged copy DuckDB checks), \
              plus store.min_free_space",
         )?;
@@ -240,6 +247,7 @@ fn take(ctx: &Ctx, req: &SnapshotRequest) -> Result<SnapshotOutcome, OpError> {
         incremental: ctx.config.capture.incremental,
         min_free_space: min_free,
         full_read_every: ctx.config.capture.full_read_every.0,
+        never_lock: req.never_lock,
     };
     let result = capture::capture(&store, &lock, db, &opts, &staging);
     let _ = fs::remove_dir_all(&staging);
@@ -330,15 +338,16 @@ fn side_bytes(db: &Path) -> u64 {
 }
 
 /// What a capture of `db` (`len` bytes) may write to the store: every file
-/// as new chunks, and, when a writer holds the database (an online capture),
-/// a staged copy of them as well.
-fn snapshot_space(db: &Path, len: u64) -> u64 {
+/// as new chunks, and, when the capture is online (a writer holds the
+/// database, or `never_lock`), a staged copy of them as well.
+fn snapshot_space(db: &Path, len: u64, never_lock: bool) -> u64 {
     let sides = side_bytes(db);
-    let online = File::open(db)
-        .ok()
-        .and_then(|f| oslock::conflicting(&f, LockKind::Read).ok())
-        .flatten()
-        .is_some();
+    let online = never_lock
+        || File::open(db)
+            .ok()
+            .and_then(|f| oslock::conflicting(&f, LockKind::Read).ok())
+            .flatten()
+            .is_some();
     (len + sides) * if online { 2 } else { 1 }
 }
 

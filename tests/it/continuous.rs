@@ -1417,3 +1417,57 @@ fn a_last_wal_that_comes_and_goes_unseen_is_a_window_and_its_state_is_kept() {
 fn duckfile_wal(ws: &Workspace) -> PathBuf {
     PathBuf::from(format!("{}.wal", ws.db().display()))
 }
+
+/// While the WAL is archived, the daemon's snapshots of a database no app
+/// holds (the base it wants each time the app closes it) never take the
+/// database's lock: an app that closes and opens again 0–300 ms later, 30
+/// times, is never refused "Could not set lock" (counted by the app), and
+/// no snapshot the daemon took is quiescent.
+#[test]
+fn an_app_that_closes_and_opens_again_is_never_locked_out_by_the_daemon() {
+    let py = python();
+    let ws = Workspace::new();
+    set_config(
+        &ws,
+        "[continuous]\nenabled = true\n[schedule]\nenabled = false\n",
+    );
+    // Large enough that DuckDB's check of a copy takes a while.
+    make_db(
+        &ws.db(),
+        "CREATE TABLE big AS SELECT range AS i, md5(range::VARCHAR) AS v FROM range(1500000)",
+    );
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.started", Duration::from_secs(30));
+    let out = Command::new(&py)
+        .arg(py_script("reopen.py"))
+        .args([ws.db().to_str().unwrap(), "30", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app: Value = serde_json::from_slice(&out.stdout).unwrap();
+    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    let listing = ws.json(&["list", "--json"]);
+    let methods: Vec<(String, String)> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["reason"].as_str().unwrap_or("").to_string(),
+                s["method"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    println!("app: {app}; snapshots (reason, method): {methods:?}");
+    let bases = methods.iter().filter(|(r, _)| r == "base").count();
+    assert!(bases >= 3, "the daemon took base snapshots: {methods:?}");
+    assert!(
+        methods.iter().all(|(_, m)| m != "quiescent"),
+        "a daemon snapshot took the lock: {methods:?}"
+    );
+    assert_eq!(app["refused"], 0, "the app was locked out: {app}");
+}

@@ -175,6 +175,7 @@ impl Demo {
             label: Some(format!("before deleting customer {VICTIM}")),
             pin: false,
             skip_unchanged: false,
+            never_lock: false,
         };
         let (mut c, _) =
             client::daemon_for(&self.ctx)?.context("the daemon does not answer on its socket")?;

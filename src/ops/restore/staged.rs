@@ -232,6 +232,7 @@ pub(super) fn safety_snapshot(
         label: Some(format!("before restoring {}", m.id)),
         pin: true,
         skip_unchanged: false,
+        never_lock: false,
     };
     let mut saved = commit_capture(store, lock, db, cap, &req, created_at, started)?;
     saved.pinned_until = Some(until);
