@@ -131,7 +131,7 @@ fn commits(
             )
         }
         None => outln!(
-            "no commit archived: continuous archiving is off ([continuous] enabled = true turns it on)"
+            "no commit archived: continuous archiving is off ([continuous] enabled = false in the config)"
         ),
     }
     for w in &l.unprotected {

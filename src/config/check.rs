@@ -126,7 +126,7 @@ impl Checker<'_> {
             return Err(self.invalid("continuous.max_lag", "must be at least 1s".into()));
         }
         Ok(ContinuousConfig {
-            enabled: raw.enabled.unwrap_or(false),
+            enabled: raw.enabled.unwrap_or(true),
             window: raw.window.unwrap_or(ms(7 * 86_400_000)),
             max_lag,
         })

@@ -49,8 +49,8 @@ pub struct StoreConfig {
 /// can reach any commit (docs/USER_GUIDE.md, "Continuous protection").
 #[derive(Debug, Clone, Serialize)]
 pub struct ContinuousConfig {
-    /// The daemon follows the WAL (off by default until its cost figures
-    /// are measured: docs/BENCHMARKS.md).
+    /// The daemon follows the WAL (on by default in local mode; cloud
+    /// mode has no file to follow).
     pub enabled: bool,
     /// Every commit of this last stretch stays restorable: the base
     /// snapshots its commits need are kept whatever the retention rules

@@ -30,6 +30,9 @@ class Daemon:
             '[database]\npath = "data/app.duckdb"\n'
             '[store]\ndir = "data/backups"\nmin_free_space = "1MiB"\n'
             f'[socket]\npath = "{self.socket}"\n' + schedule + config_extra
+            # Continuous archiving is on by default; the tests that are
+            # not about it count snapshots, and it adds base snapshots.
+            + ("" if "[continuous]" in config_extra else "[continuous]\nenabled = false\n")
         )
         notify_path = str(tmp / "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -1471,3 +1471,62 @@ fn an_app_that_closes_and_opens_again_is_never_locked_out_by_the_daemon() {
     );
     assert_eq!(app["refused"], 0, "the app was locked out: {app}");
 }
+
+/// The commit points `list --commits --json` lists.
+fn commit_points(ws: &Workspace) -> usize {
+    ws.json(&["list", "--commits", "--json"])["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "commit")
+        .count()
+}
+
+/// A config that says nothing about `[continuous]` archives the WAL in
+/// local mode; `enabled = false` (and a reload) stops it: the app's later
+/// commits are no restore points.
+#[test]
+fn archiving_is_on_by_default_and_one_switch_turns_it_off() {
+    let ws = Workspace::new();
+    let text = crate::helpers::daemon::config(&ws, "[schedule]\nenabled = false\n");
+    let text = text.replace("[continuous]\nenabled = false\n", "");
+    assert!(!text.contains("continuous"), "{text}");
+    std::fs::write(ws.config_path(), text).unwrap();
+    make_db(&ws.db(), "CREATE TABLE t (i BIGINT)");
+    let mut d = Daemon::start(&ws, &[]);
+    d.wait_event("archive.started", Duration::from_secs(30));
+    let app = duckdb::Connection::open(ws.db()).unwrap();
+    let commit = |i: i64| {
+        app.execute_batch(&format!("INSERT INTO t VALUES ({i})"))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    for i in 0..3 {
+        commit(i);
+    }
+    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    let on = commit_points(&ws);
+    assert!(on >= 3, "every commit is a restore point by default: {on}");
+    set_config(
+        &ws,
+        "[schedule]\nenabled = false\n[continuous]\nenabled = false\n",
+    );
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_event("daemon.reloaded", Duration::from_secs(10));
+    for i in 3..6 {
+        commit(i);
+    }
+    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    assert_eq!(
+        commit_points(&ws),
+        on,
+        "switched off: nothing more archived"
+    );
+    assert!(
+        !d.seen
+            .iter()
+            .skip_while(|v| v["event"] != "daemon.reloaded")
+            .any(|v| v["event"] == "archive.commits"),
+        "no commit archived after the switch"
+    );
+}

@@ -24,7 +24,10 @@ pub struct Args {
 }
 
 /// The config the demo writes: its own database, store and socket, forced
-/// local so that no detection signal of this shell turns it off.
+/// local so that no detection signal of this shell turns it off. The demo
+/// walks through the pre-delete *snapshot* and its restore, so continuous
+/// archiving (which answers a pre-delete request with a marker when it
+/// can) is off in it.
 const CONFIG: &str = r#"# Written by `ducksnap demo`: a sample shop database and its snapshots.
 [database]
 path = "data/shop.duckdb"
@@ -35,6 +38,10 @@ dir = "data/backups"
 
 [schedule]
 cron = "@hourly"
+
+[continuous]
+# This demo shows snapshots; on by default elsewhere.
+enabled = false
 
 [socket]
 path = "ducksnap.sock"

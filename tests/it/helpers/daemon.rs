@@ -29,11 +29,18 @@ pub(crate) fn socket_of(ws: &Workspace) -> PathBuf {
     ws.path().join("run/ducksnap.sock")
 }
 
-/// Config text with a socket in the workspace.
+/// Config text with a socket in the workspace. Continuous archiving is
+/// off unless `extra` has a `[continuous]` section (as `Workspace::
+/// write_config` says why).
 pub(crate) fn config(ws: &Workspace, extra: &str) -> String {
+    let off = if extra.contains("[continuous]") {
+        ""
+    } else {
+        "[continuous]\nenabled = false\n"
+    };
     format!(
         "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"data/backups\"\nmin_free_space = \"1MiB\"\n\
-         [socket]\npath = \"{}\"\nidle_timeout = \"3s\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n{extra}",
+         [socket]\npath = \"{}\"\nidle_timeout = \"3s\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n{off}{extra}",
         socket_of(ws).display()
     )
 }

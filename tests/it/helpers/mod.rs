@@ -47,10 +47,18 @@ impl Workspace {
     }
 
     /// Writes the config: `[database]` pointing at data/app.duckdb, forced
-    /// local mode, plus `extra` TOML appended.
+    /// local mode, plus `extra` TOML appended. Continuous archiving (on by
+    /// default) is off unless `extra` has a `[continuous]` section: the
+    /// tests of other subsystems count the snapshots they take, and the
+    /// archiver adds `base` snapshots whenever the app checkpoints.
     pub fn write_config(&self, extra: &str) {
+        let off = if extra.contains("[continuous]") {
+            ""
+        } else {
+            "[continuous]\nenabled = false\n"
+        };
         let text = format!(
-            "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"data/backups\"\nmin_free_space = \"1MiB\"\n{extra}"
+            "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"data/backups\"\nmin_free_space = \"1MiB\"\n{off}{extra}"
         );
         std::fs::write(self.config_path(), text).unwrap();
     }
