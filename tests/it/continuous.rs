@@ -253,7 +253,7 @@ fn settled(ws: &Workspace, d: &mut Daemon) -> Value {
     let last = *log.keys().last().unwrap();
     // Archiving follows the WAL within milliseconds; a base snapshot may
     // follow the last checkpoint. Wait for the daemon to go quiet.
-    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    quiet(d);
     let listing = ws.json(&["list", "--commits", "--json"]);
     println!(
         "last acknowledged commit {last}; {} restore points",
@@ -449,7 +449,7 @@ fn a_damaged_segment_is_named_and_no_point_past_it_is_restored() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    quiet(&mut d);
     let log = acknowledged(&log_path);
     // The generation the app wrote, with several segments.
     let archive = ws.store_dir().join("archive");
@@ -584,13 +584,13 @@ fn a_database_replaced_by_another_never_mixes_their_histories() {
     let mut d = Daemon::start(&ws, &[]);
     d.wait_event("archive.started", Duration::from_secs(30));
     app("a.jsonl", 1, 60);
-    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    quiet(&mut d);
     // Another database takes its place: the same name, made anew.
     for suffix in ["", ".wal"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", ws.db().display()));
     }
     app("b.jsonl", 2, 60);
-    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    quiet(&mut d);
     let a = acknowledged(&ws.path().join("a.jsonl"));
     let b = acknowledged(&ws.path().join("b.jsonl"));
     let listing = ws.json(&["list", "--commits", "--json"]);
@@ -1075,7 +1075,7 @@ fn thousands_of_commits_in_one_wal_are_sealed_in_pages_and_each_restores() {
     d.wait_event("archive.resumed", Duration::from_secs(30));
     std::fs::write(format!("{}.go", log.display()), b"").unwrap();
     assert!(app.wait().unwrap().success());
-    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    quiet(&mut d);
     let acked = std::fs::read_to_string(&log).unwrap().lines().count();
     assert_eq!(acked, n, "the app's log");
 
@@ -1346,7 +1346,6 @@ fn rows_of(file: &Path) -> Vec<i64> {
 #[test]
 fn a_last_wal_that_comes_and_goes_unseen_is_a_window_and_its_state_is_kept() {
     let (ws, mut d) = archiving("CREATE TABLE t (i BIGINT)");
-    let quiet = |d: &mut Daemon| while d.wait_where(Duration::from_secs(2), |_| true).is_some() {};
     {
         let app = duckdb::Connection::open(ws.db()).unwrap();
         for i in 0..3 {
@@ -1381,23 +1380,7 @@ fn a_last_wal_that_comes_and_goes_unseen_is_a_window_and_its_state_is_kept() {
             .contains("checkpoint iterations")),
         "the unseen WAL is a reported window: {listing:#}"
     );
-    let points = listing["points"].as_array().unwrap();
-    let out = ws.path().join("restored");
-    std::fs::create_dir_all(&out).unwrap();
-    let mut held = Vec::new();
-    for (k, p) in points.iter().enumerate() {
-        let f = out.join(format!("p{k}.duckdb"));
-        let r = ws.run(&[
-            "restore",
-            p["id"].as_str().unwrap(),
-            "--to",
-            f.to_str().unwrap(),
-            "--yes",
-            "--force",
-        ]);
-        assert!(r.status.success(), "{}", stderr(&r));
-        held.push((p["kind"].as_str().unwrap().to_string(), rows_of(&f)));
-    }
+    let held = every_point_rows(&ws, &listing);
     println!("{held:?}");
     assert_eq!(
         held.last().unwrap(),
@@ -1412,6 +1395,36 @@ fn a_last_wal_that_comes_and_goes_unseen_is_a_window_and_its_state_is_kept() {
     }
     let check = stdout(&ws.run(&["status", "--check"]));
     assert!(check.contains("unprotected window"), "{check}");
+}
+
+/// Every point of `listing` restored with `--to`: its kind and the rows
+/// of `t` DuckDB reads from it, in the listing's order.
+fn every_point_rows(ws: &Workspace, listing: &Value) -> Vec<(String, Vec<i64>)> {
+    let out = ws.path().join("restored");
+    std::fs::create_dir_all(&out).unwrap();
+    let points = listing["points"].as_array().unwrap();
+    points
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let f = out.join(format!("p{k}.duckdb"));
+            let r = ws.run(&[
+                "restore",
+                p["id"].as_str().unwrap(),
+                "--to",
+                f.to_str().unwrap(),
+                "--yes",
+                "--force",
+            ]);
+            assert!(r.status.success(), "{}", stderr(&r));
+            (p["kind"].as_str().unwrap().to_string(), rows_of(&f))
+        })
+        .collect()
+}
+
+/// Waits until the daemon has logged nothing for 2 s.
+fn quiet(d: &mut Daemon) {
+    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
 }
 
 fn duckfile_wal(ws: &Workspace) -> PathBuf {
@@ -1449,7 +1462,7 @@ fn an_app_that_closes_and_opens_again_is_never_locked_out_by_the_daemon() {
         String::from_utf8_lossy(&out.stderr)
     );
     let app: Value = serde_json::from_slice(&out.stdout).unwrap();
-    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    quiet(&mut d);
     let listing = ws.json(&["list", "--json"]);
     let methods: Vec<(String, String)> = listing
         .as_array()
@@ -1504,7 +1517,7 @@ fn archiving_is_on_by_default_and_one_switch_turns_it_off() {
     for i in 0..3 {
         commit(i);
     }
-    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    quiet(&mut d);
     let on = commit_points(&ws);
     assert!(on >= 3, "every commit is a restore point by default: {on}");
     set_config(
@@ -1516,7 +1529,7 @@ fn archiving_is_on_by_default_and_one_switch_turns_it_off() {
     for i in 3..6 {
         commit(i);
     }
-    while d.wait_where(Duration::from_secs(2), |_| true).is_some() {}
+    quiet(&mut d);
     assert_eq!(
         commit_points(&ws),
         on,
@@ -1529,4 +1542,88 @@ fn archiving_is_on_by_default_and_one_switch_turns_it_off() {
             .any(|v| v["event"] == "archive.commits"),
         "no commit archived after the switch"
     );
+}
+
+/// Runs `crash_after.py` on `db`: one commit per value, then a crash.
+fn crash_after(py: &Path, db: &Path, values: &[i64]) {
+    let out = Command::new(py)
+        .arg(py_script("crash_after.py"))
+        .arg(db)
+        .args(values.iter().map(|v| v.to_string()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The WAL is rewritten below what the archive holds — the same header
+/// and first commit, then other commits where archived ones were (the
+/// file rewritten in place, as a recovery that kept another history
+/// would): the archived history is closed and kept, the new one is
+/// followed as a new chain, and no restore point mixes them. Ground truth:
+/// the states each history went through, read back by DuckDB from every
+/// restored point.
+#[test]
+fn a_wal_rewritten_below_the_archived_offset_starts_a_new_chain_and_mixes_nothing() {
+    let py = python();
+    let (ws, mut d) = archiving("CREATE TABLE t (i BIGINT)");
+    let wal = duckfile_wal(&ws);
+    crash_after(&py, &ws.db(), &[1]);
+    quiet(&mut d);
+    // The database file and WAL after the first commit: the other
+    // history's starting point.
+    let other = ws.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let alt_db = other.join("app.duckdb");
+    std::fs::copy(ws.db(), &alt_db).unwrap();
+    std::fs::copy(&wal, other.join("app.duckdb.wal")).unwrap();
+    crash_after(&py, &ws.db(), &[2, 3]);
+    quiet(&mut d);
+    // The other history, longer than what was archived.
+    crash_after(&py, &alt_db, &[100, 101, 102]);
+    let rewritten = std::fs::read(other.join("app.duckdb.wal")).unwrap();
+    let archived_len = std::fs::metadata(&wal).unwrap().len();
+    assert!(rewritten.len() as u64 > archived_len);
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&wal);
+    d.signal(nix::sys::signal::Signal::SIGSTOP);
+    std::fs::write(&wal, &rewritten).unwrap();
+    assert_eq!(inode(&wal), before, "rewritten in place");
+    d.signal(nix::sys::signal::Signal::SIGCONT);
+    let closed = d.wait_event("archive.closed", Duration::from_secs(30));
+    println!("{closed}");
+    let why = closed["why"].as_str().unwrap();
+    assert!(
+        why.contains("below the archived offset") || why.contains("truncated"),
+        "{closed}"
+    );
+    quiet(&mut d);
+    let listing = ws.json(&["list", "--commits", "--json"]);
+    let held = every_point_rows(&ws, &listing);
+    let states: BTreeSet<Vec<i64>> = held.into_iter().map(|(_, rows)| rows).collect();
+    println!("states {states:?}");
+    let truth: BTreeSet<Vec<i64>> = [
+        vec![],
+        vec![1],
+        vec![1, 2],
+        vec![1, 2, 3],
+        vec![1, 100],
+        vec![1, 100, 101],
+        vec![1, 100, 101, 102],
+    ]
+    .into_iter()
+    .collect();
+    assert!(
+        states.is_subset(&truth),
+        "a point holds a state neither history went through: {:?}",
+        states.difference(&truth).collect::<Vec<_>>()
+    );
+    for both in [vec![1, 2, 3], vec![1, 100, 101, 102]] {
+        assert!(states.contains(&both), "{both:?} is restorable: {states:?}");
+    }
+    let v = ws.run(&["verify"]);
+    assert!(v.status.success(), "{}", stdout(&v));
 }
