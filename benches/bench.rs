@@ -188,12 +188,14 @@ impl Ws {
     fn db(&self) -> PathBuf {
         self.dir.join("data/app.duckdb")
     }
+    /// The bench's config; continuous archiving (on by default) off, as
+    /// the snapshot benchmarks were measured: (k) and (l) measure it.
     fn config(&self, extra: &str) {
         std::fs::write(
             self.dir.join("ducksnap.toml"),
             format!(
                 "[database]\npath = \"data/app.duckdb\"\nmode = \"local\"\n[store]\ndir = \"data/backups\"\n\
-                 [socket]\npath = \"{}\"\n[retention]\nkeep_last = 1000\n{extra}",
+                 [socket]\npath = \"{}\"\n[retention]\nkeep_last = 1000\n[continuous]\nenabled = false\n{extra}",
                 self.dir.join("ducksnap.sock").display()
             ),
         )

@@ -271,7 +271,10 @@ print(json.dumps({"latencies": lat, "wal_bytes": os.path.getsize(db + ".wal")}))
 /// archiving); a few seconds of quiet after each block let the close's
 /// checkpoint and the base snapshot it causes end before the next.
 pub fn load(root: &Path, secs: u64, python: &Path) -> (Value, String) {
-    let sides = [("off", ""), ("on", "[continuous]\nenabled = true\n")];
+    let sides = [
+        ("off", "[continuous]\nenabled = false\n"),
+        ("on", "[continuous]\nenabled = true\n"),
+    ];
     let mut ws = Vec::new();
     let mut daemons = Vec::new();
     for (name, extra) in sides {
