@@ -89,16 +89,7 @@ fn restore_points(ws: &Workspace, points: &[Value], which: &[usize]) -> Vec<(usi
 fn digests(py: &Path, files: &[PathBuf]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for batch in files.chunks(100) {
-        let o = Command::new(py)
-            .arg(py_script("digest.py"))
-            .args(batch)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "digest.py: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let o = python_ok(Command::new(py).arg(py_script("digest.py")).args(batch));
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         for (k, d) in v.as_object().unwrap() {
             out.insert(k.clone(), d.clone());
@@ -1546,16 +1537,11 @@ fn archiving_is_on_by_default_and_one_switch_turns_it_off() {
 
 /// Runs `crash_after.py` on `db`: one commit per value, then a crash.
 fn crash_after(py: &Path, db: &Path, values: &[i64]) {
-    let out = Command::new(py)
-        .arg(py_script("crash_after.py"))
-        .arg(db)
-        .args(values.iter().map(|v| v.to_string()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    python_ok(
+        Command::new(py)
+            .arg(py_script("crash_after.py"))
+            .arg(db)
+            .args(values.iter().map(|v| v.to_string())),
     );
 }
 

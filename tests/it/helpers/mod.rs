@@ -193,6 +193,18 @@ pub fn python14() -> PathBuf {
     p
 }
 
+/// Runs a Python helper to completion; panics with its stderr when it
+/// fails.
+pub fn python_ok(c: &mut std::process::Command) -> std::process::Output {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn py_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/py")
