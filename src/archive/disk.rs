@@ -8,7 +8,13 @@
 //!                                       WAL bytes: tag (0 raw, 1 zstd) + payload
 //! <store>/archive/pages/<generation>-<first>-<blake3>
 //!                                       sealed commit boundaries (zstd JSON)
+//! <store>/archive/head                 the newest record's id (JSON)
+//! <store>/archive/tombstones/<id>.json what prune left of a record it removed
 //! ```
+//!
+//! The records form one hash-linked chain ([`super::chain`]): a record
+//! written for the first time links to the one `head` names, then `head`
+//! names it.
 //!
 //! Every file is written under a temporary name in `archive/`, fsynced,
 //! renamed and the directory fsynced; a segment or page is durable before a
@@ -28,7 +34,8 @@ use crate::database::oslock::{self, LockKind};
 use crate::id::SnapshotId;
 use crate::store::{Store, StoreError, create_private_dir, create_private_file, fsync_dir};
 
-use super::record::{CommitMark, CommitPage, Generation, MAX_SEGMENT, PAGE_COMMITS, Segment};
+use super::chain::{self, Tombstone};
+use super::record::{CommitMark, CommitPage, Generation, Link, MAX_SEGMENT, PAGE_COMMITS, Segment};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -62,6 +69,17 @@ pub struct BadRecord {
     /// only one of its pages failed; `None`: unknown (whatever snapshot
     /// it may name must be kept).
     pub bases: Option<Vec<SnapshotId>>,
+    /// No such file: the chain names a record that is not there (or the
+    /// head or a tombstone does not read). Nothing is left to keep from
+    /// collection but the segments and pages named after it.
+    pub absent: bool,
+}
+
+/// The head file's body.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Head {
+    id: SnapshotId,
 }
 
 impl Archive {
@@ -89,6 +107,7 @@ impl Archive {
             self.root.join("generations"),
             self.root.join("segments"),
             self.root.join("pages"),
+            self.root.join("tombstones"),
         ] {
             match fs::symlink_metadata(&p) {
                 Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Link { path: p }),
@@ -247,6 +266,12 @@ impl Archive {
             sealed += PAGE_COMMITS;
         }
         g.format = super::record::GENERATION_FORMAT;
+        // Written for the first time: it follows the newest record (a
+        // link set by a write that failed is kept).
+        let first = !path.exists();
+        if first && g.prev.is_none() {
+            g.prev = self.link_to_head(&g.id);
+        }
         g.validate().map_err(|reason| StoreError::BadManifest {
             path: path.clone(),
             reason,
@@ -258,7 +283,92 @@ impl Archive {
         let json = serde_json::to_vec(&*g).expect("a record serializes");
         g.commits = all;
         let data = zstd::bulk::compress(&json, 3).map_err(io_err("compress", &path))?;
-        self.write_atomic(&path, &data)
+        self.write_atomic(&path, &data)?;
+        if first {
+            let head = serde_json::to_vec(&Head { id: g.id.clone() }).expect("a head serializes");
+            self.write_atomic(&self.root.join("head"), &head)?;
+        }
+        Ok(())
+    }
+
+    /// The link a record written now for the first time gets: to the
+    /// newest record (with its history's hash if it closed, from its
+    /// record or its tombstone). `None` when there is none, or the head
+    /// does not read (the chain check reports that).
+    fn link_to_head(&self, id: &SnapshotId) -> Option<Link> {
+        let head = self.head().ok()??;
+        if &head == id {
+            return None;
+        }
+        let file = format!("{head}.json.zst");
+        let path = self.root.join("generations").join(&file);
+        let hash = match self.read_record(&path, &file) {
+            Ok(g) => g.closed.is_some().then(|| g.history_hash()),
+            Err(_) => self.tombstone(&head).ok().flatten().and_then(|t| t.hash),
+        };
+        Some(Link { id: head, hash })
+    }
+
+    /// The id `archive/head` names (`None`: no head file).
+    pub fn head(&self) -> std::result::Result<Option<SnapshotId>, String> {
+        let p = self.root.join("head");
+        match read_small(&p) {
+            Ok(None) => Ok(None),
+            Ok(Some(data)) => serde_json::from_slice::<Head>(&data)
+                .map(|h| Some(h.id))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn tombstone_path(&self, id: &SnapshotId) -> PathBuf {
+        self.root.join("tombstones").join(format!("{id}.json"))
+    }
+
+    fn tombstone(&self, id: &SnapshotId) -> std::result::Result<Option<Tombstone>, String> {
+        match read_small(&self.tombstone_path(id))? {
+            None => Ok(None),
+            Some(data) => {
+                let t: Tombstone = serde_json::from_slice(&data).map_err(|e| e.to_string())?;
+                if &t.id != id {
+                    return Err(format!("names generation {} in its body", t.id));
+                }
+                Ok(Some(t))
+            }
+        }
+    }
+
+    /// Every tombstone, and the files that are not one.
+    fn tombstones(&self) -> Result<(Vec<Tombstone>, Vec<BadRecord>)> {
+        let dir = self.root.join("tombstones");
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((out, bad)),
+            Err(e) => return Err(io_err("read directory", &dir)(e)),
+        };
+        for e in entries {
+            let e = e.map_err(io_err("read directory", &dir))?;
+            let file = e.file_name().to_string_lossy().into_owned();
+            let read = file
+                .strip_suffix(".json")
+                .ok_or_else(|| "not a tombstone (.json) file".to_string())
+                .and_then(|id| SnapshotId::parse(id).map_err(|e| e.to_string()))
+                .and_then(|id| {
+                    self.tombstone(&id)?
+                        .ok_or_else(|| "not a regular file".to_string())
+                });
+            match read {
+                Ok(t) => out.push(t),
+                Err(reason) => bad.push(BadRecord {
+                    file: format!("tombstones/{file}"),
+                    reason,
+                    bases: Some(Vec::new()),
+                    absent: true,
+                }),
+            }
+        }
+        Ok((out, bad))
     }
 
     /// Every generation record, oldest first, and the files that are not
@@ -281,10 +391,46 @@ impl Archive {
                     file,
                     reason,
                     bases,
+                    absent: false,
                 }),
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
+        // The chain: what reading each record alone cannot tell.
+        let (tombstones, mut bad_tombstones) = self.tombstones()?;
+        bad.append(&mut bad_tombstones);
+        let head = self.head().unwrap_or_else(|reason| {
+            bad.push(BadRecord {
+                file: "head".into(),
+                reason,
+                bases: Some(Vec::new()),
+                absent: true,
+            });
+            None
+        });
+        for b in chain::check(&out, &tombstones, head.as_ref()) {
+            let file = format!("{}.json.zst", b.id());
+            match out.iter().position(|g| g.id == *b.id()) {
+                // Its history cannot be trusted: its points are not
+                // listed, but the bases it names are kept.
+                Some(i) => {
+                    let g = out.remove(i);
+                    bad.push(BadRecord {
+                        file,
+                        reason: b.reason(),
+                        bases: Some(g.bases.iter().map(|b| b.snapshot.clone()).collect()),
+                        absent: false,
+                    });
+                }
+                None if bad.iter().any(|x| x.file == file) => {}
+                None => bad.push(BadRecord {
+                    file,
+                    reason: b.reason(),
+                    bases: Some(Vec::new()),
+                    absent: true,
+                }),
+            }
+        }
         Ok((out, bad))
     }
 
@@ -402,10 +548,11 @@ impl Archive {
     /// removes nothing) when a record cannot be read.
     pub fn collect(&self, _lock: &ArchiveLock) -> Result<usize> {
         let (gens, bad) = self.generations()?;
-        if !bad.is_empty() {
+        if bad.iter().any(|b| !b.absent) {
             return Err(StoreError::GcRefused {
                 manifests: bad
                     .into_iter()
+                    .filter(|b| !b.absent)
                     .map(|b| format!("archive/generations/{}", b.file))
                     .collect(),
             });
@@ -416,6 +563,13 @@ impl Archive {
                 .unwrap_or_default()
         };
         let mut live: BTreeSet<String> = BTreeSet::new();
+        // A missing record's segments and pages stay: with them, it can
+        // still be rebuilt.
+        let missing: Vec<String> = bad
+            .iter()
+            .filter_map(|b| b.file.strip_suffix(".json.zst"))
+            .map(|id| format!("{id}-"))
+            .collect();
         for g in &gens {
             live.extend(g.segments.iter().map(|s| name(self.segment_path(&g.id, s))));
             let mut first = 0;
@@ -429,10 +583,25 @@ impl Archive {
             if let Ok(entries) = fs::read_dir(&dir) {
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    if !live.contains(&name) {
+                    if !live.contains(&name) && !missing.iter().any(|m| name.starts_with(m)) {
                         fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
                         n += 1;
                     }
+                }
+            }
+        }
+        // Tombstones no link and no head names any more.
+        let head = self.head().ok().flatten();
+        let named: BTreeSet<String> = chain::named(&gens, head.as_ref())
+            .map(|id| format!("{id}.json"))
+            .collect();
+        if let Ok(entries) = fs::read_dir(self.root.join("tombstones")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !named.contains(&name)
+                    && !bad.iter().any(|b| b.file == format!("tombstones/{name}"))
+                {
+                    fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
                 }
             }
         }
@@ -446,11 +615,36 @@ impl Archive {
         Ok(n)
     }
 
-    /// Removes a generation's record (its segments go at the next
-    /// [`Archive::collect`]).
-    pub fn remove_generation(&self, _lock: &ArchiveLock, id: &SnapshotId) -> Result<()> {
-        let p = self.record_path(id);
+    /// Removes a generation's record, leaving its tombstone first (its
+    /// segments go at the next [`Archive::collect`], and the tombstone
+    /// once no record names it).
+    pub fn remove_generation(
+        &self,
+        _lock: &ArchiveLock,
+        g: &Generation,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        let t = serde_json::to_vec(&Tombstone::of(g, now)).expect("a tombstone serializes");
+        self.write_atomic(&self.tombstone_path(&g.id), &t)?;
+        let p = self.record_path(&g.id);
         fs::remove_file(&p).map_err(io_err("remove", &p))?;
         fsync_dir(&self.root.join("generations"))
     }
+}
+
+/// A small file's bytes (`None`: no file), refusing a link, a directory
+/// or anything over 1 MB.
+fn read_small(p: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
+    let md = match fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if !md.is_file() {
+        return Err("not a regular file".into());
+    }
+    if md.len() > 1 << 20 {
+        return Err(format!("{} bytes: too long", md.len()));
+    }
+    fs::read(p).map(Some).map_err(|e| e.to_string())
 }

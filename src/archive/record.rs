@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::SnapshotId;
 
-/// The record format this build writes: 2 seals commit boundaries into
-/// pages ([`CommitPage`]). It also reads format 1 (every boundary in the
-/// record itself).
-pub const GENERATION_FORMAT: u32 = 2;
+/// The record format this build writes: 3 links each record to the one
+/// recorded before it ([`Link`], [`super::chain`]); 2 sealed commit
+/// boundaries into pages ([`CommitPage`]). It also reads formats 1 (every
+/// boundary in the record itself) and 2 (no link).
+pub const GENERATION_FORMAT: u32 = 3;
 
 /// Commit boundaries per sealed page: the record rewritten at every pass
 /// holds at most this many boundaries besides its pages, so a pass costs
@@ -76,6 +77,22 @@ pub struct Generation {
     /// Set once nothing more will be added, with why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<Closed>,
+    /// The generation recorded just before this one (format 3): its id,
+    /// and the hash of its history once it closed. `None`: the first
+    /// record of its archive, or a record of an earlier format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<Link>,
+}
+
+/// A record's link to the one recorded before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub id: SnapshotId,
+    /// [`Generation::history_hash`] of that generation once it closed
+    /// (`None` while it was open when this record was last written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 /// Bytes `[from, to)` of the WAL, stored as one file named by the BLAKE3 of
@@ -252,11 +269,52 @@ impl Generation {
     pub fn check_format(&self) -> Result<(), String> {
         match self.format {
             1 if !self.pages.is_empty() => Err("format 1 has no pages".into()),
-            1 | GENERATION_FORMAT => Ok(()),
+            1 | 2 if self.prev.is_some() => Err(format!("format {} has no link", self.format)),
+            1 | 2 | GENERATION_FORMAT => Ok(()),
             f => Err(format!(
-                "format {f} is not supported (expected 1 or {GENERATION_FORMAT})"
+                "format {f} is not supported (expected 1 to {GENERATION_FORMAT})"
             )),
         }
+    }
+
+    /// The BLAKE3 of everything the generation recorded that never
+    /// changes once it closed: the WAL's identity, every segment and
+    /// boundary, why it ended and its own link — not its bases or marks,
+    /// which retention and `pin` change later. The next record keeps it
+    /// ([`Link::hash`]), so a closed record that is altered, or replaced
+    /// by an older copy of itself, no longer matches.
+    pub fn history_hash(&self) -> String {
+        #[derive(Serialize)]
+        struct History<'a> {
+            id: &'a SnapshotId,
+            file: &'a str,
+            inode: (u64, u64),
+            header: &'a str,
+            db_iteration: u64,
+            db_identifier: &'a Option<String>,
+            db_inode: Option<(u64, u64)>,
+            started_at: DateTime<Utc>,
+            segments: &'a [Segment],
+            commits: &'a [CommitMark],
+            closed: &'a Option<Closed>,
+            prev: &'a Option<Link>,
+        }
+        let h = History {
+            id: &self.id,
+            file: &self.file,
+            inode: self.inode,
+            header: &self.header,
+            db_iteration: self.db_iteration,
+            db_identifier: &self.db_identifier,
+            db_inode: self.db_inode,
+            started_at: self.started_at,
+            segments: &self.segments,
+            commits: &self.commits,
+            closed: &self.closed,
+            prev: &self.prev,
+        };
+        let json = serde_json::to_vec(&h).expect("a history serializes");
+        blake3::hash(&json).to_hex().to_string()
     }
 
     /// Everything a record must satisfy before anything trusts it.
@@ -314,6 +372,14 @@ impl Generation {
             }
             if m.end != self.header_len() && !boundary(m.end) {
                 return Err(format!("mark at {} is not at a commit boundary", m.end));
+            }
+        }
+        if let Some(l) = &self.prev {
+            if l.id == self.id {
+                return Err("its link names itself".into());
+            }
+            if l.hash.as_deref().is_some_and(|h| !crate::store::is_hash(h)) {
+                return Err("its link's hash is not a BLAKE3 hex hash".into());
             }
         }
         let mut at = 0usize;

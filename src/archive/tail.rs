@@ -314,6 +314,18 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (gens, _) = self.archive.generations()?;
+        // The hashes the open records' links still lack.
+        let lacking: Vec<&SnapshotId> = gens
+            .iter()
+            .filter(|g| g.closed.is_none())
+            .filter_map(|g| g.prev.as_ref().filter(|l| l.hash.is_none()))
+            .map(|l| &l.id)
+            .collect();
+        let mut closed: std::collections::HashMap<SnapshotId, String> = gens
+            .iter()
+            .filter(|g| g.closed.is_some() && lacking.contains(&&g.id))
+            .map(|g| (g.id.clone(), g.history_hash()))
+            .collect();
         for g in gens.into_iter().filter(|g| g.closed.is_none()) {
             let path = match g.file.as_str() {
                 "wal" => duckfile::wal_path(&self.db),
@@ -362,6 +374,19 @@ impl Engine {
             });
             self.archive.write_generation(lock, &mut g)?;
             tracing::warn!(event = "archive.lost", generation = %g.id, "a WAL archived by an earlier run changed while ducksnap was not following it: commits in between are not archived");
+            self.seal_links(lock, &g)?;
+            closed.insert(g.id.clone(), g.history_hash());
+        }
+        // A link left without its hash by a run that stopped between a
+        // close and the next write.
+        for o in self.following.iter_mut() {
+            if let Some(l) = &mut o.g.prev
+                && l.hash.is_none()
+                && let Some(h) = closed.get(&l.id)
+            {
+                l.hash = Some(h.clone());
+                self.archive.write_generation(lock, &mut o.g)?;
+            }
         }
         Ok(())
     }
@@ -430,6 +455,7 @@ impl Engine {
             bases: Vec::new(),
             marks: Vec::new(),
             closed: None,
+            prev: None,
         };
         let mut g = g;
         if let Some(p) = self.pending.take()
@@ -687,11 +713,15 @@ impl Engine {
         // is what reports them as an unprotected window. Only a WAL that
         // never held a commit goes unrecorded.
         let held = o.seen > archived || !o.first_seen.is_empty();
-        if o.written || !o.g.bases.is_empty() || held {
+        let recorded = o.written || !o.g.bases.is_empty() || held;
+        if recorded {
             self.archive.write_generation(lock, &mut g)?;
         }
         let mut o = self.following.remove(i);
         o.g = g;
+        if recorded {
+            self.seal_links(lock, &o.g)?;
+        }
         tracing::info!(event = "archive.closed", generation = %o.g.id, why = %why, commits = o.g.commits.len(), "a WAL generation ended");
         self.recent.push(o.g);
         if self.recent.len() > 4 {
@@ -701,6 +731,29 @@ impl Engine {
             // The database file has a new header, or another file took
             // its place: it needs an image.
             self.want_base();
+        }
+        Ok(())
+    }
+
+    /// The open records that link to `closed` (recorded while it was
+    /// open) get its history's hash now. A closed record's link is left
+    /// as it is: its own history, which the record after it holds the
+    /// hash of, covers that link.
+    fn seal_links(
+        &mut self,
+        lock: &super::disk::ArchiveLock,
+        closed: &Generation,
+    ) -> Result<(), StoreError> {
+        let hash = closed.history_hash();
+        let archive = self.archive.clone();
+        for o in self.following.iter_mut().filter(|o| o.written) {
+            if let Some(l) = &mut o.g.prev
+                && l.id == closed.id
+                && l.hash.is_none()
+            {
+                l.hash = Some(hash.clone());
+                archive.write_generation(lock, &mut o.g)?;
+            }
         }
         Ok(())
     }

@@ -166,7 +166,7 @@ fn print_status(r: &StatusReport, utc: bool) -> anyhow::Result<()> {
         }
         if c.damaged_records > 0 {
             outln!(
-                "               {} archive record(s) unreadable (verify)",
+                "               {} archive record(s) damaged or missing (verify)",
                 c.damaged_records
             );
         }

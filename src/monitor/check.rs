@@ -230,7 +230,7 @@ pub fn evaluate(f: &Facts, now: DateTime<Utc>) -> Verdict {
                 "archive",
                 Level::Critical,
                 format!(
-                    "{} WAL archive record(s) cannot be read: the commits they hold cannot be restored (ducksnap verify)",
+                    "{} WAL archive record(s) missing, altered or unreadable: the commits they hold cannot be restored (ducksnap verify)",
                     a.damaged_records
                 ),
             ));

@@ -305,7 +305,7 @@ pub fn expire(ctx: &Ctx, store: &Store, now: DateTime<Utc>) -> Result<usize, OpE
             .iter()
             .any(|m| mark_lives(ctx, &Some(m.reason.clone()), m.pinned, m.at, now));
         if closed.at < from && !marked {
-            archive.remove_generation(&lock, &g.id)?;
+            archive.remove_generation(&lock, &g, now)?;
             n += 1;
         }
     }
