@@ -26,7 +26,7 @@ fn python_duckdb_headers_parse() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("py.duckdb");
     run_python(
-        "import duckdb,sys; c=duckdb.connect(sys.argv[1]); c.execute('create table t as select range i from range(1000)'); c.close()",
+        "import duckdb,sys; c=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false'); c.execute('create table t as select range i from range(1000)'); c.close()",
         &[p.to_str().unwrap()],
     );
     let h = Header::read_path(&p).unwrap();
@@ -92,7 +92,7 @@ fn quiescent_snapshot_includes_an_uncheckpointed_wal() {
     // the checkpoint on shutdown).
     run_python(
         "import duckdb,sys
-c=duckdb.connect(sys.argv[1])
+c=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')
 c.execute('create table t(i integer)')
 c.execute('checkpoint')
 c.execute('pragma disable_checkpoint_on_shutdown')
@@ -334,7 +334,7 @@ fn small_contiguous_update_deduplicates() {
     // Update ~1% of rows in one contiguous range (recent records), checkpoint.
     run_python(
         "import duckdb,sys
-c=duckdb.connect(sys.argv[1])
+c=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')
 c.execute('UPDATE events SET amount = amount + 1, kind = \\'edited\\' WHERE id BETWEEN 2400000 AND 2424999')
 c.execute('CHECKPOINT')
 c.close()",
@@ -718,7 +718,7 @@ fn kill_9_during_snapshots_leaves_a_consistent_store() {
             let lo = rng.below(1_400_000);
             run_python(
                 "import duckdb,sys
-c=duckdb.connect(sys.argv[1])
+c=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')
 c.execute(f'UPDATE events SET amount = random() WHERE id BETWEEN {sys.argv[2]} AND {int(sys.argv[2]) + 30000}')
 c.execute('CHECKPOINT')
 c.close()",

@@ -84,7 +84,7 @@ fn daemon_checks_with_one_kept_duckdb_instance() {
     assert_eq!(rows(&snap(), "t"), 1500, "a stale view of the file");
     run_python(
         "import duckdb,sys
-c=duckdb.connect(sys.argv[1])
+c=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')
 c.execute('pragma disable_checkpoint_on_shutdown')
 c.execute('insert into t select range from range(250)')
 c.close()",

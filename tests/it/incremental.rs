@@ -34,7 +34,7 @@ impl App {
 
     fn start_at(db: &Path, opts: &str) -> App {
         let code = "import duckdb, sys, json\n\
-            c = duckdb.connect(':memory:')\n\
+            c = duckdb.connect(':memory:'); c.execute('SET enable_progress_bar = false')\n\
             c.execute(sys.argv[1]); c.execute('USE app')\n\
             print('ready', flush=True)\n\
             for line in sys.stdin:\n\

@@ -171,7 +171,7 @@ fn an_old_wal_is_never_applied_to_the_restored_file() {
     // Changes that live only in the WAL.
     run_python(
         "import duckdb,sys
-c=duckdb.connect(sys.argv[1])
+c=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')
 c.execute('pragma disable_checkpoint_on_shutdown')
 c.execute('DELETE FROM orders WHERE id < 40000')
 c.execute('INSERT INTO customers VALUES (99999, \\'wal only\\')')
@@ -204,7 +204,7 @@ fn restore_refuses_while_the_app_holds_the_database() {
         .arg("-c")
         .arg(
             "import duckdb,sys,os,time
-c=duckdb.connect(sys.argv[1])
+c=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')
 c.execute('pragma disable_checkpoint_on_shutdown')
 c.execute('DELETE FROM orders WHERE id < 10')
 print('ready', flush=True)

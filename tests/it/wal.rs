@@ -93,7 +93,7 @@ impl Written {
         // can be answered from metadata (docs/ARCHITECTURE.md).
         let code = "import duckdb, json, sys
 try:
-    c = duckdb.connect(sys.argv[1], read_only=True)
+    c = duckdb.connect(sys.argv[1], read_only=True); c.execute('SET enable_progress_bar = false')
     out = {}
     for (name,) in c.execute('SELECT table_name FROM duckdb_tables() ORDER BY 1').fetchall():
         n, h = c.execute(f'SELECT count(*), coalesce(sum(hash(x)), 0)::VARCHAR FROM \"{name}\" AS x').fetchone()
@@ -339,7 +339,7 @@ fn a_large_commit_can_skip_the_wal_into_a_checkpoint() {
         "import duckdb, os, shutil, sys
 db = sys.argv[1]
 size = lambda: os.path.getsize(db + '.wal') if os.path.exists(db + '.wal') else 0
-c = duckdb.connect(db)
+c = duckdb.connect(db); c.execute('SET enable_progress_bar = false')
 c.execute(\"SET checkpoint_threshold = '1MB'\")
 c.execute('CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS v FROM range(2000000)')
 c.execute('CHECKPOINT')
@@ -466,7 +466,7 @@ fn an_optimistic_commits_blocks_stay_until_the_next_checkpoint() {
     let out = run_python(
         "import duckdb, os, shutil, sys
 db = sys.argv[1]
-c = duckdb.connect(db)
+c = duckdb.connect(db); c.execute('SET enable_progress_bar = false')
 c.execute(\"SET checkpoint_threshold = '10GB'\")
 c.execute('CREATE TABLE t (i BIGINT, v VARCHAR)')
 c.execute('CHECKPOINT')
@@ -526,13 +526,13 @@ os._exit(0)",
     std::fs::write(dir.join("x.duckdb.wal"), &wal[..a as usize]).unwrap();
     let got = run_python(
         "import duckdb, sys
-c = duckdb.connect(sys.argv[1], read_only=True)
+c = duckdb.connect(sys.argv[1], read_only=True); c.execute('SET enable_progress_bar = false')
 print(*c.execute('SELECT count(*), sum(hash(x))::VARCHAR FROM t AS x').fetchone())",
         &[dir.join("x.duckdb").to_str().unwrap()],
     );
     let want = run_python(
         "import duckdb
-c = duckdb.connect()
+c = duckdb.connect(); c.execute('SET enable_progress_bar = false')
 print(*c.execute(\"SELECT count(*), sum(hash(x))::VARCHAR FROM (SELECT range::BIGINT AS i, md5(range::VARCHAR) AS v FROM range(400000)) AS x\").fetchone())",
         &[],
     );

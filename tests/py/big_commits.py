@@ -19,7 +19,7 @@ from digest import state  # noqa: E402
 
 def main():
     db, log, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    c = duckdb.connect(db)
+    c = duckdb.connect(db); c.execute('SET enable_progress_bar = false')
     c.execute("SET checkpoint_threshold = '10GB'")
     c.execute("CREATE TABLE IF NOT EXISTS seq (n BIGINT)")
     c.execute("CREATE TABLE IF NOT EXISTS t (i BIGINT, v VARCHAR)")

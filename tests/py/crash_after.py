@@ -13,7 +13,7 @@ import duckdb
 
 
 def main():
-    c = duckdb.connect(sys.argv[1])
+    c = duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')
     c.execute("SET checkpoint_threshold = '10GB'")
     for v in sys.argv[2:]:
         c.execute("INSERT INTO t VALUES (?)", [int(v)])

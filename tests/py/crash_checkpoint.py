@@ -19,7 +19,7 @@ import time
 import duckdb
 
 path, mode, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
-con = duckdb.connect(path)
+con = duckdb.connect(path); con.execute('SET enable_progress_bar = false')
 con.execute("CREATE TABLE IF NOT EXISTS big(i BIGINT, v DOUBLE)")
 con.execute("CREATE TABLE IF NOT EXISTS c(id BIGINT)")
 if con.execute("SELECT count(*) FROM big").fetchone()[0] == 0:

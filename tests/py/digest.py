@@ -25,7 +25,7 @@ def main():
     res = {}
     for f in sys.argv[1:]:
         try:
-            c = duckdb.connect(f, read_only=True)
+            c = duckdb.connect(f, read_only=True); c.execute('SET enable_progress_bar = false')
             has_seq = c.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'seq'").fetchone()[0]
             seq = c.execute("SELECT max(n) FROM seq").fetchone()[0] if has_seq else None
             res[f] = {"seq": seq, "state": state(c)}

@@ -26,7 +26,7 @@ checkpoint_every = int(sys.argv[3]) if len(sys.argv) > 3 else 40
 bulk_every = int(sys.argv[4]) if len(sys.argv) > 4 else 150
 pad_mb = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 
-con = duckdb.connect(path)
+con = duckdb.connect(path); con.execute('SET enable_progress_bar = false')
 con.execute("CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance BIGINT)")
 con.execute("INSERT INTO accounts SELECT range, 0 FROM range(500)")
 con.execute("CREATE TABLE counter(n BIGINT)")

@@ -7,7 +7,7 @@ import sys
 import duckdb
 
 path, rows = sys.argv[1], int(sys.argv[2])
-con = duckdb.connect(path)
+con = duckdb.connect(path); con.execute('SET enable_progress_bar = false')
 con.execute(f"""
 CREATE TABLE events AS
 SELECT range AS id,

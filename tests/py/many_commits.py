@@ -19,7 +19,7 @@ import duckdb
 
 def main():
     db, log, n, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    c = duckdb.connect(db)
+    c = duckdb.connect(db); c.execute('SET enable_progress_bar = false')
     c.execute("SET checkpoint_threshold = '10GB'")
     out = open(log, "a", buffering=1)
     for k in range(1, n + 1):

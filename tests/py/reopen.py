@@ -22,7 +22,7 @@ def main():
     for i in range(n):
         while True:
             try:
-                c = duckdb.connect(db)
+                c = duckdb.connect(db); c.execute('SET enable_progress_bar = false')
                 break
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower():

@@ -29,7 +29,7 @@ def main():
     config = {}
     if len(sys.argv) > 5:
         config["storage_compatibility_version"] = sys.argv[5]
-    c = duckdb.connect(db, config=config)
+    c = duckdb.connect(db, config=config); c.execute('SET enable_progress_bar = false')
     c.execute("SET checkpoint_threshold = '2MB'")
     c.execute("CREATE TABLE IF NOT EXISTS seq (n BIGINT)")
     c.execute("CREATE TABLE IF NOT EXISTS t (i BIGINT, v VARCHAR)")

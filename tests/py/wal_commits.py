@@ -50,7 +50,7 @@ def main():
     config = {}
     if len(sys.argv) > 3:
         config["storage_compatibility_version"] = sys.argv[3]
-    c = duckdb.connect(db, config=config)
+    c = duckdb.connect(db, config=config); c.execute('SET enable_progress_bar = false')
     c.execute("SET checkpoint_threshold = '10GB'")
     c.execute("CREATE TABLE t (i BIGINT, v VARCHAR)")
     c.execute("CHECKPOINT")
