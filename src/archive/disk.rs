@@ -338,18 +338,27 @@ impl Archive {
         }
     }
 
-    /// Every tombstone, and the files that are not one.
-    fn tombstones(&self) -> Result<(Vec<Tombstone>, Vec<BadRecord>)> {
-        let dir = self.root.join("tombstones");
-        let (mut out, mut bad) = (Vec::new(), Vec::new());
+    /// The names and paths of what the archive's directory `sub` holds
+    /// (nothing when it does not exist).
+    fn files_in(&self, sub: &str) -> Result<Vec<(String, PathBuf)>> {
+        let dir = self.root.join(sub);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((out, bad)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err("read directory", &dir)(e)),
         };
-        for e in entries {
-            let e = e.map_err(io_err("read directory", &dir))?;
-            let file = e.file_name().to_string_lossy().into_owned();
+        entries
+            .map(|e| {
+                let e = e.map_err(io_err("read directory", &dir))?;
+                Ok((e.file_name().to_string_lossy().into_owned(), e.path()))
+            })
+            .collect()
+    }
+
+    /// Every tombstone, and the files that are not one.
+    fn tombstones(&self) -> Result<(Vec<Tombstone>, Vec<BadRecord>)> {
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        for (file, _) in self.files_in("tombstones")? {
             let read = file
                 .strip_suffix(".json")
                 .ok_or_else(|| "not a tombstone (.json) file".to_string())
@@ -374,18 +383,10 @@ impl Archive {
     /// Every generation record, oldest first, and the files that are not
     /// valid records.
     pub fn generations(&self) -> Result<(Vec<Generation>, Vec<BadRecord>)> {
-        let dir = self.root.join("generations");
         let mut out = Vec::new();
         let mut bad = Vec::new();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((out, bad)),
-            Err(e) => return Err(io_err("read directory", &dir)(e)),
-        };
-        for e in entries {
-            let e = e.map_err(io_err("read directory", &dir))?;
-            let file = e.file_name().to_string_lossy().into_owned();
-            match self.read_record(&e.path(), &file) {
+        for (file, path) in self.files_in("generations")? {
+            match self.read_record(&path, &file) {
                 Ok(g) => out.push(g),
                 Err((reason, bases)) => bad.push(BadRecord {
                     file,
