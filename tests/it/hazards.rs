@@ -35,7 +35,7 @@ fn app_view(python: &Path, db: &Path) -> String {
     let out = Command::new(python)
         .arg("-c")
         .arg(
-            "import duckdb,sys\nc=duckdb.connect(sys.argv[1], read_only=True); nc.execute('SET enable_progress_bar = false')\n\
+            "import duckdb,sys\nc=duckdb.connect(sys.argv[1], read_only=True); c.execute('SET enable_progress_bar = false')\n\
              print(c.execute('SELECT count(*), max(id) FROM c').fetchone(), \
              c.execute('SELECT round(sum(v), 3) FROM big').fetchone())",
         )
@@ -248,7 +248,7 @@ fn stale_side_files_at_a_restore_target() {
 /// A database with committed rows only in its WAL (the app still open).
 fn db_with_wal(ws: &Workspace) {
     run_python(
-        "import duckdb,sys,os\nc=duckdb.connect(sys.argv[1]); nc.execute('SET enable_progress_bar = false')\n\
+        "import duckdb,sys,os\nc=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')\n\
          c.execute('CREATE TABLE t AS SELECT range i FROM range(500)')\nc.execute('CHECKPOINT')\n\
          c.execute('INSERT INTO t SELECT range FROM range(500, 700)')\nos._exit(0)",
         &[ws.db().to_str().unwrap()],
@@ -316,7 +316,7 @@ fn symlinked_database_is_followed() {
     std::fs::create_dir_all(&real_dir).unwrap();
     let real = real_dir.join("app.duckdb");
     run_python(
-        "import duckdb,sys,os\nc=duckdb.connect(sys.argv[1]); nc.execute('SET enable_progress_bar = false')\n\
+        "import duckdb,sys,os\nc=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')\n\
          c.execute('CREATE TABLE t AS SELECT range i FROM range(500)')\nc.execute('CHECKPOINT')\n\
          c.execute('INSERT INTO t SELECT range FROM range(500, 700)')\nos._exit(0)",
         &[real.to_str().unwrap()],
@@ -329,7 +329,7 @@ fn symlinked_database_is_followed() {
     );
     // Change the real database, then restore in place.
     run_python(
-        "import duckdb,sys\nc=duckdb.connect(sys.argv[1]); nc.execute('SET enable_progress_bar = false')\nc.execute('DELETE FROM t')\nc.close()",
+        "import duckdb,sys\nc=duckdb.connect(sys.argv[1]); c.execute('SET enable_progress_bar = false')\nc.execute('DELETE FROM t')\nc.close()",
         &[real.to_str().unwrap()],
     );
     let out = ws.run(&["restore", &id, "--yes"]);
