@@ -146,6 +146,11 @@ pub struct Engine {
     want: Box<dyn FnMut(Want) + Send>,
 }
 
+/// A record whose link could not be given its predecessor's hash now.
+fn link_failed(id: &SnapshotId, e: &StoreError) {
+    tracing::warn!(event = "archive.link_failed", generation = %id, error = %e, "could not write the hash of the generation before this one yet; it goes out with this record's next write");
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -374,7 +379,7 @@ impl Engine {
             });
             self.archive.write_generation(lock, &mut g)?;
             tracing::warn!(event = "archive.lost", generation = %g.id, "a WAL archived by an earlier run changed while ducksnap was not following it: commits in between are not archived");
-            self.seal_links(lock, &g)?;
+            self.seal_links(lock, &g);
             closed.insert(g.id.clone(), g.history_hash());
         }
         // A link left without its hash by a run that stopped between a
@@ -385,7 +390,9 @@ impl Engine {
                 && let Some(h) = closed.get(&l.id)
             {
                 l.hash = Some(h.clone());
-                self.archive.write_generation(lock, &mut o.g)?;
+                if let Err(e) = self.archive.write_generation(lock, &mut o.g) {
+                    link_failed(&o.g.id, &e);
+                }
             }
         }
         Ok(())
@@ -720,7 +727,7 @@ impl Engine {
         let mut o = self.following.remove(i);
         o.g = g;
         if recorded {
-            self.seal_links(lock, &o.g)?;
+            self.seal_links(lock, &o.g);
         }
         tracing::info!(event = "archive.closed", generation = %o.g.id, why = %why, commits = o.g.commits.len(), "a WAL generation ended");
         self.recent.push(o.g);
@@ -738,12 +745,10 @@ impl Engine {
     /// The open records that link to `closed` (recorded while it was
     /// open) get its history's hash now. A closed record's link is left
     /// as it is: its own history, which the record after it holds the
-    /// hash of, covers that link.
-    fn seal_links(
-        &mut self,
-        lock: &super::disk::ArchiveLock,
-        closed: &Generation,
-    ) -> Result<(), StoreError> {
+    /// hash of, covers that link. A write that fails is only logged: the
+    /// close itself stands, and the hash goes out with the record's next
+    /// write.
+    fn seal_links(&mut self, lock: &super::disk::ArchiveLock, closed: &Generation) {
         let hash = closed.history_hash();
         let archive = self.archive.clone();
         for o in self.following.iter_mut().filter(|o| o.written) {
@@ -752,10 +757,11 @@ impl Engine {
                 && l.hash.is_none()
             {
                 l.hash = Some(hash.clone());
-                archive.write_generation(lock, &mut o.g)?;
+                if let Err(e) = archive.write_generation(lock, &mut o.g) {
+                    link_failed(&o.g.id, &e);
+                }
             }
         }
-        Ok(())
     }
 
     /// Archives everything the WAL holds, then records a named restore
