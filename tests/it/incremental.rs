@@ -459,7 +459,7 @@ fn app_and_daemon(ws: &Workspace) -> (App, Daemon) {
 fn a_daemon_follows_every_checkpoint() {
     use ducksnap::capture::chain::{Changed, Marks};
     let ws = Workspace::new();
-    let (mut app, d) = app_and_daemon(&ws);
+    let (mut app, mut d) = app_and_daemon(&ws);
     let mut c = d.connect();
     let snap = |c: &mut Conn| {
         let r = c.call(serde_json::json!({"op": "snapshot"}));
@@ -517,6 +517,13 @@ fn a_daemon_follows_every_checkpoint() {
         (prev, before) = (id, after);
     }
     drop(c);
+    // Its whole log: a gap logged just before a reply is counted too.
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(
+        d.count("snapshot.created"),
+        steps.len() + 1,
+        "the daemon's log was read"
+    );
     let gaps = d.count("capture.chain_gap");
     println!(
         "{primed_runs} of {} snapshots primed; {gaps} headers missed",

@@ -148,8 +148,26 @@ impl Daemon {
         None
     }
 
-    pub(crate) fn count(&self, event: &str) -> usize {
+    /// How many events named `event` the daemon logged so far: the lines
+    /// its log pipe holds now are read first (after [`Daemon::stop`], the
+    /// whole log).
+    pub(crate) fn count(&mut self, event: &str) -> usize {
+        while let Ok(v) = self.logs.try_recv() {
+            self.seen.push(v);
+        }
         self.seen.iter().filter(|v| v["event"] == event).count()
+    }
+
+    /// Stops the daemon (SIGTERM) and reads its log to the end; returns
+    /// its exit code.
+    pub(crate) fn stop(&mut self) -> Option<i32> {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let code = self.wait_exit(Duration::from_secs(25));
+        // The reader thread hangs up at the pipe's end.
+        while let Ok(v) = self.logs.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(v);
+        }
+        code
     }
 
     pub(crate) fn pid(&self) -> i32 {
