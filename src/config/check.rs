@@ -133,11 +133,11 @@ impl Checker<'_> {
     }
 
     fn capture(&self, raw: RawCapture) -> Result<CaptureConfig, ConfigError> {
-        let attempts = raw.attempts.unwrap_or(100);
-        if attempts == 0 || attempts > 1000 {
+        let attempts = raw.attempts.unwrap_or(1000);
+        if attempts == 0 || attempts > 100_000 {
             return Err(self.invalid(
                 "capture.attempts",
-                format!("{attempts} is out of range 1..=1000"),
+                format!("{attempts} is out of range 1..=100000"),
             ));
         }
         let timeout = raw.timeout.unwrap_or(ms(60_000));
