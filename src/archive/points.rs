@@ -363,7 +363,9 @@ pub fn prepare(
     for b in g.bases.iter().filter(|b| b.wal_len >= need) {
         let cand = store.load_manifest(&b.snapshot)?;
         let theirs = base_wal(store, &cand)?;
-        let n = theirs.len().min(bytes.len());
+        // As far as it was recorded for: past that, its WAL may hold what
+        // the archive's history does not (a cut checkpoint marker).
+        let n = theirs.len().min(bytes.len()).min(b.wal_len as usize);
         if theirs[..n] == bytes[..n] {
             m = Some(cand);
             break;

@@ -139,8 +139,10 @@ pub struct CommitPage {
 #[serde(deny_unknown_fields)]
 pub struct BaseMark {
     pub snapshot: SnapshotId,
-    /// Bytes of this WAL the snapshot holds (0: none): its database image
-    /// was taken after every commit ending at or before this offset.
+    /// Bytes of this WAL the snapshot holds and the archive held the same
+    /// when it was recorded (0: none): its database image was taken after
+    /// every commit ending at or before this offset. Its WAL past this is
+    /// never compared or used.
     pub wal_len: u64,
 }
 

@@ -832,32 +832,46 @@ impl Engine {
         let mut matched = false;
         let archive = self.archive.clone();
         // Same database header; and its WAL, if any, is this generation's:
-        // the same header, and every byte both hold the same.
+        // the same header, and every byte both hold the same. What it is
+        // recorded for is its WAL as far as the archive holds it (it ran
+        // a pass just before): bytes past that are not of this history —
+        // a checkpoint marker the app was killed after, which DuckDB cut
+        // off when it opened the database again and wrote commits over
+        // (shown by a_checkpoint_every_100_ms_never_restores_anything_wrong).
         let db_now = File::open(&self.db).ok().and_then(|f| ino_of(&f).ok());
-        let fits = |g: &Generation| {
+        let fits = |g: &Generation| -> Option<u64> {
             if g.db_iteration != m.database.iteration {
-                return false;
+                return None;
             }
             if g.db_inode.is_some() && g.db_inode != db_now {
-                return false;
+                return None;
             }
             if wal_len == 0 {
-                return true;
+                return Some(0);
             }
             if theirs.get(..g.header_len() as usize).map(hex).as_deref() != Some(g.header.as_str())
             {
-                return false;
+                return None;
             }
-            let n = wal_len.min(g.archived_to()) as usize;
+            let n = wal_len.min(g.archived_to());
             archive
-                .wal_prefix(g, n as u64)
-                .is_ok_and(|ours| ours.len() == n && ours[..] == theirs[..n])
+                .wal_prefix(g, n)
+                .is_ok_and(|ours| ours.len() as u64 == n && ours[..] == theirs[..n as usize])
+                .then_some(n)
+        };
+        let unheld = |g: &Generation, len: u64| {
+            if len < wal_len {
+                tracing::debug!(event = "archive.base_partial", snapshot = %id, generation = %g.id, wal_len, archived = len, "a base's WAL is longer than the archive: it serves the points up to what the archive holds");
+            }
         };
         for o in self.following.iter_mut() {
-            if fits(&o.g) && !o.g.bases.iter().any(|b| &b.snapshot == id) {
+            if let Some(len) = fits(&o.g)
+                && !o.g.bases.iter().any(|b| &b.snapshot == id)
+            {
+                unheld(&o.g, len);
                 o.g.bases.push(BaseMark {
                     snapshot: id.clone(),
-                    wal_len,
+                    wal_len: len,
                 });
                 if o.written {
                     self.archive.write_generation(&lock, &mut o.g)?;
@@ -866,10 +880,13 @@ impl Engine {
             }
         }
         for g in self.recent.iter_mut() {
-            if fits(g) && !g.bases.iter().any(|b| &b.snapshot == id) {
+            if let Some(len) = fits(g)
+                && !g.bases.iter().any(|b| &b.snapshot == id)
+            {
+                unheld(g, len);
                 g.bases.push(BaseMark {
                     snapshot: id.clone(),
-                    wal_len,
+                    wal_len: len,
                 });
                 self.archive.write_generation(&lock, g)?;
                 matched = true;
