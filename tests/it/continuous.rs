@@ -547,13 +547,14 @@ fn a_damaged_segment_is_named_and_no_point_past_it_is_restored() {
 fn stress_two_thousand_restore_points_hold_exactly_their_commits() {
     // `DUCKSNAP_STRESS_POINTS=10000` (read, never set, here) sizes the
     // longer run docs/BENCHMARKS.md reports; `.ci/run` runs 2,000. The
-    // app's rounds grow with it (50 rounds of 4-10 s per 2,000 points), so
-    // that there are that many points to restore.
+    // app's rounds grow with it (one round of 4-10 s per 100 points, 50 at
+    // least: a round commits 100 or more), so that there are that many
+    // points to restore.
     let points: usize = std::env::var("DUCKSNAP_STRESS_POINTS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
-    let rounds = (50 * points).div_ceil(2000).max(50) as u64;
+    let rounds = points.div_ceil(100).max(50) as u64;
     torture_run(&python(), rounds, points, 101, Also::Longer);
 }
 
