@@ -55,7 +55,7 @@ def main():
             c.execute("INSERT INTO t VALUES (?, ?)", [n, f"s{n}"])
         elif kind == "bulk":
             c.execute(
-                "INSERT INTO t SELECT ? * 1000000 + range, 'b' || range FROM range(?)",
+                "INSERT INTO t SELECT CAST(? AS BIGINT) * 1000000 + range, 'b' || range FROM range(?)",
                 [n, rng.choice([150_000, 300_000])],
             )
         elif kind == "update":
