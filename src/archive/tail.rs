@@ -837,7 +837,8 @@ impl Engine {
         // a pass just before): bytes past that are not of this history —
         // a checkpoint marker the app was killed after, which DuckDB cut
         // off when it opened the database again and wrote commits over
-        // (shown by a_checkpoint_every_100_ms_never_restores_anything_wrong).
+        // (a_base_whose_wal_runs_past_the_archive_serves_the_points_after_it;
+        // found by a_checkpoint_every_100_ms_never_restores_anything_wrong).
         let db_now = File::open(&self.db).ok().and_then(|f| ino_of(&f).ok());
         let fits = |g: &Generation| -> Option<u64> {
             if g.db_iteration != m.database.iteration {
