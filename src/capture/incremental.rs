@@ -9,7 +9,8 @@
 //!
 //! Read, in the window in which no write to the database may happen: the
 //! header region, every marked block (free or metadata under one of those
-//! headers, or past one's block count), and the WAL. Nothing else.
+//! headers, or past one's block count), and the WAL. Nothing else: what
+//! it read is written into the mirror after it ([`Staged`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -325,9 +326,30 @@ fn moved(file: &File, db: &Path, stamp: &Stamp, header: &Header) -> Result<bool,
     Ok(now != *stamp || Header::read_at(file, db)?.iteration != header.iteration)
 }
 
-/// Step 5, the window: the WAL and the planned ranges copied from the live
-/// file into the mirror, which is cut to the live size. Returns the bytes
-/// read.
+/// At most this many bytes (WAL and planned ranges) a window holds in
+/// memory; a larger window writes into the mirror as it reads.
+const WINDOW_BUFFER: u64 = 64 << 20;
+
+/// What a window read. Held in memory until the window's checks are done:
+/// a write into the mirror can wait for the kernel to write back dirty
+/// pages (a store busy with other snapshots), which would stretch the
+/// window over the app's next checkpoint. Past [`WINDOW_BUFFER`] it was
+/// written into the mirror as it was read.
+enum Staged {
+    Held {
+        /// The WAL's bytes; `None`: the database had no WAL.
+        wal: Option<Vec<u8>>,
+        ranges: Vec<(u64, Vec<u8>)>,
+        read_bytes: u64,
+    },
+    Written {
+        read_bytes: u64,
+    },
+}
+
+/// Step 5, the window: the WAL and the planned ranges read from the live
+/// file — into memory, or straight into the mirror when they are too
+/// large ([`Staged`]). Returns what was read; [`write_out`] finishes it.
 fn stage(
     file: &File,
     db: &Path,
@@ -335,39 +357,77 @@ fn stage(
     plan: &Plan,
     live: &Live,
     touched: &mut BTreeSet<u64>,
-) -> Result<u64, AttemptError> {
+) -> Result<Staged, AttemptError> {
+    let wal = wal_path(db);
+    let w = open_optional(&wal)?;
+    let wal_len = match &w {
+        Some(w) => w.metadata().map_err(io_err("stat", &wal))?.len(),
+        None => 0,
+    };
+    let planned: u64 = plan.reads.iter().map(|(s, e)| e - s).sum();
+    if planned + wal_len > WINDOW_BUFFER {
+        return stage_into_mirror(file, db, basis, plan, live, touched, w, wal_len);
+    }
+    let wal_bytes = match w {
+        Some(w) => {
+            let mut buf = vec![0u8; wal_len as usize];
+            let got = crate::store::read_full_at(&w, &mut buf, 0).map_err(io_err("read", &wal))?;
+            if got < buf.len() {
+                return Err(shrank(&wal));
+            }
+            Some(buf)
+        }
+        None => None,
+    };
+    let mut ranges = Vec::with_capacity(plan.reads.len());
+    for &(start, end) in &plan.reads {
+        let mut buf = vec![0u8; (end - start) as usize];
+        let got = crate::store::read_full_at(file, &mut buf, start).map_err(io_err("read", db))?;
+        if got < buf.len() {
+            return Err(shrank(db));
+        }
+        ranges.push((start, buf));
+    }
+    Ok(Staged::Held {
+        wal: wal_bytes,
+        ranges,
+        read_bytes: planned + wal_len,
+    })
+}
+
+fn shrank(path: &Path) -> AttemptError {
+    AttemptError::Unstable(format!("{} shrank during the copy", path.display()))
+}
+
+/// [`stage`] for a window too large to hold: the WAL and the planned
+/// ranges copied from the live file into the mirror as they are read.
+#[allow(clippy::too_many_arguments)]
+fn stage_into_mirror(
+    file: &File,
+    db: &Path,
+    basis: &Basis,
+    plan: &Plan,
+    live: &Live,
+    touched: &mut BTreeSet<u64>,
+    w: Option<File>,
+    wal_len: u64,
+) -> Result<Staged, AttemptError> {
     let wal = wal_path(db);
     let staged_wal = duckfile::side_path(&basis.path, ".wal");
-    let mut read_bytes = 0;
-    match open_optional(&wal)? {
-        Some(w) => {
-            let len = w.metadata().map_err(io_err("stat", &wal))?.len();
-            kernel_copy(&w, &wal, &staged_wal, len)?;
-            read_bytes += len;
-        }
-        None => match std::fs::remove_file(&staged_wal) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("remove", &staged_wal)(e).into()),
-        },
+    match w {
+        Some(w) => kernel_copy(&w, &wal, &staged_wal, wal_len)?,
+        None => remove_staged_wal(&staged_wal)?,
     }
-    let out = OpenOptions::new()
-        .write(true)
-        .open(&basis.path)
-        .map_err(io_err("open", &basis.path))?;
+    let out = open_mirror(basis)?;
     let bs = live.map.block_size;
+    let mut read_bytes = wal_len;
     let mut buf = Vec::new();
     for &(start, end) in &plan.reads {
-        if start >= HEADER_REGION {
-            touched.extend((start - HEADER_REGION) / bs..(end - HEADER_REGION).div_ceil(bs));
-        }
+        mark_touched(touched, start, end, bs);
         buf.resize((end - start) as usize, 0);
         let got = crate::store::read_full_at(file, &mut buf, start).map_err(io_err("read", db))?;
         if got < buf.len() {
-            return Err(AttemptError::Unstable(format!(
-                "{} shrank during the copy",
-                db.display()
-            )));
+            return Err(shrank(db));
         }
         out.write_all_at(&buf, start)
             .map_err(io_err("write", &basis.path))?;
@@ -375,7 +435,82 @@ fn stage(
     }
     out.set_len(live.stamp.size)
         .map_err(io_err("truncate", &basis.path))?;
+    Ok(Staged::Written { read_bytes })
+}
+
+/// After the window: what it held in memory written into the mirror (and
+/// its WAL beside it), which is cut to the live size. Returns the bytes
+/// the window read.
+fn write_out(
+    staged: Staged,
+    basis: &Basis,
+    live: &Live,
+    touched: &mut BTreeSet<u64>,
+) -> Result<u64, AttemptError> {
+    let (wal, ranges, read_bytes) = match staged {
+        Staged::Written { read_bytes } => return Ok(read_bytes),
+        Staged::Held {
+            wal,
+            ranges,
+            read_bytes,
+        } => (wal, ranges, read_bytes),
+    };
+    let staged_wal = duckfile::side_path(&basis.path, ".wal");
+    match wal {
+        Some(bytes) => write_staged_wal(&staged_wal, &bytes)?,
+        None => remove_staged_wal(&staged_wal)?,
+    }
+    let out = open_mirror(basis)?;
+    let bs = live.map.block_size;
+    for (start, bytes) in &ranges {
+        mark_touched(touched, *start, start + bytes.len() as u64, bs);
+        out.write_all_at(bytes, *start)
+            .map_err(io_err("write", &basis.path))?;
+    }
+    out.set_len(live.stamp.size)
+        .map_err(io_err("truncate", &basis.path))?;
     Ok(read_bytes)
+}
+
+/// The blocks of `start..end` (past the header region) join `touched`:
+/// the mirror holds what this capture read there.
+fn mark_touched(touched: &mut BTreeSet<u64>, start: u64, end: u64, bs: u64) {
+    if start >= HEADER_REGION {
+        touched.extend((start - HEADER_REGION) / bs..(end - HEADER_REGION).div_ceil(bs));
+    }
+}
+
+fn open_mirror(basis: &Basis) -> Result<File, AttemptError> {
+    Ok(OpenOptions::new()
+        .write(true)
+        .open(&basis.path)
+        .map_err(io_err("open", &basis.path))?)
+}
+
+/// The mirror's WAL, written from the bytes a window read (private, never
+/// through a link planted at its name).
+fn write_staged_wal(dest: &Path, bytes: &[u8]) -> Result<(), AttemptError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dest)
+        .map_err(io_err("create", dest))?;
+    out.write_all_at(bytes, 0).map_err(io_err("write", dest))?;
+    out.set_len(bytes.len() as u64)
+        .map_err(io_err("truncate", dest))?;
+    Ok(())
+}
+
+fn remove_staged_wal(staged_wal: &Path) -> Result<(), AttemptError> {
+    match std::fs::remove_file(staged_wal) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", staged_wal)(e).into()),
+    }
 }
 
 /// Step 6, the guard, when `every` has passed since the mirror was last
@@ -445,33 +580,58 @@ fn trip(
 
 /// Step 5: the window — [`stage`] — and the checks that nothing wrote the
 /// database across it (from `start`, its stamp as the window began).
-/// Returns the bytes read.
+/// Returns the bytes read. When the window was read whole but the
+/// database moved across it, `basis` is moved up to the header the attempt
+/// planned from ([`rebase`]) before the attempt is retried.
 fn window(
     file: &File,
     db: &Path,
-    basis: &Basis,
+    basis: &mut Basis,
     plan: &Plan,
     live: &Live,
     start: &Stamp,
     touched: &mut BTreeSet<u64>,
 ) -> Result<u64, AttemptError> {
     let window = std::time::Instant::now();
-    let read_bytes = stage(file, db, basis, plan, live, touched)?;
+    let staged = stage(file, db, basis, plan, live, touched)?;
     let after = Header::read_at(file, db)?;
     let stamp_after = Stamp::of(&file.metadata().map_err(io_err("stat", db))?);
+    let window_ms = window.elapsed().as_secs_f64() * 1e3;
+    let held = if after.iteration != live.header.iteration {
+        Err(AttemptError::Unstable(
+            "the database was written during the copy".into(),
+        ))
+    } else {
+        still_the_same(db, start, &stamp_after)
+    };
+    let read_bytes = write_out(staged, basis, live, touched)?;
     tracing::debug!(
         event = "capture.window",
-        window_ms = window.elapsed().as_secs_f64() * 1e3,
+        window_ms,
         read_bytes,
+        held = held.is_ok(),
         "incremental copy staged"
     );
-    if after.iteration != live.header.iteration {
-        return Err(AttemptError::Unstable(
-            "the database was written during the copy".into(),
-        ));
+    if let Err(e) = held {
+        rebase(basis, live);
+        return Err(e);
     }
-    still_the_same(db, start, &stamp_after)?;
     Ok(read_bytes)
+}
+
+/// After a window that read every planned block but saw the database move:
+/// the mirror now holds what a prime at the planned header would have
+/// written ([`super::prime`]). Every block the old basis trusted and no
+/// header since the planned one marks was the live file's then and still
+/// is; every block it did not trust was read in the window, after that
+/// header was — whatever was written there since is under a mark of that
+/// header or of a later one, which the next attempt reads again. So the
+/// next attempt plans from this header: what it must read stays what the
+/// last few checkpoints marked, not the union of every header's marks
+/// since the mirror was taken.
+fn rebase(basis: &mut Basis, live: &Live) {
+    basis.since = Marks::of(&live.map);
+    basis.quiet = None;
 }
 
 /// One incremental attempt (the steps are docs/ARCHITECTURE.md's, "Which
@@ -481,7 +641,7 @@ pub(super) fn incremental_attempt(
     cx: &Context,
     file: &File,
     db: &Path,
-    basis: &Basis,
+    basis: &mut Basis,
     touched: &mut BTreeSet<u64>,
     new_chunks: &mut HashMap<String, u64>,
 ) -> Result<Result<Attempt, NotNow>, AttemptError> {
@@ -500,7 +660,7 @@ pub(super) fn incremental_attempt(
         return Ok(Err(refused));
     }
     mirror::forget(cx.store)?;
-    warm(file, db, &plan)?;
+    warm(file, db, &plan, live.map.block_size, touched)?;
     let started = std::time::SystemTime::now();
     let start = window_start(file, db, &live)?;
     let read_bytes = window(file, db, basis, &plan, &live, &start, touched)?;
@@ -547,12 +707,33 @@ pub(super) fn incremental_attempt(
 /// Reads the ranges the window will read once beforehand, so that the
 /// window reads them from the page cache (a large database under memory
 /// pressure has them on disk, and a window that waits for the disk spans
-/// the app's writes).
-fn warm(file: &File, db: &Path, plan: &Plan) -> Result<(), AttemptError> {
+/// the app's writes). Blocks an earlier attempt or prime of this capture
+/// read (`touched`) are in the cache already and are skipped: a retry
+/// starts its window sooner after the checkpoint it waited for.
+fn warm(
+    file: &File,
+    db: &Path,
+    plan: &Plan,
+    bs: u64,
+    touched: &BTreeSet<u64>,
+) -> Result<(), AttemptError> {
     let mut buf = Vec::new();
     for &(start, end) in &plan.reads {
-        buf.resize((end - start) as usize, 0);
-        crate::store::read_full_at(file, &mut buf, start).map_err(io_err("read", db))?;
+        let mut at = start;
+        while at < end {
+            let block = at.saturating_sub(HEADER_REGION) / bs;
+            let next = if at < HEADER_REGION {
+                HEADER_REGION
+            } else {
+                HEADER_REGION + (block + 1) * bs
+            }
+            .min(end);
+            if at < HEADER_REGION || !touched.contains(&block) {
+                buf.resize((next - at) as usize, 0);
+                crate::store::read_full_at(file, &mut buf, at).map_err(io_err("read", db))?;
+            }
+            at = next;
+        }
     }
     Ok(())
 }

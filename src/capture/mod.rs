@@ -397,7 +397,9 @@ fn changed_only(
                 )?
             }
         };
-        let outcome = incremental_attempt(&cx, file, db, &basis, &mut using.touched, new_chunks);
+        let mut basis = basis;
+        let outcome =
+            incremental_attempt(&cx, file, db, &mut basis, &mut using.touched, new_chunks);
         match outcome {
             Ok(Ok(a)) => {
                 using.basis = Some(basis);
