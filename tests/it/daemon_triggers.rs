@@ -174,8 +174,10 @@ fn snapshots_succeed_under_heavy_checkpointing() {
         std::thread::sleep(Duration::from_millis(1500));
     }
     let one_shot = ids.len();
-    {
-        let d = Daemon::start(&ws, &[]);
+    // The daemon logs every attempt (debug): what its retries met is
+    // printed, so that a failure says why.
+    let daemon_log = {
+        let mut d = Daemon::start(&ws, &[("DUCKSNAP_LOG", "ducksnap=debug")]);
         let mut c = d.connect();
         for _ in 0..50 {
             let r = c.call(json!({"op": "snapshot"}));
@@ -187,7 +189,10 @@ fn snapshots_succeed_under_heavy_checkpointing() {
             record(v, &mut ids);
             std::thread::sleep(Duration::from_millis(1500));
         }
-    }
+        drop(c);
+        d.stop();
+        std::mem::take(&mut d.seen)
+    };
     std::fs::write(&stop, b"").unwrap();
     let tail: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(writer.wait().unwrap().success(), "writer failed: {tail:?}");
@@ -211,10 +216,11 @@ fn snapshots_succeed_under_heavy_checkpointing() {
     };
     println!(
         "heavy checkpointing on {size} bytes: {one_shot}/100 one-shot and {}/50 daemon snapshots succeeded; \
-         attempts used {hist:?}; one-shot: {}; daemon: {}; writer {tail:?}; failures {failed:?}",
+         attempts used {hist:?}; one-shot: {}; daemon: {}; daemon attempts: {}; writer {tail:?}; failures {failed:?}",
         ids.len() - one_shot,
         sum(shots),
         sum(served),
+        attempts_seen(&daemon_log),
     );
     assert!(
         one_shot >= 99,
@@ -383,4 +389,41 @@ fn a_day_in_fast_forward_on_the_real_daemon() {
         "{} snapshots kept: {ids:?}; pre-restore {pre_restore:?}",
         ids.len()
     );
+}
+
+/// What a daemon's debug log says about its capture attempts: why retries
+/// were made (counted by reason) and its incremental windows (how long,
+/// how much they read, how many held).
+fn attempts_seen(log: &[Value]) -> String {
+    let mut reasons = std::collections::BTreeMap::new();
+    let (mut ms, mut bytes, mut held) = (Vec::new(), Vec::new(), 0);
+    for v in log {
+        match v["event"].as_str() {
+            Some("capture.retry") => {
+                let r = v["reason"].as_str().unwrap_or("?").to_string();
+                *reasons.entry(r).or_insert(0) += 1;
+            }
+            Some("capture.window") => {
+                ms.push(v["window_ms"].as_f64().unwrap_or(f64::NAN));
+                bytes.push(v["read_bytes"].as_u64().unwrap_or(0));
+                held += usize::from(v["held"] == true);
+            }
+            _ => {}
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    bytes.sort_unstable();
+    let at = |n: usize, q: f64| ((n as f64 - 1.0) * q).round() as usize;
+    let (ms_p50, ms_max) = match ms.len() {
+        0 => (f64::NAN, f64::NAN),
+        n => (ms[at(n, 0.5)], ms[n - 1]),
+    };
+    let (b_p50, b_max) = match bytes.len() {
+        0 => (0, 0),
+        n => (bytes[at(n, 0.5)], bytes[n - 1]),
+    };
+    format!(
+        "{} windows ({held} held): ms p50 {ms_p50:.1} max {ms_max:.1}, bytes p50 {b_p50} max {b_max}; retries {reasons:?}",
+        ms.len()
+    )
 }
