@@ -19,6 +19,7 @@ mod config_check;
 mod daemon;
 mod demo;
 mod diff;
+mod doctor;
 mod env;
 mod export;
 pub mod human;
@@ -155,6 +156,8 @@ pub enum Configured {
     },
     /// Show the environment detection: the mode and every signal.
     Env(env::Args),
+    /// Why DuckDB will not open the database, and what to do (reads only).
+    Doctor(doctor::Args),
     /// The copy of the store in S3-compatible object storage.
     Offsite(offsite::Args),
     /// Make the configured store this database's: for a project that moved
@@ -191,6 +194,7 @@ impl Cli {
                 command: ConfigCommand::Check(a),
             } => a.json,
             Configured::Env(a) => a.json,
+            Configured::Doctor(a) => a.json,
             Configured::Offsite(a) => a.json,
             Configured::Adopt(a) => a.json,
             Configured::Daemon => false,
@@ -240,7 +244,10 @@ fn run_configured(
     let feedback = progress::Feedback::from_env(&env);
     if !matches!(
         command,
-        Configured::Daemon | Configured::Config { .. } | Configured::Env { .. }
+        Configured::Daemon
+            | Configured::Config { .. }
+            | Configured::Env { .. }
+            | Configured::Doctor { .. }
     ) {
         remote::adopt_daemon_mode(&mut ctx, &env)?;
     }
@@ -261,6 +268,7 @@ fn run_configured(
             command: ConfigCommand::Check(a),
         } => config_check::run(&ctx, a),
         Configured::Env(a) => env::run(&ctx, &env, a),
+        Configured::Doctor(a) => doctor::run(&ctx, a),
         Configured::Offsite(a) => offsite::run(&ctx, &env, a),
         Configured::Adopt(a) => adopt::run(&ctx, a),
     }

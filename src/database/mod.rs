@@ -6,13 +6,15 @@
 //! ([`oslock`]), and opening a captured copy read-only with the bundled
 //! DuckDB ([`check`]), and comparing two such copies or writing a table out
 //! ([`compare`], [`changes`], [`rows`], [`narrow`]); the WAL read as a stream
-//! of commits ([`wal`]). ducksnap never opens the user's database read-write.
+//! of commits ([`wal`]), and why DuckDB would refuse to open the database
+//! ([`diagnose`]). ducksnap never opens the user's database read-write.
 
 pub mod blocks;
 pub mod changes;
 pub mod check;
 pub mod compare;
 pub mod dbpath;
+pub mod diagnose;
 pub mod duckfile;
 pub mod narrow;
 pub mod oslock;

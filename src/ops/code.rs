@@ -79,11 +79,15 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         8,
-        "the database is in use: another process holds DuckDB's lock (restore)",
+        "the database is in use: another process holds DuckDB's lock (restore; doctor)",
     ),
     (
         9,
         "--as-of: no snapshot was taken at or before that time, or the time is in the future",
+    ),
+    (
+        10,
+        "doctor: DuckDB will not open the database (its WAL is damaged or another's, a newer storage version, DuckDB refused it), or a .wal.checkpoint holds commits DuckDB will not read",
     ),
 ];
 

@@ -1,6 +1,6 @@
 //! The operations behind the subcommands, one module each, as plain
 //! functions named like them: [`snapshot()`], [`list()`], [`show()`],
-//! [`restore()`], [`diff()`], [`export()`], [`verify()`], [`prune()`],
+//! [`restore()`], [`diff()`], [`export()`], [`verify()`], [`prune()`], [`doctor()`],
 //! [`pin()`], [`status()`], and [`offsite`], [`drill`], [`health`],
 //! [`owner`]. The CLI and the daemon call them (the daemon through
 //! [`crate::protocol::dispatch`]); they never print. Each returns a typed
@@ -13,6 +13,7 @@
 pub mod code;
 pub mod context;
 pub mod diff;
+mod doctor;
 pub mod drill;
 pub mod export;
 pub mod health;
@@ -33,6 +34,7 @@ mod verify;
 
 pub use context::{Ctx, OpError, database_path};
 pub use diff::{DiffReport, DiffRequest, diff};
+pub use doctor::{Diagnosed, doctor};
 pub use export::{ExportRequest, Exported, export};
 pub use list::{ListEntry, Listing, list};
 pub use pin::pin;

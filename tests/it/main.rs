@@ -12,6 +12,7 @@ mod daemon_offsite;
 mod daemon_service;
 mod daemon_socket;
 mod daemon_triggers;
+mod doctor;
 mod environment;
 mod golden;
 mod hazards;
