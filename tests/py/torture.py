@@ -10,7 +10,10 @@ Runs until killed, or for COMMITS commits. With TORTURE_CHECKPOINT_EVERY
 comes that long after the last checkpoint. With TORTURE_BOUNDED=1 a bulk
 append first deletes the rows of earlier ones (in its transaction), so
 the tables stay small and a commit and its digest stay fast over tens of
-thousands of commits (the 10,000-point stress run).
+thousands of commits (the 10,000-point stress run). With TORTURE_WAL_ONLY=1
+it never checkpoints (no explicit CHECKPOINT, a threshold of 10GB, and it
+ends with os._exit, as a killed app does), so every commit stays in the
+WAL: the workload `rescue` is tested on.
 
 usage: torture.py DB LOG SEED COMMITS [STORAGE_VERSION]
 """
@@ -33,7 +36,8 @@ def main():
     if len(sys.argv) > 5:
         config["storage_compatibility_version"] = sys.argv[5]
     c = duckdb.connect(db, config=config); c.execute('SET enable_progress_bar = false')
-    c.execute("SET checkpoint_threshold = '2MB'")
+    wal_only = os.environ.get("TORTURE_WAL_ONLY") == "1"
+    c.execute("SET checkpoint_threshold = '10GB'" if wal_only else "SET checkpoint_threshold = '2MB'")
     c.execute("CREATE TABLE IF NOT EXISTS seq (n BIGINT)")
     c.execute("CREATE TABLE IF NOT EXISTS t (i BIGINT, v VARCHAR)")
     n = c.execute("SELECT coalesce(max(n), 0) FROM seq").fetchone()[0]
@@ -48,6 +52,8 @@ def main():
             ["small", "small", "small", "bulk", "update", "delete", "ddl", "checkpoint", "rollback"],
             weights=[30, 20, 10, 4, 10, 8, 4, 3, 3],
         )[0]
+        if wal_only and kind == "checkpoint":
+            kind = "small"
         if kind == "rollback":
             c.execute("BEGIN")
             c.execute("INSERT INTO t VALUES (-1, 'never')")
@@ -82,7 +88,11 @@ def main():
             c.execute("CHECKPOINT")
             last_checkpoint = time.time()
         out.write(json.dumps({"seq": n, "t": t, "state": st}) + "\n")
-        time.sleep(rng.random() * 0.02)
+        if not wal_only:
+            time.sleep(rng.random() * 0.02)
+    if wal_only:
+        out.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
