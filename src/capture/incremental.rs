@@ -472,10 +472,15 @@ fn write_out(
     Ok(read_bytes)
 }
 
-/// The blocks of `start..end` (past the header region) join `touched`:
-/// the mirror holds what this capture read there.
+/// The blocks of `start..end` join `touched`: the mirror holds what this
+/// capture read there. A range that begins in the header region (the
+/// plan's first read, merged with block 0 onwards when they are marked)
+/// marks the blocks it reaches past it — once it marked none, and a retry
+/// whose marks left them out took their chunks from the base snapshot,
+/// whose bytes the mirror no longer held.
 fn mark_touched(touched: &mut BTreeSet<u64>, start: u64, end: u64, bs: u64) {
-    if start >= HEADER_REGION {
+    let start = start.max(HEADER_REGION);
+    if end > start {
         touched.extend((start - HEADER_REGION) / bs..(end - HEADER_REGION).div_ceil(bs));
     }
 }
@@ -756,4 +761,62 @@ fn window_start(file: &File, db: &Path, live: &Live) -> Result<Stamp, AttemptErr
         ));
     }
     Ok(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan's first read is the header region, merged with the blocks
+    /// that follow it when they are marked: every block it reaches is
+    /// touched (a retry must not take their chunks from the base snapshot).
+    #[test]
+    fn a_read_that_begins_in_the_header_region_touches_the_blocks_it_reaches() {
+        let bs = 262_144;
+        let mut t = BTreeSet::new();
+        mark_touched(&mut t, 0, HEADER_REGION + 7 * bs, bs);
+        assert_eq!(t, (0..7).collect());
+        let mut t = BTreeSet::new();
+        mark_touched(&mut t, 0, HEADER_REGION, bs);
+        assert!(t.is_empty(), "the header region alone is no block");
+        let mut t = BTreeSet::new();
+        mark_touched(
+            &mut t,
+            HEADER_REGION + 8 * bs,
+            HEADER_REGION + 8 * bs + 10,
+            bs,
+        );
+        assert_eq!(t, [8].into_iter().collect());
+    }
+
+    /// The same through `plan`: with blocks 0..3 marked, the reads start
+    /// with one range from 0, and writing them out touches blocks 0..3.
+    #[test]
+    fn the_plans_first_range_touches_block_zero_on() {
+        let bs = 262_144;
+        let size = HEADER_REGION + 6 * bs;
+        let mut changed = Changed::new();
+        changed.blocks.extend([0, 1, 2, 3]);
+        let basis = Basis {
+            path: PathBuf::new(),
+            base: None,
+            file: (0, 0),
+            since: Marks {
+                iteration: 1,
+                block_size: bs,
+                count: 6,
+                blocks: BTreeSet::new(),
+            },
+            compared_at: None,
+            primed_bytes: 0,
+            quiet: None,
+        };
+        let p = plan(&basis, &changed, bs, size, &BTreeSet::new());
+        assert_eq!(p.reads, vec![(0, HEADER_REGION + 4 * bs)]);
+        let mut t = BTreeSet::new();
+        for (s, e) in &p.reads {
+            mark_touched(&mut t, *s, *e, bs);
+        }
+        assert_eq!(t, (0..4).collect());
+    }
 }
