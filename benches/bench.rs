@@ -2,7 +2,7 @@
 //! the same run. Prints a Markdown table and writes JSON.
 //!
 //! ```sh
-//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i,j,k,l] [--continuous-secs 600]
+//! cargo bench --bench bench -- [--sizes 64,512] [--big] [--runs 3] [--rounds 10] [--json FILE] [--only a,b,c,d,e,f,g,h,i,j,k,l,m] [--continuous-secs 600]
 //! ```
 //!
 //! Peers (each timed durably, fsync included where the tool does it): `cp` +
@@ -15,7 +15,8 @@
 //! by hand, in `bench/timetravel.rs`; (j), online snapshots with
 //! `capture.incremental` on and off, in `bench/online.rs`; (k) and (l),
 //! continuous archiving (markers and restoring a commit point; the cost
-//! while the app commits), in `bench/continuous.rs`. See
+//! while the app commits), in `bench/continuous.rs`; (m), doctor and
+//! rescue of a database whose WAL is damaged, in `bench/rescue.rs`. See
 //! docs/BENCHMARKS.md.
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ mod continuous;
 mod offsite;
 #[path = "bench/online.rs"]
 mod online;
+#[path = "bench/rescue.rs"]
+mod rescue;
 #[path = "bench/timetravel.rs"]
 mod timetravel;
 
@@ -645,6 +648,14 @@ fn main() {
         let (k, rows) = continuous::load(&root, a.continuous_secs, &py);
         md.push_str(&rows);
         results.insert("continuous_load".into(), k);
+    }
+    if want(&a, "m") {
+        let py = python().expect(".venv/bin/python with duckdb (bash .ci/run creates it)");
+        for &mb in &a.sizes {
+            let (m, rows) = rescue::run(&root, mb, (mb / 10).max(1), a.runs, &py);
+            md.push_str(&rows);
+            results.insert(format!("{mb}MB_rescue"), m);
+        }
     }
     if want(&a, "f") {
         let f = idle_daemon(&root);

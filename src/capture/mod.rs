@@ -56,8 +56,8 @@ use incremental::{Basis, NotNow, incremental_attempt};
 use online::{online_attempt, wait_for_checkpoint};
 use outcome::{Attempt, AttemptError, io_err};
 pub use outcome::{CaptureError, Captured, Incremental};
-pub use quiescent::capture_locked;
 use quiescent::copy_quiescent;
+pub use quiescent::{capture_as_is, capture_locked, refused_check};
 
 #[derive(Debug, Clone)]
 pub struct CaptureOptions {

@@ -1,7 +1,10 @@
 //! A quiescent capture: no writer holds the database, and our OFD read lock
 //! keeps every writer out while the live files are stored through read-only
 //! maps and checked in place; [`capture_locked`] does the same for a caller
-//! that already holds the lock (restore's safety snapshot).
+//! that already holds the lock (restore's safety snapshot), and
+//! [`capture_as_is`] stores the files byte for byte without DuckDB (the
+//! safety snapshot of a database DuckDB refuses to open, and what a rescue
+//! made).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -133,4 +136,68 @@ pub fn capture_locked(
         new_chunks,
         incremental: None,
     })
+}
+
+/// Stores `db` and its side files byte for byte, without asking DuckDB,
+/// while the caller keeps writers out (an exclusive OFD lock through
+/// `file`, or a private staged copy); `check` is what the caller knows of
+/// it. What a restore or a rescue keeps of a database DuckDB refuses to
+/// open (a check that says so: nothing is lost if what replaces it is
+/// wrong; `restore --to` gives the files back as they were, opening
+/// nothing unless asked), and the rescued database DuckDB has just opened.
+pub fn capture_as_is(
+    store: &Store,
+    lock: &StoreLock,
+    db: &Path,
+    file: &File,
+    check: check::CheckInfo,
+) -> Result<Captured, CaptureError> {
+    let header = Header::read_at(file, db)?;
+    let size = file.metadata().map_err(io_err("stat", db))?.len();
+    let batch = store.batch(lock);
+    let mut new_chunks = HashMap::new();
+    let files = match copy_files(
+        &batch,
+        file,
+        db,
+        size,
+        &header,
+        None,
+        true,
+        None,
+        &mut new_chunks,
+    ) {
+        Ok(f) => f,
+        Err(AttemptError::Fatal(e)) => return Err(e),
+        // Nobody can write under the exclusive lock: a change is not
+        // expected, and not papered over.
+        Err(AttemptError::Unstable(last)) => {
+            return Err(CaptureError::Inconsistent {
+                path: db.to_path_buf(),
+                attempts: 1,
+                elapsed_ms: 0,
+                last,
+            });
+        }
+    };
+    batch.commit()?;
+    Ok(Captured {
+        files,
+        header,
+        method: CaptureMethod::Quiescent,
+        attempts: 1,
+        check,
+        new_chunks,
+        incremental: None,
+    })
+}
+
+/// What a snapshot of files DuckDB refused to open says of its check.
+pub fn refused_check(why: &str) -> check::CheckInfo {
+    check::CheckInfo {
+        status: crate::store::CheckStatus::NotVerified,
+        reason: Some(format!("kept as found: DuckDB refused to open it ({why})")),
+        duckdb_version: check::bundled_version(),
+        tables: Vec::new(),
+    }
 }

@@ -31,6 +31,7 @@ mod pin;
 mod progress;
 mod prune;
 mod remote;
+mod rescue;
 mod restore;
 mod show;
 mod snapshot;
@@ -74,6 +75,8 @@ fn long_help() -> String {
   ducksnap show latest
   ducksnap restore latest:pre-delete      put back the newest pre-delete snapshot
   ducksnap restore 20261129T14 --to /tmp/copy.duckdb   (a unique id prefix)
+  ducksnap doctor                         why DuckDB will not open the database
+  ducksnap rescue --to /tmp/rescued.duckdb   every commit that can be got back
   ducksnap verify --deep
 
 A snapshot is named by its id, a unique prefix of it, `latest`, or
@@ -158,6 +161,9 @@ pub enum Configured {
     Env(env::Args),
     /// Why DuckDB will not open the database, and what to do (reads only).
     Doctor(doctor::Args),
+    /// When DuckDB will not open the database: one that opens, with every
+    /// commit that can be got back (the broken files kept as a snapshot).
+    Rescue(rescue::Args),
     /// The copy of the store in S3-compatible object storage.
     Offsite(offsite::Args),
     /// Make the configured store this database's: for a project that moved
@@ -195,6 +201,7 @@ impl Cli {
             } => a.json,
             Configured::Env(a) => a.json,
             Configured::Doctor(a) => a.json,
+            Configured::Rescue(a) => a.json,
             Configured::Offsite(a) => a.json,
             Configured::Adopt(a) => a.json,
             Configured::Daemon => false,
@@ -269,6 +276,7 @@ fn run_configured(
         } => config_check::run(&ctx, a),
         Configured::Env(a) => env::run(&ctx, &env, a),
         Configured::Doctor(a) => doctor::run(&ctx, a),
+        Configured::Rescue(a) => rescue::run(&ctx, &env, a, feedback),
         Configured::Offsite(a) => offsite::run(&ctx, &env, a),
         Configured::Adopt(a) => adopt::run(&ctx, a),
     }

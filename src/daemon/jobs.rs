@@ -180,7 +180,8 @@ impl StateHandle {
 pub fn work_of(req: &Request) -> Option<Job> {
     match req {
         Request::Snapshot(_) => Some(Job::Snapshot),
-        Request::Restore(_) => Some(Job::Restore),
+        // A rescue is restore work: it replaces the database.
+        Request::Restore(_) | Request::Rescue(_) => Some(Job::Restore),
         Request::Prune(_) => Some(Job::Prune),
         Request::Pin(_) => Some(Job::Pin),
         Request::Unpin(_) => Some(Job::Unpin),

@@ -19,7 +19,7 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::duckfile::{
     BUNDLED_STORAGE_VERSION, Header, HeaderError, wal_checkpoint_path, wal_path,
@@ -33,7 +33,7 @@ use super::wal::{self, End, WalError};
 const DB_IDENTIFIER: std::ops::Range<usize> = 124..140;
 
 /// How much a finding matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Nothing is wrong; said for completeness.
@@ -45,7 +45,7 @@ pub enum Severity {
 }
 
 /// One thing found, with what it means.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "finding", rename_all = "snake_case")]
 pub enum Finding {
     /// No file at the path.

@@ -6,8 +6,9 @@
 //! ([`oslock`]), and opening a captured copy read-only with the bundled
 //! DuckDB ([`check`]), and comparing two such copies or writing a table out
 //! ([`compare`], [`changes`], [`rows`], [`narrow`]); the WAL read as a stream
-//! of commits ([`wal`]), and why DuckDB would refuse to open the database
-//! ([`diagnose`]). ducksnap never opens the user's database read-write.
+//! of commits ([`wal`]), why DuckDB would refuse to open the database
+//! ([`diagnose`]) and the longest WAL that verifies ([`salvage`]). ducksnap
+//! never opens the user's database read-write.
 
 pub mod blocks;
 pub mod changes;
@@ -19,5 +20,6 @@ pub mod duckfile;
 pub mod narrow;
 pub mod oslock;
 pub mod rows;
+pub mod salvage;
 pub mod stamp;
 pub mod wal;

@@ -48,7 +48,7 @@ pub struct WalHeader {
 }
 
 /// Why a WAL cannot be read as a stream of commits at all.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum WalError {
     #[error("the WAL is shorter than its header ({0} bytes)")]
     Short(u64),

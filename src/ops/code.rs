@@ -39,6 +39,8 @@ pub enum ErrorCode {
     WrongDatabase,
     /// `--as-of`: no snapshot is that old, or the time is in the future.
     NoSnapshotAtTime,
+    /// `rescue`: no database that opens can be made.
+    Unrescuable,
     /// Anything else (an I/O error, a failed restore that was rolled back);
     /// also what an unknown code from a newer daemon reads as.
     #[serde(other)]
@@ -79,7 +81,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         8,
-        "the database is in use: another process holds DuckDB's lock (restore; doctor)",
+        "the database is in use: another process holds DuckDB's lock (restore; doctor; rescue)",
     ),
     (
         9,
@@ -87,7 +89,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         10,
-        "doctor: DuckDB will not open the database (its WAL is damaged or another's, a newer storage version, DuckDB refused it), or a .wal.checkpoint holds commits DuckDB will not read",
+        "doctor: DuckDB will not open the database (its WAL is damaged or another's, a newer storage version, DuckDB refused it), or a .wal.checkpoint holds commits DuckDB will not read; rescue: no database that opens can be made (encrypted, a newer storage version, nothing to build one from)",
     ),
 ];
 
@@ -106,6 +108,7 @@ impl ErrorCode {
             ErrorCode::Disabled => 7,
             ErrorCode::InUse => 8,
             ErrorCode::NoSnapshotAtTime => 9,
+            ErrorCode::Unrescuable => 10,
             ErrorCode::LineTooLong
             | ErrorCode::IdleTimeout
             | ErrorCode::Unauthorized
@@ -136,6 +139,7 @@ impl ErrorCode {
             ErrorCode::NoSpace => "no_space",
             ErrorCode::WrongDatabase => "wrong_database",
             ErrorCode::NoSnapshotAtTime => "no_snapshot_at_time",
+            ErrorCode::Unrescuable => "unrescuable",
             ErrorCode::Failed => "failed",
         }
     }
@@ -149,6 +153,7 @@ impl ErrorCode {
             | ErrorCode::InvalidArgument
             | ErrorCode::NotFound
             | ErrorCode::NoSnapshotAtTime
+            | ErrorCode::Unrescuable
             | ErrorCode::InUse
             | ErrorCode::Disabled
             | ErrorCode::WrongDatabase

@@ -126,6 +126,10 @@ pub enum OpError {
     InUse { path: PathBuf, pid: Option<i32> },
     #[error("restore failed: {reason}")]
     RestoreFailed { reason: String },
+    /// `rescue` cannot make a database that opens (an encrypted one, one
+    /// from a newer DuckDB, nothing left to build one from).
+    #[error("cannot rescue the database: {reason}")]
+    Unrescuable { reason: String },
     /// An in-place restore failed and the previous database was put back.
     #[error("restore failed: {cause}; the previous database was put back")]
     RolledBack {
@@ -197,6 +201,7 @@ impl OpError {
             OpError::Compare(e) => compare_code(e),
             OpError::Disabled { .. } => ErrorCode::Disabled,
             OpError::InUse { .. } => ErrorCode::InUse,
+            OpError::Unrescuable { .. } => ErrorCode::Unrescuable,
             OpError::ForeignStore { .. } => ErrorCode::WrongDatabase,
             OpError::Io { .. }
             | OpError::RestoreFailed { .. }

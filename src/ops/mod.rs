@@ -1,6 +1,6 @@
 //! The operations behind the subcommands, one module each, as plain
 //! functions named like them: [`snapshot()`], [`list()`], [`show()`],
-//! [`restore()`], [`diff()`], [`export()`], [`verify()`], [`prune()`], [`doctor()`],
+//! [`restore()`], [`diff()`], [`export()`], [`verify()`], [`prune()`], [`doctor()`], [`rescue()`],
 //! [`pin()`], [`status()`], and [`offsite`], [`drill`], [`health`],
 //! [`owner`]. The CLI and the daemon call them (the daemon through
 //! [`crate::protocol::dispatch`]); they never print. Each returns a typed
@@ -25,6 +25,7 @@ mod pin;
 pub mod point;
 pub mod progress;
 mod prune;
+pub mod rescue;
 pub mod restore;
 pub mod select;
 mod show;
@@ -40,6 +41,7 @@ pub use list::{ListEntry, Listing, list};
 pub use pin::pin;
 pub use progress::SnapshotCheck;
 pub use prune::{PruneReport, PruneRequest, prune};
+pub use rescue::{RescueRequest, Rescued, rescue};
 pub use restore::{RestoreRequest, Restored, restore};
 pub use select::SnapshotRef;
 pub use show::{Shown, show};

@@ -39,6 +39,7 @@ pub fn handle(ctx: &Ctx, req: Request, daemon: DaemonInfo) -> Response {
         Request::List {} => answer(ops::list(ctx).map(|l| l.snapshots)),
         Request::Show(r) => answer(ops::show(ctx, &r)),
         Request::Restore(r) => answer(ops::restore(ctx, &r)),
+        Request::Rescue(r) => answer(ops::rescue(ctx, &r)),
         Request::Verify(r) => answer(ops::verify(ctx, &r)),
         Request::Prune(r) => answer(ops::prune(ctx, &r)),
         Request::Pin(r) => answer(ops::pin(ctx, &r, true)),

@@ -16,8 +16,8 @@ use serde_json::Value;
 use crate::environment::Mode;
 use crate::ops::{
     DiffReport, DiffRequest, ExportRequest, Exported, ListEntry, PruneReport, PruneRequest,
-    RestoreRequest, Restored, Shown, SnapshotRef, SnapshotReply, SnapshotRequest, StatusReport,
-    VerifyReport, VerifyRequest,
+    RescueRequest, Rescued, RestoreRequest, Restored, Shown, SnapshotRef, SnapshotReply,
+    SnapshotRequest, StatusReport, VerifyReport, VerifyRequest,
 };
 use crate::store::Summary;
 
@@ -61,6 +61,11 @@ pub enum Request {
     /// Restore a snapshot over the database (or `to` a standalone file).
     /// Cloud mode: error `disabled`.
     Restore(RestoreRequest),
+    /// When DuckDB refuses to open the database: a database that opens,
+    /// with every commit that can be got back, over the database (the
+    /// files that were there kept as a pinned `pre-rescue` snapshot) or
+    /// `to` a standalone file. Cloud mode: error `disabled`.
+    Rescue(RescueRequest),
     /// Re-hash chunks of one snapshot or all; `deep` also opens each copy.
     Verify(VerifyRequest),
     /// Apply retention and collect garbage. Cloud mode: 0 removed.
@@ -135,6 +140,9 @@ pub mod calls {
     pub fn restore(r: RestoreRequest) -> Call<Restored> {
         call(Request::Restore(r))
     }
+    pub fn rescue(r: RescueRequest) -> Call<Rescued> {
+        call(Request::Rescue(r))
+    }
     pub fn verify(r: VerifyRequest) -> Call<VerifyReport> {
         call(Request::Verify(r))
     }
@@ -167,6 +175,7 @@ impl Request {
             Request::List {} => "list",
             Request::Show(_) => "show",
             Request::Restore(_) => "restore",
+            Request::Rescue(_) => "rescue",
             Request::Verify(_) => "verify",
             Request::Prune(_) => "prune",
             Request::Pin(_) => "pin",
@@ -181,6 +190,7 @@ impl Request {
         match self {
             Request::Snapshot(_)
             | Request::Restore(_)
+            | Request::Rescue(_)
             | Request::Prune(_)
             | Request::Pin(_)
             | Request::Unpin(_) => true,
@@ -288,6 +298,7 @@ pub fn parse_request(line: &[u8]) -> Result<Parsed, Response> {
         .map_err(|e| Response::err(ErrorCode::InvalidRequest, e.to_string()))?;
     let to = match &req {
         Request::Restore(RestoreRequest { to: Some(to), .. }) => Some(to),
+        Request::Rescue(RescueRequest { to: Some(to), .. }) => Some(to),
         Request::Export(ExportRequest { to, .. }) => Some(to),
         _ => None,
     };

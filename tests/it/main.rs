@@ -26,6 +26,7 @@ mod offsite_backends;
 mod offsite_hostile;
 mod outfile;
 mod owner;
+mod rescue;
 mod restore;
 mod retention;
 mod timetravel;

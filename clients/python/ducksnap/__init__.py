@@ -55,6 +55,9 @@ __all__ = [
     "BackupsDisabled",
     "RequestFailed",
     "WrongDatabase",
+    "DatabaseRefused",
+    "connect",
+    "explain_refusal",
     "database_of",
     "detect_cloud",
     "default_socket_path",
@@ -233,6 +236,103 @@ def start_advice(
     if cfg:
         return f"start it: ducksnap --config {cfg['path']} daemon (ducksnap init --systemd --force installs a service)"
     return "set one up in the project directory: ducksnap init --systemd (docs/DEPLOYMENT.md)"
+
+
+# What DuckDB says when it will not open a database file, as PyPI's duckdb
+# 1.4 and 2.0 word it (docs/USER_GUIDE.md, "When DuckDB will not open your
+# database").
+REFUSALS = (
+    "Failure while replaying WAL file",
+    "Corrupt WAL file",
+    "WAL does not match database file",
+    "WAL checkpoint iteration does not match",
+    "Could not set lock on file",
+    "Trying to read a database file with version number",
+    "is not a valid DuckDB database file",
+)
+
+
+class DatabaseRefused(DucksnapError):
+    """DuckDB refused to open the database in a way ducksnap recognises.
+
+    ``database`` is the path, ``duckdb_message`` DuckDB's own words,
+    ``diagnosis`` what ``ducksnap doctor --json`` found (None when the
+    binary is not installed or could not say), and the message says what to
+    run: ``ducksnap doctor``, then ``ducksnap rescue``."""
+
+    def __init__(self, database: str, duckdb_message: str, diagnosis: Optional[Dict[str, Any]]):
+        self.database = database
+        self.duckdb_message = duckdb_message
+        self.diagnosis = diagnosis
+        found = ""
+        if diagnosis:
+            blocking = [f["message"] for f in diagnosis.get("findings", []) if f.get("severity") != "note"]
+            if blocking:
+                found = " ducksnap doctor: " + "; ".join(blocking) + "."
+        super().__init__(
+            f"DuckDB will not open {database}: {duckdb_message}.{found} "
+            "Run `ducksnap doctor` to see why and what to do; `ducksnap rescue --to COPY` "
+            "builds a database with every commit that can be got back, without touching these files. "
+            "Do not delete the .wal: that loses every commit since the last checkpoint."
+        )
+
+
+def explain_refusal(
+    error: BaseException,
+    database: Optional[str] = None,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[str] = None,
+    timeout: float = 30.0,
+) -> Optional[DatabaseRefused]:
+    """A :class:`DatabaseRefused` for an exception ``duckdb.connect(database)``
+    raised, when its message is one of DuckDB's refusals of the file
+    (:data:`REFUSALS`); None for any other error. ``database`` defaults to
+    the file DuckDB's message names. Runs ``ducksnap doctor
+    --json`` with the project's config (:func:`project_config`) when the
+    binary is found (:func:`find_binary`): it reads the files and writes
+    nothing."""
+    message = str(error).strip()
+    if not any(r in message for r in REFUSALS):
+        return None
+    if database is None:
+        # DuckDB names the file (or its .wal) in these messages.
+        m = re.search(r'"([^"]+?)(\.wal(\.checkpoint)?)?"', message)
+        database = m.group(1) if m else "the database"
+    diagnosis = None
+    binary = find_binary(env)
+    cfg = project_config(env, cwd, database)
+    if binary and cfg and database != "the database":
+        import subprocess
+
+        try:
+            out = subprocess.run(
+                [binary, "--config", cfg["path"], "doctor", "--json"],
+                capture_output=True,
+                timeout=timeout,
+                cwd=cwd,
+                env=None if env is None else dict(env),
+            )
+            diagnosis = json.loads(out.stdout.decode("utf-8"))
+        except (OSError, ValueError, subprocess.SubprocessError) as e:
+            log.debug("ducksnap doctor could not say: %s", e)
+    return DatabaseRefused(database, message, diagnosis)
+
+
+def connect(database: str, **kwargs: Any) -> Any:
+    """``duckdb.connect(database, **kwargs)``; when DuckDB refuses the file
+    (a damaged or foreign WAL, a lock held, a newer storage version),
+    :class:`DatabaseRefused` instead of DuckDB's error, with ``ducksnap
+    doctor``'s diagnosis and what to run (the original error is its
+    ``__cause__``)."""
+    import duckdb  # the app's own
+
+    try:
+        return duckdb.connect(database, **kwargs)
+    except duckdb.Error as e:
+        refused = explain_refusal(e, database)
+        if refused is None:
+            raise
+        raise refused from e
 
 
 def database_of(connection: Any) -> Optional[str]:

@@ -25,7 +25,11 @@ app's connection first (DuckDB holds the file; the daemon refuses to
 replace a database in use), clears the ``st.cache_resource`` cache of
 ``connection_factory`` so that the next call opens the restored file, and
 reruns the script so that the table and the app show the restored state.
-In cloud mode it explains why there are no backups and returns: the rest of
+When DuckDB refuses to open the database (``connection_factory`` raises
+one of its refusals, or :class:`ducksnap.DatabaseRefused` from
+:func:`ducksnap.connect`), the page says why — DuckDB's words and
+``ducksnap doctor``'s findings with what to do — and how to rescue it, and
+still offers the snapshots to restore. In cloud mode it explains why there are no backups and returns: the rest of
 the app keeps rendering.
 """
 
@@ -39,7 +43,15 @@ from typing import Any, Callable, Dict, List, Optional
 
 import streamlit as st
 
-from . import BackupsDisabled, Client, DaemonUnavailable, RequestFailed, database_of
+from . import (
+    BackupsDisabled,
+    Client,
+    DaemonUnavailable,
+    DatabaseRefused,
+    RequestFailed,
+    database_of,
+    explain_refusal,
+)
 
 CLOUD_MESSAGE = """\
 **Backups are not available in this deployment.** ducksnap keeps snapshots
@@ -156,10 +168,24 @@ def render_backups_page(
     close_connection / reopen_connection -- for an app that keeps its
     connection some other way: called before and after a restore.
     """
+    refused = None
     if client is None:
-        database = database_of(connection_factory()) if connection_factory else None
+        database = None
+        if connection_factory is not None:
+            try:
+                database = database_of(connection_factory())
+            except DatabaseRefused as e:
+                refused = e
+            except Exception as e:  # noqa: BLE001 - only DuckDB's refusals are explained
+                refused = explain_refusal(e)
+                if refused is None:
+                    raise
+            if refused is not None and refused.database != "the database":
+                database = refused.database
         client = Client(database=database)
     st.header("Backups")
+    if refused is not None:
+        _refused(refused)
     if client.cloud:
         st.info(CLOUD_MESSAGE.format(reason=client.decide_mode()["reason"]))
         return
@@ -211,6 +237,27 @@ def render_backups_page(
     if continuous:
         _at_a_time(client, connection_factory, close_connection, reopen_connection)
     _restore_form(client, snapshots, connection_factory, close_connection, reopen_connection)
+
+
+def _refused(e: DatabaseRefused) -> None:
+    """What to say when DuckDB will not open the app's database: DuckDB's
+    words, ``ducksnap doctor``'s findings with what to do, and the rescue."""
+    st.error(f"DuckDB will not open {e.database}.")
+    st.caption(f"DuckDB says: {e.duckdb_message}")
+    findings = (e.diagnosis or {}).get("findings", [])
+    if findings:
+        st.markdown(
+            "\n".join(f"- **{f['message']}** — {f['fix']}" for f in findings if f.get("severity") != "note")
+            or "ducksnap doctor found nothing that stops DuckDB."
+        )
+    else:
+        st.markdown("Run `ducksnap doctor` in the project directory to see why.")
+    st.markdown(
+        "Do not delete the `.wal` file: that loses every commit since the last checkpoint. "
+        "`ducksnap rescue --to COPY` builds a database with every commit that can be got back "
+        "without touching these files; `ducksnap rescue` fixes it in place and keeps the broken "
+        "files as a pinned snapshot. Or restore a snapshot below."
+    )
 
 
 def _time_travel(client: Client, snapshots: List[Dict[str, Any]]) -> None:

@@ -9,9 +9,10 @@ mod swap;
 mod to;
 
 pub use request::{RestoreRequest, Restored};
-pub(crate) use staged::compare_tables;
+pub(crate) use staged::{compare_tables, lock_out_the_app};
 use swap::restore_in_place;
-use to::restore_to;
+pub(crate) use swap::{check_dir, replace_locked};
+pub(crate) use to::restore_to;
 
 use crate::ops::context::{Ctx, OpError, database_path};
 use crate::ops::select::resolve;

@@ -165,7 +165,7 @@ pub(super) fn carry_ownership(
 /// through the returned descriptor (write access is needed for an exclusive
 /// OFD lock; nothing is ever written through it: the file is replaced by
 /// rename). `None` when there is no database.
-pub(super) fn lock_out_the_app(db: &Path) -> Result<Option<File>, OpError> {
+pub(crate) fn lock_out_the_app(db: &Path) -> Result<Option<File>, OpError> {
     let io = |op: &'static str| {
         move |source| OpError::Io {
             op,
@@ -195,11 +195,17 @@ pub(super) fn lock_out_the_app(db: &Path) -> Result<Option<File>, OpError> {
 }
 
 /// The pinned safety snapshot of the whole current state (database, `.wal`,
-/// `.wal.checkpoint`), taken under the caller's exclusive lock.
+/// `.wal.checkpoint`), taken under the caller's exclusive lock, with
+/// `reason` (`pre-restore`, `pre-rescue`) and a label naming `m`.
 ///
 /// A state the store already holds (the same files, byte for byte) is not
 /// stored again: that snapshot is pinned instead (until the same time, or
-/// longer if it already was) and named as the safety snapshot.
+/// longer if it already was) and named as the safety snapshot. A state
+/// DuckDB refuses to open is stored byte for byte all the same
+/// ([`capture::capture_as_found`]): replacing a broken database must not
+/// lose it either (`refused`: the caller already saw DuckDB refuse it,
+/// and why).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn safety_snapshot(
     ctx: &Ctx,
     store: &Store,
@@ -207,16 +213,31 @@ pub(super) fn safety_snapshot(
     m: &Manifest,
     db: &Path,
     f: &File,
+    reason: &str,
+    refused: Option<&str>,
 ) -> Result<SnapshotId, OpError> {
     let started = Instant::now();
     let created_at = Utc::now();
     let until = created_at
         + chrono::Duration::from_std(ctx.config.retention.pre_restore_pin.0)
             .unwrap_or(chrono::Duration::days(30));
-    let staging = store.staging_dir(lock, "pre-restore")?;
-    let cap = capture::capture_locked(store, lock, db, f, &staging);
-    let _ = fs::remove_dir_all(&staging);
-    let cap = cap?;
+    let as_found = |why: &str| {
+        tracing::warn!(event = "restore.kept_as_found", database = %db.display(), error = %why, "DuckDB refuses to open the database being replaced; storing its files byte for byte");
+        capture::capture_as_is(store, lock, db, f, capture::refused_check(why))
+    };
+    let cap = match refused {
+        // The caller saw DuckDB refuse it: not asked again.
+        Some(why) => as_found(why)?,
+        None => {
+            let staging = store.staging_dir(lock, reason)?;
+            let cap = capture::capture_locked(store, lock, db, f, &staging);
+            let _ = fs::remove_dir_all(&staging);
+            match cap {
+                Err(CaptureError::Check { source, .. }) => as_found(&source.message)?,
+                other => other?,
+            }
+        }
+    };
     let same = |x: &Manifest| file_identity(&x.files) == file_identity(&cap.files);
     if let Some(mut existing) = store.manifests()?.0.into_iter().find(same) {
         if !existing.pinned || existing.pinned_until.is_some_and(|t| t < until) {
@@ -227,9 +248,14 @@ pub(super) fn safety_snapshot(
         tracing::info!(event = "restore.pre_restore_reused", id = %existing.id, "the current database is already stored as this snapshot; pinned it instead of storing it again");
         return Ok(existing.id);
     }
+    let verb = if reason == "pre-rescue" {
+        "rescuing into"
+    } else {
+        "restoring"
+    };
     let req = SnapshotRequest {
-        reason: "pre-restore".into(),
-        label: Some(format!("before restoring {}", m.id)),
+        reason: reason.into(),
+        label: Some(format!("before {verb} {}", m.id)),
         pin: true,
         skip_unchanged: false,
         never_lock: false,

@@ -111,15 +111,42 @@ pub(super) fn restore_in_place(
     m: &Manifest,
     db: &Path,
 ) -> Result<Restored, OpError> {
-    let dir = journal::dir_of(db).to_path_buf();
+    check_dir(db)?;
+    // Keep the app out for the whole restore.
+    let old = lock_out_the_app(db)?;
+    replace_locked(ctx, store, lock, m, db, old, "pre-restore", None)
+}
+
+/// The directory the database lives in exists.
+pub(crate) fn check_dir(db: &Path) -> Result<(), OpError> {
+    let dir = journal::dir_of(db);
     if !dir.is_dir() {
         return Err(OpError::InvalidArgument {
             what: "database.path",
             reason: format!("directory {} does not exist", dir.display()),
         });
     }
-    // Keep the app out for the whole restore.
-    let old = lock_out_the_app(db)?;
+    Ok(())
+}
+
+/// Replaces the database with `m` while the caller keeps the app out
+/// through `old` (the database's open file with DuckDB's lock held, from
+/// [`lock_out_the_app`]; `None`: there is no database), first keeping
+/// what is there as a pinned safety snapshot with reason `safety`
+/// (`refused`: DuckDB refuses to open what is there, and why: it is kept
+/// byte for byte without asking DuckDB again).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn replace_locked(
+    ctx: &Ctx,
+    store: &Store,
+    lock: &StoreLock,
+    m: &Manifest,
+    db: &Path,
+    old: Option<File>,
+    safety: &str,
+    refused: Option<&str>,
+) -> Result<Restored, OpError> {
+    let dir = journal::dir_of(db).to_path_buf();
     let db_own = ownership_of(db, old.as_ref())?;
     check_space_at(
         &dir,
@@ -128,7 +155,9 @@ pub(super) fn restore_in_place(
     )?;
     // Nothing is moved aside before this snapshot of all of it is committed.
     let pre_restore = match &old {
-        Some(f) => Some(safety_snapshot(ctx, store, lock, m, db, f)?),
+        Some(f) => Some(safety_snapshot(
+            ctx, store, lock, m, db, f, safety, refused,
+        )?),
         None => None,
     };
 

@@ -19,7 +19,7 @@ use crate::store::{Manifest, Store};
 
 /// Writes a standalone copy of `m` at `to` ([`outfile::target`]); stale
 /// side files there are refused without `force`.
-pub(super) fn restore_to(
+pub(crate) fn restore_to(
     ctx: &Ctx,
     store: &Store,
     m: &Manifest,

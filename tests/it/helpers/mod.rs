@@ -351,3 +351,19 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// The byte ranges of the WAL's entry bodies, found by the framing alone:
+/// the header ends with the serializer's `0xffff` (a varint byte ≥ 0x80 is
+/// followed by its continuation, so two 0xff never meet before it), then
+/// each entry is its size (u64), its checksum (u64) and its body.
+pub fn bodies(wal: &[u8]) -> Vec<(usize, usize)> {
+    let mut at = wal.windows(2).position(|w| w == [0xff, 0xff]).unwrap() + 2;
+    let mut out = Vec::new();
+    while at + 16 <= wal.len() {
+        let size = u64::from_le_bytes(wal[at..at + 8].try_into().unwrap()) as usize;
+        out.push((at + 16, at + 16 + size));
+        at += 16 + size;
+    }
+    assert_eq!(at, wal.len(), "the WAL is whole entries");
+    out
+}
