@@ -222,18 +222,23 @@ pub(super) fn safety_snapshot(
         + chrono::Duration::from_std(ctx.config.retention.pre_restore_pin.0)
             .unwrap_or(chrono::Duration::days(30));
     let as_found = |why: &str| {
-        tracing::warn!(event = "restore.kept_as_found", database = %db.display(), error = %why, "DuckDB refuses to open the database being replaced; storing its files byte for byte");
         capture::capture_as_is(store, lock, db, f, capture::refused_check(why))
     };
     let cap = match refused {
-        // The caller saw DuckDB refuse it: not asked again.
-        Some(why) => as_found(why)?,
+        // The caller saw DuckDB refuse it (a rescue): not asked again.
+        Some(why) => {
+            tracing::info!(event = "restore.kept_as_found", database = %db.display(), error = %why, "storing the files DuckDB refuses byte for byte");
+            as_found(why)?
+        }
         None => {
             let staging = store.staging_dir(lock, reason)?;
             let cap = capture::capture_locked(store, lock, db, f, &staging);
             let _ = fs::remove_dir_all(&staging);
             match cap {
-                Err(CaptureError::Check { source, .. }) => as_found(&source.message)?,
+                Err(CaptureError::Check { source, .. }) => {
+                    tracing::warn!(event = "restore.kept_as_found", database = %db.display(), error = %source, "DuckDB refuses to open the database being replaced; storing its files byte for byte");
+                    as_found(&source.message)?
+                }
                 other => other?,
             }
         }
