@@ -494,3 +494,43 @@ fn rescue_of_a_healthy_database_changes_nothing() {
     assert_eq!(after, before, "the database's files are as they were");
     assert!(ws.list_ids().is_empty());
 }
+
+/// The database file itself unusable: something else at its path (rescue
+/// in place refuses, exit 10, and writes nothing; `--to` gets the newest
+/// snapshot), or no file at all (rescue in place restores the newest
+/// snapshot). Each result is read by DuckDB and equals the snapshot's
+/// state, which the app logged.
+#[test]
+fn a_database_file_that_cannot_be_used_is_rescued_from_the_newest_snapshot() {
+    let py = python();
+    let ws = Workspace::new();
+    let acked = workload(&py, &ws.db(), &ws.path().join("l.jsonl"), 4, 12);
+    let snap = ws.snapshot();
+    let (last, want) = acked.iter().last().map(|(s, v)| (*s, v.clone())).unwrap();
+    // Another file at the path.
+    std::fs::write(ws.db(), b"not a database at all, just some bytes").unwrap();
+    let r = ws.run(&["rescue", "--yes"]);
+    assert_eq!(r.status.code(), Some(10), "{}", stderr(&r));
+    assert!(stderr(&r).contains("move it away first"), "{}", stderr(&r));
+    assert_eq!(
+        std::fs::read(ws.db()).unwrap(),
+        b"not a database at all, just some bytes"
+    );
+    let to = ws.path().join("copy.duckdb");
+    let r = ws.run(&["rescue", "--yes", "--json", "--to", to.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let got: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(got["source"], "restore_point", "{got}");
+    assert_eq!(got["snapshot"], snap["id"], "{got}");
+    // No file at all.
+    std::fs::remove_file(ws.db()).unwrap();
+    let _ = std::fs::remove_file(wal_of(&ws.db()));
+    let r = ws.run(&["rescue", "--yes"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let d = digests(&py, &[to.clone(), ws.db()]);
+    for f in [&to, &ws.db()] {
+        let got = &d[f.to_str().unwrap()];
+        assert_eq!(got["seq"], last, "{}: {got}", f.display());
+        assert_eq!(got["state"], want);
+    }
+}

@@ -221,9 +221,8 @@ pub(super) fn safety_snapshot(
     let until = created_at
         + chrono::Duration::from_std(ctx.config.retention.pre_restore_pin.0)
             .unwrap_or(chrono::Duration::days(30));
-    let as_found = |why: &str| {
-        capture::capture_as_is(store, lock, db, f, capture::refused_check(why))
-    };
+    let as_found =
+        |why: &str| capture::capture_as_is(store, lock, db, f, capture::refused_check(why));
     let cap = match refused {
         // The caller saw DuckDB refuse it (a rescue): not asked again.
         Some(why) => {
