@@ -88,3 +88,21 @@ pub fn program() -> String {
         }
     }
 }
+
+/// Asks `question` on the terminal (`[y/N]`) before a command replaces
+/// something; without a terminal, refuses with `unattended` (which should
+/// say to pass --yes), and a "no" with `cancelled`.
+pub(super) fn confirm(question: &str, unattended: String, cancelled: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::ops::OpError::NotConfirmed(unattended).into());
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(crate::ops::OpError::NotConfirmed(cancelled.into()).into())
+    }
+}

@@ -4,7 +4,7 @@
 
 use crate::config::HostEnv;
 use crate::ops::rescue::Source;
-use crate::ops::{Ctx, OpError, RescueRequest, Rescued};
+use crate::ops::{Ctx, RescueRequest, Rescued};
 use crate::protocol::calls;
 
 use super::output::{outln, print_json};
@@ -108,29 +108,19 @@ fn print_text(r: &Rescued) -> anyhow::Result<()> {
 
 /// Asks on the terminal before replacing the database; refuses without one.
 fn confirm(ctx: &Ctx, to: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
     let target = to
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| ctx.config.database.path.display().to_string());
-    if !std::io::stdin().is_terminal() {
-        return Err(OpError::NotConfirmed(format!(
-            "rescuing into {target} needs confirmation; pass --yes when not on a terminal"
-        ))
-        .into());
-    }
-    eprint!(
-        "Rescue the database into {target}?{} [y/N] ",
-        if to.is_none() {
-            " The files there now are first kept as a pinned pre-rescue snapshot."
-        } else {
-            ""
-        }
-    );
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(OpError::NotConfirmed("rescue cancelled".into()).into())
-    }
+    super::output::confirm(
+        &format!(
+            "Rescue the database into {target}?{}",
+            if to.is_none() {
+                " The files there now are first kept as a pinned pre-rescue snapshot."
+            } else {
+                ""
+            }
+        ),
+        format!("rescuing into {target} needs confirmation; pass --yes when not on a terminal"),
+        "rescue cancelled",
+    )
 }

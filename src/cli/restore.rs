@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::config::HostEnv;
-use crate::ops::{Ctx, OpError, RestoreRequest, Restored, select};
+use crate::ops::{Ctx, RestoreRequest, Restored, select};
 use crate::protocol::calls;
 
 use super::output::{outln, print_json};
@@ -145,32 +145,22 @@ fn describe(m: &crate::store::Manifest) -> (String, Option<String>) {
 
 /// Asks on the terminal before replacing the database; refuses without one.
 fn confirm(ctx: &Ctx, id: &str, to: Option<&Path>) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
     if ctx.detection.is_cloud() {
         return Ok(()); // restore answers with the disabled error itself
     }
     let target = to
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| ctx.config.database.path.display().to_string());
-    if !std::io::stdin().is_terminal() {
-        return Err(OpError::NotConfirmed(format!(
-            "restoring {id} to {target} needs confirmation; pass --yes when not on a terminal"
-        ))
-        .into());
-    }
-    eprint!(
-        "Restore snapshot {id} to {target}?{} [y/N] ",
-        if to.is_none() {
-            " The current database is first saved as a pinned pre-restore snapshot."
-        } else {
-            ""
-        }
-    );
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(OpError::NotConfirmed("restore cancelled".into()).into())
-    }
+    super::output::confirm(
+        &format!(
+            "Restore snapshot {id} to {target}?{}",
+            if to.is_none() {
+                " The current database is first saved as a pinned pre-restore snapshot."
+            } else {
+                ""
+            }
+        ),
+        format!("restoring {id} to {target} needs confirmation; pass --yes when not on a terminal"),
+        "restore cancelled",
+    )
 }

@@ -100,19 +100,6 @@ fn restore_points(ws: &Workspace, points: &[Value], which: &[usize]) -> Vec<(usi
     done
 }
 
-/// The digest of each file, by DuckDB (one Python process for all).
-fn digests(py: &Path, files: &[PathBuf]) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for batch in files.chunks(100) {
-        let o = python_ok(Command::new(py).arg(py_script("digest.py")).args(batch));
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        for (k, d) in v.as_object().unwrap() {
-            out.insert(k.clone(), d.clone());
-        }
-    }
-    out
-}
-
 /// What restoring a sample of points found.
 struct Found {
     tried: usize,

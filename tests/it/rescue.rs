@@ -41,19 +41,6 @@ fn workload(py: &Path, db: &Path, log: &Path, seed: u64, commits: u64) -> BTreeM
         .collect()
 }
 
-/// DuckDB's digest of each file (`{"seq", "state"}` or `{"error"}`).
-fn digests(py: &Path, files: &[PathBuf]) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for batch in files.chunks(100) {
-        let o = python_ok(Command::new(py).arg(py_script("digest.py")).args(batch));
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        for (k, d) in v.as_object().unwrap() {
-            out.insert(k.clone(), d.clone());
-        }
-    }
-    out
-}
-
 /// One damaged case.
 struct Case {
     kind: &'static str,

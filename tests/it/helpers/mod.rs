@@ -367,3 +367,25 @@ pub fn bodies(wal: &[u8]) -> Vec<(usize, usize)> {
     assert_eq!(at, wal.len(), "the WAL is whole entries");
     out
 }
+
+/// DuckDB's digest of each file (tests/py/digest.py: `{"seq", "state"}`,
+/// or `{"error"}` for a file DuckDB will not open), one Python process per
+/// hundred files.
+pub fn digests(
+    py: &Path,
+    files: &[PathBuf],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for batch in files.chunks(100) {
+        let o = python_ok(
+            std::process::Command::new(py)
+                .arg(py_script("digest.py"))
+                .args(batch),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for (k, d) in v.as_object().unwrap() {
+            out.insert(k.clone(), d.clone());
+        }
+    }
+    out
+}
