@@ -111,48 +111,19 @@ fn print_text(r: &Report) -> anyhow::Result<()> {
             Severity::Note => "note",
         };
         outln!();
-        for line in wrap(&format!("{mark}: {}", s.message), 78, "  ") {
+        for line in super::human::wrap(&format!("{mark}: {}", s.message), 78, "  ") {
             outln!("{line}");
         }
-        for line in wrap(&format!("fix: {}", s.fix), 78, "  ") {
+        for line in super::human::wrap(&format!("fix: {}", s.fix), 78, "  ") {
             outln!("  {line}");
         }
     }
     Ok(())
 }
 
-/// `text` in lines of at most `width` characters (a longer word stands
-/// alone), lines after the first indented by `indent`.
-fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        let room = if lines.is_empty() {
-            width
-        } else {
-            width - indent.len()
-        };
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > room {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| if i == 0 { l } else { format!("{indent}{l}") })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::wrap;
+    use super::super::human::wrap;
 
     #[test]
     fn wrapped_lines_fit_and_keep_every_word() {

@@ -184,3 +184,32 @@ pub fn cut(s: &str, max: usize) -> String {
     t.push('…');
     t
 }
+
+/// `text` in lines of at most `width` characters (a longer word stands
+/// alone), lines after the first indented by `indent`.
+pub(super) fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let room = if lines.is_empty() {
+            width
+        } else {
+            width - indent.len()
+        };
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > room {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| if i == 0 { l } else { format!("{indent}{l}") })
+        .collect()
+}

@@ -44,24 +44,22 @@ pub fn run(ctx: &Ctx, env: &HostEnv, a: Args, feedback: Feedback) -> anyhow::Res
 
 fn print_text(r: &Rescued) -> anyhow::Result<()> {
     let path = r.path.display();
-    match r.source {
+    let mut lines = vec![match r.source {
         Source::Healthy => {
-            outln!("nothing to rescue: DuckDB opens {path} as it is; nothing was changed");
-            return Ok(());
+            format!("nothing to rescue: DuckDB opens {path} as it is; nothing was changed")
         }
-        Source::LiveWal => outln!(
+        Source::LiveWal => format!(
             "rescued {path}: the database file and {} commit(s) of its WAL",
             r.commits
         ),
-        Source::ArchiveAndLiveWal => outln!(
+        Source::ArchiveAndLiveWal => format!(
             "rescued {path}: the database file and {} commit(s) of its WAL, {} of them from ducksnap's archive",
-            r.commits,
-            r.from_archive
+            r.commits, r.from_archive
         ),
-        Source::DatabaseFile => outln!(
+        Source::DatabaseFile => format!(
             "rescued {path}: the database file as of its last checkpoint (no commit of its WAL could be used)"
         ),
-        Source::RestorePoint => outln!(
+        Source::RestorePoint => format!(
             "rescued {path}: the database file could not be used; restored {}",
             match &r.point {
                 Some(p) => format!("commit {p}"),
@@ -74,34 +72,39 @@ fn print_text(r: &Rescued) -> anyhow::Result<()> {
                 ),
             }
         ),
+    }];
+    if r.source != Source::Healthy {
+        if let Some(p) = r.first_bad {
+            lines.push(format!("- the WAL is damaged from byte position {p}"));
+        }
+        if r.dropped_bytes > 0 {
+            lines.push(format!(
+                "- {} byte(s) of the WAL are not in the result",
+                r.dropped_bytes
+            ));
+        }
+        if let Some(t) = r.last_commit_at {
+            lines.push(format!(
+                "- the last commit recovered was seen at {}",
+                super::human::time(t, false)
+            ));
+        }
+        lines.extend(r.notes.iter().map(|n| format!("- {n}")));
+        if let (Some(s), Source::LiveWal | Source::ArchiveAndLiveWal | Source::DatabaseFile) =
+            (&r.snapshot, r.source)
+        {
+            lines.push(format!("the rescued database is stored as snapshot {s}"));
+        }
+        if let Some(p) = &r.pre_rescue {
+            lines.push(format!(
+                "the files that were there are kept byte for byte as pinned snapshot {p}; `ducksnap restore {p} --to PATH` gives them back"
+            ));
+        }
     }
-    if let Some(p) = r.first_bad {
-        outln!("  the WAL is damaged from byte position {p}");
-    }
-    if r.dropped_bytes > 0 {
-        outln!(
-            "  {} byte(s) of the WAL are not in the result",
-            r.dropped_bytes
-        );
-    }
-    if let Some(t) = r.last_commit_at {
-        outln!(
-            "  the last commit recovered was seen at {}",
-            super::human::time(t, false)
-        );
-    }
-    for n in &r.notes {
-        outln!("  {n}");
-    }
-    if let (Some(s), Source::LiveWal | Source::ArchiveAndLiveWal | Source::DatabaseFile) =
-        (&r.snapshot, r.source)
-    {
-        outln!("the rescued database is stored as snapshot {s}");
-    }
-    if let Some(p) = &r.pre_rescue {
-        outln!(
-            "the files that were there are kept byte for byte as pinned snapshot {p} (`ducksnap restore {p} --to PATH` gives them back)"
-        );
+    for l in lines {
+        for w in super::human::wrap(&l, 78, "  ") {
+            outln!("{w}");
+        }
     }
     Ok(())
 }
