@@ -152,6 +152,11 @@ pub fn rescue(ctx: &Ctx, req: &RescueRequest) -> Result<Rescued, OpError> {
     out
 }
 
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OpError {
+    let path = path.to_path_buf();
+    move |source| OpError::Io { op, path, source }
+}
+
 /// The rescue from the database's own files, staged at `staged`.
 #[allow(clippy::too_many_arguments)]
 fn from_files(
@@ -165,10 +170,6 @@ fn from_files(
     header: &Header,
     staged: &Path,
 ) -> Result<Rescued, OpError> {
-    let io = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| OpError::Io { op, path, source }
-    };
     let ignored = diag
         .findings
         .iter()
@@ -177,30 +178,11 @@ fn from_files(
     // says it would refuse them.
     let mut refusal = None;
     if diag.opens() && !ignored {
-        for (from, to) in side_pairs(db, staged) {
-            copy_optional(&from, &to).map_err(io("copy", &from))?;
-        }
-        match check::check_copy(staged, header, false) {
-            Ok(_) => {
-                return Ok(Rescued {
-                    source: Source::Healthy,
-                    path: db.to_path_buf(),
-                    snapshot: None,
-                    point: None,
-                    pre_rescue: None,
-                    commits: diag.wal_commits,
-                    from_archive: 0,
-                    first_bad: None,
-                    dropped_bytes: 0,
-                    last_commit_at: None,
-                    findings: diag.findings.clone(),
-                    notes: Vec::new(),
-                });
-            }
-            Err(e) => refusal = Some(e.message),
+        match as_they_are(db, header, staged)? {
+            Ok(()) => return Ok(healthy(db, diag)),
+            Err(e) => refusal = Some(e),
         }
     }
-    let mut notes = Vec::new();
     let refusal = refusal.unwrap_or_else(|| {
         diag.findings
             .iter()
@@ -209,15 +191,101 @@ fn from_files(
             .collect::<Vec<_>>()
             .join("; ")
     });
-    // The WAL, unless it belongs to another database or iteration.
+    let mut notes = Vec::new();
+    let (live, salvaged) = wal_to_use(ctx, store, db, diag, &mut notes)?;
+    // The .wal.checkpoint is replayed only after the very .wal that ends in
+    // its marker.
+    let keep_ckpt = salvaged
+        .as_ref()
+        .is_some_and(|(s, _)| live.as_deref() == Some(s.wal.as_slice()))
+        && diag
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::CheckpointWalReplayed { .. }));
+    checkpoint_notes(diag, keep_ckpt, &mut notes);
+    fs::copy(db, staged).map_err(io_error("copy", db))?;
+    let staged_ckpt = duckfile::wal_checkpoint_path(staged);
+    let _ = fs::remove_file(&staged_ckpt);
+    if keep_ckpt {
+        fs::copy(duckfile::wal_checkpoint_path(db), &staged_ckpt).map_err(io_error("copy", db))?;
+    }
+    let salvage = salvaged.as_ref().map(|(s, _)| s);
+    let Some((k, checked)) = longest_opening(staged, header, salvage, &mut notes)? else {
+        return from_point(ctx, store, lock, db, req, guard, diag, notes);
+    };
+    let a = Account::of(salvaged.as_ref(), live.as_deref(), k);
+    let source = match (k, a.from_archive) {
+        (0, _) => Source::DatabaseFile,
+        (_, 0) => Source::LiveWal,
+        _ => Source::ArchiveAndLiveWal,
+    };
+    // Stored first: a rescue that fails later has still kept its result.
+    let saved = store_rescued(store, lock, db, staged, checked, &a)?;
+    let done = apply(ctx, store, lock, db, req, &saved, guard, &refusal)?;
+    Ok(Rescued {
+        source,
+        path: done.path,
+        snapshot: Some(saved.id),
+        point: None,
+        pre_rescue: done.pre_restore,
+        commits: a.app_commits,
+        from_archive: a.from_archive,
+        first_bad: a.first_bad,
+        dropped_bytes: a.dropped,
+        last_commit_at: a.last_at,
+        findings: diag.findings.clone(),
+        notes,
+    })
+}
+
+/// What DuckDB says of a staged copy of the files as they are:
+/// `Ok(Err(why))` when it refuses them.
+fn as_they_are(db: &Path, header: &Header, staged: &Path) -> Result<Result<(), String>, OpError> {
+    for (from, to) in side_pairs(db, staged) {
+        copy_optional(&from, &to).map_err(io_error("copy", &from))?;
+    }
+    Ok(check::check_copy(staged, header, false)
+        .map(|_| ())
+        .map_err(|e| e.message))
+}
+
+/// The answer for a database DuckDB opens: nothing changed.
+fn healthy(db: &Path, diag: &Diagnosis) -> Rescued {
+    Rescued {
+        source: Source::Healthy,
+        path: db.to_path_buf(),
+        snapshot: None,
+        point: None,
+        pre_rescue: None,
+        commits: diag.wal_commits,
+        from_archive: 0,
+        first_bad: None,
+        dropped_bytes: 0,
+        last_commit_at: None,
+        findings: diag.findings.clone(),
+        notes: Vec::new(),
+    }
+}
+
+/// The live WAL's bytes, and what of it (with the archive's copy) can be
+/// used — nothing when it belongs to another database or iteration, or
+/// cannot be read as a WAL (said in `notes`).
+#[allow(clippy::type_complexity)]
+fn wal_to_use(
+    ctx: &Ctx,
+    store: &Store,
+    db: &Path,
+    diag: &Diagnosis,
+    notes: &mut Vec<String>,
+) -> Result<(Option<Vec<u8>>, Option<(Salvaged, Option<Generation>)>), OpError> {
     let foreign = diag.findings.iter().find(|f| {
         matches!(
             f,
             Finding::WalOtherDatabase { .. } | Finding::WalIteration { .. }
         )
     });
-    let live = read_optional(&duckfile::wal_path(db)).map_err(io("read", db))?;
-    let salvaged: Option<(Salvaged, Option<Generation>)> = match (&live, foreign) {
+    let live = read_optional(&duckfile::wal_path(db)).map_err(io_error("read", db))?;
+    let salvaged = match (&live, foreign) {
         (Some(bytes), None) if !bytes.is_empty() => {
             let archived = archived_copy(ctx, store, db);
             let copy = archived.as_ref().map(|(b, _)| b.as_slice());
@@ -239,15 +307,11 @@ fn from_files(
         }
         _ => None,
     };
-    // The .wal.checkpoint is replayed only after the very .wal that ends in
-    // its marker.
-    let keep_ckpt = salvaged
-        .as_ref()
-        .is_some_and(|(s, _)| live.as_deref() == Some(s.wal.as_slice()))
-        && diag
-            .findings
-            .iter()
-            .any(|f| matches!(f, Finding::CheckpointWalReplayed { .. }));
+    Ok((live, salvaged))
+}
+
+/// What becomes of a `.wal.checkpoint`, for people.
+fn checkpoint_notes(diag: &Diagnosis, keep_ckpt: bool, notes: &mut Vec<String>) {
     for f in &diag.findings {
         match f {
             Finding::CheckpointWalIgnored { commits, bytes } => notes.push(format!(
@@ -259,15 +323,21 @@ fn from_files(
             _ => {}
         }
     }
-    fs::copy(db, staged).map_err(io("copy", db))?;
+}
+
+/// How many of the salvaged WAL's commits DuckDB opens beside the staged
+/// database file, with its check: all of them, or the longest prefix it
+/// opens (bisected: a replay bug), or none (no WAL at all). `None` when it
+/// refuses the database file itself.
+fn longest_opening(
+    staged: &Path,
+    header: &Header,
+    salvaged: Option<&Salvaged>,
+    notes: &mut Vec<String>,
+) -> Result<Option<(usize, CheckInfo)>, OpError> {
     let staged_wal = duckfile::wal_path(staged);
-    let staged_ckpt = duckfile::wal_checkpoint_path(staged);
-    let _ = fs::remove_file(&staged_ckpt);
-    if keep_ckpt {
-        fs::copy(duckfile::wal_checkpoint_path(db), &staged_ckpt).map_err(io("copy", db))?;
-    }
-    let (wal, commits): (&[u8], Vec<u64>) = match &salvaged {
-        Some((s, _)) => (&s.wal, s.commits.iter().map(|c| c.end).collect()),
+    let (wal, commits): (&[u8], Vec<u64>) = match salvaged {
+        Some(s) => (&s.wal, s.commits.iter().map(|c| c.end).collect()),
         None => (&[], Vec::new()),
     };
     // The WAL cut after its first `k` commits (none: no WAL at all).
@@ -279,67 +349,87 @@ fn from_files(
         check::check_copy(staged, header, false).map_err(|e| e.message)
     };
     let n = commits.len();
-    let (k, checked) = match try_k(n) {
-        Ok(c) => (n, c),
-        Err(full) if n > 0 => {
-            if try_k(0).is_err() {
-                notes.push(format!("DuckDB refuses the database file itself: {full}"));
-                return from_point(ctx, store, lock, db, req, guard, diag, notes);
-            }
-            // DuckDB opens the first `lo` commits and not the first `hi`.
-            let (mut lo, mut hi) = (0, n);
-            while hi - lo > 1 {
-                let mid = (lo + hi) / 2;
-                if try_k(mid).is_ok() {
-                    lo = mid;
-                } else {
-                    hi = mid;
-                }
-            }
-            notes.push(format!(
-                "DuckDB refuses to replay commit {hi} of the WAL ({full}): it and every later one are left out"
-            ));
-            let c = try_k(lo).map_err(|reason| OpError::RestoreFailed { reason })?;
-            (lo, c)
-        }
-        Err(full) => {
-            notes.push(format!("DuckDB refuses the database file itself: {full}"));
-            return from_point(ctx, store, lock, db, req, guard, diag, notes);
-        }
+    let full = match try_k(n) {
+        Ok(c) => return Ok(Some((n, c))),
+        Err(full) => full,
     };
-    let kept_to = if k == 0 { 0 } else { commits[k - 1] };
-    let kept = |s: &Salvaged| s.commits.iter().take(k).filter(|c| !c.checkpoint).count() as u64;
-    let (app_commits, from_archive, first_bad, last_at) = match &salvaged {
-        Some((s, g)) => (
-            kept(s),
-            s.commits
-                .iter()
-                .take(k)
-                .filter(|c| {
-                    !c.checkpoint && c.end > s.live_to && s.archived_to.is_some_and(|a| c.end <= a)
-                })
+    if n == 0 || try_k(0).is_err() {
+        notes.push(format!("DuckDB refuses the database file itself: {full}"));
+        return Ok(None);
+    }
+    // DuckDB opens the first `lo` commits and not the first `hi`.
+    let (mut lo, mut hi) = (0, n);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if try_k(mid).is_ok() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    notes.push(format!(
+        "DuckDB refuses to replay commit {hi} of the WAL ({full}): it and every later one are left out"
+    ));
+    let c = try_k(lo).map_err(|reason| OpError::RestoreFailed { reason })?;
+    Ok(Some((lo, c)))
+}
+
+/// What a rescue that kept the first `k` commits of the salvaged WAL
+/// recovered, and left out.
+struct Account {
+    app_commits: u64,
+    from_archive: u64,
+    first_bad: Option<u64>,
+    last_at: Option<DateTime<Utc>>,
+    dropped: u64,
+}
+
+impl Account {
+    fn of(
+        salvaged: Option<&(Salvaged, Option<Generation>)>,
+        live: Option<&[u8]>,
+        k: usize,
+    ) -> Account {
+        let live_len = live.map_or(0, |l| l.len() as u64);
+        let Some((s, g)) = salvaged else {
+            return Account {
+                app_commits: 0,
+                from_archive: 0,
+                first_bad: None,
+                last_at: None,
+                dropped: live_len,
+            };
+        };
+        let kept_to = if k == 0 { 0 } else { s.commits[k - 1].end };
+        let kept = || s.commits.iter().take(k).filter(|c| !c.checkpoint);
+        Account {
+            app_commits: kept().count() as u64,
+            from_archive: kept()
+                .filter(|c| c.end > s.live_to && s.archived_to.is_some_and(|a| c.end <= a))
                 .count() as u64,
-            s.first_bad,
-            g.as_ref()
+            first_bad: s.first_bad,
+            last_at: g
+                .as_ref()
                 .and_then(|g| g.commits.iter().find(|c| c.end == kept_to).map(|c| c.at)),
-        ),
-        None => (0, 0, None, None),
-    };
-    let dropped = live
-        .as_ref()
-        .map_or(0, |l| l.len() as u64)
-        .saturating_sub(if salvaged.is_some() { kept_to } else { 0 });
-    let source = match (k, from_archive) {
-        (0, _) => Source::DatabaseFile,
-        (_, 0) => Source::LiveWal,
-        _ => Source::ArchiveAndLiveWal,
-    };
-    // Stored first: a rescue that fails later has still kept its result.
+            dropped: live_len.saturating_sub(kept_to),
+        }
+    }
+}
+
+/// Stores the staged result as a snapshot with reason `rescue`.
+fn store_rescued(
+    store: &Store,
+    lock: &StoreLock,
+    db: &Path,
+    staged: &Path,
+    checked: CheckInfo,
+    a: &Account,
+) -> Result<Manifest, OpError> {
     let started = Instant::now();
-    let f = File::open(staged).map_err(io("open", staged))?;
+    let f = File::open(staged).map_err(io_error("open", staged))?;
     let cap = capture::capture_as_is(store, lock, staged, &f, checked)?;
     drop(f);
-    let saved = commit_capture(
+    commit_capture(
         store,
         lock,
         db,
@@ -347,8 +437,9 @@ fn from_files(
         &SnapshotRequest {
             reason: "rescue".into(),
             label: Some(format!(
-                "rescued: {app_commits} commit(s) of the WAL{}",
-                match first_bad {
+                "rescued: {} commit(s) of the WAL{}",
+                a.app_commits,
+                match a.first_bad {
                     Some(p) => format!(", damaged from byte {p}"),
                     None => String::new(),
                 }
@@ -359,22 +450,7 @@ fn from_files(
         },
         Utc::now(),
         started,
-    )?;
-    let done = apply(ctx, store, lock, db, req, &saved, guard, &refusal)?;
-    Ok(Rescued {
-        source,
-        path: done.path,
-        snapshot: Some(saved.id),
-        point: None,
-        pre_rescue: done.pre_restore,
-        commits: app_commits,
-        from_archive,
-        first_bad,
-        dropped_bytes: dropped,
-        last_commit_at: last_at,
-        findings: diag.findings.clone(),
-        notes,
-    })
+    )
 }
 
 /// Writes `m` `--to` the standalone file, or swaps it in over the database
